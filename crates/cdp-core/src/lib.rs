@@ -1,0 +1,13 @@
+//! Domain types shared by every layer of the CDP.
+//!
+//! This crate does no I/O and holds no secrets, so it cannot fail in surprising ways. It owns
+//! the vocabulary: profile ids, identifier types and the [`Personal`] wrapper that keeps personal
+//! values out of logs and error messages.
+
+mod identifier;
+mod personal;
+mod profile_id;
+
+pub use identifier::{IdentifierType, UnknownIdentifierType};
+pub use personal::Personal;
+pub use profile_id::{ProfileId, ProfileIdError};

@@ -1,0 +1,33 @@
+//! Cryptography of the CDP, on `ring`.
+//!
+//! - [`Keyring`]: versioned master keys (KEKs) from a key file or the environment; HKDF derives
+//!   one subkey per use from each version, so a leak of one subkey exposes nothing else.
+//! - [`DataKey`] / [`WrappedDataKey`]: one random data key per person, wrapped by the newest
+//!   master key. Destroying the wrapped key erases the person (crypto-shredding).
+//! - [`seal`] / [`open`]: AES-256-GCM records whose associated data binds keyspace, record id
+//!   and key version, so a ciphertext cannot be moved to another record.
+//! - [`BlindIndexKey`]: HMAC-SHA256 of (identifier type, normalised value): how identifiers are
+//!   found without being stored in clear.
+//! - [`PseudonymKey`]: per-recipient keyed pseudonyms of profile ids.
+//!
+//! Raw key bytes live in [`zeroize::Zeroizing`] buffers and are wiped on drop. `ring`'s own key
+//! schedules cannot be wiped (ring offers no hook); they live only as long as the keyring.
+
+mod blind_index;
+mod envelope;
+mod error;
+mod hkdf_subkey;
+mod keyfile;
+mod keyring;
+mod pseudonym;
+mod random;
+
+pub use blind_index::{BlindIndex, BlindIndexKey};
+pub use envelope::{
+    DataKey, RecordAad, RecordKey, WrappedDataKey, open, seal, sealed_key_version,
+    SEALED_OVERHEAD,
+};
+pub use error::{CryptoError, KeyringError};
+pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MasterKeyInfo, MASTER_KEY_ENV};
+pub use pseudonym::{AuditKey, PseudonymKey};
+pub use random::{random_bytes, random_profile_id};
