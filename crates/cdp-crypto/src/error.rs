@@ -6,7 +6,9 @@ use std::path::PathBuf;
 pub enum CryptoError {
     #[error("sealed record is malformed: {0}")]
     Malformed(&'static str),
-    #[error("sealed record was sealed with key version {found}, the key offered is version {expected}")]
+    #[error(
+        "sealed record was sealed with key version {found}, the key offered is version {expected}"
+    )]
     KeyVersionMismatch { found: u32, expected: u32 },
     #[error("master key version {0} is not in the keyring")]
     MissingKeyVersion(u32),
@@ -20,21 +22,32 @@ pub enum CryptoError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} already exists; refusing to overwrite a key (use `cdp keys rotate`)")]
     AlreadyExists { path: PathBuf },
     #[error("key file {path}, line {line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("key file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error(
-        "key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`"
-    )]
+    #[error("key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
     InsecurePermissions { path: PathBuf, mode: u32 },
     #[error("environment variable {variable}: {message}")]
-    Environment { variable: &'static str, message: String },
+    Environment {
+        variable: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
 }

@@ -19,8 +19,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::keyring::{KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKey};
 use crate::KeyringError;
+use crate::keyring::{KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKey};
 
 pub(crate) const FORMAT: &str = "cdp-keyring/1";
 
@@ -44,7 +44,10 @@ pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -153,7 +156,12 @@ pub(crate) fn parse_environment(value: &str) -> Result<Keyring, KeyringError> {
                     .parse::<u32>()
                     .ok()
                     .and_then(KeyVersion::new)
-                    .ok_or_else(|| invalid(format!("entry {}: version must be a number >= 1", index + 1)))?;
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "entry {}: version must be a number >= 1",
+                            index + 1
+                        ))
+                    })?;
                 (version, material)
             }
             None if entries.len() == 1 => (KeyVersion::FIRST, *entry),
@@ -267,7 +275,9 @@ mod tests {
     fn parse_errors_name_the_line_and_never_the_material() {
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=";
         let text = format!("format = \"{FORMAT}\"\n\n[[key]]\nversion = 1\nmaterial = {secret}\n");
-        let error = parse_document(&text, Path::new("k.toml")).unwrap_err().to_string();
+        let error = parse_document(&text, Path::new("k.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("k.toml, line 5"), "{error}");
         assert!(!error.contains("c2VjcmV0"), "{error}");
     }
@@ -277,16 +287,38 @@ mod tests {
         let short = BASE64.encode([1u8; 16]);
         let good = BASE64.encode([1u8; 32]);
         let cases = [
-            (format!("format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"{short}\"\n"), "must be 32 bytes"),
-            (format!("format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n"), "appears twice"),
-            (format!("format = \"other/9\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n"), "unknown format"),
+            (
+                format!("format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"{short}\"\n"),
+                "must be 32 bytes",
+            ),
+            (
+                format!(
+                    "format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n"
+                ),
+                "appears twice",
+            ),
+            (
+                format!("format = \"other/9\"\n[[key]]\nversion = 1\nmaterial = \"{good}\"\n"),
+                "unknown format",
+            ),
             (format!("format = \"{FORMAT}\"\n"), "no [[key]]"),
-            (format!("format = \"{FORMAT}\"\n[[key]]\nversion = 0\nmaterial = \"{good}\"\n"), "version 0"),
-            (format!("format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"!!\"\n"), "not valid base64"),
+            (
+                format!("format = \"{FORMAT}\"\n[[key]]\nversion = 0\nmaterial = \"{good}\"\n"),
+                "version 0",
+            ),
+            (
+                format!("format = \"{FORMAT}\"\n[[key]]\nversion = 1\nmaterial = \"!!\"\n"),
+                "not valid base64",
+            ),
         ];
         for (text, expected) in cases {
-            let error = parse_document(&text, Path::new("k")).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error} should contain {expected}");
+            let error = parse_document(&text, Path::new("k"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(expected),
+                "{error} should contain {expected}"
+            );
         }
     }
 
@@ -298,7 +330,13 @@ mod tests {
         assert_eq!(single.current_version(), KeyVersion::FIRST);
         let multi = parse_environment(&format!("1:{a}, 2:{b}")).unwrap();
         assert_eq!(multi.current_version().get(), 2);
-        for bad in ["", "1:xx", &format!("{a},{b}"), &format!("0:{a}"), &format!("1:{a},1:{b}")] {
+        for bad in [
+            "",
+            "1:xx",
+            &format!("{a},{b}"),
+            &format!("0:{a}"),
+            &format!("1:{a},1:{b}"),
+        ] {
             assert!(parse_environment(bad).is_err(), "{bad}");
         }
     }

@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use crate::blind_index::BlindIndexKey;
 use crate::envelope::{DataKey, RecordAad, RecordKey, WrappedDataKey, open, seal};
 use crate::hkdf_subkey::{
-    AUDIT_LABEL, BLIND_INDEX_LABEL, DEK_WRAP_LABEL, KEY_CHECK_LABEL, PSEUDONYM_LABEL,
-    RECORD_LABEL, derive,
+    AUDIT_LABEL, BLIND_INDEX_LABEL, DEK_WRAP_LABEL, KEY_CHECK_LABEL, PSEUDONYM_LABEL, RECORD_LABEL,
+    derive,
 };
 use crate::pseudonym::{AuditKey, PseudonymKey};
 use crate::{CryptoError, KeyringError, keyfile, random_bytes, sealed_key_version};
@@ -26,7 +26,11 @@ impl KeyVersion {
 
     /// `None` for 0, which is never a valid version.
     pub const fn new(version: u32) -> Option<Self> {
-        if version == 0 { None } else { Some(Self(version)) }
+        if version == 0 {
+            None
+        } else {
+            Some(Self(version))
+        }
     }
 
     pub const fn get(self) -> u32 {
@@ -231,8 +235,16 @@ impl Keyring {
 
     /// Seals a record that belongs to no person (sources, jobs, settings) under the current
     /// version's record subkey.
-    pub fn seal_system(&self, aad: RecordAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.version_keys(self.current_version())?.record, aad, plaintext)
+    pub fn seal_system(
+        &self,
+        aad: RecordAad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal(
+            &self.version_keys(self.current_version())?.record,
+            aad,
+            plaintext,
+        )
     }
 
     /// Opens a record sealed by [`Keyring::seal_system`] under any version still in the keyring.
@@ -243,7 +255,11 @@ impl Keyring {
 
     /// Wraps a person's data key under the current master version, bound to `owner` (the
     /// profile id bytes) so that a wrapped key cannot be moved to another person.
-    pub fn wrap_data_key(&self, key: &DataKey, owner: &[u8]) -> Result<WrappedDataKey, CryptoError> {
+    pub fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        owner: &[u8],
+    ) -> Result<WrappedDataKey, CryptoError> {
         let mut plaintext = Zeroizing::new([0u8; 36]);
         plaintext[..4].copy_from_slice(&key.generation().get().to_be_bytes());
         plaintext[4..].copy_from_slice(key.material());
@@ -256,7 +272,11 @@ impl Keyring {
     }
 
     /// Unwraps a data key wrapped under any master version still in the keyring.
-    pub fn unwrap_data_key(&self, wrapped: &WrappedDataKey, owner: &[u8]) -> Result<DataKey, CryptoError> {
+    pub fn unwrap_data_key(
+        &self,
+        wrapped: &WrappedDataKey,
+        owner: &[u8],
+    ) -> Result<DataKey, CryptoError> {
         let version = wrapped.master_version()?;
         let plaintext = Zeroizing::new(open(
             &self.version_keys(version)?.dek_wrap,
@@ -264,7 +284,9 @@ impl Keyring {
             wrapped.as_bytes(),
         )?);
         if plaintext.len() != 36 {
-            return Err(CryptoError::Malformed("wrapped data key has the wrong length"));
+            return Err(CryptoError::Malformed(
+                "wrapped data key has the wrong length",
+            ));
         }
         let generation = KeyVersion::new(u32::from_be_bytes([
             plaintext[0],
@@ -288,7 +310,11 @@ impl Keyring {
     }
 
     /// The pseudonym key for one recipient (its stable id), under `version`.
-    pub fn pseudonym_key(&self, version: KeyVersion, recipient: &str) -> Result<PseudonymKey, CryptoError> {
+    pub fn pseudonym_key(
+        &self,
+        version: KeyVersion,
+        recipient: &str,
+    ) -> Result<PseudonymKey, CryptoError> {
         Ok(PseudonymKey::new(&derive(
             &self.master(version)?.material,
             &[PSEUDONYM_LABEL, recipient.as_bytes()],

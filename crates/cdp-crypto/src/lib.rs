@@ -24,10 +24,9 @@ mod random;
 
 pub use blind_index::{BlindIndex, BlindIndexKey};
 pub use envelope::{
-    DataKey, RecordAad, RecordKey, WrappedDataKey, open, seal, sealed_key_version,
-    SEALED_OVERHEAD,
+    DataKey, RecordAad, RecordKey, SEALED_OVERHEAD, WrappedDataKey, open, seal, sealed_key_version,
 };
 pub use error::{CryptoError, KeyringError};
-pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MasterKeyInfo, MASTER_KEY_ENV};
+pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKeyInfo};
 pub use pseudonym::{AuditKey, PseudonymKey};
 pub use random::{random_bytes, random_profile_id};

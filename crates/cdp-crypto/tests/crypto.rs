@@ -14,7 +14,10 @@ fn aad(id: &[u8]) -> RecordAad<'_> {
 fn data_key_round_trip() {
     let key = DataKey::generate().unwrap().record_key();
     let sealed = seal(&key, aad(b"p1"), "张伟 marker@example.com".as_bytes()).unwrap();
-    assert_eq!(open(&key, aad(b"p1"), &sealed).unwrap(), "张伟 marker@example.com".as_bytes());
+    assert_eq!(
+        open(&key, aad(b"p1"), &sealed).unwrap(),
+        "张伟 marker@example.com".as_bytes()
+    );
 }
 
 #[test]
@@ -63,7 +66,9 @@ fn wrong_key_fails() {
     let stranger = Keyring::generate().unwrap();
     let system = keyring.seal_system(aad(b"s"), b"settings").unwrap();
     assert!(stranger.open_system(aad(b"s"), &system).is_err());
-    let wrapped = keyring.wrap_data_key(&DataKey::generate().unwrap(), b"p1").unwrap();
+    let wrapped = keyring
+        .wrap_data_key(&DataKey::generate().unwrap(), b"p1")
+        .unwrap();
     assert!(stranger.unwrap_data_key(&wrapped, b"p1").is_err());
 }
 
@@ -75,7 +80,10 @@ fn wrapped_data_key_is_bound_to_its_owner() {
     assert!(keyring.unwrap_data_key(&wrapped, b"p2").is_err());
     let unwrapped = keyring.unwrap_data_key(&wrapped, b"p1").unwrap();
     let sealed = seal(&dek.record_key(), aad(b"r"), b"x").unwrap();
-    assert_eq!(open(&unwrapped.record_key(), aad(b"r"), &sealed).unwrap(), b"x");
+    assert_eq!(
+        open(&unwrapped.record_key(), aad(b"r"), &sealed).unwrap(),
+        b"x"
+    );
 }
 
 #[test]
@@ -180,7 +188,10 @@ fn blind_index_is_deterministic_keyed_and_type_separated() {
     assert_eq!(a, key.index(&IdentifierType::Email, "marker@example.com"));
     assert_ne!(a, key.index(&IdentifierType::UserId, "marker@example.com"));
     assert_ne!(a, key.index(&IdentifierType::Email, "marker@example.co"));
-    let other = Keyring::generate().unwrap().blind_index_key(KeyVersion::FIRST).unwrap();
+    let other = Keyring::generate()
+        .unwrap()
+        .blind_index_key(KeyVersion::FIRST)
+        .unwrap();
     assert_ne!(a, other.index(&IdentifierType::Email, "marker@example.com"));
     // The index bytes do not contain the value.
     assert!(!a.as_bytes().windows(6).any(|w| w == b"marker"));

@@ -1,1 +1,33 @@
+//! The store: everything the CDP keeps, behind the [`Store`] trait, with a sled backend.
+//!
+//! - [`Keyspace`]s of architecture.md; every key lives in exactly one.
+//! - [`WriteBatch`]es are atomic across keyspaces and get a sequence number; each one also
+//!   appends an entry to the change feed ([`Keyspace::Changes`]), which derived views (the
+//!   search index) follow.
+//! - A write is acknowledged only once flushed: [`CommitTicket::durable`] resolves after a
+//!   group commit (one flush shared by every writer waiting at that moment).
+//! - A commit mark outside sled records the last durable sequence number, so a store file that
+//!   lost acknowledged writes (truncated, damaged) is refused at open instead of served.
+//! - [`Vault`] puts the keyring on top: per-person data keys, sealed records, blind indexes, and
+//!   the bookkeeping of which master key versions the data needs.
 
+mod batch;
+mod commit_mark;
+mod durability;
+mod error;
+mod keyspace;
+mod layout;
+mod meta;
+mod sled_store;
+mod store;
+mod vault;
+
+pub use batch::{MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch};
+pub use durability::CommitTicket;
+pub use error::StoreError;
+pub use keyspace::Keyspace;
+pub use layout::DataDir;
+pub use meta::{SCHEMA_VERSION, SchemaVersion};
+pub use sled_store::{SledStore, SledStoreOptions};
+pub use store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};
+pub use vault::Vault;

@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+/// Store failures. Messages name files, keyspaces and ids, never stored values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {path} is in use by another process (is `cdp serve` running?)")]
+    InUse { path: PathBuf },
+    #[error("store file {file} is damaged: {problem}; restore the data directory from a backup")]
+    Corrupt { file: PathBuf, problem: String },
+    #[error(
+        "store file {file} is truncated or damaged: it holds writes up to #{found}, but writes up \
+         to #{acknowledged} were acknowledged (recorded in {mark}); restore the data directory \
+         from a backup"
+    )]
+    LostWrites {
+        file: PathBuf,
+        mark: PathBuf,
+        acknowledged: u64,
+        found: u64,
+    },
+    #[error(
+        "data directory {path} has schema version {found}, newer than this build supports \
+         ({supported}); upgrade cdp"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "data directory {path} has an unreadable schema version record; it is not a cdp store of a known format"
+    )]
+    UnknownSchema { path: PathBuf },
+    #[error("{path} holds data but is not a cdp store (no schema version)")]
+    NotACdpStore { path: PathBuf },
+    #[error(
+        "the data in {data_dir} is sealed with master key version {version}, which {source_name} \
+         lacks; give the key file that holds it"
+    )]
+    MissingKeyVersion {
+        data_dir: PathBuf,
+        version: u32,
+        source_name: String,
+    },
+    #[error(
+        "master key version {version} in {source_name} is not the key the data in {data_dir} was \
+         sealed with"
+    )]
+    WrongKey {
+        data_dir: PathBuf,
+        version: u32,
+        source_name: String,
+    },
+    #[error("the store stopped accepting writes after a failed flush: {0}")]
+    Unavailable(String),
+    #[error("{what} exceeds the limit of {max}")]
+    Limit { what: &'static str, max: usize },
+    #[error("reserved: {0}")]
+    Reserved(&'static str),
+    #[error("record {keyspace}/{record} cannot be opened: {source}")]
+    Seal {
+        keyspace: &'static str,
+        record: String,
+        source: cdp_crypto::CryptoError,
+    },
+    #[error(transparent)]
+    Crypto(#[from] cdp_crypto::CryptoError),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

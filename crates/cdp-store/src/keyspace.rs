@@ -1,0 +1,127 @@
+//! Keyspaces: the named sub-maps of the store.
+//!
+//! In the sled backend every keyspace is a one-byte prefix of one tree, because sled's
+//! `apply_batch` is atomic only within one tree and its multi-tree transactions are slower.
+//! Tags and names are persisted (tags in keys, names in AEAD associated data): never renumber
+//! or rename one.
+
+/// A named sub-map of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Keyspace {
+    /// Store bookkeeping: schema version, sequence numbers, key versions in use.
+    Meta,
+    /// Profile id -> sealed profile (traits, provenance, counters).
+    Profiles,
+    /// Blind index -> profile id.
+    Identifiers,
+    /// Identity graph edges with provenance.
+    IdentityEdges,
+    /// Merge and split history.
+    MergeLog,
+    /// (profile id, time) -> sealed event.
+    Events,
+    /// Append-only consent ledger.
+    Consents,
+    /// Profile id -> wrapped data key. Deleting an entry crypto-shreds the person.
+    Keys,
+    Audiences,
+    Recipients,
+    Exports,
+    /// Data-subject requests.
+    Requests,
+    /// Hash-chained audit log.
+    Audit,
+    /// Change feed: sequence number -> keys touched by that batch.
+    Changes,
+    /// Ingestion sources and their hashed write keys.
+    Sources,
+}
+
+impl Keyspace {
+    pub const ALL: [Keyspace; 15] = [
+        Self::Meta,
+        Self::Profiles,
+        Self::Identifiers,
+        Self::IdentityEdges,
+        Self::MergeLog,
+        Self::Events,
+        Self::Consents,
+        Self::Keys,
+        Self::Audiences,
+        Self::Recipients,
+        Self::Exports,
+        Self::Requests,
+        Self::Audit,
+        Self::Changes,
+        Self::Sources,
+    ];
+
+    /// The key prefix of this keyspace in a single-tree backend.
+    pub const fn tag(self) -> u8 {
+        match self {
+            Self::Meta => 0,
+            Self::Profiles => 1,
+            Self::Identifiers => 2,
+            Self::IdentityEdges => 3,
+            Self::MergeLog => 4,
+            Self::Events => 5,
+            Self::Consents => 6,
+            Self::Keys => 7,
+            Self::Audiences => 8,
+            Self::Recipients => 9,
+            Self::Exports => 10,
+            Self::Requests => 11,
+            Self::Audit => 12,
+            Self::Changes => 13,
+            Self::Sources => 14,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|keyspace| keyspace.tag() == tag)
+    }
+
+    /// The stable name, bound into the associated data of records sealed in this keyspace.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Profiles => "profiles",
+            Self::Identifiers => "identifiers",
+            Self::IdentityEdges => "identity_edges",
+            Self::MergeLog => "merge_log",
+            Self::Events => "events",
+            Self::Consents => "consents",
+            Self::Keys => "keys",
+            Self::Audiences => "audiences",
+            Self::Recipients => "recipients",
+            Self::Exports => "exports",
+            Self::Requests => "requests",
+            Self::Audit => "audit",
+            Self::Changes => "changes",
+            Self::Sources => "sources",
+        }
+    }
+}
+
+impl std::fmt::Display for Keyspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_names_are_unique_and_round_trip() {
+        let mut tags = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for keyspace in Keyspace::ALL {
+            assert!(tags.insert(keyspace.tag()));
+            assert!(names.insert(keyspace.name()));
+            assert_eq!(Keyspace::from_tag(keyspace.tag()), Some(keyspace));
+        }
+        assert_eq!(Keyspace::from_tag(200), None);
+    }
+}

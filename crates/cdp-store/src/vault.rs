@@ -1,0 +1,237 @@
+//! The vault: the store plus the keyring. Per-person data keys, sealed records, blind indexes,
+//! and the record of which master key versions the data needs.
+
+use std::sync::Arc;
+
+use cdp_core::{IdentifierType, ProfileId};
+use cdp_crypto::{
+    AuditKey, BlindIndex, BlindIndexKey, DataKey, KeyVersion, Keyring, PseudonymKey, RecordAad,
+    WrappedDataKey,
+};
+
+use crate::{DataDir, Keyspace, Store, StoreError, WriteBatch};
+
+/// Master key version whose subkeys name things (blind indexes, pseudonyms, audit chain). Fixed
+/// when the store is created: rotating it would orphan every blind index.
+const PINNED_VERSION_KEY: &[u8] = b"keys/pinned_version";
+/// `keys/check/<version u32 BE>` -> the key check value of every version ever used to write.
+const KEY_CHECK_PREFIX: &[u8] = b"keys/check/";
+
+/// Encrypted access to the store. Cheap to share (`Arc`).
+pub struct Vault {
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    pinned: KeyVersion,
+    blind_index: BlindIndexKey,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("store", &self.store)
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+fn record_label(id: &[u8]) -> String {
+    id.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+impl Vault {
+    /// Checks that `keyring` holds every master key version the data was written with (and that
+    /// each is the same key), then records the current version as in use.
+    pub fn open(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        data_dir: &DataDir,
+    ) -> Result<Self, StoreError> {
+        let source_name = keyring.source().to_string();
+        let mut batch = WriteBatch::new();
+        let mut recorded_current = false;
+        for item in store.scan_prefix(Keyspace::Meta, KEY_CHECK_PREFIX) {
+            let (key, value) = item?;
+            let version = key[KEY_CHECK_PREFIX.len()..]
+                .try_into()
+                .ok()
+                .map(u32::from_be_bytes)
+                .and_then(KeyVersion::new)
+                .ok_or_else(|| StoreError::Corrupt {
+                    file: data_dir.store_file(),
+                    problem: "a key-version record is malformed".into(),
+                })?;
+            if !keyring.contains(version) {
+                return Err(StoreError::MissingKeyVersion {
+                    data_dir: data_dir.root().to_path_buf(),
+                    version: version.get(),
+                    source_name,
+                });
+            }
+            if keyring.key_check(version)?.0.as_slice() != value.as_slice() {
+                return Err(StoreError::WrongKey {
+                    data_dir: data_dir.root().to_path_buf(),
+                    version: version.get(),
+                    source_name,
+                });
+            }
+            recorded_current |= version == keyring.current_version();
+        }
+        let current = keyring.current_version();
+        if !recorded_current {
+            let mut key = KEY_CHECK_PREFIX.to_vec();
+            key.extend_from_slice(&current.get().to_be_bytes());
+            batch.put(Keyspace::Meta, key, keyring.key_check(current)?.0.to_vec());
+        }
+        let pinned = match store.get(Keyspace::Meta, PINNED_VERSION_KEY)? {
+            Some(bytes) => <[u8; 4]>::try_from(bytes.as_slice())
+                .ok()
+                .map(u32::from_be_bytes)
+                .and_then(KeyVersion::new)
+                .ok_or_else(|| StoreError::Corrupt {
+                    file: data_dir.store_file(),
+                    problem: "the pinned key-version record is malformed".into(),
+                })?,
+            None => {
+                batch.put(
+                    Keyspace::Meta,
+                    PINNED_VERSION_KEY,
+                    current.get().to_be_bytes().to_vec(),
+                );
+                current
+            }
+        };
+        if !batch.is_empty() {
+            store.commit(batch)?.wait_durable()?;
+        }
+        let blind_index = keyring.blind_index_key(pinned)?;
+        Ok(Self {
+            store,
+            keyring,
+            pinned,
+            blind_index,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// The blind index of a normalised identifier (a store key; never the value itself).
+    pub fn blind_index(&self, kind: &IdentifierType, normalised: &str) -> BlindIndex {
+        self.blind_index.index(kind, normalised)
+    }
+
+    /// The pseudonym key of one recipient; stable across master key rotation.
+    pub fn pseudonym_key(&self, recipient: &str) -> Result<PseudonymKey, StoreError> {
+        Ok(self.keyring.pseudonym_key(self.pinned, recipient)?)
+    }
+
+    /// The audit-chain key; stable across master key rotation.
+    pub fn audit_key(&self) -> Result<AuditKey, StoreError> {
+        Ok(self.keyring.audit_key(self.pinned)?)
+    }
+
+    /// Creates a person's data key and adds its wrapped form to `batch`.
+    pub fn create_person_key(
+        &self,
+        profile: &ProfileId,
+        batch: &mut WriteBatch,
+    ) -> Result<DataKey, StoreError> {
+        let key = DataKey::generate()?;
+        let wrapped = self.keyring.wrap_data_key(&key, profile.as_bytes())?;
+        batch.put(
+            Keyspace::Keys,
+            profile.as_bytes().to_vec(),
+            wrapped.as_bytes().to_vec(),
+        );
+        Ok(key)
+    }
+
+    /// A person's data key, or `None` if the person has none (never existed, or erased).
+    pub fn person_key(&self, profile: &ProfileId) -> Result<Option<DataKey>, StoreError> {
+        let Some(bytes) = self.store.get(Keyspace::Keys, profile.as_bytes())? else {
+            return Ok(None);
+        };
+        let seal_error = |source| StoreError::Seal {
+            keyspace: Keyspace::Keys.name(),
+            record: profile.to_string(),
+            source,
+        };
+        let wrapped = WrappedDataKey::from_bytes(bytes).map_err(seal_error)?;
+        let key = self
+            .keyring
+            .unwrap_data_key(&wrapped, profile.as_bytes())
+            .map_err(seal_error)?;
+        Ok(Some(key))
+    }
+
+    /// Adds the deletion of a person's wrapped data key to `batch`: once committed, every
+    /// record sealed with it is unreadable (crypto-shredding).
+    pub fn destroy_person_key(&self, profile: &ProfileId, batch: &mut WriteBatch) {
+        batch.delete(Keyspace::Keys, profile.as_bytes().to_vec());
+    }
+
+    pub fn seal_person(
+        &self,
+        key: &DataKey,
+        keyspace: Keyspace,
+        record_id: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        Ok(cdp_crypto::seal(
+            &key.record_key(),
+            RecordAad::new(keyspace.name(), record_id),
+            plaintext,
+        )?)
+    }
+
+    pub fn open_person(
+        &self,
+        key: &DataKey,
+        keyspace: Keyspace,
+        record_id: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        cdp_crypto::open(
+            &key.record_key(),
+            RecordAad::new(keyspace.name(), record_id),
+            sealed,
+        )
+        .map_err(|source| StoreError::Seal {
+            keyspace: keyspace.name(),
+            record: record_label(record_id),
+            source,
+        })
+    }
+
+    /// Seals a record that belongs to no person, under the current master key version.
+    pub fn seal_system(
+        &self,
+        keyspace: Keyspace,
+        record_id: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .keyring
+            .seal_system(RecordAad::new(keyspace.name(), record_id), plaintext)?)
+    }
+
+    pub fn open_system(
+        &self,
+        keyspace: Keyspace,
+        record_id: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.keyring
+            .open_system(RecordAad::new(keyspace.name(), record_id), sealed)
+            .map_err(|source| StoreError::Seal {
+                keyspace: keyspace.name(),
+                record: record_label(record_id),
+                source,
+            })
+    }
+}

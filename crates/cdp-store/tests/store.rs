@@ -1,0 +1,493 @@
+//! The sled store and the vault through their public interfaces (issue 2, items 5, 8, 9).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cdp_core::{IdentifierType, ProfileId};
+use cdp_crypto::Keyring;
+use cdp_store::{
+    ChangeOp, DataDir, Keyspace, SledStore, SledStoreOptions, Store, StoreError, Vault, WriteBatch,
+};
+
+fn open(dir: &Path) -> Result<Arc<SledStore>, StoreError> {
+    SledStore::open(&DataDir::new(dir), &SledStoreOptions::default())
+}
+
+#[test]
+fn batches_are_atomic_across_keyspaces_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path()).unwrap();
+        let mut batch = WriteBatch::new();
+        batch
+            .put(Keyspace::Profiles, b"p1".to_vec(), b"profile".to_vec())
+            .put(Keyspace::Identifiers, b"bi1".to_vec(), b"p1".to_vec())
+            .put(Keyspace::Events, b"p1/0001".to_vec(), b"event".to_vec());
+        store.commit(batch).unwrap().wait_durable().unwrap();
+        // An invalid batch is refused whole: nothing of it is written.
+        let mut bad = WriteBatch::new();
+        bad.put(Keyspace::Profiles, b"p2".to_vec(), b"x".to_vec())
+            .put(Keyspace::Events, vec![b'k'; 600], b"too long key".to_vec());
+        assert!(matches!(store.commit(bad), Err(StoreError::Limit { .. })));
+        assert_eq!(store.get(Keyspace::Profiles, b"p2").unwrap(), None);
+        store.close().unwrap();
+    }
+    let store = open(dir.path()).unwrap();
+    assert_eq!(
+        store.get(Keyspace::Profiles, b"p1").unwrap().as_deref(),
+        Some(&b"profile"[..])
+    );
+    assert_eq!(
+        store.get(Keyspace::Identifiers, b"bi1").unwrap().as_deref(),
+        Some(&b"p1"[..])
+    );
+    // Keyspaces are separate: the same key in another keyspace is absent.
+    assert_eq!(store.get(Keyspace::Consents, b"p1").unwrap(), None);
+    let events: Vec<_> = store
+        .scan_prefix(Keyspace::Events, b"p1/")
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events, vec![(b"p1/0001".to_vec(), b"event".to_vec())]);
+    assert_eq!(store.stats().last_seq, 1);
+}
+
+#[test]
+fn reserved_keys_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(Keyspace::Changes, b"x".to_vec(), b"y".to_vec());
+    assert!(matches!(store.commit(batch), Err(StoreError::Reserved(_))));
+    let mut batch = WriteBatch::new();
+    batch.put(Keyspace::Meta, b"store/last_seq".to_vec(), b"y".to_vec());
+    assert!(matches!(store.commit(batch), Err(StoreError::Reserved(_))));
+}
+
+#[test]
+fn change_feed_lists_each_batch_in_order_and_can_be_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let mut receiver = store.subscribe_durable();
+    for index in 0..5u8 {
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Profiles, vec![b'p', index], b"v".to_vec());
+        if index == 4 {
+            batch.delete(Keyspace::Identifiers, b"gone".to_vec());
+        }
+        store.commit(batch).unwrap().wait_durable().unwrap();
+    }
+    assert_eq!(*receiver.borrow_and_update(), 5);
+    let changes = store.changes_after(2, 100).unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        changes[0].keys,
+        vec![(Keyspace::Profiles, ChangeOp::Put, vec![b'p', 2])]
+    );
+    assert_eq!(
+        changes[2].keys[1],
+        (Keyspace::Identifiers, ChangeOp::Delete, b"gone".to_vec())
+    );
+    assert_eq!(store.changes_after(0, 2).unwrap().len(), 2);
+    store.trim_changes(4).unwrap();
+    assert_eq!(
+        store
+            .changes_after(0, 100)
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect::<Vec<_>>(),
+        vec![5]
+    );
+}
+
+#[test]
+fn concurrent_writers_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    let writers = 200u32;
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for index in 0..writers {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut batch = WriteBatch::new();
+                batch.put(
+                    Keyspace::Events,
+                    index.to_be_bytes().to_vec(),
+                    vec![0u8; 512],
+                );
+                store.commit(batch).unwrap().durable().await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let stats = store.stats();
+    assert_eq!(stats.commits, u64::from(writers));
+    assert_eq!(stats.durable_seq, u64::from(writers));
+    // Group commit: far fewer flushes than acknowledged writes.
+    assert!(stats.flushes < u64::from(writers) / 2, "{stats:?}");
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path()).unwrap();
+    let error = open(dir.path()).unwrap_err();
+    assert!(matches!(error, StoreError::InUse { .. }), "{error}");
+}
+
+fn poke_raw(dir: &Path, key: &[u8], value: &[u8]) {
+    let db = sled::open(dir.join("store")).unwrap();
+    db.insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn newer_unknown_and_foreign_stores_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path()).unwrap().close().unwrap();
+    let mut schema_key = vec![Keyspace::Meta.tag()];
+    schema_key.extend_from_slice(b"store/schema_version");
+    poke_raw(dir.path(), &schema_key, &99u32.to_be_bytes());
+    let error = open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("upgrade cdp"));
+
+    poke_raw(dir.path(), &schema_key, b"garbage!");
+    assert!(matches!(
+        open(dir.path()).unwrap_err(),
+        StoreError::UnknownSchema { .. }
+    ));
+
+    let foreign = tempfile::tempdir().unwrap();
+    poke_raw(foreign.path(), b"somebody else's data", b"1");
+    assert!(matches!(
+        open(foreign.path()).unwrap_err(),
+        StoreError::NotACdpStore { .. }
+    ));
+}
+
+fn write_some(dir: &Path, batches: u32) {
+    let store = open(dir).unwrap();
+    for index in 0..batches {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            Keyspace::Events,
+            index.to_be_bytes().to_vec(),
+            vec![7u8; 2048],
+        );
+        store.commit(batch).unwrap().wait_durable().unwrap();
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn a_truncated_store_file_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write_some(dir.path(), 200);
+    let file = dir.path().join("store/db");
+    let length = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let error = open(dir.path()).unwrap_err();
+    eprintln!("truncated: {error}");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            StoreError::LostWrites { .. } | StoreError::Corrupt { .. }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("store/db"), "{message}");
+}
+
+#[test]
+fn a_corrupted_store_file_is_refused_never_served_or_panicking() {
+    for (label, start_fraction) in [("middle", 2usize), ("tail", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_some(dir.path(), 200);
+        let file = dir.path().join("store/db");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let start = bytes.len() - bytes.len() / (start_fraction * 2);
+        for byte in &mut bytes[start..start + 4096] {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        match open(dir.path()) {
+            Err(error) => {
+                eprintln!("{label}: refused: {error}");
+                assert!(error.to_string().contains("store/db"), "{label}: {error}");
+            }
+            // sled may recover past damage in pages it had rewritten; then every write must be there.
+            Ok(store) => {
+                eprintln!("{label}: opened");
+                for index in 0..200u32 {
+                    assert!(
+                        store
+                            .get(Keyspace::Events, &index.to_be_bytes())
+                            .unwrap()
+                            .is_some(),
+                        "{label}: opened with write {index} missing"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_damaged_commit_mark_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_some(dir.path(), 3);
+    std::fs::write(dir.path().join("store.commit-mark"), b"nonsense").unwrap();
+    let message = open(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("store.commit-mark"), "{message}");
+}
+
+#[test]
+fn vault_refuses_a_keyring_missing_a_version_or_holding_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    let mut keyring = Keyring::generate().unwrap();
+    {
+        let store: Arc<dyn Store> = open(dir.path()).unwrap();
+        Vault::open(
+            store,
+            Arc::new(Keyring::from_environment_value(&export(&keyring)).unwrap()),
+            &data_dir,
+        )
+        .unwrap();
+    }
+    let v1_only = export(&keyring);
+    keyring.rotate().unwrap();
+    {
+        let store: Arc<dyn Store> = open(dir.path()).unwrap();
+        Vault::open(
+            store,
+            Arc::new(Keyring::from_environment_value(&export(&keyring)).unwrap()),
+            &data_dir,
+        )
+        .unwrap();
+    }
+    // Only version 1 now: version 2 was recorded as in use.
+    let key_path = dir.path().join("v1-only.key");
+    Keyring::from_environment_value(&v1_only)
+        .unwrap()
+        .create_file(&key_path)
+        .unwrap();
+    let store: Arc<dyn Store> = open(dir.path()).unwrap();
+    let error = Vault::open(
+        store.clone(),
+        Arc::new(Keyring::load_file(&key_path).unwrap()),
+        &data_dir,
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, StoreError::MissingKeyVersion { version: 2, .. }),
+        "{message}"
+    );
+    assert!(message.contains("v1-only.key"), "{message}");
+    // A different key under the same version numbers.
+    let mut impostor = Keyring::generate().unwrap();
+    impostor.rotate().unwrap();
+    let error = Vault::open(store, Arc::new(impostor), &data_dir).unwrap_err();
+    assert!(matches!(error, StoreError::WrongKey { .. }), "{error}");
+}
+
+/// Test helper: the keyring as a `CDP_MASTER_KEY` value.
+fn export(keyring: &Keyring) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k");
+    keyring.create_file(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut entries = Vec::new();
+    let mut version = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("version = ") {
+            version = v.to_string();
+        }
+        if let Some(m) = line.strip_prefix("material = ") {
+            entries.push(format!("{version}:{}", m.trim_matches('"')));
+        }
+    }
+    entries.join(",")
+}
+
+#[test]
+fn person_records_are_sealed_and_shredded_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    let store: Arc<dyn Store> = open(dir.path()).unwrap();
+    let vault = Vault::open(
+        store.clone(),
+        Arc::new(Keyring::generate().unwrap()),
+        &data_dir,
+    )
+    .unwrap();
+    let profile = cdp_crypto::random_profile_id().unwrap();
+    let mut batch = WriteBatch::new();
+    let key = vault.create_person_key(&profile, &mut batch).unwrap();
+    let sealed = vault
+        .seal_person(
+            &key,
+            Keyspace::Profiles,
+            profile.as_bytes(),
+            b"{\"name\":\"x\"}",
+        )
+        .unwrap();
+    batch.put(Keyspace::Profiles, profile.as_bytes().to_vec(), sealed);
+    store.commit(batch).unwrap().wait_durable().unwrap();
+
+    let key = vault.person_key(&profile).unwrap().unwrap();
+    let stored = store
+        .get(Keyspace::Profiles, profile.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        vault
+            .open_person(&key, Keyspace::Profiles, profile.as_bytes(), &stored)
+            .unwrap(),
+        b"{\"name\":\"x\"}"
+    );
+    // Not openable as another person's record.
+    let other = ProfileId::from_bytes([1; 16]);
+    assert!(
+        vault
+            .open_person(&key, Keyspace::Profiles, other.as_bytes(), &stored)
+            .is_err()
+    );
+
+    let mut shred = WriteBatch::new();
+    vault.destroy_person_key(&profile, &mut shred);
+    store.commit(shred).unwrap().wait_durable().unwrap();
+    assert!(vault.person_key(&profile).unwrap().is_none());
+}
+
+fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+    text.encode_utf16()
+        .flat_map(|unit| {
+            if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            }
+        })
+        .collect()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// Invariant 1: no personal data in clear on disk.
+#[test]
+fn no_personal_data_in_clear_on_disk() {
+    let markers = ["zz.marker.4711@example.com", "+8613812344711", "欧阳娜娜"];
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    {
+        let store: Arc<dyn Store> = open(dir.path()).unwrap();
+        let vault = Vault::open(
+            store.clone(),
+            Arc::new(Keyring::generate().unwrap()),
+            &data_dir,
+        )
+        .unwrap();
+        for index in 0..50u32 {
+            let profile = cdp_crypto::random_profile_id().unwrap();
+            let mut batch = WriteBatch::new();
+            let key = vault.create_person_key(&profile, &mut batch).unwrap();
+            let record = format!(
+                "{{\"email\":\"{}\",\"phone\":\"{}\",\"name\":\"{}\",\"n\":{index}}}",
+                markers[0], markers[1], markers[2]
+            );
+            let sealed = vault
+                .seal_person(
+                    &key,
+                    Keyspace::Profiles,
+                    profile.as_bytes(),
+                    record.as_bytes(),
+                )
+                .unwrap();
+            batch.put(Keyspace::Profiles, profile.as_bytes().to_vec(), sealed);
+            for (kind, value) in [
+                (IdentifierType::Email, markers[0]),
+                (IdentifierType::Phone, markers[1]),
+            ] {
+                let index = vault.blind_index(&kind, value);
+                batch.put(
+                    Keyspace::Identifiers,
+                    index.as_bytes().to_vec(),
+                    profile.as_bytes().to_vec(),
+                );
+            }
+            let event = vault
+                .seal_person(&key, Keyspace::Events, b"e", record.as_bytes())
+                .unwrap();
+            batch.put(
+                Keyspace::Events,
+                [profile.as_bytes().as_slice(), b"/e"].concat(),
+                event,
+            );
+            store.commit(batch).unwrap().wait_durable().unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let mut files = Vec::new();
+    files_under(dir.path(), &mut files);
+    assert!(files.len() >= 3, "{files:?}");
+    let mut scanned = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        scanned += bytes.len();
+        for marker in markers {
+            for needle in [
+                marker.as_bytes().to_vec(),
+                utf16(marker, false),
+                utf16(marker, true),
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                    "{} holds a marker in clear",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(
+        scanned > 50 * 200,
+        "only {scanned} bytes on disk: did the writes land?"
+    );
+}
