@@ -1,1 +1,19 @@
+//! The HTTP edge: routes, the error-code table, metrics, OpenAPI and graceful shutdown.
+//!
+//! API boundary: this crate turns HTTP into calls on the layers below and their results into
+//! JSON. It holds no business rules. Every error a caller sees comes from [`ErrorCode`]; request
+//! logs and metrics carry the matched route template, never the raw path or query (which can
+//! hold identifiers such as `?value=<e-mail>`).
 
+mod app;
+mod error;
+mod metrics;
+mod observe;
+mod openapi;
+mod routes;
+mod serve;
+
+pub use app::{AppState, ServerConfig, router};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
+pub use metrics::HttpMetrics;
+pub use serve::serve;

@@ -1,0 +1,85 @@
+//! The router and its state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::middleware;
+use cdp_store::{Store, Vault};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::metrics::HttpMetrics;
+use crate::observe::{normalise_errors, observe, panic_response};
+use crate::openapi::ApiDoc;
+use crate::routes::system;
+
+/// Limits and timeouts of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<HttpMetrics>,
+    pub(crate) openapi_json: Arc<String>,
+}
+
+/// The whole HTTP application.
+pub fn router(vault: Arc<Vault>, metrics: Arc<HttpMetrics>, config: &ServerConfig) -> Router {
+    let (routes, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi))
+        .split_for_parts();
+    // Serialising a derived OpenApi value cannot fail (no maps with non-string keys).
+    let openapi_json = Arc::new(api.to_pretty_json().unwrap_or_default());
+    let state = AppState {
+        store: vault.store().clone(),
+        vault,
+        metrics: metrics.clone(),
+        openapi_json,
+    };
+    let routed = routes
+        .fallback(system::fallback)
+        .layer(middleware::from_fn_with_state(metrics, observe))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state);
+    // Each `layer` wraps what is above it, so the last one runs first: redact credentials
+    // before anything can log them; give foreign error answers our shape; turn panics into
+    // `internal`; refuse oversized bodies before reading them; bound the handler's time.
+    routed
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(normalise_errors))
+        .layer(SetSensitiveHeadersLayer::new([AUTHORIZATION, COOKIE, SET_COOKIE]))
+}
