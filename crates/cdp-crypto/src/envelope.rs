@@ -9,6 +9,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::keyring::KeyVersion;
+use crate::random::random_nonce;
 use crate::{CryptoError, random_bytes};
 
 const FORMAT_V1: u8 = 1;
@@ -79,21 +80,21 @@ impl RecordKey {
 pub fn seal(key: &RecordKey, aad: RecordAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     // Random 96-bit nonces are safe well past 2^32 messages per key; per-person keys and
     // per-version system keys stay far below that.
-    let nonce_bytes: [u8; NONCE_LEN] = random_bytes()?;
+    let nonce_bytes: [u8; NONCE_LEN] = random_nonce()?;
     let mut out = Vec::with_capacity(plaintext.len() + SEALED_OVERHEAD);
     out.push(FORMAT_V1);
     out.extend_from_slice(&key.version.get().to_be_bytes());
     out.extend_from_slice(&nonce_bytes);
     out.extend_from_slice(plaintext);
-    let mut body = out.split_off(HEADER_LEN);
-    key.key
-        .seal_in_place_append_tag(
+    let tag = key
+        .key
+        .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce_bytes),
             Aad::from(aad.encode(key.version)),
-            &mut body,
+            &mut out[HEADER_LEN..],
         )
         .map_err(|_| CryptoError::AuthenticationFailed)?;
-    out.append(&mut body);
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 

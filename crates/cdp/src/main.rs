@@ -1,1 +1,61 @@
-fn main() {}
+//! `cdp`: the one binary of the customer data platform.
+//!
+//! Offline commands (`keys`, `bench`) work on files directly; `serve` runs the platform. Errors
+//! are reported with `anyhow` here and only here.
+
+#![allow(clippy::print_stdout)] // A CLI prints its answers.
+
+mod bench;
+mod config;
+mod keys;
+mod logging;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cdp", version, about = "Privacy-first customer data platform")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "CDP_LOG_FORMAT", value_enum)]
+    log_format: Option<logging::LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: HTTP API on the embedded store.
+    Serve(serve::ServeArgs),
+    /// Manage the master keyring (offline).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Measure this machine against the budgets of performance.md.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args, cli.log_format),
+        Command::Keys(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            keys::run(command)
+        }
+        Command::Bench(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            bench::run(command)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "cdp stopped");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

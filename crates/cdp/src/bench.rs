@@ -1,0 +1,249 @@
+//! `cdp bench ...`: figures to compare with the budgets of performance.md. Benchmarks print
+//! measurements; they do not pass or fail (CI runs them small to show they work).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cdp_core::IdentifierType;
+use cdp_crypto::{DataKey, KeyVersion, Keyring, RecordAad, open, seal};
+use cdp_store::{DataDir, Keyspace, SledStore, SledStoreOptions, Store, Vault, WriteBatch};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Seal/open rates of 512-byte records, blind-index and key-wrap rates.
+    Crypto(CryptoArgs),
+    /// Durable commit throughput of the store under concurrent writers (group commit).
+    Store(StoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CryptoArgs {
+    /// Operations per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 512)]
+    record_bytes: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    writers: u64,
+    /// Batches per writer.
+    #[arg(long, default_value_t = 200)]
+    batches: u64,
+    /// Sealed 512-byte records per batch.
+    #[arg(long, default_value_t = 10)]
+    records_per_batch: u64,
+    /// Directory to create the benchmark store in (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Crypto(args) => crypto(args),
+        BenchCommand::Store(args) => store(args),
+    }
+}
+
+struct Rate {
+    name: &'static str,
+    ops: u64,
+    elapsed: Duration,
+    budget: &'static str,
+}
+
+impl Rate {
+    fn per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn nanos(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.ops.max(1) as f64
+    }
+}
+
+fn measure(name: &'static str, ops: u64, budget: &'static str, mut body: impl FnMut(u64)) -> Rate {
+    let started = Instant::now();
+    for index in 0..ops {
+        body(index);
+    }
+    Rate {
+        name,
+        ops,
+        elapsed: started.elapsed(),
+        budget,
+    }
+}
+
+fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.records > 0, "--records must be at least 1");
+    let keyring = Keyring::generate()?;
+    let dek = DataKey::generate()?;
+    let key = dek.record_key();
+    let plaintext = vec![0x5au8; args.record_bytes];
+    let ids: Vec<[u8; 16]> = (0..1024u64).map(|i| u128::from(i).to_be_bytes()).collect();
+    let sealed: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| seal(&key, RecordAad::new("profiles", id), &plaintext))
+        .collect::<Result<_, _>>()?;
+    let blind = keyring.blind_index_key(KeyVersion::FIRST)?;
+    let emails: Vec<String> = (0..1024).map(|i| format!("customer{i:06}@example.com")).collect();
+    let wrap_ops = (args.records / 10).max(1);
+    let wrapped = keyring.wrap_data_key(&dek, b"owner")?;
+
+    let mut failures = 0u64;
+    let rates = [
+        measure("seal (AES-256-GCM, per-person key)", args.records, "6.0M/s (167 ns)", |i| {
+            let id = &ids[(i % 1024) as usize];
+            failures += u64::from(seal(&key, RecordAad::new("profiles", id), &plaintext).is_err());
+        }),
+        measure("open (AES-256-GCM, per-person key)", args.records, "about seal's", |i| {
+            let slot = (i % 1024) as usize;
+            failures += u64::from(open(&key, RecordAad::new("profiles", &ids[slot]), &sealed[slot]).is_err());
+        }),
+        measure("blind index (HMAC-SHA256, e-mail)", args.records, "4.9M/s (205 ns)", |i| {
+            std::hint::black_box(blind.index(&IdentifierType::Email, &emails[(i % 1024) as usize]));
+        }),
+        measure("data key wrap (new person)", wrap_ops, "-", |_| {
+            failures += u64::from(keyring.wrap_data_key(&dek, b"owner").is_err());
+        }),
+        measure("data key unwrap (person read)", wrap_ops, "-", |_| {
+            failures += u64::from(keyring.unwrap_data_key(&wrapped, b"owner").is_err());
+        }),
+    ];
+    anyhow::ensure!(failures == 0, "{failures} operations failed during the benchmark");
+    if args.json {
+        let entries: Vec<String> = rates
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"name\":\"{}\",\"ops\":{},\"per_second\":{:.0},\"ns_per_op\":{:.1}}}",
+                    r.name,
+                    r.ops,
+                    r.per_second(),
+                    r.nanos()
+                )
+            })
+            .collect();
+        println!("{{\"record_bytes\":{},\"results\":[{}]}}", args.record_bytes, entries.join(","));
+    } else {
+        println!("cdp bench crypto: {} ops each, {}-byte records, one thread", args.records, args.record_bytes);
+        println!("{:<38} {:>14} {:>10}   {}", "operation", "ops/s", "ns/op", "performance.md reference");
+        for rate in &rates {
+            println!(
+                "{:<38} {:>14.0} {:>10.1}   {}",
+                rate.name,
+                rate.per_second(),
+                rate.nanos(),
+                rate.budget
+            );
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn store(args: StoreArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.writers > 0 && args.batches > 0, "--writers and --batches must be at least 1");
+    let temporary;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir().context("cannot create a temporary directory")?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let data_dir = DataDir::new(root.join("bench-store"));
+    anyhow::ensure!(!data_dir.root().exists(), "{} already exists", data_dir.root().display());
+    let sled = SledStore::open(&data_dir, &SledStoreOptions::default())?;
+    let store: Arc<dyn Store> = sled.clone();
+    let vault = Arc::new(Vault::open(store.clone(), Arc::new(Keyring::generate()?), &data_dir)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let started = Instant::now();
+    let latencies: Vec<Duration> = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..args.writers {
+            let vault = vault.clone();
+            let records = args.records_per_batch;
+            let batches = args.batches;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(batches as usize);
+                let payload = vec![0x42u8; 512];
+                for _ in 0..batches {
+                    let begun = Instant::now();
+                    let profile = cdp_crypto::random_profile_id()?;
+                    let mut batch = WriteBatch::new();
+                    let key = vault.create_person_key(&profile, &mut batch)?;
+                    for record in 0..records {
+                        let id = [profile.as_bytes().as_slice(), &record.to_be_bytes()].concat();
+                        let sealed = vault.seal_person(&key, Keyspace::Events, &id, &payload)?;
+                        batch.put(Keyspace::Events, id, sealed);
+                    }
+                    vault.store().commit(batch)?.durable().await?;
+                    latencies.push(begun.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await??);
+        }
+        anyhow::Ok(all)
+    })?;
+    let elapsed = started.elapsed();
+    let stats = store.stats();
+    sled.close()?;
+    let mut sorted = latencies;
+    sorted.sort();
+    let batches = sorted.len() as f64;
+    let records = batches * args.records_per_batch as f64;
+    let seconds = elapsed.as_secs_f64();
+    let (p50, p99) = (percentile(&sorted, 0.5), percentile(&sorted, 0.99));
+    if args.json {
+        println!(
+            "{{\"writers\":{},\"batches\":{},\"records\":{},\"seconds\":{seconds:.3},\"batches_per_second\":{:.0},\"records_per_second\":{:.0},\"flushes\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+            args.writers,
+            batches,
+            records,
+            batches / seconds,
+            records / seconds,
+            stats.flushes,
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    } else {
+        println!(
+            "cdp bench store: {} writers x {} batches x {} sealed 512-byte records, durable acknowledgement",
+            args.writers, args.batches, args.records_per_batch
+        );
+        println!("  {batches:.0} batches, {records:.0} records in {seconds:.2} s");
+        println!("  {:.0} durable batches/s, {:.0} records/s", batches / seconds, records / seconds);
+        println!(
+            "  {} flushes for {} commits: {:.1} commits per fsync (group commit)",
+            stats.flushes,
+            stats.commits,
+            stats.commits as f64 / stats.flushes.max(1) as f64
+        );
+        println!("  commit latency p50 {:.2} ms, p99 {:.2} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    }
+    Ok(())
+}

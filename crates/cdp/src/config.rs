@@ -1,0 +1,115 @@
+//! Settings of `cdp serve`: command line > environment > config file > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::logging::LogFormat;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// The TOML config file (`--config`). Every field is optional; see deploy/cdp.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub max_body_bytes: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub cache_capacity_mb: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|error| {
+            let line = error
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1);
+            anyhow::anyhow!("config file {}, line {line}: {}", path.display(), error.message())
+        })
+    }
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub cache_capacity_bytes: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    pub fn resolve(file: ConfigFile, overrides: Overrides) -> anyhow::Result<Self> {
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse().with_context(|| {
+            format!("listen address {listen_text:?} is not IP:PORT (e.g. 127.0.0.1:8080)")
+        })?;
+        let max_body_bytes = file.http.max_body_bytes.unwrap_or(1024 * 1024);
+        anyhow::ensure!(
+            (1024..=64 * 1024 * 1024).contains(&max_body_bytes),
+            "http.max_body_bytes must be between 1 KiB and 64 MiB"
+        );
+        Ok(Self {
+            listen,
+            data_dir: overrides
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            key_file: overrides.key_file.or(file.key_file),
+            max_body_bytes,
+            request_timeout: Duration::from_secs(file.http.request_timeout_secs.unwrap_or(30).max(1)),
+            shutdown_grace: Duration::from_secs(file.http.shutdown_grace_secs.unwrap_or(30)),
+            cache_capacity_bytes: file.store.cache_capacity_mb.unwrap_or(256).max(16) * 1024 * 1024,
+            log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
+            log_level: file.log.level.unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! `cdp keys ...` and how `serve` finds its keyring.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use cdp_crypto::{Keyring, MASTER_KEY_ENV};
+use cdp_store::DataDir;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new key file (mode 0600) holding key version 1. Never overwrites.
+    Init(KeyFileArgs),
+    /// Add a new key version; new writes use it, data sealed under older versions stays readable.
+    Rotate(KeyFileArgs),
+    /// List the key versions of a key file (never the keys).
+    List(KeyFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyFileArgs {
+    /// The key file. Defaults to DATA_DIR/keys/master.key when --data-dir is given.
+    #[arg(long, env = "CDP_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Use the development key file inside this data directory.
+    #[arg(long, env = "CDP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl KeyFileArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        match (&self.key_file, &self.data_dir) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(dir)) => Ok(DataDir::new(dir).dev_key_file()),
+            (None, None) => bail!("give --key-file PATH (or --data-dir DIR for its development key)"),
+        }
+    }
+}
+
+pub fn run(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Init(args) => {
+            let path = args.path()?;
+            create_parent(&path)?;
+            let keyring = Keyring::generate()?;
+            keyring.create_file(&path)?;
+            println!("created {} with key version 1 (mode 0600)", path.display());
+            println!("back it up apart from the data: without it the data cannot be read");
+        }
+        KeysCommand::Rotate(args) => {
+            let path = args.path()?;
+            let mut keyring = Keyring::load_file(&path)?;
+            let version = keyring.rotate()?;
+            keyring.replace_file(&path)?;
+            println!(
+                "added key version {version} to {}; new writes use it, older versions stay for reading",
+                path.display()
+            );
+        }
+        KeysCommand::List(args) => {
+            let path = args.path()?;
+            let keyring = Keyring::load_file(&path)?;
+            let current = keyring.current_version();
+            for info in keyring.versions() {
+                let marker = if info.version == current { " (current)" } else { "" };
+                println!(
+                    "version {}{marker}  created {}",
+                    info.version,
+                    info.created_at.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// The keyring `serve` uses: a key file, `CDP_MASTER_KEY`, the dev key inside the data
+/// directory, or (first run only) a newly created dev key.
+pub fn keyring_for_serve(key_file: Option<&Path>, data_dir: &DataDir) -> anyhow::Result<Keyring> {
+    let from_env = std::env::var(MASTER_KEY_ENV).ok().filter(|v| !v.trim().is_empty());
+    match (key_file, from_env) {
+        (Some(_), Some(_)) => bail!(
+            "both a key file and {MASTER_KEY_ENV} are set; give exactly one master key source"
+        ),
+        (Some(path), None) => {
+            if !path.exists() {
+                bail!(
+                    "key file {} does not exist; create it with `cdp keys init --key-file {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Ok(Keyring::load_file(path)?)
+        }
+        (None, Some(value)) => Ok(Keyring::from_environment_value(&value)?),
+        (None, None) => {
+            let dev_key = data_dir.dev_key_file();
+            if dev_key.exists() {
+                tracing::warn!(
+                    key_file = %dev_key.display(),
+                    "using the DEVELOPMENT master key stored inside the data directory: anyone who \
+                     copies the directory can read the data; use --key-file or CDP_MASTER_KEY in production"
+                );
+                return Ok(Keyring::load_file(&dev_key)?);
+            }
+            if data_dir.store_dir().exists() {
+                bail!(
+                    "data directory {} holds a store but no master key was given and {} does not \
+                     exist; give the key with --key-file or {MASTER_KEY_ENV}",
+                    data_dir.root().display(),
+                    dev_key.display()
+                );
+            }
+            create_parent(&dev_key)?;
+            let keyring = Keyring::generate()?;
+            keyring.create_file(&dev_key)?;
+            for line in [
+                "************************************************************************",
+                "NO MASTER KEY GIVEN: created a DEVELOPMENT key inside the data directory.",
+                "The key sits beside the data it protects. Fine for trying cdp out; for real",
+                "personal data run `cdp keys init --key-file /secure/place/master.key` and",
+                "start with --key-file (or CDP_MASTER_KEY).",
+                "************************************************************************",
+            ] {
+                tracing::warn!(key_file = %dev_key.display(), "{line}");
+            }
+            Ok(Keyring::load_file(&dev_key)?)
+        }
+    }
+}

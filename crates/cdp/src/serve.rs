@@ -1,0 +1,116 @@
+//! `cdp serve`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cdp_server::{HttpMetrics, ServerConfig};
+use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use clap::Args;
+
+use crate::config::{ConfigFile, Overrides, Settings};
+use crate::keys::keyring_for_serve;
+use crate::logging::{self, LogFormat};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0 picks a free one). Default 127.0.0.1:8080.
+    #[arg(long, env = "CDP_LISTEN")]
+    listen: Option<String>,
+    /// The data directory (store, dev key). Default ./data.
+    #[arg(long, env = "CDP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Master key file (see `cdp keys init`). Alternatively set CDP_MASTER_KEY.
+    #[arg(long, env = "CDP_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// TOML config file for everything else (see deploy/cdp.toml).
+    #[arg(long, env = "CDP_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let settings = Settings::resolve(
+        file,
+        Overrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            key_file: args.key_file,
+            log_format,
+        },
+    )?;
+    logging::init(settings.log_format, &settings.log_level);
+
+    let data_dir = DataDir::new(&settings.data_dir);
+    std::fs::create_dir_all(data_dir.root())
+        .with_context(|| format!("cannot create data directory {}", data_dir.root().display()))?;
+    let keyring = Arc::new(keyring_for_serve(settings.key_file.as_deref(), &data_dir)?);
+    let sled = SledStore::open(
+        &data_dir,
+        &SledStoreOptions {
+            cache_capacity: settings.cache_capacity_bytes,
+        },
+    )
+    .context("cannot open the store")?;
+    let store: Arc<dyn Store> = sled.clone();
+    let vault = Arc::new(Vault::open(store, keyring.clone(), &data_dir).context("cannot open the store")?);
+    tracing::info!(
+        data_dir = %data_dir.root().display(),
+        key_source = %keyring.source(),
+        key_version = keyring.current_version().get(),
+        "store open"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cdp-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    let server_config = ServerConfig {
+        max_body_bytes: settings.max_body_bytes,
+        request_timeout: settings.request_timeout,
+    };
+    let app = cdp_server::router(vault, Arc::new(HttpMetrics::new()), &server_config);
+    let served: anyhow::Result<()> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr().context("cannot read the listening address")?;
+        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+        cdp_server::serve(listener, app, shutdown_signal(), settings.shutdown_grace)
+            .await
+            .context("HTTP server failed")
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    let closed = sled.close().context("flushing the store on shutdown failed");
+    served?;
+    closed?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!(signal = "SIGINT", "signal received"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "signal received"),
+    }
+}
