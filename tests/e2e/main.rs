@@ -1,1 +1,13 @@
+//! End-to-end tests: they run the real `cdp` binary and talk to it over HTTP, as a user would.
+//! One test binary, modules by theme.
 
+// Tests fail by panicking; helpers unwrap like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod bench;
+mod damaged_data;
+mod keys;
+mod serve;
+mod tidy;

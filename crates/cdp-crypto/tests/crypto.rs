@@ -1,5 +1,8 @@
 //! Envelope encryption, keyring and blind-index properties (issue 2, item 3 and 4).
 
+// Tests fail by panicking; helpers unwrap like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cdp_core::{IdentifierType, ProfileId};
 use cdp_crypto::{
     CryptoError, DataKey, KeySource, KeyVersion, Keyring, KeyringError, RecordAad, open, seal,

@@ -46,7 +46,10 @@ pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl HttpMetrics {
@@ -85,20 +88,28 @@ impl HttpMetrics {
             }
         }
         stats.count.fetch_add(1, Ordering::Relaxed);
-        stats
-            .sum_nanos
-            .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        stats.sum_nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, store: &StoreStats, ready: bool) -> String {
         let mut out = String::with_capacity(4096);
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP cdp_http_requests_total HTTP requests by method, route template and status.\n");
+        out.push_str(
+            "# HELP cdp_http_requests_total HTTP requests by method, route template and status.\n",
+        );
         out.push_str("# TYPE cdp_http_requests_total counter\n");
         for ((method, route), stats) in routes.iter() {
             let route = escape_label(route);
-            for (status, count) in stats.statuses.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (status, count) in stats
+                .statuses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
                 let _ = writeln!(
                     out,
                     "cdp_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
@@ -118,21 +129,58 @@ impl HttpMetrics {
                 );
             }
             let count = stats.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "cdp_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "cdp_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
             let sum = stats.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "cdp_http_request_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "cdp_http_request_duration_seconds_count{{{labels}}} {count}");
+            let _ = writeln!(
+                out,
+                "cdp_http_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "cdp_http_request_duration_seconds_count{{{labels}}} {count}"
+            );
         }
         drop(routes);
         let gauges: [(&str, &str, &str, u64); 5] = [
-            ("cdp_store_commits_total", "counter", "Batches committed to the store since start.", store.commits),
-            ("cdp_store_flushes_total", "counter", "Group-commit flushes since start (each one fsync of the store and the commit mark).", store.flushes),
-            ("cdp_store_last_seq", "gauge", "Sequence number of the newest committed batch.", store.last_seq),
-            ("cdp_store_durable_seq", "gauge", "Sequence number of the newest batch known to be on disk.", store.durable_seq),
-            ("cdp_ready", "gauge", "1 when the server can take requests.", u64::from(ready)),
+            (
+                "cdp_store_commits_total",
+                "counter",
+                "Batches committed to the store since start.",
+                store.commits,
+            ),
+            (
+                "cdp_store_flushes_total",
+                "counter",
+                "Group-commit flushes since start (each one fsync of the store and the commit mark).",
+                store.flushes,
+            ),
+            (
+                "cdp_store_last_seq",
+                "gauge",
+                "Sequence number of the newest committed batch.",
+                store.last_seq,
+            ),
+            (
+                "cdp_store_durable_seq",
+                "gauge",
+                "Sequence number of the newest batch known to be on disk.",
+                store.durable_seq,
+            ),
+            (
+                "cdp_ready",
+                "gauge",
+                "1 when the server can take requests.",
+                u64::from(ready),
+            ),
         ];
         for (name, kind, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         let _ = writeln!(
             out,

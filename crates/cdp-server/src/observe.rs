@@ -21,7 +21,11 @@ static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Records metrics and a log line per request, labelled by route template. Added with
 /// `Router::layer`, so it sees `MatchedPath`.
-pub(crate) async fn observe(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
     let route = request
@@ -29,7 +33,11 @@ pub(crate) async fn observe(State(metrics): State<Arc<HttpMetrics>>, request: Re
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
-    let request_id = format!("{:x}-{:x}", std::process::id(), REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let request_id = format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
     let mut response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();

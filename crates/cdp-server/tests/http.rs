@@ -1,5 +1,8 @@
 //! The HTTP edge in-process: routes, error shape, limits, metrics, OpenAPI (issue 2, items 6-7).
 
+// Tests fail by panicking; helpers unwrap like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,7 +21,8 @@ fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = DataDir::new(dir.path());
     let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
-    let vault = Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
+    let vault =
+        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
     let config = ServerConfig {
         max_body_bytes: 64 * 1024,
         ..ServerConfig::default()
@@ -29,11 +33,16 @@ fn harness() -> Harness {
     }
 }
 
-async fn call(app: &axum::Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn call(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, headers, body.to_vec())
 }
 
@@ -42,10 +51,14 @@ fn get(path: &str) -> Request<Body> {
 }
 
 fn error_code(body: &[u8]) -> String {
-    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|_| {
-        panic!("error body is not JSON: {}", String::from_utf8_lossy(body))
-    });
-    assert!(value["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{value}");
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("error body is not JSON: {}", String::from_utf8_lossy(body)));
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{value}"
+    );
     value["error"]["code"].as_str().unwrap().to_string()
 }
 
@@ -54,7 +67,10 @@ async fn health_and_readiness() {
     let h = harness();
     let (status, _, body) = call(&h.app, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"], "ok");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"],
+        "ok"
+    );
     let (status, headers, body) = call(&h.app, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert!(headers.contains_key("x-request-id"));
@@ -63,7 +79,11 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn unknown_routes_are_404_in_the_error_shape() {
     let h = harness();
-    for path in ["/nope", "/v1/profiles/lookup?type=email&value=x", "/healthz/extra"] {
+    for path in [
+        "/nope",
+        "/v1/profiles/lookup?type=email&value=x",
+        "/healthz/extra",
+    ] {
         let (status, _, body) = call(&h.app, get(path)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(error_code(&body), "route_not_found");
@@ -73,7 +93,11 @@ async fn unknown_routes_are_404_in_the_error_shape() {
 #[tokio::test]
 async fn wrong_method_is_405_in_the_error_shape() {
     let h = harness();
-    let (status, headers, body) = call(&h.app, Request::post("/healthz").body(Body::empty()).unwrap()).await;
+    let (status, headers, body) = call(
+        &h.app,
+        Request::post("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body), "method_not_allowed");
     assert!(headers.contains_key("allow"));
@@ -91,7 +115,10 @@ async fn bodies_over_the_limit_are_413() {
     let (status, _, body) = call(&h.app, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&body), "payload_too_large");
-    let request = Request::post("/nope").header("content-length", big.len()).body(Body::from(big)).unwrap();
+    let request = Request::post("/nope")
+        .header("content-length", big.len())
+        .body(Body::from(big))
+        .unwrap();
     let (status, _, _) = call(&h.app, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -102,18 +129,44 @@ async fn metrics_count_requests_per_route_template_and_never_raw_paths() {
     for _ in 0..3 {
         call(&h.app, get("/healthz")).await;
     }
-    call(&h.app, get("/v1/profiles/lookup?type=email&value=zz.marker.4711%40example.com")).await;
+    call(
+        &h.app,
+        get("/v1/profiles/lookup?type=email&value=zz.marker.4711%40example.com"),
+    )
+    .await;
     let (status, headers, body) = call(&h.app, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("cdp_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 3"), "{text}");
-    assert!(text.contains("cdp_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3"));
-    assert!(text.contains("cdp_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3"));
-    assert!(text.contains("route=\"<unmatched>\",status=\"404\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "cdp_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "cdp_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3"
+    ));
+    assert!(
+        text.contains(
+            "cdp_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3"
+        )
+    );
+    assert!(
+        text.contains("route=\"<unmatched>\",status=\"404\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("cdp_store_flushes_total"));
     assert!(text.contains("cdp_ready 1"));
-    assert!(!text.contains("marker") && !text.contains("lookup"), "{text}");
+    assert!(
+        !text.contains("marker") && !text.contains("lookup"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -124,16 +177,23 @@ async fn openapi_is_generated_from_the_routes() {
     let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
-        assert!(document["paths"][path]["get"].is_object(), "{path} missing from {document}");
+        assert!(
+            document["paths"][path]["get"].is_object(),
+            "{path} missing from {document}"
+        );
     }
     assert!(document["components"]["schemas"]["ErrorBody"].is_object());
 }
 
 #[test]
 fn every_error_code_is_documented() {
-    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md")).unwrap();
+    let api =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md")).unwrap();
     for code in ErrorCode::ALL {
         let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
-        assert!(api.contains(&row), "docs/API.md lacks the row starting {row}");
+        assert!(
+            api.contains(&row),
+            "docs/API.md lacks the row starting {row}"
+        );
     }
 }

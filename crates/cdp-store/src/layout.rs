@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::StoreError;
+
 /// A data directory:
 /// ```text
 /// DIR/store/              sled files (db, conf, snap.*, blobs/)
@@ -16,6 +18,27 @@ pub struct DataDir {
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+
+    /// Creates the directory readable by its owner only (it holds ciphertext, blind indexes
+    /// and, in development, the key). An existing directory keeps its permissions.
+    pub fn create(&self) -> Result<(), StoreError> {
+        if self.root.exists() {
+            return Ok(());
+        }
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&self.root).map_err(|e| {
+            StoreError::io(
+                format!("cannot create data directory {}", self.root.display()),
+                e,
+            )
+        })
     }
 
     pub fn root(&self) -> &Path {

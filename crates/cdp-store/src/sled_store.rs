@@ -18,12 +18,16 @@ use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
 pub struct SledStoreOptions {
     /// sled's page cache, in bytes (it bounds cached on-disk bytes, not resident memory).
     pub cache_capacity: u64,
+    /// Read every entry at open, so that sled checks the checksum of every live page: damage
+    /// anywhere is found before the first request instead of by some later read.
+    pub verify_on_open: bool,
 }
 
 impl Default for SledStoreOptions {
     fn default() -> Self {
         Self {
             cache_capacity: 256 * 1024 * 1024,
+            verify_on_open: true,
         }
     }
 }
@@ -70,12 +74,7 @@ fn describe_panic(payload: &(dyn std::any::Any + Send)) -> String {
 impl SledStore {
     /// Opens (or creates) the store of a data directory, refusing damaged or foreign data.
     pub fn open(data_dir: &DataDir, options: &SledStoreOptions) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(data_dir.root()).map_err(|e| {
-            StoreError::io(
-                format!("cannot create data directory {}", data_dir.root().display()),
-                e,
-            )
-        })?;
+        data_dir.create()?;
         let store_dir = data_dir.store_dir();
         let fresh = !store_dir.exists();
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
@@ -86,9 +85,8 @@ impl SledStore {
             .map_err(|e| open_error(data_dir, e))?;
         let last_seq = match schema {
             None => {
-                if !db.is_empty() {
-                    return Err(StoreError::NotACdpStore { path: store_dir });
-                }
+                // A commit mark means this directory held a cdp store: losing the schema
+                // record is damage, not a foreign directory.
                 if let Some(acknowledged) = acknowledged.filter(|seq| *seq > 0) {
                     return Err(StoreError::LostWrites {
                         file: data_dir.store_file(),
@@ -96,6 +94,9 @@ impl SledStore {
                         acknowledged,
                         found: 0,
                     });
+                }
+                if !db.is_empty() {
+                    return Err(StoreError::NotACdpStore { path: store_dir });
                 }
                 if !fresh {
                     tracing::warn!(path = %store_dir.display(), "store directory existed but was empty; initialising it");
@@ -152,6 +153,11 @@ impl SledStore {
                 last_seq
             }
         };
+
+        if options.verify_on_open {
+            let entries = verify_all(data_dir, &db)?;
+            tracing::debug!(entries, "store verified");
+        }
 
         let durability = Durability::new(last_seq);
         let store = Arc::new(Self {
@@ -223,6 +229,29 @@ fn open_sled(
     std::panic::set_hook(previous_hook);
     match result {
         Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(open_error(data_dir, error)),
+        Err(payload) => Err(StoreError::Corrupt {
+            file: data_dir.store_file(),
+            problem: describe_panic(payload.as_ref()),
+        }),
+    }
+}
+
+/// Reads every entry. sled checks each page's CRC as it reads it from disk.
+fn verify_all(data_dir: &DataDir, db: &sled::Db) -> Result<u64, StoreError> {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut entries = 0u64;
+        for item in db.iter() {
+            item?;
+            entries += 1;
+        }
+        Ok::<u64, sled::Error>(entries)
+    }));
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(entries)) => Ok(entries),
         Ok(Err(error)) => Err(open_error(data_dir, error)),
         Err(payload) => Err(StoreError::Corrupt {
             file: data_dir.store_file(),

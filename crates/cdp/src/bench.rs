@@ -98,23 +98,45 @@ fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
         .map(|id| seal(&key, RecordAad::new("profiles", id), &plaintext))
         .collect::<Result<_, _>>()?;
     let blind = keyring.blind_index_key(KeyVersion::FIRST)?;
-    let emails: Vec<String> = (0..1024).map(|i| format!("customer{i:06}@example.com")).collect();
+    let emails: Vec<String> = (0..1024)
+        .map(|i| format!("customer{i:06}@example.com"))
+        .collect();
     let wrap_ops = (args.records / 10).max(1);
     let wrapped = keyring.wrap_data_key(&dek, b"owner")?;
 
     let mut failures = 0u64;
     let rates = [
-        measure("seal (AES-256-GCM, per-person key)", args.records, "6.0M/s (167 ns)", |i| {
-            let id = &ids[(i % 1024) as usize];
-            failures += u64::from(seal(&key, RecordAad::new("profiles", id), &plaintext).is_err());
-        }),
-        measure("open (AES-256-GCM, per-person key)", args.records, "about seal's", |i| {
-            let slot = (i % 1024) as usize;
-            failures += u64::from(open(&key, RecordAad::new("profiles", &ids[slot]), &sealed[slot]).is_err());
-        }),
-        measure("blind index (HMAC-SHA256, e-mail)", args.records, "4.9M/s (205 ns)", |i| {
-            std::hint::black_box(blind.index(&IdentifierType::Email, &emails[(i % 1024) as usize]));
-        }),
+        measure(
+            "seal (AES-256-GCM, per-person key)",
+            args.records,
+            "6.0M/s (167 ns)",
+            |i| {
+                let id = &ids[(i % 1024) as usize];
+                failures +=
+                    u64::from(seal(&key, RecordAad::new("profiles", id), &plaintext).is_err());
+            },
+        ),
+        measure(
+            "open (AES-256-GCM, per-person key)",
+            args.records,
+            "about seal's",
+            |i| {
+                let slot = (i % 1024) as usize;
+                failures += u64::from(
+                    open(&key, RecordAad::new("profiles", &ids[slot]), &sealed[slot]).is_err(),
+                );
+            },
+        ),
+        measure(
+            "blind index (HMAC-SHA256, e-mail)",
+            args.records,
+            "4.9M/s (205 ns)",
+            |i| {
+                std::hint::black_box(
+                    blind.index(&IdentifierType::Email, &emails[(i % 1024) as usize]),
+                );
+            },
+        ),
         measure("data key wrap (new person)", wrap_ops, "-", |_| {
             failures += u64::from(keyring.wrap_data_key(&dek, b"owner").is_err());
         }),
@@ -122,7 +144,10 @@ fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
             failures += u64::from(keyring.unwrap_data_key(&wrapped, b"owner").is_err());
         }),
     ];
-    anyhow::ensure!(failures == 0, "{failures} operations failed during the benchmark");
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} operations failed during the benchmark"
+    );
     if args.json {
         let entries: Vec<String> = rates
             .iter()
@@ -136,10 +161,20 @@ fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        println!("{{\"record_bytes\":{},\"results\":[{}]}}", args.record_bytes, entries.join(","));
+        println!(
+            "{{\"record_bytes\":{},\"results\":[{}]}}",
+            args.record_bytes,
+            entries.join(",")
+        );
     } else {
-        println!("cdp bench crypto: {} ops each, {}-byte records, one thread", args.records, args.record_bytes);
-        println!("{:<38} {:>14} {:>10}   {}", "operation", "ops/s", "ns/op", "performance.md reference");
+        println!(
+            "cdp bench crypto: {} ops each, {}-byte records, one thread",
+            args.records, args.record_bytes
+        );
+        println!(
+            "{:<38} {:>14} {:>10}   performance.md reference",
+            "operation", "ops/s", "ns/op"
+        );
         for rate in &rates {
             println!(
                 "{:<38} {:>14.0} {:>10.1}   {}",
@@ -162,7 +197,10 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 }
 
 fn store(args: StoreArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.writers > 0 && args.batches > 0, "--writers and --batches must be at least 1");
+    anyhow::ensure!(
+        args.writers > 0 && args.batches > 0,
+        "--writers and --batches must be at least 1"
+    );
     let temporary;
     let root = match &args.dir {
         Some(dir) => dir.clone(),
@@ -172,11 +210,21 @@ fn store(args: StoreArgs) -> anyhow::Result<()> {
         }
     };
     let data_dir = DataDir::new(root.join("bench-store"));
-    anyhow::ensure!(!data_dir.root().exists(), "{} already exists", data_dir.root().display());
+    anyhow::ensure!(
+        !data_dir.root().exists(),
+        "{} already exists",
+        data_dir.root().display()
+    );
     let sled = SledStore::open(&data_dir, &SledStoreOptions::default())?;
     let store: Arc<dyn Store> = sled.clone();
-    let vault = Arc::new(Vault::open(store.clone(), Arc::new(Keyring::generate()?), &data_dir)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let vault = Arc::new(Vault::open(
+        store.clone(),
+        Arc::new(Keyring::generate()?),
+        &data_dir,
+    )?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let started = Instant::now();
     let latencies: Vec<Duration> = runtime.block_on(async {
         let mut tasks = Vec::new();
@@ -236,14 +284,22 @@ fn store(args: StoreArgs) -> anyhow::Result<()> {
             args.writers, args.batches, args.records_per_batch
         );
         println!("  {batches:.0} batches, {records:.0} records in {seconds:.2} s");
-        println!("  {:.0} durable batches/s, {:.0} records/s", batches / seconds, records / seconds);
+        println!(
+            "  {:.0} durable batches/s, {:.0} records/s",
+            batches / seconds,
+            records / seconds
+        );
         println!(
             "  {} flushes for {} commits: {:.1} commits per fsync (group commit)",
             stats.flushes,
             stats.commits,
             stats.commits as f64 / stats.flushes.max(1) as f64
         );
-        println!("  commit latency p50 {:.2} ms, p99 {:.2} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+        println!(
+            "  commit latency p50 {:.2} ms, p99 {:.2} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
     }
     Ok(())
 }

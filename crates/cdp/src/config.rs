@@ -39,6 +39,7 @@ pub struct HttpSection {
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
     pub cache_capacity_mb: Option<u64>,
+    pub verify_on_open: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,7 +58,11 @@ impl ConfigFile {
                 .span()
                 .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(1);
-            anyhow::anyhow!("config file {}, line {line}: {}", path.display(), error.message())
+            anyhow::anyhow!(
+                "config file {}, line {line}: {}",
+                path.display(),
+                error.message()
+            )
         })
     }
 }
@@ -72,6 +77,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub cache_capacity_bytes: u64,
+    pub verify_on_open: bool,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -105,11 +111,65 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             key_file: overrides.key_file.or(file.key_file),
             max_body_bytes,
-            request_timeout: Duration::from_secs(file.http.request_timeout_secs.unwrap_or(30).max(1)),
+            request_timeout: Duration::from_secs(
+                file.http.request_timeout_secs.unwrap_or(30).max(1),
+            ),
             shutdown_grace: Duration::from_secs(file.http.shutdown_grace_secs.unwrap_or(30)),
             cache_capacity_bytes: file.store.cache_capacity_mb.unwrap_or(256).max(16) * 1024 * 1024,
+            verify_on_open: file.store.verify_on_open.unwrap_or(true),
             log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             log_level: file.log.level.unwrap_or_else(|| "info".to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/cdp.toml is the documented example: it must parse and show every setting.
+    #[test]
+    fn the_example_config_parses_and_shows_every_setting() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/cdp.toml"
+        ));
+        let file = ConfigFile::load(path).unwrap();
+        assert!(file.listen.is_some() && file.data_dir.is_some() && file.key_file.is_some());
+        assert!(file.http.max_body_bytes.is_some());
+        assert!(file.http.request_timeout_secs.is_some());
+        assert!(file.http.shutdown_grace_secs.is_some());
+        assert!(file.store.cache_capacity_mb.is_some());
+        assert!(file.store.verify_on_open.is_some());
+        assert!(file.log.format.is_some() && file.log.level.is_some());
+        let settings = Settings::resolve(
+            file,
+            Overrides {
+                listen: None,
+                data_dir: None,
+                key_file: None,
+                log_format: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(settings.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn command_line_beats_the_file() {
+        let file: ConfigFile =
+            toml::from_str("listen = \"127.0.0.1:1\"\ndata_dir = \"/a\"").unwrap();
+        let settings = Settings::resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                data_dir: None,
+                key_file: None,
+                log_format: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(settings.listen.port(), 2);
+        assert_eq!(settings.data_dir, PathBuf::from("/a"));
     }
 }

@@ -32,7 +32,9 @@ impl KeyFileArgs {
         match (&self.key_file, &self.data_dir) {
             (Some(path), _) => Ok(path.clone()),
             (None, Some(dir)) => Ok(DataDir::new(dir).dev_key_file()),
-            (None, None) => bail!("give --key-file PATH (or --data-dir DIR for its development key)"),
+            (None, None) => {
+                bail!("give --key-file PATH (or --data-dir DIR for its development key)")
+            }
         }
     }
 }
@@ -62,7 +64,11 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             let keyring = Keyring::load_file(&path)?;
             let current = keyring.current_version();
             for info in keyring.versions() {
-                let marker = if info.version == current { " (current)" } else { "" };
+                let marker = if info.version == current {
+                    " (current)"
+                } else {
+                    ""
+                };
                 println!(
                     "version {}{marker}  created {}",
                     info.version,
@@ -81,7 +87,8 @@ fn create_parent(path: &Path) -> anyhow::Result<()> {
     if parent.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -94,7 +101,9 @@ fn create_parent(path: &Path) -> anyhow::Result<()> {
 /// The keyring `serve` uses: a key file, `CDP_MASTER_KEY`, the dev key inside the data
 /// directory, or (first run only) a newly created dev key.
 pub fn keyring_for_serve(key_file: Option<&Path>, data_dir: &DataDir) -> anyhow::Result<Keyring> {
-    let from_env = std::env::var(MASTER_KEY_ENV).ok().filter(|v| !v.trim().is_empty());
+    let from_env = std::env::var(MASTER_KEY_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     match (key_file, from_env) {
         (Some(_), Some(_)) => bail!(
             "both a key file and {MASTER_KEY_ENV} are set; give exactly one master key source"
@@ -128,6 +137,7 @@ pub fn keyring_for_serve(key_file: Option<&Path>, data_dir: &DataDir) -> anyhow:
                     dev_key.display()
                 );
             }
+            data_dir.create()?;
             create_parent(&dev_key)?;
             let keyring = Keyring::generate()?;
             keyring.create_file(&dev_key)?;

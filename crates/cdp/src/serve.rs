@@ -45,18 +45,18 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     logging::init(settings.log_format, &settings.log_level);
 
     let data_dir = DataDir::new(&settings.data_dir);
-    std::fs::create_dir_all(data_dir.root())
-        .with_context(|| format!("cannot create data directory {}", data_dir.root().display()))?;
     let keyring = Arc::new(keyring_for_serve(settings.key_file.as_deref(), &data_dir)?);
     let sled = SledStore::open(
         &data_dir,
         &SledStoreOptions {
             cache_capacity: settings.cache_capacity_bytes,
+            verify_on_open: settings.verify_on_open,
         },
     )
     .context("cannot open the store")?;
     let store: Arc<dyn Store> = sled.clone();
-    let vault = Arc::new(Vault::open(store, keyring.clone(), &data_dir).context("cannot open the store")?);
+    let vault =
+        Arc::new(Vault::open(store, keyring.clone(), &data_dir).context("cannot open the store")?);
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -78,14 +78,18 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let addr = listener.local_addr().context("cannot read the listening address")?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
         cdp_server::serve(listener, app, shutdown_signal(), settings.shutdown_grace)
             .await
             .context("HTTP server failed")
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    let closed = sled.close().context("flushing the store on shutdown failed");
+    let closed = sled
+        .close()
+        .context("flushing the store on shutdown failed");
     served?;
     closed?;
     tracing::info!("shutdown complete");

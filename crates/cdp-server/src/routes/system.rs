@@ -36,7 +36,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
             ErrorCode::StoreUnavailable,
             "the store stopped accepting writes after a failed flush; see the server log",
         )),
-        StoreHealth::Closed => Err(ApiError::new(ErrorCode::StoreUnavailable, "the store is closed")),
+        StoreHealth::Closed => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the store is closed",
+        )),
     }
 }
 
@@ -46,14 +49,22 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let ready = state.store.health() == StoreHealth::Ready;
     let body = state.metrics.render(&state.store.stats(), ready);
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// This API's OpenAPI 3.1 document, generated from the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
-    ([(CONTENT_TYPE, "application/json")], state.openapi_json.as_ref().clone()).into_response()
+    (
+        [(CONTENT_TYPE, "application/json")],
+        state.openapi_json.as_ref().clone(),
+    )
+        .into_response()
 }
 
 /// Every unknown path.
