@@ -221,37 +221,33 @@ fn open_sled(
     let config = sled::Config::new()
         .path(store_dir)
         .cache_capacity(options.cache_capacity);
-    // sled panics on some kinds of damage instead of returning an error; never let that take
-    // the process down with a backtrace.
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = catch_unwind(AssertUnwindSafe(|| config.open()));
-    std::panic::set_hook(previous_hook);
-    match result {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(error)) => Err(open_error(data_dir, error)),
-        Err(payload) => Err(StoreError::Corrupt {
-            file: data_dir.store_file(),
-            problem: describe_panic(payload.as_ref()),
-        }),
-    }
+    guard_damage(data_dir, || config.open())
 }
 
 /// Reads every entry. sled checks each page's CRC as it reads it from disk.
 fn verify_all(data_dir: &DataDir, db: &sled::Db) -> Result<u64, StoreError> {
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    guard_damage(data_dir, || {
         let mut entries = 0u64;
         for item in db.iter() {
             item?;
             entries += 1;
         }
-        Ok::<u64, sled::Error>(entries)
-    }));
+        Ok(entries)
+    })
+}
+
+/// Runs a sled call that reads possibly damaged files. sled panics on some kinds of damage
+/// instead of returning an error; report that as damage, never as a crash with a backtrace.
+fn guard_damage<T>(
+    data_dir: &DataDir,
+    call: impl FnOnce() -> Result<T, sled::Error>,
+) -> Result<T, StoreError> {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = catch_unwind(AssertUnwindSafe(call));
     std::panic::set_hook(previous_hook);
     match result {
-        Ok(Ok(entries)) => Ok(entries),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(open_error(data_dir, error)),
         Err(payload) => Err(StoreError::Corrupt {
             file: data_dir.store_file(),
