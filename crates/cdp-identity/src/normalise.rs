@@ -83,7 +83,13 @@ mod tests {
     #[test]
     fn table() {
         use IdentifierType::*;
-        let cases: &[(IdentifierType, &str, Option<&str>, Result<&str, Rejection>)] = &[
+        type Case<'a> = (
+            IdentifierType,
+            &'a str,
+            Option<&'a str>,
+            Result<&'a str, Rejection>,
+        );
+        let cases: &[Case<'_>] = &[
             (
                 Email,
                 "  Zhang.Wei@Example.COM ",
