@@ -136,7 +136,8 @@ pub fn open(key: &RecordKey, aad: RecordAad<'_>, sealed: &[u8]) -> Result<Vec<u8
 }
 
 /// One person's data key (DEK). Records of that person are sealed with it; it is stored only
-/// wrapped by a master key ([`WrappedDataKey`]).
+/// wrapped by a master key ([`WrappedDataKey`]). Clones are zeroised on drop like the original.
+#[derive(Clone)]
 pub struct DataKey {
     generation: KeyVersion,
     material: Zeroizing<[u8; 32]>,

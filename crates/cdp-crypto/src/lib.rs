@@ -14,6 +14,7 @@
 //! schedules cannot be wiped (ring offers no hook); they live only as long as the keyring.
 
 mod blind_index;
+mod digest;
 mod envelope;
 mod error;
 mod hkdf_subkey;
@@ -23,6 +24,7 @@ mod pseudonym;
 mod random;
 
 pub use blind_index::{BlindIndex, BlindIndexKey};
+pub use digest::{digest16, secret_hash, sha256_parts};
 pub use envelope::{
     DataKey, RecordAad, RecordKey, SEALED_OVERHEAD, WrappedDataKey, open, seal, sealed_key_version,
 };

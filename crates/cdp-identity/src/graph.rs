@@ -293,7 +293,7 @@ pub trait GraphView<K, E> {
     /// The newest evidence that mentions `node`, linked or dropped, wherever it is anchored.
     fn last_mention(&mut self, node: &Node<K>) -> Result<Option<OrderKey>, Self::Error>;
     /// Every evidence that mentions `node`.
-    fn evidence_mentioning(&mut self, node: &Node<K>) -> Result<Vec<Evidence<K, E>>, Self::Error>;
+    fn evidence_of_node(&mut self, node: &Node<K>) -> Result<Vec<Evidence<K, E>>, Self::Error>;
 }
 
 /// What to change in the stored graph for one event.
@@ -366,10 +366,37 @@ where
         return Ok(state.into_resolution(outcome));
     }
     // A late event: recompute its evidence component canonically.
+    let (profiles, partition, truncated) = recompute(view, &event.nodes, Some(event), rules)?;
+    Ok(Resolution::Recompute {
+        profiles,
+        partition,
+        truncated,
+    })
+}
+
+/// The canonical partition of the evidence component around `start` (everything linked to it
+/// through shared identifiers, in either direction), with `extra` evidence added (it wins over
+/// a stored evidence with the same id), and the stored profiles that component covers. Used for
+/// late events and for splits.
+#[allow(clippy::type_complexity)]
+pub fn recompute<K, E, V>(
+    view: &mut V,
+    start: &[Node<K>],
+    extra: Option<&Evidence<K, E>>,
+    rules: &IdentityRules,
+) -> Result<(Vec<V::Profile>, Partition<K, E>, bool), V::Error>
+where
+    K: Clone + Ord,
+    E: Clone + Ord,
+    V: GraphView<K, E>,
+{
     let mut seen_nodes: BTreeSet<Node<K>> = BTreeSet::new();
-    let mut queue: VecDeque<Node<K>> = event.nodes.iter().cloned().collect();
+    let mut queue: VecDeque<Node<K>> = start.iter().cloned().collect();
     let mut evidence: BTreeMap<E, Evidence<K, E>> = BTreeMap::new();
-    evidence.insert(event.id.clone(), event.clone());
+    if let Some(extra) = extra {
+        queue.extend(extra.nodes.iter().cloned());
+        evidence.insert(extra.id.clone(), extra.clone());
+    }
     let mut profiles = BTreeSet::new();
     let mut truncated = false;
     while let Some(node) = queue.pop_front() {
@@ -383,7 +410,7 @@ where
             truncated = true;
             continue;
         }
-        for item in view.evidence_mentioning(&node)? {
+        for item in view.evidence_of_node(&node)? {
             if !evidence.contains_key(&item.id) {
                 queue.extend(item.nodes.iter().cloned());
                 evidence.insert(item.id.clone(), item);
@@ -391,11 +418,11 @@ where
         }
     }
     let evidence: Vec<Evidence<K, E>> = evidence.into_values().collect();
-    Ok(Resolution::Recompute {
-        profiles: profiles.into_iter().collect(),
-        partition: partition(&evidence, rules),
+    Ok((
+        profiles.into_iter().collect(),
+        partition(&evidence, rules),
         truncated,
-    })
+    ))
 }
 
 /// [`GroupState`] over the profiles an event touches, recording what the step decides.

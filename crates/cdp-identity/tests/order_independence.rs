@@ -58,7 +58,7 @@ impl GraphView<String, u32> for MemoryGraph {
             .and_then(|ids| ids.iter().map(|id| self.evidence[id].order).max()))
     }
 
-    fn evidence_mentioning(&mut self, node: &Node<String>) -> Result<Vec<Ev>, Infallible> {
+    fn evidence_of_node(&mut self, node: &Node<String>) -> Result<Vec<Ev>, Infallible> {
         Ok(self
             .mentions
             .get(node)

@@ -35,10 +35,16 @@ pub enum Keyspace {
     Changes,
     /// Ingestion sources and their hashed write keys.
     Sources,
+    /// (blind index, evidence id) -> (): which evidence mentions an identifier.
+    Mentions,
+    /// Absorbed profile id -> surviving profile id.
+    Aliases,
+    /// Hash of (source, messageId) -> (): de-duplication of retried messages.
+    Messages,
 }
 
 impl Keyspace {
-    pub const ALL: [Keyspace; 15] = [
+    pub const ALL: [Keyspace; 18] = [
         Self::Meta,
         Self::Profiles,
         Self::Identifiers,
@@ -54,6 +60,9 @@ impl Keyspace {
         Self::Audit,
         Self::Changes,
         Self::Sources,
+        Self::Mentions,
+        Self::Aliases,
+        Self::Messages,
     ];
 
     /// The key prefix of this keyspace in a single-tree backend.
@@ -74,6 +83,9 @@ impl Keyspace {
             Self::Audit => 12,
             Self::Changes => 13,
             Self::Sources => 14,
+            Self::Mentions => 15,
+            Self::Aliases => 16,
+            Self::Messages => 17,
         }
     }
 
@@ -99,6 +111,9 @@ impl Keyspace {
             Self::Audit => "audit",
             Self::Changes => "changes",
             Self::Sources => "sources",
+            Self::Mentions => "mentions",
+            Self::Aliases => "aliases",
+            Self::Messages => "messages",
         }
     }
 }

@@ -1,0 +1,29 @@
+//! Unkeyed digests, for values that are not secret or are high-entropy secrets.
+
+use ring::digest::{Context, SHA256};
+
+/// SHA-256 over the length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
+pub fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    let mut context = Context::new(&SHA256);
+    for part in parts {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
+/// The first 16 bytes of [`sha256_parts`]: ids derived from content (message ids, evidence).
+pub fn digest16(parts: &[&[u8]]) -> [u8; 16] {
+    let full = sha256_parts(parts);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// Hash of a high-entropy secret (a write key) for storage. A fast hash is right here: the
+/// secret has 256 random bits, so there is nothing to brute-force.
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    sha256_parts(&[b"cdp/secret/v1", secret.as_bytes()])
+}

@@ -1,0 +1,117 @@
+//! Writes of one identity change, gathered first and turned into one atomic batch at the end,
+//! so that a record touched several times (a node that is attached and re-mentioned, a profile
+//! that absorbs two others) is written once, in its final state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cdp_core::ProfileId;
+use cdp_crypto::DataKey;
+use cdp_store::{Keyspace, WriteBatch};
+
+use crate::records::{
+    EvidenceId, EvidenceRecord, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, StoredEvent,
+};
+use crate::{Engine, EngineError};
+
+#[derive(Default)]
+pub(crate) struct Changes {
+    pub(crate) nodes: BTreeMap<NodeKey, NodeRecord>,
+    pub(crate) evidence: BTreeMap<EvidenceId, EvidenceRecord>,
+    pub(crate) mentions: BTreeSet<(NodeKey, EvidenceId)>,
+    pub(crate) removed_mentions: BTreeSet<(NodeKey, EvidenceId)>,
+    pub(crate) profiles: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
+    /// Profiles that no longer exist (merged away): record and data key are deleted.
+    pub(crate) deleted_profiles: BTreeSet<ProfileId>,
+    pub(crate) events: BTreeMap<Vec<u8>, (ProfileId, StoredEvent)>,
+    pub(crate) deleted_events: BTreeSet<Vec<u8>>,
+    pub(crate) aliases: BTreeMap<ProfileId, ProfileId>,
+    pub(crate) merge_log: Vec<MergeLogEntry>,
+    pub(crate) message_digest: Option<[u8; 16]>,
+    /// Wrapped data keys of profiles created by this change.
+    pub(crate) batch: WriteBatch,
+}
+
+impl Changes {
+    /// The record of a node as this change leaves it.
+    pub(crate) fn node_mut(
+        &mut self,
+        key: NodeKey,
+        current: impl FnOnce() -> NodeRecord,
+    ) -> &mut NodeRecord {
+        self.nodes.entry(key).or_insert_with(current)
+    }
+
+    pub(crate) fn into_batch(mut self, engine: &Engine) -> Result<WriteBatch, EngineError> {
+        let mut batch = std::mem::take(&mut self.batch);
+        for (key, record) in &self.nodes {
+            let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
+            batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
+        }
+        for (id, record) in &self.evidence {
+            let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
+            batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
+        }
+        for (node, evidence) in &self.removed_mentions {
+            if !self.mentions.contains(&(*node, *evidence)) {
+                batch.delete(
+                    Keyspace::Mentions,
+                    [node.0.as_bytes().as_slice(), &evidence.0].concat(),
+                );
+            }
+        }
+        for (node, evidence) in &self.mentions {
+            batch.put(
+                Keyspace::Mentions,
+                [node.0.as_bytes().as_slice(), &evidence.0].concat(),
+                Vec::new(),
+            );
+        }
+        for key in &self.deleted_events {
+            if !self.events.contains_key(key) {
+                batch.delete(Keyspace::Events, key.clone());
+            }
+        }
+        for (key, (profile, event)) in &self.events {
+            let data_key = &self
+                .profiles
+                .get(profile)
+                .ok_or_else(|| {
+                    EngineError::Corrupt(format!("event for unloaded profile {profile}"))
+                })?
+                .1;
+            let sealed = engine.seal_person(data_key, Keyspace::Events, key, event)?;
+            batch.put(Keyspace::Events, key.clone(), sealed);
+        }
+        for (id, (record, key)) in &self.profiles {
+            if self.deleted_profiles.contains(id) {
+                continue;
+            }
+            let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
+            batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
+        }
+        for id in &self.deleted_profiles {
+            batch.delete(Keyspace::Profiles, id.as_bytes().to_vec());
+            engine.vault().destroy_person_key(id, &mut batch);
+        }
+        for (old, survivor) in &self.aliases {
+            batch.put(
+                Keyspace::Aliases,
+                old.as_bytes().to_vec(),
+                survivor.as_bytes().to_vec(),
+            );
+        }
+        for (index, entry) in self.merge_log.iter().enumerate() {
+            let micros = i64::try_from(entry.at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+            let mut key = entry.survivor.as_bytes().to_vec();
+            key.extend_from_slice(&((micros as u64) ^ (1 << 63)).to_be_bytes());
+            key.extend_from_slice(&cdp_crypto::random_bytes::<4>()?);
+            key.extend_from_slice(&(index as u32).to_be_bytes());
+            let sealed = engine.seal_system(Keyspace::MergeLog, &key, entry)?;
+            batch.put(Keyspace::MergeLog, key, sealed);
+        }
+        if let Some(digest) = self.message_digest {
+            batch.put(Keyspace::Messages, digest.to_vec(), Vec::new());
+        }
+        Ok(batch)
+    }
+}

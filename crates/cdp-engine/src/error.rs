@@ -1,0 +1,32 @@
+use cdp_store::StoreError;
+
+/// Engine failures. Messages name fields, ids and limits, never personal values.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A message of the request is invalid; nothing of the request was stored.
+    #[error("{field}: {problem}")]
+    InvalidMessage {
+        index: Option<usize>,
+        field: String,
+        problem: String,
+    },
+    /// Another part of the request is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("unknown write key")]
+    UnknownWriteKey,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored record {0} is malformed")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<cdp_crypto::CryptoError> for EngineError {
+    fn from(error: cdp_crypto::CryptoError) -> Self {
+        Self::Store(StoreError::Crypto(error))
+    }
+}

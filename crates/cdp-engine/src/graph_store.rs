@@ -1,0 +1,140 @@
+//! The identity graph as stored, seen through `cdp_identity::graph::GraphView`.
+
+use std::collections::BTreeMap;
+
+use cdp_core::ProfileId;
+use cdp_crypto::DataKey;
+use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
+use cdp_store::Keyspace;
+
+use crate::records::{
+    EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, NodeRecord, ProfileRecord,
+};
+use crate::{Engine, EngineError};
+
+/// Reads of the graph with a cache for the duration of one resolution. The cache is valid
+/// because the engine's write lock is held and nothing is written until resolution ends.
+pub(crate) struct StoreGraph<'a> {
+    pub(crate) engine: &'a Engine,
+    nodes: BTreeMap<NodeKey, Option<NodeRecord>>,
+    profiles: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
+    evidence: BTreeMap<EvidenceId, Option<EvidenceRecord>>,
+}
+
+impl<'a> StoreGraph<'a> {
+    pub(crate) fn new(engine: &'a Engine) -> Self {
+        Self {
+            engine,
+            nodes: BTreeMap::new(),
+            profiles: BTreeMap::new(),
+            evidence: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn node(&mut self, key: &NodeKey) -> Result<Option<NodeRecord>, EngineError> {
+        if let Some(cached) = self.nodes.get(key) {
+            return Ok(cached.clone());
+        }
+        let record: Option<NodeRecord> = self
+            .engine
+            .get_system(Keyspace::Identifiers, key.0.as_bytes())?;
+        self.nodes.insert(*key, record.clone());
+        Ok(record)
+    }
+
+    /// A profile and its data key. A profile whose key is gone (erased) reads as absent.
+    pub(crate) fn profile(
+        &mut self,
+        id: ProfileId,
+    ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
+        if !self.profiles.contains_key(&id) {
+            let Some(key) = self.engine.vault().person_key(&id)? else {
+                return Ok(None);
+            };
+            let Some(sealed) = self.engine.store().get(Keyspace::Profiles, id.as_bytes())? else {
+                return Ok(None);
+            };
+            let record: ProfileRecord =
+                self.engine
+                    .open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+            self.profiles.insert(id, (record, key));
+        }
+        Ok(self.profiles.get(&id).cloned())
+    }
+
+    pub(crate) fn evidence(
+        &mut self,
+        id: &EvidenceId,
+    ) -> Result<Option<EvidenceRecord>, EngineError> {
+        if let Some(cached) = self.evidence.get(id) {
+            return Ok(cached.clone());
+        }
+        let record: Option<EvidenceRecord> =
+            self.engine.get_system(Keyspace::IdentityEdges, &id.0)?;
+        self.evidence.insert(*id, record.clone());
+        Ok(record)
+    }
+
+    /// Drops a cached evidence record (it is being changed).
+    pub(crate) fn forget_evidence(&mut self, id: &EvidenceId) {
+        self.evidence.remove(id);
+    }
+
+    pub(crate) fn mentions(&mut self, key: &NodeKey) -> Result<Vec<EvidenceId>, EngineError> {
+        let mut ids = Vec::new();
+        for item in self
+            .engine
+            .store()
+            .scan_prefix(Keyspace::Mentions, key.0.as_bytes())
+        {
+            let (entry, _) = item?;
+            let id: [u8; 16] = entry[32..]
+                .try_into()
+                .map_err(|_| EngineError::Corrupt("mention".into()))?;
+            ids.push(EvidenceId(id));
+        }
+        Ok(ids)
+    }
+}
+
+pub(crate) fn summary_of(record: &ProfileRecord) -> ProfileSummary {
+    let mut counts = TypeCounts::default();
+    for identifier in &record.identifiers {
+        counts.add(&identifier.kind);
+    }
+    ProfileSummary {
+        counts,
+        first_order: record.first_order,
+        last_order: record.last_order,
+    }
+}
+
+impl GraphView<NodeKey, EvidenceId> for StoreGraph<'_> {
+    type Profile = ProfileId;
+    type Error = EngineError;
+
+    fn profile_of(&mut self, node: &GraphNode) -> Result<Option<ProfileId>, EngineError> {
+        Ok(self.node(&node.key)?.and_then(|record| record.profile))
+    }
+
+    fn summary(&mut self, profile: ProfileId) -> Result<ProfileSummary, EngineError> {
+        let (record, _) = self.profile(profile)?.ok_or_else(|| {
+            EngineError::Corrupt(format!("identifier points to missing profile {profile}"))
+        })?;
+        Ok(summary_of(&record))
+    }
+
+    fn last_mention(&mut self, node: &GraphNode) -> Result<Option<OrderKey>, EngineError> {
+        Ok(self.node(&node.key)?.map(|record| record.last_mention))
+    }
+
+    fn evidence_of_node(&mut self, node: &GraphNode) -> Result<Vec<GraphEvidence>, EngineError> {
+        let mut out = Vec::new();
+        for id in self.mentions(&node.key)? {
+            if let Some(record) = self.evidence(&id)? {
+                out.push(record.graph_evidence());
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,734 @@
+//! Ingestion: Segment messages into the identity graph, profiles and events.
+
+use std::collections::BTreeMap;
+
+use cdp_core::segment::{Message, MessageType};
+use cdp_core::{IdentifierType, ProfileId};
+use cdp_crypto::DataKey;
+use cdp_identity::extract::{FoundIdentifier, extract};
+use cdp_identity::graph::{Partition, Resolution, resolve};
+use cdp_identity::normalise::normalise;
+use cdp_store::{CommitTicket, Keyspace};
+use time::OffsetDateTime;
+
+use crate::apply::Changes;
+use crate::graph_store::StoreGraph;
+use crate::records::{
+    ChannelSummary, DroppedNode, EvidenceId, EvidenceRecord, GraphEvidence, GraphNode,
+    IdentifierEntry, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, Provenance, SourceRecord,
+    StoredEvent, TraitValue, event_key, event_key_suffix, order_of,
+};
+use crate::{Engine, EngineError};
+
+/// What an ingest call did.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub accepted: usize,
+    /// Messages whose messageId this source had already sent (retries): nothing changed.
+    pub duplicates: usize,
+    /// Messages none of whose identifiers survived normalisation (all blocked or invalid):
+    /// they cannot be attributed to anybody and are not stored.
+    pub unattributed: usize,
+    /// Resolves when everything above is durable. `None` when nothing was written.
+    pub ticket: Option<CommitTicket>,
+}
+
+/// An identifier of the current message, normalised.
+pub(crate) struct MessageIdentifier {
+    pub(crate) kind: IdentifierType,
+    pub(crate) value: String,
+    pub(crate) field: String,
+}
+
+impl Engine {
+    /// Ingests messages of one request. Every message is checked before anything is written:
+    /// one invalid message refuses the whole request. Acknowledge the caller only after
+    /// [`IngestReport::ticket`] resolves.
+    pub fn ingest(
+        &self,
+        source: &SourceRecord,
+        messages: Vec<Message>,
+        batched: bool,
+    ) -> Result<IngestReport, EngineError> {
+        let mut prepared = Vec::with_capacity(messages.len());
+        for (index, mut message) in messages.into_iter().enumerate() {
+            let found = extract(&message).map_err(|error| EngineError::InvalidMessage {
+                index: batched.then_some(index),
+                field: if batched {
+                    format!("batch[{index}].{}", error.field)
+                } else {
+                    error.field
+                },
+                problem: error.problem,
+            })?;
+            if message.generated_message_id {
+                message.message_id = format!(
+                    "cdp-{}",
+                    crate::records::hex::encode(&cdp_crypto::random_bytes::<16>()?)
+                );
+            }
+            prepared.push((message, found));
+        }
+        let mut report = IngestReport::default();
+        let _guard = self.write_lock();
+        for (message, found) in prepared {
+            match self.ingest_one(source, message, found)? {
+                Outcome::Stored(ticket) => {
+                    report.accepted += 1;
+                    report.ticket = Some(ticket);
+                }
+                Outcome::Duplicate => report.duplicates += 1,
+                Outcome::Unattributed => report.unattributed += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    fn ingest_one(
+        &self,
+        source: &SourceRecord,
+        message: Message,
+        found: Vec<FoundIdentifier>,
+    ) -> Result<Outcome, EngineError> {
+        let digest = cdp_crypto::digest16(&[source.id.as_bytes(), message.message_id.as_bytes()]);
+        if !message.generated_message_id && self.store().get(Keyspace::Messages, &digest)?.is_some()
+        {
+            return Ok(Outcome::Duplicate);
+        }
+        let mut identifiers: BTreeMap<NodeKey, MessageIdentifier> = BTreeMap::new();
+        for item in found {
+            let Ok(value) = normalise(
+                &item.kind,
+                &item.raw,
+                source.default_region.as_deref(),
+                &self.config.identity,
+            ) else {
+                continue;
+            };
+            let key = NodeKey(self.vault().blind_index(&item.kind, &value));
+            identifiers.entry(key).or_insert(MessageIdentifier {
+                kind: item.kind,
+                value,
+                field: item.field,
+            });
+        }
+        if identifiers.is_empty() {
+            return Ok(Outcome::Unattributed);
+        }
+        let nodes: Vec<GraphNode> = identifiers
+            .iter()
+            .map(|(key, identifier)| GraphNode {
+                kind: identifier.kind.clone(),
+                key: *key,
+            })
+            .collect();
+        let evidence_id = evidence_id_of(&nodes);
+        let order = order_of(&message, &digest);
+        let provenance = Provenance {
+            message_id: message.message_id.clone(),
+            source_id: source.id.clone(),
+            channel: source.channel,
+            at: message.timestamp,
+        };
+        let event = StoredEvent {
+            message,
+            source_id: source.id.clone(),
+            channel: source.channel,
+            evidence: evidence_id,
+        };
+        let mut graph = StoreGraph::new(self);
+        let mut changes = Changes {
+            message_digest: Some(digest),
+            ..Changes::default()
+        };
+        let existing = graph.evidence(&evidence_id)?;
+        match existing {
+            // The same identifiers were seen together before: nothing new for the graph.
+            Some(existing) if existing.order <= order => {
+                let mut evidence = existing;
+                evidence.count += 1;
+                evidence.last_seen = evidence.last_seen.max(provenance.at);
+                let (record, key) = graph.profile(evidence.profile)?.ok_or_else(|| {
+                    EngineError::Corrupt(format!(
+                        "evidence {evidence_id} points to a missing profile"
+                    ))
+                })?;
+                changes.profiles.insert(record.id, (record, key));
+                changes.evidence.insert(evidence_id, evidence.clone());
+                self.add_event(
+                    &mut changes,
+                    evidence.profile,
+                    event,
+                    &digest,
+                    &identifiers,
+                    order,
+                )?;
+            }
+            existing => {
+                let graph_evidence = GraphEvidence {
+                    id: evidence_id,
+                    order,
+                    nodes: match &existing {
+                        // A late event with an identifier set seen before moves that evidence
+                        // earlier in event order; severed identifiers stay severed.
+                        Some(existing) => existing.graph_evidence().nodes,
+                        None => nodes.clone(),
+                    },
+                };
+                let resolution = resolve(&mut graph, &graph_evidence, &self.config.identity)?;
+                let evidence = EvidenceRecord {
+                    id: evidence_id,
+                    nodes: graph_evidence
+                        .nodes
+                        .iter()
+                        .map(|n| (n.kind.clone(), n.key))
+                        .collect(),
+                    severed: existing
+                        .as_ref()
+                        .map(|e| e.severed.clone())
+                        .unwrap_or_default(),
+                    order,
+                    first: provenance.clone(),
+                    last_seen: existing
+                        .as_ref()
+                        .map_or(provenance.at, |e| e.last_seen.max(provenance.at)),
+                    count: existing.as_ref().map_or(1, |e| e.count + 1),
+                    profile: ProfileId::from_bytes([0; 16]),
+                    dropped: Vec::new(),
+                };
+                match resolution {
+                    Resolution::Incremental {
+                        target,
+                        merged,
+                        attached,
+                        dropped,
+                    } => {
+                        let target = match target {
+                            Some(id) => {
+                                let loaded = graph
+                                    .profile(id)?
+                                    .ok_or_else(|| EngineError::Corrupt(format!("profile {id}")))?;
+                                changes.profiles.insert(id, loaded);
+                                id
+                            }
+                            None => self.new_profile(&mut changes, provenance.at, order)?,
+                        };
+                        for absorbed in merged {
+                            self.absorb(
+                                &mut graph,
+                                &mut changes,
+                                target,
+                                absorbed,
+                                Some(evidence_id),
+                                Some(&provenance),
+                            )?;
+                        }
+                        for node in &attached {
+                            let identifier = &identifiers[&node.key];
+                            let entry = IdentifierEntry {
+                                kind: identifier.kind.clone(),
+                                value: identifier.value.clone(),
+                                node: node.key,
+                                source_id: source.id.clone(),
+                                channel: source.channel,
+                                field: identifier.field.clone(),
+                                first_seen: provenance.at,
+                                last_seen: provenance.at,
+                            };
+                            if let Some((record, _)) = changes.profiles.get_mut(&target) {
+                                record.identifiers.push(entry);
+                            }
+                            let current = graph.node(&node.key)?;
+                            let kind = node.kind.clone();
+                            changes
+                                .node_mut(node.key, || {
+                                    current.unwrap_or(NodeRecord {
+                                        kind,
+                                        profile: None,
+                                        last_mention: order,
+                                    })
+                                })
+                                .profile = Some(target);
+                        }
+                        let mut evidence = evidence;
+                        evidence.profile = target;
+                        evidence.dropped = dropped
+                            .into_iter()
+                            .map(|(node, reason)| DroppedNode {
+                                kind: node.kind,
+                                node: node.key,
+                                reason,
+                            })
+                            .collect();
+                        if let Some((record, _)) = changes.profiles.get_mut(&target) {
+                            record.evidence.insert(evidence_id);
+                        }
+                        changes.evidence.insert(evidence_id, evidence);
+                        self.add_event(&mut changes, target, event, &digest, &identifiers, order)?;
+                    }
+                    Resolution::Recompute {
+                        profiles,
+                        partition,
+                        truncated,
+                    } => {
+                        if truncated {
+                            tracing::warn!(evidence = %evidence_id, "identity component too large to recompute whole; the result may depend on arrival order");
+                        }
+                        let new_event = Some((evidence, event, digest, &identifiers));
+                        self.apply_recompute(
+                            &mut graph,
+                            &mut changes,
+                            &profiles,
+                            partition,
+                            new_event,
+                            "recompute",
+                            Some(&provenance),
+                        )?;
+                    }
+                }
+            }
+        }
+        for node in &nodes {
+            let current = graph.node(&node.key)?;
+            let kind = node.kind.clone();
+            let record = changes.node_mut(node.key, || {
+                current.unwrap_or(NodeRecord {
+                    kind,
+                    profile: None,
+                    last_mention: order,
+                })
+            });
+            record.last_mention = record.last_mention.max(order);
+            changes.mentions.insert((node.key, evidence_id));
+        }
+        let batch = changes.into_batch(self)?;
+        Ok(Outcome::Stored(self.store().commit(batch)?))
+    }
+
+    fn new_profile(
+        &self,
+        changes: &mut Changes,
+        at: OffsetDateTime,
+        order: cdp_identity::graph::OrderKey,
+    ) -> Result<ProfileId, EngineError> {
+        let id = cdp_crypto::random_profile_id()?;
+        let key = self.vault().create_person_key(&id, &mut changes.batch)?;
+        let record = ProfileRecord {
+            id,
+            created_at: at,
+            identifiers: Vec::new(),
+            traits: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            evidence: Default::default(),
+            first_order: order,
+            last_order: order,
+            event_count: 0,
+            merged_from: Vec::new(),
+        };
+        changes.profiles.insert(id, (record, key));
+        Ok(id)
+    }
+
+    /// Records an event in a loaded profile: the event itself, counters, channel activity,
+    /// identifier last-seen times and, for `identify`, traits.
+    fn add_event(
+        &self,
+        changes: &mut Changes,
+        profile: ProfileId,
+        event: StoredEvent,
+        digest: &[u8; 16],
+        identifiers: &BTreeMap<NodeKey, MessageIdentifier>,
+        order: cdp_identity::graph::OrderKey,
+    ) -> Result<(), EngineError> {
+        let (record, _) = changes
+            .profiles
+            .get_mut(&profile)
+            .ok_or_else(|| EngineError::Corrupt(format!("profile {profile} not loaded")))?;
+        record.first_order = record.first_order.min(order);
+        record.last_order = record.last_order.max(order);
+        for entry in &mut record.identifiers {
+            if identifiers.contains_key(&entry.node) {
+                entry.first_seen = entry.first_seen.min(event.message.timestamp);
+                entry.last_seen = entry.last_seen.max(event.message.timestamp);
+            }
+        }
+        apply_event_to_profile(&self.config.survivorship, record, &event);
+        let key = event_key(&profile, event.message.timestamp, digest);
+        changes.events.insert(key, (profile, event));
+        Ok(())
+    }
+
+    /// Moves everything of `absorbed` into `target` (loaded in `changes`).
+    pub(crate) fn absorb(
+        &self,
+        graph: &mut StoreGraph<'_>,
+        changes: &mut Changes,
+        target: ProfileId,
+        absorbed: ProfileId,
+        evidence: Option<EvidenceId>,
+        cause: Option<&Provenance>,
+    ) -> Result<(), EngineError> {
+        let (old, old_key) = graph.profile(absorbed)?.ok_or_else(|| {
+            EngineError::Corrupt(format!("profile {absorbed} to merge is missing"))
+        })?;
+        // Events move to the survivor, re-sealed under its key.
+        for item in self
+            .store()
+            .scan_prefix(Keyspace::Events, absorbed.as_bytes())
+        {
+            let (key, sealed) = item?;
+            let stored: StoredEvent =
+                self.open_person(&old_key, Keyspace::Events, &key, &sealed)?;
+            let new_key = event_key(&target, stored.message.timestamp, event_key_suffix(&key));
+            changes.deleted_events.insert(key);
+            changes.events.insert(new_key, (target, stored));
+        }
+        for id in &old.evidence {
+            if let Some(mut record) = match changes.evidence.remove(id) {
+                Some(record) => Some(record),
+                None => graph.evidence(id)?,
+            } {
+                record.profile = target;
+                changes.evidence.insert(*id, record);
+            }
+        }
+        for identifier in &old.identifiers {
+            let current = graph.node(&identifier.node)?;
+            let kind = identifier.kind.clone();
+            changes
+                .node_mut(identifier.node, || {
+                    current.unwrap_or(NodeRecord {
+                        kind,
+                        profile: None,
+                        last_mention: (i64::MIN, [0; 16]),
+                    })
+                })
+                .profile = Some(target);
+        }
+        let (record, _) = changes
+            .profiles
+            .get_mut(&target)
+            .ok_or_else(|| EngineError::Corrupt(format!("profile {target} not loaded")))?;
+        for identifier in old.identifiers {
+            if !record
+                .identifiers
+                .iter()
+                .any(|entry| entry.node == identifier.node)
+            {
+                record.identifiers.push(identifier);
+            }
+        }
+        for (name, value) in old.traits {
+            let merged = match record.traits.get(&name) {
+                Some(current) => self.config.survivorship.choose(&name, current, &value),
+                None => value,
+            };
+            record.traits.insert(name, merged);
+        }
+        for (channel, summary) in old.channels {
+            match record.channels.get_mut(&channel) {
+                Some(existing) => merge_channel(existing, &summary),
+                None => {
+                    record.channels.insert(channel, summary);
+                }
+            }
+        }
+        record.evidence.extend(old.evidence);
+        record.first_order = record.first_order.min(old.first_order);
+        record.last_order = record.last_order.max(old.last_order);
+        record.created_at = record.created_at.min(old.created_at);
+        record.event_count += old.event_count;
+        record.merged_from.push(absorbed);
+        record.merged_from.extend(old.merged_from);
+        changes.aliases.insert(absorbed, target);
+        changes.deleted_profiles.insert(absorbed);
+        changes.merge_log.push(MergeLogEntry {
+            at: OffsetDateTime::now_utc(),
+            kind: "merge".into(),
+            survivor: target,
+            absorbed: vec![absorbed],
+            evidence,
+            cause: cause.cloned(),
+            rule: "an event carried identifiers of both profiles and the merged profile stays within every type limit".into(),
+        });
+        Ok(())
+    }
+
+    /// Replaces `old_profiles` by the groups of `partition`: ids survive where they can (the
+    /// oldest profile of a group keeps its id), identifiers, evidence and events are
+    /// reattributed, traits and channel activity are rebuilt from the events.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_recompute(
+        &self,
+        graph: &mut StoreGraph<'_>,
+        changes: &mut Changes,
+        old_profiles: &[ProfileId],
+        partition: Partition<NodeKey, EvidenceId>,
+        new_event: Option<(
+            EvidenceRecord,
+            StoredEvent,
+            [u8; 16],
+            &BTreeMap<NodeKey, MessageIdentifier>,
+        )>,
+        kind: &str,
+        cause: Option<&Provenance>,
+    ) -> Result<(), EngineError> {
+        // Everything the old profiles hold.
+        let mut old: BTreeMap<ProfileId, (ProfileRecord, DataKey)> = BTreeMap::new();
+        let mut entries: BTreeMap<NodeKey, IdentifierEntry> = BTreeMap::new();
+        let mut events: Vec<(Vec<u8>, StoredEvent)> = Vec::new();
+        for id in old_profiles {
+            let Some((record, key)) = graph.profile(*id)? else {
+                continue;
+            };
+            for item in self.store().scan_prefix(Keyspace::Events, id.as_bytes()) {
+                let (event_key_bytes, sealed) = item?;
+                let stored: StoredEvent =
+                    self.open_person(&key, Keyspace::Events, &event_key_bytes, &sealed)?;
+                events.push((event_key_suffix(&event_key_bytes).to_vec(), stored));
+                changes.deleted_events.insert(event_key_bytes);
+            }
+            for entry in &record.identifiers {
+                entries.insert(entry.node, entry.clone());
+            }
+            old.insert(*id, (record, key));
+        }
+        let mut new_evidence = None;
+        if let Some((evidence, event, digest, identifiers)) = new_event {
+            for (node, identifier) in identifiers {
+                entries.entry(*node).or_insert_with(|| IdentifierEntry {
+                    kind: identifier.kind.clone(),
+                    value: identifier.value.clone(),
+                    node: *node,
+                    source_id: event.source_id.clone(),
+                    channel: event.channel,
+                    field: identifier.field.clone(),
+                    first_seen: event.message.timestamp,
+                    last_seen: event.message.timestamp,
+                });
+            }
+            events.push((digest[..8].to_vec(), event));
+            new_evidence = Some(evidence);
+        }
+        // Assign ids: groups in event order; each takes the oldest unused old profile that
+        // shares identifiers with it.
+        let mut groups = partition.groups;
+        groups.sort_by_key(|group| group.first_order);
+        let mut used = std::collections::BTreeSet::new();
+        let mut group_ids = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let survivor = old
+                .iter()
+                .filter(|(id, (record, _))| {
+                    !used.contains(*id)
+                        && record
+                            .identifiers
+                            .iter()
+                            .any(|entry| group.nodes.iter().any(|n| n.key == entry.node))
+                })
+                .min_by_key(|(id, (record, _))| (record.first_order, **id))
+                .map(|(id, _)| *id);
+            let id = match survivor {
+                Some(id) => {
+                    used.insert(id);
+                    let (record, key) = &old[&id];
+                    let mut fresh = record.clone();
+                    fresh.identifiers.clear();
+                    fresh.traits.clear();
+                    fresh.channels.clear();
+                    fresh.evidence.clear();
+                    fresh.event_count = 0;
+                    fresh.first_order = group.first_order;
+                    fresh.last_order = group.last_order;
+                    changes.profiles.insert(id, (fresh, key.clone()));
+                    id
+                }
+                None => self.new_profile(changes, OffsetDateTime::now_utc(), group.first_order)?,
+            };
+            group_ids.push(id);
+        }
+        let mut evidence_group: BTreeMap<EvidenceId, ProfileId> = BTreeMap::new();
+        let mut node_group: BTreeMap<NodeKey, ProfileId> = BTreeMap::new();
+        for (group, id) in groups.iter().zip(&group_ids) {
+            let (record, _) = changes
+                .profiles
+                .get_mut(id)
+                .ok_or_else(|| EngineError::Corrupt(format!("profile {id} not loaded")))?;
+            for node in &group.nodes {
+                node_group.insert(node.key, *id);
+                if let Some(entry) = entries.get(&node.key) {
+                    record.identifiers.push(entry.clone());
+                }
+            }
+            for evidence in &group.evidence {
+                evidence_group.insert(*evidence, *id);
+                record.evidence.insert(*evidence);
+            }
+            record.first_order = group.first_order;
+            record.last_order = group.last_order;
+        }
+        // Events follow their evidence; replay in event order rebuilds traits and activity.
+        events.sort_by(|a, b| {
+            (a.1.message.timestamp, &a.1.message.message_id)
+                .cmp(&(b.1.message.timestamp, &b.1.message.message_id))
+        });
+        for (suffix, event) in events {
+            let Some(&owner) = evidence_group.get(&event.evidence) else {
+                tracing::warn!(evidence = %event.evidence, "event whose evidence is in no group after recompute; kept out");
+                continue;
+            };
+            if let Some((record, _)) = changes.profiles.get_mut(&owner) {
+                apply_event_to_profile(&self.config.survivorship, record, &event);
+            }
+            let key = event_key(&owner, event.message.timestamp, &suffix);
+            changes.events.insert(key, (owner, event));
+        }
+        // Nodes: in a group, or (identifiers that are no longer linked) in none.
+        for node in entries.keys() {
+            let current = graph.node(node)?;
+            let kind = entries[node].kind.clone();
+            changes
+                .node_mut(*node, || {
+                    current.unwrap_or(NodeRecord {
+                        kind,
+                        profile: None,
+                        last_mention: (i64::MIN, [0; 16]),
+                    })
+                })
+                .profile = node_group.get(node).copied();
+        }
+        // Evidence records follow their group; dropped identifiers are as the partition says.
+        let mut dropped: BTreeMap<EvidenceId, Vec<DroppedNode>> = BTreeMap::new();
+        for (evidence, node, reason) in partition.dropped {
+            dropped.entry(evidence).or_default().push(DroppedNode {
+                kind: node.kind,
+                node: node.key,
+                reason,
+            });
+        }
+        for (id, owner) in &evidence_group {
+            let record = match (&new_evidence, changes.evidence.remove(id)) {
+                (Some(new), _) if new.id == *id => Some(new.clone()),
+                (_, Some(record)) => Some(record),
+                (_, None) => graph.evidence(id)?,
+            };
+            if let Some(mut record) = record {
+                record.profile = *owner;
+                record.dropped = dropped.remove(id).unwrap_or_default();
+                changes.evidence.insert(*id, record);
+            }
+        }
+        // Old ids that did not survive resolve to the group holding most of their identifiers.
+        for (id, (record, key)) in old {
+            if used.contains(&id) {
+                continue;
+            }
+            let mut votes: BTreeMap<ProfileId, usize> = BTreeMap::new();
+            for entry in &record.identifiers {
+                if let Some(owner) = node_group.get(&entry.node) {
+                    *votes.entry(*owner).or_default() += 1;
+                }
+            }
+            let heir = votes
+                .into_iter()
+                .max_by_key(|(owner, count)| (*count, std::cmp::Reverse(*owner)))
+                .map(|(owner, _)| owner);
+            if let Some(heir) = heir.or_else(|| group_ids.first().copied()) {
+                changes.aliases.insert(id, heir);
+                if let Some((heir_record, _)) = changes.profiles.get_mut(&heir) {
+                    heir_record.merged_from.push(id);
+                    heir_record
+                        .merged_from
+                        .extend(record.merged_from.iter().copied());
+                }
+            }
+            changes.deleted_profiles.insert(id);
+            changes.profiles.insert(id, (record, key));
+        }
+        for (group, id) in groups.iter().zip(&group_ids) {
+            let absorbed: Vec<ProfileId> = changes
+                .aliases
+                .iter()
+                .filter(|(_, heir)| *heir == id)
+                .map(|(old, _)| *old)
+                .collect();
+            changes.merge_log.push(MergeLogEntry {
+                at: OffsetDateTime::now_utc(),
+                kind: kind.into(),
+                survivor: *id,
+                absorbed,
+                evidence: group.evidence.first().copied(),
+                cause: cause.cloned(),
+                rule: match kind {
+                    "split" => "an identifier or edge was removed; the component was re-resolved from its remaining evidence".into(),
+                    _ => "a late event arrived; its component was re-resolved in event order".into(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+enum Outcome {
+    Stored(CommitTicket),
+    Duplicate,
+    Unattributed,
+}
+
+/// The evidence id of a set of identifiers: a digest of their sorted (type, blind index).
+pub(crate) fn evidence_id_of(nodes: &[GraphNode]) -> EvidenceId {
+    let mut sorted: Vec<(&str, &[u8; 32])> = nodes
+        .iter()
+        .map(|n| (n.kind.as_str(), n.key.0.as_bytes()))
+        .collect();
+    sorted.sort();
+    sorted.dedup();
+    let parts: Vec<&[u8]> = sorted
+        .iter()
+        .flat_map(|(kind, key)| [kind.as_bytes(), key.as_slice()])
+        .collect();
+    EvidenceId(cdp_crypto::digest16(&parts))
+}
+
+fn merge_channel(into: &mut ChannelSummary, other: &ChannelSummary) {
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    into.events += other.events;
+}
+
+/// Counters, channel activity and (for `identify`) traits from one event.
+pub(crate) fn apply_event_to_profile(
+    rules: &crate::SurvivorshipRules,
+    record: &mut ProfileRecord,
+    event: &StoredEvent,
+) {
+    let at = event.message.timestamp;
+    record.event_count += 1;
+    let summary = record
+        .channels
+        .entry(event.channel)
+        .or_insert(ChannelSummary {
+            first_seen: at,
+            last_seen: at,
+            events: 0,
+        });
+    summary.first_seen = summary.first_seen.min(at);
+    summary.last_seen = summary.last_seen.max(at);
+    summary.events += 1;
+    if event.message.kind == MessageType::Identify {
+        for (name, value) in &event.message.traits {
+            let incoming = TraitValue {
+                value: value.clone(),
+                source_id: event.source_id.clone(),
+                channel: event.channel,
+                at,
+                first_seen: at,
+            };
+            let chosen = match record.traits.get(name) {
+                Some(current) => rules.choose(name, current, &incoming),
+                None => incoming,
+            };
+            record.traits.insert(name.clone(), chosen);
+        }
+    }
+}

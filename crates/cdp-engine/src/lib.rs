@@ -1,0 +1,137 @@
+//! The application layer: what the CDP does, independent of HTTP.
+//!
+//! - [`Engine::create_source`] / [`Engine::source_for_write_key`]: ingestion sources.
+//! - [`Engine::ingest`]: Segment messages -> identifiers (normalised, blind-indexed) -> identity
+//!   resolution (`cdp-identity`) -> profiles with provenance and encrypted events, one atomic
+//!   store batch per message, acknowledged after the group-commit flush.
+//! - [`Engine::profile`], [`Engine::lookup`], [`Engine::identity`], [`Engine::split`]: reads
+//!   and the unmerge of the identity graph.
+//!
+//! Identity changes are serialised by one write lock (the graph must not change between
+//! resolving an event and applying the result); durability waits happen outside it.
+
+mod apply;
+mod error;
+mod graph_store;
+mod ingest;
+mod profiles;
+pub mod records;
+mod sources;
+mod survivorship;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cdp_core::segment::MessageLimits;
+use cdp_identity::IdentityRules;
+use cdp_store::{Keyspace, Store, Vault};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::EngineError;
+pub use ingest::IngestReport;
+pub use profiles::{
+    EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
+    SplitReport, SplitRequest,
+};
+pub use survivorship::{Survivorship, SurvivorshipRules};
+
+/// Settings of the engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub identity: IdentityRules,
+    pub survivorship: SurvivorshipRules,
+    pub limits: MessageLimits,
+}
+
+/// The application. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Engine {
+    vault: Arc<Vault>,
+    config: EngineConfig,
+    write_lock: Mutex<()>,
+}
+
+impl Engine {
+    pub fn new(vault: Arc<Vault>, config: EngineConfig) -> Self {
+        Self {
+            vault,
+            config,
+            write_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.vault.store()
+    }
+
+    pub fn limits(&self) -> &MessageLimits {
+        &self.config.limits
+    }
+
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is the store, which stays consistent: a panic mid-batch never
+        // commits a partial batch.
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn seal_system<T: Serialize>(
+        &self,
+        keyspace: Keyspace,
+        key: &[u8],
+        value: &T,
+    ) -> Result<Vec<u8>, EngineError> {
+        let plain =
+            serde_json::to_vec(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
+        Ok(self.vault.seal_system(keyspace, key, &plain)?)
+    }
+
+    pub(crate) fn open_system<T: DeserializeOwned>(
+        &self,
+        keyspace: Keyspace,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, EngineError> {
+        let plain = self.vault.open_system(keyspace, key, sealed)?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
+    }
+
+    pub(crate) fn get_system<T: DeserializeOwned>(
+        &self,
+        keyspace: Keyspace,
+        key: &[u8],
+    ) -> Result<Option<T>, EngineError> {
+        match self.store().get(keyspace, key)? {
+            Some(sealed) => Ok(Some(self.open_system(keyspace, key, &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn seal_person<T: Serialize>(
+        &self,
+        key: &cdp_crypto::DataKey,
+        keyspace: Keyspace,
+        record: &[u8],
+        value: &T,
+    ) -> Result<Vec<u8>, EngineError> {
+        let plain =
+            serde_json::to_vec(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
+        Ok(self.vault.seal_person(key, keyspace, record, &plain)?)
+    }
+
+    pub(crate) fn open_person<T: DeserializeOwned>(
+        &self,
+        key: &cdp_crypto::DataKey,
+        keyspace: Keyspace,
+        record: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, EngineError> {
+        let plain = self.vault.open_person(key, keyspace, record, sealed)?;
+        serde_json::from_slice(&plain)
+            .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
+    }
+}

@@ -1,0 +1,265 @@
+//! What the engine stores, and under which keys. Every record that concerns a person is sealed:
+//! profiles and events under the person's data key, graph records (identifier nodes, evidence,
+//! merge log) under the system record key, so that a recompute across people needs no
+//! per-person key. Erasure deletes the latter explicitly (issue 7).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cdp_core::segment::Message;
+use cdp_core::{Channel, IdentifierType, ProfileId};
+use cdp_crypto::BlindIndex;
+use cdp_identity::graph::{DropReason, OrderKey};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Hex forms of fixed-size ids inside records.
+pub(crate) mod hex {
+    pub fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+        if text.len() != N * 2 {
+            return None;
+        }
+        let mut out = [0u8; N];
+        for (index, chunk) in text.as_bytes().chunks_exact(2).enumerate() {
+            let pair = std::str::from_utf8(chunk).ok()?;
+            out[index] = u8::from_str_radix(pair, 16).ok()?;
+        }
+        Some(out)
+    }
+}
+
+/// An evidence id: a digest of the set of identifiers an event carried. Events with the same
+/// set share one evidence record (the graph only needs one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvidenceId(pub [u8; 16]);
+
+impl Serialize for EvidenceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for EvidenceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        hex::decode(&text)
+            .map(EvidenceId)
+            .ok_or_else(|| serde::de::Error::custom("evidence id: 32 hex digits"))
+    }
+}
+
+impl std::fmt::Display for EvidenceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+/// A node key in records: a blind index as hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeKey(pub BlindIndex);
+
+impl Serialize for NodeKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0.as_bytes()))
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        hex::decode::<32>(&text)
+            .map(|bytes| NodeKey(BlindIndex::from_bytes(bytes)))
+            .ok_or_else(|| serde::de::Error::custom("blind index: 64 hex digits"))
+    }
+}
+
+pub type GraphNode = cdp_identity::graph::Node<NodeKey>;
+pub type GraphEvidence = cdp_identity::graph::Evidence<NodeKey, EvidenceId>;
+
+/// An ingestion source (Keyspace::Sources, `src/<id>`), sealed with the system key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub id: String,
+    pub name: String,
+    pub channel: Channel,
+    /// ISO 3166 alpha-2 region for phone numbers written without a country code.
+    pub default_region: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a piece of data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub message_id: String,
+    pub source_id: String,
+    pub channel: Channel,
+    /// Event time (clock-skew corrected).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// One identifier node (Keyspace::Identifiers, key = blind index), sealed with the system key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub kind: IdentifierType,
+    /// The profile it belongs to; `None` for identifiers that were only ever dropped.
+    pub profile: Option<ProfileId>,
+    /// Event order of the newest evidence mentioning it.
+    pub last_mention: OrderKey,
+}
+
+/// An identifier the rules did not link, for one evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedNode {
+    pub kind: IdentifierType,
+    pub node: NodeKey,
+    pub reason: DropReason,
+}
+
+/// One evidence (Keyspace::IdentityEdges, key = evidence id), sealed with the system key: the
+/// identifiers that occurred together, and the provenance of the first event that showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub id: EvidenceId,
+    pub nodes: Vec<(IdentifierType, NodeKey)>,
+    /// Identifiers removed from this evidence by a split.
+    #[serde(default)]
+    pub severed: Vec<(IdentifierType, NodeKey)>,
+    pub order: OrderKey,
+    pub first: Provenance,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    pub count: u64,
+    /// The profile it is anchored in (its strongest identifier's).
+    pub profile: ProfileId,
+    /// What the rules dropped when it was last resolved.
+    #[serde(default)]
+    pub dropped: Vec<DroppedNode>,
+}
+
+impl EvidenceRecord {
+    pub fn graph_evidence(&self) -> GraphEvidence {
+        GraphEvidence {
+            id: self.id,
+            order: self.order,
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(kind, key)| GraphNode {
+                    kind: kind.clone(),
+                    key: *key,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A person's identifier with its clear value (inside the sealed profile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentifierEntry {
+    pub kind: IdentifierType,
+    pub value: String,
+    pub node: NodeKey,
+    pub source_id: String,
+    pub channel: Channel,
+    /// The message field it came from.
+    pub field: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+}
+
+/// A trait value with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraitValue {
+    pub value: serde_json::Value,
+    pub source_id: String,
+    pub channel: Channel,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+}
+
+/// Activity of a person on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    pub events: u64,
+}
+
+/// A profile (Keyspace::Profiles, key = profile id), sealed with the person's data key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub id: ProfileId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub identifiers: Vec<IdentifierEntry>,
+    pub traits: BTreeMap<String, TraitValue>,
+    pub channels: BTreeMap<Channel, ChannelSummary>,
+    pub evidence: BTreeSet<EvidenceId>,
+    pub first_order: OrderKey,
+    pub last_order: OrderKey,
+    pub event_count: u64,
+    /// Profile ids absorbed by merges (they resolve to this one).
+    #[serde(default)]
+    pub merged_from: Vec<ProfileId>,
+}
+
+/// An event (Keyspace::Events), sealed with the person's data key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub message: Message,
+    pub source_id: String,
+    pub channel: Channel,
+    pub evidence: EvidenceId,
+}
+
+/// One entry of the merge log (Keyspace::MergeLog, key = profile id + sequence), sealed with
+/// the system key: why profiles became one, or were split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeLogEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `merge`, `recompute` (a late event re-ran the rules on its component) or `split`.
+    pub kind: String,
+    pub survivor: ProfileId,
+    pub absorbed: Vec<ProfileId>,
+    /// The evidence that linked them, when there is one.
+    pub evidence: Option<EvidenceId>,
+    pub cause: Option<Provenance>,
+    pub rule: String,
+}
+
+/// Store key of an event: profile id, event time (µs, order-preserving), 8 bytes of the
+/// message digest (kept when an event moves to another profile).
+pub fn event_key(profile: &ProfileId, at: OffsetDateTime, digest: &[u8]) -> Vec<u8> {
+    let micros = i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+    // Flip the sign bit so that big-endian bytes sort like the signed value.
+    let sortable = (micros as u64) ^ (1 << 63);
+    let mut key = Vec::with_capacity(40);
+    key.extend_from_slice(profile.as_bytes());
+    key.extend_from_slice(&sortable.to_be_bytes());
+    key.extend_from_slice(&digest[..8.min(digest.len())]);
+    key
+}
+
+/// The digest suffix of an event key (see [`event_key`]).
+pub fn event_key_suffix(key: &[u8]) -> &[u8] {
+    &key[key.len().saturating_sub(8)..]
+}
+
+/// The event order of a message: time in µs, then a digest of (source, messageId).
+pub fn order_of(message: &Message, digest: &[u8; 16]) -> OrderKey {
+    let micros =
+        i64::try_from(message.timestamp.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+    (micros, *digest)
+}

@@ -1,0 +1,416 @@
+//! The engine through its public API: ingestion, identity resolution, profiles, split.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use cdp_core::segment::{MessageLimits, MessageType, parse_body};
+use cdp_core::{Channel, IdentifierType, ProfileId};
+use cdp_crypto::Keyring;
+use cdp_engine::records::SourceRecord;
+use cdp_engine::{Engine, EngineConfig, EngineError, SplitRequest};
+use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use serde_json::json;
+use time::OffsetDateTime;
+
+struct Harness {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
+    let vault =
+        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
+    Harness {
+        engine: Engine::new(vault, EngineConfig::default()),
+        _dir: dir,
+    }
+}
+
+fn source(engine: &Engine, name: &str, channel: Channel, region: Option<&str>) -> SourceRecord {
+    let (source, write_key, ticket) = engine.create_source(name, channel, region).unwrap();
+    ticket.wait_durable().unwrap();
+    assert_eq!(engine.source_for_write_key(&write_key).unwrap(), source);
+    source
+}
+
+fn send(
+    engine: &Engine,
+    source: &SourceRecord,
+    messages: serde_json::Value,
+) -> cdp_engine::IngestReport {
+    let body = json!({ "batch": messages }).to_string();
+    let parsed = parse_body(
+        body.as_bytes(),
+        None,
+        OffsetDateTime::now_utc(),
+        &MessageLimits::default(),
+    )
+    .unwrap();
+    let report = engine.ingest(source, parsed.messages, true).unwrap();
+    if let Some(ticket) = report.ticket.as_ref() {
+        let _ = ticket.seq();
+    }
+    report
+}
+
+fn lookup(engine: &Engine, kind: IdentifierType, value: &str) -> Option<ProfileId> {
+    engine.lookup(&kind, value, None).unwrap().map(|p| p.id)
+}
+
+#[test]
+fn cross_channel_events_resolve_to_one_profile_with_provenance() {
+    let h = harness();
+    let web = source(&h.engine, "web shop", Channel::Web, Some("CN"));
+    let crm = source(&h.engine, "crm", Channel::Crm, Some("CN"));
+    send(
+        &h.engine,
+        &web,
+        json!([
+            {"type":"page","anonymousId":"anon-1","name":"Home","messageId":"w1","timestamp":"2026-11-01T10:00:00Z"},
+            {"type":"identify","anonymousId":"anon-1","userId":"u-1","messageId":"w2","timestamp":"2026-11-01T10:05:00Z",
+             "traits":{"email":"Zhang.Wei@Example.com","name":"张伟","city":"上海"}},
+        ]),
+    );
+    send(
+        &h.engine,
+        &crm,
+        json!([
+            {"type":"identify","userId":"u-1","messageId":"c1","timestamp":"2026-11-02T09:00:00Z",
+             "traits":{"phone":"138 1234 5678","city":"杭州"}},
+        ]),
+    );
+    let by_email = lookup(&h.engine, IdentifierType::Email, "zhang.wei@example.com").unwrap();
+    let by_phone = lookup(&h.engine, IdentifierType::Phone, "+8613812345678").unwrap();
+    let by_anon = lookup(&h.engine, IdentifierType::AnonymousId, "anon-1").unwrap();
+    assert_eq!(by_email, by_phone);
+    assert_eq!(by_email, by_anon);
+    let profile = h.engine.profile(by_email).unwrap().unwrap();
+    assert_eq!(profile.event_count, 3);
+    assert_eq!(profile.channels.len(), 2);
+    assert_eq!(profile.channels[&Channel::Web].events, 2);
+    // Most recent wins by default, with its provenance.
+    assert_eq!(profile.traits["city"].value, "杭州");
+    assert_eq!(profile.traits["city"].source_id, crm.id);
+    assert_eq!(profile.traits["name"].channel, Channel::Web);
+    let kinds: Vec<&str> = profile
+        .identifiers
+        .iter()
+        .map(|i| i.kind.as_str())
+        .collect();
+    for kind in ["anonymous_id", "user_id", "email", "phone"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    assert_eq!(h.engine.events(by_email, 100).unwrap().len(), 3);
+}
+
+#[test]
+fn merge_protection_keeps_two_users_apart() {
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, None);
+    send(
+        &h.engine,
+        &web,
+        json!([
+            {"type":"identify","userId":"u-1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","traits":{"email":"family@example.com"}},
+            {"type":"identify","userId":"u-2","messageId":"m2","timestamp":"2026-11-01T11:00:00Z","traits":{"email":"family@example.com"}},
+        ]),
+    );
+    let u1 = lookup(&h.engine, IdentifierType::UserId, "u-1").unwrap();
+    let u2 = lookup(&h.engine, IdentifierType::UserId, "u-2").unwrap();
+    assert_ne!(
+        u1, u2,
+        "a shared e-mail must not merge two user ids (limit 1)"
+    );
+    assert_eq!(
+        lookup(&h.engine, IdentifierType::Email, "family@example.com"),
+        Some(u1)
+    );
+    let identity = h.engine.identity(u2).unwrap().unwrap();
+    let edge = &identity.edges[0];
+    let email = edge
+        .identifiers
+        .iter()
+        .find(|n| n.kind == IdentifierType::Email)
+        .unwrap();
+    assert_eq!(email.status, "dropped_merge_would_exceed_limit");
+    assert_eq!(
+        email.value, None,
+        "another person's identifier is never shown"
+    );
+    assert_eq!(edge.first.message_id, "m2");
+}
+
+#[test]
+fn merges_keep_the_oldest_id_and_absorbed_ids_resolve_to_it() {
+    let h = harness();
+    let app = source(&h.engine, "app", Channel::Ios, None);
+    send(
+        &h.engine,
+        &app,
+        json!([
+            {"type":"track","anonymousId":"a-1","event":"Product Viewed","messageId":"m1","timestamp":"2026-11-01T10:00:00Z"},
+            {"type":"identify","userId":"u-9","messageId":"m2","timestamp":"2026-11-01T11:00:00Z"},
+            {"type":"alias","previousId":"a-1","userId":"u-9","messageId":"m3","timestamp":"2026-11-01T12:00:00Z"},
+        ]),
+    );
+    let survivor = lookup(&h.engine, IdentifierType::UserId, "u-9").unwrap();
+    assert_eq!(
+        lookup(&h.engine, IdentifierType::AnonymousId, "a-1"),
+        Some(survivor)
+    );
+    let profile = h.engine.profile(survivor).unwrap().unwrap();
+    assert_eq!(profile.event_count, 3);
+    assert_eq!(profile.merged_from.len(), 1);
+    let absorbed = profile.merged_from[0];
+    let via_alias = h.engine.profile(absorbed).unwrap().unwrap();
+    assert_eq!(via_alias.id, survivor);
+    assert_eq!(via_alias.resolved_from, Some(absorbed));
+    let identity = h.engine.identity(survivor).unwrap().unwrap();
+    assert!(
+        identity
+            .merge_log
+            .iter()
+            .any(|entry| entry.kind == "merge" && entry.absorbed == vec![absorbed])
+    );
+}
+
+#[test]
+fn retried_messages_change_nothing() {
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, None);
+    let batch = json!([{"type":"track","userId":"u-1","event":"Order Completed","messageId":"m1","properties":{"revenue":10}}]);
+    assert_eq!(send(&h.engine, &web, batch.clone()).accepted, 1);
+    let retry = send(&h.engine, &web, batch);
+    assert_eq!((retry.accepted, retry.duplicates), (0, 1));
+    let profile = lookup(&h.engine, IdentifierType::UserId, "u-1").unwrap();
+    assert_eq!(h.engine.events(profile, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn junk_identifiers_never_merge_people() {
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, None);
+    let report = send(
+        &h.engine,
+        &web,
+        json!([
+            {"type":"track","userId":"undefined","event":"x","messageId":"m0"},
+            {"type":"track","userId":"u-1","event":"x","messageId":"m1","context":{"device":{"id":"00000000-0000-0000-0000-000000000000"}}},
+            {"type":"track","userId":"u-2","event":"x","messageId":"m2","context":{"device":{"id":"00000000-0000-0000-0000-000000000000"}}},
+        ]),
+    );
+    assert_eq!(report.unattributed, 1);
+    assert_ne!(
+        lookup(&h.engine, IdentifierType::UserId, "u-1"),
+        lookup(&h.engine, IdentifierType::UserId, "u-2")
+    );
+}
+
+#[test]
+fn an_invalid_message_refuses_the_whole_request() {
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, None);
+    let body = json!({"batch":[
+        {"type":"identify","userId":"u-1","messageId":"m1"},
+        {"type":"identify","userId":"u-2","messageId":"m2","context":{"externalIds":[{"id":"o1","type":"wechat_openid"}]}},
+    ]}).to_string();
+    let parsed = parse_body(
+        body.as_bytes(),
+        None,
+        OffsetDateTime::now_utc(),
+        &MessageLimits::default(),
+    )
+    .unwrap();
+    let error = h.engine.ingest(&web, parsed.messages, true).unwrap_err();
+    match error {
+        EngineError::InvalidMessage { index, field, .. } => {
+            assert_eq!(index, Some(1));
+            assert_eq!(field, "batch[1].context.externalIds[0]");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        lookup(&h.engine, IdentifierType::UserId, "u-1"),
+        None,
+        "nothing of the request is stored"
+    );
+}
+
+#[test]
+fn wechat_openids_are_scoped_by_app() {
+    let h = harness();
+    let mini = source(&h.engine, "mini program", Channel::MiniProgram, None);
+    send(
+        &h.engine,
+        &mini,
+        json!([
+            {"type":"identify","anonymousId":"x1","messageId":"m1","context":{"externalIds":[{"id":"oABC","type":"wechat_openid","collection":"wxapp1"}]}},
+            {"type":"identify","anonymousId":"x2","messageId":"m2","context":{"externalIds":[{"id":"oABC","type":"wechat_openid","collection":"wxapp2"}]}},
+        ]),
+    );
+    assert_ne!(
+        lookup(&h.engine, IdentifierType::AnonymousId, "x1"),
+        lookup(&h.engine, IdentifierType::AnonymousId, "x2")
+    );
+    assert!(lookup(&h.engine, IdentifierType::WechatOpenId, "wxapp1:oABC").is_some());
+}
+
+/// People as sets of identifier values, for comparing outcomes.
+fn people(
+    h: &Harness,
+    ids: &[(&str, IdentifierType)],
+) -> std::collections::BTreeSet<std::collections::BTreeSet<String>> {
+    let mut by_profile: std::collections::BTreeMap<ProfileId, std::collections::BTreeSet<String>> =
+        Default::default();
+    for (value, kind) in ids {
+        if let Some(profile) = lookup(&h.engine, kind.clone(), value) {
+            by_profile
+                .entry(profile)
+                .or_default()
+                .insert((*value).to_string());
+        }
+    }
+    by_profile.into_values().collect()
+}
+
+#[test]
+fn late_events_give_the_same_people_as_events_in_order() {
+    let events = vec![
+        json!({"type":"identify","userId":"u-1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"identify","userId":"u-2","messageId":"m2","timestamp":"2026-11-01T11:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"identify","anonymousId":"a-1","messageId":"m3","timestamp":"2026-11-01T12:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"track","anonymousId":"a-1","userId":"u-2","event":"x","messageId":"m4","timestamp":"2026-11-01T13:00:00Z"}),
+    ];
+    let ids = [
+        ("u-1", IdentifierType::UserId),
+        ("u-2", IdentifierType::UserId),
+        ("a-1", IdentifierType::AnonymousId),
+        ("shared@example.com", IdentifierType::Email),
+    ];
+    let in_order = harness();
+    let web = source(&in_order.engine, "web", Channel::Web, None);
+    for event in &events {
+        send(&in_order.engine, &web, json!([event]));
+    }
+    let expected = people(&in_order, &ids);
+    for order in [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]] {
+        let h = harness();
+        let web = source(&h.engine, "web", Channel::Web, None);
+        for index in order {
+            send(&h.engine, &web, json!([events[index]]));
+        }
+        assert_eq!(people(&h, &ids), expected, "arrival order {order:?}");
+        // Every event is stored exactly once, in some profile.
+        let total: usize = people(&h, &ids)
+            .iter()
+            .filter_map(|values| values.iter().next())
+            .map(|value| {
+                let kind = ids.iter().find(|(v, _)| v == value).unwrap().1.clone();
+                h.engine
+                    .events(lookup(&h.engine, kind, value).unwrap(), 100)
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(total, 4, "arrival order {order:?}");
+    }
+}
+
+#[test]
+fn split_an_identifier_reattributes_events_and_traits() {
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, None);
+    send(
+        &h.engine,
+        &web,
+        json!([
+            {"type":"identify","userId":"u-1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","traits":{"plan":"gold"}},
+            // A shared tablet's device id linked a second browsing session to u-1.
+            {"type":"track","userId":"u-1","event":"Viewed","messageId":"m2","timestamp":"2026-11-01T11:00:00Z","context":{"device":{"id":"store-ipad"}}},
+            {"type":"identify","anonymousId":"walk-in","messageId":"m3","timestamp":"2026-11-01T12:00:00Z","traits":{"plan":"none"},"context":{"device":{"id":"store-ipad"}}},
+        ]),
+    );
+    let u1 = lookup(&h.engine, IdentifierType::UserId, "u-1").unwrap();
+    assert_eq!(
+        lookup(&h.engine, IdentifierType::AnonymousId, "walk-in"),
+        Some(u1)
+    );
+    assert_eq!(
+        h.engine.profile(u1).unwrap().unwrap().traits["plan"].value,
+        "none"
+    );
+
+    let (report, ticket) = h
+        .engine
+        .split(
+            u1,
+            &SplitRequest::Identifier {
+                kind: IdentifierType::DeviceId,
+                value: "store-ipad".into(),
+            },
+        )
+        .unwrap();
+    ticket.unwrap().wait_durable().unwrap();
+    assert!(report.profiles.len() >= 2, "{report:?}");
+    let after_u1 = lookup(&h.engine, IdentifierType::UserId, "u-1").unwrap();
+    let walk_in = lookup(&h.engine, IdentifierType::AnonymousId, "walk-in").unwrap();
+    assert_ne!(after_u1, walk_in);
+    assert_eq!(after_u1, u1, "the oldest profile keeps its id");
+    let profile = h.engine.profile(u1).unwrap().unwrap();
+    assert_eq!(
+        profile.traits["plan"].value, "gold",
+        "traits are rebuilt from u-1's own events"
+    );
+    assert_eq!(profile.event_count, 2);
+    assert_eq!(h.engine.events(walk_in, 10).unwrap().len(), 1);
+    let identity = h.engine.identity(u1).unwrap().unwrap();
+    assert!(identity.merge_log.iter().any(|entry| entry.kind == "split"));
+    assert!(
+        identity
+            .edges
+            .iter()
+            .any(|edge| edge.identifiers.iter().any(|n| n.status == "severed"))
+    );
+    // Splitting something that is not there.
+    let missing = h.engine.split(
+        u1,
+        &SplitRequest::Identifier {
+            kind: IdentifierType::Email,
+            value: "x@y.cn".into(),
+        },
+    );
+    assert!(matches!(missing, Err(EngineError::NotFound(_))));
+}
+
+#[test]
+fn single_route_messages_and_sources() {
+    let h = harness();
+    let pos = source(&h.engine, "store 12", Channel::Pos, Some("CN"));
+    assert!(matches!(
+        h.engine.create_source("store 12", Channel::Pos, None),
+        Err(EngineError::Conflict(_))
+    ));
+    assert!(matches!(
+        h.engine.create_source("x", Channel::Pos, Some("ZZ")),
+        Err(EngineError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        h.engine.source_for_write_key("cdpwk_nope"),
+        Err(EngineError::UnknownWriteKey)
+    ));
+    let body = br#"{"userId":"m-77","event":"Order Completed","properties":{"total":99}}"#;
+    let parsed = parse_body(
+        body,
+        Some(MessageType::Track),
+        OffsetDateTime::now_utc(),
+        &MessageLimits::default(),
+    )
+    .unwrap();
+    let report = h.engine.ingest(&pos, parsed.messages, false).unwrap();
+    assert_eq!(report.accepted, 1);
+    assert_eq!(h.engine.sources().unwrap().len(), 1);
+}
