@@ -21,8 +21,13 @@ fn init_rotate_list_and_serve_across_rotation() {
         "a given key file is not a dev key"
     );
     assert!(
-        !data.join("keys").exists(),
+        !data.join("keys/master.key").exists(),
         "no dev key is created when a key file is given"
+    );
+    assert_eq!(
+        mode_of(&data.join("keys/token.key")),
+        0o600,
+        "the token signing key is created private"
     );
     assert!(server.stop_with("TERM").0.success());
 

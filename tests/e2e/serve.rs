@@ -48,10 +48,13 @@ fn errors_have_one_shape_and_nothing_personal_reaches_logs_or_metrics() {
     let server = Server::start(dir.path(), &[], &[]).unwrap();
     // Letters only: digits could match timestamps or request ids by chance.
     let marker = "zz.marker.qxjv@example.com";
-    let missing = server.get(&format!("/v1/profiles/lookup?type=email&value={marker}"));
+    let missing = server.get(&format!("/v1/people/{marker}"));
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "route_not_found");
     assert!(!missing.text().contains("marker"));
+    let unauthorised = server.get(&format!("/v1/profiles/lookup?type=email&value={marker}"));
+    assert_eq!(unauthorised.status, 401);
+    assert!(!unauthorised.text().contains("marker"));
 
     let wrong_method = http(server.addr, "DELETE", "/healthz", &[], b"");
     assert_eq!(wrong_method.status, 405);

@@ -162,6 +162,20 @@ fn optional_id(
     field: &str,
     limits: &MessageLimits,
 ) -> Result<Option<String>, FieldError> {
+    optional_string(
+        object,
+        field,
+        limits,
+        matches!(field, "userId" | "anonymousId"),
+    )
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+    limits: &MessageLimits,
+    allow_integer: bool,
+) -> Result<Option<String>, FieldError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.len() > limits.max_id_bytes => Err(FieldError::new(
@@ -171,7 +185,7 @@ fn optional_id(
         Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         // Segment libraries stringify numeric ids; accept integers the same way.
-        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
+        Some(Value::Number(number)) if allow_integer && (number.is_i64() || number.is_u64()) => {
             Ok(Some(number.to_string()))
         }
         Some(_) => Err(FieldError::new(field, "must be a string")),

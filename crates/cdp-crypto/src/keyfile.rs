@@ -68,7 +68,8 @@ fn decode_material(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
     Ok(material)
 }
 
-pub(crate) fn load(path: &Path) -> Result<Keyring, KeyringError> {
+/// Reads a secret file, refusing one that other users can read.
+pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyringError> {
     let read_error = |source| KeyringError::Read {
         path: path.to_path_buf(),
         source,
@@ -87,7 +88,13 @@ pub(crate) fn load(path: &Path) -> Result<Keyring, KeyringError> {
     }
     #[cfg(not(unix))]
     let _ = metadata;
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(read_error)?);
+    Ok(Zeroizing::new(
+        fs::read_to_string(path).map_err(read_error)?,
+    ))
+}
+
+pub(crate) fn load(path: &Path) -> Result<Keyring, KeyringError> {
+    let text = read_private_file(path)?;
     parse_document(&text, path)
 }
 
@@ -231,6 +238,11 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 }
 
 pub(crate) fn create(keyring: &Keyring, path: &Path) -> Result<(), KeyringError> {
+    create_private_file(path, render(keyring).as_bytes())
+}
+
+/// Writes a new secret file with mode 0600 and syncs it; refuses to overwrite.
+pub(crate) fn create_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyringError> {
     let write_error = |source| KeyringError::Write {
         path: path.to_path_buf(),
         source,
@@ -244,8 +256,7 @@ pub(crate) fn create(keyring: &Keyring, path: &Path) -> Result<(), KeyringError>
             write_error(source)
         }
     })?;
-    let text = render(keyring);
-    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.write_all(contents).map_err(write_error)?;
     file.sync_all().map_err(write_error)?;
     sync_parent(path).map_err(write_error)
 }

@@ -274,7 +274,12 @@ impl Engine {
                         if truncated {
                             tracing::warn!(evidence = %evidence_id, "identity component too large to recompute whole; the result may depend on arrival order");
                         }
-                        let new_event = Some((evidence, event, digest, &identifiers));
+                        let new_event = Some(NewEvent {
+                            evidence,
+                            event,
+                            digest,
+                            identifiers: &identifiers,
+                        });
                         self.apply_recompute(
                             &mut graph,
                             &mut changes,
@@ -464,12 +469,7 @@ impl Engine {
         changes: &mut Changes,
         old_profiles: &[ProfileId],
         partition: Partition<NodeKey, EvidenceId>,
-        new_event: Option<(
-            EvidenceRecord,
-            StoredEvent,
-            [u8; 16],
-            &BTreeMap<NodeKey, MessageIdentifier>,
-        )>,
+        new_event: Option<NewEvent<'_>>,
         kind: &str,
         cause: Option<&Provenance>,
     ) -> Result<(), EngineError> {
@@ -494,7 +494,13 @@ impl Engine {
             old.insert(*id, (record, key));
         }
         let mut new_evidence = None;
-        if let Some((evidence, event, digest, identifiers)) = new_event {
+        if let Some(NewEvent {
+            evidence,
+            event,
+            digest,
+            identifiers,
+        }) = new_event
+        {
             for (node, identifier) in identifiers {
                 entries.entry(*node).or_insert_with(|| IdentifierEntry {
                     kind: identifier.kind.clone(),
@@ -667,6 +673,14 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The event being ingested when a late event triggers a recompute.
+pub(crate) struct NewEvent<'a> {
+    evidence: EvidenceRecord,
+    event: StoredEvent,
+    digest: [u8; 16],
+    identifiers: &'a BTreeMap<NodeKey, MessageIdentifier>,
 }
 
 enum Outcome {

@@ -243,7 +243,7 @@ impl Engine {
                 count: evidence.count,
             });
         }
-        edges.sort_by(|a, b| a.first.at.cmp(&b.first.at));
+        edges.sort_by_key(|edge| edge.first.at);
         let mut merge_log = Vec::new();
         for item in self
             .store()

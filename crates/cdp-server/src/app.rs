@@ -8,7 +8,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::middleware;
-use cdp_store::{Store, Vault};
+use cdp_crypto::TokenKey;
+use cdp_engine::Engine;
+use cdp_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
@@ -20,7 +22,7 @@ use utoipa_axum::routes;
 use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
-use crate::routes::system;
+use crate::routes::{ingest, profiles, sources, system};
 
 /// Limits and timeouts of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -43,25 +45,45 @@ impl Default for ServerConfig {
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
+    pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
-    pub vault: Arc<Vault>,
+    pub token_key: Arc<TokenKey>,
     pub metrics: Arc<HttpMetrics>,
     pub(crate) openapi_json: Arc<String>,
 }
 
 /// The whole HTTP application.
-pub fn router(vault: Arc<Vault>, metrics: Arc<HttpMetrics>, config: &ServerConfig) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    token_key: Arc<TokenKey>,
+    metrics: Arc<HttpMetrics>,
+    config: &ServerConfig,
+) -> Router {
     let (routes, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
+        .routes(routes!(ingest::identify))
+        .routes(routes!(ingest::track))
+        .routes(routes!(ingest::page))
+        .routes(routes!(ingest::screen))
+        .routes(routes!(ingest::group))
+        .routes(routes!(ingest::alias))
+        .routes(routes!(ingest::batch))
+        .routes(routes!(sources::create_source, sources::list_sources))
+        .routes(routes!(profiles::lookup))
+        .routes(routes!(profiles::get_profile))
+        .routes(routes!(profiles::identity))
+        .routes(routes!(profiles::events))
+        .routes(routes!(profiles::split))
         .split_for_parts();
     // Serialising a derived OpenApi value cannot fail (no maps with non-string keys).
     let openapi_json = Arc::new(api.to_pretty_json().unwrap_or_default());
     let state = AppState {
-        store: vault.store().clone(),
-        vault,
+        store: engine.store().clone(),
+        engine,
+        token_key,
         metrics: metrics.clone(),
         openapi_json,
     };

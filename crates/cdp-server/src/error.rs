@@ -38,6 +38,8 @@ macro_rules! error_codes {
 error_codes! {
     BadRequest => ("bad_request", BAD_REQUEST, "The request is malformed."),
     InvalidJson => ("invalid_json", BAD_REQUEST, "The body is not valid JSON of the expected shape."),
+    InvalidMessage => ("invalid_message", BAD_REQUEST, "A message of the request is invalid; details name its index and field, and nothing of the request was stored."),
+    InvalidEncoding => ("invalid_encoding", BAD_REQUEST, "The body's Content-Encoding does not decode (broken gzip)."),
     Unauthorized => ("unauthorized", UNAUTHORIZED, "Credentials are missing or invalid."),
     Forbidden => ("forbidden", FORBIDDEN, "The credentials do not allow this request."),
     RouteNotFound => ("route_not_found", NOT_FOUND, "No route has this path."),

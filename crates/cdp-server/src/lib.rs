@@ -6,6 +6,7 @@
 //! hold identifiers such as `?value=<e-mail>`).
 
 mod app;
+mod auth;
 mod error;
 mod metrics;
 mod observe;
@@ -14,6 +15,7 @@ mod routes;
 mod serve;
 
 pub use app::{AppState, ServerConfig, router};
+pub use auth::{Caller, ROLES};
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use serve::serve;

@@ -1,7 +1,8 @@
 //! The OpenAPI document's frame; paths are added by `utoipa_axum::routes!` as routes are
 //! registered, so the document cannot drift from the router.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,6 +12,27 @@ use utoipa::OpenApi;
         license(name = "Apache-2.0"),
     ),
     components(schemas(crate::ErrorBody, crate::ErrorDetail)),
-    tags((name = "operations", description = "Health, readiness, metrics and this document.")),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "ingestion", description = "Segment-compatible event ingestion, authenticated by a source's write key (HTTP Basic user name)."),
+        (name = "sources", description = "Ingestion sources and their write keys."),
+        (name = "profiles", description = "Profiles, their identity graph, and unmerge."),
+    ),
+    modifiers(&SecuritySchemes),
 )]
 pub(crate) struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "write_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}

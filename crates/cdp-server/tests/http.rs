@@ -7,33 +7,63 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use cdp_crypto::Keyring;
+use cdp_crypto::{Keyring, TokenKey};
+use cdp_engine::{Engine, EngineConfig};
 use cdp_server::{ErrorCode, HttpMetrics, ServerConfig, router};
 use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
 use tower::ServiceExt;
 
-struct Harness {
-    app: axum::Router,
+#[path = "http/ingest.rs"]
+mod ingest;
+#[path = "http/tokens.rs"]
+mod tokens;
+
+pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+pub(crate) struct Harness {
+    pub(crate) app: axum::Router,
+    pub(crate) engine: Arc<Engine>,
     _dir: tempfile::TempDir,
 }
 
-fn harness() -> Harness {
+pub(crate) fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = DataDir::new(dir.path());
     let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
     let vault =
         Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
+    let engine = Arc::new(Engine::new(vault, EngineConfig::default()));
     let config = ServerConfig {
-        max_body_bytes: 64 * 1024,
+        max_body_bytes: 1024 * 1024,
         ..ServerConfig::default()
     };
+    let token_key = Arc::new(TokenKey::hs256(SECRET, "cdp", "cdp-api").unwrap());
     Harness {
-        app: router(vault, Arc::new(HttpMetrics::new()), &config),
+        app: router(
+            engine.clone(),
+            token_key,
+            Arc::new(HttpMetrics::new()),
+            &config,
+        ),
+        engine,
         _dir: dir,
     }
 }
 
-async fn call(
+pub(crate) fn token(roles: &[&str]) -> String {
+    let key = TokenKey::hs256(SECRET, "cdp", "cdp-api").unwrap();
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
+    key.issue(
+        "tester",
+        &roles,
+        &[],
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        600,
+    )
+    .unwrap()
+}
+
+pub(crate) async fn call(
     app: &axum::Router,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
@@ -46,11 +76,11 @@ async fn call(
     (status, headers, body.to_vec())
 }
 
-fn get(path: &str) -> Request<Body> {
+pub(crate) fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
-fn error_code(body: &[u8]) -> String {
+pub(crate) fn error_code(body: &[u8]) -> String {
     let value: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("error body is not JSON: {}", String::from_utf8_lossy(body)));
     assert!(
@@ -81,7 +111,7 @@ async fn unknown_routes_are_404_in_the_error_shape() {
     let h = harness();
     for path in [
         "/nope",
-        "/v1/profiles/lookup?type=email&value=x",
+        "/v1/people/lookup?type=email&value=x",
         "/healthz/extra",
     ] {
         let (status, _, body) = call(&h.app, get(path)).await;
@@ -106,7 +136,7 @@ async fn wrong_method_is_405_in_the_error_shape() {
 #[tokio::test]
 async fn bodies_over_the_limit_are_413() {
     let h = harness();
-    let big = vec![b'x'; 65 * 1024];
+    let big = vec![b'x'; 1024 * 1024 + 1];
     // With a Content-Length, and streamed without one.
     let request = Request::post("/healthz")
         .header("content-length", big.len())
@@ -129,11 +159,13 @@ async fn metrics_count_requests_per_route_template_and_never_raw_paths() {
     for _ in 0..3 {
         call(&h.app, get("/healthz")).await;
     }
+    // A matched route carrying a value in its query, and an unmatched path carrying one.
     call(
         &h.app,
-        get("/v1/profiles/lookup?type=email&value=zz.marker.4711%40example.com"),
+        get("/v1/profiles/lookup?type=email&value=zz.marker.qxjv%40example.com"),
     )
     .await;
+    call(&h.app, get("/v1/people/zz.marker.qxjv%40example.com")).await;
     let (status, headers, body) = call(&h.app, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -164,7 +196,11 @@ async fn metrics_count_requests_per_route_template_and_never_raw_paths() {
     assert!(text.contains("cdp_store_flushes_total"));
     assert!(text.contains("cdp_ready 1"));
     assert!(
-        !text.contains("marker") && !text.contains("lookup"),
+        text.contains("route=\"/v1/profiles/lookup\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("marker") && !text.contains("qxjv") && !text.contains("people"),
         "{text}"
     );
 }
@@ -176,12 +212,38 @@ async fn openapi_is_generated_from_the_routes() {
     assert_eq!(status, StatusCode::OK);
     let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/sources",
+        "/v1/profiles/{id}",
+        "/v1/profiles/lookup",
+        "/v1/profiles/{id}/identity",
+    ] {
         assert!(
             document["paths"][path]["get"].is_object(),
             "{path} missing from {document}"
         );
     }
+    for path in [
+        "/v1/identify",
+        "/v1/track",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/group",
+        "/v1/alias",
+        "/v1/batch",
+        "/v1/sources",
+        "/v1/profiles/{id}/split",
+    ] {
+        assert!(
+            document["paths"][path]["post"].is_object(),
+            "{path} missing"
+        );
+    }
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     assert!(document["components"]["schemas"]["ErrorBody"].is_object());
 }
 

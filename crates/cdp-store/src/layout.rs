@@ -9,6 +9,7 @@ use crate::StoreError;
 /// DIR/store/              sled files (db, conf, snap.*, blobs/)
 /// DIR/store.commit-mark   last durable sequence number (truncation detection)
 /// DIR/keys/master.key     dev master key, created by `cdp serve` when no key is given
+/// DIR/keys/token.key      token signing key (default location), created by `cdp serve`
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
@@ -64,5 +65,10 @@ impl DataDir {
 
     pub fn dev_key_file(&self) -> PathBuf {
         self.keys_dir().join("master.key")
+    }
+
+    /// Signs management-API tokens; created by the first `cdp serve`.
+    pub fn token_key_file(&self) -> PathBuf {
+        self.keys_dir().join("token.key")
     }
 }

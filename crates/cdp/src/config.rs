@@ -19,8 +19,17 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// Token signing key (see `cdp token issue`). Default: DATA_DIR/keys/token.key, created on
+    /// first start.
+    pub token_key_file: Option<PathBuf>,
     #[serde(default)]
     pub http: HttpSection,
+    /// Identity rules: limits, priorities, blocked values (docs/identity.md).
+    #[serde(default)]
+    pub identity: cdp_identity::IdentityRulesFile,
+    /// Trait survivorship (docs/identity.md).
+    #[serde(default)]
+    pub survivorship: cdp_engine::SurvivorshipRules,
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]
@@ -68,11 +77,14 @@ impl ConfigFile {
 }
 
 /// The resolved settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
+    pub token_key_file: Option<PathBuf>,
+    pub identity: cdp_identity::IdentityRules,
+    pub survivorship: cdp_engine::SurvivorshipRules,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -110,6 +122,9 @@ impl Settings {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             key_file: overrides.key_file.or(file.key_file),
+            token_key_file: file.token_key_file,
+            identity: cdp_identity::IdentityRules::from_file(file.identity)?,
+            survivorship: file.survivorship,
             max_body_bytes,
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),

@@ -98,6 +98,28 @@ fn create_parent(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The token key `serve` verifies management tokens with: the configured file, or
+/// DATA_DIR/keys/token.key, created (mode 0600) on first start.
+pub fn token_key_for_serve(
+    configured: Option<&Path>,
+    data_dir: &DataDir,
+) -> anyhow::Result<cdp_crypto::TokenKey> {
+    let path = configured
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data_dir.token_key_file());
+    if path.exists() {
+        return Ok(cdp_crypto::TokenKey::load_file(&path)?);
+    }
+    if configured.is_some() {
+        bail!("token key file {} does not exist", path.display());
+    }
+    data_dir.create()?;
+    create_parent(&path)?;
+    let key = cdp_crypto::TokenKey::create_file(&path)?;
+    tracing::info!(token_key = %path.display(), "created the token signing key; issue tokens with `cdp token issue`");
+    Ok(key)
+}
+
 /// The keyring `serve` uses: a key file, `CDP_MASTER_KEY`, the dev key inside the data
 /// directory, or (first run only) a newly created dev key.
 pub fn keyring_for_serve(key_file: Option<&Path>, data_dir: &DataDir) -> anyhow::Result<Keyring> {

@@ -6,10 +6,13 @@
 #![allow(clippy::print_stdout)] // A CLI prints its answers.
 
 mod bench;
+mod client;
 mod config;
 mod keys;
 mod logging;
 mod serve;
+mod sources;
+mod token;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,12 @@ enum Command {
     /// Manage the master keyring (offline).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Issue management-API tokens (offline; works while `serve` runs).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Manage ingestion sources (client of a running server).
+    #[command(subcommand)]
+    Sources(sources::SourcesCommand),
     /// Measure this machine against the budgets of performance.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +53,14 @@ fn main() -> ExitCode {
         Command::Keys(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             keys::run(command)
+        }
+        Command::Token(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            token::run(command)
+        }
+        Command::Sources(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sources::run(command)
         }
         Command::Bench(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

@@ -9,7 +9,7 @@ use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
 use clap::Args;
 
 use crate::config::{ConfigFile, Overrides, Settings};
-use crate::keys::keyring_for_serve;
+use crate::keys::{keyring_for_serve, token_key_for_serve};
 use crate::logging::{self, LogFormat};
 
 #[derive(Debug, Args)]
@@ -57,6 +57,18 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let store: Arc<dyn Store> = sled.clone();
     let vault =
         Arc::new(Vault::open(store, keyring.clone(), &data_dir).context("cannot open the store")?);
+    let token_key = Arc::new(token_key_for_serve(
+        settings.token_key_file.as_deref(),
+        &data_dir,
+    )?);
+    let engine = Arc::new(cdp_engine::Engine::new(
+        vault,
+        cdp_engine::EngineConfig {
+            identity: settings.identity,
+            survivorship: settings.survivorship,
+            limits: Default::default(),
+        },
+    ));
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -73,8 +85,14 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         max_body_bytes: settings.max_body_bytes,
         request_timeout: settings.request_timeout,
     };
-    let app = cdp_server::router(vault, Arc::new(HttpMetrics::new()), &server_config);
+    let app = cdp_server::router(
+        engine,
+        token_key,
+        Arc::new(HttpMetrics::new()),
+        &server_config,
+    );
     let served: anyhow::Result<()> = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -82,7 +100,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .local_addr()
             .context("cannot read the listening address")?;
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-        cdp_server::serve(listener, app, shutdown_signal(), settings.shutdown_grace)
+        cdp_server::serve(listener, app, shutdown, settings.shutdown_grace)
             .await
             .context("HTTP server failed")
     });
@@ -96,25 +114,27 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Registers SIGINT and SIGTERM handlers now (before the server says it is listening, so that
+/// a signal sent right after that line is never met by the default action, which would kill the
+/// process without a flush) and returns the future that resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+                _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!(signal = "SIGINT", "signal received"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "signal received"),
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(signal = "ctrl-c", "signal received");
+        })
     }
 }

@@ -1,1 +1,40 @@
+pub(crate) mod ingest;
+pub(crate) mod profiles;
+pub(crate) mod sources;
 pub(crate) mod system;
+
+use cdp_engine::EngineError;
+use cdp_store::StoreError;
+
+use crate::{ApiError, ErrorCode};
+
+/// The HTTP answer for an engine error.
+pub(crate) fn engine_error(error: EngineError) -> ApiError {
+    match error {
+        EngineError::InvalidMessage {
+            index,
+            field,
+            problem,
+        } => {
+            let mut details = serde_json::json!({ "field": field, "problem": problem });
+            if let Some(index) = index {
+                details["index"] = index.into();
+            }
+            ApiError::new(ErrorCode::InvalidMessage, format!("{field}: {problem}"))
+                .with_details(details)
+        }
+        EngineError::InvalidRequest(message) => ApiError::new(ErrorCode::BadRequest, message),
+        EngineError::UnknownWriteKey => ApiError::new(ErrorCode::Unauthorized, "unknown write key"),
+        EngineError::NotFound(what) => {
+            ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+        }
+        EngineError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+        EngineError::Store(StoreError::Unavailable(_)) => {
+            ApiError::from_code(ErrorCode::StoreUnavailable)
+        }
+        other => {
+            tracing::error!(error = %other, "request failed");
+            ApiError::from_code(ErrorCode::Internal)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Segment-compatible ingestion: `POST /v1/{identify,track,page,screen,group,alias,batch}`.
+
+use std::io::Read;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_ENCODING;
+use cdp_core::segment::{MessageType, parse_body};
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::auth::basic_write_key;
+use crate::routes::engine_error;
+use crate::{ApiError, AppState, ErrorCode};
+
+/// The answer Segment libraries expect.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestAnswer {
+    success: bool,
+    /// Messages stored.
+    accepted: usize,
+    /// Retries of messages already stored (same messageId from the same source).
+    duplicates: usize,
+    /// Messages none of whose identifiers were usable (all blocked or invalid): not stored.
+    unattributed: usize,
+}
+
+/// Decompresses a gzip body without letting it grow past `limit` (a gzip bomb is refused, not
+/// inflated).
+fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let encoding = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") | Some("") => Ok(body.to_vec()),
+        Some("gzip") | Some("x-gzip") => {
+            let mut decoded = Vec::with_capacity(body.len() * 4);
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
+            reader
+                .read_to_end(&mut decoded)
+                .map_err(|_| ApiError::from_code(ErrorCode::InvalidEncoding))?;
+            if decoded.len() > limit {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the decompressed body exceeds {limit} bytes"),
+                ));
+            }
+            Ok(decoded)
+        }
+        Some(_) => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Encoding must be gzip or absent",
+        )),
+    }
+}
+
+async fn ingest(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    implied: Option<MessageType>,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let engine = state.engine.clone();
+    let header_key = basic_write_key(&headers)?;
+    let limits = *engine.limits();
+    let body = decode_body(&headers, body, limits.max_batch_bytes)?;
+    let parsed =
+        parse_body(&body, implied, OffsetDateTime::now_utc(), &limits).map_err(|error| {
+            let mut details = serde_json::json!({ "field": error.field, "problem": error.problem });
+            if let Some(index) = error.index {
+                details["index"] = index.into();
+            }
+            let code = if error.field == "(body)" {
+                ErrorCode::InvalidJson
+            } else {
+                ErrorCode::InvalidMessage
+            };
+            ApiError::new(code, format!("{}: {}", error.field, error.problem)).with_details(details)
+        })?;
+    let write_key = header_key.or(parsed.write_key).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "a write key is required: HTTP Basic user name, or writeKey in the body",
+        )
+    })?;
+    let batched = implied.is_none();
+    let report = tokio::task::spawn_blocking(move || {
+        let source = engine.source_for_write_key(&write_key)?;
+        engine.ingest(&source, parsed.messages, batched)
+    })
+    .await
+    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+    .map_err(engine_error)?;
+    if let Some(ticket) = report.ticket {
+        // Acknowledged means durable: answer only after the group commit flushed this batch.
+        ticket
+            .durable()
+            .await
+            .map_err(|error| engine_error(error.into()))?;
+    }
+    Ok(Json(IngestAnswer {
+        success: true,
+        accepted: report.accepted,
+        duplicates: report.duplicates,
+        unattributed: report.unattributed,
+    }))
+}
+
+macro_rules! ingest_route {
+    ($name:ident, $path:literal, $kind:expr, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(post, path = $path, tag = "ingestion",
+            request_body(content = Object, description = "A Segment-spec message or batch (JSON, optionally gzip)."),
+            security(("write_key" = [])),
+            responses(
+                (status = 200, description = "Stored and durable.", body = IngestAnswer),
+                (status = 400, description = "Invalid JSON, encoding or message; nothing was stored.", body = crate::ErrorBody),
+                (status = 401, description = "Missing or unknown write key.", body = crate::ErrorBody),
+                (status = 413, description = "Body too large.", body = crate::ErrorBody),
+            ))]
+        pub(crate) async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<IngestAnswer>, ApiError> {
+            ingest(state, headers, body, $kind).await
+        }
+    };
+}
+
+ingest_route!(
+    identify,
+    "/v1/identify",
+    Some(MessageType::Identify),
+    "Segment identify: who the user is, with traits."
+);
+ingest_route!(
+    track,
+    "/v1/track",
+    Some(MessageType::Track),
+    "Segment track: an action the user performed."
+);
+ingest_route!(
+    page,
+    "/v1/page",
+    Some(MessageType::Page),
+    "Segment page: a web page view."
+);
+ingest_route!(
+    screen,
+    "/v1/screen",
+    Some(MessageType::Screen),
+    "Segment screen: an app screen view."
+);
+ingest_route!(
+    group,
+    "/v1/group",
+    Some(MessageType::Group),
+    "Segment group: the user joined a group (account, household)."
+);
+ingest_route!(
+    alias,
+    "/v1/alias",
+    Some(MessageType::Alias),
+    "Segment alias: previousId and userId are the same person."
+);
+ingest_route!(
+    batch,
+    "/v1/batch",
+    None,
+    "Segment batch: up to 500 KB of messages, accepted or refused whole."
+);

@@ -1,0 +1,95 @@
+//! `POST /v1/sources`, `GET /v1/sources`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cdp_core::Channel;
+use cdp_engine::records::SourceRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::routes::engine_error;
+use crate::{ApiError, AppState, ErrorCode};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateSource {
+    /// Unique name.
+    name: String,
+    /// web, ios, android, mini_program, crm, pos, customer_service, social, email or sms.
+    channel: String,
+    /// ISO 3166 alpha-2 region for phone numbers without a country code (CN, DE...).
+    default_region: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SourceAnswer {
+    id: String,
+    name: String,
+    channel: String,
+    default_region: Option<String>,
+    created_at: String,
+    /// Shown only once, at creation. Stored hashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_key: Option<String>,
+}
+
+fn answer(source: SourceRecord, write_key: Option<String>) -> SourceAnswer {
+    SourceAnswer {
+        id: source.id,
+        name: source.name,
+        channel: source.channel.as_str().into(),
+        default_region: source.default_region,
+        created_at: source
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        write_key,
+    }
+}
+
+/// Creates an ingestion source and shows its write key once.
+#[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = CreateSource,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; the write key is in the answer and nowhere else.", body = SourceAnswer),
+        (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 409, description = "The name is taken.", body = crate::ErrorBody),
+    ))]
+pub(crate) async fn create_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateSource>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<SourceAnswer>), ApiError> {
+    caller.require(&["admin"])?;
+    let Json(body) = body.map_err(crate::routes::profiles::json_rejection)?;
+    let channel = Channel::parse(&body.channel).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "channel must be one of web, ios, android, mini_program, crm, pos, customer_service, social, email, sms",
+        )
+    })?;
+    let engine = state.engine.clone();
+    let (source, write_key, ticket) = tokio::task::spawn_blocking(move || {
+        engine.create_source(&body.name, channel, body.default_region.as_deref())
+    })
+    .await
+    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+    .map_err(engine_error)?;
+    ticket.durable().await.map_err(|e| engine_error(e.into()))?;
+    tracing::info!(source = %source.id, channel = %source.channel, subject = %caller.0.sub, "source created");
+    Ok((StatusCode::CREATED, Json(answer(source, Some(write_key)))))
+}
+
+/// Lists sources (never their write keys).
+#[utoipa::path(get, path = "/v1/sources", tag = "sources", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SourceAnswer>), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list_sources(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SourceAnswer>>, ApiError> {
+    caller.require(&["admin"])?;
+    let sources = state.engine.sources().map_err(engine_error)?;
+    Ok(Json(sources.into_iter().map(|s| answer(s, None)).collect()))
+}

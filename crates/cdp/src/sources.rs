@@ -1,0 +1,67 @@
+//! `cdp sources add|list`: clients of `POST/GET /v1/sources`.
+
+use clap::{Args, Subcommand};
+
+use crate::client::ServerArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// Create a source and print its write key (shown once).
+    Add(AddArgs),
+    /// List sources.
+    List(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    name: String,
+    /// web, ios, android, mini_program, crm, pos, customer_service, social, email, sms.
+    #[arg(long)]
+    channel: String,
+    /// Region for phone numbers without a country code (CN, DE...).
+    #[arg(long)]
+    default_region: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(command: SourcesCommand) -> anyhow::Result<()> {
+    match command {
+        SourcesCommand::Add(args) => {
+            let answer = args.server.post(
+                "/v1/sources",
+                &serde_json::json!({
+                    "name": args.name,
+                    "channel": args.channel,
+                    "default_region": args.default_region,
+                }),
+            )?;
+            println!("source    {}", answer["id"].as_str().unwrap_or_default());
+            println!("name      {}", answer["name"].as_str().unwrap_or_default());
+            println!(
+                "channel   {}",
+                answer["channel"].as_str().unwrap_or_default()
+            );
+            println!(
+                "write key {}",
+                answer["write_key"].as_str().unwrap_or_default()
+            );
+            println!("(the write key is shown only now; it is stored hashed)");
+        }
+        SourcesCommand::List(server) => {
+            let answer = server.get("/v1/sources")?;
+            for source in answer.as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<16} {:<18} {}",
+                    source["id"].as_str().unwrap_or_default(),
+                    source["channel"].as_str().unwrap_or_default(),
+                    source["default_region"].as_str().unwrap_or("-"),
+                    source["name"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `cdp token issue`: a management-API token, from the token key file alone (works while
+//! `cdp serve` holds the data directory).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cdp_crypto::TokenKey;
+use cdp_store::DataDir;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed token for an operator or a service.
+    Issue(IssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Data directory whose keys/token.key signs the token (default ./data).
+    #[arg(long, env = "CDP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The token key file, if not DATA_DIR/keys/token.key.
+    #[arg(long, env = "CDP_TOKEN_KEY_FILE")]
+    token_key_file: Option<PathBuf>,
+    /// Role(s): admin, dpo, marketer, analyst, customer_service, auditor.
+    #[arg(long = "role", required = true)]
+    roles: Vec<String>,
+    /// Purpose(s) the holder may state when reading personal data.
+    #[arg(long = "purpose")]
+    purposes: Vec<String>,
+    /// Who the token is for; recorded with every request it makes.
+    #[arg(long, default_value = "operator")]
+    subject: String,
+    /// Lifetime in seconds (default one hour, at most 30 days).
+    #[arg(long, default_value_t = 3600)]
+    ttl: i64,
+}
+
+pub fn token_key_path(data_dir: Option<PathBuf>, explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)))
+            .token_key_file()
+    })
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Issue(args) => {
+            for role in &args.roles {
+                anyhow::ensure!(
+                    cdp_server::ROLES.contains(&role.as_str()),
+                    "unknown role {role:?}; roles are {}",
+                    cdp_server::ROLES.join(", ")
+                );
+            }
+            anyhow::ensure!(
+                (1..=30 * 24 * 3600).contains(&args.ttl),
+                "--ttl must be between 1 second and 30 days"
+            );
+            let path = token_key_path(args.data_dir, args.token_key_file);
+            let key = TokenKey::load_file(&path).with_context(|| {
+                format!(
+                    "cannot read the token key {} (it is created by the first `cdp serve`)",
+                    path.display()
+                )
+            })?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let token = key
+                .issue(&args.subject, &args.roles, &args.purposes, now, args.ttl)
+                .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
