@@ -8,6 +8,9 @@ mod support;
 
 mod bench;
 mod damaged_data;
+mod durability;
+mod ingest;
 mod keys;
+mod sdk;
 mod serve;
 mod tidy;

@@ -91,6 +91,11 @@ impl Server {
         }
     }
 
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
@@ -110,6 +115,117 @@ impl Server {
     pub fn get(&self, path: &str) -> Response {
         http(self.addr, "GET", path, &[], b"")
     }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A management token from `cdp token issue`, run while this server holds the directory.
+    pub fn token(&self, data_dir: &Path, roles: &[&str]) -> String {
+        let mut command = cdp();
+        command.args(["token", "issue", "--data-dir"]).arg(data_dir);
+        for role in roles {
+            command.args(["--role", role]);
+        }
+        let output = run(&mut command);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout).trim().to_string()
+    }
+
+    pub fn get_with(&self, path: &str, token: &str) -> Response {
+        http(
+            self.addr,
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+    }
+
+    pub fn post_with(&self, path: &str, token: &str, body: &serde_json::Value) -> Response {
+        let body = body.to_string();
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    }
+
+    /// Sends Segment messages with a write key, as an SDK would.
+    pub fn ingest(&self, path: &str, write_key: &str, body: &serde_json::Value) -> Response {
+        ingest(self.addr, path, write_key, body)
+    }
+
+    /// Creates a source with the CLI (a client of this server) and returns its write key.
+    pub fn create_source(&self, token: &str, name: &str, channel: &str) -> String {
+        let output = run(cdp()
+            .args([
+                "sources",
+                "add",
+                "--name",
+                name,
+                "--channel",
+                channel,
+                "--default-region",
+                "CN",
+            ])
+            .args(["--server", &self.base_url(), "--token", token]));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("write key "))
+            .unwrap_or_else(|| panic!("no write key in {stdout}"))
+            .trim()
+            .to_string()
+    }
+
+    /// The profile id an identifier resolves to, over the management API.
+    pub fn profile_of(&self, token: &str, kind: &str, value: &str) -> Option<String> {
+        let response = self.get_with(
+            &format!("/v1/profiles/lookup?type={kind}&value={}", encode(value)),
+            token,
+        );
+        match response.status {
+            200 => Some(response.json()["id"].as_str().unwrap().to_string()),
+            404 => None,
+            other => panic!("lookup answered {other}: {}", response.text()),
+        }
+    }
+}
+
+pub fn ingest(addr: SocketAddr, path: &str, write_key: &str, body: &serde_json::Value) -> Response {
+    use base64::Engine as _;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"));
+    let body = body.to_string();
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Authorization", &format!("Basic {credentials}")),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Drop for Server {

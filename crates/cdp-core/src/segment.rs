@@ -274,13 +274,20 @@ pub fn parse_message(
     }
     let context = optional_object(object, "context")?;
     let properties = optional_object(object, "properties")?;
+    let context_traits = match context.get("traits") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(FieldError::new("context.traits", "must be an object")),
+    };
     let traits = match kind {
-        MessageType::Identify | MessageType::Group => optional_object(object, "traits")?,
-        _ => match context.get("traits") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(_) => return Err(FieldError::new("context.traits", "must be an object")),
-        },
+        // RudderStack's libraries send identify traits in context.traits only; Segment's at the
+        // root. Take both, the root winning where they disagree.
+        MessageType::Identify | MessageType::Group => {
+            let mut traits = context_traits;
+            traits.extend(optional_object(object, "traits")?);
+            traits
+        }
+        _ => context_traits,
     };
     let sent_at =
         parse_time(object.get("sentAt").unwrap_or(&Value::Null), "sentAt")?.or(batch_sent_at);
@@ -479,6 +486,14 @@ mod tests {
         // The client clock ran an hour behind: the event happened 10 s before receipt.
         assert_eq!(message.timestamp, datetime!(2026-11-22 11:59:50 UTC));
         assert_eq!(message.traits["email"], "a@b.cn");
+    }
+
+    #[test]
+    fn identify_traits_come_from_the_root_and_from_context() {
+        let body = r#"{"userId":"u1","traits":{"plan":"gold"},"context":{"traits":{"email":"a@b.cn","plan":"silver"}}}"#;
+        let message = &parse(body, Some(MessageType::Identify)).unwrap().messages[0];
+        assert_eq!(message.traits["email"], "a@b.cn");
+        assert_eq!(message.traits["plan"], "gold");
     }
 
     #[test]
