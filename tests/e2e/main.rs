@@ -9,6 +9,7 @@ mod support;
 mod bench;
 mod damaged_data;
 mod durability;
+mod import;
 mod ingest;
 mod keys;
 mod sdk;

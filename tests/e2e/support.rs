@@ -353,3 +353,46 @@ pub fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+
+/// Fails if any file under `dir` holds one of `values` in clear (UTF-8, UTF-16LE or UTF-16BE).
+pub fn assert_no_clear_values(dir: &Path, values: &[&str]) {
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out)
+            } else {
+                out.push(path)
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    let mut scanned = 0usize;
+    for file in all {
+        let bytes = std::fs::read(&file).unwrap();
+        scanned += bytes.len();
+        for value in values {
+            let utf16 = |big: bool| -> Vec<u8> {
+                value
+                    .encode_utf16()
+                    .flat_map(|u| {
+                        if big {
+                            u.to_be_bytes()
+                        } else {
+                            u.to_le_bytes()
+                        }
+                    })
+                    .collect()
+            };
+            for needle in [value.as_bytes().to_vec(), utf16(false), utf16(true)] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                    "{} holds {value:?} in clear",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(scanned > 10_000, "only {scanned} bytes scanned");
+}

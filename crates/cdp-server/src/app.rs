@@ -71,6 +71,7 @@ pub fn router(
         .routes(routes!(ingest::group))
         .routes(routes!(ingest::alias))
         .routes(routes!(ingest::batch))
+        .routes(routes!(ingest::import))
         .routes(routes!(sources::create_source, sources::list_sources))
         .routes(routes!(profiles::lookup))
         .routes(routes!(profiles::get_profile))

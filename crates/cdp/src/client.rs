@@ -63,6 +63,27 @@ impl ServerArgs {
         self.answer(response)
     }
 
+    /// POSTs and returns the status and JSON body whatever the status (callers that handle
+    /// refusals themselves, like `import`).
+    pub fn post_raw(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let token = self.token()?;
+        let mut response = Self::agent()
+            .post(&self.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body)
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null);
+        Ok((status, body))
+    }
+
     pub fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let token = self.token()?;
         let response = Self::agent()
@@ -71,4 +92,17 @@ impl ServerArgs {
             .send_json(body);
         self.answer(response)
     }
+}
+
+/// Percent-encodes a query value.
+pub fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

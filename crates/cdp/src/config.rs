@@ -152,7 +152,11 @@ mod tests {
         let file = ConfigFile::load(path).unwrap();
         assert!(file.listen.is_some() && file.data_dir.is_some() && file.key_file.is_some());
         assert!(file.token_key_file.is_some());
-        assert!(file.identity.types.len() >= 11 && file.identity.default.is_some() && file.identity.blocked.is_some());
+        assert!(
+            file.identity.types.len() >= 11
+                && file.identity.default.is_some()
+                && file.identity.blocked.is_some()
+        );
         assert!(file.survivorship.default.is_some() && !file.survivorship.traits.is_empty());
         assert!(file.http.max_body_bytes.is_some());
         assert!(file.http.request_timeout_secs.is_some());
@@ -173,8 +177,16 @@ mod tests {
         assert_eq!(settings.max_body_bytes, 1024 * 1024);
         // The blocked list written out equals the built-in one.
         let junk = cdp_core::IdentifierType::DeviceId;
-        assert!(settings.identity.is_blocked(&junk, "00000000-0000-0000-0000-000000000000"));
-        assert!(settings.identity.is_blocked(&cdp_core::IdentifierType::Phone, "+8613800000000"));
+        assert!(
+            settings
+                .identity
+                .is_blocked(&junk, "00000000-0000-0000-0000-000000000000")
+        );
+        assert!(
+            settings
+                .identity
+                .is_blocked(&cdp_core::IdentifierType::Phone, "+8613800000000")
+        );
         assert!(!settings.identity.is_blocked(&junk, "dev-1"));
     }
 

@@ -8,6 +8,7 @@
 mod bench;
 mod client;
 mod config;
+mod import;
 mod keys;
 mod logging;
 mod serve;
@@ -41,6 +42,8 @@ enum Command {
     /// Manage ingestion sources (client of a running server).
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
+    /// Import a CRM/POS file (CSV or JSONL) into the running server.
+    Import(import::ImportArgs),
     /// Measure this machine against the budgets of performance.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -61,6 +64,10 @@ fn main() -> ExitCode {
         Command::Sources(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             sources::run(command)
+        }
+        Command::Import(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            import::run(args)
         }
         Command::Bench(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

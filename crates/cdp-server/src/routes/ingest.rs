@@ -58,6 +58,20 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
     }
 }
 
+/// The answer for a message that does not parse: its index and field in `details`.
+fn field_error(error: cdp_core::segment::FieldError) -> ApiError {
+    let mut details = serde_json::json!({ "field": error.field, "problem": error.problem });
+    if let Some(index) = error.index {
+        details["index"] = index.into();
+    }
+    let code = if error.field == "(body)" {
+        ErrorCode::InvalidJson
+    } else {
+        ErrorCode::InvalidMessage
+    };
+    ApiError::new(code, format!("{}: {}", error.field, error.problem)).with_details(details)
+}
+
 async fn ingest(
     state: AppState,
     headers: HeaderMap,
@@ -69,18 +83,7 @@ async fn ingest(
     let limits = *engine.limits();
     let body = decode_body(&headers, body, limits.max_batch_bytes)?;
     let parsed =
-        parse_body(&body, implied, OffsetDateTime::now_utc(), &limits).map_err(|error| {
-            let mut details = serde_json::json!({ "field": error.field, "problem": error.problem });
-            if let Some(index) = error.index {
-                details["index"] = index.into();
-            }
-            let code = if error.field == "(body)" {
-                ErrorCode::InvalidJson
-            } else {
-                ErrorCode::InvalidMessage
-            };
-            ApiError::new(code, format!("{}: {}", error.field, error.problem)).with_details(details)
-        })?;
+        parse_body(&body, implied, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
     let write_key = header_key.or(parsed.write_key).ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthorized,
@@ -170,3 +173,56 @@ ingest_route!(
     None,
     "Segment batch: up to 500 KB of messages, accepted or refused whole."
 );
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(crate) struct ImportQuery {
+    /// The source (by name) the messages are recorded as coming from.
+    source: String,
+}
+
+/// Bulk import for operators: a Segment batch recorded as coming from a named source, with a
+/// bearer token instead of the source's write key (`cdp import` uses it). Same validation,
+/// identity path and durability as `/v1/batch`.
+#[utoipa::path(post, path = "/v1/import", tag = "ingestion", params(ImportQuery),
+    request_body(content = Object, description = "A Segment batch: {\"batch\": [...]}."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = IngestAnswer),
+        (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, description = "No such source.", body = crate::ErrorBody),
+    ))]
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    axum::extract::Query(query): axum::extract::Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    caller.require(&["admin"])?;
+    let engine = state.engine.clone();
+    let limits = *engine.limits();
+    let body = decode_body(&headers, body, limits.max_batch_bytes)?;
+    let parsed =
+        parse_body(&body, None, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
+    let report = tokio::task::spawn_blocking(move || {
+        let source = engine.source_by_name(&query.source)?.ok_or_else(|| {
+            cdp_engine::EngineError::NotFound(format!("source {:?}", query.source))
+        })?;
+        engine.ingest(&source, parsed.messages, true)
+    })
+    .await
+    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+    .map_err(engine_error)?;
+    if let Some(ticket) = report.ticket {
+        ticket
+            .durable()
+            .await
+            .map_err(|error| engine_error(error.into()))?;
+    }
+    Ok(Json(IngestAnswer {
+        success: true,
+        accepted: report.accepted,
+        duplicates: report.duplicates,
+        unattributed: report.unattributed,
+    }))
+}
