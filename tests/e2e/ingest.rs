@@ -107,12 +107,23 @@ fn events_from_two_channels_become_one_profile_and_can_be_split() {
     );
     let (status, logs) = server.stop_with("TERM");
     assert!(status.success());
-    for personal in ["li.na", "Li.Na", "李娜", "13800138000", "member-9"] {
+    let personal = [
+        "li.na",
+        "Li.Na",
+        "李娜",
+        "13800138000",
+        "member-9",
+        "anon-9",
+        "till-3",
+    ];
+    for value in personal {
         assert!(
-            !logs.contains(personal),
-            "personal value {personal:?} in logs:\n{logs}"
+            !logs.contains(value),
+            "personal value {value:?} in logs:\n{logs}"
         );
     }
+    // Invariant 1 through the whole ingestion path: nothing personal in clear on disk.
+    crate::support::assert_no_clear_values(dir.path(), &personal);
 }
 
 #[test]
