@@ -205,7 +205,10 @@ enum Row {
     Message(Value),
 }
 
-fn read_rows(path: &Path) -> anyhow::Result<(Vec<(usize, Result<Row, String>)>, usize)> {
+/// A row number and the row, or why it is not one.
+type NumberedRow = (usize, Result<Row, String>);
+
+fn read_rows(path: &Path) -> anyhow::Result<(Vec<NumberedRow>, usize)> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
