@@ -36,3 +36,53 @@ fn bench_store_reports_group_commit() {
     assert_eq!(report["batches"].as_f64().unwrap(), 80.0);
     assert!(report["flushes"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn bench_ingest_reports_throughput_and_quality() {
+    let output = run(cdp().args([
+        "bench",
+        "ingest",
+        "--people",
+        "150",
+        "--clients",
+        "2",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["events"].as_u64().unwrap() >= 150 * 5, "{report}");
+    assert!(report["events_per_second"].as_f64().unwrap() > 0.0);
+    // Deterministic rules on this data: few false merges (household devices), some people
+    // left split where nothing links their identifiers.
+    assert!(report["precision"].as_f64().unwrap() > 0.95, "{report}");
+    assert!(report["recall"].as_f64().unwrap() > 0.8, "{report}");
+    assert_eq!(
+        report["unresolved"], 0,
+        "every identifier the events carried resolves"
+    );
+}
+
+#[test]
+fn demo_generate_writes_channel_files_and_truth() {
+    let dir = crate::support::temp_dir();
+    let output = run(cdp()
+        .args(["demo", "generate", "--people", "40", "--seed", "7", "--out"])
+        .arg(dir.path()));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let truth = std::fs::read_to_string(dir.path().join("truth.csv")).unwrap();
+    assert!(truth.starts_with("type,value,person\n") && truth.lines().count() > 40);
+    let web = std::fs::read_to_string(dir.path().join("web.jsonl")).unwrap();
+    for line in web.lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(message["messageId"].is_string() && message["type"].is_string());
+    }
+    // Same seed, same data.
+    let again = crate::support::temp_dir();
+    run(cdp()
+        .args(["demo", "generate", "--people", "40", "--seed", "7", "--out"])
+        .arg(again.path()));
+    assert_eq!(
+        std::fs::read_to_string(again.path().join("web.jsonl")).unwrap(),
+        web
+    );
+}

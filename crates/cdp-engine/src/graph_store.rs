@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
-use cdp_store::Keyspace;
+use cdp_store::{Keyspace, Overlay};
 
 use crate::records::{
     EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, NodeRecord, ProfileRecord,
@@ -16,15 +16,18 @@ use crate::{Engine, EngineError};
 /// because the engine's write lock is held and nothing is written until resolution ends.
 pub(crate) struct StoreGraph<'a> {
     pub(crate) engine: &'a Engine,
+    /// Reads see the writes staged earlier in the same request.
+    pub(crate) view: &'a Overlay<'a>,
     nodes: BTreeMap<NodeKey, Option<NodeRecord>>,
     profiles: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
     evidence: BTreeMap<EvidenceId, Option<EvidenceRecord>>,
 }
 
 impl<'a> StoreGraph<'a> {
-    pub(crate) fn new(engine: &'a Engine) -> Self {
+    pub(crate) fn new(engine: &'a Engine, view: &'a Overlay<'a>) -> Self {
         Self {
             engine,
+            view,
             nodes: BTreeMap::new(),
             profiles: BTreeMap::new(),
             evidence: BTreeMap::new(),
@@ -35,9 +38,9 @@ impl<'a> StoreGraph<'a> {
         if let Some(cached) = self.nodes.get(key) {
             return Ok(cached.clone());
         }
-        let record: Option<NodeRecord> = self
-            .engine
-            .get_system(Keyspace::Identifiers, key.0.as_bytes())?;
+        let record: Option<NodeRecord> =
+            self.engine
+                .get_system_in(self.view, Keyspace::Identifiers, key.0.as_bytes())?;
         self.nodes.insert(*key, record.clone());
         Ok(record)
     }
@@ -48,10 +51,11 @@ impl<'a> StoreGraph<'a> {
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
         if !self.profiles.contains_key(&id) {
-            let Some(key) = self.engine.vault().person_key(&id)? else {
+            let Some(wrapped) = self.view.get(Keyspace::Keys, id.as_bytes())? else {
                 return Ok(None);
             };
-            let Some(sealed) = self.engine.store().get(Keyspace::Profiles, id.as_bytes())? else {
+            let key = self.engine.vault().unwrap_person_key(&id, wrapped)?;
+            let Some(sealed) = self.view.get(Keyspace::Profiles, id.as_bytes())? else {
                 return Ok(None);
             };
             let record: ProfileRecord =
@@ -70,7 +74,8 @@ impl<'a> StoreGraph<'a> {
             return Ok(cached.clone());
         }
         let record: Option<EvidenceRecord> =
-            self.engine.get_system(Keyspace::IdentityEdges, &id.0)?;
+            self.engine
+                .get_system_in(self.view, Keyspace::IdentityEdges, &id.0)?;
         self.evidence.insert(*id, record.clone());
         Ok(record)
     }
@@ -82,12 +87,10 @@ impl<'a> StoreGraph<'a> {
 
     pub(crate) fn mentions(&mut self, key: &NodeKey) -> Result<Vec<EvidenceId>, EngineError> {
         let mut ids = Vec::new();
-        for item in self
-            .engine
-            .store()
-            .scan_prefix(Keyspace::Mentions, key.0.as_bytes())
+        for (entry, _) in self
+            .view
+            .scan_prefix(Keyspace::Mentions, key.0.as_bytes())?
         {
-            let (entry, _) = item?;
             let id: [u8; 16] = entry[32..]
                 .try_into()
                 .map_err(|_| EngineError::Corrupt("mention".into()))?;

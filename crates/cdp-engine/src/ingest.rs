@@ -8,7 +8,7 @@ use cdp_crypto::DataKey;
 use cdp_identity::extract::{FoundIdentifier, extract};
 use cdp_identity::graph::{Partition, Resolution, resolve};
 use cdp_identity::normalise::normalise;
-use cdp_store::{CommitTicket, Keyspace};
+use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 use time::OffsetDateTime;
 
 use crate::apply::Changes;
@@ -50,6 +50,8 @@ impl Engine {
         messages: Vec<Message>,
         batched: bool,
     ) -> Result<IngestReport, EngineError> {
+        // Everything that needs no store (extraction, normalisation, blind indexes) happens
+        // before the write lock, so it runs in parallel with other requests.
         let mut prepared = Vec::with_capacity(messages.len());
         for (index, mut message) in messages.into_iter().enumerate() {
             let found = extract(&message).map_err(|error| EngineError::InvalidMessage {
@@ -67,50 +69,37 @@ impl Engine {
                     crate::records::hex::encode(&cdp_crypto::random_bytes::<16>()?)
                 );
             }
-            prepared.push((message, found));
+            let identifiers = self.normalised_identifiers(source, found);
+            prepared.push((message, identifiers));
         }
         let mut report = IngestReport::default();
         let _guard = self.write_lock();
-        for (message, found) in prepared {
-            match self.ingest_one(source, message, found)? {
-                Outcome::Stored(ticket) => {
+        // The whole request is one atomic batch: staged message by message, committed once.
+        let mut overlay = Overlay::new(self.store().as_ref());
+        for (message, identifiers) in prepared {
+            match self.ingest_one(&overlay, source, message, identifiers)? {
+                Outcome::Staged(batch) => {
+                    overlay.stage(batch)?;
                     report.accepted += 1;
-                    report.ticket = Some(ticket);
                 }
                 Outcome::Duplicate => report.duplicates += 1,
                 Outcome::Unattributed => report.unattributed += 1,
             }
         }
+        report.ticket = overlay.commit()?;
         Ok(report)
     }
 
     fn ingest_one(
         &self,
+        view: &Overlay<'_>,
         source: &SourceRecord,
         message: Message,
-        found: Vec<FoundIdentifier>,
+        identifiers: BTreeMap<NodeKey, MessageIdentifier>,
     ) -> Result<Outcome, EngineError> {
         let digest = cdp_crypto::digest16(&[source.id.as_bytes(), message.message_id.as_bytes()]);
-        if !message.generated_message_id && self.store().get(Keyspace::Messages, &digest)?.is_some()
-        {
+        if !message.generated_message_id && view.get(Keyspace::Messages, &digest)?.is_some() {
             return Ok(Outcome::Duplicate);
-        }
-        let mut identifiers: BTreeMap<NodeKey, MessageIdentifier> = BTreeMap::new();
-        for item in found {
-            let Ok(value) = normalise(
-                &item.kind,
-                &item.raw,
-                source.default_region.as_deref(),
-                &self.config.identity,
-            ) else {
-                continue;
-            };
-            let key = NodeKey(self.vault().blind_index(&item.kind, &value));
-            identifiers.entry(key).or_insert(MessageIdentifier {
-                kind: item.kind,
-                value,
-                field: item.field,
-            });
         }
         if identifiers.is_empty() {
             return Ok(Outcome::Unattributed);
@@ -136,33 +125,31 @@ impl Engine {
             channel: source.channel,
             evidence: evidence_id,
         };
-        let mut graph = StoreGraph::new(self);
+        let mut graph = StoreGraph::new(self, view);
         let mut changes = Changes {
             message_digest: Some(digest),
             ..Changes::default()
         };
         let existing = graph.evidence(&evidence_id)?;
         match existing {
-            // The same identifiers were seen together before: nothing new for the graph.
+            // The same identifiers were seen together before: nothing new for the graph (the
+            // evidence keeps the provenance of the first event that showed them).
             Some(existing) if existing.order <= order => {
-                let mut evidence = existing;
-                evidence.count += 1;
-                evidence.last_seen = evidence.last_seen.max(provenance.at);
-                let (record, key) = graph.profile(evidence.profile)?.ok_or_else(|| {
+                let (record, key) = graph.profile(existing.profile)?.ok_or_else(|| {
                     EngineError::Corrupt(format!(
                         "evidence {evidence_id} points to a missing profile"
                     ))
                 })?;
                 changes.profiles.insert(record.id, (record, key));
-                changes.evidence.insert(evidence_id, evidence.clone());
                 self.add_event(
                     &mut changes,
-                    evidence.profile,
+                    existing.profile,
                     event,
                     &digest,
                     &identifiers,
                     order,
                 )?;
+                return Ok(Outcome::Staged(changes.into_batch(self)?));
             }
             existing => {
                 let graph_evidence = GraphEvidence {
@@ -189,10 +176,6 @@ impl Engine {
                         .unwrap_or_default(),
                     order,
                     first: provenance.clone(),
-                    last_seen: existing
-                        .as_ref()
-                        .map_or(provenance.at, |e| e.last_seen.max(provenance.at)),
-                    count: existing.as_ref().map_or(1, |e| e.count + 1),
                     profile: ProfileId::from_bytes([0; 16]),
                     dropped: Vec::new(),
                 };
@@ -306,8 +289,34 @@ impl Engine {
             record.last_mention = record.last_mention.max(order);
             changes.mentions.insert((node.key, evidence_id));
         }
-        let batch = changes.into_batch(self)?;
-        Ok(Outcome::Stored(self.store().commit(batch)?))
+        Ok(Outcome::Staged(changes.into_batch(self)?))
+    }
+
+    /// The usable identifiers of a message: normalised (blocked and invalid ones left out) and
+    /// blind-indexed.
+    fn normalised_identifiers(
+        &self,
+        source: &SourceRecord,
+        found: Vec<FoundIdentifier>,
+    ) -> BTreeMap<NodeKey, MessageIdentifier> {
+        let mut identifiers = BTreeMap::new();
+        for item in found {
+            let Ok(value) = normalise(
+                &item.kind,
+                &item.raw,
+                source.default_region.as_deref(),
+                &self.config.identity,
+            ) else {
+                continue;
+            };
+            let key = NodeKey(self.vault().blind_index(&item.kind, &value));
+            identifiers.entry(key).or_insert(MessageIdentifier {
+                kind: item.kind,
+                value,
+                field: item.field,
+            });
+        }
+        identifiers
     }
 
     fn new_profile(
@@ -377,11 +386,10 @@ impl Engine {
             EngineError::Corrupt(format!("profile {absorbed} to merge is missing"))
         })?;
         // Events move to the survivor, re-sealed under its key.
-        for item in self
-            .store()
-            .scan_prefix(Keyspace::Events, absorbed.as_bytes())
+        for (key, sealed) in graph
+            .view
+            .scan_prefix(Keyspace::Events, absorbed.as_bytes())?
         {
-            let (key, sealed) = item?;
             let stored: StoredEvent =
                 self.open_person(&old_key, Keyspace::Events, &key, &sealed)?;
             let new_key = event_key(&target, stored.message.timestamp, event_key_suffix(&key));
@@ -481,8 +489,9 @@ impl Engine {
             let Some((record, key)) = graph.profile(*id)? else {
                 continue;
             };
-            for item in self.store().scan_prefix(Keyspace::Events, id.as_bytes()) {
-                let (event_key_bytes, sealed) = item?;
+            for (event_key_bytes, sealed) in
+                graph.view.scan_prefix(Keyspace::Events, id.as_bytes())?
+            {
                 let stored: StoredEvent =
                     self.open_person(&key, Keyspace::Events, &event_key_bytes, &sealed)?;
                 events.push((event_key_suffix(&event_key_bytes).to_vec(), stored));
@@ -684,7 +693,7 @@ pub(crate) struct NewEvent<'a> {
 }
 
 enum Outcome {
-    Stored(CommitTicket),
+    Staged(WriteBatch),
     Duplicate,
     Unattributed,
 }

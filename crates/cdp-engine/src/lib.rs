@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cdp_core::segment::MessageLimits;
 use cdp_identity::IdentityRules;
-use cdp_store::{Keyspace, Store, Vault};
+use cdp_store::{Keyspace, Overlay, Store, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -106,6 +106,18 @@ impl Engine {
         key: &[u8],
     ) -> Result<Option<T>, EngineError> {
         match self.store().get(keyspace, key)? {
+            Some(sealed) => Ok(Some(self.open_system(keyspace, key, &sealed)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn get_system_in<T: DeserializeOwned>(
+        &self,
+        view: &Overlay<'_>,
+        keyspace: Keyspace,
+        key: &[u8],
+    ) -> Result<Option<T>, EngineError> {
+        match view.get(keyspace, key)? {
             Some(sealed) => Ok(Some(self.open_system(keyspace, key, &sealed)?)),
             None => Ok(None),
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cdp_core::{Channel, IdentifierType, ProfileId};
 use cdp_identity::graph::{DropReason, recompute};
 use cdp_identity::normalise::normalise;
-use cdp_store::Keyspace;
+use cdp_store::{Keyspace, Overlay};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -64,10 +64,8 @@ pub struct LinkedNode {
 pub struct EdgeView {
     pub id: EvidenceId,
     pub identifiers: Vec<LinkedNode>,
+    /// The first event (in event order) that carried these identifiers together.
     pub first: Provenance,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
-    pub count: u64,
 }
 
 /// "Why are these one person": identifiers, the evidence linking them, the merge log.
@@ -126,7 +124,8 @@ impl Engine {
     }
 
     fn load_profile(&self, id: ProfileId) -> Result<Option<ProfileRecord>, EngineError> {
-        let mut graph = StoreGraph::new(self);
+        let view = Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
         Ok(graph.profile(id)?.map(|(record, _)| record))
     }
 
@@ -157,7 +156,8 @@ impl Engine {
         self.profile(profile)
     }
 
-    fn profile_of_identifier(
+    /// The profile id an identifier resolves to (no profile read): for bulk checks.
+    pub fn profile_of_identifier(
         &self,
         kind: &IdentifierType,
         value: &str,
@@ -167,7 +167,8 @@ impl Engine {
             return Ok(None);
         };
         let key = NodeKey(self.vault().blind_index(kind, &normalised));
-        let mut graph = StoreGraph::new(self);
+        let view = Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
         Ok(graph.node(&key)?.and_then(|node| node.profile))
     }
 
@@ -192,7 +193,8 @@ impl Engine {
     /// The identity graph of a profile and its merge log.
     pub fn identity(&self, id: ProfileId) -> Result<Option<IdentityView>, EngineError> {
         let resolved = self.resolve_id(id)?;
-        let mut graph = StoreGraph::new(self);
+        let view = Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
         let Some((record, _)) = graph.profile(resolved)? else {
             return Ok(None);
         };
@@ -239,8 +241,6 @@ impl Engine {
                 id: evidence.id,
                 identifiers,
                 first: evidence.first,
-                last_seen: evidence.last_seen,
-                count: evidence.count,
             });
         }
         edges.sort_by_key(|edge| edge.first.at);
@@ -276,7 +276,27 @@ impl Engine {
     ) -> Result<(SplitReport, Option<cdp_store::CommitTicket>), EngineError> {
         let _guard = self.write_lock();
         let resolved = self.resolve_id(id)?;
-        let mut graph = StoreGraph::new(self);
+        let mut overlay = Overlay::new(self.store().as_ref());
+        let batch = self.split_batch(&overlay, id, resolved, request)?;
+        let survivors = batch.1;
+        overlay.stage(batch.0)?;
+        let ticket = overlay.commit()?;
+        Ok((
+            SplitReport {
+                profiles: survivors,
+            },
+            ticket,
+        ))
+    }
+
+    fn split_batch(
+        &self,
+        view: &Overlay<'_>,
+        id: ProfileId,
+        resolved: ProfileId,
+        request: &SplitRequest,
+    ) -> Result<(cdp_store::WriteBatch, Vec<ProfileId>), EngineError> {
+        let mut graph = StoreGraph::new(self, view);
         let Some((record, _)) = graph.profile(resolved)? else {
             return Err(EngineError::NotFound(format!("profile {id}")));
         };
@@ -380,14 +400,7 @@ impl Engine {
             .filter(|id| !changes.deleted_profiles.contains(id))
             .copied()
             .collect();
-        let batch = changes.into_batch(self)?;
-        let ticket = self.store().commit(batch)?;
-        Ok((
-            SplitReport {
-                profiles: survivors,
-            },
-            Some(ticket),
-        ))
+        Ok((changes.into_batch(self)?, survivors))
     }
 }
 

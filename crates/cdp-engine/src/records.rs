@@ -14,18 +14,31 @@ use time::OffsetDateTime;
 
 /// Hex forms of fixed-size ids inside records.
 pub(crate) mod hex {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
     pub fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        out
     }
 
     pub fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
         if text.len() != N * 2 {
             return None;
         }
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                _ => None,
+            }
+        }
         let mut out = [0u8; N];
-        for (index, chunk) in text.as_bytes().chunks_exact(2).enumerate() {
-            let pair = std::str::from_utf8(chunk).ok()?;
-            out[index] = u8::from_str_radix(pair, 16).ok()?;
+        for (index, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+            out[index] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
         }
         Some(out)
     }
@@ -130,10 +143,8 @@ pub struct EvidenceRecord {
     #[serde(default)]
     pub severed: Vec<(IdentifierType, NodeKey)>,
     pub order: OrderKey,
+    /// The first event (in event order) that carried these identifiers together.
     pub first: Provenance,
-    #[serde(with = "time::serde::rfc3339")]
-    pub last_seen: OffsetDateTime,
-    pub count: u64,
     /// The profile it is anchored in (its strongest identifier's).
     pub profile: ProfileId,
     /// What the rules dropped when it was last resolved.

@@ -321,6 +321,35 @@ fn late_events_give_the_same_people_as_events_in_order() {
 }
 
 #[test]
+fn one_request_in_any_order_gives_the_same_people() {
+    // All events in one batch: later messages read what earlier ones staged (the overlay).
+    let events = vec![
+        json!({"type":"identify","userId":"u-1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"identify","userId":"u-2","messageId":"m2","timestamp":"2026-11-01T11:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"identify","anonymousId":"a-1","messageId":"m3","timestamp":"2026-11-01T12:00:00Z","traits":{"email":"shared@example.com"}}),
+        json!({"type":"track","anonymousId":"a-1","userId":"u-2","event":"x","messageId":"m4","timestamp":"2026-11-01T13:00:00Z"}),
+        json!({"type":"track","anonymousId":"a-2","event":"x","messageId":"m5","timestamp":"2026-11-01T09:00:00Z","context":{"device":{"id":"d-1"}}}),
+        json!({"type":"track","userId":"u-1","event":"x","messageId":"m6","timestamp":"2026-11-01T14:00:00Z","context":{"device":{"id":"d-1"}}}),
+    ];
+    let ids = [
+        ("u-1", IdentifierType::UserId),
+        ("u-2", IdentifierType::UserId),
+        ("a-1", IdentifierType::AnonymousId),
+        ("a-2", IdentifierType::AnonymousId),
+        ("shared@example.com", IdentifierType::Email),
+    ];
+    let mut outcomes = std::collections::BTreeSet::new();
+    for order in [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [3, 0, 5, 1, 4, 2]] {
+        let h = harness();
+        let web = source(&h.engine, "web", Channel::Web, None);
+        let batch: Vec<_> = order.iter().map(|i| events[*i].clone()).collect();
+        assert_eq!(send(&h.engine, &web, json!(batch)).accepted, 6);
+        outcomes.insert(people(&h, &ids));
+    }
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+}
+
+#[test]
 fn split_an_identifier_reattributes_events_and_traits() {
     let h = harness();
     let web = source(&h.engine, "web", Channel::Web, None);

@@ -175,9 +175,10 @@ impl CommitTicket {
         self.seq
     }
 
-    /// Resolves once the batch is flushed to disk.
+    /// Resolves once the batch is flushed to disk (asking the flusher for it).
     pub async fn durable(self) -> Result<(), StoreError> {
         let mut receiver = self.durability.subscribe();
+        self.durability.request(self.seq);
         loop {
             if let Some(result) = self.durability.check(self.seq) {
                 return result;
@@ -190,6 +191,7 @@ impl CommitTicket {
 
     /// Blocks until the batch is flushed to disk. For CLI tools and tests, not async code.
     pub fn wait_durable(self) -> Result<(), StoreError> {
+        self.durability.request(self.seq);
         self.durability.wait_blocking(self.seq)
     }
 }

@@ -375,7 +375,8 @@ impl Store for SledStore {
         self.durability.applied.store(seq, Ordering::Release);
         drop(last_seq);
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.durability.request(seq);
+        // The flush is requested when the ticket is awaited, not here: a caller that commits many
+        // batches in a row (one per message of a request) waits once, and gets one flush.
         Ok(CommitTicket::new(seq, self.durability.clone()))
     }
 

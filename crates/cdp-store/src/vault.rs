@@ -153,20 +153,27 @@ impl Vault {
 
     /// A person's data key, or `None` if the person has none (never existed, or erased).
     pub fn person_key(&self, profile: &ProfileId) -> Result<Option<DataKey>, StoreError> {
-        let Some(bytes) = self.store.get(Keyspace::Keys, profile.as_bytes())? else {
-            return Ok(None);
-        };
+        match self.store.get(Keyspace::Keys, profile.as_bytes())? {
+            Some(bytes) => self.unwrap_person_key(profile, bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Unwraps a person's stored data key (read from the store or an overlay).
+    pub fn unwrap_person_key(
+        &self,
+        profile: &ProfileId,
+        bytes: Vec<u8>,
+    ) -> Result<DataKey, StoreError> {
         let seal_error = |source| StoreError::Seal {
             keyspace: Keyspace::Keys.name(),
             record: profile.to_string(),
             source,
         };
         let wrapped = WrappedDataKey::from_bytes(bytes).map_err(seal_error)?;
-        let key = self
-            .keyring
+        self.keyring
             .unwrap_data_key(&wrapped, profile.as_bytes())
-            .map_err(seal_error)?;
-        Ok(Some(key))
+            .map_err(seal_error)
     }
 
     /// Adds the deletion of a person's wrapped data key to `batch`: once committed, every

@@ -8,6 +8,7 @@
 mod bench;
 mod client;
 mod config;
+mod demo;
 mod import;
 mod keys;
 mod logging;
@@ -44,9 +45,26 @@ enum Command {
     Sources(sources::SourcesCommand),
     /// Import a CRM/POS file (CSV or JSONL) into the running server.
     Import(import::ImportArgs),
+    /// Synthetic cross-channel data with ground truth.
+    #[command(subcommand)]
+    Demo(DemoCommand),
     /// Measure this machine against the budgets of performance.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoCommand {
+    /// Write one JSONL file per channel (import each with `cdp import`) and truth.csv.
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        people: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "demo-data")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +86,10 @@ fn main() -> ExitCode {
         Command::Import(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             import::run(args)
+        }
+        Command::Demo(DemoCommand::Generate { people, seed, out }) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            demo::write(people, seed, &out)
         }
         Command::Bench(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

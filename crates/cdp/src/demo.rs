@@ -1,0 +1,453 @@
+//! A seeded generator of cross-channel Segment events for N people, with ground truth
+//! (`cdp demo generate`, and the input of `cdp bench ingest`).
+//!
+//! Each person has some of: a user id, e-mails (in varying case), CN mobile numbers (national
+//! format, sent by CN sources), devices with an anonymous id each, a WeChat OpenID/UnionID, a CRM
+//! id. Events come from web, iOS, Android, the mini-program, CRM, POS and customer service, each
+//! carrying what that channel knows. Households share a device (ambiguous: left out of the
+//! truth); some events carry junk ids (`undefined`, all-zero devices) that must never link.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use cdp_core::Channel;
+use serde_json::{Value, json};
+
+/// SplitMix64: small, fast, seedable. Synthetic data only; never for keys.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// One generated message and the channel of the source that sends it.
+pub struct GeneratedEvent {
+    pub channel: Channel,
+    pub message: Value,
+}
+
+/// Events, in event-time order, and the truth: (identifier type, canonical value) -> person.
+pub struct Generated {
+    pub events: Vec<GeneratedEvent>,
+    pub truth: Vec<(String, String, u64)>,
+}
+
+struct Person {
+    index: u64,
+    user_id: Option<String>,
+    emails: Vec<String>,
+    phones: Vec<String>,
+    devices: Vec<(String, String)>,
+    openid: Option<String>,
+    unionid: Option<String>,
+    crm_id: Option<String>,
+}
+
+const CHANNELS: [(Channel, u64); 7] = [
+    (Channel::Web, 30),
+    (Channel::Ios, 15),
+    (Channel::Android, 15),
+    (Channel::MiniProgram, 15),
+    (Channel::Crm, 5),
+    (Channel::Pos, 10),
+    (Channel::CustomerService, 10),
+];
+
+fn pick_channel(rng: &mut Rng) -> Channel {
+    let mut roll = rng.below(100);
+    for (channel, weight) in CHANNELS {
+        if roll < weight {
+            return channel;
+        }
+        roll -= weight;
+    }
+    Channel::Web
+}
+
+fn vary_case(rng: &mut Rng, email: &str) -> String {
+    if rng.chance(30) {
+        let mut chars: Vec<char> = email.chars().collect();
+        if let Some(first) = chars.first_mut() {
+            *first = first.to_ascii_uppercase();
+        }
+        chars.into_iter().collect()
+    } else {
+        email.to_string()
+    }
+}
+
+/// Generates the events of `people` people, deterministically from `seed`.
+pub fn generate(people: u64, seed: u64) -> Generated {
+    let mut rng = Rng::new(seed);
+    let base_time: i64 = 1_780_000_000; // 2026-05-28
+    let mut persons = Vec::with_capacity(people as usize);
+    for index in 0..people {
+        let devices = (0..1 + rng.below(3))
+            .map(|k| (format!("dev-{index}-{k}"), format!("anon-{index}-{k}")))
+            .collect();
+        persons.push(Person {
+            index,
+            user_id: rng.chance(70).then(|| format!("u{index}")),
+            emails: if rng.chance(80) {
+                (0..1 + rng.below(2))
+                    .map(|k| format!("p{index}.{k}@mail{}.example.com", index % 7))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            phones: if rng.chance(75) {
+                (0..1 + rng.below(2))
+                    .map(|k| format!("139{:08}", index * 2 + k))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            devices,
+            openid: rng.chance(40).then(|| format!("o{index}")),
+            unionid: rng.chance(30).then(|| format!("un{index}")),
+            crm_id: rng.chance(35).then(|| format!("C{index}")),
+        });
+    }
+    let mut truth: Vec<(String, String, u64)> = Vec::new();
+    let mut shared_devices = Vec::new();
+    for person in &persons {
+        if let Some(user) = &person.user_id {
+            truth.push(("user_id".into(), user.clone(), person.index));
+        }
+        for email in &person.emails {
+            truth.push(("email".into(), email.clone(), person.index));
+        }
+        for phone in &person.phones {
+            truth.push(("phone".into(), format!("+86{phone}"), person.index));
+        }
+        for (_, anon) in &person.devices {
+            truth.push(("anonymous_id".into(), anon.clone(), person.index));
+        }
+        if let Some(openid) = &person.openid {
+            truth.push((
+                "wechat_openid".into(),
+                format!("wxshop:{openid}"),
+                person.index,
+            ));
+        }
+        if let Some(unionid) = &person.unionid {
+            truth.push(("wechat_unionid".into(), unionid.clone(), person.index));
+        }
+        if let Some(crm) = &person.crm_id {
+            truth.push(("crm_id".into(), crm.clone(), person.index));
+        }
+    }
+    let mut timed: Vec<(i64, u64, GeneratedEvent)> = Vec::new();
+    let mut counter = 0u64;
+    // Identifiers some event actually carries: the truth is limited to those.
+    let mut used: std::collections::BTreeSet<(String, String)> = std::collections::BTreeSet::new();
+    for person in &persons {
+        let household = person.index > 0 && rng.chance(3);
+        if household {
+            shared_devices.push(format!("dev-{}-0", person.index - 1));
+        }
+        let events = 5 + rng.below(11);
+        for _ in 0..events {
+            counter += 1;
+            let at = base_time + rng.below(180 * 86_400) as i64;
+            let channel = pick_channel(&mut rng);
+            let (device, anon) =
+                person.devices[rng.below(person.devices.len() as u64) as usize].clone();
+            let device = if household && rng.chance(20) {
+                format!("dev-{}-0", person.index - 1)
+            } else {
+                device
+            };
+            let timestamp = time::OffsetDateTime::from_unix_timestamp(at)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            let mut message = serde_json::Map::new();
+            message.insert("messageId".into(), format!("demo-{seed}-{counter}").into());
+            message.insert("timestamp".into(), timestamp.into());
+            let mut traits = serde_json::Map::new();
+            let mut context = serde_json::Map::new();
+            let mut external = Vec::new();
+            let logged_in = person.user_id.is_some() && rng.chance(60);
+            match channel {
+                Channel::Web | Channel::Ios | Channel::Android => {
+                    let anonymous = if rng.chance(1) {
+                        "undefined".to_string()
+                    } else {
+                        anon
+                    };
+                    used.insert(("anonymous_id".into(), anonymous.clone()));
+                    message.insert("anonymousId".into(), anonymous.into());
+                    if channel != Channel::Web {
+                        let id = if rng.chance(1) {
+                            "00000000-0000-0000-0000-000000000000".to_string()
+                        } else {
+                            device
+                        };
+                        context.insert("device".into(), json!({ "id": id }));
+                    }
+                    if logged_in && let Some(user) = &person.user_id {
+                        used.insert(("user_id".into(), user.clone()));
+                        message.insert("userId".into(), user.clone().into());
+                    }
+                    if rng.chance(15) && !person.emails.is_empty() {
+                        used.insert(("email".into(), person.emails[0].clone()));
+                        traits.insert(
+                            "email".into(),
+                            vary_case(&mut rng, &person.emails[0]).into(),
+                        );
+                    }
+                }
+                Channel::MiniProgram => {
+                    used.insert(("anonymous_id".into(), anon.clone()));
+                    message.insert("anonymousId".into(), anon.into());
+                    if let Some(openid) = &person.openid {
+                        used.insert(("wechat_openid".into(), format!("wxshop:{openid}")));
+                        external.push(
+                            json!({"id": openid, "type": "wechat_openid", "collection": "wxshop"}),
+                        );
+                    }
+                    if let Some(unionid) = &person.unionid {
+                        used.insert(("wechat_unionid".into(), unionid.clone()));
+                        external.push(json!({"id": unionid, "type": "wechat_unionid"}));
+                    }
+                    if rng.chance(30) && !person.phones.is_empty() {
+                        used.insert(("phone".into(), format!("+86{}", person.phones[0])));
+                        traits.insert("phone".into(), person.phones[0].clone().into());
+                    }
+                }
+                Channel::Crm | Channel::Pos | Channel::CustomerService => {
+                    if let Some(user) = &person.user_id {
+                        used.insert(("user_id".into(), user.clone()));
+                        message.insert("userId".into(), user.clone().into());
+                    } else {
+                        used.insert(("anonymous_id".into(), anon.clone()));
+                        message.insert("anonymousId".into(), anon.into());
+                    }
+                    if let Some(crm) = &person.crm_id {
+                        used.insert(("crm_id".into(), crm.clone()));
+                        external.push(json!({"id": crm, "type": "crm_id"}));
+                    }
+                    if let Some(phone) = person
+                        .phones
+                        .get(rng.below(person.phones.len().max(1) as u64) as usize)
+                    {
+                        used.insert(("phone".into(), format!("+86{phone}")));
+                        traits.insert("phone".into(), phone.clone().into());
+                    }
+                    if let Some(email) = person
+                        .emails
+                        .get(rng.below(person.emails.len().max(1) as u64) as usize)
+                    {
+                        used.insert(("email".into(), email.clone()));
+                        traits.insert("email".into(), vary_case(&mut rng, email).into());
+                    }
+                }
+                _ => {}
+            }
+            if !external.is_empty() {
+                context.insert("externalIds".into(), Value::Array(external));
+            }
+            let identify = !traits.is_empty() || rng.chance(10);
+            if identify {
+                message.insert("type".into(), "identify".into());
+                traits.insert(
+                    "city".into(),
+                    ["上海", "北京", "杭州", "深圳", "成都"][(person.index % 5) as usize].into(),
+                );
+                message.insert("traits".into(), Value::Object(traits));
+            } else if channel == Channel::Pos || rng.chance(20) {
+                message.insert("type".into(), "track".into());
+                message.insert("event".into(), "Order Completed".into());
+                let category = ["tea", "snacks", "beauty"][rng.below(3) as usize];
+                let revenue = 20 + rng.below(500);
+                message.insert(
+                    "properties".into(),
+                    json!({"revenue": revenue, "products": [{"category": category}]}),
+                );
+            } else {
+                message.insert("type".into(), "track".into());
+                message.insert("event".into(), "Product Viewed".into());
+            }
+            if !context.is_empty() {
+                message.insert("context".into(), Value::Object(context));
+            }
+            timed.push((
+                at,
+                counter,
+                GeneratedEvent {
+                    channel,
+                    message: Value::Object(message),
+                },
+            ));
+        }
+    }
+    timed.sort_by_key(|(at, counter, _)| (*at, *counter));
+    // Identifiers on a shared device are ambiguous: not part of the truth.
+    let shared: std::collections::BTreeSet<String> = shared_devices.into_iter().collect();
+    truth.retain(|(kind, value, _)| {
+        !(kind == "device_id" && shared.contains(value))
+            && used.contains(&(kind.clone(), value.clone()))
+    });
+    Generated {
+        events: timed.into_iter().map(|(_, _, event)| event).collect(),
+        truth,
+    }
+}
+
+/// Pairwise precision and recall of "same person": over the truth's identifiers, predicted by
+/// the profile each resolves to.
+pub struct Quality {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub predicted_profiles: usize,
+    pub true_people: usize,
+    pub largest_profile: usize,
+    pub unresolved: usize,
+}
+
+pub fn quality(assignments: &[(u64, Option<String>)]) -> Quality {
+    fn pairs(n: u64) -> u64 {
+        n * n.saturating_sub(1) / 2
+    }
+    let mut by_truth: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut by_prediction: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_both: BTreeMap<(u64, &str), u64> = BTreeMap::new();
+    let mut unresolved = 0;
+    for (person, predicted) in assignments {
+        let Some(predicted) = predicted else {
+            unresolved += 1;
+            continue;
+        };
+        *by_truth.entry(*person).or_default() += 1;
+        *by_prediction.entry(predicted.as_str()).or_default() += 1;
+        *by_both.entry((*person, predicted.as_str())).or_default() += 1;
+    }
+    let same_truth: u64 = by_truth.values().map(|n| pairs(*n)).sum();
+    let same_prediction: u64 = by_prediction.values().map(|n| pairs(*n)).sum();
+    let both: u64 = by_both.values().map(|n| pairs(*n)).sum();
+    let precision = if same_prediction == 0 {
+        1.0
+    } else {
+        both as f64 / same_prediction as f64
+    };
+    let recall = if same_truth == 0 {
+        1.0
+    } else {
+        both as f64 / same_truth as f64
+    };
+    Quality {
+        precision,
+        recall,
+        f1: if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        },
+        predicted_profiles: by_prediction.len(),
+        true_people: by_truth.len(),
+        largest_profile: by_prediction.values().copied().max().unwrap_or(0) as usize,
+        unresolved,
+    }
+}
+
+/// `cdp demo generate`: one JSONL file per channel (import each with `cdp import --source`) and
+/// `truth.csv` (type,value,person).
+#[allow(clippy::print_stdout)]
+pub fn write(people: u64, seed: u64, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let generated = generate(people, seed);
+    let mut files: BTreeMap<Channel, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
+    for event in &generated.events {
+        let file = match files.entry(event.channel) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let path = out.join(format!("{}.jsonl", event.channel));
+                entry.insert(std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                ))
+            }
+        };
+        writeln!(file, "{}", event.message)?;
+    }
+    for file in files.values_mut() {
+        file.flush()?;
+    }
+    let mut truth = std::io::BufWriter::new(std::fs::File::create(out.join("truth.csv"))?);
+    writeln!(truth, "type,value,person")?;
+    for (kind, value, person) in &generated.truth {
+        writeln!(truth, "{kind},{value},{person}")?;
+    }
+    truth.flush()?;
+    println!(
+        "{} people, {} events in {} ({} channel files, truth.csv)",
+        people,
+        generated.events.len(),
+        out.display(),
+        files.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_data() {
+        let a = generate(50, 7);
+        let b = generate(50, 7);
+        assert_eq!(a.events.len(), b.events.len());
+        assert!(
+            a.events
+                .iter()
+                .zip(&b.events)
+                .all(|(x, y)| x.message == y.message)
+        );
+        assert_ne!(generate(50, 8).events.len() + 1, 0);
+    }
+
+    #[test]
+    fn quality_counts_pairs() {
+        // Person 0 split in two profiles, person 1 whole.
+        let perfect = quality(&[
+            (0, Some("a".into())),
+            (0, Some("a".into())),
+            (1, Some("b".into())),
+        ]);
+        assert_eq!((perfect.precision, perfect.recall), (1.0, 1.0));
+        let split = quality(&[
+            (0, Some("a".into())),
+            (0, Some("b".into())),
+            (1, Some("c".into())),
+        ]);
+        assert_eq!((split.precision, split.recall), (1.0, 0.0));
+        let merged = quality(&[(0, Some("a".into())), (1, Some("a".into()))]);
+        assert_eq!(merged.precision, 0.0);
+    }
+}
