@@ -323,7 +323,7 @@ fn late_events_give_the_same_people_as_events_in_order() {
 #[test]
 fn one_request_in_any_order_gives_the_same_people() {
     // All events in one batch: later messages read what earlier ones staged (the overlay).
-    let events = vec![
+    let events = [
         json!({"type":"identify","userId":"u-1","messageId":"m1","timestamp":"2026-11-01T10:00:00Z","traits":{"email":"shared@example.com"}}),
         json!({"type":"identify","userId":"u-2","messageId":"m2","timestamp":"2026-11-01T11:00:00Z","traits":{"email":"shared@example.com"}}),
         json!({"type":"identify","anonymousId":"a-1","messageId":"m3","timestamp":"2026-11-01T12:00:00Z","traits":{"email":"shared@example.com"}}),
