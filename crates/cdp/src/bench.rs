@@ -26,6 +26,9 @@ pub struct IngestArgs {
     /// People to generate (each has 5 to 15 events).
     #[arg(long, default_value_t = 10_000)]
     people: u64,
+    /// Exactly this many events per person instead of 5 to 15 (large stores in less time).
+    #[arg(long)]
+    events_per_person: Option<u64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Messages per HTTP batch.
@@ -381,7 +384,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
 
     let generated_at = Instant::now();
-    let generated = crate::demo::generate(args.people, args.seed);
+    let generated = crate::demo::generate(args.people, args.seed, args.events_per_person);
     let generation = generated_at.elapsed();
     // Batches per channel, in event-time order (a source sends its events roughly in order).
     let mut pending: std::collections::BTreeMap<Channel, Vec<serde_json::Value>> =
