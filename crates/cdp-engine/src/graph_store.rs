@@ -103,7 +103,8 @@ impl<'a> StoreGraph<'a> {
 pub(crate) fn summary_of(record: &ProfileRecord) -> ProfileSummary {
     let mut counts = TypeCounts::default();
     for identifier in &record.identifiers {
-        counts.add(&identifier.kind);
+        // `first_seen` is when the identifier was linked to this profile (event time).
+        counts.add(&identifier.kind, micros(identifier.first_seen));
     }
     ProfileSummary {
         counts,
@@ -140,4 +141,9 @@ impl GraphView<NodeKey, EvidenceId> for StoreGraph<'_> {
         }
         Ok(out)
     }
+}
+
+/// Event time in microseconds, the unit of `OrderKey`.
+pub(crate) fn micros(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }

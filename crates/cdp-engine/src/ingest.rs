@@ -361,8 +361,8 @@ impl Engine {
         record.first_order = record.first_order.min(order);
         record.last_order = record.last_order.max(order);
         for entry in &mut record.identifiers {
+            // `first_seen` stays the time it was linked (windowed limits count from it).
             if identifiers.contains_key(&entry.node) {
-                entry.first_seen = entry.first_seen.min(event.message.timestamp);
                 entry.last_seen = entry.last_seen.max(event.message.timestamp);
             }
         }
@@ -572,7 +572,14 @@ impl Engine {
             for node in &group.nodes {
                 node_group.insert(node.key, *id);
                 if let Some(entry) = entries.get(&node.key) {
-                    record.identifiers.push(entry.clone());
+                    let mut entry = entry.clone();
+                    // Linked when the partition says (windowed limits count from it).
+                    if let Some(linked) = group.linked_at.get(node).and_then(|m| {
+                        OffsetDateTime::from_unix_timestamp_nanos(i128::from(*m) * 1_000).ok()
+                    }) {
+                        entry.first_seen = linked;
+                    }
+                    record.identifiers.push(entry);
                 }
             }
             for evidence in &group.evidence {

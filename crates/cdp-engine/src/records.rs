@@ -179,6 +179,7 @@ pub struct IdentifierEntry {
     pub channel: Channel,
     /// The message field it came from.
     pub field: String,
+    /// When it was linked to the profile (event time of the evidence that linked it).
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -443,3 +443,40 @@ fn single_route_messages_and_sources() {
     assert_eq!(report.accepted, 1);
     assert_eq!(h.engine.sources().unwrap().len(), 1);
 }
+
+#[test]
+fn windowed_limits_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
+    let vault =
+        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
+    let file: cdp_identity::IdentityRulesFile =
+        toml::from_str("[types.device_id]\nlimit = 1\npriority = 30\nwindow_days = 7\n").unwrap();
+    let config = EngineConfig {
+        identity: cdp_identity::IdentityRules::from_file(file).unwrap(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(vault, config);
+    let app = source(&engine, "app", Channel::Ios, None);
+    for (id, day, device) in [("m1", "01", "d1"), ("m2", "03", "d2"), ("m3", "12", "d3")] {
+        send(
+            &engine,
+            &app,
+            json!([{"type":"track","userId":"u-1","event":"Opened","messageId":id,
+            "timestamp":format!("2026-11-{day}T10:00:00Z"),"context":{"device":{"id":device}}}]),
+        );
+    }
+    let u1 = lookup(&engine, IdentifierType::UserId, "u-1").unwrap();
+    assert_eq!(lookup(&engine, IdentifierType::DeviceId, "d1"), Some(u1));
+    assert_eq!(
+        lookup(&engine, IdentifierType::DeviceId, "d2"),
+        None,
+        "a second device within 7 days is dropped"
+    );
+    assert_eq!(
+        lookup(&engine, IdentifierType::DeviceId, "d3"),
+        Some(u1),
+        "after 7 days a new device may join"
+    );
+}

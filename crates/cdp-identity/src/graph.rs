@@ -39,39 +39,44 @@ pub struct Evidence<K, E> {
     pub nodes: Vec<Node<K>>,
 }
 
-/// How many identifiers of each type a group holds.
+/// The identifiers of each type a group holds, as the event time (µs) each was linked at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TypeCounts(BTreeMap<IdentifierType, usize>);
+pub struct TypeCounts(BTreeMap<IdentifierType, Vec<i64>>);
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 impl TypeCounts {
-    pub fn of<'a, K: 'a>(nodes: impl IntoIterator<Item = &'a Node<K>>) -> Self {
-        let mut counts = Self::default();
-        for node in nodes {
-            counts.add(&node.kind);
+    pub fn add(&mut self, kind: &IdentifierType, linked_at: i64) {
+        self.0.entry(kind.clone()).or_default().push(linked_at);
+    }
+
+    /// How many identifiers of `kind` count against its limit for an event at `at`: all of
+    /// them, or those linked within the type's window.
+    pub fn count_at(&self, kind: &IdentifierType, at: i64, rules: &IdentityRules) -> usize {
+        let Some(linked) = self.0.get(kind) else {
+            return 0;
+        };
+        match rules.rule(kind).window_days {
+            None => linked.len(),
+            Some(days) => {
+                let since = at.saturating_sub(i64::from(days).saturating_mul(MICROS_PER_DAY));
+                linked.iter().filter(|t| **t > since).count()
+            }
         }
-        counts
-    }
-
-    pub fn add(&mut self, kind: &IdentifierType) {
-        *self.0.entry(kind.clone()).or_default() += 1;
-    }
-
-    pub fn get(&self, kind: &IdentifierType) -> usize {
-        self.0.get(kind).copied().unwrap_or(0)
     }
 
     pub fn absorb(&mut self, other: &TypeCounts) {
-        for (kind, count) in &other.0 {
-            *self.0.entry(kind.clone()).or_default() += count;
+        for (kind, linked) in &other.0 {
+            self.0.entry(kind.clone()).or_default().extend(linked);
         }
     }
 
-    /// Whether the union of two disjoint groups respects every limit.
-    pub fn fits_with(&self, other: &TypeCounts, rules: &IdentityRules) -> bool {
-        other
-            .0
-            .iter()
-            .all(|(kind, count)| self.get(kind) + count <= rules.rule(kind).limit)
+    /// Whether the union of two disjoint groups respects every limit for an event at `at`.
+    pub fn fits_with(&self, other: &TypeCounts, at: i64, rules: &IdentityRules) -> bool {
+        other.0.keys().all(|kind| {
+            self.count_at(kind, at, rules) + other.count_at(kind, at, rules)
+                <= rules.rule(kind).limit
+        })
     }
 }
 
@@ -81,8 +86,9 @@ pub trait GroupState<K> {
     type Group: Copy + Eq;
     fn group_of(&self, node: &Node<K>) -> Option<Self::Group>;
     fn counts(&self, group: Self::Group) -> TypeCounts;
-    fn create(&mut self, node: &Node<K>) -> Self::Group;
-    fn attach(&mut self, group: Self::Group, node: &Node<K>);
+    /// A new group holding `node`, linked at event time `at`.
+    fn create(&mut self, node: &Node<K>, at: i64) -> Self::Group;
+    fn attach(&mut self, group: Self::Group, node: &Node<K>, at: i64);
     /// Merges two groups; returns the survivor.
     fn merge(&mut self, a: Self::Group, b: Self::Group) -> Self::Group;
 }
@@ -125,28 +131,34 @@ pub fn ordered_nodes<K: Clone + Ord>(nodes: &[Node<K>], rules: &IdentityRules) -
 pub fn apply_evidence<K: Clone + Ord, S: GroupState<K>>(
     state: &mut S,
     nodes: &[Node<K>],
+    at: i64,
     rules: &IdentityRules,
 ) -> Option<StepOutcome<K, S::Group>> {
     let nodes = ordered_nodes(nodes, rules);
     let (anchor, rest) = nodes.split_first()?;
     let mut group = match state.group_of(anchor) {
         Some(group) => group,
-        None => state.create(anchor),
+        None => state.create(anchor, at),
     };
     let mut dropped = Vec::new();
     for node in rest {
         match state.group_of(node) {
             Some(other) if other == group => {}
             Some(other) => {
-                if state.counts(group).fits_with(&state.counts(other), rules) {
+                if state
+                    .counts(group)
+                    .fits_with(&state.counts(other), at, rules)
+                {
                     group = state.merge(group, other);
                 } else {
                     dropped.push((node.clone(), DropReason::MergeWouldExceedLimit));
                 }
             }
             None => {
-                if state.counts(group).get(&node.kind) < rules.rule(&node.kind).limit {
-                    state.attach(group, node);
+                if state.counts(group).count_at(&node.kind, at, rules)
+                    < rules.rule(&node.kind).limit
+                {
+                    state.attach(group, node, at);
                 } else {
                     dropped.push((node.clone(), DropReason::TypeLimitReached));
                 }
@@ -160,6 +172,8 @@ pub fn apply_evidence<K: Clone + Ord, S: GroupState<K>>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionGroup<K, E> {
     pub nodes: BTreeSet<Node<K>>,
+    /// When each node was linked (event time, µs).
+    pub linked_at: BTreeMap<Node<K>, i64>,
     /// Evidence anchored in this group, in event order.
     pub evidence: Vec<E>,
     pub first_order: OrderKey,
@@ -178,6 +192,7 @@ struct UnionFind<K> {
     index: BTreeMap<Node<K>, usize>,
     parent: Vec<usize>,
     counts: Vec<TypeCounts>,
+    linked_at: Vec<i64>,
 }
 
 impl<K: Clone + Ord> UnionFind<K> {
@@ -200,20 +215,24 @@ impl<K: Clone + Ord> GroupState<K> for UnionFind<K> {
         self.counts[group].clone()
     }
 
-    fn create(&mut self, node: &Node<K>) -> usize {
-        let at = self.parent.len();
-        self.parent.push(at);
-        self.counts.push(TypeCounts::of([node]));
-        self.index.insert(node.clone(), at);
-        at
+    fn create(&mut self, node: &Node<K>, at: i64) -> usize {
+        let slot = self.parent.len();
+        self.parent.push(slot);
+        let mut counts = TypeCounts::default();
+        counts.add(&node.kind, at);
+        self.counts.push(counts);
+        self.linked_at.push(at);
+        self.index.insert(node.clone(), slot);
+        slot
     }
 
-    fn attach(&mut self, group: usize, node: &Node<K>) {
-        let at = self.parent.len();
+    fn attach(&mut self, group: usize, node: &Node<K>, at: i64) {
+        let slot = self.parent.len();
         self.parent.push(group);
         self.counts.push(TypeCounts::default());
-        self.counts[group].add(&node.kind);
-        self.index.insert(node.clone(), at);
+        self.counts[group].add(&node.kind, at);
+        self.linked_at.push(at);
+        self.index.insert(node.clone(), slot);
     }
 
     fn merge(&mut self, a: usize, b: usize) -> usize {
@@ -238,11 +257,12 @@ pub fn partition<K: Clone + Ord, E: Clone + Ord>(
         index: BTreeMap::new(),
         parent: Vec::new(),
         counts: Vec::new(),
+        linked_at: Vec::new(),
     };
     let mut anchored: Vec<(usize, &Evidence<K, E>)> = Vec::new();
     let mut dropped = Vec::new();
     for item in sorted {
-        let Some(outcome) = apply_evidence(&mut state, &item.nodes, rules) else {
+        let Some(outcome) = apply_evidence(&mut state, &item.nodes, item.order.0, rules) else {
             continue;
         };
         for (node, reason) in outcome.dropped {
@@ -255,6 +275,7 @@ pub fn partition<K: Clone + Ord, E: Clone + Ord>(
         let root = state.root(group);
         let entry = groups.entry(root).or_insert_with(|| PartitionGroup {
             nodes: BTreeSet::new(),
+            linked_at: BTreeMap::new(),
             evidence: Vec::new(),
             first_order: item.order,
             last_order: item.order,
@@ -263,9 +284,10 @@ pub fn partition<K: Clone + Ord, E: Clone + Ord>(
         entry.first_order = entry.first_order.min(item.order);
         entry.last_order = entry.last_order.max(item.order);
     }
-    for (node, &at) in &state.index {
-        if let Some(group) = groups.get_mut(&state.root(at)) {
+    for (node, &slot) in &state.index {
+        if let Some(group) = groups.get_mut(&state.root(slot)) {
             group.nodes.insert(node.clone());
+            group.linked_at.insert(node.clone(), state.linked_at[slot]);
         }
     }
     Partition {
@@ -354,7 +376,7 @@ where
     }
     if !late {
         let mut state = ViewState::new(view, &involved, &event.nodes)?;
-        let outcome = apply_evidence(&mut state, &event.nodes, rules);
+        let outcome = apply_evidence(&mut state, &event.nodes, event.order.0, rules);
         let Some(outcome) = outcome else {
             return Ok(Resolution::Incremental {
                 target: None,
@@ -508,12 +530,14 @@ impl<K: Clone + Ord, P: Copy + Ord> GroupState<K> for ViewState<K, P> {
         self.groups[group].counts.clone()
     }
 
-    fn create(&mut self, node: &Node<K>) -> usize {
+    fn create(&mut self, node: &Node<K>, at: i64) -> usize {
         let group = self.groups.len();
+        let mut counts = TypeCounts::default();
+        counts.add(&node.kind, at);
         self.groups.push(ViewGroup {
             profile: None,
             first_order: None,
-            counts: TypeCounts::of([node]),
+            counts,
             merged_into: None,
             absorbed: Vec::new(),
         });
@@ -522,8 +546,8 @@ impl<K: Clone + Ord, P: Copy + Ord> GroupState<K> for ViewState<K, P> {
         group
     }
 
-    fn attach(&mut self, group: usize, node: &Node<K>) {
-        self.groups[group].counts.add(&node.kind);
+    fn attach(&mut self, group: usize, node: &Node<K>, at: i64) {
+        self.groups[group].counts.add(&node.kind, at);
         self.node_group.insert(node.clone(), group);
         self.attached.push((group, node.clone()));
     }

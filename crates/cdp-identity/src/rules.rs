@@ -15,6 +15,20 @@ pub struct TypeRule {
     /// Lower is stronger. An event's strongest identifier is its anchor; weaker ones attach to
     /// the anchor's profile or are dropped.
     pub priority: u32,
+    /// When set, the limit counts only identifiers linked within this many days before the
+    /// event ("at most 3 device ids per 30 days"); older ones no longer count.
+    #[serde(default)]
+    pub window_days: Option<u32>,
+}
+
+impl TypeRule {
+    pub const fn new(limit: usize, priority: u32) -> Self {
+        Self {
+            limit,
+            priority,
+            window_days: None,
+        }
+    }
 }
 
 /// A blocked value: exact (after normalisation) or a regular expression over the whole value.
@@ -119,10 +133,7 @@ impl Default for IdentityRules {
         })
         .unwrap_or_else(|_| Self {
             types: BTreeMap::new(),
-            default_rule: TypeRule {
-                limit: 20,
-                priority: 200,
-            },
+            default_rule: TypeRule::new(20, 200),
             blocked_exact: BTreeMap::new(),
             blocked_patterns: BTreeMap::new(),
         })
@@ -134,15 +145,7 @@ impl IdentityRules {
     pub fn from_file(file: IdentityRulesFile) -> Result<Self, RulesError> {
         let mut types: BTreeMap<String, TypeRule> = DEFAULT_TYPES
             .iter()
-            .map(|(name, limit, priority)| {
-                (
-                    (*name).to_string(),
-                    TypeRule {
-                        limit: *limit,
-                        priority: *priority,
-                    },
-                )
-            })
+            .map(|(name, limit, priority)| ((*name).to_string(), TypeRule::new(*limit, *priority)))
             .collect();
         for (name, rule) in file.types {
             name.parse::<IdentifierType>()
@@ -154,10 +157,7 @@ impl IdentityRules {
             }
             types.insert(name, rule);
         }
-        let default_rule = file.default.unwrap_or(TypeRule {
-            limit: 20,
-            priority: 200,
-        });
+        let default_rule = file.default.unwrap_or(TypeRule::new(20, 200));
         let mut blocked_exact: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut blocked_patterns: BTreeMap<String, Vec<regex::Regex>> = BTreeMap::new();
         let blocked = match file.blocked {

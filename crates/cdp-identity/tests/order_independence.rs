@@ -20,6 +20,8 @@ type Ev = Evidence<String, u32>;
 struct Profile {
     nodes: BTreeSet<Node<String>>,
     evidence: BTreeSet<u32>,
+    /// When each node was linked (event time, µs): what windowed limits count.
+    linked_at: BTreeMap<Node<String>, i64>,
 }
 
 /// The store, in memory: profiles, identifier index, evidence and who mentions what.
@@ -44,8 +46,12 @@ impl GraphView<String, u32> for MemoryGraph {
     fn summary(&mut self, profile: u64) -> Result<ProfileSummary, Infallible> {
         let p = &self.profiles[&profile];
         let orders = p.evidence.iter().map(|id| self.evidence[id].order);
+        let mut counts = TypeCounts::default();
+        for (node, at) in &p.linked_at {
+            counts.add(&node.kind, *at);
+        }
         Ok(ProfileSummary {
-            counts: TypeCounts::of(&p.nodes),
+            counts,
             first_order: orders.clone().min().unwrap(),
             last_order: orders.max().unwrap(),
         })
@@ -99,10 +105,13 @@ impl MemoryGraph {
                     let profile = self.profiles.get_mut(&target).unwrap();
                     profile.nodes.extend(gone.nodes);
                     profile.evidence.extend(gone.evidence);
+                    profile.linked_at.extend(gone.linked_at);
                 }
                 for node in attached {
                     self.index.insert(node.clone(), target);
-                    self.profiles.get_mut(&target).unwrap().nodes.insert(node);
+                    let profile = self.profiles.get_mut(&target).unwrap();
+                    profile.linked_at.insert(node.clone(), event.order.0);
+                    profile.nodes.insert(node);
                 }
                 self.profiles
                     .get_mut(&target)
@@ -131,6 +140,7 @@ impl MemoryGraph {
                     let profile = self.profiles.get_mut(&id).unwrap();
                     profile.nodes = group.nodes;
                     profile.evidence = group.evidence.into_iter().collect();
+                    profile.linked_at = group.linked_at;
                 }
             }
         }
@@ -150,7 +160,7 @@ fn tight_rules() -> IdentityRules {
     let file: IdentityRulesFile = toml::from_str(
         "[types.user_id]\nlimit = 1\npriority = 1\n\
          [types.email]\nlimit = 2\npriority = 10\n\
-         [types.device_id]\nlimit = 2\npriority = 30\n\
+         [types.device_id]\nlimit = 2\npriority = 30\nwindow_days = 7\n\
          [types.anonymous_id]\nlimit = 3\npriority = 100\n",
     )
     .unwrap();
@@ -269,4 +279,50 @@ fn merge_protection_keeps_two_users_apart_and_drops_the_weaker_identifier() {
     // The shared e-mail stayed with u1; u2's events (1 and 2) are u2's.
     assert!(!u2.0.contains(&node(IdentifierType::Email, "shared")));
     assert_eq!(u2.1, BTreeSet::from([1, 2]));
+}
+
+#[test]
+fn windowed_limits_count_only_recent_identifiers() {
+    let file: IdentityRulesFile =
+        toml::from_str("[types.device_id]\nlimit = 1\npriority = 30\nwindow_days = 7\n").unwrap();
+    let rules = IdentityRules::from_file(file).unwrap();
+    let day = 86_400_000_000i64;
+    let node = |kind, key: &str| Node {
+        kind,
+        key: key.to_string(),
+    };
+    let mut graph = MemoryGraph::default();
+    let events = [
+        (0, "d1"),  // linked
+        (2, "d2"),  // a second device within 7 days of d1: over the limit, dropped
+        (10, "d3"), // d1 is older than 7 days now: d3 may join
+    ];
+    for (index, (days, device)) in events.iter().enumerate() {
+        let nodes = vec![
+            node(IdentifierType::UserId, "u1"),
+            node(IdentifierType::DeviceId, device),
+        ];
+        graph.ingest(
+            &Evidence {
+                id: index as u32,
+                order: (days * day, [0; 16]),
+                nodes,
+            },
+            &rules,
+        );
+    }
+    let people = graph.people();
+    let u1 = people
+        .iter()
+        .find(|(nodes, _)| nodes.contains(&node(IdentifierType::UserId, "u1")))
+        .unwrap();
+    assert!(u1.0.contains(&node(IdentifierType::DeviceId, "d1")));
+    assert!(
+        !u1.0.contains(&node(IdentifierType::DeviceId, "d2")),
+        "{people:?}"
+    );
+    assert!(
+        u1.0.contains(&node(IdentifierType::DeviceId, "d3")),
+        "{people:?}"
+    );
 }
