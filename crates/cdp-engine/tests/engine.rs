@@ -50,9 +50,9 @@ fn send(
         &MessageLimits::default(),
     )
     .unwrap();
-    let report = engine.ingest(source, parsed.messages, true).unwrap();
-    if let Some(ticket) = report.ticket.as_ref() {
-        let _ = ticket.seq();
+    let mut report = engine.ingest(source, parsed.messages, true).unwrap();
+    if let Some(ticket) = report.ticket.take() {
+        ticket.wait_durable().unwrap();
     }
     report
 }
