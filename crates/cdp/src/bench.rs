@@ -223,32 +223,57 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// A fresh store for a benchmark, in `dir` or a temporary directory removed on drop.
+struct BenchStore {
+    sled: Arc<SledStore>,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl BenchStore {
+    fn create(dir: Option<&std::path::Path>, name: &str) -> anyhow::Result<Self> {
+        let temporary = match dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().context("cannot create a temporary directory")?),
+        };
+        let root = dir
+            .or(temporary.as_ref().map(|t| t.path()))
+            .context("no directory")?;
+        let data_dir = DataDir::new(root.join(name));
+        anyhow::ensure!(
+            !data_dir.root().exists(),
+            "{} already exists",
+            data_dir.root().display()
+        );
+        // Nothing to verify in a new store; the benchmark measures ingestion, not start-up.
+        let options = SledStoreOptions {
+            verify_on_open: false,
+            ..SledStoreOptions::default()
+        };
+        let sled = SledStore::open(&data_dir, &options)?;
+        let store: Arc<dyn Store> = sled.clone();
+        let vault = Arc::new(Vault::open(
+            store.clone(),
+            Arc::new(Keyring::generate()?),
+            &data_dir,
+        )?);
+        Ok(Self {
+            sled,
+            store,
+            vault,
+            _temporary: temporary,
+        })
+    }
+}
+
 fn store(args: StoreArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.writers > 0 && args.batches > 0,
         "--writers and --batches must be at least 1"
     );
-    let temporary;
-    let root = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temporary = tempfile::tempdir().context("cannot create a temporary directory")?;
-            temporary.path().to_path_buf()
-        }
-    };
-    let data_dir = DataDir::new(root.join("bench-store"));
-    anyhow::ensure!(
-        !data_dir.root().exists(),
-        "{} already exists",
-        data_dir.root().display()
-    );
-    let sled = SledStore::open(&data_dir, &SledStoreOptions::default())?;
-    let store: Arc<dyn Store> = sled.clone();
-    let vault = Arc::new(Vault::open(
-        store.clone(),
-        Arc::new(Keyring::generate()?),
-        &data_dir,
-    )?);
+    let bench = BenchStore::create(args.dir.as_deref(), "bench-store")?;
+    let (sled, store, vault) = (bench.sled.clone(), bench.store.clone(), bench.vault.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -341,33 +366,8 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.people > 0 && args.batch_size > 0 && args.clients > 0,
         "--people, --batch-size and --clients must be at least 1"
     );
-    let temporary;
-    let root = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temporary = tempfile::tempdir().context("cannot create a temporary directory")?;
-            temporary.path().to_path_buf()
-        }
-    };
-    let data_dir = DataDir::new(root.join("bench-ingest"));
-    anyhow::ensure!(
-        !data_dir.root().exists(),
-        "{} already exists",
-        data_dir.root().display()
-    );
-    let sled = SledStore::open(
-        &data_dir,
-        &SledStoreOptions {
-            verify_on_open: false,
-            ..SledStoreOptions::default()
-        },
-    )?;
-    let store: Arc<dyn Store> = sled.clone();
-    let vault = Arc::new(Vault::open(
-        store.clone(),
-        Arc::new(Keyring::generate()?),
-        &data_dir,
-    )?);
+    let bench = BenchStore::create(args.dir.as_deref(), "bench-ingest")?;
+    let (sled, store, vault) = (bench.sled.clone(), bench.store.clone(), bench.vault.clone());
     let engine = Arc::new(cdp_engine::Engine::new(
         vault,
         cdp_engine::EngineConfig::default(),

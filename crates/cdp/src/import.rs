@@ -115,6 +115,23 @@ struct Mapper {
 }
 
 impl Mapper {
+    /// The messageId of a row without one: the same row of the same file imported again is the
+    /// same message, so re-imports are de-duplicated.
+    fn message_id(&self, row: usize) -> String {
+        let digest = cdp_crypto::digest16(&[
+            self.source.as_bytes(),
+            self.file_name.as_bytes(),
+            &(row as u64).to_be_bytes(),
+        ]);
+        format!(
+            "import-{}",
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+
     fn target(&self, column: &str) -> Target {
         self.explicit
             .iter()
@@ -171,21 +188,9 @@ impl Mapper {
                 return Err("track rows need --event or an event column".into());
             }
         }
-        message.entry("messageId").or_insert_with(|| {
-            let digest = cdp_crypto::digest16(&[
-                self.source.as_bytes(),
-                self.file_name.as_bytes(),
-                &(row as u64).to_be_bytes(),
-            ]);
-            format!(
-                "import-{}",
-                digest
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            )
-            .into()
-        });
+        message
+            .entry("messageId")
+            .or_insert_with(|| self.message_id(row).into());
         if !traits.is_empty() {
             message.insert("traits".into(), Value::Object(traits));
         }
@@ -368,21 +373,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             Row::Message(mut message) => {
                 if let Value::Object(object) = &mut message {
                     object.entry("type").or_insert_with(|| "identify".into());
-                    object.entry("messageId").or_insert_with(|| {
-                        let digest = cdp_crypto::digest16(&[
-                            mapper.source.as_bytes(),
-                            mapper.file_name.as_bytes(),
-                            &(row as u64).to_be_bytes(),
-                        ]);
-                        format!(
-                            "import-{}",
-                            digest
-                                .iter()
-                                .map(|b| format!("{b:02x}"))
-                                .collect::<String>()
-                        )
-                        .into()
-                    });
+                    object
+                        .entry("messageId")
+                        .or_insert_with(|| mapper.message_id(row).into());
                 }
                 Ok(message)
             }

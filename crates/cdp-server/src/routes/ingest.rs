@@ -91,9 +91,26 @@ async fn ingest(
         )
     })?;
     let batched = implied.is_none();
+    let engine = state.engine.clone();
+    run_ingest(state, parsed.messages, batched, move || {
+        engine.source_for_write_key(&write_key)
+    })
+    .await
+}
+
+/// Ingests as the source `source` finds, off the async threads; answers only once durable.
+async fn run_ingest(
+    state: AppState,
+    messages: Vec<cdp_core::segment::Message>,
+    batched: bool,
+    source: impl FnOnce() -> Result<cdp_engine::records::SourceRecord, cdp_engine::EngineError>
+    + Send
+    + 'static,
+) -> Result<Json<IngestAnswer>, ApiError> {
+    let engine = state.engine.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let source = engine.source_for_write_key(&write_key)?;
-        engine.ingest(&source, parsed.messages, batched)
+        let source = source()?;
+        engine.ingest(&source, messages, batched)
     })
     .await
     .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
@@ -204,25 +221,10 @@ pub(crate) async fn import(
     let body = decode_body(&headers, body, limits.max_batch_bytes)?;
     let parsed =
         parse_body(&body, None, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
-    let report = tokio::task::spawn_blocking(move || {
-        let source = engine.source_by_name(&query.source)?.ok_or_else(|| {
-            cdp_engine::EngineError::NotFound(format!("source {:?}", query.source))
-        })?;
-        engine.ingest(&source, parsed.messages, true)
+    run_ingest(state, parsed.messages, true, move || {
+        engine
+            .source_by_name(&query.source)?
+            .ok_or_else(|| cdp_engine::EngineError::NotFound(format!("source {:?}", query.source)))
     })
     .await
-    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
-    .map_err(engine_error)?;
-    if let Some(ticket) = report.ticket {
-        ticket
-            .durable()
-            .await
-            .map_err(|error| engine_error(error.into()))?;
-    }
-    Ok(Json(IngestAnswer {
-        success: true,
-        accepted: report.accepted,
-        duplicates: report.duplicates,
-        unattributed: report.unattributed,
-    }))
 }
