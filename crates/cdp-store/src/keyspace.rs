@@ -93,6 +93,16 @@ impl Keyspace {
         Self::ALL.into_iter().find(|keyspace| keyspace.tag() == tag)
     }
 
+    /// Whether the change feed records writes to this keyspace: those derived views follow
+    /// (the search index: profiles, consents, erasure through deleted keys, merges through
+    /// aliases). Events, graph records and bookkeeping are left out, so the feed stays small.
+    pub const fn followed(self) -> bool {
+        matches!(
+            self,
+            Self::Profiles | Self::Keys | Self::Consents | Self::Aliases | Self::Audiences
+        )
+    }
+
     /// The stable name, bound into the associated data of records sealed in this keyspace.
     pub const fn name(self) -> &'static str {
         match self {

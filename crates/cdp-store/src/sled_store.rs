@@ -306,7 +306,7 @@ fn initialise(db: &sled::Db) -> Result<(), StoreError> {
 
 fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ops.len() * 40);
-    for op in ops {
+    for op in ops.iter().filter(|op| op.keyspace.followed()) {
         out.push(op.keyspace.tag());
         out.push(u8::from(op.value.is_some()));
         // Keys are at most MAX_KEY_LEN (< 2^16).

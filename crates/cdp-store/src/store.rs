@@ -13,8 +13,8 @@ pub enum ChangeOp {
     Delete,
 }
 
-/// One committed batch, as the change feed reports it: which keys it touched (keys are opaque
-/// ids or blind indexes, never personal values).
+/// One committed batch, as the change feed reports it: which keys of followed keyspaces
+/// ([`crate::Keyspace::followed`]) it touched (keys are opaque ids, never personal values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub seq: u64,

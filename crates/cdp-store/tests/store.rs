@@ -74,8 +74,10 @@ fn change_feed_lists_each_batch_in_order_and_can_be_trimmed() {
     for index in 0..5u8 {
         let mut batch = WriteBatch::new();
         batch.put(Keyspace::Profiles, vec![b'p', index], b"v".to_vec());
+        // Followed keyspaces only: the event is not in the feed, the key deletion is.
+        batch.put(Keyspace::Events, vec![b'e', index], b"event".to_vec());
         if index == 4 {
-            batch.delete(Keyspace::Identifiers, b"gone".to_vec());
+            batch.delete(Keyspace::Keys, b"gone".to_vec());
         }
         store.commit(batch).unwrap().wait_durable().unwrap();
     }
@@ -91,7 +93,12 @@ fn change_feed_lists_each_batch_in_order_and_can_be_trimmed() {
     );
     assert_eq!(
         changes[2].keys[1],
-        (Keyspace::Identifiers, ChangeOp::Delete, b"gone".to_vec())
+        (Keyspace::Keys, ChangeOp::Delete, b"gone".to_vec())
+    );
+    assert_eq!(
+        changes[2].keys.len(),
+        2,
+        "the event write is not in the feed"
     );
     assert_eq!(store.changes_after(0, 2).unwrap().len(), 2);
     store.trim_changes(4).unwrap();
