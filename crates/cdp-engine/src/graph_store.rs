@@ -7,6 +7,7 @@ use cdp_crypto::DataKey;
 use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
 use cdp_store::{Keyspace, Overlay};
 
+use crate::cache::{RecordCache, Staged};
 use crate::records::{
     EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, NodeRecord, ProfileRecord,
 };
@@ -18,6 +19,9 @@ pub(crate) struct StoreGraph<'a> {
     pub(crate) engine: &'a Engine,
     /// Reads see the writes staged earlier in the same request.
     pub(crate) view: &'a Overlay<'a>,
+    /// Decoded records staged earlier in the request, then committed ones (ingest path only).
+    staged: Option<&'a Staged>,
+    cache: Option<&'a mut RecordCache>,
     nodes: BTreeMap<NodeKey, Option<NodeRecord>>,
     profiles: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
     evidence: BTreeMap<EvidenceId, Option<EvidenceRecord>>,
@@ -28,15 +32,36 @@ impl<'a> StoreGraph<'a> {
         Self {
             engine,
             view,
+            staged: None,
+            cache: None,
             nodes: BTreeMap::new(),
             profiles: BTreeMap::new(),
             evidence: BTreeMap::new(),
         }
     }
 
+    /// A graph view for writers: `staged` and `cache` answer before the store.
+    pub(crate) fn with_cache(
+        engine: &'a Engine,
+        view: &'a Overlay<'a>,
+        staged: &'a Staged,
+        cache: &'a mut RecordCache,
+    ) -> Self {
+        let mut graph = Self::new(engine, view);
+        graph.staged = Some(staged);
+        graph.cache = Some(cache);
+        graph
+    }
+
     pub(crate) fn node(&mut self, key: &NodeKey) -> Result<Option<NodeRecord>, EngineError> {
         if let Some(cached) = self.nodes.get(key) {
             return Ok(cached.clone());
+        }
+        if let Some(record) = self.staged.and_then(|staged| staged.nodes.get(key)) {
+            return Ok(Some(record.clone()));
+        }
+        if let Some(record) = self.cache.as_mut().and_then(|cache| cache.nodes.get(key)) {
+            return Ok(Some(record.clone()));
         }
         let record: Option<NodeRecord> =
             self.engine
@@ -51,6 +76,18 @@ impl<'a> StoreGraph<'a> {
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
         if !self.profiles.contains_key(&id) {
+            if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
+                return Ok(staged.clone());
+            }
+            if let Some(cached) = self
+                .cache
+                .as_mut()
+                .and_then(|cache| cache.profiles.get(&id))
+            {
+                let cached = cached.clone();
+                self.profiles.insert(id, cached.clone());
+                return Ok(Some(cached));
+            }
             let Some(wrapped) = self.view.get(Keyspace::Keys, id.as_bytes())? else {
                 return Ok(None);
             };
@@ -72,6 +109,12 @@ impl<'a> StoreGraph<'a> {
     ) -> Result<Option<EvidenceRecord>, EngineError> {
         if let Some(cached) = self.evidence.get(id) {
             return Ok(cached.clone());
+        }
+        if let Some(record) = self.staged.and_then(|staged| staged.evidence.get(id)) {
+            return Ok(Some(record.clone()));
+        }
+        if let Some(record) = self.cache.as_mut().and_then(|cache| cache.evidence.get(id)) {
+            return Ok(Some(record.clone()));
         }
         let record: Option<EvidenceRecord> =
             self.engine

@@ -12,6 +12,7 @@ use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 use time::OffsetDateTime;
 
 use crate::apply::Changes;
+use crate::cache::{RecordCache, Staged};
 use crate::graph_store::StoreGraph;
 use crate::records::{
     ChannelSummary, DroppedNode, EvidenceId, EvidenceRecord, GraphEvidence, GraphNode,
@@ -73,11 +74,19 @@ impl Engine {
             prepared.push((message, identifiers));
         }
         let mut report = IngestReport::default();
-        let _guard = self.write_lock();
+        let mut cache = self.write_lock();
         // The whole request is one atomic batch: staged message by message, committed once.
         let mut overlay = Overlay::new(self.store().as_ref());
+        let mut staged = Staged::default();
         for (message, identifiers) in prepared {
-            match self.ingest_one(&overlay, source, message, identifiers)? {
+            match self.ingest_one(
+                &overlay,
+                &mut staged,
+                &mut cache,
+                source,
+                message,
+                identifiers,
+            )? {
                 Outcome::Staged(batch) => {
                     overlay.stage(batch)?;
                     report.accepted += 1;
@@ -87,12 +96,16 @@ impl Engine {
             }
         }
         report.ticket = overlay.commit()?;
+        // Committed: the cache may now hold what the request wrote.
+        cache.apply(staged);
         Ok(report)
     }
 
     fn ingest_one(
         &self,
         view: &Overlay<'_>,
+        staged: &mut Staged,
+        cache: &mut RecordCache,
         source: &SourceRecord,
         message: Message,
         identifiers: BTreeMap<NodeKey, MessageIdentifier>,
@@ -125,7 +138,7 @@ impl Engine {
             channel: source.channel,
             evidence: evidence_id,
         };
-        let mut graph = StoreGraph::new(self, view);
+        let mut graph = StoreGraph::with_cache(self, view, staged, cache);
         let mut changes = Changes {
             message_digest: Some(digest),
             ..Changes::default()
@@ -149,6 +162,8 @@ impl Engine {
                     &identifiers,
                     order,
                 )?;
+                drop(graph);
+                staged.record(&changes);
                 return Ok(Outcome::Staged(changes.into_batch(self)?));
             }
             existing => {
@@ -289,6 +304,8 @@ impl Engine {
             record.last_mention = record.last_mention.max(order);
             changes.mentions.insert((node.key, evidence_id));
         }
+        drop(graph);
+        staged.record(&changes);
         Ok(Outcome::Staged(changes.into_batch(self)?))
     }
 

@@ -11,6 +11,7 @@
 //! resolving an event and applying the result); durability waits happen outside it.
 
 mod apply;
+mod cache;
 mod error;
 mod graph_store;
 mod ingest;
@@ -48,7 +49,8 @@ pub struct EngineConfig {
 pub struct Engine {
     vault: Arc<Vault>,
     config: EngineConfig,
-    write_lock: Mutex<()>,
+    /// Serialises changes to the identity graph; guards the cache of committed records.
+    write_lock: Mutex<cache::RecordCache>,
 }
 
 impl Engine {
@@ -56,7 +58,7 @@ impl Engine {
         Self {
             vault,
             config,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(cache::RecordCache::default()),
         }
     }
 
@@ -72,7 +74,7 @@ impl Engine {
         &self.config.limits
     }
 
-    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, cache::RecordCache> {
         // The guarded state is the store, which stays consistent: a panic mid-batch never
         // commits a partial batch.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())

@@ -274,13 +274,15 @@ impl Engine {
         id: ProfileId,
         request: &SplitRequest,
     ) -> Result<(SplitReport, Option<cdp_store::CommitTicket>), EngineError> {
-        let _guard = self.write_lock();
+        let mut cache = self.write_lock();
         let resolved = self.resolve_id(id)?;
         let mut overlay = Overlay::new(self.store().as_ref());
-        let batch = self.split_batch(&overlay, id, resolved, request)?;
-        let survivors = batch.1;
-        overlay.stage(batch.0)?;
+        let mut staged = crate::cache::Staged::default();
+        let (batch, survivors) = self.split_batch(&overlay, &mut staged, id, resolved, request)?;
+        overlay.stage(batch)?;
         let ticket = overlay.commit()?;
+        // Committed: keep the ingest cache equal to the store.
+        cache.apply(staged);
         Ok((
             SplitReport {
                 profiles: survivors,
@@ -292,6 +294,7 @@ impl Engine {
     fn split_batch(
         &self,
         view: &Overlay<'_>,
+        staged: &mut crate::cache::Staged,
         id: ProfileId,
         resolved: ProfileId,
         request: &SplitRequest,
@@ -400,6 +403,7 @@ impl Engine {
             .filter(|id| !changes.deleted_profiles.contains(id))
             .copied()
             .collect();
+        staged.record(&changes);
         Ok((changes.into_batch(self)?, survivors))
     }
 }

@@ -404,6 +404,15 @@ fn split_an_identifier_reattributes_events_and_traits() {
             .iter()
             .any(|edge| edge.identifiers.iter().any(|n| n.status == "severed"))
     );
+    // The ingest path's cache follows the split: new events of the walk-in land in their
+    // own profile, not in u-1's.
+    send(
+        &h.engine,
+        &web,
+        json!([{"type":"track","anonymousId":"walk-in","event":"Viewed","messageId":"m4","timestamp":"2026-11-01T13:00:00Z"}]),
+    );
+    assert_eq!(h.engine.events(walk_in, 10).unwrap().len(), 2);
+    assert_eq!(h.engine.profile(u1).unwrap().unwrap().event_count, 2);
     // Splitting something that is not there.
     let missing = h.engine.split(
         u1,
