@@ -29,6 +29,10 @@ struct RouteStats {
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     routes: RwLock<BTreeMap<(&'static str, String), Arc<RouteStats>>>,
+    /// Ingested messages by outcome: stored, retried duplicates, no usable identifier.
+    ingest_accepted: AtomicU64,
+    ingest_duplicates: AtomicU64,
+    ingest_unattributed: AtomicU64,
 }
 
 /// Methods outside this list are counted as `OTHER` (bounded label values).
@@ -55,6 +59,16 @@ fn escape_label(value: &str) -> String {
 impl HttpMetrics {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts the outcome of one ingestion request.
+    pub(crate) fn record_ingest(&self, accepted: usize, duplicates: usize, unattributed: usize) {
+        self.ingest_accepted
+            .fetch_add(accepted as u64, Ordering::Relaxed);
+        self.ingest_duplicates
+            .fetch_add(duplicates as u64, Ordering::Relaxed);
+        self.ingest_unattributed
+            .fetch_add(unattributed as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn record(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
@@ -144,6 +158,19 @@ impl HttpMetrics {
             );
         }
         drop(routes);
+        out.push_str("# HELP cdp_ingest_messages_total Segment messages by outcome: accepted (stored), duplicate (retried messageId), unattributed (no usable identifier, not stored).\n");
+        out.push_str("# TYPE cdp_ingest_messages_total counter\n");
+        for (outcome, counter) in [
+            ("accepted", &self.ingest_accepted),
+            ("duplicate", &self.ingest_duplicates),
+            ("unattributed", &self.ingest_unattributed),
+        ] {
+            let _ = writeln!(
+                out,
+                "cdp_ingest_messages_total{{outcome=\"{outcome}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         let gauges: [(&str, &str, &str, u64); 5] = [
             (
                 "cdp_store_commits_total",

@@ -122,6 +122,9 @@ async fn run_ingest(
             .await
             .map_err(|error| engine_error(error.into()))?;
     }
+    state
+        .metrics
+        .record_ingest(report.accepted, report.duplicates, report.unattributed);
     Ok(Json(IngestAnswer {
         success: true,
         accepted: report.accepted,

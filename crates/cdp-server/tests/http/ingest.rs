@@ -94,6 +94,16 @@ async fn accepts_single_calls_batches_gzip_and_body_write_keys() {
         (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
         (Some(0), Some(1))
     );
+    let (_, _, metrics) = call(&h.app, crate::get("/metrics")).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("cdp_ingest_messages_total{outcome=\"accepted\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cdp_ingest_messages_total{outcome=\"duplicate\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
