@@ -98,20 +98,23 @@ pub(crate) fn load(path: &Path) -> Result<Keyring, KeyringError> {
     parse_document(&text, path)
 }
 
+/// A TOML parse error of a secret file, as the file and line only: toml's Display quotes the
+/// offending line, which could be key material.
+pub(crate) fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> KeyringError {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+        .unwrap_or(1);
+    KeyringError::Parse {
+        path: path.to_path_buf(),
+        line,
+        message: error.message().to_string(),
+    }
+}
+
 fn parse_document(text: &str, path: &Path) -> Result<Keyring, KeyringError> {
-    let document: KeyFileDocument = toml::from_str(text).map_err(|error| {
-        // Only the message and the line: toml's Display quotes the offending line, which could
-        // be key material.
-        let line = error
-            .span()
-            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(1);
-        KeyringError::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: error.message().to_string(),
-        }
-    })?;
+    let document: KeyFileDocument =
+        toml::from_str(text).map_err(|error| parse_error(path, text, &error))?;
     let invalid = |message: String| KeyringError::Invalid {
         path: path.to_path_buf(),
         message,

@@ -150,14 +150,8 @@ impl TokenKey {
     /// Loads a token key file. Refuses files other users can read.
     pub fn load_file(path: &Path) -> Result<Self, KeyringError> {
         let text = crate::keyfile::read_private_file(path)?;
-        let file: TokenKeyFile = toml::from_str(&text).map_err(|error| KeyringError::Parse {
-            path: path.into(),
-            line: error
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
-                .unwrap_or(1),
-            message: error.message().to_string(),
-        })?;
+        let file: TokenKeyFile = toml::from_str(&text)
+            .map_err(|error| crate::keyfile::parse_error(path, &text, &error))?;
         let invalid = |message: String| KeyringError::Invalid {
             path: path.into(),
             message,
