@@ -61,14 +61,14 @@ impl std::fmt::Debug for RecordKey {
 }
 
 impl RecordKey {
-    pub(crate) fn new(version: KeyVersion, material: &[u8; 32]) -> Self {
-        // AES-256 accepts any 32 bytes, so construction cannot fail.
-        #[allow(clippy::expect_used)]
-        let unbound = UnboundKey::new(&AES_256_GCM, material).expect("32-byte AES-256 key");
-        Self {
+    pub(crate) fn new(version: KeyVersion, material: &[u8; 32]) -> Result<Self, CryptoError> {
+        // AES-256 accepts any 32 bytes; ring's error is still passed on, not assumed away.
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, material).map_err(|_| CryptoError::KeyDerivation)?;
+        Ok(Self {
             version,
             key: LessSafeKey::new(unbound),
-        }
+        })
     }
 
     pub fn version(&self) -> KeyVersion {
@@ -176,7 +176,7 @@ impl DataKey {
     }
 
     /// The AEAD key for this person's records.
-    pub fn record_key(&self) -> RecordKey {
+    pub fn record_key(&self) -> Result<RecordKey, CryptoError> {
         RecordKey::new(self.generation, &self.material)
     }
 }

@@ -16,6 +16,8 @@ pub enum CryptoError {
     AuthenticationFailed,
     #[error("the system random number generator failed")]
     RandomFailed,
+    #[error("a key could not be derived or constructed")]
+    KeyDerivation,
 }
 
 /// Failures loading or writing a keyring. They name the file and the problem, never the key.

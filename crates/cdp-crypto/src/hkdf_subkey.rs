@@ -6,6 +6,8 @@
 use ring::hkdf;
 use zeroize::Zeroizing;
 
+use crate::CryptoError;
+
 const SALT: &[u8] = b"cdp hkdf salt v1";
 
 pub(crate) const RECORD_LABEL: &[u8] = b"cdp/record/v1";
@@ -24,13 +26,16 @@ impl hkdf::KeyType for Len32 {
 }
 
 /// Derives a 32-byte subkey of `master` for the use named by `info` (its parts concatenated).
-pub(crate) fn derive(master: &[u8; 32], info: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+/// HKDF-SHA256 only refuses outputs longer than 255 * 32 bytes, so this does not fail in
+/// practice; the error is still reported rather than assumed away.
+pub(crate) fn derive(
+    master: &[u8; 32],
+    info: &[&[u8]],
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(master);
     let mut out = Zeroizing::new([0u8; 32]);
-    // `expand` fails only when the requested length exceeds 255 * 32 bytes; 32 never does.
-    #[allow(clippy::expect_used)]
     prk.expand(info, Len32)
         .and_then(|okm| okm.fill(out.as_mut()))
-        .expect("HKDF-SHA256 expand to 32 bytes cannot fail");
-    out
+        .map_err(|_| CryptoError::KeyDerivation)?;
+    Ok(out)
 }

@@ -86,6 +86,15 @@ struct VersionKeys {
     dek_wrap: RecordKey,
 }
 
+impl VersionKeys {
+    fn derive(version: KeyVersion, master: &MasterKey) -> Result<Self, CryptoError> {
+        Ok(Self {
+            record: RecordKey::new(version, &*derive(&master.material, &[RECORD_LABEL])?)?,
+            dek_wrap: RecordKey::new(version, &*derive(&master.material, &[DEK_WRAP_LABEL])?)?,
+        })
+    }
+}
+
 /// Versioned master keys (KEKs). Raw material is zeroised when the keyring is dropped.
 pub struct Keyring {
     masters: BTreeMap<KeyVersion, MasterKey>,
@@ -112,17 +121,8 @@ impl Keyring {
         }
         let derived = masters
             .iter()
-            .map(|(version, master)| {
-                let keys = VersionKeys {
-                    record: RecordKey::new(*version, &derive(&master.material, &[RECORD_LABEL])),
-                    dek_wrap: RecordKey::new(
-                        *version,
-                        &derive(&master.material, &[DEK_WRAP_LABEL]),
-                    ),
-                };
-                (*version, keys)
-            })
-            .collect();
+            .map(|(version, master)| Ok((*version, VersionKeys::derive(*version, master)?)))
+            .collect::<Result<_, CryptoError>>()?;
         Ok(Self {
             masters,
             derived,
@@ -171,13 +171,8 @@ impl Keyring {
             created_at: Some(keyfile::now_rfc3339()),
             material: Zeroizing::new(random_bytes()?),
         };
-        self.derived.insert(
-            next,
-            VersionKeys {
-                record: RecordKey::new(next, &derive(&master.material, &[RECORD_LABEL])),
-                dek_wrap: RecordKey::new(next, &derive(&master.material, &[DEK_WRAP_LABEL])),
-            },
-        );
+        self.derived
+            .insert(next, VersionKeys::derive(next, &master)?);
         self.masters.insert(next, master);
         Ok(next)
     }
@@ -227,7 +222,7 @@ impl Keyring {
     }
 
     pub fn key_check(&self, version: KeyVersion) -> Result<KeyCheck, CryptoError> {
-        let derived = derive(&self.master(version)?.material, &[KEY_CHECK_LABEL]);
+        let derived = derive(&self.master(version)?.material, &[KEY_CHECK_LABEL])?;
         let mut check = [0u8; 16];
         check.copy_from_slice(&derived[..16]);
         Ok(KeyCheck(check))
@@ -303,10 +298,10 @@ impl Keyring {
     /// The blind-index key of `version`. Blind indexes are store keys, so the version in use is
     /// fixed when the store is created and recorded in it; rotation does not change it.
     pub fn blind_index_key(&self, version: KeyVersion) -> Result<BlindIndexKey, CryptoError> {
-        Ok(BlindIndexKey::new(&derive(
+        Ok(BlindIndexKey::new(&*derive(
             &self.master(version)?.material,
             &[BLIND_INDEX_LABEL],
-        )))
+        )?))
     }
 
     /// The pseudonym key for one recipient (its stable id), under `version`.
@@ -315,17 +310,17 @@ impl Keyring {
         version: KeyVersion,
         recipient: &str,
     ) -> Result<PseudonymKey, CryptoError> {
-        Ok(PseudonymKey::new(&derive(
+        Ok(PseudonymKey::new(&*derive(
             &self.master(version)?.material,
             &[PSEUDONYM_LABEL, recipient.as_bytes()],
-        )))
+        )?))
     }
 
     /// The audit-chain MAC key under `version`.
     pub fn audit_key(&self, version: KeyVersion) -> Result<AuditKey, CryptoError> {
-        Ok(AuditKey::new(&derive(
+        Ok(AuditKey::new(&*derive(
             &self.master(version)?.material,
             &[AUDIT_LABEL],
-        )))
+        )?))
     }
 }

@@ -15,7 +15,7 @@ fn aad(id: &[u8]) -> RecordAad<'_> {
 
 #[test]
 fn data_key_round_trip() {
-    let key = DataKey::generate().unwrap().record_key();
+    let key = DataKey::generate().unwrap().record_key().unwrap();
     let sealed = seal(&key, aad(b"p1"), "张伟 marker@example.com".as_bytes()).unwrap();
     assert_eq!(
         open(&key, aad(b"p1"), &sealed).unwrap(),
@@ -25,7 +25,7 @@ fn data_key_round_trip() {
 
 #[test]
 fn flipping_any_byte_fails() {
-    let key = DataKey::generate().unwrap().record_key();
+    let key = DataKey::generate().unwrap().record_key().unwrap();
     let sealed = seal(&key, aad(b"p1"), &[7u8; 512]).unwrap();
     for index in 0..sealed.len() {
         for bit in [0x01u8, 0x80] {
@@ -46,7 +46,7 @@ fn flipping_any_byte_fails() {
 
 #[test]
 fn ciphertext_cannot_move_to_another_record_or_keyspace() {
-    let key = DataKey::generate().unwrap().record_key();
+    let key = DataKey::generate().unwrap().record_key().unwrap();
     let sealed = seal(&key, aad(b"p1"), b"secret").unwrap();
     assert!(matches!(
         open(&key, aad(b"p2"), &sealed),
@@ -57,8 +57,8 @@ fn ciphertext_cannot_move_to_another_record_or_keyspace() {
 
 #[test]
 fn wrong_key_fails() {
-    let key = DataKey::generate().unwrap().record_key();
-    let other = DataKey::generate().unwrap().record_key();
+    let key = DataKey::generate().unwrap().record_key().unwrap();
+    let other = DataKey::generate().unwrap().record_key().unwrap();
     let sealed = seal(&key, aad(b"p1"), b"secret").unwrap();
     assert!(matches!(
         open(&other, aad(b"p1"), &sealed),
@@ -82,9 +82,9 @@ fn wrapped_data_key_is_bound_to_its_owner() {
     let wrapped = keyring.wrap_data_key(&dek, b"p1").unwrap();
     assert!(keyring.unwrap_data_key(&wrapped, b"p2").is_err());
     let unwrapped = keyring.unwrap_data_key(&wrapped, b"p1").unwrap();
-    let sealed = seal(&dek.record_key(), aad(b"r"), b"x").unwrap();
+    let sealed = seal(&dek.record_key().unwrap(), aad(b"r"), b"x").unwrap();
     assert_eq!(
-        open(&unwrapped.record_key(), aad(b"r"), &sealed).unwrap(),
+        open(&unwrapped.record_key().unwrap(), aad(b"r"), &sealed).unwrap(),
         b"x"
     );
 }
@@ -143,12 +143,17 @@ fn destroyed_data_key_leaves_records_unopenable() {
     let keyring = Keyring::generate().unwrap();
     let dek = DataKey::generate().unwrap();
     let mut wrapped_store = Some(keyring.wrap_data_key(&dek, b"p1").unwrap());
-    let sealed = seal(&dek.record_key(), aad(b"p1"), b"marker@example.com").unwrap();
+    let sealed = seal(
+        &dek.record_key().unwrap(),
+        aad(b"p1"),
+        b"marker@example.com",
+    )
+    .unwrap();
     drop(dek);
     wrapped_store.take();
     assert!(keyring.open_system(aad(b"p1"), &sealed).is_err());
     for _ in 0..16 {
-        let guess = DataKey::generate().unwrap().record_key();
+        let guess = DataKey::generate().unwrap().record_key().unwrap();
         assert!(open(&guess, aad(b"p1"), &sealed).is_err());
     }
 }
@@ -217,7 +222,7 @@ proptest! {
     #[test]
     fn seal_open_round_trip(plaintext in proptest::collection::vec(any::<u8>(), 0..2048),
                             id in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let key = DataKey::generate().unwrap().record_key();
+        let key = DataKey::generate().unwrap().record_key().unwrap();
         let sealed = seal(&key, aad(&id), &plaintext).unwrap();
         prop_assert_eq!(sealed.len(), plaintext.len() + cdp_crypto::SEALED_OVERHEAD);
         prop_assert_eq!(open(&key, aad(&id), &sealed).unwrap(), plaintext);

@@ -190,7 +190,7 @@ impl Vault {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         Ok(cdp_crypto::seal(
-            &key.record_key(),
+            &key.record_key()?,
             RecordAad::new(keyspace.name(), record_id),
             plaintext,
         )?)
@@ -204,7 +204,7 @@ impl Vault {
         sealed: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         cdp_crypto::open(
-            &key.record_key(),
+            &key.record_key()?,
             RecordAad::new(keyspace.name(), record_id),
             sealed,
         )

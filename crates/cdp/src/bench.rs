@@ -117,7 +117,7 @@ fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.records > 0, "--records must be at least 1");
     let keyring = Keyring::generate()?;
     let dek = DataKey::generate()?;
-    let key = dek.record_key();
+    let key = dek.record_key()?;
     let plaintext = vec![0x5au8; args.record_bytes];
     let ids: Vec<[u8; 16]> = (0..1024u64).map(|i| u128::from(i).to_be_bytes()).collect();
     let sealed: Vec<Vec<u8>> = ids
