@@ -1,0 +1,676 @@
+//! decide(action, purpose, caller, recipient, fields, subject facts) -> allow/deny, obligations
+//! per field, reasons with citations.
+//!
+//! Order of checks within one jurisdiction (each adds a reason; any denial denies):
+//! restriction, lawful basis of the purpose (with the consent it needs, or the objection it
+//! allows), objection to personalisation, minors, recipient (purpose, provision to another
+//! controller, cross-border), publication, then fields (unclassified, sensitive, display
+//! masking). A person under several jurisdictions gets every jurisdiction's checks: any
+//! denial denies, and per field the most restrictive obligation wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::consent::{ConsentFact, ConsentQuery, ConsentState, covers, resolve};
+use crate::load::{PolicySet, parent};
+use crate::model::{JurisdictionFile, LegalBasis, Transform};
+
+/// What is being done with the person's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Showing a profile to a user of the API.
+    Read,
+    /// Including the person in an audience.
+    Audience,
+    /// Handing the person's data to a recipient.
+    Export,
+    /// Making the data public.
+    Publish,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Audience => "audience",
+            Self::Export => "export",
+            Self::Publish => "publish",
+        }
+    }
+}
+
+/// Who asks: the roles and purposes of their token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerFacts {
+    pub roles: Vec<String>,
+    /// The token's `purposes` claim; empty means "whatever the roles allow".
+    #[serde(default)]
+    pub purposes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientRole {
+    /// Processes on our behalf under a contract (PIPL Art 21, GDPR Art 28).
+    Processor,
+    /// Another handler deciding its own purposes (PIPL Art 23).
+    Controller,
+}
+
+/// A recipient of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientFacts {
+    pub id: String,
+    pub role: RecipientRole,
+    /// Where the recipient processes the data (CN, EU, DE, US...).
+    pub region: String,
+    /// none, standard_contract, assessment, certification, adequacy, scc.
+    pub transfer_mechanism: String,
+    pub allowed_purposes: Vec<String>,
+}
+
+/// What the engine knows about the person, reduced to what the rules need.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectFacts {
+    /// Country of residence (ISO 3166 alpha-2), if known.
+    #[serde(default)]
+    pub residency: Option<String>,
+    /// Regions of the sources that collected the person's data.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub age: Option<u32>,
+    /// Processing restricted to storage (PIPL Art 44/47, GDPR Art 18).
+    #[serde(default)]
+    pub restricted: bool,
+    #[serde(default)]
+    pub consents: Vec<ConsentFact>,
+}
+
+/// A request to decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    pub action: Action,
+    pub purpose: String,
+    /// `None`: the caller is not checked (a dry run about the person alone).
+    #[serde(default)]
+    pub caller: Option<CallerFacts>,
+    #[serde(default)]
+    pub recipient: Option<RecipientFacts>,
+    /// Fields to project (`identifiers.phone`, `traits.firstName`, `events`...).
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonKind {
+    Allow,
+    Deny,
+    Obligation,
+    Note,
+}
+
+/// One step of the decision, with the articles behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The rule that spoke: `pipl.purposes.marketing`, `gdpr.minors`, `roles`...
+    pub rule: String,
+    pub effect: ReasonKind,
+    pub message: String,
+    pub cite: Vec<String>,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub decision: Effect,
+    pub action: Action,
+    pub purpose: String,
+    /// The jurisdictions whose rules applied.
+    pub jurisdictions: Vec<String>,
+    /// Per requested field, how it may be shown or handed over (only when allowed).
+    pub obligations: BTreeMap<String, Transform>,
+    pub reasons: Vec<Reason>,
+    pub policy_version: String,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.decision == Effect::Allow
+    }
+
+    /// Every article cited by the reasons, sorted.
+    pub fn citations(&self) -> BTreeSet<&str> {
+        self.reasons
+            .iter()
+            .flat_map(|reason| reason.cite.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The denying reasons' messages, joined: what a 403 says.
+    pub fn denial_summary(&self) -> String {
+        let denials: Vec<String> = self
+            .reasons
+            .iter()
+            .filter(|reason| reason.effect == ReasonKind::Deny)
+            .map(|reason| format!("{} ({})", reason.message, reason.cite.join(", ")))
+            .collect();
+        denials.join("; ")
+    }
+}
+
+/// The nearest entry for `key` or one of its ancestors.
+fn nearest<'m, V>(map: &'m BTreeMap<String, V>, key: &str) -> Option<(&'m str, &'m V)> {
+    let mut current = Some(key);
+    while let Some(candidate) = current {
+        if let Some((found, value)) = map.get_key_value(candidate) {
+            return Some((found.as_str(), value));
+        }
+        current = parent(candidate);
+    }
+    None
+}
+
+struct Outcome {
+    denied: bool,
+    reasons: Vec<Reason>,
+    obligations: BTreeMap<String, Transform>,
+}
+
+impl Outcome {
+    fn deny(&mut self, rule: String, message: String, cite: &[String]) {
+        self.denied = true;
+        self.reasons.push(Reason {
+            rule,
+            effect: ReasonKind::Deny,
+            message,
+            cite: cite.to_vec(),
+        });
+    }
+
+    fn allow(&mut self, rule: String, message: String, cite: &[String]) {
+        self.reasons.push(Reason {
+            rule,
+            effect: ReasonKind::Allow,
+            message,
+            cite: cite.to_vec(),
+        });
+    }
+
+    fn oblige(&mut self, field: &str, transform: Transform, rule: String, cite: &[String]) {
+        let slot = self
+            .obligations
+            .entry(field.to_string())
+            .or_insert(Transform::Keep);
+        if transform.strictness() > slot.strictness() {
+            *slot = transform;
+        }
+        if transform != Transform::Keep {
+            self.reasons.push(Reason {
+                rule,
+                effect: ReasonKind::Obligation,
+                message: format!("{field}: {}", transform.label()),
+                cite: cite.to_vec(),
+            });
+        }
+    }
+}
+
+fn concat(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out = a.to_vec();
+    for cite in b {
+        if !out.contains(cite) {
+            out.push(cite.clone());
+        }
+    }
+    out
+}
+
+impl PolicySet {
+    /// The purposes `caller` may state for a purpose check.
+    fn caller_may_use(&self, caller: &CallerFacts, purpose: &str) -> bool {
+        let by_role = caller.roles.iter().any(|role| {
+            self.roles.roles.get(role).is_some_and(|def| {
+                def.purposes
+                    .iter()
+                    .any(|pattern| pattern == "*" || covers(pattern, purpose))
+            })
+        });
+        let by_token = caller.purposes.is_empty()
+            || caller
+                .purposes
+                .iter()
+                .any(|pattern| pattern == "*" || covers(pattern, purpose));
+        by_role && by_token
+    }
+
+    /// Whether `purpose` (or an ancestor) carries a flag.
+    fn purpose_flag(
+        &self,
+        purpose: &str,
+        flag: impl Fn(&crate::model::PurposeDef) -> bool,
+    ) -> bool {
+        let mut current = Some(purpose);
+        while let Some(candidate) = current {
+            if self.taxonomy.purposes.get(candidate).is_some_and(&flag) {
+                return true;
+            }
+            current = parent(candidate);
+        }
+        false
+    }
+
+    /// The notice version consents to `purpose` must be for.
+    pub fn notice_version(&self, purpose: &str) -> Option<&str> {
+        let mut current = Some(purpose);
+        while let Some(candidate) = current {
+            if let Some(version) = self
+                .taxonomy
+                .purposes
+                .get(candidate)
+                .and_then(|def| def.notice_version.as_deref())
+            {
+                return Some(version);
+            }
+            current = parent(candidate);
+        }
+        None
+    }
+
+    /// Whether a data category (or an ancestor) is sensitive.
+    pub fn is_sensitive(&self, category: &str) -> bool {
+        let mut current = Some(category);
+        while let Some(candidate) = current {
+            if self
+                .taxonomy
+                .data_categories
+                .get(candidate)
+                .is_some_and(|def| def.sensitive)
+            {
+                return true;
+            }
+            current = parent(candidate);
+        }
+        false
+    }
+
+    /// The category of a profile field (`traits.x.y` falls back to `traits.x`).
+    pub fn category_of(&self, field: &str) -> Option<&str> {
+        let mut current = Some(field);
+        while let Some(candidate) = current {
+            if let Some(category) = self.fields.fields.get(candidate) {
+                return Some(category);
+            }
+            current = parent(candidate).filter(|p| p.contains('.'));
+        }
+        None
+    }
+
+    /// The jurisdictions that apply to a person; all of them when none can be told.
+    pub fn jurisdictions_for(&self, subject: &SubjectFacts) -> (Vec<&JurisdictionFile>, bool) {
+        let places: BTreeSet<&str> = subject
+            .residency
+            .iter()
+            .chain(subject.regions.iter())
+            .map(String::as_str)
+            .collect();
+        let matched: Vec<&JurisdictionFile> = self
+            .jurisdictions
+            .iter()
+            .filter(|j| j.regions.iter().any(|r| places.contains(r.as_str())))
+            .collect();
+        if matched.is_empty() {
+            (self.jurisdictions.iter().collect(), true)
+        } else {
+            (matched, false)
+        }
+    }
+
+    /// Decides a request about one person.
+    pub fn decide(&self, request: &DecisionRequest, subject: &SubjectFacts) -> Decision {
+        let mut decision = Decision {
+            decision: Effect::Deny,
+            action: request.action,
+            purpose: request.purpose.clone(),
+            jurisdictions: Vec::new(),
+            obligations: BTreeMap::new(),
+            reasons: Vec::new(),
+            policy_version: self.version.clone(),
+        };
+        let purpose = request.purpose.as_str();
+        if !self.taxonomy.purposes.contains_key(purpose) {
+            decision.reasons.push(Reason {
+                rule: "taxonomy.purposes".into(),
+                effect: ReasonKind::Deny,
+                message: format!("{purpose:?} is not a purpose of the taxonomy"),
+                cite: Vec::new(),
+            });
+            return decision;
+        }
+        if let Some(caller) = &request.caller
+            && !self.caller_may_use(caller, purpose)
+        {
+            decision.reasons.push(Reason {
+                rule: "roles".into(),
+                effect: ReasonKind::Deny,
+                message: format!(
+                    "the token (roles {}) may not state the purpose {purpose}",
+                    caller.roles.join(", ")
+                ),
+                cite: Vec::new(),
+            });
+            return decision;
+        }
+        let (jurisdictions, all) = self.jurisdictions_for(subject);
+        if all {
+            decision.reasons.push(Reason {
+                rule: "jurisdictions".into(),
+                effect: ReasonKind::Note,
+                message: "no jurisdiction covers the person's residency or sources: all apply, the most restrictive wins".into(),
+                cite: Vec::new(),
+            });
+        }
+        let mut denied = false;
+        let mut obligations: BTreeMap<String, Transform> = BTreeMap::new();
+        for jurisdiction in jurisdictions {
+            decision
+                .jurisdictions
+                .push(jurisdiction.jurisdiction.clone());
+            let outcome = self.decide_in(jurisdiction, request, subject);
+            denied |= outcome.denied;
+            decision.reasons.extend(outcome.reasons);
+            for (field, transform) in outcome.obligations {
+                let slot = obligations.entry(field).or_insert(Transform::Keep);
+                if transform.strictness() > slot.strictness() {
+                    *slot = transform;
+                }
+            }
+        }
+        if !denied {
+            decision.decision = Effect::Allow;
+            decision.obligations = obligations;
+        }
+        decision
+    }
+
+    fn decide_in(
+        &self,
+        j: &JurisdictionFile,
+        request: &DecisionRequest,
+        subject: &SubjectFacts,
+    ) -> Outcome {
+        let id = j.jurisdiction.as_str();
+        let purpose = request.purpose.as_str();
+        let mut out = Outcome {
+            denied: false,
+            reasons: Vec::new(),
+            obligations: BTreeMap::new(),
+        };
+        if subject.restricted {
+            out.deny(
+                format!("{id}.restriction"),
+                "processing of this person is restricted to storage".into(),
+                &j.restriction.cite,
+            );
+            return out;
+        }
+        let Some((rule_key, rule)) = nearest(&j.purposes, purpose) else {
+            out.deny(
+                format!("{id}.default"),
+                format!("{} gives the purpose {purpose} no lawful basis", j.name),
+                &j.default.cite,
+            );
+            return out;
+        };
+        let rule_id = format!("{id}.purposes.{rule_key}");
+        let notice = self.notice_version(purpose);
+        let recipient_id = request.recipient.as_ref().map(|r| r.id.as_str());
+        let general = resolve(
+            &subject.consents,
+            ConsentQuery {
+                purpose,
+                recipient: recipient_id,
+                separate: false,
+                notice_version: notice,
+            },
+        );
+        let marketing = self.purpose_flag(purpose, |p| p.marketing);
+        let personalised = self.purpose_flag(purpose, |p| p.personalised);
+        let refusal_cite = |state: ConsentState| -> Vec<String> {
+            let base = if state == ConsentState::Withdrawn {
+                &j.consent.withdrawal_cite
+            } else {
+                &j.consent.cite
+            };
+            if marketing {
+                concat(base, &j.objection.marketing_cite)
+            } else {
+                base.clone()
+            }
+        };
+        match rule.legal_basis {
+            LegalBasis::Consent => match general.state {
+                ConsentState::Granted => out.allow(
+                    rule_id.clone(),
+                    format!("consent to {purpose} is on record"),
+                    &concat(&rule.cite, &j.consent.cite),
+                ),
+                ConsentState::Stale => out.deny(
+                    rule_id.clone(),
+                    format!(
+                        "consent to {purpose} was given to an older notice (current: {})",
+                        notice.unwrap_or("-")
+                    ),
+                    &concat(&rule.cite, &j.consent.stale_notice_cite),
+                ),
+                ConsentState::None => out.deny(
+                    rule_id.clone(),
+                    format!("{purpose} needs consent and none is on record"),
+                    &concat(&rule.cite, &j.consent.cite),
+                ),
+                state => out.deny(
+                    rule_id.clone(),
+                    format!("consent to {purpose} was {}", state.as_str()),
+                    &concat(&rule.cite, &refusal_cite(state)),
+                ),
+            },
+            LegalBasis::LegitimateInterest => {
+                if general.state.is_refusal() {
+                    out.deny(
+                        rule_id.clone(),
+                        format!("the person objected to {purpose}"),
+                        &concat(&rule.cite, &refusal_cite(general.state)),
+                    );
+                } else {
+                    out.allow(
+                        rule_id.clone(),
+                        format!("legitimate interest; the person may object to {purpose}"),
+                        &rule.cite,
+                    );
+                }
+            }
+            basis => out.allow(
+                rule_id.clone(),
+                format!("lawful basis: {}", basis.as_str()),
+                &rule.cite,
+            ),
+        }
+        if personalised && !covers("personalization", purpose) {
+            let objection = resolve(
+                &subject.consents,
+                ConsentQuery {
+                    purpose: "personalization",
+                    recipient: None,
+                    separate: false,
+                    notice_version: None,
+                },
+            );
+            if objection.state.is_refusal() {
+                out.deny(
+                    format!("{id}.objection.personalization"),
+                    format!("the person refused personalisation, and {purpose} is personalised"),
+                    &j.objection.personalization_cite,
+                );
+            }
+        }
+        if let Some(age) = subject.age {
+            let threshold = subject
+                .residency
+                .as_ref()
+                .and_then(|country| j.minors.by_country.get(country))
+                .copied()
+                .unwrap_or(j.minors.age_under);
+            if let Some(ban) = &j.minors.advertising_profiling_ban
+                && age < ban.age_under
+                && marketing
+                && personalised
+            {
+                out.deny(
+                    format!("{id}.minors.advertising_profiling_ban"),
+                    format!(
+                        "no profiling-based advertising to a person under {}",
+                        ban.age_under
+                    ),
+                    &ban.cite,
+                );
+            }
+            let needs_consent =
+                rule.legal_basis == LegalBasis::Consent || marketing || personalised;
+            if age < threshold && needs_consent && !general.guardian {
+                out.deny(
+                    format!("{id}.minors"),
+                    format!("a person under {threshold} needs a guardian's consent to {purpose}"),
+                    &j.minors.cite,
+                );
+            }
+        }
+        let separate_for = |recipient: Option<&str>| {
+            resolve(
+                &subject.consents,
+                ConsentQuery {
+                    purpose,
+                    recipient,
+                    separate: true,
+                    notice_version: notice,
+                },
+            )
+        };
+        if let Some(recipient) = &request.recipient {
+            if !recipient
+                .allowed_purposes
+                .iter()
+                .any(|allowed| covers(allowed, purpose))
+            {
+                out.deny(
+                    format!("{id}.recipient"),
+                    format!(
+                        "recipient {} is not registered for the purpose {purpose}",
+                        recipient.id
+                    ),
+                    &j.default.cite,
+                );
+            }
+            if let Some(provision) = &j.provision
+                && provision.separate_consent
+                && recipient.role == RecipientRole::Controller
+                && separate_for(Some(&recipient.id)).state != ConsentState::Granted
+            {
+                out.deny(
+                    format!("{id}.provision"),
+                    format!(
+                        "giving data to controller {} needs the person's separate consent naming it",
+                        recipient.id
+                    ),
+                    &provision.cite,
+                );
+            }
+            if !j.home_regions.contains(&recipient.region) {
+                if !j
+                    .cross_border
+                    .mechanisms
+                    .contains(&recipient.transfer_mechanism)
+                {
+                    out.deny(
+                        format!("{id}.cross_border"),
+                        format!(
+                            "recipient {} is in {} and its transfer mechanism {:?} is not one of {}",
+                            recipient.id,
+                            recipient.region,
+                            recipient.transfer_mechanism,
+                            j.cross_border.mechanisms.join(", ")
+                        ),
+                        &j.cross_border.cite,
+                    );
+                }
+                if j.cross_border.separate_consent
+                    && separate_for(Some(&recipient.id)).state != ConsentState::Granted
+                {
+                    out.deny(
+                        format!("{id}.cross_border.separate_consent"),
+                        format!(
+                            "a transfer to {} in {} needs the person's separate consent",
+                            recipient.id, recipient.region
+                        ),
+                        &j.cross_border.cite,
+                    );
+                }
+            }
+        }
+        if request.action == Action::Publish && separate_for(None).state != ConsentState::Granted {
+            out.deny(
+                format!("{id}.publish"),
+                "publishing personal information needs the person's separate consent".into(),
+                &j.publish.cite,
+            );
+        }
+        for field in &request.fields {
+            let Some(category) = self.category_of(field) else {
+                out.oblige(
+                    field,
+                    Transform::Drop,
+                    format!("{id}.unclassified_fields"),
+                    &j.unclassified_fields.cite,
+                );
+                continue;
+            };
+            if self.is_sensitive(category)
+                && separate_for(recipient_id).state != ConsentState::Granted
+            {
+                out.oblige(
+                    field,
+                    Transform::Drop,
+                    format!("{id}.sensitive"),
+                    &j.sensitive.cite,
+                );
+                continue;
+            }
+            let masking = (request.action == Action::Read)
+                .then(|| nearest(&j.display_masking.categories, category))
+                .flatten();
+            match masking {
+                Some((_, transform)) => out.oblige(
+                    field,
+                    *transform,
+                    format!("{id}.display_masking"),
+                    &j.display_masking.cite,
+                ),
+                None => out.oblige(field, Transform::Keep, String::new(), &[]),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,466 @@
+//! Loading and validating a policy directory.
+//!
+//! A directory holds `taxonomy.yaml`, `fields.yaml`, `roles.yaml` and one file per jurisdiction
+//! (every other `*.yaml`); `tests/` holds golden cases and is not part of the policy. Every
+//! error names the file, the line (where it can be found) and the rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::model::{FieldsFile, JurisdictionFile, RolesFile, TaxonomyFile, Transform};
+
+/// Why a policy directory cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}{}: {rule}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        rule: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+const TAXONOMY: &str = "taxonomy.yaml";
+const FIELDS: &str = "fields.yaml";
+const ROLES: &str = "roles.yaml";
+
+/// The policies shipped with the binary (the repository's `policies/`).
+const BUILTIN: &[(&str, &str)] = &[
+    (TAXONOMY, include_str!("../../../policies/taxonomy.yaml")),
+    (FIELDS, include_str!("../../../policies/fields.yaml")),
+    (ROLES, include_str!("../../../policies/roles.yaml")),
+    ("pipl.yaml", include_str!("../../../policies/pipl.yaml")),
+    ("gdpr.yaml", include_str!("../../../policies/gdpr.yaml")),
+];
+
+/// A loaded, validated set of policies.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    pub taxonomy: TaxonomyFile,
+    pub fields: FieldsFile,
+    pub roles: RolesFile,
+    pub jurisdictions: Vec<JurisdictionFile>,
+    /// `sha256:` + 16 hex digits of the files' names and contents: which rules decided.
+    pub version: String,
+    /// Where the policies came from (a directory, or `builtin`).
+    pub origin: String,
+}
+
+impl PolicySet {
+    /// The policies compiled into the binary.
+    pub fn builtin() -> Result<Self, PolicyError> {
+        let files = BUILTIN
+            .iter()
+            .map(|(name, text)| ((*name).to_string(), (*text).to_string()))
+            .collect();
+        Self::from_files(files, "builtin")
+    }
+
+    /// Loads `dir` (see the module documentation).
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let io = |message: String| PolicyError::Io {
+            path: dir.display().to_string(),
+            message,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| io(e.to_string()))?;
+        let mut files = BTreeMap::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io(e.to_string()))?;
+            let path = entry.path();
+            let is_yaml = path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml");
+            if !is_yaml || !path.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).map_err(|e| PolicyError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            files.insert(name, text);
+        }
+        Self::from_files(files, &dir.display().to_string())
+    }
+
+    /// Parses and validates named file texts.
+    pub fn from_files(files: BTreeMap<String, String>, origin: &str) -> Result<Self, PolicyError> {
+        let take = |name: &str| {
+            files.get(name).ok_or_else(|| PolicyError::Invalid {
+                file: name.into(),
+                line: None,
+                rule: "files".into(),
+                message: format!("the policy directory has no {name}"),
+            })
+        };
+        let taxonomy: TaxonomyFile = parse(TAXONOMY, take(TAXONOMY)?)?;
+        let fields: FieldsFile = parse(FIELDS, take(FIELDS)?)?;
+        let roles: RolesFile = parse(ROLES, take(ROLES)?)?;
+        let mut jurisdictions = Vec::new();
+        for (name, text) in &files {
+            if [TAXONOMY, FIELDS, ROLES].contains(&name.as_str()) {
+                continue;
+            }
+            jurisdictions.push((name.clone(), parse::<JurisdictionFile>(name, text)?));
+        }
+        if jurisdictions.is_empty() {
+            return Err(PolicyError::Invalid {
+                file: origin.into(),
+                line: None,
+                rule: "files".into(),
+                message: "no jurisdiction file (pipl.yaml, gdpr.yaml...)".into(),
+            });
+        }
+        let validator = Validator { files: &files };
+        validator.taxonomy(&taxonomy)?;
+        validator.fields(&fields, &taxonomy)?;
+        validator.roles(&roles, &taxonomy)?;
+        let mut ids = BTreeSet::new();
+        for (name, jurisdiction) in &jurisdictions {
+            if !ids.insert(jurisdiction.jurisdiction.clone()) {
+                return Err(validator.error(
+                    name,
+                    &["jurisdiction:"],
+                    "jurisdiction",
+                    format!(
+                        "jurisdiction {:?} is defined twice",
+                        jurisdiction.jurisdiction
+                    ),
+                ));
+            }
+            validator.jurisdiction(name, jurisdiction, &taxonomy)?;
+        }
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for (name, text) in &files {
+            parts.push(name.as_bytes());
+            parts.push(text.as_bytes());
+        }
+        let digest = cdp_crypto::sha256_parts(&parts);
+        let version = format!(
+            "sha256:{}",
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        Ok(Self {
+            taxonomy,
+            fields,
+            roles,
+            jurisdictions: jurisdictions.into_iter().map(|(_, j)| j).collect(),
+            version,
+            origin: origin.into(),
+        })
+    }
+}
+
+fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, PolicyError> {
+    serde_yaml_ng::from_str(text).map_err(|error| {
+        let line = error.location().map(|location| location.line());
+        // serde_yaml_ng appends "at line L column C"; the line is reported separately.
+        let message = error.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        PolicyError::Invalid {
+            file: file.into(),
+            line,
+            rule: "syntax".into(),
+            message,
+        }
+    })
+}
+
+/// `a.b.c` -> `a.b`.
+pub(crate) fn parent(key: &str) -> Option<&str> {
+    key.rsplit_once('.').map(|(parent, _)| parent)
+}
+
+struct Validator<'a> {
+    files: &'a BTreeMap<String, String>,
+}
+
+impl Validator<'_> {
+    /// An error located at the first line, at or after the previous needle's line, that holds
+    /// each needle in turn (keys of nested maps).
+    fn error(&self, file: &str, needles: &[&str], rule: &str, message: String) -> PolicyError {
+        let line = self.files.get(file).and_then(|text| {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut at = 0;
+            for needle in needles {
+                let found = lines[at..].iter().position(|line| {
+                    !line.trim_start().starts_with('#') && line.contains(needle)
+                })?;
+                at += found;
+            }
+            Some(at + 1)
+        });
+        PolicyError::Invalid {
+            file: file.into(),
+            line,
+            rule: rule.into(),
+            message,
+        }
+    }
+
+    fn taxonomy(&self, taxonomy: &TaxonomyFile) -> Result<(), PolicyError> {
+        if taxonomy.version != 1 {
+            return Err(self.error(
+                TAXONOMY,
+                &["version:"],
+                "version",
+                format!("version {} is not supported (1 is)", taxonomy.version),
+            ));
+        }
+        for key in taxonomy.data_categories.keys() {
+            check_key(key).map_err(|m| self.error(TAXONOMY, &[key], key, m))?;
+            if let Some(parent) = parent(key)
+                && !taxonomy.data_categories.contains_key(parent)
+            {
+                return Err(self.error(
+                    TAXONOMY,
+                    &["data_categories:", &format!("{key}:")],
+                    key,
+                    format!("its parent category {parent} is not defined"),
+                ));
+            }
+        }
+        for key in taxonomy.purposes.keys() {
+            check_key(key).map_err(|m| self.error(TAXONOMY, &[key], key, m))?;
+            if let Some(parent) = parent(key)
+                && !taxonomy.purposes.contains_key(parent)
+            {
+                return Err(self.error(
+                    TAXONOMY,
+                    &["purposes:", &format!("{key}:")],
+                    key,
+                    format!("its parent purpose {parent} is not defined"),
+                ));
+            }
+        }
+        for (name, purposes) in &taxonomy.consent_categories {
+            for purpose in purposes {
+                if !taxonomy.purposes.contains_key(purpose) {
+                    return Err(self.error(
+                        TAXONOMY,
+                        &["consent_categories:", &format!("{name}:")],
+                        &format!("consent_categories.{name}"),
+                        format!("purpose {purpose} is not defined"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fields(&self, fields: &FieldsFile, taxonomy: &TaxonomyFile) -> Result<(), PolicyError> {
+        for (field, category) in &fields.fields {
+            let known_shape = field.starts_with("identifiers.")
+                || field.starts_with("traits.")
+                || field == "channels"
+                || field == "events";
+            if !known_shape {
+                return Err(self.error(
+                    FIELDS,
+                    &[&format!("{field}:")],
+                    field,
+                    "a field is identifiers.<type>, traits.<name>, channels or events".into(),
+                ));
+            }
+            if !taxonomy.data_categories.contains_key(category) {
+                return Err(self.error(
+                    FIELDS,
+                    &[&format!("{field}:")],
+                    field,
+                    format!("data category {category} is not defined in taxonomy.yaml"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn roles(&self, roles: &RolesFile, taxonomy: &TaxonomyFile) -> Result<(), PolicyError> {
+        for (role, def) in &roles.roles {
+            for pattern in &def.purposes {
+                if pattern != "*" && !taxonomy.purposes.contains_key(pattern) {
+                    return Err(self.error(
+                        ROLES,
+                        &[&format!("{role}:"), "purposes:"],
+                        role,
+                        format!("purpose {pattern} is not defined in taxonomy.yaml"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn jurisdiction(
+        &self,
+        file: &str,
+        j: &JurisdictionFile,
+        taxonomy: &TaxonomyFile,
+    ) -> Result<(), PolicyError> {
+        let id = &j.jurisdiction;
+        let cite_check = |section: &str, cites: &[String]| -> Result<(), PolicyError> {
+            if cites.is_empty() {
+                return Err(self.error(
+                    file,
+                    &[&format!(
+                        "{}:",
+                        section.rsplit('.').next().unwrap_or(section)
+                    )],
+                    &format!("{id}.{section}"),
+                    "a rule must cite at least one article".into(),
+                ));
+            }
+            for cite in cites {
+                if !j.citations.contains_key(cite) {
+                    return Err(self.error(
+                        file,
+                        &[
+                            &format!("{}:", section.split('.').next().unwrap_or(section)),
+                            cite,
+                        ],
+                        &format!("{id}.{section}"),
+                        format!("cites {cite}, which is not in this file's citations"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for forbidden in &j.forbidden_legal_bases {
+            cite_check("forbidden_legal_bases", &forbidden.cite)?;
+        }
+        cite_check("default", &j.default.cite)?;
+        for (purpose, rule) in &j.purposes {
+            if !taxonomy.purposes.contains_key(purpose) {
+                return Err(self.error(
+                    file,
+                    &["purposes:", &format!("{purpose}:")],
+                    &format!("{id}.purposes.{purpose}"),
+                    format!("purpose {purpose} is not defined in taxonomy.yaml"),
+                ));
+            }
+            cite_check(&format!("purposes.{purpose}"), &rule.cite)?;
+            if let Some(forbidden) = j
+                .forbidden_legal_bases
+                .iter()
+                .find(|f| f.basis == rule.legal_basis)
+            {
+                return Err(self.error(
+                    file,
+                    &["purposes:", &format!("{purpose}:"), "legal_basis"],
+                    &format!("{id}.purposes.{purpose}"),
+                    format!(
+                        "legal basis {} is forbidden in this jurisdiction ({})",
+                        rule.legal_basis.as_str(),
+                        forbidden.cite.join(", ")
+                    ),
+                ));
+            }
+        }
+        cite_check("consent", &j.consent.cite)?;
+        cite_check("consent.withdrawal_cite", &j.consent.withdrawal_cite)?;
+        cite_check("consent.stale_notice_cite", &j.consent.stale_notice_cite)?;
+        cite_check(
+            "objection.personalization_cite",
+            &j.objection.personalization_cite,
+        )?;
+        cite_check("objection.marketing_cite", &j.objection.marketing_cite)?;
+        cite_check("restriction", &j.restriction.cite)?;
+        cite_check("minors", &j.minors.cite)?;
+        if let Some(ban) = &j.minors.advertising_profiling_ban {
+            cite_check("minors.advertising_profiling_ban", &ban.cite)?;
+        }
+        for (country, age) in &j.minors.by_country {
+            if !(1..=21).contains(age) {
+                return Err(self.error(
+                    file,
+                    &["by_country:", country],
+                    &format!("{id}.minors.by_country.{country}"),
+                    format!("age {age} is not plausible"),
+                ));
+            }
+        }
+        cite_check("sensitive", &j.sensitive.cite)?;
+        cite_check("publish", &j.publish.cite)?;
+        if let Some(provision) = &j.provision {
+            cite_check("provision", &provision.cite)?;
+        }
+        cite_check("cross_border", &j.cross_border.cite)?;
+        cite_check("unclassified_fields", &j.unclassified_fields.cite)?;
+        cite_check("display_masking", &j.display_masking.cite)?;
+        for (category, transform) in &j.display_masking.categories {
+            if !taxonomy.data_categories.contains_key(category) {
+                return Err(self.error(
+                    file,
+                    &["display_masking:", &format!("{category}:")],
+                    &format!("{id}.display_masking.{category}"),
+                    format!("data category {category} is not defined in taxonomy.yaml"),
+                ));
+            }
+            if matches!(transform, Transform::Pseudonymise) {
+                return Err(self.error(
+                    file,
+                    &["display_masking:", &format!("{category}:")],
+                    &format!("{id}.display_masking.{category}"),
+                    "display masking cannot pseudonymise (pseudonyms are for exports)".into(),
+                ));
+            }
+        }
+        for (category, rule) in &j.retention {
+            if !taxonomy.data_categories.contains_key(category) {
+                return Err(self.error(
+                    file,
+                    &["retention:", &format!("{category}:")],
+                    &format!("{id}.retention.{category}"),
+                    format!("data category {category} is not defined in taxonomy.yaml"),
+                ));
+            }
+            if rule.days == 0 {
+                return Err(self.error(
+                    file,
+                    &["retention:", &format!("{category}:")],
+                    &format!("{id}.retention.{category}"),
+                    "retention must be at least one day".into(),
+                ));
+            }
+            cite_check(&format!("retention.{category}"), &rule.cite)?;
+        }
+        if j.requests.response_days == 0 {
+            return Err(self.error(
+                file,
+                &["requests:"],
+                &format!("{id}.requests"),
+                "response_days must be at least one".into(),
+            ));
+        }
+        cite_check("requests", &j.requests.cite)?;
+        Ok(())
+    }
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    let valid = !key.is_empty()
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key:?} is not a dotted key of lower-case letters, digits and _"
+        ))
+    }
+}

@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Loading refuses bad policy files and names file, line and rule.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use cdp_policy::{PolicyError, PolicySet};
+
+fn files() -> BTreeMap<String, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+    [
+        "taxonomy.yaml",
+        "fields.yaml",
+        "roles.yaml",
+        "pipl.yaml",
+        "gdpr.yaml",
+    ]
+    .into_iter()
+    .map(|name| {
+        (
+            name.to_string(),
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+        )
+    })
+    .collect()
+}
+
+fn invalid(
+    edit: impl FnOnce(&mut BTreeMap<String, String>),
+) -> (String, Option<usize>, String, String) {
+    let mut files = files();
+    edit(&mut files);
+    match PolicySet::from_files(files, "test") {
+        Err(PolicyError::Invalid {
+            file,
+            line,
+            rule,
+            message,
+        }) => (file, line, rule, message),
+        other => panic!("expected an invalid policy, got {other:?}"),
+    }
+}
+
+fn line_of(files: &BTreeMap<String, String>, file: &str, needle: &str) -> usize {
+    files[file]
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap()
+        + 1
+}
+
+#[test]
+fn legitimate_interest_is_refused_in_pipl() {
+    let (file, line, rule, message) = invalid(|files| {
+        let text = files["pipl.yaml"].replace(
+            "  analytics:\n    legal_basis: consent",
+            "  analytics:\n    legal_basis: legitimate_interest",
+        );
+        files.insert("pipl.yaml".into(), text);
+    });
+    assert_eq!(file, "pipl.yaml");
+    assert_eq!(rule, "pipl.purposes.analytics");
+    assert!(
+        message.contains("legitimate_interest") && message.contains("PIPL-13"),
+        "{message}"
+    );
+    let mut edited = files();
+    edited.insert(
+        "pipl.yaml".into(),
+        edited["pipl.yaml"].replace(
+            "  analytics:\n    legal_basis: consent",
+            "  analytics:\n    legal_basis: legitimate_interest",
+        ),
+    );
+    assert_eq!(
+        line,
+        Some(line_of(
+            &edited,
+            "pipl.yaml",
+            "legal_basis: legitimate_interest"
+        ))
+    );
+}
+
+#[test]
+fn unknown_citation_category_purpose_and_key_are_named() {
+    let (file, _, rule, message) = invalid(|files| {
+        let text = files["gdpr.yaml"].replace("cite: [GDPR-18]", "cite: [GDPR-99]");
+        files.insert("gdpr.yaml".into(), text);
+    });
+    assert_eq!(
+        (file.as_str(), rule.as_str()),
+        ("gdpr.yaml", "gdpr.restriction")
+    );
+    assert!(message.contains("GDPR-99"), "{message}");
+
+    let (file, line, rule, message) = invalid(|files| {
+        let text = files["fields.yaml"].replace(
+            "traits.gender: user.demographic.gender",
+            "traits.gender: user.demographic.genre",
+        );
+        files.insert("fields.yaml".into(), text);
+    });
+    assert_eq!(
+        (file.as_str(), rule.as_str()),
+        ("fields.yaml", "traits.gender")
+    );
+    assert!(message.contains("user.demographic.genre"), "{message}");
+    assert!(line.is_some());
+
+    let (file, _, rule, _) = invalid(|files| {
+        let text = files["roles.yaml"].replace("purposes: [analytics]", "purposes: [analytix]");
+        files.insert("roles.yaml".into(), text);
+    });
+    assert_eq!((file.as_str(), rule.as_str()), ("roles.yaml", "analyst"));
+
+    // A misspelt key is a syntax error with its line, not an ignored rule.
+    let (file, line, rule, message) = invalid(|files| {
+        let text = files["pipl.yaml"].replace("restriction:\n", "restrictoin:\n");
+        files.insert("pipl.yaml".into(), text);
+    });
+    assert_eq!((file.as_str(), rule.as_str()), ("pipl.yaml", "syntax"));
+    assert!(message.contains("restrictoin"), "{message}");
+    assert!(line.is_some());
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let (file, _, _, _) = invalid(|files| {
+        files.remove("roles.yaml");
+    });
+    assert_eq!(file, "roles.yaml");
+}
+
+#[test]
+fn errors_display_file_line_and_rule() {
+    let mut edited = files();
+    edited.insert(
+        "gdpr.yaml".into(),
+        edited["gdpr.yaml"].replace("cite: [GDPR-18]", "cite: [GDPR-99]"),
+    );
+    let error = PolicySet::from_files(edited, "test")
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("gdpr.yaml:"), "{error}");
+    assert!(error.contains("gdpr.restriction"), "{error}");
+}
