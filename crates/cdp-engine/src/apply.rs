@@ -8,6 +8,7 @@ use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_store::{Keyspace, WriteBatch};
 
+use crate::consent::ConsentRecord;
 use crate::records::{
     EvidenceId, EvidenceRecord, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, StoredEvent,
 };
@@ -24,6 +25,9 @@ pub(crate) struct Changes {
     pub(crate) deleted_profiles: BTreeSet<ProfileId>,
     pub(crate) events: BTreeMap<Vec<u8>, (ProfileId, StoredEvent)>,
     pub(crate) deleted_events: BTreeSet<Vec<u8>>,
+    /// Consent ledger records written (new, or moved to another person by a merge or split).
+    pub(crate) consents: BTreeMap<Vec<u8>, (ProfileId, ConsentRecord)>,
+    pub(crate) deleted_consents: BTreeSet<Vec<u8>>,
     pub(crate) aliases: BTreeMap<ProfileId, ProfileId>,
     pub(crate) merge_log: Vec<MergeLogEntry>,
     pub(crate) message_digest: Option<[u8; 16]>,
@@ -81,6 +85,22 @@ impl Changes {
                 .1;
             let sealed = engine.seal_person(data_key, Keyspace::Events, key, event)?;
             batch.put(Keyspace::Events, key.clone(), sealed);
+        }
+        for key in &self.deleted_consents {
+            if !self.consents.contains_key(key) {
+                batch.delete(Keyspace::Consents, key.clone());
+            }
+        }
+        for (key, (profile, record)) in &self.consents {
+            let data_key = &self
+                .profiles
+                .get(profile)
+                .ok_or_else(|| {
+                    EngineError::Corrupt(format!("consent for unloaded profile {profile}"))
+                })?
+                .1;
+            let sealed = engine.seal_person(data_key, Keyspace::Consents, key, record)?;
+            batch.put(Keyspace::Consents, key.clone(), sealed);
         }
         for (id, (record, key)) in &self.profiles {
             if self.deleted_profiles.contains(id) {

@@ -21,6 +21,12 @@ pub enum EngineError {
     Conflict(String),
     #[error("stored record {0} is malformed")]
     Corrupt(String),
+    /// The policies deny the request; the decision carries reasons and citations.
+    #[error("denied by policy: {}", .0.denial_summary())]
+    Denied(Box<cdp_policy::Decision>),
+    /// A read of personal data without a purpose.
+    #[error("a purpose is required to read personal data")]
+    PurposeRequired,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -12,6 +12,7 @@ use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 use time::OffsetDateTime;
 
 use crate::apply::Changes;
+use crate::consent::{ConsentOrigin, ConsentRecord, ConsentSignal, consent_key, key_suffix};
 use crate::cache::{RecordCache, Staged};
 use crate::graph_store::StoreGraph;
 use crate::records::{
@@ -71,14 +72,15 @@ impl Engine {
                 );
             }
             let identifiers = self.normalised_identifiers(source, found);
-            prepared.push((message, identifiers));
+            let signals = crate::consent::signals_of(self.policies(), &message);
+            prepared.push((message, identifiers, signals));
         }
         let mut report = IngestReport::default();
         let mut cache = self.write_lock();
         // The whole request is one atomic batch: staged message by message, committed once.
         let mut overlay = Overlay::new(self.store().as_ref());
         let mut staged = Staged::default();
-        for (message, identifiers) in prepared {
+        for (message, identifiers, signals) in prepared {
             match self.ingest_one(
                 &overlay,
                 &mut staged,
@@ -86,6 +88,7 @@ impl Engine {
                 source,
                 message,
                 identifiers,
+                signals,
             )? {
                 Outcome::Staged(batch) => {
                     overlay.stage(batch)?;
@@ -101,6 +104,7 @@ impl Engine {
         Ok(report)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ingest_one(
         &self,
         view: &Overlay<'_>,
@@ -109,6 +113,7 @@ impl Engine {
         source: &SourceRecord,
         message: Message,
         identifiers: BTreeMap<NodeKey, MessageIdentifier>,
+        signals: Vec<ConsentSignal>,
     ) -> Result<Outcome, EngineError> {
         let digest = cdp_crypto::digest16(&[source.id.as_bytes(), message.message_id.as_bytes()]);
         if !message.generated_message_id && view.get(Keyspace::Messages, &digest)?.is_some() {
@@ -126,6 +131,7 @@ impl Engine {
             .collect();
         let evidence_id = evidence_id_of(&nodes);
         let order = order_of(&message, &digest);
+        let message_id = message.message_id.clone();
         let provenance = Provenance {
             message_id: message.message_id.clone(),
             source_id: source.id.clone(),
@@ -161,6 +167,15 @@ impl Engine {
                     &digest,
                     &identifiers,
                     order,
+                )?;
+                self.stage_signals(
+                    &mut graph,
+                    &mut changes,
+                    source,
+                    &message_id,
+                    provenance.at,
+                    &identifiers,
+                    signals,
                 )?;
                 drop(graph);
                 staged.record(&changes);
@@ -304,6 +319,15 @@ impl Engine {
             record.last_mention = record.last_mention.max(order);
             changes.mentions.insert((node.key, evidence_id));
         }
+        self.stage_signals(
+            &mut graph,
+            &mut changes,
+            source,
+            &message_id,
+            provenance.at,
+            &identifiers,
+            signals,
+        )?;
         drop(graph);
         staged.record(&changes);
         Ok(Outcome::Staged(changes.into_batch(self)?))
@@ -355,6 +379,7 @@ impl Engine {
             last_order: order,
             event_count: 0,
             merged_from: Vec::new(),
+            consent_marks: BTreeMap::new(),
         };
         changes.profiles.insert(id, (record, key));
         Ok(id)
@@ -413,6 +438,20 @@ impl Engine {
             changes.deleted_events.insert(key);
             changes.events.insert(new_key, (target, stored));
         }
+        // So do consent records: their origins keep the most-restrictive rule meaningful.
+        for (key, sealed) in graph
+            .view
+            .scan_prefix(Keyspace::Consents, absorbed.as_bytes())?
+        {
+            let record: ConsentRecord =
+                self.open_person(&old_key, Keyspace::Consents, &key, &sealed)?;
+            let suffix = key_suffix(&key)
+                .ok_or_else(|| EngineError::Corrupt("consent ledger key".into()))?;
+            changes.deleted_consents.insert(key);
+            changes
+                .consents
+                .insert(consent_key(&target, &suffix), (target, record));
+        }
         for id in &old.evidence {
             if let Some(mut record) = match changes.evidence.remove(id) {
                 Some(record) => Some(record),
@@ -470,6 +509,7 @@ impl Engine {
         record.event_count += old.event_count;
         record.merged_from.push(absorbed);
         record.merged_from.extend(old.merged_from);
+        record.consent_marks.extend(old.consent_marks);
         changes.aliases.insert(absorbed, target);
         changes.deleted_profiles.insert(absorbed);
         changes.merge_log.push(MergeLogEntry {
@@ -502,6 +542,7 @@ impl Engine {
         let mut old: BTreeMap<ProfileId, (ProfileRecord, DataKey)> = BTreeMap::new();
         let mut entries: BTreeMap<NodeKey, IdentifierEntry> = BTreeMap::new();
         let mut events: Vec<(Vec<u8>, StoredEvent)> = Vec::new();
+        let mut consents: Vec<(ProfileId, [u8; 16], ConsentRecord)> = Vec::new();
         for id in old_profiles {
             let Some((record, key)) = graph.profile(*id)? else {
                 continue;
@@ -513,6 +554,17 @@ impl Engine {
                     self.open_person(&key, Keyspace::Events, &event_key_bytes, &sealed)?;
                 events.push((event_key_suffix(&event_key_bytes).to_vec(), stored));
                 changes.deleted_events.insert(event_key_bytes);
+            }
+            for (ledger_key, sealed) in graph
+                .view
+                .scan_prefix(Keyspace::Consents, id.as_bytes())?
+            {
+                let record: ConsentRecord =
+                    self.open_person(&key, Keyspace::Consents, &ledger_key, &sealed)?;
+                let suffix = key_suffix(&ledger_key)
+                    .ok_or_else(|| EngineError::Corrupt("consent ledger key".into()))?;
+                consents.push((*id, suffix, record));
+                changes.deleted_consents.insert(ledger_key);
             }
             for entry in &record.identifiers {
                 entries.insert(entry.node, entry.clone());
@@ -683,6 +735,23 @@ impl Engine {
             }
             changes.deleted_profiles.insert(id);
             changes.profiles.insert(id, (record, key));
+        }
+        // Consent records follow their identifier; decisions about the whole person stay with
+        // the person's id (or its heir).
+        for (old_id, suffix, record) in consents {
+            let by_identifier = match &record.origin {
+                ConsentOrigin::Identifier { node, .. } => node_group.get(node).copied(),
+                ConsentOrigin::Profile => None,
+            };
+            let owner = by_identifier
+                .or_else(|| used.contains(&old_id).then_some(old_id))
+                .or_else(|| changes.aliases.get(&old_id).copied())
+                .or_else(|| group_ids.first().copied());
+            if let Some(owner) = owner {
+                changes
+                    .consents
+                    .insert(consent_key(&owner, &suffix), (owner, record));
+            }
         }
         for (group, id) in groups.iter().zip(&group_ids) {
             let absorbed: Vec<ProfileId> = changes

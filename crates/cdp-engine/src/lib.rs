@@ -7,11 +7,19 @@
 //! - [`Engine::profile`], [`Engine::lookup`], [`Engine::identity`], [`Engine::split`]: reads
 //!   and the unmerge of the identity graph.
 //!
+//! - [`Engine::record_consent`]: the consent ledger; consent signals also arrive with events.
+//! - [`Engine::read_profile`] and the other `read_*`: purpose-bound reads, decided by the
+//!   policies (`cdp-policy`), audited, masked.
+//! - [`Engine::audit`], [`Engine::verify_audit`]: the hash-chained audit log.
+//!
 //! Identity changes are serialised by one write lock (the graph must not change between
 //! resolving an event and applying the result); durability waits happen outside it.
 
+mod access;
 mod apply;
+pub mod audit;
 mod cache;
+pub mod consent;
 mod error;
 mod graph_store;
 mod ingest;
@@ -24,10 +32,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cdp_core::segment::MessageLimits;
 use cdp_identity::IdentityRules;
+use cdp_policy::PolicySet;
 use cdp_store::{Keyspace, Overlay, Store, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
+pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
+pub use consent::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
 pub use ingest::IngestReport;
 pub use profiles::{
@@ -49,17 +61,28 @@ pub struct EngineConfig {
 pub struct Engine {
     vault: Arc<Vault>,
     config: EngineConfig,
+    policies: Arc<PolicySet>,
     /// Serialises changes to the identity graph; guards the cache of committed records.
     write_lock: Mutex<cache::RecordCache>,
+    /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
+    /// before it).
+    audit: audit::AuditState,
 }
 
 impl Engine {
-    pub fn new(vault: Arc<Vault>, config: EngineConfig) -> Self {
+    pub fn new(vault: Arc<Vault>, config: EngineConfig, policies: Arc<PolicySet>) -> Self {
         Self {
             vault,
             config,
+            policies,
             write_lock: Mutex::new(cache::RecordCache::default()),
+            audit: audit::AuditState::default(),
         }
+    }
+
+    /// The policies every decision uses.
+    pub fn policies(&self) -> &Arc<PolicySet> {
+        &self.policies
     }
 
     pub fn vault(&self) -> &Arc<Vault> {

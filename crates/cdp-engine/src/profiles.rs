@@ -123,7 +123,7 @@ impl Engine {
         )))
     }
 
-    fn load_profile(&self, id: ProfileId) -> Result<Option<ProfileRecord>, EngineError> {
+    pub(crate) fn load_profile(&self, id: ProfileId) -> Result<Option<ProfileRecord>, EngineError> {
         let view = Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
         Ok(graph.profile(id)?.map(|(record, _)| record))
@@ -170,6 +170,25 @@ impl Engine {
         let view = Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
         Ok(graph.node(&key)?.and_then(|node| node.profile))
+    }
+
+    /// The profile an identifier resolves to, and the identifier's node.
+    pub(crate) fn node_of_identifier(
+        &self,
+        kind: &IdentifierType,
+        value: &str,
+        region: Option<&str>,
+    ) -> Result<Option<(ProfileId, NodeKey)>, EngineError> {
+        let Ok(normalised) = normalise(kind, value, region, &self.config.identity) else {
+            return Ok(None);
+        };
+        let key = NodeKey(self.vault().blind_index(kind, &normalised));
+        let view = Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
+        Ok(graph
+            .node(&key)?
+            .and_then(|node| node.profile)
+            .map(|profile| (profile, key)))
     }
 
     /// The events of a profile, oldest first, at most `limit`.
@@ -289,6 +308,26 @@ impl Engine {
             },
             ticket,
         ))
+    }
+
+    /// [`Engine::split`], recorded in the audit log as `identity.split` by `actor`.
+    pub fn split_audited(
+        &self,
+        id: ProfileId,
+        request: &SplitRequest,
+        actor: &str,
+    ) -> Result<(SplitReport, Option<cdp_store::CommitTicket>), EngineError> {
+        let (report, _) = self.split(id, request)?;
+        // The audit commit comes after the split's: once it is durable, so is the split.
+        let ticket = self.audit(&[crate::AuditRecord {
+            actor: actor.to_string(),
+            action: "identity.split".into(),
+            purpose: None,
+            person: report.profiles.first().copied(),
+            decision: "done".into(),
+            rules: Vec::new(),
+        }])?;
+        Ok((report, Some(ticket)))
     }
 
     fn split_batch(

@@ -224,6 +224,10 @@ pub struct ProfileRecord {
     /// Profile ids absorbed by merges (they resolve to this one).
     #[serde(default)]
     pub merged_from: Vec<ProfileId>,
+    /// (origin, signal) -> digest of the consent signal last recorded from events, so that a
+    /// preference repeated on every event is recorded once.
+    #[serde(default)]
+    pub consent_marks: BTreeMap<String, String>,
 }
 
 /// An event (Keyspace::Events), sealed with the person's data key.

@@ -13,6 +13,10 @@ use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
 use serde_json::json;
 use time::OffsetDateTime;
 
+fn policies() -> Arc<cdp_policy::PolicySet> {
+    Arc::new(cdp_policy::PolicySet::builtin().unwrap())
+}
+
 struct Harness {
     engine: Engine,
     _dir: tempfile::TempDir,
@@ -25,7 +29,7 @@ fn harness() -> Harness {
     let vault =
         Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
     Harness {
-        engine: Engine::new(vault, EngineConfig::default()),
+        engine: Engine::new(vault, EngineConfig::default(), policies()),
         _dir: dir,
     }
 }
@@ -466,7 +470,7 @@ fn windowed_limits_through_the_store() {
         identity: cdp_identity::IdentityRules::from_file(file).unwrap(),
         ..EngineConfig::default()
     };
-    let engine = Engine::new(vault, config);
+    let engine = Engine::new(vault, config, policies());
     let app = source(&engine, "app", Channel::Ios, None);
     for (id, day, device) in [("m1", "01", "d1"), ("m2", "03", "d2"), ("m3", "12", "d3")] {
         send(

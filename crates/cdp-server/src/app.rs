@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
-use crate::routes::{ingest, profiles, sources, system};
+use crate::routes::{audit, consents, ingest, policies, profiles, sources, system};
 
 /// Limits and timeouts of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -78,6 +78,13 @@ pub fn router(
         .routes(routes!(profiles::identity))
         .routes(routes!(profiles::events))
         .routes(routes!(profiles::split))
+        .routes(routes!(consents::record))
+        .routes(routes!(consents::list))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(policies::show))
+        .routes(routes!(policies::evaluate))
+        .routes(routes!(policies::ropa))
         .split_for_parts();
     // Serialising a derived OpenApi value cannot fail (no maps with non-string keys).
     let openapi_json = Arc::new(api.to_pretty_json().unwrap_or_default());

@@ -23,6 +23,18 @@ pub const ROLES: &[&str] = &[
 pub struct Caller(pub TokenClaims);
 
 impl Caller {
+    /// The caller as the policies and the audit log see it, reading for `purpose`.
+    pub fn access(&self, purpose: Option<String>) -> cdp_engine::Access {
+        cdp_engine::Access {
+            actor: self.0.sub.clone(),
+            caller: cdp_policy::CallerFacts {
+                roles: self.0.roles.clone(),
+                purposes: self.0.purposes.clone(),
+            },
+            purpose,
+        }
+    }
+
     /// Refuses with 403 unless the caller has one of `roles`.
     pub fn require(&self, roles: &[&str]) -> Result<(), ApiError> {
         if self

@@ -42,6 +42,8 @@ error_codes! {
     InvalidEncoding => ("invalid_encoding", BAD_REQUEST, "The body's Content-Encoding does not decode (broken gzip)."),
     Unauthorized => ("unauthorized", UNAUTHORIZED, "Credentials are missing or invalid."),
     Forbidden => ("forbidden", FORBIDDEN, "The credentials do not allow this request."),
+    PurposeRequired => ("purpose_required", FORBIDDEN, "A read of personal data must state its purpose (`purpose` query parameter)."),
+    PolicyDenied => ("policy_denied", FORBIDDEN, "The policies deny this use of personal data; details hold the decision with its reasons and articles."),
     RouteNotFound => ("route_not_found", NOT_FOUND, "No route has this path."),
     NotFound => ("not_found", NOT_FOUND, "The resource does not exist."),
     MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this HTTP method."),

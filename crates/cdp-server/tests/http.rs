@@ -32,7 +32,11 @@ pub(crate) fn harness() -> Harness {
     let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
     let vault =
         Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
-    let engine = Arc::new(Engine::new(vault, EngineConfig::default()));
+    let engine = Arc::new(Engine::new(
+        vault,
+        EngineConfig::default(),
+        Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
+    ));
     let config = ServerConfig {
         max_body_bytes: 1024 * 1024,
         ..ServerConfig::default()

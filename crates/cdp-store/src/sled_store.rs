@@ -354,6 +354,15 @@ impl Store for SledStore {
         }))
     }
 
+    fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_> {
+        let end = [keyspace.tag() + 1];
+        let range = self.db.range(prefixed(keyspace, start)..end.to_vec());
+        Box::new(range.map(|item| {
+            item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                .map_err(backend)
+        }))
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
         batch.validate()?;
         self.check_writable()?;

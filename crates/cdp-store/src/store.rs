@@ -48,6 +48,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every entry of `keyspace` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_>;
 
+    /// Every entry of `keyspace` whose key is `>= start`, in key order (paging).
+    fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_>;
+
     /// Applies `batch` atomically (visible to readers at once) and returns a ticket that
     /// resolves when it is durable. Acknowledge the caller only after the ticket resolves.
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError>;

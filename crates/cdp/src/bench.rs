@@ -371,6 +371,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let engine = Arc::new(cdp_engine::Engine::new(
         vault,
         cdp_engine::EngineConfig::default(),
+        Arc::new(crate::policy::load(None)?),
     ));
     let mut write_keys = std::collections::BTreeMap::new();
     for channel in Channel::ALL {

@@ -22,6 +22,9 @@ pub struct ConfigFile {
     /// Token signing key (see `cdp token issue`). Default: DATA_DIR/keys/token.key, created on
     /// first start.
     pub token_key_file: Option<PathBuf>,
+    /// Policy directory (taxonomy, fields, roles, jurisdictions; docs/policies.md). Default:
+    /// the policies built into the binary (the repository's policies/).
+    pub policies: Option<PathBuf>,
     #[serde(default)]
     pub http: HttpSection,
     /// Identity rules: limits, priorities, blocked values (docs/identity.md).
@@ -83,6 +86,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     pub token_key_file: Option<PathBuf>,
+    pub policies: Option<PathBuf>,
     pub identity: cdp_identity::IdentityRules,
     pub survivorship: cdp_engine::SurvivorshipRules,
     pub max_body_bytes: usize,
@@ -98,6 +102,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    pub policies: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -123,6 +128,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             key_file: overrides.key_file.or(file.key_file),
             token_key_file: file.token_key_file,
+            policies: overrides.policies.or(file.policies),
             identity: cdp_identity::IdentityRules::from_file(file.identity)?,
             survivorship: file.survivorship,
             max_body_bytes,
@@ -170,6 +176,7 @@ mod tests {
                 listen: None,
                 data_dir: None,
                 key_file: None,
+                policies: None,
                 log_format: None,
             },
         )
@@ -200,6 +207,7 @@ mod tests {
                 listen: Some("127.0.0.1:2".into()),
                 data_dir: None,
                 key_file: None,
+                policies: None,
                 log_format: None,
             },
         )

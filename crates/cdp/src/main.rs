@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout)] // A CLI prints its answers.
 
+mod audit;
 mod bench;
 mod client;
 mod config;
@@ -12,6 +13,7 @@ mod demo;
 mod import;
 mod keys;
 mod logging;
+mod policy;
 mod serve;
 mod sources;
 mod token;
@@ -45,6 +47,12 @@ enum Command {
     Sources(sources::SourcesCommand),
     /// Import a CRM/POS file (CSV or JSONL) into the running server.
     Import(import::ImportArgs),
+    /// Validate policies, run their golden cases, print the record of processing (offline).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Verify the audit log's hash chain (offline, server stopped).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Synthetic cross-channel data with ground truth.
     #[command(subcommand)]
     Demo(DemoCommand),
@@ -86,6 +94,14 @@ fn main() -> ExitCode {
         Command::Import(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             import::run(args)
+        }
+        Command::Policy(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            policy::run(command)
+        }
+        Command::Audit(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            audit::run(command)
         }
         Command::Demo(DemoCommand::Generate { people, seed, out }) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

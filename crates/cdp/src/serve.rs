@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Master key file (see `cdp keys init`). Alternatively set CDP_MASTER_KEY.
     #[arg(long, env = "CDP_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// Policy directory (see docs/policies.md). Default: the built-in policies.
+    #[arg(long, env = "CDP_POLICIES")]
+    policies: Option<PathBuf>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
@@ -39,6 +42,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             listen: args.listen,
             data_dir: args.data_dir,
             key_file: args.key_file,
+            policies: args.policies,
             log_format,
         },
     )?;
@@ -61,6 +65,8 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         settings.token_key_file.as_deref(),
         &data_dir,
     )?);
+    let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
+    tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
     let engine = Arc::new(cdp_engine::Engine::new(
         vault,
         cdp_engine::EngineConfig {
@@ -68,6 +74,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             survivorship: settings.survivorship,
             limits: Default::default(),
         },
+        policies,
     ));
     tracing::info!(
         data_dir = %data_dir.root().display(),

@@ -82,8 +82,21 @@ async fn ingest(
     let header_key = basic_write_key(&headers)?;
     let limits = *engine.limits();
     let body = decode_body(&headers, body, limits.max_batch_bytes)?;
-    let parsed =
+    let mut parsed =
         parse_body(&body, implied, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
+    // Global Privacy Control (`Sec-GPC: 1`): recorded as an objection to marketing with every
+    // message of the request (GDPR Art 21(5)), as `context.gpc` does for one message.
+    let gpc = headers
+        .get("sec-gpc")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim() == "1");
+    if gpc {
+        for message in &mut parsed.messages {
+            message
+                .context
+                .insert("gpc".into(), serde_json::Value::Bool(true));
+        }
+    }
     let write_key = header_key.or(parsed.write_key).ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthorized,

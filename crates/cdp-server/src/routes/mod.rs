@@ -1,4 +1,7 @@
+pub(crate) mod audit;
+pub(crate) mod consents;
 pub(crate) mod ingest;
+pub(crate) mod policies;
 pub(crate) mod profiles;
 pub(crate) mod sources;
 pub(crate) mod system;
@@ -29,6 +32,15 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
             ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
         }
         EngineError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+        EngineError::PurposeRequired => ApiError::new(
+            ErrorCode::PurposeRequired,
+            "state the purpose of this read with ?purpose= (e.g. customer_service)",
+        ),
+        EngineError::Denied(decision) => {
+            let message = format!("denied by policy: {}", decision.denial_summary());
+            let details = serde_json::to_value(&*decision).unwrap_or_default();
+            ApiError::new(ErrorCode::PolicyDenied, message).with_details(details)
+        }
         EngineError::Store(StoreError::Unavailable(_)) => {
             ApiError::from_code(ErrorCode::StoreUnavailable)
         }

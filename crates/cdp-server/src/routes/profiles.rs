@@ -1,7 +1,8 @@
 //! Profile reads, the identity graph, split.
 //!
-//! Purpose-bound reads and masking are added by the policy engine (issue #4); until then these
-//! routes are open to the roles that will keep full access (admin, dpo) and to customer service.
+//! Every read states `?purpose=`; the policies decide (roles.yaml says which roles may state
+//! which purposes), the decision is audited, and the answer is masked as it says. The graph
+//! routes are for operators (admin, dpo) on top of that.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -15,7 +16,6 @@ use crate::auth::Caller;
 use crate::routes::engine_error;
 use crate::{ApiError, AppState, ErrorCode};
 
-const READERS: &[&str] = &["admin", "dpo", "customer_service"];
 const GRAPH_EDITORS: &[&str] = &["admin", "dpo"];
 
 pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -31,7 +31,7 @@ pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidJson, message)
 }
 
-fn parse_id(id: &str) -> Result<ProfileId, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<ProfileId, ApiError> {
     id.parse().map_err(|_| {
         ApiError::new(
             ErrorCode::BadRequest,
@@ -40,27 +40,47 @@ fn parse_id(id: &str) -> Result<ProfileId, ApiError> {
     })
 }
 
-fn as_json<T: Serialize>(value: T) -> Result<Json<serde_json::Value>, ApiError> {
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct PurposeQuery {
+    /// Why the data is read: a purpose of the taxonomy (customer_service, marketing.email...).
+    pub(crate) purpose: Option<String>,
+}
+
+/// Runs a blocking engine read off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, cdp_engine::EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+        .map_err(engine_error)
+}
+
+pub(crate) fn as_json<T: Serialize>(value: T) -> Result<Json<serde_json::Value>, ApiError> {
     serde_json::to_value(value)
         .map(Json)
         .map_err(|_| ApiError::from_code(ErrorCode::Internal))
 }
 
-/// A profile: identifiers, traits with provenance, channel activity.
+/// A profile for a purpose: identifiers and traits with provenance, channel activity, each
+/// field shown, masked or withheld as the policies decide (`policy` says which and why).
 #[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Profile id (absorbed ids resolve to their survivor)")),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    params(("id" = String, Path, description = "Profile id (absorbed ids resolve to their survivor)"), PurposeQuery),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
+        (status = 403, description = "No purpose, a purpose the token may not state, or a policy denial (details: the decision).", body = crate::ErrorBody)))]
 pub(crate) async fn get_profile(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(READERS)?;
     let id = parse_id(&id)?;
-    let profile = state.engine.profile(id).map_err(engine_error)?;
-    let profile = profile
+    let access = caller.access(query.purpose);
+    let engine = state.engine.clone();
+    let profile = blocking(move || engine.read_profile(id, &access))
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
-    tracing::info!(profile = %profile.id, subject = %caller.0.sub, "profile read");
+    tracing::info!(profile = %profile.id, subject = %caller.0.sub, purpose = %profile.policy.purpose, "profile read");
     as_json(profile)
 }
 
@@ -72,6 +92,8 @@ pub(crate) struct LookupQuery {
     value: String,
     /// Region for a phone number without country code (CN, DE...).
     region: Option<String>,
+    /// Why the data is read (see `GET /v1/profiles/{id}`).
+    purpose: Option<String>,
 }
 
 /// The profile an identifier belongs to.
@@ -82,7 +104,6 @@ pub(crate) async fn lookup(
     caller: Caller,
     query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(READERS)?;
     let Query(query) = query.map_err(|_| {
         ApiError::new(
             ErrorCode::BadRequest,
@@ -93,11 +114,14 @@ pub(crate) async fn lookup(
         .kind
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
-    let profile = state
-        .engine
-        .lookup(&kind, &query.value, query.region.as_deref())
-        .map_err(engine_error)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no profile has that {kind}")))?;
+    let access = caller.access(query.purpose);
+    let engine = state.engine.clone();
+    let lookup_kind = kind.clone();
+    let profile = blocking(move || {
+        engine.read_lookup(&lookup_kind, &query.value, query.region.as_deref(), &access)
+    })
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no profile has that {kind}")))?;
     tracing::info!(profile = %profile.id, kind = %kind, subject = %caller.0.sub, "profile lookup");
     as_json(profile)
 }
@@ -105,27 +129,32 @@ pub(crate) async fn lookup(
 /// "Why are these one person": identifiers, the evidence that links them (with provenance and
 /// what merge protection dropped), and the merge log.
 #[utoipa::path(get, path = "/v1/profiles/{id}/identity", tag = "profiles", security(("bearer" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    params(("id" = String, Path), PurposeQuery),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn identity(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(GRAPH_EDITORS)?;
     let id = parse_id(&id)?;
-    let view = state
-        .engine
-        .identity(id)
-        .map_err(engine_error)?
+    let access = caller.access(query.purpose);
+    let engine = state.engine.clone();
+    let (view, policy) = blocking(move || engine.read_identity(id, &access))
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
-    as_json(view)
+    let mut answer = serde_json::to_value(view).map_err(|_| ApiError::from_code(ErrorCode::Internal))?;
+    answer["policy"] = serde_json::to_value(policy).unwrap_or_default();
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct EventsQuery {
     /// At most this many events, oldest first (default 100, at most 1000).
     limit: Option<usize>,
+    /// Why the data is read.
+    purpose: Option<String>,
 }
 
 /// A profile's events, oldest first.
@@ -140,15 +169,13 @@ pub(crate) async fn events(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(GRAPH_EDITORS)?;
     let id = parse_id(&id)?;
-    if state.engine.profile(id).map_err(engine_error)?.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("profile {id} not found"),
-        ));
-    }
     let limit = query.limit.unwrap_or(100).min(1000);
-    let events = state.engine.events(id, limit).map_err(engine_error)?;
-    as_json(serde_json::json!({ "events": events }))
+    let access = caller.access(query.purpose);
+    let engine = state.engine.clone();
+    let (events, policy) = blocking(move || engine.read_events(id, &access, limit))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
+    as_json(serde_json::json!({ "events": events, "policy": policy }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -219,10 +246,8 @@ pub(crate) async fn split(
         }
     };
     let engine = state.engine.clone();
-    let (report, ticket) = tokio::task::spawn_blocking(move || engine.split(id, &request))
-        .await
-        .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
-        .map_err(engine_error)?;
+    let actor = caller.0.sub.clone();
+    let (report, ticket) = blocking(move || engine.split_audited(id, &request, &actor)).await?;
     if let Some(ticket) = ticket {
         ticket.durable().await.map_err(|e| engine_error(e.into()))?;
     }

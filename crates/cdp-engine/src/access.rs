@@ -1,0 +1,489 @@
+//! Purpose-bound reads of personal data.
+//!
+//! Every read states a purpose, is decided by the policies against the person's facts
+//! (residency, sources, age, consents), is audited (durably, before any data leaves), and is
+//! projected: each field shown, masked, generalised or withheld as the decision's obligations
+//! say. A denial is audited too and becomes [`EngineError::Denied`] with its reasons.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cdp_core::{IdentifierType, ProfileId};
+use cdp_policy::{
+    Action, CallerFacts, Decision, DecisionRequest, SubjectFacts, Transform, transform,
+};
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::audit::AuditRecord;
+use crate::consent::{ConsentRecord, ConsentsView};
+use crate::profiles::IdentifierView;
+use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue};
+use crate::{Engine, EngineError, IdentityView};
+
+/// Who reads, and why.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The token subject (recorded in the audit log).
+    pub actor: String,
+    pub caller: CallerFacts,
+    pub purpose: Option<String>,
+}
+
+/// How the policies shaped an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyNote {
+    pub purpose: String,
+    pub policy_version: String,
+    pub jurisdictions: Vec<String>,
+    /// Field -> transform applied (`mask:phone`...), for fields not shown as stored.
+    pub obligations: BTreeMap<String, String>,
+    /// Fields left out of the answer.
+    pub withheld: Vec<String>,
+}
+
+/// A profile as a purpose-bound read shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRead {
+    pub id: ProfileId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<ProfileId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub identifiers: Vec<IdentifierView>,
+    pub traits: BTreeMap<String, TraitValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<BTreeMap<cdp_core::Channel, ChannelSummary>>,
+    pub event_count: u64,
+    pub merged_from: Vec<ProfileId>,
+    pub policy: PolicyNote,
+}
+
+/// What a dry run is about.
+#[derive(Debug, Clone)]
+pub enum EvaluateSubject {
+    /// Facts given by the caller (a hypothetical person).
+    Facts(SubjectFacts),
+    /// A real person: their facts are read (and the evaluation audited).
+    Profile(ProfileId),
+}
+
+fn country_code(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    if trimmed.len() == 2 && trimmed.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Some(trimmed.to_ascii_uppercase());
+    }
+    let known = [
+        ("china", "CN"),
+        ("中国", "CN"),
+        ("prc", "CN"),
+        ("people's republic of china", "CN"),
+        ("germany", "DE"),
+        ("deutschland", "DE"),
+        ("france", "FR"),
+        ("italy", "IT"),
+        ("spain", "ES"),
+        ("netherlands", "NL"),
+        ("ireland", "IE"),
+        ("united states", "US"),
+        ("usa", "US"),
+        ("united kingdom", "GB"),
+    ];
+    let lower = trimmed.to_lowercase();
+    known
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map(|(_, code)| (*code).to_string())
+}
+
+fn age_from(traits: &BTreeMap<String, TraitValue>, now: OffsetDateTime) -> Option<u32> {
+    if let Some(age) = traits.get("age").and_then(|t| match &t.value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }) {
+        return u32::try_from(age).ok().filter(|a| *a < 130);
+    }
+    let birthday = traits.get("birthday")?.value.as_str()?;
+    let mut parts = birthday.get(..10)?.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let (now_year, now_month, now_day) = (now.year(), u8::from(now.month()), now.day());
+    let mut age = now_year - year;
+    if (now_month, now_day) < (month, day) {
+        age -= 1;
+    }
+    u32::try_from(age).ok().filter(|a| *a < 130)
+}
+
+fn shown(transform: Transform, value: &Value) -> Option<Value> {
+    transform::apply(transform, value)
+}
+
+impl Engine {
+    /// What the policies need to know about a person.
+    pub(crate) fn subject_facts(
+        &self,
+        record: &ProfileRecord,
+        consents: &[ConsentRecord],
+    ) -> Result<SubjectFacts, EngineError> {
+        let residency = record
+            .traits
+            .get("address")
+            .and_then(|a| a.value.get("country"))
+            .and_then(Value::as_str)
+            .or_else(|| record.traits.get("country").and_then(|t| t.value.as_str()))
+            .and_then(country_code);
+        let sources: BTreeSet<&str> = record
+            .identifiers
+            .iter()
+            .map(|i| i.source_id.as_str())
+            .chain(record.traits.values().map(|t| t.source_id.as_str()))
+            .collect();
+        let mut regions = BTreeSet::new();
+        for source in sources {
+            if let Some(region) = self.source(source)?.and_then(|s| s.default_region) {
+                regions.insert(region);
+            }
+        }
+        Ok(SubjectFacts {
+            residency,
+            regions: regions.into_iter().collect(),
+            age: age_from(&record.traits, OffsetDateTime::now_utc()),
+            restricted: false,
+            consents: consents.iter().map(ConsentRecord::fact).collect(),
+        })
+    }
+
+    /// Decides, audits (durably) and refuses a denial.
+    fn decide_audited(
+        &self,
+        access: &Access,
+        action: &str,
+        profile: ProfileId,
+        request: DecisionRequest,
+        facts: &SubjectFacts,
+    ) -> Result<Decision, EngineError> {
+        let decision = self.policies().decide(&request, facts);
+        let mut rules: Vec<String> = Vec::new();
+        for reason in &decision.reasons {
+            if !reason.rule.is_empty() && !rules.contains(&reason.rule) {
+                rules.push(reason.rule.clone());
+            }
+        }
+        self.audit(&[AuditRecord {
+            actor: access.actor.clone(),
+            action: action.into(),
+            purpose: Some(request.purpose.clone()),
+            person: Some(profile),
+            decision: if decision.allowed() { "allow" } else { "deny" }.into(),
+            rules,
+        }])?
+        .wait_durable()?;
+        if decision.allowed() {
+            Ok(decision)
+        } else {
+            Err(EngineError::Denied(Box::new(decision)))
+        }
+    }
+
+    fn purpose_of(access: &Access) -> Result<String, EngineError> {
+        access
+            .purpose
+            .clone()
+            .filter(|p| !p.is_empty())
+            .ok_or(EngineError::PurposeRequired)
+    }
+
+    fn note(decision: &Decision, withheld: Vec<String>) -> PolicyNote {
+        PolicyNote {
+            purpose: decision.purpose.clone(),
+            policy_version: decision.policy_version.clone(),
+            jurisdictions: decision.jurisdictions.clone(),
+            obligations: decision
+                .obligations
+                .iter()
+                .filter(|(_, t)| **t != Transform::Keep)
+                .map(|(field, t)| (field.clone(), t.label()))
+                .collect(),
+            withheld,
+        }
+    }
+
+    /// A profile, for `access.purpose`.
+    pub fn read_profile(
+        &self,
+        id: ProfileId,
+        access: &Access,
+    ) -> Result<Option<ProfileRead>, EngineError> {
+        let purpose = Self::purpose_of(access)?;
+        let resolved = self.resolve_id(id)?;
+        let Some(record) = self.load_profile(resolved)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&resolved)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        let mut fields: BTreeSet<String> = record
+            .identifiers
+            .iter()
+            .map(|i| format!("identifiers.{}", i.kind))
+            .collect();
+        fields.extend(record.traits.keys().map(|name| format!("traits.{name}")));
+        fields.insert("channels".into());
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: fields.into_iter().collect(),
+        };
+        let decision = self.decide_audited(access, "profile.read", resolved, request, &facts)?;
+        let obligation = |field: &str| {
+            decision
+                .obligations
+                .get(field)
+                .copied()
+                .unwrap_or(Transform::Drop)
+        };
+        let mut withheld = BTreeSet::new();
+        let mut identifiers = Vec::new();
+        for entry in &record.identifiers {
+            let field = format!("identifiers.{}", entry.kind);
+            match shown(obligation(&field), &Value::String(entry.value.clone())) {
+                Some(value) => identifiers.push(IdentifierView {
+                    kind: entry.kind.clone(),
+                    value: value.as_str().map_or_else(|| value.to_string(), str::to_string),
+                    source_id: entry.source_id.clone(),
+                    channel: entry.channel,
+                    field: entry.field.clone(),
+                    first_seen: entry.first_seen,
+                    last_seen: entry.last_seen,
+                }),
+                None => {
+                    withheld.insert(field);
+                }
+            }
+        }
+        let mut traits = BTreeMap::new();
+        for (name, value) in &record.traits {
+            let field = format!("traits.{name}");
+            match shown(obligation(&field), &value.value) {
+                Some(shown_value) => {
+                    let mut shown_trait = value.clone();
+                    shown_trait.value = shown_value;
+                    traits.insert(name.clone(), shown_trait);
+                }
+                None => {
+                    withheld.insert(field);
+                }
+            }
+        }
+        let channels = if obligation("channels") == Transform::Keep {
+            Some(record.channels.clone())
+        } else {
+            withheld.insert("channels".into());
+            None
+        };
+        Ok(Some(ProfileRead {
+            id: resolved,
+            resolved_from: (resolved != id).then_some(id),
+            created_at: record.created_at,
+            identifiers,
+            traits,
+            channels,
+            event_count: record.event_count,
+            merged_from: record.merged_from.clone(),
+            policy: Self::note(&decision, withheld.into_iter().collect()),
+        }))
+    }
+
+    /// The profile an identifier belongs to, for `access.purpose`.
+    pub fn read_lookup(
+        &self,
+        kind: &IdentifierType,
+        value: &str,
+        region: Option<&str>,
+        access: &Access,
+    ) -> Result<Option<ProfileRead>, EngineError> {
+        Self::purpose_of(access)?;
+        let Some(profile) = self.profile_of_identifier(kind, value, region)? else {
+            return Ok(None);
+        };
+        self.read_profile(profile, access)
+    }
+
+    /// A person's events, for `access.purpose` (the `events` field must be shown in full).
+    pub fn read_events(
+        &self,
+        id: ProfileId,
+        access: &Access,
+        limit: usize,
+    ) -> Result<Option<(Vec<StoredEvent>, PolicyNote)>, EngineError> {
+        let purpose = Self::purpose_of(access)?;
+        let resolved = self.resolve_id(id)?;
+        let Some(record) = self.load_profile(resolved)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&resolved)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: vec!["events".into()],
+        };
+        let mut decision =
+            self.decide_audited(access, "profile.events", resolved, request, &facts)?;
+        if decision.obligations.get("events") != Some(&Transform::Keep) {
+            // Raw events cannot be masked field by field: anything short of "keep" denies.
+            decision.decision = cdp_policy::Effect::Deny;
+            return Err(EngineError::Denied(Box::new(decision)));
+        }
+        let events = self.events(resolved, limit)?;
+        Ok(Some((events, Self::note(&decision, Vec::new()))))
+    }
+
+    /// The identity graph, for `access.purpose`, identifier values shaped like a read.
+    pub fn read_identity(
+        &self,
+        id: ProfileId,
+        access: &Access,
+    ) -> Result<Option<(IdentityView, PolicyNote)>, EngineError> {
+        let purpose = Self::purpose_of(access)?;
+        let resolved = self.resolve_id(id)?;
+        let Some(record) = self.load_profile(resolved)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&resolved)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        let fields: BTreeSet<String> = record
+            .identifiers
+            .iter()
+            .map(|i| format!("identifiers.{}", i.kind))
+            .collect();
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: fields.into_iter().collect(),
+        };
+        let decision =
+            self.decide_audited(access, "profile.identity", resolved, request, &facts)?;
+        let Some(mut view) = self.identity(resolved)? else {
+            return Ok(None);
+        };
+        let shape = |kind: &IdentifierType, value: &str| -> Option<String> {
+            let transform = decision
+                .obligations
+                .get(&format!("identifiers.{kind}"))
+                .copied()
+                .unwrap_or(Transform::Drop);
+            shown(transform, &Value::String(value.to_string()))
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        };
+        let mut withheld = BTreeSet::new();
+        view.identifiers.retain_mut(|identifier| {
+            match shape(&identifier.kind, &identifier.value) {
+                Some(value) => {
+                    identifier.value = value;
+                    true
+                }
+                None => {
+                    withheld.insert(format!("identifiers.{}", identifier.kind));
+                    false
+                }
+            }
+        });
+        for edge in &mut view.edges {
+            for node in &mut edge.identifiers {
+                node.value = node.value.as_deref().and_then(|v| shape(&node.kind, v));
+            }
+        }
+        let note = Self::note(&decision, withheld.into_iter().collect());
+        Ok(Some((view, note)))
+    }
+
+    /// Consent history and current state, for `access.purpose`.
+    pub fn read_consents(
+        &self,
+        id: ProfileId,
+        access: &Access,
+    ) -> Result<Option<ConsentsView>, EngineError> {
+        let purpose = Self::purpose_of(access)?;
+        let resolved = self.resolve_id(id)?;
+        let Some(record) = self.load_profile(resolved)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&resolved)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: Vec::new(),
+        };
+        self.decide_audited(access, "profile.consents", resolved, request, &facts)?;
+        Ok(Some(self.consents_view(resolved, consents)))
+    }
+
+    /// A dry run: the decision for a hypothetical request. About a real person, their facts
+    /// are read and the evaluation is audited; nothing else is returned about them.
+    pub fn evaluate(
+        &self,
+        request: &DecisionRequest,
+        subject: EvaluateSubject,
+        actor: &str,
+    ) -> Result<(Decision, SubjectFacts), EngineError> {
+        match subject {
+            EvaluateSubject::Facts(facts) => Ok((self.policies().decide(request, &facts), facts)),
+            EvaluateSubject::Profile(id) => {
+                let resolved = self.resolve_id(id)?;
+                let record = self
+                    .load_profile(resolved)?
+                    .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
+                let consents = self.consent_records(&resolved)?;
+                let facts = self.subject_facts(&record, &consents)?;
+                let decision = self.policies().decide(request, &facts);
+                self.audit(&[AuditRecord {
+                    actor: actor.to_string(),
+                    action: "policy.evaluate".into(),
+                    purpose: Some(request.purpose.clone()),
+                    person: Some(resolved),
+                    decision: if decision.allowed() { "allow" } else { "deny" }.into(),
+                    rules: Vec::new(),
+                }])?
+                .wait_durable()?;
+                Ok((decision, facts))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn countries_and_ages() {
+        assert_eq!(country_code(" cn ").as_deref(), Some("CN"));
+        assert_eq!(country_code("中国").as_deref(), Some("CN"));
+        assert_eq!(country_code("Atlantis"), None);
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let trait_of = |value: Value| TraitValue {
+            value,
+            source_id: "s".into(),
+            channel: cdp_core::Channel::Web,
+            at: now,
+            first_seen: now,
+        };
+        let mut traits = BTreeMap::new();
+        traits.insert("birthday".into(), trait_of(Value::String("2014-06-02".into())));
+        assert_eq!(age_from(&traits, now), Some(11));
+        traits.insert("age".into(), trait_of(serde_json::json!(30)));
+        assert_eq!(age_from(&traits, now), Some(30));
+    }
+}

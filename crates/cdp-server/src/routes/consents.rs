@@ -1,0 +1,135 @@
+//! The consent ledger: `POST /v1/consents`, `GET /v1/profiles/{id}/consents`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use cdp_core::{Channel, IdentifierType};
+use cdp_engine::{ConsentInput, ConsentSubject};
+use cdp_policy::{ConsentStatus, LegalBasis};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::routes::profiles::{PurposeQuery, as_json, blocking, json_rejection, parse_id};
+use crate::{ApiError, AppState, ErrorCode};
+
+/// Roles that record consents (the consent-management backend runs with one of them).
+const RECORDERS: &[&str] = &["admin", "dpo", "customer_service"];
+
+/// Exactly one of `profile_id` or `type` + `value`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubjectBody {
+    profile_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<String>,
+    /// Region for a phone number without country code.
+    region: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentBody {
+    subject: SubjectBody,
+    /// A purpose of the taxonomy (`marketing.email`...); a parent covers its children.
+    purpose: String,
+    /// granted, denied or withdrawn.
+    #[schema(value_type = String)]
+    status: ConsentStatus,
+    #[schema(value_type = Option<String>)]
+    legal_basis: Option<LegalBasis>,
+    /// The notice version the person saw (PIPL Art 14: a newer notice makes it stale).
+    notice_version: Option<String>,
+    /// Where it was collected (form, app screen, store).
+    source: String,
+    #[schema(value_type = Option<String>)]
+    channel: Option<Channel>,
+    /// A recipient id, for a consent scoped to one recipient (PIPL Art 23, 39).
+    recipient: Option<String>,
+    /// A separate consent (单独同意), its own record (PIPL Art 23, 25, 29, 39).
+    #[serde(default)]
+    separate: bool,
+    /// Given by a guardian (PIPL Art 31, GDPR Art 8).
+    #[serde(default)]
+    guardian: bool,
+    /// Proof: what was shown and how the person agreed (at most 4 KB of JSON).
+    #[schema(value_type = Object)]
+    evidence: serde_json::Value,
+    /// When the person gave it (RFC 3339; default now, never in the future).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>)]
+    at: Option<time::OffsetDateTime>,
+}
+
+/// Appends a consent record (encrypted, append-only) and answers once it is durable.
+/// Withdrawal takes effect for every later read, audience and export.
+#[utoipa::path(post, path = "/v1/consents", tag = "consent", security(("bearer" = [])),
+    request_body = ConsentBody,
+    responses((status = 200, description = "Recorded; `state` is the person's state for the purpose now.", body = Object),
+        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, description = "No such person.", body = crate::ErrorBody)))]
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ConsentBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(RECORDERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let subject = match (body.subject.profile_id, body.subject.kind, body.subject.value) {
+        (Some(id), None, None) => ConsentSubject::Profile(parse_id(&id)?),
+        (None, Some(kind), Some(value)) => ConsentSubject::Identifier {
+            kind: kind.parse::<IdentifierType>().map_err(|_| {
+                ApiError::new(ErrorCode::BadRequest, "subject.type is not an identifier type")
+            })?,
+            value,
+            region: body.subject.region,
+        },
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "subject is {\"profile_id\": ...} or {\"type\": ..., \"value\": ...}",
+            ));
+        }
+    };
+    let input = ConsentInput {
+        subject,
+        purpose: body.purpose,
+        status: body.status,
+        legal_basis: body.legal_basis,
+        notice_version: body.notice_version,
+        source: body.source,
+        channel: body.channel,
+        recipient: body.recipient,
+        separate: body.separate,
+        guardian: body.guardian,
+        evidence: body.evidence,
+        at: body.at,
+    };
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (receipt, ticket) = blocking(move || engine.record_consent(input, &actor)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    as_json(receipt)
+}
+
+/// A person's consent history and current state per purpose (a purpose-bound read).
+#[utoipa::path(get, path = "/v1/profiles/{id}/consents", tag = "consent", security(("bearer" = [])),
+    params(("id" = String, Path), PurposeQuery),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<PurposeQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let access = caller.access(query.purpose);
+    let engine = state.engine.clone();
+    let view = blocking(move || engine.read_consents(id, &access))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
+    as_json(view)
+}

@@ -1,0 +1,125 @@
+//! The policies: `GET /v1/policies`, `POST /v1/policies/evaluate`, `GET /v1/policies/ropa`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use cdp_engine::EvaluateSubject;
+use cdp_policy::{Action, CallerFacts, DecisionRequest, RecipientFacts, SubjectFacts};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::routes::profiles::{as_json, blocking, json_rejection, parse_id};
+use crate::{ApiError, AppState, ErrorCode};
+
+const POLICY_READERS: &[&str] = &["admin", "dpo", "auditor"];
+const EVALUATORS: &[&str] = &["admin", "dpo"];
+
+/// The loaded policies: version, jurisdictions with their rules and citations, taxonomy,
+/// field map and roles.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(POLICY_READERS)?;
+    let policies = state.engine.policies();
+    as_json(serde_json::json!({
+        "version": policies.version,
+        "origin": policies.origin,
+        "jurisdictions": policies.jurisdictions,
+        "taxonomy": {
+            "data_categories": policies.taxonomy.data_categories,
+            "purposes": policies.taxonomy.purposes,
+            "consent_categories": policies.taxonomy.consent_categories,
+        },
+        "fields": policies.fields.fields,
+        "roles": policies.roles.roles,
+    }))
+}
+
+/// A hypothetical request: exactly one of `subject` (facts) or `profile_id` (a real person,
+/// whose facts are read; the evaluation is audited).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EvaluateBody {
+    /// read, audience, export or publish.
+    #[schema(value_type = String)]
+    action: Action,
+    purpose: String,
+    /// Roles and token purposes to check; absent: not checked.
+    #[schema(value_type = Option<Object>)]
+    caller: Option<CallerFacts>,
+    #[schema(value_type = Option<Object>)]
+    recipient: Option<RecipientFacts>,
+    #[serde(default)]
+    fields: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    subject: Option<SubjectFacts>,
+    profile_id: Option<String>,
+}
+
+/// Dry run for the DPO: the decision, its obligations and its reasons with citations.
+#[utoipa::path(post, path = "/v1/policies/evaluate", tag = "policies", security(("bearer" = [])),
+    request_body = EvaluateBody,
+    responses((status = 200, description = "The decision (allow or deny alike).", body = Object),
+        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn evaluate(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<EvaluateBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(EVALUATORS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let subject = match (body.subject, body.profile_id) {
+        (Some(facts), None) => EvaluateSubject::Facts(facts),
+        (None, Some(id)) => EvaluateSubject::Profile(parse_id(&id)?),
+        (None, None) => EvaluateSubject::Facts(SubjectFacts::default()),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "give subject facts or a profile_id, not both",
+            ));
+        }
+    };
+    let request = DecisionRequest {
+        action: body.action,
+        purpose: body.purpose,
+        caller: body.caller,
+        recipient: body.recipient,
+        fields: body.fields,
+    };
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (decision, facts) =
+        blocking(move || engine.evaluate(&request, subject, &actor)).await?;
+    // Facts of a real person are summarised, never returned whole (they hold consent records).
+    as_json(serde_json::json!({
+        "decision": decision,
+        "subject": {
+            "residency": facts.residency,
+            "regions": facts.regions,
+            "age": facts.age,
+            "restricted": facts.restricted,
+            "consent_records": facts.consents.len(),
+        },
+    }))
+}
+
+/// The record of processing activities (GDPR Art 30, PIPL), markdown, from the policies and
+/// the registered recipients.
+#[utoipa::path(get, path = "/v1/policies/ropa", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"markdown\": ...}`", body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn ropa(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(POLICY_READERS)?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    // Recipients are registered by the export issue; until then the record lists none.
+    let markdown = state.engine.policies().ropa(&[], &now);
+    as_json(serde_json::json!({ "markdown": markdown }))
+}
