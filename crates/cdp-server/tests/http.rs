@@ -15,6 +15,8 @@ use tower::ServiceExt;
 
 #[path = "http/ingest.rs"]
 mod ingest;
+#[path = "http/policy.rs"]
+mod policy;
 #[path = "http/tokens.rs"]
 mod tokens;
 
