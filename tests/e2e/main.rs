@@ -12,6 +12,7 @@ mod durability;
 mod import;
 mod ingest;
 mod keys;
+mod policy;
 mod sdk;
 mod serve;
 mod tidy;

@@ -101,12 +101,13 @@ fn run_sdk(sdk: &str) {
         Some(user.as_str())
     );
     let profile = server
-        .get_with(&format!("/v1/profiles/{user}"), &admin)
+        .get_with(&format!("/v1/profiles/{user}?purpose=essential.service"), &admin)
         .json();
     assert_eq!(profile["event_count"], 4, "{profile}");
-    assert_eq!(profile["traits"]["name"]["value"], "李娜");
+    // A CN source: names are masked for display (GB/T 35273 7.2).
+    assert_eq!(profile["traits"]["name"]["value"], "李*");
     let events = server
-        .get_with(&format!("/v1/profiles/{user}/events"), &admin)
+        .get_with(&format!("/v1/profiles/{user}/events?purpose=essential.service"), &admin)
         .json();
     let kinds: Vec<&str> = events["events"]
         .as_array()

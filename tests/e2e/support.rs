@@ -188,7 +188,10 @@ impl Server {
     /// The profile id an identifier resolves to, over the management API.
     pub fn profile_of(&self, token: &str, kind: &str, value: &str) -> Option<String> {
         let response = self.get_with(
-            &format!("/v1/profiles/lookup?type={kind}&value={}", encode(value)),
+            &format!(
+                "/v1/profiles/lookup?type={kind}&value={}&purpose=essential.service",
+                encode(value)
+            ),
             token,
         );
         match response.status {

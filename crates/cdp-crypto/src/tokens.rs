@@ -126,15 +126,35 @@ impl TokenKey {
 
     /// Creates a new EdDSA token key file (mode 0600); refuses to overwrite.
     pub fn create_file(path: &Path) -> Result<Self, KeyringError> {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 =
-            Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| crate::CryptoError::RandomFailed)?;
+        Self::create_file_with(path, TokenAlgorithm::EdDSA, DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+    }
+
+    /// Creates a new key file (never overwrites): an Ed25519 key pair, or a random 256-bit
+    /// HS256 secret to share with another token issuer.
+    pub fn create_file_with(
+        path: &Path,
+        algorithm: TokenAlgorithm,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, KeyringError> {
+        let secret = match algorithm {
+            TokenAlgorithm::EdDSA => {
+                let rng = ring::rand::SystemRandom::new();
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+                    .map_err(|_| crate::CryptoError::RandomFailed)?;
+                Zeroizing::new(BASE64.encode(pkcs8.as_ref()))
+            }
+            TokenAlgorithm::HS256 => {
+                let bytes = Zeroizing::new(crate::random_bytes::<32>()?);
+                Zeroizing::new(BASE64.encode(bytes.as_ref()))
+            }
+        };
         let file = TokenKeyFile {
             format: FORMAT.into(),
-            algorithm: TokenAlgorithm::EdDSA,
-            issuer: DEFAULT_ISSUER.into(),
-            audience: DEFAULT_AUDIENCE.into(),
-            secret: Zeroizing::new(BASE64.encode(pkcs8.as_ref())),
+            algorithm,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            secret,
         };
         let text = Zeroizing::new(format!(
             "# cdp token key: signs management-API tokens (`cdp token issue`). SECRET, mode 0600.\n{}",

@@ -12,6 +12,28 @@ use clap::{Args, Subcommand};
 pub enum TokenCommand {
     /// Print a signed token for an operator or a service.
     Issue(IssueArgs),
+    /// Create a token key file (`serve` creates an EdDSA one on first start; use this for
+    /// HS256, shared with another token issuer, and point `token_key_file` in the config at it).
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the key file (never overwritten; mode 0600).
+    #[arg(long)]
+    token_key_file: PathBuf,
+    #[arg(long, value_enum, default_value = "eddsa")]
+    algorithm: AlgorithmArg,
+    #[arg(long, default_value = cdp_crypto::DEFAULT_ISSUER)]
+    issuer: String,
+    #[arg(long, default_value = cdp_crypto::DEFAULT_AUDIENCE)]
+    audience: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AlgorithmArg {
+    Eddsa,
+    Hs256,
 }
 
 #[derive(Debug, Args)]
@@ -25,9 +47,13 @@ pub struct IssueArgs {
     /// Role(s): admin, dpo, marketer, analyst, customer_service, auditor.
     #[arg(long = "role", required = true)]
     roles: Vec<String>,
-    /// Purpose(s) the holder may state when reading personal data.
+    /// Purpose(s) the holder may state when reading personal data (narrows what the roles
+    /// allow; default: whatever they allow).
     #[arg(long = "purpose")]
     purposes: Vec<String>,
+    /// Policy directory whose taxonomy the purposes are checked against (default built-in).
+    #[arg(long, env = "CDP_POLICIES")]
+    policies: Option<PathBuf>,
     /// Who the token is for; recorded with every request it makes.
     #[arg(long, default_value = "operator")]
     subject: String,
@@ -46,7 +72,41 @@ pub fn token_key_path(data_dir: Option<PathBuf>, explicit: Option<PathBuf>) -> P
 #[allow(clippy::print_stdout)]
 pub fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {
+        TokenCommand::Init(args) => {
+            let algorithm = match args.algorithm {
+                AlgorithmArg::Eddsa => cdp_crypto::TokenAlgorithm::EdDSA,
+                AlgorithmArg::Hs256 => cdp_crypto::TokenAlgorithm::HS256,
+            };
+            if let Some(parent) = args.token_key_file.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            TokenKey::create_file_with(&args.token_key_file, algorithm, &args.issuer, &args.audience)
+                .with_context(|| format!("cannot create {}", args.token_key_file.display()))?;
+            println!(
+                "created {} ({:?}); set token_key_file in the config to use it",
+                args.token_key_file.display(),
+                algorithm
+            );
+            Ok(())
+        }
         TokenCommand::Issue(args) => {
+            let policies = crate::policy::load(args.policies.as_deref())?;
+            for purpose in &args.purposes {
+                anyhow::ensure!(
+                    purpose == "*" || policies.taxonomy.purposes.contains_key(purpose),
+                    "unknown purpose {purpose:?}; purposes are {}",
+                    policies
+                        .taxonomy
+                        .purposes
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             for role in &args.roles {
                 anyhow::ensure!(
                     cdp_server::ROLES.contains(&role.as_str()),
