@@ -56,7 +56,10 @@ fn every_acknowledged_message_survives_sigkill() {
             .profile_of(&admin, "user_id", &format!("kill-{batch}"))
             .unwrap_or_else(|| panic!("acknowledged batch {batch} is missing after SIGKILL"));
         let events = server
-            .get_with(&format!("/v1/profiles/{profile}/events?purpose=essential.service"), &admin)
+            .get_with(
+                &format!("/v1/profiles/{profile}/events?purpose=essential.service"),
+                &admin,
+            )
             .json();
         let ids: Vec<&str> = events["events"]
             .as_array()

@@ -71,7 +71,10 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
         Some(wang.as_str())
     );
     let profile = server
-        .get_with(&format!("/v1/profiles/{wang}?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{wang}?purpose=essential.service"),
+            &admin,
+        )
         .json();
     // A CN source: names are masked for display (GB/T 35273 7.2).
     assert_eq!(profile["traits"]["name"]["value"], "王*");
@@ -81,7 +84,10 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
     let again = import(&csv, &maps);
     assert!(again.contains("0 imported, 3 already imported"), "{again}");
     let profile = server
-        .get_with(&format!("/v1/profiles/{wang}?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{wang}?purpose=essential.service"),
+            &admin,
+        )
         .json();
     assert_eq!(profile["event_count"], 1);
 
@@ -108,7 +114,10 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
     );
     assert_eq!(
         server
-            .get_with(&format!("/v1/profiles/{wang}?purpose=essential.service"), &admin)
+            .get_with(
+                &format!("/v1/profiles/{wang}?purpose=essential.service"),
+                &admin
+            )
             .json()["event_count"],
         2
     );

@@ -42,7 +42,10 @@ fn events_from_two_channels_become_one_profile_and_can_be_split() {
         Some(by_email.as_str())
     );
     let profile = server
-        .get_with(&format!("/v1/profiles/{by_email}?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{by_email}?purpose=essential.service"),
+            &admin,
+        )
         .json();
     assert_eq!(profile["event_count"], 3);
     assert_eq!(profile["channels"]["pos"]["events"], 1);
@@ -52,7 +55,10 @@ fn events_from_two_channels_become_one_profile_and_can_be_split() {
 
     // Why is this one person?
     let identity = server
-        .get_with(&format!("/v1/profiles/{by_email}/identity?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{by_email}/identity?purpose=essential.service"),
+            &admin,
+        )
         .json();
     let edges = identity["edges"].as_array().unwrap();
     assert!(
@@ -70,7 +76,10 @@ fn events_from_two_channels_become_one_profile_and_can_be_split() {
     );
     assert_eq!(split.status, 200, "{}", split.text());
     let after = server
-        .get_with(&format!("/v1/profiles/{by_email}/identity?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{by_email}/identity?purpose=essential.service"),
+            &admin,
+        )
         .json();
     assert!(
         after["identifiers"]
@@ -92,13 +101,19 @@ fn events_from_two_channels_become_one_profile_and_can_be_split() {
     let marketer = server.token(dir.path(), &["marketer"]);
     assert_eq!(
         server
-            .get_with(&format!("/v1/profiles/{by_email}?purpose=essential.service"), &marketer)
+            .get_with(
+                &format!("/v1/profiles/{by_email}?purpose=essential.service"),
+                &marketer
+            )
             .status,
         403
     );
     assert_eq!(
         server
-            .get_with("/v1/profiles/p_00000000000000000000000000000000?purpose=essential.service", &admin)
+            .get_with(
+                "/v1/profiles/p_00000000000000000000000000000000?purpose=essential.service",
+                &admin
+            )
             .status,
         404
     );

@@ -27,7 +27,10 @@ fn policy_check_validates_and_runs_the_golden_cases() {
     let output = run(cdp().args(["policy", "check", "--dir"]).arg(policies_dir()));
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
-    assert!(stdout.contains("valid (2 jurisdictions: gdpr, pipl"), "{stdout}");
+    assert!(
+        stdout.contains("valid (2 jurisdictions: gdpr, pipl"),
+        "{stdout}"
+    );
     assert!(stdout.contains(", 0 failed"), "{stdout}");
 
     // A PIPL purpose on legitimate interest is refused with file, line and rule.
@@ -62,7 +65,11 @@ fn policy_check_validates_and_runs_the_golden_cases() {
     let golden = std::fs::read_to_string(&cases).unwrap();
     std::fs::write(
         &cases,
-        golden.replacen("expect: {decision: deny, cite: [PIPL-13], rules: [pipl.purposes.marketing]}", "expect: {decision: allow}", 1),
+        golden.replacen(
+            "expect: {decision: deny, cite: [PIPL-13], rules: [pipl.purposes.marketing]}",
+            "expect: {decision: allow}",
+            1,
+        ),
     )
     .unwrap();
     let output = run(cdp().args(["policy", "check", "--dir"]).arg(&copy));
@@ -101,7 +108,12 @@ fn audited_data_dir() -> (tempfile::TempDir, u64) {
     );
     assert_eq!(response.status, 200, "{}", response.text());
     let id = server.profile_of(&admin, "user_id", "u-audit").unwrap();
-    for purpose in ["customer_service", "marketing.email", "analytics", "essential.service"] {
+    for purpose in [
+        "customer_service",
+        "marketing.email",
+        "analytics",
+        "essential.service",
+    ] {
         server.get_with(&format!("/v1/profiles/{id}?purpose={purpose}"), &admin);
     }
     let auditor = server.token(dir.path(), &["auditor"]);
@@ -120,6 +132,9 @@ fn verify(dir: &Path) -> (bool, String) {
         format!("{}{}", text(&output.stdout), text(&output.stderr)),
     )
 }
+
+/// An edit of the store behind the server's back.
+type Tamper = dyn FnOnce(&SledStore, &mut WriteBatch);
 
 fn tamper(dir: &Path, edit: impl FnOnce(&SledStore, &mut WriteBatch)) {
     let store = SledStore::open(&DataDir::new(dir), &SledStoreOptions::default()).unwrap();
@@ -142,7 +157,7 @@ fn audit_verify_detects_changed_removed_reordered_and_cut_entries() {
     assert!(ok, "{output}");
     assert!(output.contains("\"ok\": true"), "{output}");
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&SledStore, &mut WriteBatch)>, String)> = vec![
+    let cases: Vec<(&str, Box<Tamper>, String)> = vec![
         (
             "changed",
             Box::new(|store, batch| {
@@ -184,7 +199,10 @@ fn audit_verify_detects_changed_removed_reordered_and_cut_entries() {
         tamper(&target, edit);
         let (ok, output) = verify(&target);
         assert!(!ok, "{label}: verify passed:\n{output}");
-        assert!(output.contains(&expected), "{label}: expected {expected:?} in:\n{output}");
+        assert!(
+            output.contains(&expected),
+            "{label}: expected {expected:?} in:\n{output}"
+        );
     }
 }
 
@@ -211,7 +229,9 @@ fn hs256_token_keys_are_configurable() {
     let server = Server::start(&data, &["--config", config.to_str().unwrap()], &[]).unwrap();
     let issue = |roles: &[&str], purposes: &[&str]| {
         let mut command = cdp();
-        command.args(["token", "issue", "--token-key-file"]).arg(&key_file);
+        command
+            .args(["token", "issue", "--token-key-file"])
+            .arg(&key_file);
         for role in roles {
             command.args(["--role", role]);
         }
@@ -232,7 +252,13 @@ fn hs256_token_keys_are_configurable() {
     assert_eq!(server.get_with("/v1/sources", &token).status, 200);
     // Another key's tokens (an EdDSA key here) are refused.
     let other = dir.path().join("other.key");
-    assert!(run(cdp().args(["token", "init", "--token-key-file"]).arg(&other)).status.success());
+    assert!(
+        run(cdp()
+            .args(["token", "init", "--token-key-file"])
+            .arg(&other))
+        .status
+        .success()
+    );
     let output = run(cdp()
         .args(["token", "issue", "--role", "admin", "--token-key-file"])
         .arg(&other));

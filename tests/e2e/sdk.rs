@@ -101,13 +101,19 @@ fn run_sdk(sdk: &str) {
         Some(user.as_str())
     );
     let profile = server
-        .get_with(&format!("/v1/profiles/{user}?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{user}?purpose=essential.service"),
+            &admin,
+        )
         .json();
     assert_eq!(profile["event_count"], 4, "{profile}");
     // A CN source: names are masked for display (GB/T 35273 7.2).
     assert_eq!(profile["traits"]["name"]["value"], "李*");
     let events = server
-        .get_with(&format!("/v1/profiles/{user}/events?purpose=essential.service"), &admin)
+        .get_with(
+            &format!("/v1/profiles/{user}/events?purpose=essential.service"),
+            &admin,
+        )
         .json();
     let kinds: Vec<&str> = events["events"]
         .as_array()

@@ -126,7 +126,12 @@ impl TokenKey {
 
     /// Creates a new EdDSA token key file (mode 0600); refuses to overwrite.
     pub fn create_file(path: &Path) -> Result<Self, KeyringError> {
-        Self::create_file_with(path, TokenAlgorithm::EdDSA, DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+        Self::create_file_with(
+            path,
+            TokenAlgorithm::EdDSA,
+            DEFAULT_ISSUER,
+            DEFAULT_AUDIENCE,
+        )
     }
 
     /// Creates a new key file (never overwrites): an Ed25519 key pair, or a random 256-bit

@@ -152,7 +152,7 @@ impl Engine {
             regions: regions.into_iter().collect(),
             age: age_from(&record.traits, OffsetDateTime::now_utc()),
             restricted: false,
-            consents: consents.iter().map(ConsentRecord::fact).collect(),
+            consents: consents.iter().filter_map(ConsentRecord::fact).collect(),
         })
     }
 
@@ -253,7 +253,9 @@ impl Engine {
             match shown(obligation(&field), &Value::String(entry.value.clone())) {
                 Some(value) => identifiers.push(IdentifierView {
                     kind: entry.kind.clone(),
-                    value: value.as_str().map_or_else(|| value.to_string(), str::to_string),
+                    value: value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_string),
                     source_id: entry.source_id.clone(),
                     channel: entry.channel,
                     field: entry.field.clone(),
@@ -481,7 +483,10 @@ mod tests {
             first_seen: now,
         };
         let mut traits = BTreeMap::new();
-        traits.insert("birthday".into(), trait_of(Value::String("2014-06-02".into())));
+        traits.insert(
+            "birthday".into(),
+            trait_of(Value::String("2014-06-02".into())),
+        );
         assert_eq!(age_from(&traits, now), Some(11));
         traits.insert("age".into(), trait_of(serde_json::json!(30)));
         assert_eq!(age_from(&traits, now), Some(30));

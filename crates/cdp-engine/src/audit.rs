@@ -237,7 +237,11 @@ impl Engine {
             };
             let seq = u64::from_be_bytes(bytes);
             if seq != expected {
-                let kind = if seq > expected { "missing" } else { "reordered" };
+                let kind = if seq > expected {
+                    "missing"
+                } else {
+                    "reordered"
+                };
                 return fail(
                     expected,
                     kind,

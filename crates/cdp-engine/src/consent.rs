@@ -82,11 +82,19 @@ pub struct ConsentRecord {
     pub recorded_at: OffsetDateTime,
     /// Token subject, or `ingest:<source id>`.
     pub recorded_by: String,
+    /// The origin identifier was split off this person and belongs to nobody: the record
+    /// stays as evidence, a grant in it no longer counts, a refusal still does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
 }
 
 impl ConsentRecord {
-    pub fn fact(&self) -> ConsentFact {
-        ConsentFact {
+    /// The record as the policy engine counts it (`None`: it does not count).
+    pub fn fact(&self) -> Option<ConsentFact> {
+        if self.detached && self.status == ConsentStatus::Granted {
+            return None;
+        }
+        Some(ConsentFact {
             purpose: self.purpose.clone(),
             status: self.status,
             recipient: self.recipient.clone(),
@@ -95,7 +103,7 @@ impl ConsentRecord {
             notice_version: self.notice_version.clone(),
             origin: self.origin.label(),
             at: self.at,
-        }
+        })
     }
 }
 
@@ -303,7 +311,7 @@ impl Engine {
                 candidates.push((priority, *key, identifier.kind.clone()));
             }
         }
-        candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        candidates.sort_by_key(|c| (c.0, c.1));
         let Some((_, node, kind)) = candidates.into_iter().next() else {
             // None of the message's identifiers is the person's (merge protection dropped
             // them all): the signal cannot be attributed to anyone's consent.
@@ -347,6 +355,7 @@ impl Engine {
                         at,
                         recorded_at: now,
                         recorded_by: format!("ingest:{}", source.id),
+                        detached: false,
                     },
                 ));
             }
@@ -359,7 +368,12 @@ impl Engine {
 
     /// Checks a consent input against the taxonomy and the limits.
     fn validate_consent(&self, input: &ConsentInput) -> Result<(), EngineError> {
-        if !self.policies().taxonomy.purposes.contains_key(&input.purpose) {
+        if !self
+            .policies()
+            .taxonomy
+            .purposes
+            .contains_key(&input.purpose)
+        {
             return Err(EngineError::InvalidRequest(format!(
                 "purpose {:?} is not a purpose of the taxonomy",
                 input.purpose
@@ -416,9 +430,7 @@ impl Engine {
             } => {
                 let (profile, node) = self
                     .node_of_identifier(kind, value, region.as_deref())?
-                    .ok_or_else(|| {
-                        EngineError::NotFound(format!("a profile with that {kind}"))
-                    })?;
+                    .ok_or_else(|| EngineError::NotFound(format!("a profile with that {kind}")))?;
                 (
                     profile,
                     ConsentOrigin::Identifier {
@@ -451,10 +463,11 @@ impl Engine {
             at: input.at.unwrap_or(now).min(now),
             recorded_at: now,
             recorded_by: actor.to_string(),
+            detached: false,
         };
         let mut history = self.consent_records(&profile)?;
         history.push(record.clone());
-        let facts: Vec<ConsentFact> = history.iter().map(ConsentRecord::fact).collect();
+        let facts: Vec<ConsentFact> = history.iter().filter_map(ConsentRecord::fact).collect();
         let state = cdp_policy::consent::resolve(
             &facts,
             cdp_policy::ConsentQuery {
@@ -504,7 +517,10 @@ impl Engine {
             return Ok(Vec::new());
         };
         let mut records = Vec::new();
-        for item in self.store().scan_prefix(Keyspace::Consents, profile.as_bytes()) {
+        for item in self
+            .store()
+            .scan_prefix(Keyspace::Consents, profile.as_bytes())
+        {
             let (ledger_key, sealed) = item?;
             records.push(self.open_person::<ConsentRecord>(
                 &key,
@@ -523,7 +539,7 @@ impl Engine {
         profile: ProfileId,
         history: Vec<ConsentRecord>,
     ) -> ConsentsView {
-        let facts: Vec<ConsentFact> = history.iter().map(ConsentRecord::fact).collect();
+        let facts: Vec<ConsentFact> = history.iter().filter_map(ConsentRecord::fact).collect();
         let current = self
             .policies()
             .taxonomy

@@ -12,8 +12,8 @@ use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 use time::OffsetDateTime;
 
 use crate::apply::Changes;
-use crate::consent::{ConsentOrigin, ConsentRecord, ConsentSignal, consent_key, key_suffix};
 use crate::cache::{RecordCache, Staged};
+use crate::consent::{ConsentOrigin, ConsentRecord, ConsentSignal, consent_key, key_suffix};
 use crate::graph_store::StoreGraph;
 use crate::records::{
     ChannelSummary, DroppedNode, EvidenceId, EvidenceRecord, GraphEvidence, GraphNode,
@@ -555,10 +555,7 @@ impl Engine {
                 events.push((event_key_suffix(&event_key_bytes).to_vec(), stored));
                 changes.deleted_events.insert(event_key_bytes);
             }
-            for (ledger_key, sealed) in graph
-                .view
-                .scan_prefix(Keyspace::Consents, id.as_bytes())?
-            {
+            for (ledger_key, sealed) in graph.view.scan_prefix(Keyspace::Consents, id.as_bytes())? {
                 let record: ConsentRecord =
                     self.open_person(&key, Keyspace::Consents, &ledger_key, &sealed)?;
                 let suffix = key_suffix(&ledger_key)
@@ -738,9 +735,14 @@ impl Engine {
         }
         // Consent records follow their identifier; decisions about the whole person stay with
         // the person's id (or its heir).
-        for (old_id, suffix, record) in consents {
+        for (old_id, suffix, mut record) in consents {
             let by_identifier = match &record.origin {
-                ConsentOrigin::Identifier { node, .. } => node_group.get(node).copied(),
+                ConsentOrigin::Identifier { node, .. } => {
+                    let owner = node_group.get(node).copied();
+                    // Its identifier is nobody's now: kept as evidence, no longer a grant.
+                    record.detached = owner.is_none();
+                    owner
+                }
                 ConsentOrigin::Profile => None,
             };
             let owner = by_identifier

@@ -493,3 +493,120 @@ fn windowed_limits_through_the_store() {
         "after 7 days a new device may join"
     );
 }
+
+#[test]
+fn consent_records_follow_their_identifier_through_a_split() {
+    use cdp_engine::{Access, ConsentInput, ConsentSubject};
+    use cdp_policy::{CallerFacts, ConsentStatus};
+    let h = harness();
+    let web = source(&h.engine, "web", Channel::Web, Some("CN"));
+    send(
+        &h.engine,
+        &web,
+        json!([{"type": "identify", "userId": "u-s", "messageId": "s1",
+                "traits": {"email": "s@example.cn", "phone": "13700001111"}}]),
+    );
+    let person = lookup(&h.engine, IdentifierType::UserId, "u-s").unwrap();
+    let record = |subject: ConsentSubject, purpose: &str| {
+        let (_, ticket) = h
+            .engine
+            .record_consent(
+                ConsentInput {
+                    subject,
+                    purpose: purpose.into(),
+                    status: ConsentStatus::Granted,
+                    legal_basis: None,
+                    notice_version: Some("2026-01".into()),
+                    source: "test".into(),
+                    channel: None,
+                    recipient: None,
+                    separate: false,
+                    guardian: false,
+                    evidence: json!({"test": true}),
+                    at: None,
+                },
+                "tester",
+            )
+            .unwrap();
+        ticket.wait_durable().unwrap();
+    };
+    record(
+        ConsentSubject::Identifier {
+            kind: IdentifierType::Phone,
+            value: "13700001111".into(),
+            region: Some("CN".into()),
+        },
+        "marketing.sms",
+    );
+    record(
+        ConsentSubject::Identifier {
+            kind: IdentifierType::Email,
+            value: "s@example.cn".into(),
+            region: None,
+        },
+        "marketing.email",
+    );
+    record(ConsentSubject::Profile(person), "analytics");
+    let access = Access {
+        actor: "tester".into(),
+        caller: CallerFacts {
+            roles: vec!["dpo".into()],
+            purposes: Vec::new(),
+        },
+        purpose: Some("customer_service".into()),
+    };
+    let purposes_of = |id: ProfileId| -> Vec<String> {
+        let view = h.engine.read_consents(id, &access).unwrap().unwrap();
+        let mut purposes: Vec<String> = view
+            .history
+            .iter()
+            .map(|r| r["purpose"].as_str().unwrap().to_string())
+            .collect();
+        purposes.sort();
+        purposes
+    };
+    assert_eq!(
+        purposes_of(person),
+        ["analytics", "marketing.email", "marketing.sms"]
+    );
+    let (_, ticket) = h
+        .engine
+        .split(
+            person,
+            &SplitRequest::Identifier {
+                kind: IdentifierType::Phone,
+                value: "+8613700001111".into(),
+            },
+        )
+        .unwrap();
+    if let Some(ticket) = ticket {
+        ticket.wait_durable().unwrap();
+    }
+    let phone_person = h
+        .engine
+        .profile_of_identifier(&IdentifierType::Phone, "+8613700001111", None)
+        .unwrap();
+    let survivor = lookup(&h.engine, IdentifierType::UserId, "u-s").unwrap();
+    assert_eq!(survivor, person);
+    // The phone only ever came with the others: it belongs to nobody now. Its record stays
+    // with the person as evidence, detached: the grant no longer counts for them.
+    assert_eq!(phone_person, None);
+    let view = h.engine.read_consents(survivor, &access).unwrap().unwrap();
+    let sms = view
+        .history
+        .iter()
+        .find(|r| r["purpose"] == "marketing.sms")
+        .unwrap();
+    assert_eq!(sms["detached"], true);
+    let state = |purpose: &str| {
+        view.current
+            .iter()
+            .find(|c| c.purpose == purpose)
+            .unwrap()
+            .state
+    };
+    assert_eq!(state("marketing.sms"), cdp_policy::ConsentState::None);
+    assert_eq!(state("marketing.email"), cdp_policy::ConsentState::Granted);
+    let verification = h.engine.verify_audit().unwrap();
+    assert!(verification.ok, "{verification:?}");
+}

@@ -26,9 +26,8 @@ pub enum AuditCommand {
 #[allow(clippy::print_stdout)]
 pub fn run(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify { data_dir, key_file } = command;
-    let data_dir = DataDir::new(
-        data_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)),
-    );
+    let data_dir =
+        DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)));
     if !data_dir.store_dir().exists() {
         bail!("{} holds no store", data_dir.root().display());
     }

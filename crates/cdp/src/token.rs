@@ -83,8 +83,13 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            TokenKey::create_file_with(&args.token_key_file, algorithm, &args.issuer, &args.audience)
-                .with_context(|| format!("cannot create {}", args.token_key_file.display()))?;
+            TokenKey::create_file_with(
+                &args.token_key_file,
+                algorithm,
+                &args.issuer,
+                &args.audience,
+            )
+            .with_context(|| format!("cannot create {}", args.token_key_file.display()))?;
             println!(
                 "created {} ({:?}); set token_key_file in the config to use it",
                 args.token_key_file.display(),

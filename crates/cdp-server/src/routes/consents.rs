@@ -75,11 +75,18 @@ pub(crate) async fn record(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(RECORDERS)?;
     let Json(body) = body.map_err(json_rejection)?;
-    let subject = match (body.subject.profile_id, body.subject.kind, body.subject.value) {
+    let subject = match (
+        body.subject.profile_id,
+        body.subject.kind,
+        body.subject.value,
+    ) {
         (Some(id), None, None) => ConsentSubject::Profile(parse_id(&id)?),
         (None, Some(kind), Some(value)) => ConsentSubject::Identifier {
             kind: kind.parse::<IdentifierType>().map_err(|_| {
-                ApiError::new(ErrorCode::BadRequest, "subject.type is not an identifier type")
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "subject.type is not an identifier type",
+                )
             })?,
             value,
             region: body.subject.region,

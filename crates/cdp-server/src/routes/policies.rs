@@ -1,8 +1,8 @@
 //! The policies: `GET /v1/policies`, `POST /v1/policies/evaluate`, `GET /v1/policies/ropa`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use cdp_engine::EvaluateSubject;
 use cdp_policy::{Action, CallerFacts, DecisionRequest, RecipientFacts, SubjectFacts};
 use serde::Deserialize;
@@ -92,8 +92,7 @@ pub(crate) async fn evaluate(
     };
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
-    let (decision, facts) =
-        blocking(move || engine.evaluate(&request, subject, &actor)).await?;
+    let (decision, facts) = blocking(move || engine.evaluate(&request, subject, &actor)).await?;
     // Facts of a real person are summarised, never returned whole (they hold consent records).
     as_json(serde_json::json!({
         "decision": decision,

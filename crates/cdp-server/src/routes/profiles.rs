@@ -144,7 +144,8 @@ pub(crate) async fn identity(
     let (view, policy) = blocking(move || engine.read_identity(id, &access))
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
-    let mut answer = serde_json::to_value(view).map_err(|_| ApiError::from_code(ErrorCode::Internal))?;
+    let mut answer =
+        serde_json::to_value(view).map_err(|_| ApiError::from_code(ErrorCode::Internal))?;
     answer["policy"] = serde_json::to_value(policy).unwrap_or_default();
     Ok(Json(answer))
 }

@@ -15,7 +15,10 @@ fn token_with(roles: &[&str], purposes: &[&str]) -> String {
     key.issue(
         "agent-7",
         &roles.iter().map(|r| (*r).to_string()).collect::<Vec<_>>(),
-        &purposes.iter().map(|p| (*p).to_string()).collect::<Vec<_>>(),
+        &purposes
+            .iter()
+            .map(|p| (*p).to_string())
+            .collect::<Vec<_>>(),
         time::OffsetDateTime::now_utc().unix_timestamp(),
         600,
     )
@@ -44,8 +47,14 @@ async fn send(h: &Harness, key: &str, body: Value, gpc: bool) {
     if gpc {
         request = request.header("sec-gpc", "1");
     }
-    let (status, _, answer) = call(&h.app, request.body(Body::from(body.to_string())).unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer));
+    let (status, _, answer) =
+        call(&h.app, request.body(Body::from(body.to_string())).unwrap()).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 async fn get_json(h: &Harness, path: &str, token: &str) -> (StatusCode, Value) {
@@ -70,7 +79,10 @@ async fn post_json(h: &Harness, path: &str, token: &str, body: Value) -> (Status
             .unwrap(),
     )
     .await;
-    (status, serde_json::from_slice(&answer).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&answer).unwrap_or(Value::Null),
+    )
 }
 
 fn cites(error: &Value) -> Vec<String> {
@@ -124,8 +136,12 @@ async fn reads_need_a_purpose_are_masked_and_follow_consent() {
     assert_eq!(body["error"]["code"], "purpose_required");
 
     // Customer service sees masked contact data (GB/T 35273 7.2).
-    let (status, body) =
-        get_json(&h, &format!("/v1/profiles/{id}?purpose=customer_service"), &service).await;
+    let (status, body) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=customer_service"),
+        &service,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let identifiers = body["identifiers"].as_array().unwrap();
     let value_of = |kind: &str| {
@@ -139,29 +155,46 @@ async fn reads_need_a_purpose_are_masked_and_follow_consent() {
     assert_eq!(body["traits"]["firstName"]["value"], "张*");
     assert_eq!(body["traits"]["birthday"]["value"], "1990");
     assert_eq!(body["traits"]["phone"]["value"], "138****1234");
-    assert!(body["traits"].get("favourite_colour").is_none(), "unclassified field shown");
+    assert!(
+        body["traits"].get("favourite_colour").is_none(),
+        "unclassified field shown"
+    );
     assert!(
         body["policy"]["withheld"]
             .as_array()
             .unwrap()
             .contains(&json!("traits.favourite_colour"))
     );
-    assert_eq!(body["policy"]["obligations"]["identifiers.phone"], "mask:phone");
+    assert_eq!(
+        body["policy"]["obligations"]["identifiers.phone"],
+        "mask:phone"
+    );
     assert_eq!(body["policy"]["jurisdictions"], json!(["pipl"]));
     let text = body.to_string();
-    assert!(!text.contains("13812341234") && !text.contains("Zhang"), "{text}");
+    assert!(
+        !text.contains("13812341234") && !text.contains("Zhang"),
+        "{text}"
+    );
 
     // A marketer may not state customer_service (roles.yaml).
-    let (status, body) =
-        get_json(&h, &format!("/v1/profiles/{id}?purpose=customer_service"), &marketer).await;
+    let (status, body) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=customer_service"),
+        &marketer,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "policy_denied");
     assert_eq!(body["error"]["details"]["reasons"][0]["rule"], "roles");
 
     // A token's purposes claim narrows its role.
     let narrowed = token_with(&["customer_service"], &["essential.service"]);
-    let (status, _) =
-        get_json(&h, &format!("/v1/profiles/{id}?purpose=customer_service"), &narrowed).await;
+    let (status, _) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=customer_service"),
+        &narrowed,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Marketing needs consent in China (PIPL Art 13: no legitimate interest).
@@ -203,15 +236,15 @@ async fn reads_need_a_purpose_are_masked_and_follow_consent() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["history"].as_array().unwrap().len(), 2);
     let current = body["current"].as_array().unwrap();
-    let state_of = |purpose: &str| {
-        current
-            .iter()
-            .find(|c| c["purpose"] == purpose)
-            .unwrap()["state"]
-            .clone()
-    };
+    let state_of =
+        |purpose: &str| current.iter().find(|c| c["purpose"] == purpose).unwrap()["state"].clone();
     assert_eq!(state_of("marketing.email"), "withdrawn");
-    assert!(body["history"][0]["origin"].as_str().unwrap().starts_with("email:"));
+    assert!(
+        body["history"][0]["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("email:")
+    );
     assert!(!body.to_string().contains("zhang.san@example.cn"));
 }
 
@@ -226,7 +259,13 @@ async fn consent_arrives_with_events_and_gpc_objects_to_marketing() {
     };
     send(&h, &key, json!({"batch": [identify("u-9", json!({"address": {"country": "DE"}})), with_preferences("c-1", true)]}), false).await;
     // The same preferences on the next event are not recorded again.
-    send(&h, &key, json!({"batch": [with_preferences("c-2", true)]}), false).await;
+    send(
+        &h,
+        &key,
+        json!({"batch": [with_preferences("c-2", true)]}),
+        false,
+    )
+    .await;
     let id = profile_id(&h, "u-9").await;
     let dpo = token_with(&["dpo"], &[]);
     let consents_path = format!("/v1/profiles/{id}/consents?purpose=customer_service");
@@ -243,7 +282,10 @@ async fn consent_arrives_with_events_and_gpc_objects_to_marketing() {
             .clone()
     };
     assert_eq!(state_of(&body, "analytics"), "granted");
-    assert_eq!(state_of(&body, "marketing.advertising.third_party"), "denied");
+    assert_eq!(
+        state_of(&body, "marketing.advertising.third_party"),
+        "denied"
+    );
 
     // Push marketing rests on legitimate interest in the EU: allowed until the person objects.
     let marketer = token_with(&["marketer"], &[]);
@@ -282,12 +324,21 @@ async fn a_merge_never_turns_a_denial_into_a_grant() {
         {"type": "identify", "anonymousId": "a-2", "messageId": "x2", "traits": {"phone": "13900001111"}},
     ]}), false).await;
     let service = token_with(&["customer_service"], &[]);
-    for (kind, value, status) in [("email", "li@example.cn", "granted"), ("phone", "13900001111", "denied")] {
-        let (code, body) = post_json(&h, "/v1/consents", &service, json!({
-            "subject": {"type": kind, "value": value, "region": "CN"},
-            "purpose": "marketing.sms", "status": status, "notice_version": "2026-01",
-            "source": "app", "evidence": {"screen": "settings"}
-        })).await;
+    for (kind, value, status) in [
+        ("email", "li@example.cn", "granted"),
+        ("phone", "13900001111", "denied"),
+    ] {
+        let (code, body) = post_json(
+            &h,
+            "/v1/consents",
+            &service,
+            json!({
+                "subject": {"type": kind, "value": value, "region": "CN"},
+                "purpose": "marketing.sms", "status": status, "notice_version": "2026-01",
+                "source": "app", "evidence": {"screen": "settings"}
+            }),
+        )
+        .await;
         assert_eq!(code, StatusCode::OK, "{body}");
     }
     // One event carries both: the two profiles merge.
@@ -296,8 +347,12 @@ async fn a_merge_never_turns_a_denial_into_a_grant() {
     ]}), false).await;
     let id = profile_id(&h, "u-li").await;
     let marketer = token_with(&["marketer"], &[]);
-    let (status, body) =
-        get_json(&h, &format!("/v1/profiles/{id}?purpose=marketing.sms"), &marketer).await;
+    let (status, body) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=marketing.sms"),
+        &marketer,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let dpo = token_with(&["dpo"], &[]);
     let (_, body) = get_json(
@@ -313,7 +368,13 @@ async fn a_merge_never_turns_a_denial_into_a_grant() {
 async fn consent_input_errors_are_400_or_404_and_store_nothing() {
     let h = harness();
     let key = source(&h, "CN");
-    send(&h, &key, json!({"batch": [identify("u-2", json!({"email": "w@example.cn"}))]}), false).await;
+    send(
+        &h,
+        &key,
+        json!({"batch": [identify("u-2", json!({"email": "w@example.cn"}))]}),
+        false,
+    )
+    .await;
     let service = token_with(&["customer_service"], &[]);
     let base = json!({"subject": {"type": "email", "value": "w@example.cn"}, "purpose": "marketing.email",
                       "status": "granted", "source": "form", "evidence": {"form": "x"}});
@@ -328,7 +389,8 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
     bad.as_object_mut().unwrap().remove("evidence");
     cases.push((bad, StatusCode::BAD_REQUEST, "invalid_json"));
     let mut bad = base.clone();
-    bad["subject"] = json!({"profile_id": "p_00000000000000000000000000000000", "type": "email", "value": "x"});
+    bad["subject"] =
+        json!({"profile_id": "p_00000000000000000000000000000000", "type": "email", "value": "x"});
     cases.push((bad, StatusCode::BAD_REQUEST, "bad_request"));
     let mut bad = base.clone();
     bad["subject"] = json!({"type": "email", "value": "nobody@example.cn"});
@@ -359,12 +421,28 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
 async fn every_read_is_audited_and_the_chain_verifies() {
     let h = harness();
     let key = source(&h, "CN");
-    send(&h, &key, json!({"batch": [identify("u-3", json!({"email": "a3@example.cn"}))]}), false).await;
+    send(
+        &h,
+        &key,
+        json!({"batch": [identify("u-3", json!({"email": "a3@example.cn"}))]}),
+        false,
+    )
+    .await;
     let id = profile_id(&h, "u-3").await;
     let service = token_with(&["customer_service"], &[]);
     let marketer = token_with(&["marketer"], &[]);
-    get_json(&h, &format!("/v1/profiles/{id}?purpose=customer_service"), &service).await;
-    get_json(&h, &format!("/v1/profiles/{id}?purpose=marketing.sms"), &marketer).await;
+    get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=customer_service"),
+        &service,
+    )
+    .await;
+    get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=marketing.sms"),
+        &marketer,
+    )
+    .await;
     let auditor = token_with(&["auditor"], &[]);
     let (status, body) = get_json(&h, "/v1/audit?limit=1000", &auditor).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -379,10 +457,20 @@ async fn every_read_is_audited_and_the_chain_verifies() {
     assert_eq!(reads[1]["purpose"], "customer_service");
     assert_eq!(reads[1]["actor"], "agent-7");
     assert_eq!(reads[2]["decision"], "deny");
-    assert!(reads[2]["rules"].as_array().unwrap().contains(&json!("pipl.purposes.marketing")));
+    assert!(
+        reads[2]["rules"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pipl.purposes.marketing"))
+    );
     let person = reads[1]["person"].as_str().unwrap();
     assert!(person.starts_with("ps_") && !body.to_string().contains(&id));
-    assert!(reads[1]["policy_version"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        reads[1]["policy_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     for pair in entries.windows(2) {
         assert_eq!(pair[1]["prev"], pair[0]["hash"]);
     }
@@ -407,12 +495,29 @@ async fn the_dpo_dry_runs_decisions() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decision"]["decision"], "deny");
     let reasons = body["decision"]["reasons"].as_array().unwrap();
-    assert!(reasons.iter().any(|r| r["rule"] == "pipl.provision" && r["cite"] == json!(["PIPL-23"])), "{body}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r["rule"] == "pipl.provision" && r["cite"] == json!(["PIPL-23"])),
+        "{body}"
+    );
 
-    let (status, body) = post_json(&h, "/v1/policies/evaluate", &dpo, json!({"action": "read", "purpose": "x", "bogus": 1})).await;
+    let (status, body) = post_json(
+        &h,
+        "/v1/policies/evaluate",
+        &dpo,
+        json!({"action": "read", "purpose": "x", "bogus": 1}),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let marketer = token_with(&["marketer"], &[]);
-    let (status, _) = post_json(&h, "/v1/policies/evaluate", &marketer, json!({"action": "read", "purpose": "analytics"})).await;
+    let (status, _) = post_json(
+        &h,
+        "/v1/policies/evaluate",
+        &marketer,
+        json!({"action": "read", "purpose": "analytics"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let (status, body) = get_json(&h, "/v1/policies", &dpo).await;
