@@ -157,7 +157,7 @@ mod tests {
         ));
         let file = ConfigFile::load(path).unwrap();
         assert!(file.listen.is_some() && file.data_dir.is_some() && file.key_file.is_some());
-        assert!(file.token_key_file.is_some());
+        assert!(file.token_key_file.is_some() && file.policies.is_some());
         assert!(
             file.identity.types.len() >= 11
                 && file.identity.default.is_some()
