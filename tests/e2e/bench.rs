@@ -86,3 +86,17 @@ fn demo_generate_writes_channel_files_and_truth() {
         web
     );
 }
+
+#[test]
+fn bench_policy_reports_decision_rates() {
+    let output = run(cdp().args(["bench", "policy", "--decisions", "2000", "--json"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{report}");
+    for result in results {
+        assert!(result["per_second"].as_f64().unwrap() > 0.0, "{report}");
+    }
+    let share = report["allowed_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 1.0, "{report}");
+}
