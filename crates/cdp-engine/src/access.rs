@@ -68,6 +68,14 @@ pub enum EvaluateSubject {
     Profile(ProfileId),
 }
 
+/// A person as a read sees them.
+struct Subject {
+    id: ProfileId,
+    record: ProfileRecord,
+    consents: Vec<ConsentRecord>,
+    facts: SubjectFacts,
+}
+
 fn country_code(text: &str) -> Option<String> {
     let trimmed = text.trim();
     if trimmed.len() == 2 && trimmed.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -156,6 +164,22 @@ impl Engine {
         })
     }
 
+    /// Everything the policies need about the person `id` resolves to.
+    fn subject(&self, id: ProfileId) -> Result<Option<Subject>, EngineError> {
+        let resolved = self.resolve_id(id)?;
+        let Some(record) = self.load_profile(resolved)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&resolved)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        Ok(Some(Subject {
+            id: resolved,
+            record,
+            consents,
+            facts,
+        }))
+    }
+
     /// Decides, audits (durably) and refuses a denial.
     fn decide_audited(
         &self,
@@ -218,12 +242,15 @@ impl Engine {
         access: &Access,
     ) -> Result<Option<ProfileRead>, EngineError> {
         let purpose = Self::purpose_of(access)?;
-        let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        let Some(Subject {
+            id: resolved,
+            record,
+            facts,
+            ..
+        }) = self.subject(id)?
+        else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
-        let facts = self.subject_facts(&record, &consents)?;
         let mut fields: BTreeSet<String> = record
             .identifiers
             .iter()
@@ -323,12 +350,14 @@ impl Engine {
         limit: usize,
     ) -> Result<Option<(Vec<StoredEvent>, PolicyNote)>, EngineError> {
         let purpose = Self::purpose_of(access)?;
-        let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        let Some(Subject {
+            id: resolved,
+            facts,
+            ..
+        }) = self.subject(id)?
+        else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
-        let facts = self.subject_facts(&record, &consents)?;
         let request = DecisionRequest {
             action: Action::Read,
             purpose,
@@ -354,12 +383,15 @@ impl Engine {
         access: &Access,
     ) -> Result<Option<(IdentityView, PolicyNote)>, EngineError> {
         let purpose = Self::purpose_of(access)?;
-        let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        let Some(Subject {
+            id: resolved,
+            record,
+            facts,
+            ..
+        }) = self.subject(id)?
+        else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
-        let facts = self.subject_facts(&record, &consents)?;
         let fields: BTreeSet<String> = record
             .identifiers
             .iter()
@@ -415,12 +447,15 @@ impl Engine {
         access: &Access,
     ) -> Result<Option<ConsentsView>, EngineError> {
         let purpose = Self::purpose_of(access)?;
-        let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        let Some(Subject {
+            id: resolved,
+            consents,
+            facts,
+            ..
+        }) = self.subject(id)?
+        else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
-        let facts = self.subject_facts(&record, &consents)?;
         let request = DecisionRequest {
             action: Action::Read,
             purpose,
@@ -443,12 +478,13 @@ impl Engine {
         match subject {
             EvaluateSubject::Facts(facts) => Ok((self.policies().decide(request, &facts), facts)),
             EvaluateSubject::Profile(id) => {
-                let resolved = self.resolve_id(id)?;
-                let record = self
-                    .load_profile(resolved)?
+                let Subject {
+                    id: resolved,
+                    facts,
+                    ..
+                } = self
+                    .subject(id)?
                     .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
-                let consents = self.consent_records(&resolved)?;
-                let facts = self.subject_facts(&record, &consents)?;
                 let decision = self.policies().decide(request, &facts);
                 self.audit(&[AuditRecord {
                     actor: actor.to_string(),

@@ -205,23 +205,12 @@ fn policy(args: PolicyArgs) -> anyhow::Result<()> {
         "the synthetic subjects should be partly allowed, partly denied"
     );
     if args.json {
-        let entries: Vec<String> = rates
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"name\":\"{}\",\"ops\":{},\"per_second\":{:.0},\"ns_per_op\":{:.1}}}",
-                    r.name,
-                    r.ops,
-                    r.per_second(),
-                    r.nanos()
-                )
-            })
-            .collect();
+        let entries = rates_json(&rates);
         println!(
             "{{\"policy_version\":\"{}\",\"allowed_share\":{:.3},\"results\":[{}]}}",
             policies.version,
             allowed as f64 / args.decisions as f64,
-            entries.join(",")
+            entries
         );
     } else {
         println!(
@@ -260,6 +249,23 @@ impl Rate {
     fn nanos(&self) -> f64 {
         self.elapsed.as_nanos() as f64 / self.ops.max(1) as f64
     }
+}
+
+/// The rates as JSON objects (name, ops, per_second, ns_per_op), joined with commas.
+fn rates_json(rates: &[Rate]) -> String {
+    rates
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"name\":\"{}\",\"ops\":{},\"per_second\":{:.0},\"ns_per_op\":{:.1}}}",
+                r.name,
+                r.ops,
+                r.per_second(),
+                r.nanos()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn measure(name: &'static str, ops: u64, budget: &'static str, mut body: impl FnMut(u64)) -> Rate {
@@ -338,22 +344,10 @@ fn crypto(args: CryptoArgs) -> anyhow::Result<()> {
         "{failures} operations failed during the benchmark"
     );
     if args.json {
-        let entries: Vec<String> = rates
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"name\":\"{}\",\"ops\":{},\"per_second\":{:.0},\"ns_per_op\":{:.1}}}",
-                    r.name,
-                    r.ops,
-                    r.per_second(),
-                    r.nanos()
-                )
-            })
-            .collect();
+        let entries = rates_json(&rates);
         println!(
             "{{\"record_bytes\":{},\"results\":[{}]}}",
-            args.record_bytes,
-            entries.join(",")
+            args.record_bytes, entries
         );
     } else {
         println!(
