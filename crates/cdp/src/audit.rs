@@ -33,7 +33,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
     }
     let keyring = Arc::new(keyring_for_serve(key_file.as_deref(), &data_dir)?);
     let sled = SledStore::open(&data_dir, &SledStoreOptions::default())
-        .context("cannot open the store (is `cdp serve` still running on it?)")?;
+        .context("cannot open the store")?;
     let store: Arc<dyn Store> = sled;
     let vault = Arc::new(Vault::open(store, keyring, &data_dir).context("cannot open the store")?);
     let engine = cdp_engine::Engine::new(
