@@ -380,6 +380,7 @@ impl Engine {
             event_count: 0,
             merged_from: Vec::new(),
             consent_marks: BTreeMap::new(),
+            activity: Default::default(),
         };
         changes.profiles.insert(id, (record, key));
         Ok(id)
@@ -510,6 +511,9 @@ impl Engine {
         record.merged_from.push(absorbed);
         record.merged_from.extend(old.merged_from);
         record.consent_marks.extend(old.consent_marks);
+        record
+            .activity
+            .absorb(old.activity, OffsetDateTime::now_utc());
         changes.aliases.insert(absorbed, target);
         changes.deleted_profiles.insert(absorbed);
         changes.merge_log.push(MergeLogEntry {
@@ -619,6 +623,7 @@ impl Engine {
                     fresh.channels.clear();
                     fresh.evidence.clear();
                     fresh.event_count = 0;
+                    fresh.activity = Default::default();
                     fresh.first_order = group.first_order;
                     fresh.last_order = group.last_order;
                     changes.profiles.insert(id, (fresh, key.clone()));
@@ -833,6 +838,9 @@ pub(crate) fn apply_event_to_profile(
     summary.first_seen = summary.first_seen.min(at);
     summary.last_seen = summary.last_seen.max(at);
     summary.events += 1;
+    record
+        .activity
+        .observe(&event.message, OffsetDateTime::now_utc());
     if event.message.kind == MessageType::Identify {
         for (name, value) in &event.message.traits {
             let incoming = TraitValue {

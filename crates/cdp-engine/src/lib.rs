@@ -19,6 +19,7 @@ mod access;
 mod apply;
 pub mod audit;
 mod cache;
+pub mod computed;
 pub mod consent;
 mod error;
 mod graph_store;
@@ -52,6 +53,7 @@ pub use survivorship::{Survivorship, SurvivorshipRules};
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     pub identity: IdentityRules,
+    pub computed: computed::ComputedRules,
     pub survivorship: SurvivorshipRules,
     pub limits: MessageLimits,
 }

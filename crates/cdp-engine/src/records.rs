@@ -228,6 +228,9 @@ pub struct ProfileRecord {
     /// preference repeated on every event is recorded once.
     #[serde(default)]
     pub consent_marks: BTreeMap<String, String>,
+    /// What computed traits need of the events (orders, views, daily counts).
+    #[serde(default)]
+    pub activity: crate::computed::Activity,
 }
 
 /// An event (Keyspace::Events), sealed with the person's data key.

@@ -33,6 +33,9 @@ pub struct ConfigFile {
     /// Trait survivorship (docs/identity.md).
     #[serde(default)]
     pub survivorship: cdp_engine::SurvivorshipRules,
+    /// Thresholds of computed traits (RFM, lifecycle, churn, hesitation; docs/audiences.md).
+    #[serde(default)]
+    pub computed: cdp_engine::computed::ComputedRules,
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]
@@ -89,6 +92,7 @@ pub struct Settings {
     pub policies: Option<PathBuf>,
     pub identity: cdp_identity::IdentityRules,
     pub survivorship: cdp_engine::SurvivorshipRules,
+    pub computed: cdp_engine::computed::ComputedRules,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -131,6 +135,7 @@ impl Settings {
             policies: overrides.policies.or(file.policies),
             identity: cdp_identity::IdentityRules::from_file(file.identity)?,
             survivorship: file.survivorship,
+            computed: file.computed,
             max_body_bytes,
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),

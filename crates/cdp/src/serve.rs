@@ -71,6 +71,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         vault,
         cdp_engine::EngineConfig {
             identity: settings.identity,
+            computed: settings.computed,
             survivorship: settings.survivorship,
             limits: Default::default(),
         },
