@@ -471,9 +471,7 @@ pub fn compute(
     let lifecycle = match (activity.first_order_at, recency_days) {
         (None, _) | (_, None) => "acquisition",
         (Some(_), Some(r)) if r >= rules.churned_days => "churned",
-        (Some(first), Some(_))
-            if now_s - first <= i64::from(rules.acquisition_days) * DAY =>
-        {
+        (Some(first), Some(_)) if now_s - first <= i64::from(rules.acquisition_days) * DAY => {
             "acquisition"
         }
         (Some(_), Some(_)) if churn_risk >= 0.5 => "decline",
@@ -482,8 +480,8 @@ pub fn compute(
     };
     let clv_historical = money(activity.lifetime_cents);
     let orders_per_year = 365.0 / cycle;
-    let clv_predicted =
-        clv_historical + average_order_value * orders_per_year * rules.clv_years * (1.0 - churn_risk);
+    let clv_predicted = clv_historical
+        + average_order_value * orders_per_year * rules.clv_years * (1.0 - churn_risk);
     let mut interests: Vec<(&String, &u32)> = activity
         .categories
         .iter()
@@ -574,7 +572,11 @@ mod tests {
             );
         }
         activity.observe(
-            &track("Order Refunded", now - Duration::days(5), serde_json::json!({"total": 600})),
+            &track(
+                "Order Refunded",
+                now - Duration::days(5),
+                serde_json::json!({"total": 600}),
+            ),
             now,
         );
         for hours in [1, 2, 3] {
@@ -587,7 +589,12 @@ mod tests {
                 now,
             );
         }
-        let traits = compute(&activity, now, &ComputedRules::default(), &Quintiles::default());
+        let traits = compute(
+            &activity,
+            now,
+            &ComputedRules::default(),
+            &Quintiles::default(),
+        );
         assert_eq!(traits.recency_days, Some(10));
         assert_eq!(traits.frequency_30d, 1);
         assert_eq!(traits.frequency_365d, 3);
@@ -597,14 +604,22 @@ mod tests {
         assert!(traits.repurchase);
         assert!((traits.return_rate - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(traits.purchase_cycle_days, Some(95.0));
-        assert!(traits.hesitating, "three views of one product after the last order");
+        assert!(
+            traits.hesitating,
+            "three views of one product after the last order"
+        );
         assert_eq!(traits.interests, ["bags", "shoes", "coats"]);
         assert_eq!(traits.lifecycle, "growth");
         assert_eq!(activity.count_within("order_completed", 30, now), 1);
         assert_eq!(activity.count_within("product_viewed", 7, now), 3);
         // A year later without orders: churned, at full churn risk.
         let later = now + Duration::days(400);
-        let traits = compute(&activity, later, &ComputedRules::default(), &Quintiles::default());
+        let traits = compute(
+            &activity,
+            later,
+            &ComputedRules::default(),
+            &Quintiles::default(),
+        );
         assert_eq!(traits.lifecycle, "churned");
         assert!((traits.churn_risk - 1.0).abs() < 1e-9);
         assert_eq!(traits.tier, "churn_warning");
