@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Residues read better than is_multiple_of in the expected-count formulas.
+#![allow(clippy::manual_is_multiple_of)]
 //! The index through its public API: documents, the audience language, policy filtering,
 //! paging, persistence.
 
