@@ -180,6 +180,14 @@ impl Engine {
         }))
     }
 
+    /// The policy facts of the person `id` resolves to, if they exist.
+    pub(crate) fn subject_facts_of(
+        &self,
+        id: ProfileId,
+    ) -> Result<Option<SubjectFacts>, EngineError> {
+        Ok(self.subject(id)?.map(|subject| subject.facts))
+    }
+
     /// Decides, audits (durably) and refuses a denial.
     fn decide_audited(
         &self,

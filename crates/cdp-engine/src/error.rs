@@ -24,6 +24,12 @@ pub enum EngineError {
     /// The policies deny the request; the decision carries reasons and citations.
     #[error("denied by policy: {}", .0.denial_summary())]
     Denied(Box<cdp_policy::Decision>),
+    /// An audience query that does not parse or names unknown fields.
+    #[error("invalid audience query: {0}")]
+    InvalidQuery(cdp_index::QueryError),
+    /// The search index failed or is not open.
+    #[error("{0}")]
+    Index(String),
     /// A read of personal data without a purpose.
     #[error("a purpose is required to read personal data")]
     PurposeRequired,

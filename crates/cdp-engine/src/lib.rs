@@ -17,12 +17,14 @@
 
 mod access;
 mod apply;
+pub mod audiences;
 pub mod audit;
 mod cache;
 pub mod computed;
 pub mod consent;
 mod error;
 mod graph_store;
+pub mod indexer;
 mod ingest;
 mod profiles;
 pub mod records;
@@ -39,9 +41,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
+pub use audiences::{AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
 pub use consent::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
+pub use indexer::{IndexProgress, Indexer, IndexerOptions};
 pub use ingest::IngestReport;
 pub use profiles::{
     EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
@@ -69,6 +73,8 @@ pub struct Engine {
     /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
     /// before it).
     audit: audit::AuditState,
+    /// The search index, once attached (audiences).
+    index: std::sync::OnceLock<Arc<cdp_index::PersonIndex>>,
 }
 
 impl Engine {
@@ -79,6 +85,7 @@ impl Engine {
             policies,
             write_lock: Mutex::new(cache::RecordCache::default()),
             audit: audit::AuditState::default(),
+            index: std::sync::OnceLock::new(),
         }
     }
 

@@ -241,8 +241,8 @@ fn concat(a: &[String], b: &[String]) -> Vec<String> {
 }
 
 impl PolicySet {
-    /// The purposes `caller` may state for a purpose check.
-    fn caller_may_use(&self, caller: &CallerFacts, purpose: &str) -> bool {
+    /// Whether `caller` may state `purpose` (roles.yaml, narrowed by the token's purposes).
+    pub fn caller_may_use(&self, caller: &CallerFacts, purpose: &str) -> bool {
         let by_role = caller.roles.iter().any(|role| {
             self.roles.roles.get(role).is_some_and(|def| {
                 def.purposes
@@ -318,6 +318,22 @@ impl PolicySet {
             current = parent(candidate).filter(|p| p.contains('.'));
         }
         None
+    }
+
+    /// Whether the person is a minor under any jurisdiction that applies to them.
+    pub fn is_minor(&self, subject: &SubjectFacts) -> bool {
+        let Some(age) = subject.age else {
+            return false;
+        };
+        self.jurisdictions_for(subject).0.iter().any(|j| {
+            let threshold = subject
+                .residency
+                .as_ref()
+                .and_then(|country| j.minors.by_country.get(country))
+                .copied()
+                .unwrap_or(j.minors.age_under);
+            age < threshold
+        })
     }
 
     /// The jurisdictions that apply to a person; all of them when none can be told.

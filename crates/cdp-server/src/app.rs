@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
-use crate::routes::{audit, consents, ingest, policies, profiles, sources, system};
+use crate::routes::{audiences, audit, consents, ingest, policies, profiles, sources, system};
 
 /// Limits and timeouts of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -80,6 +80,10 @@ pub fn router(
         .routes(routes!(profiles::split))
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
+        .routes(routes!(audiences::count))
+        .routes(routes!(audiences::create))
+        .routes(routes!(audiences::get))
+        .routes(routes!(audiences::members))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(policies::show))

@@ -55,6 +55,11 @@ impl DataDir {
         self.store_dir().join("db")
     }
 
+    /// The search index (derived from the store; `cdp reindex` rebuilds it).
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join("index")
+    }
+
     pub fn commit_mark(&self) -> PathBuf {
         self.root.join("store.commit-mark")
     }

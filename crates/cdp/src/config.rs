@@ -39,6 +39,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]
+    pub index: IndexSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -48,6 +50,14 @@ pub struct HttpSection {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSection {
+    /// Hours between full refreshes of the search index (computed traits move with time;
+    /// RFM quintiles are recomputed). Default 24.
+    pub refresh_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +103,7 @@ pub struct Settings {
     pub identity: cdp_identity::IdentityRules,
     pub survivorship: cdp_engine::SurvivorshipRules,
     pub computed: cdp_engine::computed::ComputedRules,
+    pub index_refresh: Duration,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -136,6 +147,9 @@ impl Settings {
             identity: cdp_identity::IdentityRules::from_file(file.identity)?,
             survivorship: file.survivorship,
             computed: file.computed,
+            index_refresh: Duration::from_secs(
+                file.index.refresh_hours.unwrap_or(24).max(1) * 3600,
+            ),
             max_body_bytes,
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),
@@ -173,6 +187,7 @@ mod tests {
         assert!(file.http.request_timeout_secs.is_some());
         assert!(file.http.shutdown_grace_secs.is_some());
         assert!(file.store.cache_capacity_mb.is_some());
+        assert!(file.index.refresh_hours.is_some());
         assert!(file.store.verify_on_open.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
         let settings = Settings::resolve(

@@ -14,6 +14,7 @@ mod import;
 mod keys;
 mod logging;
 mod policy;
+mod reindex;
 mod serve;
 mod sources;
 mod token;
@@ -50,6 +51,8 @@ enum Command {
     /// Validate policies, run their golden cases, print the record of processing (offline).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Rebuild the search index from the store (offline, server stopped).
+    Reindex(reindex::ReindexArgs),
     /// Verify the audit log's hash chain (offline, server stopped).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -98,6 +101,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             policy::run(command)
+        }
+        Command::Reindex(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            reindex::run(args)
         }
         Command::Audit(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

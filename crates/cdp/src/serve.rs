@@ -77,6 +77,31 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         },
         policies,
     ));
+    let index = Arc::new(
+        cdp_index::PersonIndex::open(&data_dir.index_dir())
+            .context("cannot open the search index (rebuild it with `cdp reindex`)")?,
+    );
+    engine.attach_index(index.clone());
+    let indexer = Arc::new(cdp_engine::Indexer::new(
+        engine.clone(),
+        index,
+        cdp_engine::IndexerOptions {
+            refresh_every: settings.index_refresh,
+            ..Default::default()
+        },
+    ));
+    indexer
+        .start()
+        .context("cannot bring the search index up to date")?;
+    let stop_indexer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let indexer_thread = {
+        let indexer = indexer.clone();
+        let stop = stop_indexer.clone();
+        std::thread::Builder::new()
+            .name("cdp-indexer".into())
+            .spawn(move || indexer.run(&stop))
+            .context("cannot start the indexer")?
+    };
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -113,6 +138,10 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .context("HTTP server failed")
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    stop_indexer.store(true, std::sync::atomic::Ordering::Relaxed);
+    if indexer_thread.join().is_err() {
+        tracing::error!("the indexer thread panicked");
+    }
     let closed = sled
         .close()
         .context("flushing the store on shutdown failed");

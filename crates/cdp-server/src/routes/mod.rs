@@ -1,3 +1,4 @@
+pub(crate) mod audiences;
 pub(crate) mod audit;
 pub(crate) mod consents;
 pub(crate) mod ingest;
@@ -32,6 +33,18 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
             ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
         }
         EngineError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+        EngineError::InvalidQuery(error) => ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!(
+                "the audience query is invalid at {}: {}",
+                error.at, error.message
+            ),
+        )
+        .with_details(serde_json::json!({ "at": error.at, "problem": error.message })),
+        EngineError::Index(message) => {
+            tracing::error!(error = %message, "search index");
+            ApiError::from_code(ErrorCode::IndexUnavailable)
+        }
         EngineError::PurposeRequired => ApiError::new(
             ErrorCode::PurposeRequired,
             "state the purpose of this read with ?purpose= (e.g. customer_service)",

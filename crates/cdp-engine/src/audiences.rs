@@ -1,0 +1,333 @@
+//! Audiences: counts, saved definitions and policy-filtered members.
+//!
+//! A count answers how many people match and how many of them the policies allow for the
+//! purpose (`removed_by_policy` is the difference: no consent, withdrawn, objections,
+//! minors without a guardian's consent, restriction). Members are read from the index and
+//! each is decided again against the store before it is listed, so a consent withdrawn a
+//! moment ago never slips through while the index catches up.
+
+use cdp_core::ProfileId;
+use cdp_index::{Condition, PersonIndex};
+use cdp_policy::{Action, DecisionRequest};
+use cdp_store::{CommitTicket, Keyspace, WriteBatch};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::access::Access;
+use crate::audit::AuditRecord;
+use crate::indexer::index_error;
+use crate::records::hex;
+use crate::{Engine, EngineError};
+
+/// How an audience is written: the text form or a JSON tree.
+#[derive(Debug, Clone)]
+pub enum AudienceQuery {
+    Text(String),
+    Tree(Condition),
+}
+
+/// A saved audience (Keyspace::Audiences, sealed with the system key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AudienceRecord {
+    pub id: String,
+    pub name: String,
+    pub purpose: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub condition: Condition,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A count.
+#[derive(Debug, Clone, Serialize)]
+pub struct AudienceCount {
+    /// People who match and whom the policies allow for the purpose.
+    pub count: u64,
+    /// People who match.
+    pub matched: u64,
+    /// Matched but excluded by the policies.
+    pub removed_by_policy: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub evaluated_at: OffsetDateTime,
+}
+
+/// A saved audience with its current size.
+#[derive(Debug, Clone, Serialize)]
+pub struct AudienceView {
+    #[serde(flatten)]
+    pub audience: AudienceRecord,
+    pub size: AudienceCount,
+}
+
+/// One page of members.
+#[derive(Debug, Clone, Serialize)]
+pub struct MembersPage {
+    pub purpose: String,
+    /// Pseudonymous ids (profile ids: random, derived from nothing personal).
+    pub members: Vec<ProfileId>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+    /// Listed by the index but refused when decided again just now (their change is still on
+    /// its way to the index).
+    pub removed_on_recheck: u64,
+}
+
+const MAX_NAME: usize = 200;
+
+impl Engine {
+    /// Attaches the search index (audiences need it).
+    pub fn attach_index(&self, index: std::sync::Arc<PersonIndex>) {
+        let _ = self.index.set(index);
+    }
+
+    fn search_index(&self) -> Result<&PersonIndex, EngineError> {
+        self.index
+            .get()
+            .map(AsRef::as_ref)
+            .ok_or_else(|| EngineError::Index("the search index is not open".into()))
+    }
+
+    fn purposes(&self) -> Vec<String> {
+        self.policies().taxonomy.purposes.keys().cloned().collect()
+    }
+
+    /// Parses and validates a query.
+    pub fn audience_condition(&self, query: &AudienceQuery) -> Result<Condition, EngineError> {
+        let purposes = self.purposes();
+        match query {
+            AudienceQuery::Text(text) => {
+                cdp_index::query::parse_text(text, &purposes).map_err(EngineError::InvalidQuery)
+            }
+            AudienceQuery::Tree(tree) => {
+                cdp_index::query::validate(tree, &purposes).map_err(EngineError::InvalidQuery)?;
+                Ok(tree.clone())
+            }
+        }
+    }
+
+    /// The caller must be allowed to state `purpose`.
+    fn check_purpose(&self, access: &Access, purpose: &str) -> Result<(), EngineError> {
+        if !self.policies().taxonomy.purposes.contains_key(purpose) {
+            return Err(EngineError::InvalidRequest(format!(
+                "purpose {purpose:?} is not a purpose of the taxonomy"
+            )));
+        }
+        if !self.policies().caller_may_use(&access.caller, purpose) {
+            let decision = self.policies().decide(
+                &DecisionRequest {
+                    action: Action::Audience,
+                    purpose: purpose.into(),
+                    caller: Some(access.caller.clone()),
+                    recipient: None,
+                    fields: Vec::new(),
+                },
+                &cdp_policy::SubjectFacts::default(),
+            );
+            return Err(EngineError::Denied(Box::new(decision)));
+        }
+        Ok(())
+    }
+
+    fn count_condition(
+        &self,
+        condition: &Condition,
+        purpose: Option<&str>,
+    ) -> Result<AudienceCount, EngineError> {
+        let (matched, allowed) = self
+            .search_index()?
+            .count(condition, &self.purposes(), purpose)
+            .map_err(index_error)?;
+        Ok(AudienceCount {
+            count: allowed,
+            matched,
+            removed_by_policy: matched - allowed.min(matched),
+            purpose: purpose.map(str::to_string),
+            evaluated_at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    fn audit_audience(
+        &self,
+        access: &Access,
+        action: &str,
+        purpose: Option<&str>,
+        rules: Vec<String>,
+    ) -> Result<CommitTicket, EngineError> {
+        self.audit(&[AuditRecord {
+            actor: access.actor.clone(),
+            action: action.into(),
+            purpose: purpose.map(str::to_string),
+            person: None,
+            decision: "done".into(),
+            rules,
+        }])
+    }
+
+    /// `POST /v1/audiences/count`.
+    pub fn count_audience(
+        &self,
+        query: &AudienceQuery,
+        purpose: Option<&str>,
+        access: &Access,
+    ) -> Result<AudienceCount, EngineError> {
+        let condition = self.audience_condition(query)?;
+        if let Some(purpose) = purpose {
+            self.check_purpose(access, purpose)?;
+        }
+        let count = self.count_condition(&condition, purpose)?;
+        self.audit_audience(access, "audience.count", purpose, Vec::new())?
+            .wait_durable()?;
+        Ok(count)
+    }
+
+    /// `POST /v1/audiences`: saves a definition.
+    pub fn create_audience(
+        &self,
+        name: &str,
+        purpose: &str,
+        query: &AudienceQuery,
+        access: &Access,
+    ) -> Result<(AudienceView, CommitTicket), EngineError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(EngineError::InvalidRequest(format!(
+                "name must be 1 to {MAX_NAME} bytes without control characters"
+            )));
+        }
+        let condition = self.audience_condition(query)?;
+        self.check_purpose(access, purpose)?;
+        let id = format!("aud_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?));
+        let record = AudienceRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            purpose: purpose.to_string(),
+            query: match query {
+                AudienceQuery::Text(text) => Some(text.clone()),
+                AudienceQuery::Tree(_) => None,
+            },
+            condition,
+            created_by: access.actor.clone(),
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let size = self.count_condition(&record.condition, Some(purpose))?;
+        let sealed = self.seal_system(Keyspace::Audiences, id.as_bytes(), &record)?;
+        let mut batch = WriteBatch::default();
+        batch.put(Keyspace::Audiences, id.as_bytes().to_vec(), sealed);
+        let ticket = self.commit_audited(
+            batch,
+            &[AuditRecord {
+                actor: access.actor.clone(),
+                action: "audience.create".into(),
+                purpose: Some(purpose.to_string()),
+                person: None,
+                decision: "done".into(),
+                rules: vec![id],
+            }],
+        )?;
+        Ok((
+            AudienceView {
+                audience: record,
+                size,
+            },
+            ticket,
+        ))
+    }
+
+    fn load_audience(&self, id: &str) -> Result<AudienceRecord, EngineError> {
+        let valid = id.len() == 20 && id.starts_with("aud_");
+        if !valid {
+            return Err(EngineError::InvalidRequest(
+                "an audience id is aud_ followed by 16 hex digits".into(),
+            ));
+        }
+        self.get_system(Keyspace::Audiences, id.as_bytes())?
+            .ok_or_else(|| EngineError::NotFound(format!("audience {id}")))
+    }
+
+    /// `GET /v1/audiences/{id}`: the definition and its size now.
+    pub fn audience(&self, id: &str, access: &Access) -> Result<AudienceView, EngineError> {
+        let record = self.load_audience(id)?;
+        let size = self.count_condition(&record.condition, Some(&record.purpose))?;
+        self.audit_audience(
+            access,
+            "audience.evaluate",
+            Some(&record.purpose),
+            vec![record.id.clone()],
+        )?
+        .wait_durable()?;
+        Ok(AudienceView {
+            audience: record,
+            size,
+        })
+    }
+
+    /// `GET /v1/audiences/{id}/members`: a page of members for `purpose` (default the
+    /// audience's), each decided again against the store.
+    pub fn audience_members(
+        &self,
+        id: &str,
+        purpose: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+        access: &Access,
+    ) -> Result<MembersPage, EngineError> {
+        let record = self.load_audience(id)?;
+        let purpose = purpose.unwrap_or(&record.purpose).to_string();
+        self.check_purpose(access, &purpose)?;
+        let after = after
+            .map(|a| {
+                a.parse::<u64>()
+                    .map_err(|_| EngineError::InvalidRequest("after must be a number".into()))
+            })
+            .transpose()?;
+        let limit = limit.clamp(1, 1000);
+        let page = self
+            .search_index()?
+            .members(&record.condition, &self.purposes(), &purpose, after, limit)
+            .map_err(index_error)?;
+        let next_after = (page.len() == limit)
+            .then(|| page.last().map(|(key, _)| key.to_string()))
+            .flatten();
+        let mut members = Vec::with_capacity(page.len());
+        let mut removed = 0;
+        let request = DecisionRequest {
+            action: Action::Audience,
+            purpose: purpose.clone(),
+            caller: None,
+            recipient: None,
+            fields: Vec::new(),
+        };
+        for (_, id) in page {
+            let Ok(profile) = id.parse::<ProfileId>() else {
+                continue;
+            };
+            let allowed = match self.subject_facts_of(profile)? {
+                Some(facts) => self.policies().decide(&request, &facts).allowed(),
+                None => false,
+            };
+            if allowed {
+                members.push(profile);
+            } else {
+                removed += 1;
+            }
+        }
+        self.audit_audience(
+            access,
+            "audience.members",
+            Some(&purpose),
+            vec![record.id.clone()],
+        )?
+        .wait_durable()?;
+        Ok(MembersPage {
+            purpose,
+            members,
+            next_after,
+            removed_on_recheck: removed,
+        })
+    }
+}

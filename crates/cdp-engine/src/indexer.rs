@@ -1,0 +1,456 @@
+//! Keeps the search index (`cdp-index`) equal to the store, through the change feed.
+//!
+//! The index is derived (architecture invariant 5): [`Indexer::rebuild`] recreates it from the
+//! profiles, and `cdp reindex` does that offline. While the server runs, [`Indexer::run`]
+//! follows the store's change feed (durable entries only): every profile whose record,
+//! consents or data key changed is re-indexed (or removed), committed, and the feed trimmed.
+//! Once a day (configurable) it refreshes everything: computed traits move with time, and the
+//! RFM quintiles are recomputed from the population.
+//!
+//! A document holds pseudonymous attributes only (see `cdp-index`), and the purposes whose
+//! audience decision currently allows the person: audiences filter by policy with one term.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdp_core::ProfileId;
+use cdp_index::{EVENT_WINDOWS, IndexDoc, PersonIndex};
+use cdp_policy::{Action, DecisionRequest};
+use cdp_store::{Keyspace, Overlay};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::computed::{Quintiles, compute};
+use crate::consent::ConsentRecord;
+use crate::graph_store::StoreGraph;
+use crate::records::ProfileRecord;
+use crate::{Engine, EngineError};
+
+/// What the index has taken in, stored as its commit payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexProgress {
+    /// The last change-feed sequence number applied.
+    pub seq: u64,
+    pub schema_version: u32,
+    pub policy_version: String,
+    pub quintiles: Quintiles,
+    /// Unix seconds of the last full refresh.
+    pub refreshed_at: i64,
+}
+
+/// How the indexer behaves.
+#[derive(Debug, Clone)]
+pub struct IndexerOptions {
+    /// Full refresh (time-dependent traits, quintiles) this often.
+    pub refresh_every: Duration,
+    /// How often the change feed is polled when idle.
+    pub poll: Duration,
+}
+
+impl Default for IndexerOptions {
+    fn default() -> Self {
+        Self {
+            refresh_every: Duration::from_secs(24 * 3600),
+            poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The follower of the change feed.
+#[derive(Debug)]
+pub struct Indexer {
+    engine: Arc<Engine>,
+    index: Arc<PersonIndex>,
+    progress: Mutex<IndexProgress>,
+    options: IndexerOptions,
+}
+
+fn age_band(age: u32) -> String {
+    let low = age / 10 * 10;
+    format!("{low}-{}", low + 9)
+}
+
+fn sort_key(id: &ProfileId) -> u64 {
+    let bytes = id.as_bytes();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(out)
+}
+
+impl Engine {
+    /// The index document of a person, as of `now`.
+    pub(crate) fn index_doc(
+        &self,
+        record: &ProfileRecord,
+        consents: &[ConsentRecord],
+        quintiles: &Quintiles,
+        now: OffsetDateTime,
+    ) -> Result<IndexDoc, EngineError> {
+        let facts = self.subject_facts(record, consents)?;
+        let policies = self.policies();
+        let traits = compute(&record.activity, now, &self.config.computed, quintiles);
+        let mut keywords: Vec<(&'static str, String)> = vec![
+            ("tier", traits.tier.clone()),
+            ("lifecycle", traits.lifecycle.clone()),
+            ("hesitating", traits.hesitating.to_string()),
+            ("repurchase", traits.repurchase.to_string()),
+            ("minor", policies.is_minor(&facts).to_string()),
+        ];
+        for interest in &traits.interests {
+            keywords.push(("interest", interest.clone()));
+        }
+        if let Some(age) = facts.age {
+            keywords.push(("age_band", age_band(age)));
+        }
+        if let Some(country) = &facts.residency {
+            keywords.push(("region", country.clone()));
+        }
+        let city = record
+            .traits
+            .get("address")
+            .and_then(|a| a.value.get("city"))
+            .and_then(Value::as_str)
+            .or_else(|| record.traits.get("city").and_then(|t| t.value.as_str()));
+        if let Some(city) = city
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && c.len() <= 64)
+        {
+            keywords.push(("city", city.to_string()));
+        }
+        for channel in record.channels.keys() {
+            keywords.push(("channel", channel.as_str().to_string()));
+        }
+        if let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) {
+            for tag in tags.iter().filter_map(Value::as_str).take(50) {
+                if !tag.is_empty() && tag.len() <= 64 {
+                    keywords.push(("tag", tag.to_string()));
+                }
+            }
+        }
+        let (jurisdictions, _) = policies.jurisdictions_for(&facts);
+        for jurisdiction in jurisdictions {
+            keywords.push(("jurisdiction", jurisdiction.jurisdiction.clone()));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mut numbers: Vec<(&'static str, f64)> = vec![
+            ("frequency_30d", traits.frequency_30d as f64),
+            ("frequency_90d", traits.frequency_90d as f64),
+            ("frequency_365d", traits.frequency_365d as f64),
+            ("monetary_30d", traits.monetary_30d),
+            ("monetary_90d", traits.monetary_90d),
+            ("monetary_365d", traits.monetary_365d),
+            ("average_order_value", traits.average_order_value),
+            ("orders_total", traits.orders_total as f64),
+            ("return_rate", traits.return_rate),
+            ("rfm_r", f64::from(traits.rfm_r)),
+            ("rfm_f", f64::from(traits.rfm_f)),
+            ("rfm_m", f64::from(traits.rfm_m)),
+            (
+                "rfm_score",
+                f64::from(traits.rfm_r + traits.rfm_f + traits.rfm_m),
+            ),
+            ("clv_historical", traits.clv_historical),
+            ("clv_predicted", traits.clv_predicted),
+            ("churn_risk", traits.churn_risk),
+            ("event_count", record.event_count as f64),
+        ];
+        if let Some(recency) = traits.recency_days {
+            numbers.push(("recency_days", f64::from(recency)));
+        }
+        let mut consent = Vec::new();
+        let mut allowed = Vec::new();
+        for purpose in policies.taxonomy.purposes.keys() {
+            let outcome = cdp_policy::consent::resolve(
+                &facts.consents,
+                cdp_policy::ConsentQuery {
+                    purpose,
+                    recipient: None,
+                    separate: false,
+                    notice_version: policies.notice_version(purpose),
+                },
+            );
+            consent.push((purpose.clone(), outcome.state.as_str().to_string()));
+            let request = DecisionRequest {
+                action: Action::Audience,
+                purpose: purpose.clone(),
+                caller: None,
+                recipient: None,
+                fields: Vec::new(),
+            };
+            if policies.decide(&request, &facts).allowed() {
+                allowed.push(purpose.clone());
+            }
+        }
+        let mut events = BTreeMap::new();
+        for key in record.activity.daily.keys() {
+            let windows: BTreeMap<u32, u64> = EVENT_WINDOWS
+                .iter()
+                .map(|days| {
+                    (
+                        *days,
+                        record.activity.count_within(key, i64::from(*days), now),
+                    )
+                })
+                .filter(|(_, count)| *count > 0)
+                .collect();
+            if !windows.is_empty() {
+                events.insert(key.clone(), windows);
+            }
+        }
+        Ok(IndexDoc {
+            id: record.id.to_string(),
+            key: sort_key(&record.id),
+            keywords,
+            numbers,
+            consent,
+            allowed,
+            events,
+        })
+    }
+
+    /// A profile and its consent records, read together.
+    fn profile_with_consents(
+        &self,
+        id: ProfileId,
+    ) -> Result<Option<(ProfileRecord, Vec<ConsentRecord>)>, EngineError> {
+        let view = Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
+        let Some((record, _)) = graph.profile(id)? else {
+            return Ok(None);
+        };
+        let consents = self.consent_records(&id)?;
+        Ok(Some((record, consents)))
+    }
+}
+
+impl Indexer {
+    /// An indexer over `index`; call [`Indexer::start`] before serving.
+    pub fn new(engine: Arc<Engine>, index: Arc<PersonIndex>, options: IndexerOptions) -> Self {
+        Self {
+            engine,
+            index,
+            progress: Mutex::new(IndexProgress::default()),
+            options,
+        }
+    }
+
+    pub fn index(&self) -> &Arc<PersonIndex> {
+        &self.index
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, IndexProgress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The progress the index holds (its last commit).
+    pub fn current(&self) -> IndexProgress {
+        self.progress().clone()
+    }
+
+    /// Loads the index's progress; rebuilds when the index is new, of another schema or
+    /// policy version, or ahead of the store (restored from another copy).
+    pub fn start(&self) -> Result<(), EngineError> {
+        let stored: Option<IndexProgress> = self
+            .index
+            .payload()
+            .map_err(index_error)?
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let durable = *self.engine.store().subscribe_durable().borrow();
+        let usable = stored.filter(|p| {
+            p.schema_version == cdp_index::SCHEMA_VERSION
+                && p.policy_version == self.engine.policies().version
+                && p.seq <= durable
+        });
+        match usable {
+            Some(progress) => {
+                *self.progress() = progress;
+                self.catch_up()?;
+            }
+            None => {
+                tracing::info!("building the search index from the store");
+                self.rebuild()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recreates the index from every profile (as of now, with quintiles of the population).
+    /// An index without quintiles yet (a first build) is built twice: the first pass gives the
+    /// population the second pass scores against.
+    pub fn rebuild(&self) -> Result<u64, EngineError> {
+        let count = self.rebuild_pass()?;
+        if self.current().quintiles.monetary_365d.is_empty() {
+            let buyers: Vec<f64> = self
+                .index
+                .numeric_values("monetary_365d")
+                .map_err(index_error)?
+                .into_iter()
+                .filter(|v| *v > 0.0)
+                .collect();
+            let cuts = Quintiles::cuts(buyers);
+            if !cuts.is_empty() {
+                return self.rebuild_pass();
+            }
+        }
+        Ok(count)
+    }
+
+    fn rebuild_pass(&self) -> Result<u64, EngineError> {
+        let started = Instant::now();
+        // The feed position first: changes after it are applied by the next catch-up.
+        let seq = *self.engine.store().subscribe_durable().borrow();
+        let quintiles = {
+            // Quintiles of the buyers in the index as it stands (none on a first build: every
+            // score is 3). Recency exists for buyers only; zero frequency or spend is not
+            // buying, so it does not shape the cut points.
+            let read = |name| -> Result<Vec<f64>, EngineError> {
+                let values = self.index.numeric_values(name).map_err(index_error)?;
+                Ok(values.into_iter().filter(|v| *v > 0.0).collect())
+            };
+            Quintiles {
+                recency_days: Quintiles::cuts(
+                    self.index
+                        .numeric_values("recency_days")
+                        .map_err(index_error)?,
+                ),
+                frequency_365d: Quintiles::cuts(read("frequency_365d")?),
+                monetary_365d: Quintiles::cuts(read("monetary_365d")?),
+            }
+        };
+        self.index.clear().map_err(index_error)?;
+        let now = OffsetDateTime::now_utc();
+        let mut batch = Vec::with_capacity(1024);
+        let mut count = 0u64;
+        for item in self.engine.store().scan_prefix(Keyspace::Profiles, &[]) {
+            let (key, _) = item?;
+            let Ok(bytes) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let id = ProfileId::from_bytes(bytes);
+            if let Some((record, consents)) = self.engine.profile_with_consents(id)? {
+                batch.push(self.engine.index_doc(&record, &consents, &quintiles, now)?);
+                count += 1;
+            }
+            if batch.len() >= 1024 {
+                self.index.upsert(&batch).map_err(index_error)?;
+                batch.clear();
+            }
+        }
+        self.index.upsert(&batch).map_err(index_error)?;
+        let progress = IndexProgress {
+            seq,
+            schema_version: cdp_index::SCHEMA_VERSION,
+            policy_version: self.engine.policies().version.clone(),
+            quintiles,
+            refreshed_at: now.unix_timestamp(),
+        };
+        self.commit(progress)?;
+        tracing::info!(
+            profiles = count,
+            seconds = started.elapsed().as_secs_f64(),
+            "search index rebuilt"
+        );
+        Ok(count)
+    }
+
+    fn commit(&self, progress: IndexProgress) -> Result<(), EngineError> {
+        let payload = serde_json::to_string(&progress)
+            .map_err(|_| EngineError::Corrupt("index progress".into()))?;
+        self.index.commit(&payload).map_err(index_error)?;
+        // Every follower (only this one) has the entries up to here.
+        self.engine.store().trim_changes(progress.seq)?;
+        *self.progress() = progress;
+        Ok(())
+    }
+
+    /// Applies durable change-feed entries not yet indexed. Returns how many people changed.
+    pub fn catch_up(&self) -> Result<usize, EngineError> {
+        let durable = *self.engine.store().subscribe_durable().borrow();
+        let mut progress = self.current();
+        if durable <= progress.seq {
+            return Ok(0);
+        }
+        let mut touched: BTreeSet<ProfileId> = BTreeSet::new();
+        let mut last = progress.seq;
+        loop {
+            let changes = self.engine.store().changes_after(last, 1000)?;
+            let mut done = true;
+            for change in changes {
+                if change.seq > durable {
+                    break;
+                }
+                done = false;
+                last = change.seq;
+                for (keyspace, _, key) in &change.keys {
+                    let id = match keyspace {
+                        Keyspace::Profiles | Keyspace::Keys | Keyspace::Aliases => {
+                            key.as_slice().try_into().ok()
+                        }
+                        Keyspace::Consents => key.get(..16).and_then(|k| k.try_into().ok()),
+                        _ => None,
+                    };
+                    if let Some(bytes) = id {
+                        touched.insert(ProfileId::from_bytes(bytes));
+                    }
+                }
+            }
+            if done || last >= durable {
+                break;
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut docs = Vec::new();
+        let mut gone = Vec::new();
+        for id in &touched {
+            match self.engine.profile_with_consents(*id)? {
+                Some((record, consents)) => docs.push(self.engine.index_doc(
+                    &record,
+                    &consents,
+                    &progress.quintiles,
+                    now,
+                )?),
+                None => gone.push(id.to_string()),
+            }
+        }
+        self.index.upsert(&docs).map_err(index_error)?;
+        self.index.delete(&gone);
+        progress.seq = last;
+        self.commit(progress)?;
+        Ok(touched.len())
+    }
+
+    /// Follows the change feed until `stop` is set: catch-up as soon as entries are durable,
+    /// full refresh when due. Errors are logged and retried.
+    pub fn run(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let due = {
+                let progress = self.progress();
+                let age = OffsetDateTime::now_utc().unix_timestamp() - progress.refreshed_at;
+                age >= i64::try_from(self.options.refresh_every.as_secs()).unwrap_or(i64::MAX)
+            };
+            let result = if due {
+                self.rebuild().map(|_| 0)
+            } else {
+                self.catch_up()
+            };
+            match result {
+                Ok(0) => std::thread::sleep(self.options.poll),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(error = %error, "search index update failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn index_error(error: cdp_index::IndexError) -> EngineError {
+    match error {
+        cdp_index::IndexError::Query(error) => EngineError::InvalidQuery(error),
+        other => EngineError::Index(other.to_string()),
+    }
+}

@@ -1,0 +1,151 @@
+//! Audiences: `POST /v1/audiences/count`, `POST /v1/audiences`, `GET /v1/audiences/{id}`,
+//! `GET /v1/audiences/{id}/members`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use cdp_engine::AudienceQuery;
+use cdp_index::Condition;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::routes::profiles::{as_json, blocking, json_rejection};
+use crate::{ApiError, AppState, ErrorCode};
+
+const COUNTERS: &[&str] = &["marketer", "analyst", "admin", "dpo"];
+const BUILDERS: &[&str] = &["marketer", "admin", "dpo"];
+
+fn query_of(
+    query: Option<String>,
+    condition: Option<Condition>,
+) -> Result<AudienceQuery, ApiError> {
+    match (query, condition) {
+        (Some(text), None) => Ok(AudienceQuery::Text(text)),
+        (None, Some(tree)) => Ok(AudienceQuery::Tree(tree)),
+        _ => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "give exactly one of query (text form) or condition (JSON tree)",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CountBody {
+    /// Text form: `tier:vip AND city:上海 AND consent.marketing_sms:granted AND monetary_90d>=1000`.
+    query: Option<String>,
+    /// JSON tree: `{"all": [{"field": "tier", "op": "eq", "value": "vip"}, ...]}`.
+    #[schema(value_type = Option<Object>)]
+    condition: Option<Condition>,
+    /// Count only people the policies allow for this purpose.
+    purpose: Option<String>,
+}
+
+/// How many people match, and how many the policies remove for the purpose.
+#[utoipa::path(post, path = "/v1/audiences/count", tag = "audiences", security(("bearer" = [])),
+    request_body = CountBody,
+    responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`", body = Object),
+        (status = 400, description = "A query error names where (`details.at`).", body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn count(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CountBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(COUNTERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let query = query_of(body.query, body.condition)?;
+    let access = caller.access(body.purpose.clone());
+    let engine = state.engine.clone();
+    let purpose = body.purpose;
+    as_json(blocking(move || engine.count_audience(&query, purpose.as_deref(), &access)).await?)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    name: String,
+    /// The purpose the audience is for (membership is filtered by it).
+    purpose: String,
+    query: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    condition: Option<Condition>,
+}
+
+/// Saves an audience definition; answers it with its size now.
+#[utoipa::path(post, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
+    request_body = CreateBody,
+    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(BUILDERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let query = query_of(body.query, body.condition)?;
+    let access = caller.access(Some(body.purpose.clone()));
+    let engine = state.engine.clone();
+    let (view, ticket) =
+        blocking(move || engine.create_audience(&body.name, &body.purpose, &query, &access))
+            .await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok((StatusCode::CREATED, as_json(view)?))
+}
+
+/// An audience: its definition and its size now.
+#[utoipa::path(get, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(COUNTERS)?;
+    let access = caller.access(None);
+    let engine = state.engine.clone();
+    as_json(blocking(move || engine.audience(&id, &access)).await?)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct MembersQuery {
+    /// Default: the audience's purpose.
+    purpose: Option<String>,
+    /// `next_after` of the previous page.
+    after: Option<String>,
+    /// Page size (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Members the policies allow for the purpose (pseudonymous ids), paged.
+#[utoipa::path(get, path = "/v1/audiences/{id}/members", tag = "audiences", security(("bearer" = [])),
+    params(("id" = String, Path), MembersQuery),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(BUILDERS)?;
+    let access = caller.access(query.purpose.clone());
+    let engine = state.engine.clone();
+    as_json(
+        blocking(move || {
+            engine.audience_members(
+                &id,
+                query.purpose.as_deref(),
+                query.after.as_deref(),
+                query.limit.unwrap_or(100),
+                &access,
+            )
+        })
+        .await?,
+    )
+}
