@@ -504,7 +504,9 @@ pub fn compute(
     }
     let hesitating = views.values().any(|(count, first_view)| {
         *count >= rules.hesitating_views
-            && activity.last_order_at.is_none_or(|last| last < *first_view)
+            && activity
+                .last_order_at
+                .is_none_or(|last| last <= *first_view)
     });
     ComputedTraits {
         recency_days,

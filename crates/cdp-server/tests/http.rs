@@ -13,6 +13,8 @@ use cdp_server::{ErrorCode, HttpMetrics, ServerConfig, router};
 use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
 use tower::ServiceExt;
 
+#[path = "http/audiences.rs"]
+mod audiences;
 #[path = "http/ingest.rs"]
 mod ingest;
 #[path = "http/policy.rs"]
@@ -25,7 +27,15 @@ pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 pub(crate) struct Harness {
     pub(crate) app: axum::Router,
     pub(crate) engine: Arc<Engine>,
+    pub(crate) indexer: Arc<cdp_engine::Indexer>,
     _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Brings the search index up to date (the server's indexer thread does this by itself).
+    pub(crate) fn index(&self) {
+        self.indexer.catch_up().unwrap();
+    }
 }
 
 pub(crate) fn harness() -> Harness {
@@ -39,6 +49,14 @@ pub(crate) fn harness() -> Harness {
         EngineConfig::default(),
         Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
     ));
+    let index = Arc::new(cdp_index::PersonIndex::in_memory().unwrap());
+    engine.attach_index(index.clone());
+    let indexer = Arc::new(cdp_engine::Indexer::new(
+        engine.clone(),
+        index,
+        Default::default(),
+    ));
+    indexer.start().unwrap();
     let config = ServerConfig {
         max_body_bytes: 1024 * 1024,
         ..ServerConfig::default()
@@ -52,6 +70,7 @@ pub(crate) fn harness() -> Harness {
             &config,
         ),
         engine,
+        indexer,
         _dir: dir,
     }
 }

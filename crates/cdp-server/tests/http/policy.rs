@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{Harness, SECRET, call, error_code, harness};
 
-fn token_with(roles: &[&str], purposes: &[&str]) -> String {
+pub(crate) fn token_with(roles: &[&str], purposes: &[&str]) -> String {
     let key = TokenKey::hs256(SECRET, "cdp", "cdp-api").unwrap();
     key.issue(
         "agent-7",
@@ -25,7 +25,7 @@ fn token_with(roles: &[&str], purposes: &[&str]) -> String {
     .unwrap()
 }
 
-fn source(h: &Harness, region: &str) -> String {
+pub(crate) fn source(h: &Harness, region: &str) -> String {
     let (_, key, ticket) = h
         .engine
         .create_source(&format!("shop-{region}"), Channel::Web, Some(region))
@@ -34,7 +34,7 @@ fn source(h: &Harness, region: &str) -> String {
     key
 }
 
-async fn send(h: &Harness, key: &str, body: Value, gpc: bool) {
+pub(crate) async fn send(h: &Harness, key: &str, body: Value, gpc: bool) {
     let mut request = Request::post("/v1/batch")
         .header("content-type", "application/json")
         .header(
@@ -57,7 +57,7 @@ async fn send(h: &Harness, key: &str, body: Value, gpc: bool) {
     );
 }
 
-async fn get_json(h: &Harness, path: &str, token: &str) -> (StatusCode, Value) {
+pub(crate) async fn get_json(h: &Harness, path: &str, token: &str) -> (StatusCode, Value) {
     let (status, _, body) = call(
         &h.app,
         Request::get(path)
@@ -69,7 +69,12 @@ async fn get_json(h: &Harness, path: &str, token: &str) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-async fn post_json(h: &Harness, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post_json(
+    h: &Harness,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let (status, _, answer) = call(
         &h.app,
         Request::post(path)
@@ -99,7 +104,7 @@ fn identify(user: &str, traits: Value) -> Value {
     json!({"type": "identify", "userId": user, "messageId": format!("m-{user}-{}", traits), "traits": traits})
 }
 
-async fn profile_id(h: &Harness, user: &str) -> String {
+pub(crate) async fn profile_id(h: &Harness, user: &str) -> String {
     let admin = token_with(&["admin"], &[]);
     let (status, body) = get_json(
         h,
