@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audiences;
 mod bench;
 mod damaged_data;
 mod durability;
