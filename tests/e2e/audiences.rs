@@ -63,7 +63,11 @@ fn the_index_follows_within_a_second_holds_nothing_personal_and_rebuilds() {
     std::fs::remove_dir_all(&index_dir).unwrap();
     let output = run(cdp().args(["reindex", "--data-dir"]).arg(dir.path()));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("indexed 1 profiles"), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("indexed 1 profiles"),
+        "{}",
+        text(&output.stdout)
+    );
     let server = Server::start(dir.path(), &[], &[]).unwrap();
     let marketer = server.token(dir.path(), &["marketer"]);
     assert_eq!(count(&server, &marketer, query), 1);

@@ -100,3 +100,29 @@ fn bench_policy_reports_decision_rates() {
     let share = report["allowed_share"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.0, "{report}");
 }
+
+#[test]
+fn bench_audience_reports_latency_and_freshness() {
+    let output = run(cdp().args([
+        "bench",
+        "audience",
+        "--profiles",
+        "3000",
+        "--queries",
+        "5",
+        "--freshness-samples",
+        "2",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let counts = report["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 5, "{report}");
+    for shape in counts {
+        assert!(shape["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
+    }
+    assert!(
+        report["freshness_p50_ms"].as_f64().unwrap() < 1000.0,
+        "{report}"
+    );
+}
