@@ -68,6 +68,13 @@ pub struct Indexer {
     options: IndexerOptions,
 }
 
+/// Data categories whose trait values may be indexed (and queried as `traits.<name>`).
+const INDEXABLE_CATEGORIES: &[&str] = &[
+    "user.demographic.gender",
+    "user.behavior",
+    "user.location.region",
+];
+
 fn age_band(age: u32) -> String {
     let low = age / 10 * 10;
     format!("{low}-{}", low + 9)
@@ -160,6 +167,27 @@ impl Engine {
         if let Some(recency) = traits.recency_days {
             numbers.push(("recency_days", f64::from(recency)));
         }
+        // Traits of non-identifying categories only (gender, plan, member level...): never
+        // contact data, names, identifiers, precise location or anything sensitive.
+        let mut indexed_traits = Vec::new();
+        for (name, value) in &record.traits {
+            let Some(category) = policies.category_of(&format!("traits.{name}")) else {
+                continue;
+            };
+            let indexable = INDEXABLE_CATEGORIES
+                .iter()
+                .any(|prefix| cdp_policy::consent::covers(prefix, category))
+                && !policies.is_sensitive(category);
+            let text = match &value.value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            if let Some(text) = text.filter(|t| indexable && !t.is_empty() && t.len() <= 64) {
+                indexed_traits.push((name.clone(), text));
+            }
+        }
         let mut consent = Vec::new();
         let mut allowed = Vec::new();
         for purpose in policies.taxonomy.purposes.keys() {
@@ -206,6 +234,7 @@ impl Engine {
             keywords,
             numbers,
             consent,
+            traits: indexed_traits,
             allowed,
             events,
         })

@@ -70,7 +70,7 @@ pub const NUMERIC_FIELDS: &[&str] = &[
 pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
 /// Bumped when the schema changes: an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -111,6 +111,8 @@ pub struct IndexDoc {
     pub numbers: Vec<(&'static str, f64)>,
     /// (purpose, state).
     pub consent: Vec<(String, String)>,
+    /// (trait name, value) of traits the engine deems non-identifying (gender, plan...).
+    pub traits: Vec<(String, String)>,
     /// Purposes whose audience decision allows this person.
     pub allowed: Vec<String>,
     /// event key -> window days -> count (only counts above zero).
@@ -120,6 +122,7 @@ pub struct IndexDoc {
 #[derive(Debug, Clone, Copy)]
 struct Fields {
     id: Field,
+    traits: Field,
     key: Field,
     consent: Field,
     allowed: Field,
@@ -131,9 +134,11 @@ fn schema() -> (Schema, Fields, BTreeMap<&'static str, Field>) {
     let mut builder = Schema::builder();
     let fields = Fields {
         id: builder.add_text_field("id", STRING | STORED),
+        traits: builder.add_text_field("traits", STRING),
         key: builder.add_u64_field("key", INDEXED | FAST),
         consent: builder.add_text_field("consent", STRING),
-        allowed: builder.add_text_field("allowed", STRING),
+        // FAST too: a count checks it per matching document in the same pass.
+        allowed: builder.add_text_field("allowed", STRING | FAST),
         present: builder.add_text_field("present", STRING),
         events: builder.add_json_field("events", STRING | FAST),
     };
@@ -149,6 +154,8 @@ fn schema() -> (Schema, Fields, BTreeMap<&'static str, Field>) {
 
 /// The index.
 pub struct PersonIndex {
+    /// Searches segments on both cores.
+    executor: tantivy::Executor,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -193,6 +200,7 @@ impl PersonIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into())?;
         Ok(Self {
+            executor: tv(tantivy::Executor::multi_thread(2, "cdp-search-"))?,
             index,
             reader,
             writer: Mutex::new(writer),
@@ -225,6 +233,10 @@ impl PersonIndex {
         }
         for (purpose, state) in &doc.consent {
             out.add_text(self.fields.consent, format!("{purpose}={state}"));
+        }
+        for (name, value) in &doc.traits {
+            out.add_text(self.fields.traits, format!("{name}={value}"));
+            out.add_text(self.fields.present, format!("traits.{name}"));
         }
         for purpose in &doc.allowed {
             out.add_text(self.fields.allowed, purpose);
@@ -315,7 +327,11 @@ impl PersonIndex {
         ))
     }
 
-    fn any_of(queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    fn any_of(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+        if queries.len() == 1 {
+            // A lone clause stays itself: intersections can then seek it directly.
+            return queries.remove(0);
+        }
         Box::new(BooleanQuery::new(
             queries.into_iter().map(|q| (Occur::Should, q)).collect(),
         ))
@@ -380,6 +396,20 @@ impl PersonIndex {
                     ),
                 }
             }
+            FieldKind::Trait(name) => match leaf.op {
+                Op::Exists => self.term(self.fields.present, &format!("traits.{name}")),
+                _ => Self::any_of(
+                    values
+                        .iter()
+                        .map(|v| {
+                            self.term(
+                                self.fields.traits,
+                                &format!("{name}={}", Self::keyword_text(v)),
+                            )
+                        })
+                        .collect(),
+                ),
+            },
             FieldKind::Consent(purpose) => {
                 let states: Vec<String> = match leaf.op {
                     Op::Exists => ["granted", "denied", "withdrawn", "stale"]
@@ -506,14 +536,17 @@ impl PersonIndex {
         query::validate(condition, purposes)?;
         let searcher = self.reader.searcher();
         let compiled = self.compile(condition, purposes)?;
-        let matched = tv(searcher.search(&compiled, &Count))? as u64;
-        let allowed = match purpose {
-            Some(purpose) => {
-                tv(searcher.search(&self.with_purpose(compiled, purpose), &Count))? as u64
-            }
-            None => matched,
+        // One pass: every match is counted, and checked against the `allowed` column.
+        let collector = MatchedAndAllowed {
+            purpose: purpose.map(str::to_string),
         };
-        Ok((matched, allowed))
+        let (matched, allowed) = tv(searcher.search_with_executor(
+            &compiled,
+            &collector,
+            &self.executor,
+            tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
+        ))?;
+        Ok((matched, if purpose.is_some() { allowed } else { matched }))
     }
 
     /// Members the policies allow for `purpose`, by sort key after `after`, at most `limit`:
@@ -572,6 +605,69 @@ impl PersonIndex {
             }
         }
         Ok(out)
+    }
+}
+
+/// Counts matches, and matches whose `allowed` column holds the purpose.
+struct MatchedAndAllowed {
+    purpose: Option<String>,
+}
+
+struct MatchedAndAllowedSegment {
+    /// The `allowed` column and the purpose's ordinal in it, if any document has it.
+    allowed: Option<(tantivy::columnar::StrColumn, u64)>,
+    matched: u64,
+    hits: u64,
+}
+
+impl tantivy::collector::Collector for MatchedAndAllowed {
+    type Fruit = (u64, u64);
+    type Child = MatchedAndAllowedSegment;
+
+    fn for_segment(
+        &self,
+        _segment: tantivy::SegmentOrdinal,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<Self::Child> {
+        let mut allowed = None;
+        if let Some(purpose) = &self.purpose
+            && let Some(column) = reader.fast_fields().str("allowed")?
+            && let Some(ord) = column.dictionary().term_ord(purpose.as_bytes())?
+        {
+            allowed = Some((column, ord));
+        }
+        Ok(MatchedAndAllowedSegment {
+            allowed,
+            matched: 0,
+            hits: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<(u64, u64)>) -> tantivy::Result<(u64, u64)> {
+        Ok(fruits
+            .into_iter()
+            .fold((0, 0), |acc, f| (acc.0 + f.0, acc.1 + f.1)))
+    }
+}
+
+impl tantivy::collector::SegmentCollector for MatchedAndAllowedSegment {
+    type Fruit = (u64, u64);
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        self.matched += 1;
+        if let Some((column, ord)) = &self.allowed
+            && column.term_ords(doc).any(|o| o == *ord)
+        {
+            self.hits += 1;
+        }
+    }
+
+    fn harvest(self) -> (u64, u64) {
+        (self.matched, self.hits)
     }
 }
 

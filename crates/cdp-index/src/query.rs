@@ -63,6 +63,8 @@ pub enum FieldKind {
     Consent(String),
     /// `events.<event>.<N>d`: a count.
     EventCount { event: String, days: u32 },
+    /// `traits.<name>`: a profile trait the engine indexes (non-identifying categories only).
+    Trait(String),
 }
 
 /// A problem with a query, and where it is (a character offset of the text, or a JSON path).
@@ -101,6 +103,15 @@ pub fn resolve_field(name: &str, purposes: &[String]) -> Result<FieldKind, Strin
             .map(|p| FieldKind::Consent(p.clone()))
             .ok_or_else(|| format!("{purpose:?} is not a purpose of the taxonomy"));
     }
+    if let Some(trait_name) = name.strip_prefix("traits.") {
+        let valid = !trait_name.is_empty()
+            && trait_name.len() <= 64
+            && trait_name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("{trait_name:?} is not a trait name"));
+        }
+        return Ok(FieldKind::Trait(trait_name.to_string()));
+    }
     if let Some(rest) = name.strip_prefix("events.") {
         let (event, window) = rest
             .rsplit_once('.')
@@ -133,7 +144,7 @@ pub fn resolve_field(name: &str, purposes: &[String]) -> Result<FieldKind, Strin
         });
     }
     Err(format!(
-        "unknown field {name:?}; fields are {}, {}, consent.<purpose>, events.<event>.<N>d",
+        "unknown field {name:?}; fields are {}, {}, consent.<purpose>, events.<event>.<N>d, traits.<name>",
         KEYWORD_FIELDS.join(", "),
         NUMERIC_FIELDS.join(", ")
     ))
@@ -251,7 +262,7 @@ fn check_value(kind: &FieldKind, value: &serde_json::Value, at: &str) -> Result<
                 ))
             }
         }
-        FieldKind::Keyword(_) => match value {
+        FieldKind::Keyword(_) | FieldKind::Trait(_) => match value {
             serde_json::Value::String(s) if !s.is_empty() && s.len() <= 256 => Ok(()),
             serde_json::Value::Bool(_) | serde_json::Value::Number(_) => Ok(()),
             _ => Err(error(

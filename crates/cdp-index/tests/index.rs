@@ -42,6 +42,10 @@ fn doc(i: u64) -> IndexDoc {
             "marketing.sms".into(),
             if i % 2 == 0 { "granted" } else { "withdrawn" }.into(),
         )],
+        traits: vec![(
+            "plan".into(),
+            if i % 3 == 0 { "gold" } else { "basic" }.into(),
+        )],
         allowed: if i % 2 == 0 {
             vec!["marketing.sms".into(), "analytics".into()]
         } else {
@@ -101,6 +105,9 @@ fn the_audience_language_counts_what_it_says() {
         ),
         ("events.page.30d>=1", 0),
         ("rfm_r:*", 300),
+        ("traits.plan:gold", brute(|i| i % 3 == 0)),
+        ("traits.plan:*", 300),
+        ("traits.gender:*", 0),
         ("recency_days:*", 0),
         (
             "tier:ordinary AND city:北京 AND channel:web AND monetary_90d>=500 AND consent.marketing_sms:granted",

@@ -853,6 +853,10 @@ fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
         keywords,
         numbers,
         consent,
+        traits: vec![(
+            "plan".into(),
+            rng.pick(&["gold", "silver", "basic"]).to_string(),
+        )],
         allowed,
         events,
     }
