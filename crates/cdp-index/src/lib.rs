@@ -536,17 +536,35 @@ impl PersonIndex {
         query::validate(condition, purposes)?;
         let searcher = self.reader.searcher();
         let compiled = self.compile(condition, purposes)?;
-        // One pass: every match is counted, and checked against the `allowed` column.
-        let collector = MatchedAndAllowed {
-            purpose: purpose.map(str::to_string),
+        let scoring = tantivy::query::EnableScoring::disabled_from_searcher(&searcher);
+        let Some(purpose) = purpose else {
+            let matched =
+                tv(searcher.search_with_executor(&compiled, &Count, &self.executor, scoring))?;
+            return Ok((matched as u64, matched as u64));
         };
-        let (matched, allowed) = tv(searcher.search_with_executor(
-            &compiled,
-            &collector,
+        if has_scan(condition, purposes) {
+            // Range clauses scan columns: one pass counts every match and checks it against
+            // the `allowed` column, instead of scanning twice.
+            let collector = MatchedAndAllowed {
+                purpose: Some(purpose.to_string()),
+            };
+            return tv(searcher.search_with_executor(
+                &compiled,
+                &collector,
+                &self.executor,
+                scoring,
+            ));
+        }
+        // Term clauses only: two counts over postings are cheaper than a check per match.
+        let matched =
+            tv(searcher.search_with_executor(&compiled, &Count, &self.executor, scoring))?;
+        let allowed = tv(searcher.search_with_executor(
+            &self.with_purpose(compiled, purpose),
+            &Count,
             &self.executor,
-            tantivy::query::EnableScoring::disabled_from_searcher(&searcher),
+            scoring,
         ))?;
-        Ok((matched, if purpose.is_some() { allowed } else { matched }))
+        Ok((matched as u64, allowed as u64))
     }
 
     /// Members the policies allow for `purpose`, by sort key after `after`, at most `limit`:
@@ -605,6 +623,23 @@ impl PersonIndex {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a condition has a clause that scans a column (numeric ranges, event counts).
+fn has_scan(condition: &Condition, purposes: &[String]) -> bool {
+    match condition {
+        Condition::All { all: items } | Condition::Any { any: items } => {
+            items.iter().any(|c| has_scan(c, purposes))
+        }
+        Condition::Not { not } => has_scan(not, purposes),
+        Condition::Leaf(leaf) => {
+            leaf.op != Op::Exists
+                && matches!(
+                    query::resolve_field(&leaf.field, purposes),
+                    Ok(FieldKind::Numeric(_) | FieldKind::EventCount { .. })
+                )
+        }
     }
 }
 

@@ -121,6 +121,17 @@ fn the_audience_language_counts_what_it_says() {
     let (matched, allowed) = count(&index, "tier:vip", Some("marketing.sms"));
     assert_eq!(matched, brute(|i| i % 10 == 0));
     assert_eq!(allowed, brute(|i| i % 10 == 0 && i % 2 == 0));
+    // The same with a range clause (one pass checks the allowed column per match).
+    let (matched, allowed) = count(
+        &index,
+        "monetary_90d>=1000 OR tier:vip",
+        Some("marketing.sms"),
+    );
+    assert_eq!(matched, brute(|i| i * 10 >= 1000 || i % 10 == 0));
+    assert_eq!(
+        allowed,
+        brute(|i| (i * 10 >= 1000 || i % 10 == 0) && i % 2 == 0)
+    );
     // JSON trees compile the same.
     let tree: cdp_index::Condition = serde_json::from_value(serde_json::json!({
         "all": [{"field": "tier", "op": "eq", "value": "vip"},
