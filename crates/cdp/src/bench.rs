@@ -405,6 +405,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 
 /// A fresh store for a benchmark, in `dir` or a temporary directory removed on drop.
 struct BenchStore {
+    index_dir: std::path::PathBuf,
     sled: Arc<SledStore>,
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
@@ -431,6 +432,7 @@ impl BenchStore {
             verify_on_open: false,
             ..SledStoreOptions::default()
         };
+        let index_dir = data_dir.index_dir();
         let sled = SledStore::open(&data_dir, &options)?;
         let store: Arc<dyn Store> = sled.clone();
         let vault = Arc::new(Vault::open(
@@ -439,6 +441,7 @@ impl BenchStore {
             &data_dir,
         )?);
         Ok(Self {
+            index_dir,
             sled,
             store,
             vault,
@@ -553,6 +556,20 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         cdp_engine::EngineConfig::default(),
         Arc::new(crate::policy::load(None)?),
     ));
+    // The indexer follows the change feed as in `serve`: its work competes for the cores.
+    let index = Arc::new(cdp_index::PersonIndex::open(&bench.index_dir)?);
+    engine.attach_index(index.clone());
+    let indexer = Arc::new(cdp_engine::Indexer::new(
+        engine.clone(),
+        index.clone(),
+        Default::default(),
+    ));
+    indexer.start()?;
+    let stop_indexer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let indexer_thread = {
+        let (indexer, stop) = (indexer.clone(), stop_indexer.clone());
+        std::thread::spawn(move || indexer.run(&stop))
+    };
     let mut write_keys = std::collections::BTreeMap::new();
     for channel in Channel::ALL {
         let (_, key, ticket) = engine.create_source(channel.as_str(), channel, Some("CN"))?;
@@ -659,6 +676,19 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let _ = stop_tx.send(());
     let _ = runtime.block_on(server);
+    // How long after the last acknowledgement the index holds everything.
+    let last_seq = *store.subscribe_durable().borrow();
+    while indexer.current().seq < last_seq {
+        anyhow::ensure!(
+            started.elapsed() < elapsed + Duration::from_secs(600),
+            "the index did not catch up within 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let index_lag = started.elapsed().saturating_sub(elapsed);
+    stop_indexer.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = indexer_thread.join();
+    let indexed = index.len();
     let failures = failures.load(Ordering::Relaxed);
     anyhow::ensure!(failures == 0, "{failures} batches were not acknowledged");
 
@@ -682,7 +712,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     if args.json {
         println!(
-            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{}}}",
+            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{},\"indexed\":{indexed},\"index_lag_ms\":{:.0}}}",
             args.people,
             batches.len(),
             elapsed.as_secs_f64(),
@@ -696,7 +726,8 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             quality.predicted_profiles,
             quality.true_people,
             quality.largest_profile,
-            quality.unresolved
+            quality.unresolved,
+            index_lag.as_secs_f64() * 1e3
         );
     } else {
         println!(
@@ -713,6 +744,10 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         );
         println!(
             "  {per_second:.0} events/s with identity resolution, encryption and durable acknowledgement (budget >= 20,000)"
+        );
+        println!(
+            "  search index (following the change feed meanwhile): {indexed} people, complete {:.0} ms after the last acknowledgement",
+            index_lag.as_secs_f64() * 1e3
         );
         println!(
             "  batch latency p50 {:.1} ms, p99 {:.1} ms; {} commits, {} flushes",
