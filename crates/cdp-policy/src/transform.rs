@@ -39,6 +39,12 @@ pub fn mask(style: MaskStyle, text: &str) -> String {
         // GB/T 35273 7.2's example: 138****1234. The four characters before the last four
         // are hidden; for an E.164 number the country code stays visible (+86138****1234).
         MaskStyle::Phone => {
+            // Separators would shift the window ("138 0013 8000"): mask the digits alone.
+            let chars: Vec<char> = chars
+                .iter()
+                .copied()
+                .filter(|c| c.is_ascii_digit() || *c == '+')
+                .collect();
             if chars.len() < 8 {
                 return stars(chars.len());
             }
@@ -101,6 +107,7 @@ mod tests {
     fn masks_as_gbt_35273_shows() {
         assert_eq!(mask(MaskStyle::Phone, "13812341234"), "138****1234");
         assert_eq!(mask(MaskStyle::Phone, "+8613812341234"), "+86138****1234");
+        assert_eq!(mask(MaskStyle::Phone, "138 1234-1234"), "138****1234");
         assert_eq!(
             mask(MaskStyle::Email, "zhang.san@example.cn"),
             "z****@example.cn"
