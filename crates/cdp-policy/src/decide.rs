@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::consent::{ConsentFact, ConsentQuery, ConsentState, covers, resolve};
-use crate::load::{PolicySet, parent};
+use crate::load::{PolicySet, ancestors, parent};
 use crate::model::{JurisdictionFile, LegalBasis, Transform};
 
 /// What is being done with the person's data.
@@ -175,14 +175,10 @@ impl Decision {
 
 /// The nearest entry for `key` or one of its ancestors.
 fn nearest<'m, V>(map: &'m BTreeMap<String, V>, key: &str) -> Option<(&'m str, &'m V)> {
-    let mut current = Some(key);
-    while let Some(candidate) = current {
-        if let Some((found, value)) = map.get_key_value(candidate) {
-            return Some((found.as_str(), value));
-        }
-        current = parent(candidate);
-    }
-    None
+    ancestors(key).find_map(|candidate| {
+        map.get_key_value(candidate)
+            .map(|(found, value)| (found.as_str(), value))
+    })
 }
 
 struct Outcome {
@@ -264,48 +260,27 @@ impl PolicySet {
         purpose: &str,
         flag: impl Fn(&crate::model::PurposeDef) -> bool,
     ) -> bool {
-        let mut current = Some(purpose);
-        while let Some(candidate) = current {
-            if self.taxonomy.purposes.get(candidate).is_some_and(&flag) {
-                return true;
-            }
-            current = parent(candidate);
-        }
-        false
+        ancestors(purpose).any(|candidate| self.taxonomy.purposes.get(candidate).is_some_and(&flag))
     }
 
     /// The notice version consents to `purpose` must be for.
     pub fn notice_version(&self, purpose: &str) -> Option<&str> {
-        let mut current = Some(purpose);
-        while let Some(candidate) = current {
-            if let Some(version) = self
-                .taxonomy
+        ancestors(purpose).find_map(|candidate| {
+            self.taxonomy
                 .purposes
                 .get(candidate)
                 .and_then(|def| def.notice_version.as_deref())
-            {
-                return Some(version);
-            }
-            current = parent(candidate);
-        }
-        None
+        })
     }
 
     /// Whether a data category (or an ancestor) is sensitive.
     pub fn is_sensitive(&self, category: &str) -> bool {
-        let mut current = Some(category);
-        while let Some(candidate) = current {
-            if self
-                .taxonomy
+        ancestors(category).any(|candidate| {
+            self.taxonomy
                 .data_categories
                 .get(candidate)
                 .is_some_and(|def| def.sensitive)
-            {
-                return true;
-            }
-            current = parent(candidate);
-        }
-        false
+        })
     }
 
     /// The category of a profile field (`traits.x.y` falls back to `traits.x`).

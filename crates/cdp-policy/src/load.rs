@@ -183,6 +183,11 @@ pub(crate) fn parent(key: &str) -> Option<&str> {
     key.rsplit_once('.').map(|(parent, _)| parent)
 }
 
+/// `a.b.c`, `a.b`, `a`: a dotted key and its ancestors, nearest first.
+pub(crate) fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(key), |k| parent(k))
+}
+
 struct Validator<'a> {
     files: &'a BTreeMap<String, String>,
 }

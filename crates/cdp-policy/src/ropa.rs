@@ -7,8 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::decide::RecipientRole;
-use crate::load::PolicySet;
-use crate::load::parent;
+use crate::load::{PolicySet, ancestors};
 
 /// A registered recipient, as the record lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,14 +27,12 @@ fn cell(text: &str) -> String {
 impl PolicySet {
     fn legal_basis_of(&self, jurisdiction: usize, purpose: &str) -> String {
         let j = &self.jurisdictions[jurisdiction];
-        let mut current = Some(purpose);
-        while let Some(candidate) = current {
-            if let Some(rule) = j.purposes.get(candidate) {
-                return format!("{} ({})", rule.legal_basis.as_str(), rule.cite.join(", "));
-            }
-            current = parent(candidate);
-        }
-        format!("not permitted ({})", j.default.cite.join(", "))
+        ancestors(purpose)
+            .find_map(|candidate| j.purposes.get(candidate))
+            .map_or_else(
+                || format!("not permitted ({})", j.default.cite.join(", ")),
+                |rule| format!("{} ({})", rule.legal_basis.as_str(), rule.cite.join(", ")),
+            )
     }
 
     /// The record, in markdown. `generated_at` is printed as given (RFC 3339).
@@ -103,15 +100,7 @@ impl PolicySet {
                 }
             );
             for j in &self.jurisdictions {
-                let mut current = Some(category.as_str());
-                let mut found = None;
-                while let Some(candidate) = current {
-                    if let Some(retention) = j.retention.get(candidate) {
-                        found = Some(retention);
-                        break;
-                    }
-                    current = parent(candidate);
-                }
+                let found = ancestors(category).find_map(|candidate| j.retention.get(candidate));
                 let text = found.map_or_else(
                     || "-".to_string(),
                     |r| format!("{} days ({})", r.days, r.cite.join(", ")),
