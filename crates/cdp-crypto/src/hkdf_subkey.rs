@@ -16,6 +16,7 @@ pub(crate) const BLIND_INDEX_LABEL: &[u8] = b"cdp/blind-index/v1";
 pub(crate) const PSEUDONYM_LABEL: &[u8] = b"cdp/pseudonym/v1/";
 pub(crate) const AUDIT_LABEL: &[u8] = b"cdp/audit/v1";
 pub(crate) const KEY_CHECK_LABEL: &[u8] = b"cdp/key-check/v1";
+pub(crate) const SIGNING_LABEL: &[u8] = b"cdp/export-signing/v1";
 
 struct Len32;
 

@@ -9,7 +9,7 @@ use crate::blind_index::BlindIndexKey;
 use crate::envelope::{DataKey, RecordAad, RecordKey, WrappedDataKey, open, seal};
 use crate::hkdf_subkey::{
     AUDIT_LABEL, BLIND_INDEX_LABEL, DEK_WRAP_LABEL, KEY_CHECK_LABEL, PSEUDONYM_LABEL, RECORD_LABEL,
-    derive,
+    SIGNING_LABEL, derive,
 };
 use crate::pseudonym::{AuditKey, PseudonymKey};
 use crate::{CryptoError, KeyringError, keyfile, random_bytes, sealed_key_version};
@@ -314,6 +314,11 @@ impl Keyring {
             &self.master(version)?.material,
             &[PSEUDONYM_LABEL, recipient.as_bytes()],
         )?))
+    }
+
+    /// The Ed25519 key pair that signs export manifests, under `version`.
+    pub fn signing_key(&self, version: KeyVersion) -> Result<crate::SigningKey, CryptoError> {
+        crate::SigningKey::from_seed(&*derive(&self.master(version)?.material, &[SIGNING_LABEL])?)
     }
 
     /// The audit-chain MAC key under `version`.

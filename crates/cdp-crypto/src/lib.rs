@@ -22,6 +22,7 @@ mod keyfile;
 mod keyring;
 mod pseudonym;
 mod random;
+mod signing;
 mod tokens;
 
 pub use blind_index::{BlindIndex, BlindIndexKey};
@@ -33,6 +34,7 @@ pub use error::{CryptoError, KeyringError};
 pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKeyInfo};
 pub use pseudonym::{AuditKey, PseudonymKey};
 pub use random::{random_bytes, random_profile_id};
+pub use signing::{SigningKey, verify_signature};
 pub use tokens::{
     DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenAlgorithm, TokenClaims, TokenError, TokenKey,
 };

@@ -649,6 +649,28 @@ impl PolicySet {
                 );
                 continue;
             }
+            if request.action == Action::Export {
+                // Clear values only where the file allows this category for this purpose to a
+                // processor; otherwise the value leaves as a keyed pseudonym.
+                let clear = request
+                    .recipient
+                    .as_ref()
+                    .is_some_and(|r| r.role == RecipientRole::Processor)
+                    && nearest(&j.export.clear, category).is_some_and(|(_, purposes)| {
+                        purposes.iter().any(|allowed| covers(allowed, purpose))
+                    });
+                if clear {
+                    out.oblige(field, Transform::Keep, String::new(), &[]);
+                } else {
+                    out.oblige(
+                        field,
+                        Transform::Pseudonymise,
+                        format!("{id}.export"),
+                        &j.export.cite,
+                    );
+                }
+                continue;
+            }
             let masking = (request.action == Action::Read)
                 .then(|| nearest(&j.display_masking.categories, category))
                 .flatten();

@@ -421,6 +421,35 @@ impl Validator<'_> {
                 ));
             }
         }
+        cite_check("export", &j.export.cite)?;
+        if j.export.min_audience_size == 0 {
+            return Err(self.error(
+                file,
+                &["export:", "min_audience_size"],
+                &format!("{id}.export"),
+                "min_audience_size must be at least 1".into(),
+            ));
+        }
+        for (category, purposes) in &j.export.clear {
+            if !taxonomy.data_categories.contains_key(category) {
+                return Err(self.error(
+                    file,
+                    &["export:", &format!("{category}:")],
+                    &format!("{id}.export.clear.{category}"),
+                    format!("data category {category} is not defined in taxonomy.yaml"),
+                ));
+            }
+            for purpose in purposes {
+                if !taxonomy.purposes.contains_key(purpose) {
+                    return Err(self.error(
+                        file,
+                        &["export:", &format!("{category}:")],
+                        &format!("{id}.export.clear.{category}"),
+                        format!("purpose {purpose} is not defined in taxonomy.yaml"),
+                    ));
+                }
+            }
+        }
         for (category, rule) in &j.retention {
             if !taxonomy.data_categories.contains_key(category) {
                 return Err(self.error(

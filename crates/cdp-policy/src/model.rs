@@ -293,6 +293,19 @@ pub struct RequestsRule {
     pub cite: Vec<String>,
 }
 
+/// What exports may hand over, and the smallest audience they may describe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRules {
+    /// Below this many people an export is refused: a small file can single people out.
+    pub min_audience_size: u64,
+    /// Data category -> purposes for which a processor may receive it in clear; everything
+    /// else identifying leaves pseudonymised.
+    #[serde(default)]
+    pub clear: BTreeMap<String, Vec<String>>,
+    pub cite: Vec<String>,
+}
+
 /// A jurisdiction file (`pipl.yaml`, `gdpr.yaml`, ...).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -323,6 +336,7 @@ pub struct JurisdictionFile {
     pub cross_border: CrossBorderRule,
     pub unclassified_fields: Cited,
     pub display_masking: DisplayMasking,
+    pub export: ExportRules,
     pub retention: BTreeMap<String, RetentionRule>,
     pub requests: RequestsRule,
 }

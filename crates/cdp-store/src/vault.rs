@@ -130,6 +130,11 @@ impl Vault {
         Ok(self.keyring.pseudonym_key(self.pinned, recipient)?)
     }
 
+    /// The export-manifest signing key; stable across master key rotation.
+    pub fn signing_key(&self) -> Result<cdp_crypto::SigningKey, StoreError> {
+        Ok(self.keyring.signing_key(self.pinned)?)
+    }
+
     /// The audit-chain key; stable across master key rotation.
     pub fn audit_key(&self) -> Result<AuditKey, StoreError> {
         Ok(self.keyring.audit_key(self.pinned)?)
