@@ -27,3 +27,34 @@ pub fn digest16(parts: &[&[u8]]) -> [u8; 16] {
 pub fn secret_hash(secret: &str) -> [u8; 32] {
     sha256_parts(&[b"cdp/secret/v1", secret.as_bytes()])
 }
+
+/// SHA-256 over data arriving in pieces (export files).
+pub struct Sha256Stream(ring::digest::Context);
+
+impl std::fmt::Debug for Sha256Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sha256Stream")
+    }
+}
+
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256Stream {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest as 64 lowercase hex digits.
+    pub fn finish_hex(self) -> String {
+        self.0
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}

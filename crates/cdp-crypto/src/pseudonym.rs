@@ -29,6 +29,25 @@ impl PseudonymKey {
     }
 }
 
+impl PseudonymKey {
+    /// A keyed pseudonym of a field's value (an identifier the policy will not hand over in
+    /// clear): the same value gives the same token for this recipient only.
+    pub fn pseudonym_of_value(&self, field: &str, value: &str) -> String {
+        let message = [
+            b"value\0".as_slice(),
+            field.as_bytes(),
+            b"\0",
+            value.as_bytes(),
+        ]
+        .concat();
+        let tag = hmac::sign(&self.0, &message);
+        tag.as_ref()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
 /// The key that chains audit-log entries (HMAC-SHA256), so that an attacker who can write the
 /// store still cannot forge a valid chain.
 pub struct AuditKey(hmac::Key);

@@ -85,7 +85,7 @@ impl Engine {
         let _ = self.index.set(index);
     }
 
-    fn search_index(&self) -> Result<&PersonIndex, EngineError> {
+    pub(crate) fn search_index(&self) -> Result<&PersonIndex, EngineError> {
         self.index
             .get()
             .map(AsRef::as_ref)
@@ -238,7 +238,7 @@ impl Engine {
         ))
     }
 
-    fn load_audience(&self, id: &str) -> Result<AudienceRecord, EngineError> {
+    pub(crate) fn load_audience(&self, id: &str) -> Result<AudienceRecord, EngineError> {
         let valid = id.len() == 20 && id.starts_with("aud_");
         if !valid {
             return Err(EngineError::InvalidRequest(

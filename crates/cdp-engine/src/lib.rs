@@ -23,10 +23,12 @@ mod cache;
 pub mod computed;
 pub mod consent;
 mod error;
+pub mod exports;
 mod graph_store;
 pub mod indexer;
 mod ingest;
 mod profiles;
+pub mod recipients;
 pub mod records;
 mod sources;
 mod survivorship;
@@ -45,12 +47,14 @@ pub use audiences::{AudienceCount, AudienceQuery, AudienceRecord, AudienceView, 
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
 pub use consent::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
+pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
 pub use ingest::IngestReport;
 pub use profiles::{
     EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
     SplitReport, SplitRequest,
 };
+pub use recipients::{RecipientInput, RecipientRecord};
 pub use survivorship::{Survivorship, SurvivorshipRules};
 
 /// Settings of the engine.
@@ -75,6 +79,8 @@ pub struct Engine {
     audit: audit::AuditState,
     /// The search index, once attached (audiences).
     index: std::sync::OnceLock<Arc<cdp_index::PersonIndex>>,
+    /// Where export files are written (sealed).
+    exports_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Engine {
@@ -86,6 +92,7 @@ impl Engine {
             write_lock: Mutex::new(cache::RecordCache::default()),
             audit: audit::AuditState::default(),
             index: std::sync::OnceLock::new(),
+            exports_dir: std::sync::OnceLock::new(),
         }
     }
 

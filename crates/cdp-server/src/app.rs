@@ -22,7 +22,9 @@ use utoipa_axum::routes;
 use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
-use crate::routes::{audiences, audit, consents, ingest, policies, profiles, sources, system};
+use crate::routes::{
+    audiences, audit, consents, exports, ingest, policies, profiles, sources, system,
+};
 
 /// Limits and timeouts of the HTTP edge.
 #[derive(Debug, Clone)]
@@ -84,6 +86,12 @@ pub fn router(
         .routes(routes!(audiences::create))
         .routes(routes!(audiences::get))
         .routes(routes!(audiences::members))
+        .routes(routes!(exports::create_recipient, exports::list_recipients))
+        .routes(routes!(exports::suppress))
+        .routes(routes!(exports::create_export))
+        .routes(routes!(exports::get_export))
+        .routes(routes!(exports::export_file))
+        .routes(routes!(exports::export_key))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(policies::show))

@@ -15,6 +15,8 @@ use tower::ServiceExt;
 
 #[path = "http/audiences.rs"]
 mod audiences;
+#[path = "http/exports.rs"]
+mod exports;
 #[path = "http/ingest.rs"]
 mod ingest;
 #[path = "http/policy.rs"]
@@ -32,6 +34,11 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    /// Where this harness's engine writes export files.
+    pub(crate) fn engine_exports_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("exports")
+    }
+
     /// Brings the search index up to date (the server's indexer thread does this by itself).
     pub(crate) fn index(&self) {
         self.indexer.catch_up().unwrap();
@@ -51,6 +58,7 @@ pub(crate) fn harness() -> Harness {
     ));
     let index = Arc::new(cdp_index::PersonIndex::in_memory().unwrap());
     engine.attach_index(index.clone());
+    engine.set_exports_dir(dir.path().join("exports"));
     let indexer = Arc::new(cdp_engine::Indexer::new(
         engine.clone(),
         index,

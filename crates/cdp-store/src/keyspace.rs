@@ -41,10 +41,12 @@ pub enum Keyspace {
     Aliases,
     /// Hash of (source, messageId) -> (): de-duplication of retried messages.
     Messages,
+    /// Blind index -> sealed note: identifiers that no export may ever include.
+    Suppressions,
 }
 
 impl Keyspace {
-    pub const ALL: [Keyspace; 18] = [
+    pub const ALL: [Keyspace; 19] = [
         Self::Meta,
         Self::Profiles,
         Self::Identifiers,
@@ -63,6 +65,7 @@ impl Keyspace {
         Self::Mentions,
         Self::Aliases,
         Self::Messages,
+        Self::Suppressions,
     ];
 
     /// The key prefix of this keyspace in a single-tree backend.
@@ -86,6 +89,7 @@ impl Keyspace {
             Self::Mentions => 15,
             Self::Aliases => 16,
             Self::Messages => 17,
+            Self::Suppressions => 18,
         }
     }
 
@@ -124,6 +128,7 @@ impl Keyspace {
             Self::Mentions => "mentions",
             Self::Aliases => "aliases",
             Self::Messages => "messages",
+            Self::Suppressions => "suppressions",
         }
     }
 }

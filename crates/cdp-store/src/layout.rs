@@ -60,6 +60,11 @@ impl DataDir {
         self.root.join("index")
     }
 
+    /// Export files, each sealed under its own data key.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.root.join("exports")
+    }
+
     pub fn commit_mark(&self) -> PathBuf {
         self.root.join("store.commit-mark")
     }

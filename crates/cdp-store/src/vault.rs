@@ -130,6 +130,27 @@ impl Vault {
         Ok(self.keyring.pseudonym_key(self.pinned, recipient)?)
     }
 
+    /// A new data key for something that is not a person (an export file), and its wrapped
+    /// form bound to `owner`.
+    pub fn new_file_key(&self, owner: &[u8]) -> Result<(DataKey, Vec<u8>), StoreError> {
+        let key = DataKey::generate()?;
+        let wrapped = self.keyring.wrap_data_key(&key, owner)?;
+        Ok((key, wrapped.as_bytes().to_vec()))
+    }
+
+    /// Unwraps a key made by [`Vault::new_file_key`] for `owner`.
+    pub fn open_file_key(&self, owner: &[u8], wrapped: Vec<u8>) -> Result<DataKey, StoreError> {
+        let seal_error = |source| StoreError::Seal {
+            keyspace: Keyspace::Exports.name(),
+            record: String::from_utf8_lossy(owner).into_owned(),
+            source,
+        };
+        let wrapped = WrappedDataKey::from_bytes(wrapped).map_err(seal_error)?;
+        self.keyring
+            .unwrap_data_key(&wrapped, owner)
+            .map_err(seal_error)
+    }
+
     /// The export-manifest signing key; stable across master key rotation.
     pub fn signing_key(&self) -> Result<cdp_crypto::SigningKey, StoreError> {
         Ok(self.keyring.signing_key(self.pinned)?)

@@ -82,6 +82,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .context("cannot open the search index (rebuild it with `cdp reindex`)")?,
     );
     engine.attach_index(index.clone());
+    engine.set_exports_dir(data_dir.exports_dir());
     let indexer = Arc::new(cdp_engine::Indexer::new(
         engine.clone(),
         index,

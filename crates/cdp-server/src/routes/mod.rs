@@ -1,6 +1,7 @@
 pub(crate) mod audiences;
 pub(crate) mod audit;
 pub(crate) mod consents;
+pub(crate) mod exports;
 pub(crate) mod ingest;
 pub(crate) mod policies;
 pub(crate) mod profiles;

@@ -118,7 +118,12 @@ pub(crate) async fn ropa(
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    // Recipients are registered by the export issue; until then the record lists none.
-    let markdown = state.engine.policies().ropa(&[], &now);
+    let engine = state.engine.clone();
+    let recipients = blocking(move || engine.recipients()).await?;
+    let recipients: Vec<cdp_policy::RopaRecipient> = recipients
+        .iter()
+        .map(cdp_engine::RecipientRecord::ropa)
+        .collect();
+    let markdown = state.engine.policies().ropa(&recipients, &now);
     as_json(serde_json::json!({ "markdown": markdown }))
 }

@@ -1,0 +1,224 @@
+//! Recipients, the suppression list and exports: `POST|GET /v1/recipients`,
+//! `POST /v1/suppressions`, `POST /v1/exports`, `GET /v1/exports/{id}`,
+//! `GET /v1/exports/{id}/file`, `GET /v1/keys/export`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use cdp_core::IdentifierType;
+use cdp_engine::{ExportFormat, ExportRequest, RecipientInput};
+use cdp_policy::RecipientRole;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::routes::profiles::{as_json, blocking, json_rejection};
+use crate::{ApiError, AppState, ErrorCode};
+
+const REGISTRARS: &[&str] = &["admin", "dpo"];
+const EXPORTERS: &[&str] = &["marketer", "admin", "dpo"];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecipientBody {
+    name: String,
+    contact: String,
+    /// processor or controller.
+    #[schema(value_type = String)]
+    role: RecipientRole,
+    /// Where the recipient processes the data: CN, EU, DE, US...
+    region: String,
+    /// none, standard_contract, assessment, certification, adequacy, scc.
+    transfer_mechanism: String,
+    allowed_purposes: Vec<String>,
+}
+
+/// Registers a recipient of exports.
+#[utoipa::path(post, path = "/v1/recipients", tag = "exports", security(("bearer" = [])),
+    request_body = RecipientBody,
+    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn create_recipient(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RecipientBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(REGISTRARS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (record, ticket) = blocking(move || {
+        engine.create_recipient(
+            RecipientInput {
+                name: body.name,
+                contact: body.contact,
+                role: body.role,
+                region: body.region,
+                transfer_mechanism: body.transfer_mechanism,
+                allowed_purposes: body.allowed_purposes,
+            },
+            &actor,
+        )
+    })
+    .await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok((StatusCode::CREATED, as_json(record)?))
+}
+
+/// The registered recipients.
+#[utoipa::path(get, path = "/v1/recipients", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list_recipients(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&["admin", "dpo", "marketer", "auditor"])?;
+    let engine = state.engine.clone();
+    let recipients = blocking(move || engine.recipients()).await?;
+    as_json(serde_json::json!({ "recipients": recipients }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuppressionBody {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+    region: Option<String>,
+}
+
+/// Adds an identifier to the suppression list: no export will include its person.
+#[utoipa::path(post, path = "/v1/suppressions", tag = "exports", security(("bearer" = [])),
+    request_body = SuppressionBody,
+    responses((status = 204), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn suppress(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<SuppressionBody>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(REGISTRARS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let kind: IdentifierType = body
+        .kind
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let ticket =
+        blocking(move || engine.suppress(&kind, &body.value, body.region.as_deref(), &actor))
+            .await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportBody {
+    /// A saved audience id.
+    audience: String,
+    purpose: String,
+    /// A recipient id.
+    recipient: String,
+    /// pseudonym, email_sha256_google, phone_sha256_meta, identifiers.<type>, traits.<name>,
+    /// age_band, region, city, tier, lifecycle, rfm_score...
+    fields: Vec<String>,
+    /// csv or jsonl.
+    #[schema(value_type = String)]
+    format: ExportFormat,
+}
+
+/// Starts an export job; poll `GET /v1/exports/{id}`.
+#[utoipa::path(post, path = "/v1/exports", tag = "exports", security(("bearer" = [])),
+    request_body = ExportBody,
+    responses((status = 202, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn create_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<ExportBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(EXPORTERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let access = caller.access(Some(body.purpose.clone()));
+    let engine = state.engine.clone();
+    let record = blocking(move || {
+        engine.start_export(
+            ExportRequest {
+                audience: body.audience,
+                purpose: body.purpose,
+                recipient: body.recipient,
+                fields: body.fields,
+                format: body.format,
+            },
+            &access,
+        )
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, as_json(record)?))
+}
+
+/// An export job: status (running, done, refused, failed), progress, reason, signed manifest.
+#[utoipa::path(get, path = "/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&["marketer", "admin", "dpo", "auditor"])?;
+    let engine = state.engine.clone();
+    let record = blocking(move || engine.export(&id))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such export"))?;
+    as_json(record)
+}
+
+/// The export file (decrypted for the download; audited).
+#[utoipa::path(get, path = "/v1/exports/{id}/file", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "text/csv or application/x-ndjson"), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub(crate) async fn export_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(EXPORTERS)?;
+    let access = caller.access(None);
+    let engine = state.engine.clone();
+    let (record, bytes) = blocking(move || engine.export_file(&id, &access)).await?;
+    let (content_type, extension) = match record.format {
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+        ExportFormat::Jsonl => ("application/x-ndjson", "jsonl"),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}.{extension}\"", record.id),
+        )
+        .body(Body::from(bytes))
+        .map_err(|_| ApiError::from_code(ErrorCode::Internal))
+}
+
+/// The public key that verifies export manifests (Ed25519, base64).
+#[utoipa::path(get, path = "/v1/keys/export", tag = "exports",
+    responses((status = 200, body = Object)))]
+pub(crate) async fn export_key(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = state
+        .engine
+        .vault()
+        .signing_key()
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    as_json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key.public_key_base64() }))
+}
