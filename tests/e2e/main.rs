@@ -10,6 +10,7 @@ mod audiences;
 mod bench;
 mod damaged_data;
 mod durability;
+mod exports;
 mod import;
 mod ingest;
 mod keys;

@@ -63,6 +63,41 @@ impl ServerArgs {
         self.answer(response)
     }
 
+    /// GETs a body as bytes (a file download); a non-2xx answer is an error with its message.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let token = self.token()?;
+        let mut response = Self::agent()
+            .get(&self.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let status = response.status();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(4 * 1024 * 1024 * 1024)
+            .read_to_vec()
+            .context("cannot read the answer")?;
+        if !status.is_success() {
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            bail!(
+                "the server answered {} {}: {}",
+                status.as_u16(),
+                body["error"]["code"].as_str().unwrap_or("unknown"),
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no error message")
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// An unauthenticated GET (public routes such as `/v1/keys/export`).
+    pub fn get_public(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let response = Self::agent().get(&self.url(path)).call();
+        self.answer(response)
+    }
+
     /// POSTs and returns the status and JSON body whatever the status (callers that handle
     /// refusals themselves, like `import`).
     pub fn post_raw(

@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod config;
 mod demo;
+mod export;
 mod import;
 mod keys;
 mod logging;
@@ -51,6 +52,9 @@ enum Command {
     /// Validate policies, run their golden cases, print the record of processing (offline).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Export audiences to recipients (client of a running server); verify export files.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Rebuild the search index from the store (offline, server stopped).
     Reindex(reindex::ReindexArgs),
     /// Verify the audit log's hash chain (offline, server stopped).
@@ -101,6 +105,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             policy::run(command)
+        }
+        Command::Export(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            export::run(command)
         }
         Command::Reindex(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

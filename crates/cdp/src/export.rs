@@ -1,0 +1,188 @@
+//! `cdp export create` (a client of the running server, with a progress bar) and
+//! `cdp export verify MANIFEST FILE` (offline: the file's SHA-256 and the manifest's Ed25519
+//! signature).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::client::ServerArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export a saved audience to a recipient; waits, then downloads the file and manifest.
+    Create(CreateArgs),
+    /// Check a file against its signed manifest.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(long)]
+    audience: String,
+    #[arg(long)]
+    purpose: String,
+    #[arg(long)]
+    recipient: String,
+    /// Field(s): pseudonym, email_sha256_google, phone_sha256_meta, identifiers.phone, ...
+    #[arg(long = "field", required = true)]
+    fields: Vec<String>,
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// Where to write the file (the manifest goes to FILE.manifest.json).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest (JSON, as `GET /v1/exports/{id}` answers it or `cdp export create` saved it).
+    manifest: PathBuf,
+    /// The export file.
+    file: PathBuf,
+    /// The expected signing key (base64), e.g. from `GET /v1/keys/export`.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// Fetch the expected key from this server's `/v1/keys/export`.
+    #[arg(long, conflicts_with = "public_key")]
+    server: Option<String>,
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(command: ExportCommand) -> anyhow::Result<()> {
+    match command {
+        ExportCommand::Create(args) => create(args),
+        ExportCommand::Verify(args) => verify(args),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let started = args.server.post(
+        "/v1/exports",
+        &serde_json::json!({
+            "audience": args.audience, "purpose": args.purpose, "recipient": args.recipient,
+            "fields": args.fields, "format": args.format,
+        }),
+    )?;
+    let id = started["id"]
+        .as_str()
+        .context("the server's answer has no export id")?
+        .to_string();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} people ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("export {id}"));
+    let record = loop {
+        let record = args.server.get(&format!("/v1/exports/{id}"))?;
+        bar.set_length(record["progress"]["total"].as_u64().unwrap_or(0));
+        bar.set_position(record["progress"]["considered"].as_u64().unwrap_or(0));
+        if record["status"] != "running" {
+            break record;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    bar.finish_and_clear();
+    match record["status"].as_str() {
+        Some("done") => {}
+        Some(status) => bail!(
+            "export {id} {status}: {}",
+            record["reason"].as_str().unwrap_or("no reason given")
+        ),
+        None => bail!("export {id}: the server's answer has no status"),
+    }
+    let bytes = args.server.get_bytes(&format!("/v1/exports/{id}/file"))?;
+    std::fs::write(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let manifest_path = PathBuf::from(format!("{}.manifest.json", args.out.display()));
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&record["manifest"])?,
+    )
+    .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    let counts = &record["manifest"]["counts"];
+    println!(
+        "export {id}: {} included, {} excluded, {} removals; {} and {}",
+        counts["included"],
+        counts["excluded"]
+            .as_object()
+            .map(|m| m
+                .values()
+                .filter_map(serde_json::Value::as_u64)
+                .sum::<u64>())
+            .unwrap_or(0),
+        counts["removals"],
+        args.out.display(),
+        manifest_path.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read(&args.manifest)
+        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
+    let manifest: cdp_engine::Manifest = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not an export manifest", args.manifest.display()))?;
+    let file = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut hash = cdp_crypto::Sha256Stream::default();
+    hash.update(&file);
+    let digest = hash.finish_hex();
+    if digest != manifest.file_sha256 {
+        bail!(
+            "{} does not match the manifest: SHA-256 {digest}, manifest says {}",
+            args.file.display(),
+            manifest.file_sha256
+        );
+    }
+    let signature = manifest
+        .signature
+        .as_deref()
+        .context("the manifest is not signed")?;
+    if !cdp_crypto::verify_signature(&manifest.signing_key, &manifest.signed_bytes(), signature) {
+        bail!("the manifest's signature is invalid: it was changed after signing");
+    }
+    let expected = match (args.public_key, args.server) {
+        (Some(key), _) => Some(key),
+        (None, Some(server)) => {
+            let client = ServerArgs {
+                server,
+                token: None,
+            };
+            let answer = client.get_public("/v1/keys/export")?;
+            Some(
+                answer["public_key"]
+                    .as_str()
+                    .context("the server's answer has no public_key")?
+                    .to_string(),
+            )
+        }
+        (None, None) => None,
+    };
+    if let Some(expected) = &expected
+        && expected.trim() != manifest.signing_key
+    {
+        bail!("the manifest is signed by another key than the expected one");
+    }
+    println!(
+        "valid: export {} of {} to {} ({} included, {} removals), SHA-256 {digest}{}",
+        manifest.export_id,
+        manifest.audience_id,
+        manifest.recipient.name,
+        manifest.counts.included,
+        manifest.counts.removals,
+        if expected.is_some() {
+            ", signed by the expected key"
+        } else {
+            ", signature valid (pass --public-key or --server to pin the key)"
+        }
+    );
+    Ok(())
+}
