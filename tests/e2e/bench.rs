@@ -126,3 +126,15 @@ fn bench_audience_reports_latency_and_freshness() {
         "{report}"
     );
 }
+
+#[test]
+fn bench_export_reports_throughput() {
+    let output = run(cdp().args(["bench", "export", "--profiles", "300", "--json"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["included"], 300, "{report}");
+    assert!(
+        report["profiles_per_second"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

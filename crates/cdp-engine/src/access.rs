@@ -151,7 +151,7 @@ impl Engine {
             .collect();
         let mut regions = BTreeSet::new();
         for source in sources {
-            if let Some(region) = self.source(source)?.and_then(|s| s.default_region) {
+            if let Some(region) = self.source_region(source)? {
                 regions.insert(region);
             }
         }

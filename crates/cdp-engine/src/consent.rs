@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use cdp_core::segment::Message;
 use cdp_core::{Channel, IdentifierType, ProfileId};
 use cdp_policy::{ConsentFact, ConsentState, ConsentStatus, LegalBasis, PolicySet};
-use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
+use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -511,9 +511,9 @@ impl Engine {
         &self,
         profile: &ProfileId,
     ) -> Result<Vec<ConsentRecord>, EngineError> {
-        let view = Overlay::new(self.store().as_ref());
-        let mut graph = StoreGraph::new(self, &view);
-        let Some((_, key)) = graph.profile(*profile)? else {
+        // The data key alone (not the profile record): readers that already decoded the
+        // profile must not pay for it twice.
+        let Some(key) = self.vault().person_key(profile)? else {
             return Ok(Vec::new());
         };
         let mut records = Vec::new();

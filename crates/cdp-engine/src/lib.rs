@@ -81,6 +81,8 @@ pub struct Engine {
     index: std::sync::OnceLock<Arc<cdp_index::PersonIndex>>,
     /// Where export files are written (sealed).
     exports_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// Source id -> default region (sources never change once created).
+    source_regions: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 impl Engine {
@@ -93,6 +95,7 @@ impl Engine {
             audit: audit::AuditState::default(),
             index: std::sync::OnceLock::new(),
             exports_dir: std::sync::OnceLock::new(),
+            source_regions: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -111,6 +114,24 @@ impl Engine {
 
     pub fn limits(&self) -> &MessageLimits {
         &self.config.limits
+    }
+
+    /// A source's default region, cached.
+    pub(crate) fn source_region(&self, id: &str) -> Result<Option<String>, EngineError> {
+        if let Some(region) = self
+            .source_regions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(region.clone());
+        }
+        let region = self.source(id)?.and_then(|s| s.default_region);
+        self.source_regions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), region.clone());
+        Ok(region)
     }
 
     pub(crate) fn write_lock(&self) -> MutexGuard<'_, cache::RecordCache> {
