@@ -188,6 +188,30 @@ impl Engine {
         Ok(self.subject(id)?.map(|subject| subject.facts))
     }
 
+    /// Resolves the person, decides a read of the `fields` it names for `access`, and audits it
+    /// as `action` (a denial is audited and returned as [`EngineError::Denied`]).
+    fn read_decision(
+        &self,
+        id: ProfileId,
+        access: &Access,
+        action: &str,
+        fields: impl FnOnce(&ProfileRecord) -> Vec<String>,
+    ) -> Result<Option<(Subject, Decision)>, EngineError> {
+        let purpose = Self::purpose_of(access)?;
+        let Some(subject) = self.subject(id)? else {
+            return Ok(None);
+        };
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: fields(&subject.record),
+        };
+        let decision = self.decide_audited(access, action, subject.id, request, &subject.facts)?;
+        Ok(Some((subject, decision)))
+    }
+
     /// Decides, audits (durably) and refuses a denial.
     fn decide_audited(
         &self,
@@ -249,31 +273,26 @@ impl Engine {
         id: ProfileId,
         access: &Access,
     ) -> Result<Option<ProfileRead>, EngineError> {
-        let purpose = Self::purpose_of(access)?;
-        let Some(Subject {
-            id: resolved,
-            record,
-            facts,
-            ..
-        }) = self.subject(id)?
+        let Some((
+            Subject {
+                id: resolved,
+                record,
+                ..
+            },
+            decision,
+        )) = self.read_decision(id, access, "profile.read", |record| {
+            let mut fields: BTreeSet<String> = record
+                .identifiers
+                .iter()
+                .map(|i| format!("identifiers.{}", i.kind))
+                .collect();
+            fields.extend(record.traits.keys().map(|name| format!("traits.{name}")));
+            fields.insert("channels".into());
+            fields.into_iter().collect()
+        })?
         else {
             return Ok(None);
         };
-        let mut fields: BTreeSet<String> = record
-            .identifiers
-            .iter()
-            .map(|i| format!("identifiers.{}", i.kind))
-            .collect();
-        fields.extend(record.traits.keys().map(|name| format!("traits.{name}")));
-        fields.insert("channels".into());
-        let request = DecisionRequest {
-            action: Action::Read,
-            purpose,
-            caller: Some(access.caller.clone()),
-            recipient: None,
-            fields: fields.into_iter().collect(),
-        };
-        let decision = self.decide_audited(access, "profile.read", resolved, request, &facts)?;
         let obligation = |field: &str| {
             decision
                 .obligations
@@ -357,24 +376,11 @@ impl Engine {
         access: &Access,
         limit: usize,
     ) -> Result<Option<(Vec<StoredEvent>, PolicyNote)>, EngineError> {
-        let purpose = Self::purpose_of(access)?;
-        let Some(Subject {
-            id: resolved,
-            facts,
-            ..
-        }) = self.subject(id)?
+        let Some((Subject { id: resolved, .. }, mut decision)) =
+            self.read_decision(id, access, "profile.events", |_| vec!["events".into()])?
         else {
             return Ok(None);
         };
-        let request = DecisionRequest {
-            action: Action::Read,
-            purpose,
-            caller: Some(access.caller.clone()),
-            recipient: None,
-            fields: vec!["events".into()],
-        };
-        let mut decision =
-            self.decide_audited(access, "profile.events", resolved, request, &facts)?;
         if decision.obligations.get("events") != Some(&Transform::Keep) {
             // Raw events cannot be masked field by field: anything short of "keep" denies.
             decision.decision = cdp_policy::Effect::Deny;
@@ -390,30 +396,18 @@ impl Engine {
         id: ProfileId,
         access: &Access,
     ) -> Result<Option<(IdentityView, PolicyNote)>, EngineError> {
-        let purpose = Self::purpose_of(access)?;
-        let Some(Subject {
-            id: resolved,
-            record,
-            facts,
-            ..
-        }) = self.subject(id)?
+        let Some((Subject { id: resolved, .. }, decision)) =
+            self.read_decision(id, access, "profile.identity", |record| {
+                let fields: BTreeSet<String> = record
+                    .identifiers
+                    .iter()
+                    .map(|i| format!("identifiers.{}", i.kind))
+                    .collect();
+                fields.into_iter().collect()
+            })?
         else {
             return Ok(None);
         };
-        let fields: BTreeSet<String> = record
-            .identifiers
-            .iter()
-            .map(|i| format!("identifiers.{}", i.kind))
-            .collect();
-        let request = DecisionRequest {
-            action: Action::Read,
-            purpose,
-            caller: Some(access.caller.clone()),
-            recipient: None,
-            fields: fields.into_iter().collect(),
-        };
-        let decision =
-            self.decide_audited(access, "profile.identity", resolved, request, &facts)?;
         let Some(mut view) = self.identity(resolved)? else {
             return Ok(None);
         };
@@ -454,24 +448,17 @@ impl Engine {
         id: ProfileId,
         access: &Access,
     ) -> Result<Option<ConsentsView>, EngineError> {
-        let purpose = Self::purpose_of(access)?;
-        let Some(Subject {
-            id: resolved,
-            consents,
-            facts,
-            ..
-        }) = self.subject(id)?
+        let Some((
+            Subject {
+                id: resolved,
+                consents,
+                ..
+            },
+            _,
+        )) = self.read_decision(id, access, "profile.consents", |_| Vec::new())?
         else {
             return Ok(None);
         };
-        let request = DecisionRequest {
-            action: Action::Read,
-            purpose,
-            caller: Some(access.caller.clone()),
-            recipient: None,
-            fields: Vec::new(),
-        };
-        self.decide_audited(access, "profile.consents", resolved, request, &facts)?;
         Ok(Some(self.consents_view(resolved, consents)))
     }
 
