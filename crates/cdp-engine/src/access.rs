@@ -159,7 +159,7 @@ impl Engine {
             residency,
             regions: regions.into_iter().collect(),
             age: age_from(&record.traits, OffsetDateTime::now_utc()),
-            restricted: false,
+            restricted: record.restricted,
             consents: consents.iter().filter_map(ConsentRecord::fact).collect(),
         })
     }

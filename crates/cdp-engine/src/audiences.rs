@@ -249,6 +249,16 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("audience {id}")))
     }
 
+    /// Every saved audience.
+    pub fn saved_audiences(&self) -> Result<Vec<AudienceRecord>, EngineError> {
+        let mut out = Vec::new();
+        for item in self.store().scan_prefix(Keyspace::Audiences, &[]) {
+            let (key, sealed) = item?;
+            out.push(self.open_system(Keyspace::Audiences, &key, &sealed)?);
+        }
+        Ok(out)
+    }
+
     /// `GET /v1/audiences/{id}`: the definition and its size now.
     pub fn audience(&self, id: &str, access: &Access) -> Result<AudienceView, EngineError> {
         let record = self.load_audience(id)?;

@@ -397,7 +397,7 @@ impl Engine {
     }
 
     /// The members of an audience the index allows for `purpose`, all pages.
-    fn all_members(
+    pub(crate) fn all_members(
         &self,
         audience: &crate::AudienceRecord,
         purpose: &str,
@@ -946,6 +946,35 @@ impl<'e> SealedFileWriter<'e> {
 }
 
 impl Engine {
+    /// The exports that included the person, and their recipients (GDPR Art 17(2), 19).
+    pub(crate) fn exports_of(&self, id: &ProfileId) -> Result<Vec<Value>, EngineError> {
+        let mut out = Vec::new();
+        for item in self.store().scan_prefix(Keyspace::Exports, b"job/") {
+            let (key, sealed) = item?;
+            let record: ExportRecord = self.open_system(Keyspace::Exports, &key, &sealed)?;
+            if record.status != ExportStatus::Done {
+                continue;
+            }
+            let Some(secrets) =
+                self.get_system::<ExportSecrets>(Keyspace::Exports, &secrets_key(&record.id))?
+            else {
+                continue;
+            };
+            let pseudonym = self.vault().pseudonym_key(&record.recipient)?.pseudonym(id);
+            if secrets.pseudonyms.contains(&pseudonym) {
+                let recipient = self.recipient(&record.recipient)?;
+                out.push(serde_json::json!({
+                    "export_id": record.id,
+                    "recipient_id": record.recipient,
+                    "recipient": recipient.map(|r| r.name),
+                    "purpose": record.purpose,
+                    "created_at": record.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                }));
+            }
+        }
+        Ok(out)
+    }
+
     /// Where export files live: `<data dir>/exports/<id>.sealed`.
     fn export_file_path(&self, id: &str) -> Result<std::path::PathBuf, EngineError> {
         let dir = self

@@ -75,6 +75,19 @@ const INDEXABLE_CATEGORIES: &[&str] = &[
     "user.location.region",
 ];
 
+/// The person's tags: the `tags` trait, less the ones they deleted.
+pub(crate) fn person_tags(record: &ProfileRecord) -> Vec<String> {
+    let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) else {
+        return Vec::new();
+    };
+    tags.iter()
+        .filter_map(Value::as_str)
+        .filter(|tag| !tag.is_empty() && tag.len() <= 64 && !record.tags_removed.contains(*tag))
+        .take(50)
+        .map(str::to_string)
+        .collect()
+}
+
 fn age_band(age: u32) -> String {
     let low = age / 10 * 10;
     format!("{low}-{}", low + 9)
@@ -130,12 +143,8 @@ impl Engine {
         for channel in record.channels.keys() {
             keywords.push(("channel", channel.as_str().to_string()));
         }
-        if let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) {
-            for tag in tags.iter().filter_map(Value::as_str).take(50) {
-                if !tag.is_empty() && tag.len() <= 64 {
-                    keywords.push(("tag", tag.to_string()));
-                }
-            }
+        for tag in person_tags(record) {
+            keywords.push(("tag", tag));
         }
         let (jurisdictions, _) = policies.jurisdictions_for(&facts);
         for jurisdiction in jurisdictions {

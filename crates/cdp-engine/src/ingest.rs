@@ -381,6 +381,8 @@ impl Engine {
             merged_from: Vec::new(),
             consent_marks: BTreeMap::new(),
             activity: Default::default(),
+            restricted: false,
+            tags_removed: Default::default(),
         };
         changes.profiles.insert(id, (record, key));
         Ok(id)
@@ -511,6 +513,9 @@ impl Engine {
         record.merged_from.push(absorbed);
         record.merged_from.extend(old.merged_from);
         record.consent_marks.extend(old.consent_marks);
+        // A restriction or a deleted tag of either side holds for the merged person.
+        record.restricted |= old.restricted;
+        record.tags_removed.extend(old.tags_removed);
         record
             .activity
             .absorb(old.activity, OffsetDateTime::now_utc());

@@ -30,6 +30,7 @@ mod ingest;
 mod profiles;
 pub mod recipients;
 pub mod records;
+pub mod requests;
 mod sources;
 mod survivorship;
 
@@ -55,6 +56,7 @@ pub use profiles::{
     SplitReport, SplitRequest,
 };
 pub use recipients::{RecipientInput, RecipientRecord};
+pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
 pub use survivorship::{Survivorship, SurvivorshipRules};
 
 /// Settings of the engine.

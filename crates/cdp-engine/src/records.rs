@@ -231,6 +231,12 @@ pub struct ProfileRecord {
     /// What computed traits need of the events (orders, views, daily counts).
     #[serde(default)]
     pub activity: crate::computed::Activity,
+    /// Processing restricted to storage by a data-subject request (PIPL Art 44, GDPR Art 18).
+    #[serde(default)]
+    pub restricted: bool,
+    /// Tags the person deleted (PIPL Art 24): never shown or indexed again.
+    #[serde(default)]
+    pub tags_removed: BTreeSet<String>,
 }
 
 /// An event (Keyspace::Events), sealed with the person's data key.

@@ -23,7 +23,7 @@ use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    audiences, audit, consents, exports, ingest, policies, profiles, sources, system,
+    audiences, audit, consents, exports, ingest, policies, profiles, requests, sources, system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -92,6 +92,9 @@ pub fn router(
         .routes(routes!(exports::get_export))
         .routes(routes!(exports::export_file))
         .routes(routes!(exports::export_key))
+        .routes(routes!(requests::submit, requests::list))
+        .routes(routes!(requests::get))
+        .routes(routes!(requests::bundle))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(policies::show))

@@ -21,6 +21,8 @@ mod exports;
 mod ingest;
 #[path = "http/policy.rs"]
 mod policy;
+#[path = "http/requests.rs"]
+mod requests;
 #[path = "http/tokens.rs"]
 mod tokens;
 

@@ -5,6 +5,7 @@ pub(crate) mod exports;
 pub(crate) mod ingest;
 pub(crate) mod policies;
 pub(crate) mod profiles;
+pub(crate) mod requests;
 pub(crate) mod sources;
 pub(crate) mod system;
 

@@ -12,7 +12,7 @@ fn phone(i: usize) -> String {
     format!("1390000{i:04}")
 }
 
-async fn people(h: &Harness, count: usize) {
+pub(crate) async fn people(h: &Harness, count: usize) {
     let key = source(h, "CN");
     let mut batch = Vec::new();
     for i in 0..count {
@@ -39,7 +39,7 @@ async fn people(h: &Harness, count: usize) {
     h.index();
 }
 
-async fn wait_done(h: &Harness, token: &str, id: &str) -> Value {
+pub(crate) async fn wait_done(h: &Harness, token: &str, id: &str) -> Value {
     for _ in 0..500 {
         let (status, record) = get_json(h, &format!("/v1/exports/{id}"), token).await;
         assert_eq!(status, StatusCode::OK, "{record}");
@@ -51,7 +51,7 @@ async fn wait_done(h: &Harness, token: &str, id: &str) -> Value {
     panic!("export {id} did not finish");
 }
 
-async fn file(h: &Harness, token: &str, id: &str) -> (StatusCode, String) {
+pub(crate) async fn file(h: &Harness, token: &str, id: &str) -> (StatusCode, String) {
     let (status, _, body) = call(
         &h.app,
         Request::get(format!("/v1/exports/{id}/file"))

@@ -1,0 +1,152 @@
+//! Data-subject requests: `POST /v1/requests`, `GET /v1/requests`, `GET /v1/requests/{id}`,
+//! `GET /v1/requests/{id}/bundle`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use cdp_core::IdentifierType;
+use cdp_engine::{RequestOptions, RequestSubject, RequestType};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::routes::profiles::{as_json, blocking, json_rejection, parse_id};
+use crate::{ApiError, AppState, ErrorCode};
+
+/// Requests change or reveal everything about a person: the DPO's (or an admin's) job.
+const HANDLERS: &[&str] = &["dpo", "admin"];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestSubjectBody {
+    profile_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<String>,
+    region: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestBody {
+    /// access, erasure, rectification, restriction, objection or tags.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    kind: RequestType,
+    subject: RequestSubjectBody,
+    /// How the requester's identity was checked.
+    #[schema(value_type = Object)]
+    verification: serde_json::Value,
+    /// Rectification: trait -> corrected value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    traits: BTreeMap<String, serde_json::Value>,
+    /// Restriction: lift it instead.
+    #[serde(default)]
+    lift: bool,
+    /// Objection: marketing and/or personalization (default both).
+    #[serde(default)]
+    scope: Vec<String>,
+    /// Tags: the tags to delete.
+    #[serde(default)]
+    delete_tags: Vec<String>,
+}
+
+/// Records a data-subject request and carries it out; answers its final state (201).
+#[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    request_body = RequestBody,
+    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RequestBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(HANDLERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let subject = match (
+        body.subject.profile_id,
+        body.subject.kind,
+        body.subject.value,
+    ) {
+        (Some(id), None, None) => RequestSubject::Profile(parse_id(&id)?),
+        (None, Some(kind), Some(value)) => RequestSubject::Identifier {
+            kind: kind.parse::<IdentifierType>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    "subject.type is not an identifier type",
+                )
+            })?,
+            value,
+            region: body.subject.region,
+        },
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "subject is {\"profile_id\": ...} or {\"type\": ..., \"value\": ...}",
+            ));
+        }
+    };
+    let options = RequestOptions {
+        traits: body.traits,
+        lift: body.lift,
+        scope: body.scope,
+        delete_tags: body.delete_tags,
+    };
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let record = blocking(move || {
+        engine.submit_request(body.kind, subject, body.verification, options, &actor)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, as_json(record)?))
+}
+
+/// Every request, oldest first.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&["dpo", "admin", "auditor"])?;
+    let engine = state.engine.clone();
+    let requests = blocking(move || engine.requests()).await?;
+    as_json(serde_json::json!({ "requests": requests }))
+}
+
+/// A request: status, due date, reason, result (the signed receipt of an erasure).
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&["dpo", "admin", "auditor"])?;
+    let engine = state.engine.clone();
+    let record = blocking(move || engine.request(&id))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such request"))?;
+    as_json(record)
+}
+
+/// The access bundle of a completed access request (JSON; docs/requests.md), audited.
+#[utoipa::path(get, path = "/v1/requests/{id}/bundle", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub(crate) async fn bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(HANDLERS)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    Ok(Json(
+        blocking(move || engine.access_bundle(&id, &actor)).await?,
+    ))
+}
