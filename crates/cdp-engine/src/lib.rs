@@ -31,6 +31,7 @@ mod profiles;
 pub mod recipients;
 pub mod records;
 pub mod requests;
+pub mod retention;
 mod sources;
 mod survivorship;
 
@@ -57,6 +58,7 @@ pub use profiles::{
 };
 pub use recipients::{RecipientInput, RecipientRecord};
 pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
+pub use retention::RetentionReport;
 pub use survivorship::{Survivorship, SurvivorshipRules};
 
 /// Settings of the engine.

@@ -239,7 +239,7 @@ impl Engine {
             RequestType::Access => Ok(serde_json::json!({
                 "bundle": format!("/v1/requests/{}/bundle", record.id)
             })),
-            RequestType::Erasure => self.erase(profile, &record, actor),
+            RequestType::Erasure => self.erase(profile, &record.id, actor),
             RequestType::Rectification => self.rectify(profile, &options.traits, &record.id),
             RequestType::Restriction => self.set_restricted(profile, !options.lift),
             RequestType::Objection => self.object(profile, &options.scope, actor, &record.id),
@@ -453,10 +453,10 @@ impl Engine {
     /// Crypto-shredding: the person's data key is destroyed, their graph records, identifiers,
     /// events, consents, de-duplication keys and aliases are deleted; the index drops them
     /// from the change feed. Answers a signed receipt.
-    fn erase(
+    pub(crate) fn erase(
         &self,
         id: ProfileId,
-        request: &RequestRecord,
+        cause: &str,
         actor: &str,
     ) -> Result<Value, EngineError> {
         let exports = self.exports_of(&id)?;
@@ -535,7 +535,7 @@ impl Engine {
         ticket.wait_durable()?;
         let erased_at = OffsetDateTime::now_utc();
         let mut receipt = serde_json::json!({
-            "request_id": request.id,
+            "cause": cause,
             "person": self.audit_pseudonym(&id)?,
             "erased_at": erased_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             "deleted": counts,
@@ -549,11 +549,11 @@ impl Engine {
         receipt["signature"] = Value::String(signature);
         self.audit(&[AuditRecord {
             actor: actor.to_string(),
-            action: "request.erasure.shredded".into(),
+            action: "person.erased".into(),
             purpose: None,
             person: Some(id),
             decision: "done".into(),
-            rules: vec![request.id.clone()],
+            rules: vec![cause.to_string()],
         }])?
         .wait_durable()?;
         Ok(serde_json::json!({ "receipt": receipt }))

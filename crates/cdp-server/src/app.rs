@@ -95,6 +95,7 @@ pub fn router(
         .routes(routes!(requests::submit, requests::list))
         .routes(routes!(requests::get))
         .routes(routes!(requests::bundle))
+        .routes(routes!(requests::retention))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(policies::show))

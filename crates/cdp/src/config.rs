@@ -41,6 +41,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub index: IndexSection,
     #[serde(default)]
+    pub retention: RetentionSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -50,6 +52,14 @@ pub struct HttpSection {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Hours between runs of the retention sweeper (per-category retention from the
+    /// policies). Default 24.
+    pub interval_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +114,7 @@ pub struct Settings {
     pub survivorship: cdp_engine::SurvivorshipRules,
     pub computed: cdp_engine::computed::ComputedRules,
     pub index_refresh: Duration,
+    pub retention_interval: Duration,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -150,6 +161,9 @@ impl Settings {
             index_refresh: Duration::from_secs(
                 file.index.refresh_hours.unwrap_or(24).max(1) * 3600,
             ),
+            retention_interval: Duration::from_secs(
+                file.retention.interval_hours.unwrap_or(24).max(1) * 3600,
+            ),
             max_body_bytes,
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),
@@ -188,6 +202,7 @@ mod tests {
         assert!(file.http.shutdown_grace_secs.is_some());
         assert!(file.store.cache_capacity_mb.is_some());
         assert!(file.index.refresh_hours.is_some());
+        assert!(file.retention.interval_hours.is_some());
         assert!(file.store.verify_on_open.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
         let settings = Settings::resolve(

@@ -16,6 +16,7 @@ mod keys;
 mod logging;
 mod policy;
 mod reindex;
+mod requests;
 mod serve;
 mod sources;
 mod token;
@@ -55,6 +56,12 @@ enum Command {
     /// Export audiences to recipients (client of a running server); verify export files.
     #[command(subcommand)]
     Export(export::ExportCommand),
+    /// Data-subject requests (client of a running server).
+    #[command(subcommand)]
+    Requests(requests::RequestsCommand),
+    /// Retention: run the sweeper now (client of a running server).
+    #[command(subcommand)]
+    Retention(requests::RetentionCommand),
     /// Rebuild the search index from the store (offline, server stopped).
     Reindex(reindex::ReindexArgs),
     /// Verify the audit log's hash chain (offline, server stopped).
@@ -109,6 +116,14 @@ fn main() -> ExitCode {
         Command::Export(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             export::run(command)
+        }
+        Command::Requests(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            requests::run(command)
+        }
+        Command::Retention(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            requests::retention(command)
         }
         Command::Reindex(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

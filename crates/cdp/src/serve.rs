@@ -103,6 +103,33 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .spawn(move || indexer.run(&stop))
             .context("cannot start the indexer")?
     };
+    // The retention sweeper: every `[retention] interval_hours`, first after one interval.
+    let retention_thread = {
+        let engine = engine.clone();
+        let stop = stop_indexer.clone();
+        let interval = settings.retention_interval;
+        std::thread::Builder::new()
+            .name("cdp-retention".into())
+            .spawn(move || {
+                let mut waited = std::time::Duration::ZERO;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    waited += std::time::Duration::from_millis(200);
+                    if waited >= interval {
+                        waited = std::time::Duration::ZERO;
+                        match engine.run_retention(false, "retention-sweeper") {
+                            Ok(report) => tracing::info!(
+                                events_deleted = report.events_deleted,
+                                people_erased = report.people_erased,
+                                "retention run"
+                            ),
+                            Err(error) => tracing::error!(error = %error, "retention run failed"),
+                        }
+                    }
+                }
+            })
+            .context("cannot start the retention sweeper")?
+    };
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -142,6 +169,9 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     stop_indexer.store(true, std::sync::atomic::Ordering::Relaxed);
     if indexer_thread.join().is_err() {
         tracing::error!("the indexer thread panicked");
+    }
+    if retention_thread.join().is_err() {
+        tracing::error!("the retention thread panicked");
     }
     let closed = sled
         .close()

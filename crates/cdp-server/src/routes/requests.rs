@@ -150,3 +150,27 @@ pub(crate) async fn bundle(
         blocking(move || engine.access_bundle(&id, &actor)).await?,
     ))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionBody {
+    /// Report what would be deleted without deleting it.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Runs the retention sweeper now (it also runs on its schedule).
+#[utoipa::path(post, path = "/v1/retention/run", tag = "requests", security(("bearer" = [])),
+    request_body = RetentionBody,
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RetentionBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(HANDLERS)?;
+    let Json(body) = body.map_err(json_rejection)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    as_json(blocking(move || engine.run_retention(body.dry_run, &actor)).await?)
+}

@@ -182,7 +182,7 @@ async fn erasure_is_final_and_later_exports_list_the_removal() {
     for action in [
         "request.erasure.received",
         "request.erasure.in_progress",
-        "request.erasure.shredded",
+        "person.erased",
         "request.erasure.done",
         "request.access.bundle",
     ] {
@@ -303,4 +303,76 @@ async fn rectification_restriction_objection_and_tags() {
     let (_, list) = get_json(&h, "/v1/requests", &dpo).await;
     assert_eq!(list["requests"].as_array().unwrap().len(), 7);
     assert!(!list.to_string().contains("Wrong"));
+}
+
+#[tokio::test]
+async fn retention_deletes_old_events_and_erases_long_inactive_people() {
+    let h = crate::harness();
+    let key = source(&h, "CN");
+    let old = (time::OffsetDateTime::now_utc() - time::Duration::days(500))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let ancient = (time::OffsetDateTime::now_utc() - time::Duration::days(1500))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    send(&h, &key, json!({"batch": [
+        {"type": "identify", "userId": "keep", "messageId": "k1", "traits": {"address": {"country": "CN"}}},
+        {"type": "page", "userId": "keep", "messageId": "k2", "name": "Old page", "timestamp": old},
+        {"type": "identify", "userId": "gone", "messageId": "g1", "timestamp": ancient, "traits": {"address": {"country": "CN"}}},
+    ]}), false).await;
+    let keep = profile_id(&h, "keep").await;
+    let dpo = token_with(&["dpo"], &[]);
+    let (status, dry) = post_json(&h, "/v1/retention/run", &dpo, json!({"dry_run": true})).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(
+        (
+            dry["events_deleted"].as_u64(),
+            dry["people_erased"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{dry}"
+    );
+    // A dry run changes nothing.
+    assert_eq!(
+        h.engine.events(keep.parse().unwrap(), 100).unwrap().len(),
+        2
+    );
+    let (_, report) = post_json(&h, "/v1/retention/run", &dpo, json!({})).await;
+    assert_eq!(
+        (
+            report["events_deleted"].as_u64(),
+            report["people_erased"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(
+        h.engine.events(keep.parse().unwrap(), 100).unwrap().len(),
+        1
+    );
+    let admin = token_with(&["admin"], &[]);
+    let (status, _) = get_json(
+        &h,
+        "/v1/profiles/lookup?type=user_id&value=gone&purpose=essential.service",
+        &admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let auditor = token_with(&["auditor"], &[]);
+    let (_, log) = get_json(&h, "/v1/audit?limit=1000", &auditor).await;
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"retention.dry_run")
+            && actions.contains(&"retention.run")
+            && actions.contains(&"person.erased"),
+        "{actions:?}"
+    );
+    let marketer = token_with(&["marketer"], &[]);
+    let (status, _) = post_json(&h, "/v1/retention/run", &marketer, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
