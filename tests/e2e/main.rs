@@ -15,6 +15,7 @@ mod import;
 mod ingest;
 mod keys;
 mod policy;
+mod requests;
 mod sdk;
 mod serve;
 mod tidy;
