@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cdp_core::{Channel, IdentifierType, ProfileId};
+use cdp_core::{Channel, ProfileId};
 use cdp_policy::ConsentStatus;
 use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -100,16 +100,8 @@ pub struct RequestRecord {
     pub created_by: String,
 }
 
-/// Who the request is about.
-#[derive(Debug, Clone)]
-pub enum RequestSubject {
-    Profile(ProfileId),
-    Identifier {
-        kind: IdentifierType,
-        value: String,
-        region: Option<String>,
-    },
-}
+/// Who the request is about: the same as a consent's subject.
+pub type RequestSubject = ConsentSubject;
 
 const DEFAULT_DUE_DAYS: i64 = 30;
 

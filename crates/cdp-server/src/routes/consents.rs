@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use cdp_core::{Channel, IdentifierType};
-use cdp_engine::{ConsentInput, ConsentSubject};
+use cdp_core::Channel;
+use cdp_engine::ConsentInput;
 use cdp_policy::{ConsentStatus, LegalBasis};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -16,22 +16,10 @@ use crate::{ApiError, AppState, ErrorCode};
 /// Roles that record consents (the consent-management backend runs with one of them).
 const RECORDERS: &[&str] = &["admin", "dpo", "customer_service"];
 
-/// Exactly one of `profile_id` or `type` + `value`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SubjectBody {
-    profile_id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    value: Option<String>,
-    /// Region for a phone number without country code.
-    region: Option<String>,
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsentBody {
-    subject: SubjectBody,
+    subject: crate::routes::SubjectBody,
     /// A purpose of the taxonomy (`marketing.email`...); a parent covers its children.
     purpose: String,
     /// granted, denied or withdrawn.
@@ -75,29 +63,7 @@ pub(crate) async fn record(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(RECORDERS)?;
     let Json(body) = body.map_err(json_rejection)?;
-    let subject = match (
-        body.subject.profile_id,
-        body.subject.kind,
-        body.subject.value,
-    ) {
-        (Some(id), None, None) => ConsentSubject::Profile(parse_id(&id)?),
-        (None, Some(kind), Some(value)) => ConsentSubject::Identifier {
-            kind: kind.parse::<IdentifierType>().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    "subject.type is not an identifier type",
-                )
-            })?,
-            value,
-            region: body.subject.region,
-        },
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "subject is {\"profile_id\": ...} or {\"type\": ..., \"value\": ...}",
-            ));
-        }
-    };
+    let subject = body.subject.parse()?;
     let input = ConsentInput {
         subject,
         purpose: body.purpose,

@@ -65,3 +65,40 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
         }
     }
 }
+
+/// A person, by profile id or by identifier, as consent and request bodies name them.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubjectBody {
+    profile_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<String>,
+    /// Region for a phone number without country code.
+    region: Option<String>,
+}
+
+impl SubjectBody {
+    /// Exactly one of `profile_id` or `type` + `value`.
+    pub(crate) fn parse(self) -> Result<cdp_engine::ConsentSubject, ApiError> {
+        match (self.profile_id, self.kind, self.value) {
+            (Some(id), None, None) => Ok(cdp_engine::ConsentSubject::Profile(profiles::parse_id(
+                &id,
+            )?)),
+            (None, Some(kind), Some(value)) => Ok(cdp_engine::ConsentSubject::Identifier {
+                kind: kind.parse::<cdp_core::IdentifierType>().map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        "subject.type is not an identifier type",
+                    )
+                })?,
+                value,
+                region: self.region,
+            }),
+            _ => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "subject is {\"profile_id\": ...} or {\"type\": ..., \"value\": ...}",
+            )),
+        }
+    }
+}

@@ -7,27 +7,16 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cdp_core::IdentifierType;
-use cdp_engine::{RequestOptions, RequestSubject, RequestType};
+use cdp_engine::{RequestOptions, RequestType};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::routes::profiles::{as_json, blocking, json_rejection, parse_id};
+use crate::routes::profiles::{as_json, blocking, json_rejection};
 use crate::{ApiError, AppState, ErrorCode};
 
 /// Requests change or reveal everything about a person: the DPO's (or an admin's) job.
 const HANDLERS: &[&str] = &["dpo", "admin"];
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RequestSubjectBody {
-    profile_id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    value: Option<String>,
-    region: Option<String>,
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +25,7 @@ pub(crate) struct RequestBody {
     #[serde(rename = "type")]
     #[schema(value_type = String)]
     kind: RequestType,
-    subject: RequestSubjectBody,
+    subject: crate::routes::SubjectBody,
     /// How the requester's identity was checked.
     #[schema(value_type = Object)]
     verification: serde_json::Value,
@@ -66,29 +55,7 @@ pub(crate) async fn submit(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(HANDLERS)?;
     let Json(body) = body.map_err(json_rejection)?;
-    let subject = match (
-        body.subject.profile_id,
-        body.subject.kind,
-        body.subject.value,
-    ) {
-        (Some(id), None, None) => RequestSubject::Profile(parse_id(&id)?),
-        (None, Some(kind), Some(value)) => RequestSubject::Identifier {
-            kind: kind.parse::<IdentifierType>().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    "subject.type is not an identifier type",
-                )
-            })?,
-            value,
-            region: body.subject.region,
-        },
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "subject is {\"profile_id\": ...} or {\"type\": ..., \"value\": ...}",
-            ));
-        }
-    };
+    let subject = body.subject.parse()?;
     let options = RequestOptions {
         traits: body.traits,
         lift: body.lift,
