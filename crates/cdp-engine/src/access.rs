@@ -167,10 +167,10 @@ impl Engine {
     /// Everything the policies need about the person `id` resolves to.
     fn subject(&self, id: ProfileId) -> Result<Option<Subject>, EngineError> {
         let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        let Some((record, key)) = self.load_profile_with_key(resolved)? else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
+        let consents = self.consent_records_with(&resolved, &key)?;
         let facts = self.subject_facts(&record, &consents)?;
         Ok(Some(Subject {
             id: resolved,

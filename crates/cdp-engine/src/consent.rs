@@ -516,6 +516,15 @@ impl Engine {
         let Some(key) = self.vault().person_key(profile)? else {
             return Ok(Vec::new());
         };
+        self.consent_records_with(profile, &key)
+    }
+
+    /// A person's ledger with their data key already in hand.
+    pub(crate) fn consent_records_with(
+        &self,
+        profile: &ProfileId,
+        key: &cdp_crypto::DataKey,
+    ) -> Result<Vec<ConsentRecord>, EngineError> {
         let mut records = Vec::new();
         for item in self
             .store()
@@ -523,7 +532,7 @@ impl Engine {
         {
             let (ledger_key, sealed) = item?;
             records.push(self.open_person::<ConsentRecord>(
-                &key,
+                key,
                 Keyspace::Consents,
                 &ledger_key,
                 &sealed,

@@ -669,7 +669,7 @@ impl Engine {
                 *out.excluded.entry(rule).or_default() += 1;
                 continue;
             }
-            if self.is_suppressed(&record)? {
+            if self.any_suppressed()? && self.is_suppressed(&record)? {
                 *out.excluded.entry("suppressed".into()).or_default() += 1;
                 continue;
             }
@@ -693,11 +693,11 @@ impl Engine {
         &self,
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, cdp_policy::SubjectFacts)>, EngineError> {
-        let resolved = self.resolve_id(id)?;
-        let Some(record) = self.load_profile(resolved)? else {
+        // Members come from the index: current ids (one merged away since is simply gone).
+        let Some((record, key)) = self.load_profile_with_key(id)? else {
             return Ok(None);
         };
-        let consents = self.consent_records(&resolved)?;
+        let consents = self.consent_records_with(&id, &key)?;
         let facts = self.subject_facts(&record, &consents)?;
         Ok(Some((record, facts)))
     }

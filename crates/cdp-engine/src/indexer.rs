@@ -18,14 +18,13 @@ use std::time::{Duration, Instant};
 use cdp_core::ProfileId;
 use cdp_index::{EVENT_WINDOWS, IndexDoc, PersonIndex};
 use cdp_policy::{Action, DecisionRequest};
-use cdp_store::{Keyspace, Overlay};
+use cdp_store::Keyspace;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::computed::{Quintiles, compute};
 use crate::consent::ConsentRecord;
-use crate::graph_store::StoreGraph;
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
@@ -254,12 +253,10 @@ impl Engine {
         &self,
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, Vec<ConsentRecord>)>, EngineError> {
-        let view = Overlay::new(self.store().as_ref());
-        let mut graph = StoreGraph::new(self, &view);
-        let Some((record, _)) = graph.profile(id)? else {
+        let Some((record, key)) = self.load_profile_with_key(id)? else {
             return Ok(None);
         };
-        let consents = self.consent_records(&id)?;
+        let consents = self.consent_records_with(&id, &key)?;
         Ok(Some((record, consents)))
     }
 }

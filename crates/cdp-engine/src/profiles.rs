@@ -124,9 +124,23 @@ impl Engine {
     }
 
     pub(crate) fn load_profile(&self, id: ProfileId) -> Result<Option<ProfileRecord>, EngineError> {
-        let view = Overlay::new(self.store().as_ref());
-        let mut graph = StoreGraph::new(self, &view);
-        Ok(graph.profile(id)?.map(|(record, _)| record))
+        Ok(self.load_profile_with_key(id)?.map(|(record, _)| record))
+    }
+
+    /// A committed profile and its data key, read straight from the store (no graph, no
+    /// copies): the read path of reads, the indexer and exports.
+    pub(crate) fn load_profile_with_key(
+        &self,
+        id: ProfileId,
+    ) -> Result<Option<(ProfileRecord, cdp_crypto::DataKey)>, EngineError> {
+        let Some(key) = self.vault().person_key(&id)? else {
+            return Ok(None);
+        };
+        let Some(sealed) = self.store().get(Keyspace::Profiles, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let record = self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+        Ok(Some((record, key)))
     }
 
     /// A profile by id (following merges).

@@ -185,6 +185,16 @@ impl Engine {
         )
     }
 
+    /// Whether the suppression list has any entry (most stores: none, and no lookups needed).
+    pub(crate) fn any_suppressed(&self) -> Result<bool, EngineError> {
+        Ok(self
+            .store()
+            .scan_prefix(Keyspace::Suppressions, &[])
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// Whether any identifier of the profile is suppressed.
     pub(crate) fn is_suppressed(
         &self,
