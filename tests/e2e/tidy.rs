@@ -77,3 +77,31 @@ fn layers_point_down_and_owned_dependencies_stay_in_their_crate() {
         problems.join("\n")
     );
 }
+
+/// Invariant 3: the HTTP layer reads people only through the engine's purpose-bound,
+/// audited `read_*` functions, never through the unaudited building blocks.
+#[test]
+fn the_server_reads_people_only_through_purpose_bound_functions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cdp-server/src");
+    let mut stack = vec![dir];
+    let mut offenders = Vec::new();
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for call in [".profile(", ".lookup(", ".events(", ".identity("] {
+                if text.contains(&format!("engine{call}")) {
+                    offenders.push(format!("{}: engine{call}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "unaudited reads in the server: {offenders:?}"
+    );
+}

@@ -175,6 +175,7 @@ struct MemberResults {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ExportSecrets {
     wrapped_key: Vec<u8>,
+    /// Sorted.
     pseudonyms: Vec<String>,
 }
 
@@ -620,6 +621,8 @@ impl Engine {
             format!("removals={}", manifest.counts.removals),
         ];
         job.manifest = Some(manifest);
+        // Sorted: erasure and access requests look a person up in every past export.
+        included.sort_unstable();
         let secrets = ExportSecrets {
             wrapped_key,
             pseudonyms: included,
@@ -961,7 +964,7 @@ impl Engine {
                 continue;
             };
             let pseudonym = self.vault().pseudonym_key(&record.recipient)?.pseudonym(id);
-            if secrets.pseudonyms.contains(&pseudonym) {
+            if secrets.pseudonyms.binary_search(&pseudonym).is_ok() {
                 let recipient = self.recipient(&record.recipient)?;
                 out.push(serde_json::json!({
                     "export_id": record.id,

@@ -144,6 +144,10 @@ impl Engine {
     }
 
     /// A profile by id (following merges).
+    ///
+    /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
+    /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
+    /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
     pub fn profile(&self, id: ProfileId) -> Result<Option<ProfileView>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let Some(record) = self.load_profile(resolved)? else {
@@ -158,6 +162,10 @@ impl Engine {
 
     /// The profile an identifier belongs to. `region` is used for phone numbers without a
     /// country code.
+    ///
+    /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
+    /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
+    /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
     pub fn lookup(
         &self,
         kind: &IdentifierType,
@@ -206,6 +214,10 @@ impl Engine {
     }
 
     /// The events of a profile, oldest first, at most `limit`.
+    ///
+    /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
+    /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
+    /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
     pub fn events(&self, id: ProfileId, limit: usize) -> Result<Vec<StoredEvent>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let Some(key) = self.vault().person_key(&resolved)? else {
@@ -224,6 +236,10 @@ impl Engine {
     }
 
     /// The identity graph of a profile and its merge log.
+    ///
+    /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
+    /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
+    /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
     pub fn identity(&self, id: ProfileId) -> Result<Option<IdentityView>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let view = Overlay::new(self.store().as_ref());
