@@ -5,6 +5,7 @@
 //! and the [`Personal`] wrapper that keeps personal values out of logs and error messages.
 
 mod channel;
+pub mod hex;
 mod identifier;
 mod personal;
 mod profile_id;

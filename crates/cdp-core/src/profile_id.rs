@@ -33,11 +33,10 @@ impl ProfileId {
 
 impl fmt::Display for ProfileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::PREFIX)?;
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        let mut text = String::with_capacity(Self::PREFIX.len() + 32);
+        text.push_str(Self::PREFIX);
+        crate::hex::push(&mut text, &self.0);
+        f.write_str(&text)
     }
 }
 

@@ -50,11 +50,6 @@ impl Sha256Stream {
 
     /// The digest as 64 lowercase hex digits.
     pub fn finish_hex(self) -> String {
-        self.0
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        cdp_core::hex::encode(self.0.finish().as_ref())
     }
 }

@@ -22,10 +22,7 @@ impl PseudonymKey {
     /// 128 bits of the HMAC as 32 lowercase hex digits.
     pub fn pseudonym(&self, profile: &ProfileId) -> String {
         let tag = hmac::sign(&self.0, profile.as_bytes());
-        tag.as_ref()[..16]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        cdp_core::hex::encode(&tag.as_ref()[..16])
     }
 }
 
@@ -41,10 +38,7 @@ impl PseudonymKey {
         ]
         .concat();
         let tag = hmac::sign(&self.0, &message);
-        tag.as_ref()[..16]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        cdp_core::hex::encode(&tag.as_ref()[..16])
     }
 }
 

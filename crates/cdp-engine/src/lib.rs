@@ -20,6 +20,7 @@ mod apply;
 pub mod audiences;
 pub mod audit;
 mod cache;
+mod codec;
 pub mod computed;
 pub mod consent;
 mod error;
@@ -151,7 +152,7 @@ impl Engine {
         value: &T,
     ) -> Result<Vec<u8>, EngineError> {
         let plain =
-            serde_json::to_vec(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
+            codec::encode(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
         Ok(self.vault.seal_system(keyspace, key, &plain)?)
     }
 
@@ -162,7 +163,7 @@ impl Engine {
         sealed: &[u8],
     ) -> Result<T, EngineError> {
         let plain = self.vault.open_system(keyspace, key, sealed)?;
-        serde_json::from_slice(&plain)
+        codec::decode(&plain)
             .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
     }
 
@@ -197,7 +198,7 @@ impl Engine {
         value: &T,
     ) -> Result<Vec<u8>, EngineError> {
         let plain =
-            serde_json::to_vec(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
+            codec::encode(value).map_err(|_| EngineError::Corrupt(keyspace.name().into()))?;
         Ok(self.vault.seal_person(key, keyspace, record, &plain)?)
     }
 
@@ -209,7 +210,7 @@ impl Engine {
         sealed: &[u8],
     ) -> Result<T, EngineError> {
         let plain = self.vault.open_person(key, keyspace, record, sealed)?;
-        serde_json::from_slice(&plain)
+        codec::decode(&plain)
             .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
     }
 }

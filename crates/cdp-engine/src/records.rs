@@ -13,36 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Hex forms of fixed-size ids inside records.
-pub(crate) mod hex {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len() * 2);
-        for byte in bytes {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
-        out
-    }
-
-    pub fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
-        if text.len() != N * 2 {
-            return None;
-        }
-        fn nibble(digit: u8) -> Option<u8> {
-            match digit {
-                b'0'..=b'9' => Some(digit - b'0'),
-                b'a'..=b'f' => Some(digit - b'a' + 10),
-                _ => None,
-            }
-        }
-        let mut out = [0u8; N];
-        for (index, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-            out[index] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        }
-        Some(out)
-    }
-}
+pub(crate) use cdp_core::hex;
 
 /// An evidence id: a digest of the set of identifiers an event carried. Events with the same
 /// set share one evidence record (the graph only needs one).
@@ -51,16 +22,40 @@ pub struct EvidenceId(pub [u8; 16]);
 
 impl Serialize for EvidenceId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(&self.0))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(&self.0))
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for EvidenceId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        hex::decode(&text)
+        deserializer
+            .deserialize_any(FixedBytes::<16>("evidence id: 32 hex digits or 16 bytes"))
             .map(EvidenceId)
-            .ok_or_else(|| serde::de::Error::custom("evidence id: 32 hex digits"))
+    }
+}
+
+/// Accepts `N` bytes as hex text (JSON) or raw bytes (MessagePack). Both forms are accepted
+/// whatever the format says it is: serde's buffering of tagged enums does not always pass
+/// `is_human_readable` on.
+struct FixedBytes<const N: usize>(&'static str);
+
+impl<const N: usize> serde::de::Visitor<'_> for FixedBytes<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<[u8; N], E> {
+        hex::decode::<N>(text).ok_or_else(|| E::custom(self.0))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<[u8; N], E> {
+        bytes.try_into().map_err(|_| E::custom(self.0))
     }
 }
 
@@ -76,16 +71,19 @@ pub struct NodeKey(pub BlindIndex);
 
 impl Serialize for NodeKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(self.0.as_bytes()))
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(self.0.as_bytes()))
+        } else {
+            serializer.serialize_bytes(self.0.as_bytes())
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for NodeKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        hex::decode::<32>(&text)
+        deserializer
+            .deserialize_any(FixedBytes::<32>("blind index: 64 hex digits or 32 bytes"))
             .map(|bytes| NodeKey(BlindIndex::from_bytes(bytes)))
-            .ok_or_else(|| serde::de::Error::custom("blind index: 64 hex digits"))
     }
 }
 

@@ -141,13 +141,7 @@ impl PolicySet {
             parts.push(text.as_bytes());
         }
         let digest = cdp_crypto::sha256_parts(&parts);
-        let version = format!(
-            "sha256:{}",
-            digest[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let version = format!("sha256:{}", cdp_core::hex::encode(&digest[..8]));
         Ok(Self {
             taxonomy,
             fields,

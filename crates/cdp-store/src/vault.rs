@@ -35,7 +35,7 @@ impl std::fmt::Debug for Vault {
 }
 
 fn record_label(id: &[u8]) -> String {
-    id.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    cdp_core::hex::encode(&id[..id.len().min(16)])
 }
 
 impl Vault {

@@ -123,13 +123,7 @@ impl Mapper {
             self.file_name.as_bytes(),
             &(row as u64).to_be_bytes(),
         ]);
-        format!(
-            "import-{}",
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )
+        format!("import-{}", cdp_core::hex::encode(&digest))
     }
 
     fn target(&self, column: &str) -> Target {

@@ -25,6 +25,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: export and ingestion threads allocate and free many small
+/// records, and glibc spent about a third of an export's time in its free lists
+/// (`cdp bench export`, see docs/ARCHITECTURE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "cdp", version, about = "Privacy-first customer data platform")]
 struct Cli {
