@@ -525,19 +525,26 @@ impl Engine {
         profile: &ProfileId,
         key: &cdp_crypto::DataKey,
     ) -> Result<Vec<ConsentRecord>, EngineError> {
-        let mut records = Vec::new();
-        for item in self
+        let sealed = self
             .store()
             .scan_prefix(Keyspace::Consents, profile.as_bytes())
-        {
-            let (ledger_key, sealed) = item?;
-            records.push(self.open_person::<ConsentRecord>(
-                key,
-                Keyspace::Consents,
-                &ledger_key,
-                &sealed,
-            )?);
-        }
+            .collect::<Result<Vec<_>, _>>()?;
+        self.open_consent_records(key, sealed)
+    }
+
+    /// A person's ledger from its sealed entries (as scanned: key, sealed value), in the order
+    /// they were recorded.
+    pub(crate) fn open_consent_records(
+        &self,
+        key: &cdp_crypto::DataKey,
+        sealed: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<ConsentRecord>, EngineError> {
+        let mut records = sealed
+            .iter()
+            .map(|(ledger_key, value)| {
+                self.open_person::<ConsentRecord>(key, Keyspace::Consents, ledger_key, value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id)));
         Ok(records)
     }

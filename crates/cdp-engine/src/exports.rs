@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cdp_core::{IdentifierType, ProfileId};
 use cdp_policy::{Action, DecisionRequest, Transform};
-use cdp_store::{Keyspace, WriteBatch};
+use cdp_store::{Cursor, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -161,6 +161,15 @@ pub struct ExportRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// Where an export worker reads its members' records: one forward cursor per keyspace, so
+/// that members taken in profile-id order are read by walking the store rather than by a
+/// lookup from the root for each (`cdp_store::Cursor`).
+struct SubjectCursors<'a> {
+    keys: Cursor<'a>,
+    profiles: Cursor<'a>,
+    consents: Cursor<'a>,
+}
+
 /// What one worker made of its members.
 #[derive(Default)]
 struct MemberResults {
@@ -168,15 +177,66 @@ struct MemberResults {
     excluded: BTreeMap<String, u64>,
     strictest_k: u64,
     transforms: BTreeMap<String, String>,
-    rows: Vec<(String, BTreeMap<String, Value>)>,
+    /// (pseudonym, formatted line) of each included member, in order.
+    rows: Vec<(String, Vec<u8>)>,
 }
 
-/// Stored beside a finished export: its file key and who was in it (for the next delta).
+/// What every worker of one job needs to decide and format a member.
+#[derive(Clone, Copy)]
+struct RowShape<'a> {
+    request: &'a DecisionRequest,
+    fields: &'a [String],
+    /// `op` and then the fields.
+    columns: &'a [String],
+    format: ExportFormat,
+    pseudonyms: &'a cdp_crypto::PseudonymKey,
+    now: OffsetDateTime,
+}
+
+/// Stored beside a finished export: its file key and where the list of who was in it lies
+/// (for the next delta, and for access and erasure requests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ExportSecrets {
     wrapped_key: Vec<u8>,
-    /// Sorted.
+    /// Sorted pseudonyms, in stores written before member chunks (kept readable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pseudonyms: Vec<String>,
+    /// The first pseudonym of each chunk of the sorted member list (`members/<id>/<n>`): a
+    /// million pseudonyms do not fit one store value, and a lookup reads one chunk.
+    #[serde(default)]
+    chunk_starts: Vec<String>,
+}
+
+/// Tuning of export jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSettings {
+    /// Pseudonyms per stored chunk of a finished export's member list (16 bytes each; the
+    /// default makes 2 MiB chunks). Tests make it small so that lists span several chunks.
+    pub member_chunk: usize,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            member_chunk: 131_072,
+        }
+    }
+}
+
+/// The bytes of a pseudonym (32 hex digits).
+fn pseudonym_bytes(pseudonym: &str) -> Result<[u8; 16], EngineError> {
+    hex::decode::<16>(pseudonym).ok_or_else(|| EngineError::Corrupt("export member list".into()))
+}
+
+fn member_chunk_key(id: &str, chunk: usize) -> Vec<u8> {
+    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
+    [
+        b"members/".as_slice(),
+        id.as_bytes(),
+        b"/",
+        &chunk.to_be_bytes(),
+    ]
+    .concat()
 }
 
 fn job_key(id: &str) -> Vec<u8> {
@@ -361,7 +421,7 @@ impl Engine {
     fn save_export(
         &self,
         record: &ExportRecord,
-        extra: Option<(&ExportSecrets, Vec<u8>)>,
+        extra: Option<(&ExportSecrets, Vec<u8>, &[String])>,
         audit: &[AuditRecord],
     ) -> Result<cdp_store::CommitTicket, EngineError> {
         let key = job_key(&record.id);
@@ -371,7 +431,19 @@ impl Engine {
             key.clone(),
             self.seal_system(Keyspace::Exports, &key, record)?,
         );
-        if let Some((secrets, latest)) = extra {
+        if let Some((secrets, latest, members)) = extra {
+            for (n, chunk) in members
+                .chunks(self.config.exports.member_chunk.max(1))
+                .enumerate()
+            {
+                let key = member_chunk_key(&record.id, n);
+                let mut plain = Vec::with_capacity(chunk.len() * 16);
+                for pseudonym in chunk {
+                    plain.extend_from_slice(&pseudonym_bytes(pseudonym)?);
+                }
+                let sealed = self.vault().seal_system(Keyspace::Exports, &key, &plain)?;
+                batch.put(Keyspace::Exports, key, sealed);
+            }
             let key = secrets_key(&record.id);
             batch.put(
                 Keyspace::Exports,
@@ -428,7 +500,10 @@ impl Engine {
         let recipient = self
             .recipient(&job.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", job.recipient)))?;
-        let members = self.all_members(&audience, &job.purpose)?;
+        let mut members = self.all_members(&audience, &job.purpose)?;
+        // In profile-id order, the order of the store: the workers read by walking it. (The
+        // file's row order carries nothing: profile ids are random.)
+        members.sort_unstable();
         job.progress.total = members.len() as u64;
         let pseudonyms = self.vault().pseudonym_key(&recipient.id)?;
         let policy_fields: Vec<String> = job
@@ -448,23 +523,30 @@ impl Engine {
         let now = OffsetDateTime::now_utc();
         let mut counts = ExportCounts::default();
         let mut transforms: BTreeMap<String, String> = BTreeMap::new();
-        let mut rows: Vec<BTreeMap<String, Value>> = Vec::new();
+        let mut columns: Vec<String> = vec!["op".into()];
+        columns.extend(job.fields.iter().cloned());
+        let shape = RowShape {
+            request: &request,
+            fields: &job.fields,
+            columns: &columns,
+            format: job.format,
+            pseudonyms: &pseudonyms,
+            now,
+        };
+        // Rows as formatted lines (formatting is done by the workers too).
+        let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut included = Vec::new();
         let mut strictest_k = 0u64;
         // Members are decided and transformed on both cores, a block at a time (progress is
-        // saved between blocks); the file keeps the members' order.
+        // saved between blocks); the file keeps their order.
         for block in members.chunks(4096) {
             let halves: Vec<&[ProfileId]> = block.chunks(block.len().div_ceil(2).max(1)).collect();
             let results: Vec<Result<MemberResults, EngineError>> = std::thread::scope(|scope| {
                 let workers: Vec<_> = halves
                     .iter()
                     .map(|half| {
-                        let request = &request;
-                        let fields = &job.fields;
-                        let pseudonyms = &pseudonyms;
-                        scope.spawn(move || {
-                            self.export_members(half, request, fields, pseudonyms, now)
-                        })
+                        let shape = &shape;
+                        scope.spawn(move || self.export_members(half, shape))
                     })
                     .collect();
                 workers
@@ -487,9 +569,9 @@ impl Engine {
                 for (field, transform) in part.transforms {
                     transforms.entry(field).or_insert(transform);
                 }
-                for (pseudonym, row) in part.rows {
+                for (pseudonym, line) in part.rows {
                     included.push(pseudonym);
-                    rows.push(row);
+                    lines.push(line);
                 }
             }
             job.progress.considered = counts.considered;
@@ -542,25 +624,21 @@ impl Engine {
             let key = secrets_key(previous);
             if let Some(secrets) = self.get_system::<ExportSecrets>(Keyspace::Exports, &key)? {
                 let now_in: BTreeSet<&String> = included.iter().collect();
-                removals = secrets
-                    .pseudonyms
+                removals = self
+                    .past_members(previous, secrets)?
                     .into_iter()
                     .filter(|p| !now_in.contains(p))
                     .collect();
             }
         }
         counts.removals = removals.len() as u64;
-        let mut columns: Vec<String> = vec!["op".into()];
-        columns.extend(job.fields.iter().cloned());
         let (file_key, wrapped_key) = self.vault().new_file_key(job.id.as_bytes())?;
         let mut writer = SealedFileWriter::new(self, &file_key, &job.id)?;
         if job.format == ExportFormat::Csv {
             writer.write(&csv_line(&columns))?;
         }
-        for row in rows {
-            let mut row = row;
-            row.insert("op".into(), Value::String("add".into()));
-            writer.write(&format_row(job.format, &columns, &row))?;
+        for line in lines {
+            writer.write(&line)?;
         }
         for pseudonym in &removals {
             let mut row = BTreeMap::new();
@@ -625,11 +703,15 @@ impl Engine {
         included.sort_unstable();
         let secrets = ExportSecrets {
             wrapped_key,
-            pseudonyms: included,
+            pseudonyms: Vec::new(),
+            chunk_starts: included
+                .chunks(self.config.exports.member_chunk.max(1))
+                .filter_map(|chunk| chunk.first().cloned())
+                .collect(),
         };
         self.save_export(
             &job,
-            Some((&secrets, latest)),
+            Some((&secrets, latest, &included)),
             &[AuditRecord {
                 actor: access.actor.clone(),
                 action: "export.done".into(),
@@ -647,15 +729,24 @@ impl Engine {
     fn export_members(
         &self,
         members: &[ProfileId],
-        request: &DecisionRequest,
-        fields: &[String],
-        pseudonyms: &cdp_crypto::PseudonymKey,
-        now: OffsetDateTime,
+        shape: &RowShape<'_>,
     ) -> Result<MemberResults, EngineError> {
+        let RowShape {
+            request,
+            fields,
+            pseudonyms,
+            now,
+            ..
+        } = *shape;
         let mut out = MemberResults::default();
+        let mut cursors = SubjectCursors {
+            keys: Cursor::new(self.store().as_ref(), Keyspace::Keys),
+            profiles: Cursor::new(self.store().as_ref(), Keyspace::Profiles),
+            consents: Cursor::new(self.store().as_ref(), Keyspace::Consents),
+        };
         for member in members {
             out.considered += 1;
-            let Some((record, facts)) = self.export_subject(*member)? else {
+            let Some((record, facts)) = self.export_subject(&mut cursors, *member)? else {
                 *out.excluded.entry("gone".into()).or_default() += 1;
                 continue;
             };
@@ -687,20 +778,32 @@ impl Engine {
                 now,
                 &mut out.transforms,
             );
-            out.rows.push((pseudonym, row));
+            let mut row = row;
+            row.insert("op".into(), Value::String("add".into()));
+            let line = format_row(shape.format, shape.columns, &row);
+            out.rows.push((pseudonym, line));
         }
         Ok(out)
     }
 
+    /// A member's profile and facts, read through the cursors (members ascend).
     fn export_subject(
         &self,
+        cursors: &mut SubjectCursors<'_>,
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, cdp_policy::SubjectFacts)>, EngineError> {
-        // Members come from the index: current ids (one merged away since is simply gone).
-        let Some((record, key)) = self.load_profile_with_key(id)? else {
+        // Members come from the index: current ids (one merged away since is simply gone, and
+        // so is an erased person, whose key was destroyed).
+        let Some(wrapped) = cursors.keys.get(id.as_bytes())? else {
             return Ok(None);
         };
-        let consents = self.consent_records_with(&id, &key)?;
+        let Some(sealed) = cursors.profiles.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let key = self.vault().unwrap_person_key(&id, wrapped)?;
+        let record: ProfileRecord =
+            self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+        let consents = self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
         let facts = self.subject_facts(&record, &consents)?;
         Ok(Some((record, facts)))
     }
@@ -949,6 +1052,53 @@ impl<'e> SealedFileWriter<'e> {
 }
 
 impl Engine {
+    /// One chunk of a finished export's sorted member list.
+    fn member_chunk(&self, id: &str, chunk: usize) -> Result<Vec<String>, EngineError> {
+        let key = member_chunk_key(id, chunk);
+        let sealed = self
+            .store()
+            .get(Keyspace::Exports, &key)?
+            .ok_or_else(|| EngineError::Corrupt(format!("member list of export {id}")))?;
+        let plain = self.vault().open_system(Keyspace::Exports, &key, &sealed)?;
+        if plain.len() % 16 != 0 {
+            return Err(EngineError::Corrupt(format!("member list of export {id}")));
+        }
+        Ok(plain.chunks_exact(16).map(hex::encode).collect())
+    }
+
+    /// Everyone a finished export included, sorted.
+    fn past_members(&self, id: &str, secrets: ExportSecrets) -> Result<Vec<String>, EngineError> {
+        let mut members = secrets.pseudonyms;
+        for chunk in 0..secrets.chunk_starts.len() {
+            members.extend(self.member_chunk(id, chunk)?);
+        }
+        Ok(members)
+    }
+
+    /// Whether a finished export included the pseudonym (reads one chunk at most).
+    fn was_member(
+        &self,
+        id: &str,
+        secrets: &ExportSecrets,
+        pseudonym: &String,
+    ) -> Result<bool, EngineError> {
+        if secrets.pseudonyms.binary_search(pseudonym).is_ok() {
+            return Ok(true);
+        }
+        // The last chunk starting at or before the pseudonym.
+        let Some(chunk) = secrets
+            .chunk_starts
+            .partition_point(|start| start <= pseudonym)
+            .checked_sub(1)
+        else {
+            return Ok(false);
+        };
+        Ok(self
+            .member_chunk(id, chunk)?
+            .binary_search(pseudonym)
+            .is_ok())
+    }
+
     /// The exports that included the person, and their recipients (GDPR Art 17(2), 19).
     pub(crate) fn exports_of(&self, id: &ProfileId) -> Result<Vec<Value>, EngineError> {
         let mut out = Vec::new();
@@ -964,7 +1114,7 @@ impl Engine {
                 continue;
             };
             let pseudonym = self.vault().pseudonym_key(&record.recipient)?.pseudonym(id);
-            if secrets.pseudonyms.binary_search(&pseudonym).is_ok() {
+            if self.was_member(&record.id, &secrets, &pseudonym)? {
                 let recipient = self.recipient(&record.recipient)?;
                 out.push(serde_json::json!({
                     "export_id": record.id,

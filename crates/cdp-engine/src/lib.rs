@@ -69,6 +69,7 @@ pub struct EngineConfig {
     pub computed: computed::ComputedRules,
     pub survivorship: SurvivorshipRules,
     pub limits: MessageLimits,
+    pub exports: exports::ExportSettings,
 }
 
 /// The application. Cheap to share (`Arc`).

@@ -55,7 +55,11 @@ pub(crate) fn harness() -> Harness {
         Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
     let engine = Arc::new(Engine::new(
         vault,
-        EngineConfig::default(),
+        EngineConfig {
+            // Export member lists of a few people span several chunks here.
+            exports: cdp_engine::exports::ExportSettings { member_chunk: 3 },
+            ..EngineConfig::default()
+        },
         Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
     ));
     let index = Arc::new(cdp_index::PersonIndex::in_memory().unwrap());

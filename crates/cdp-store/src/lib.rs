@@ -13,6 +13,7 @@
 
 mod batch;
 mod commit_mark;
+mod cursor;
 mod durability;
 mod error;
 mod keyspace;
@@ -24,6 +25,7 @@ mod store;
 mod vault;
 
 pub use batch::{MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch};
+pub use cursor::Cursor;
 pub use durability::CommitTicket;
 pub use error::StoreError;
 pub use keyspace::Keyspace;

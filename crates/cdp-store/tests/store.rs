@@ -501,3 +501,64 @@ fn no_personal_data_in_clear_on_disk() {
         "only {scanned} bytes on disk: did the writes land?"
     );
 }
+
+/// A cursor answers like point lookups and prefix scans for any ascending selection: dense,
+/// sparse (it seeks), keys that are absent, and neighbouring keyspaces that must not leak in.
+#[test]
+fn a_cursor_reads_ascending_selections_like_lookups_and_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    let mut batch = WriteBatch::new();
+    // Profiles with even numbers exist; each has 0-2 consent records; one key in the next
+    // keyspace right after the last profile.
+    for n in (0u32..400).step_by(2) {
+        let id = n.to_be_bytes();
+        batch.put(
+            Keyspace::Profiles,
+            id.to_vec(),
+            format!("profile {n}").into_bytes(),
+        );
+        for c in 0..(n % 3) {
+            let mut key = id.to_vec();
+            key.push(u8::try_from(c).unwrap());
+            batch.put(
+                Keyspace::Consents,
+                key,
+                format!("consent {n}/{c}").into_bytes(),
+            );
+        }
+    }
+    batch.put(
+        Keyspace::Events,
+        0u32.to_be_bytes().to_vec(),
+        b"event".to_vec(),
+    );
+    store.commit(batch).unwrap().wait_durable().unwrap();
+
+    let mut seed = 7u64;
+    for stride in [1u32, 2, 3, 17, 60] {
+        let wanted: Vec<u32> = (0..420)
+            .filter(|n| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                n % stride == 0 || (seed >> 60) == 0
+            })
+            .collect();
+        let mut profiles = cdp_store::Cursor::new(store.as_ref(), Keyspace::Profiles);
+        let mut consents = cdp_store::Cursor::new(store.as_ref(), Keyspace::Consents);
+        for n in wanted {
+            let id = n.to_be_bytes();
+            assert_eq!(
+                profiles.get(&id).unwrap(),
+                store.get(Keyspace::Profiles, &id).unwrap(),
+                "profile {n} with stride {stride}"
+            );
+            let scanned: Vec<_> = store
+                .scan_prefix(Keyspace::Consents, &id)
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(consents.prefix(&id).unwrap(), scanned, "consents {n}");
+        }
+    }
+}

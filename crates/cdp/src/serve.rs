@@ -74,6 +74,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             computed: settings.computed,
             survivorship: settings.survivorship,
             limits: Default::default(),
+            exports: Default::default(),
         },
         policies,
     ));
