@@ -407,6 +407,10 @@ impl Engine {
                 let id = job.id.clone();
                 if let Err(error) = engine.run_export(job, &caller) {
                     tracing::error!(export = %id, error = %error, "export failed");
+                    // A partial file: its key was never saved, remove it.
+                    if let Ok(path) = engine.export_file_path(&id) {
+                        let _ = std::fs::remove_file(path);
+                    }
                     if let Ok(Some(mut failed)) = engine.export(&id) {
                         failed.status = ExportStatus::Failed;
                         failed.reason = Some("the export failed; see the server log".into());
@@ -500,7 +504,14 @@ impl Engine {
         let recipient = self
             .recipient(&job.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", job.recipient)))?;
-        let mut members = self.all_members(&audience, &job.purpose)?;
+        let index = self.search_index()?;
+        let purposes: Vec<String> = self.policies().taxonomy.purposes.keys().cloned().collect();
+        let mut members: Vec<ProfileId> = index
+            .member_keys(&audience.condition, &purposes, &job.purpose)
+            .map_err(index_error)?
+            .into_iter()
+            .map(|(key, low)| crate::indexer::profile_of_keys(key, low))
+            .collect();
         // In profile-id order, the order of the store: the workers read by walking it. (The
         // file's row order carries nothing: profile ids are random.)
         members.sort_unstable();
@@ -533,15 +544,22 @@ impl Engine {
             pseudonyms: &pseudonyms,
             now,
         };
-        // Rows as formatted lines (formatting is done by the workers too).
-        let mut lines: Vec<Vec<u8>> = Vec::new();
+        // The file is written as the rows come (removed again if the export is refused or
+        // fails: its key is never saved then, so what was written is unreadable anyway).
+        let (file_key, wrapped_key) = self.vault().new_file_key(job.id.as_bytes())?;
+        let mut writer = SealedFileWriter::new(self, &file_key, &job.id)?;
+        if job.format == ExportFormat::Csv {
+            writer.write(&csv_line(&columns))?;
+        }
+        // Formatted rows of the last block, not yet in the file.
+        let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut included = Vec::new();
         let mut strictest_k = 0u64;
-        // Members are decided and transformed on both cores, a block at a time (progress is
-        // saved between blocks); the file keeps their order.
+        // Members are decided and formatted on both cores, a block at a time (progress is
+        // saved between blocks); meanwhile this thread seals the previous block into the file.
         for block in members.chunks(4096) {
             let halves: Vec<&[ProfileId]> = block.chunks(block.len().div_ceil(2).max(1)).collect();
-            let results: Vec<Result<MemberResults, EngineError>> = std::thread::scope(|scope| {
+            let (results, written) = std::thread::scope(|scope| {
                 let workers: Vec<_> = halves
                     .iter()
                     .map(|half| {
@@ -549,15 +567,18 @@ impl Engine {
                         scope.spawn(move || self.export_members(half, shape))
                     })
                     .collect();
-                workers
+                let written = pending.drain(..).try_for_each(|line| writer.write(&line));
+                let results: Vec<Result<MemberResults, EngineError>> = workers
                     .into_iter()
                     .map(|worker| {
                         worker.join().unwrap_or_else(|_| {
                             Err(EngineError::Index("an export worker panicked".into()))
                         })
                     })
-                    .collect()
+                    .collect();
+                (results, written)
             });
+            written?;
             for result in results {
                 let part = result?;
                 counts.considered += part.considered;
@@ -571,7 +592,7 @@ impl Engine {
                 }
                 for (pseudonym, line) in part.rows {
                     included.push(pseudonym);
-                    lines.push(line);
+                    pending.push(line);
                 }
             }
             job.progress.considered = counts.considered;
@@ -588,6 +609,7 @@ impl Engine {
                 .unwrap_or(1);
         }
         if counts.included < strictest_k {
+            writer.discard();
             job.status = ExportStatus::Refused;
             job.reason = Some(format!(
                 "{} people remain after the policies, fewer than the minimum audience size {strictest_k}: a smaller file could single people out",
@@ -619,27 +641,20 @@ impl Engine {
             .store()
             .get(Keyspace::Exports, &latest)?
             .map(|id| String::from_utf8_lossy(&id).into_owned());
+        for line in pending.drain(..) {
+            writer.write(&line)?;
+        }
+        // Sorted: the delta below, and erasure and access requests look a person up in every
+        // past export.
+        included.sort_unstable();
         let mut removals = Vec::new();
         if let Some(previous) = &previous {
             let key = secrets_key(previous);
             if let Some(secrets) = self.get_system::<ExportSecrets>(Keyspace::Exports, &key)? {
-                let now_in: BTreeSet<&String> = included.iter().collect();
-                removals = self
-                    .past_members(previous, secrets)?
-                    .into_iter()
-                    .filter(|p| !now_in.contains(p))
-                    .collect();
+                removals = sorted_difference(self.past_members(previous, secrets)?, &included);
             }
         }
         counts.removals = removals.len() as u64;
-        let (file_key, wrapped_key) = self.vault().new_file_key(job.id.as_bytes())?;
-        let mut writer = SealedFileWriter::new(self, &file_key, &job.id)?;
-        if job.format == ExportFormat::Csv {
-            writer.write(&csv_line(&columns))?;
-        }
-        for line in lines {
-            writer.write(&line)?;
-        }
         for pseudonym in &removals {
             let mut row = BTreeMap::new();
             row.insert("op".into(), Value::String("remove".into()));
@@ -699,8 +714,6 @@ impl Engine {
             format!("removals={}", manifest.counts.removals),
         ];
         job.manifest = Some(manifest);
-        // Sorted: erasure and access requests look a person up in every past export.
-        included.sort_unstable();
         let secrets = ExportSecrets {
             wrapped_key,
             pseudonyms: Vec::new(),
@@ -956,6 +969,17 @@ fn csv_line(cells: &[String]) -> Vec<u8> {
     line.into_bytes()
 }
 
+/// The items of sorted `old` that are not in sorted `new`.
+fn sorted_difference(old: Vec<String>, new: &[String]) -> Vec<String> {
+    let mut rest = new.iter().peekable();
+    old.into_iter()
+        .filter(|item| {
+            while rest.next_if(|candidate| *candidate < item).is_some() {}
+            rest.peek() != Some(&item)
+        })
+        .collect()
+}
+
 fn format_row(format: ExportFormat, columns: &[String], row: &BTreeMap<String, Value>) -> Vec<u8> {
     match format {
         ExportFormat::Csv => csv_line(
@@ -1036,6 +1060,15 @@ impl<'e> SealedFileWriter<'e> {
         self.buffer.clear();
         self.chunk += 1;
         Ok(())
+    }
+
+    /// Removes the file (an export refused after rows were written).
+    fn discard(self) {
+        let path = self.engine.export_file_path(&self.id);
+        drop(self.file);
+        if let Ok(path) = path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn finish(mut self) -> Result<(String, u64), EngineError> {
@@ -1211,6 +1244,20 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_difference_keeps_what_left() {
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            sorted_difference(
+                strings(&["a", "c", "d", "f"]),
+                &strings(&["b", "c", "e", "f", "g"])
+            ),
+            strings(&["a", "d"])
+        );
+        assert_eq!(sorted_difference(strings(&["a"]), &[]), strings(&["a"]));
+        assert!(sorted_difference(Vec::new(), &strings(&["a"])).is_empty());
+    }
 
     #[test]
     fn ad_platform_hashes_match_the_documented_normalisation() {

@@ -99,6 +99,22 @@ fn sort_key(id: &ProfileId) -> u64 {
     u64::from_be_bytes(out)
 }
 
+/// The last 8 bytes of the id: with [`sort_key`], the whole id (see [`profile_of_keys`]).
+fn sort_key_low(id: &ProfileId) -> u64 {
+    let bytes = id.as_bytes();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[8..16]);
+    u64::from_be_bytes(out)
+}
+
+/// The profile id whose index keys are `(key, key_low)`.
+pub(crate) fn profile_of_keys(key: u64, key_low: u64) -> ProfileId {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&key.to_be_bytes());
+    bytes[8..].copy_from_slice(&key_low.to_be_bytes());
+    ProfileId::from_bytes(bytes)
+}
+
 impl Engine {
     /// The index document of a person, as of `now`.
     pub(crate) fn index_doc(
@@ -239,6 +255,7 @@ impl Engine {
         Ok(IndexDoc {
             id: record.id.to_string(),
             key: sort_key(&record.id),
+            key_low: sort_key_low(&record.id),
             keywords,
             numbers,
             consent,

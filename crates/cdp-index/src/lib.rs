@@ -69,8 +69,8 @@ pub const NUMERIC_FIELDS: &[&str] = &[
 /// Windows of event counts, in days.
 pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
-/// Bumped when the schema changes: an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Bumped when the schema changes: an index of another version is rebuilt (3: `key_low`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -107,6 +107,9 @@ pub struct IndexDoc {
     pub id: String,
     /// Sort key for paging (a number derived from the id).
     pub key: u64,
+    /// A second number from the id, so that `(key, key_low)` is the whole id as numbers: an
+    /// export reads every member from the columns instead of the stored documents.
+    pub key_low: u64,
     pub keywords: Vec<(&'static str, String)>,
     pub numbers: Vec<(&'static str, f64)>,
     /// (purpose, state).
@@ -124,6 +127,7 @@ struct Fields {
     id: Field,
     traits: Field,
     key: Field,
+    key_low: Field,
     consent: Field,
     allowed: Field,
     present: Field,
@@ -136,6 +140,7 @@ fn schema() -> (Schema, Fields, BTreeMap<&'static str, Field>) {
         id: builder.add_text_field("id", STRING | STORED),
         traits: builder.add_text_field("traits", STRING),
         key: builder.add_u64_field("key", INDEXED | FAST),
+        key_low: builder.add_u64_field("key_low", FAST),
         consent: builder.add_text_field("consent", STRING),
         // FAST too: a count checks it per matching document in the same pass.
         allowed: builder.add_text_field("allowed", STRING | FAST),
@@ -217,6 +222,7 @@ impl PersonIndex {
         let mut out = TantivyDocument::new();
         out.add_text(self.fields.id, &doc.id);
         out.add_u64(self.fields.key, doc.key);
+        out.add_u64(self.fields.key_low, doc.key_low);
         for (name, value) in &doc.keywords {
             if let Some(field) = self.named.get(name) {
                 out.add_text(*field, value);
@@ -606,6 +612,22 @@ impl PersonIndex {
         Ok(out)
     }
 
+    /// `(key, key_low)` of every member the policies allow for `purpose`, in no particular
+    /// order: all of an audience at once, from two columns (an export; the paged `members`
+    /// reads stored documents and sorts).
+    pub fn member_keys(
+        &self,
+        condition: &Condition,
+        purposes: &[String],
+        purpose: &str,
+    ) -> Result<Vec<(u64, u64)>, IndexError> {
+        query::validate(condition, purposes)?;
+        let searcher = self.reader.searcher();
+        let query = self.with_purpose(self.compile(condition, purposes)?, purpose);
+        let scoring = tantivy::query::EnableScoring::disabled_from_searcher(&searcher);
+        tv(searcher.search_with_executor(&query, &MemberKeys, &self.executor, scoring))
+    }
+
     /// Every value of a numeric field (for population quintiles).
     pub fn numeric_values(&self, name: &str) -> Result<Vec<f64>, IndexError> {
         let searcher = self.reader.searcher();
@@ -703,6 +725,55 @@ impl tantivy::collector::SegmentCollector for MatchedAndAllowedSegment {
 
     fn harvest(self) -> (u64, u64) {
         (self.matched, self.hits)
+    }
+}
+
+/// Collects `(key, key_low)` of every matching document.
+struct MemberKeys;
+
+struct MemberKeysSegment {
+    key: tantivy::columnar::Column<u64>,
+    key_low: tantivy::columnar::Column<u64>,
+    out: Vec<(u64, u64)>,
+}
+
+impl tantivy::collector::Collector for MemberKeys {
+    type Fruit = Vec<(u64, u64)>;
+    type Child = MemberKeysSegment;
+
+    fn for_segment(
+        &self,
+        _segment: tantivy::SegmentOrdinal,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<Self::Child> {
+        Ok(MemberKeysSegment {
+            key: reader.fast_fields().u64("key")?,
+            key_low: reader.fast_fields().u64("key_low")?,
+            out: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(u64, u64)>>) -> tantivy::Result<Vec<(u64, u64)>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl tantivy::collector::SegmentCollector for MemberKeysSegment {
+    type Fruit = Vec<(u64, u64)>;
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        // Every document has both values (`document` always writes them).
+        if let (Some(key), Some(low)) = (self.key.first(doc), self.key_low.first(doc)) {
+            self.out.push((key, low));
+        }
+    }
+
+    fn harvest(self) -> Vec<(u64, u64)> {
+        self.out
     }
 }
 

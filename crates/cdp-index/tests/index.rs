@@ -27,6 +27,7 @@ fn doc(i: u64) -> IndexDoc {
     IndexDoc {
         id: format!("p_{i:032x}"),
         key: i * 7 + 3,
+        key_low: i,
         keywords: vec![
             ("tier", if i % 10 == 0 { "vip" } else { "ordinary" }.into()),
             ("city", if i % 3 == 0 { "上海" } else { "北京" }.into()),
@@ -170,6 +171,50 @@ fn members_page_by_key_and_respect_the_purpose() {
         let i = u64::from_str_radix(id.trim_start_matches("p_"), 16).unwrap();
         i % 2 == 0
     }));
+
+    // All members at once from the key columns: the same people (doc(i) has key 7i+3 and
+    // key_low i), also after an upsert spread them over two segments.
+    let expected = |seen: &[(u64, String)]| {
+        let mut keys: Vec<(u64, u64)> = seen
+            .iter()
+            .map(|(key, id)| {
+                (
+                    *key,
+                    u64::from_str_radix(id.trim_start_matches("p_"), 16).unwrap(),
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys
+    };
+    let mut keys = index
+        .member_keys(&condition, &purposes(), "marketing.sms")
+        .unwrap();
+    keys.sort_unstable();
+    assert_eq!(keys, expected(&seen));
+    index
+        .upsert(&(300..310).map(doc).collect::<Vec<_>>())
+        .unwrap();
+    index.commit("{}").unwrap();
+    let mut keys = index
+        .member_keys(&condition, &purposes(), "marketing.sms")
+        .unwrap();
+    keys.sort_unstable();
+    assert_eq!(keys.len(), 155);
+    assert!(
+        keys.iter()
+            .all(|(key, low)| *key == low * 7 + 3 && low % 2 == 0)
+    );
+    let other_purpose = index
+        .member_keys(&condition, &purposes(), "analytics")
+        .unwrap();
+    assert_eq!(
+        other_purpose.len() as u64,
+        index
+            .count(&condition, &purposes(), Some("analytics"))
+            .unwrap()
+            .1
+    );
 }
 
 #[test]

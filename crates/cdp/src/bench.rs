@@ -901,6 +901,7 @@ fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
     cdp_index::IndexDoc {
         id: format!("p_{:032x}", u128::from(i) << 64 | u128::from(rng.next())),
         key: rng.next(),
+        key_low: rng.next(),
         keywords,
         numbers,
         consent,

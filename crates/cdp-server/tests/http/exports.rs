@@ -305,6 +305,11 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
     );
     let (status, _) = file(&h, &marketer, started["id"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // Rows are sealed into the file as they come; a refused export leaves no file behind.
+    let refused_file = h
+        .engine_exports_dir()
+        .join(format!("{}.sealed", started["id"].as_str().unwrap()));
+    assert!(!refused_file.exists(), "{}", refused_file.display());
 
     // Request errors are 4xx and start nothing.
     for (body, expected) in [
