@@ -53,6 +53,8 @@ mod tests {
         origin: ConsentOrigin,
         #[serde(with = "time::serde::rfc3339")]
         at: time::OffsetDateTime,
+        #[serde(with = "crate::records::order_key")]
+        order: cdp_identity::graph::OrderKey,
     }
 
     fn sample() -> Sample {
@@ -67,6 +69,7 @@ mod tests {
                 node: NodeKey(cdp_crypto::BlindIndex::from_bytes([3u8; 32])),
             },
             at: time::macros::datetime!(2026-11-23 04:05:06.123456789 UTC),
+            order: (-1_700_000_000_000_000, [0xab; 16]),
         }
     }
 
@@ -80,7 +83,35 @@ mod tests {
     #[test]
     fn json_records_of_older_stores_still_decode() {
         let json = serde_json::to_vec(&sample()).unwrap();
+        // The JSON form is the one older stores hold: hex ids, orders as 16 numbers.
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains(&"07".repeat(32)), "{text}");
+        assert!(text.contains("[-1700000000000000,[171,171,"), "{text}");
         assert_eq!(decode::<Sample>(&json).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_profile_without_activity_stores_none_and_reads_back_equal() {
+        use crate::records::ProfileRecord;
+        let record = ProfileRecord {
+            id: cdp_core::ProfileId::from_bytes([5; 16]),
+            created_at: time::macros::datetime!(2026-11-23 00:00 UTC),
+            identifiers: Vec::new(),
+            traits: Default::default(),
+            channels: Default::default(),
+            evidence: Default::default(),
+            first_order: (1, [1; 16]),
+            last_order: (2, [2; 16]),
+            event_count: 0,
+            merged_from: Vec::new(),
+            consent_marks: Default::default(),
+            activity: Default::default(),
+            restricted: false,
+            tags_removed: Default::default(),
+        };
+        let bytes = encode(&record).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"activity"));
+        assert_eq!(decode::<ProfileRecord>(&bytes).unwrap(), record);
     }
 
     #[test]

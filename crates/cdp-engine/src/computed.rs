@@ -68,6 +68,13 @@ pub struct Activity {
     pub daily: BTreeMap<String, BTreeMap<i64, u32>>,
 }
 
+impl Activity {
+    /// Nothing recorded (most profiles without orders or views): not stored at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 fn amount_cents(properties: &serde_json::Map<String, Value>) -> Option<i64> {
     let value = properties
         .get("revenue")

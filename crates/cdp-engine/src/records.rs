@@ -87,6 +87,94 @@ impl<'de> Deserialize<'de> for NodeKey {
     }
 }
 
+/// An event order in records: `(µs, digest)`, the digest as bytes in MessagePack (16 numbers
+/// in JSON, as older stores hold it; both read).
+pub(crate) mod order_key {
+    use super::{FixedBytes, OrderKey};
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple as _;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(order: &OrderKey, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return serde::Serialize::serialize(order, serializer);
+        }
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&order.0)?;
+        tuple.serialize_element(&BytesRef(&order.1))?;
+        tuple.end()
+    }
+
+    /// Bytes serialised as bytes (serde serialises arrays element by element otherwise).
+    struct BytesRef<'a>(&'a [u8]);
+
+    impl serde::Serialize for BytesRef<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OrderKey, D::Error> {
+        deserializer.deserialize_seq(OrderVisitor)
+    }
+
+    struct OrderVisitor;
+
+    impl<'de> Visitor<'de> for OrderVisitor {
+        type Value = OrderKey;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event order: [micros, digest]")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OrderKey, A::Error> {
+            let micros: i64 = seq
+                .next_element()?
+                .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+            let digest = seq
+                .next_element::<Digest>()?
+                .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+            Ok((micros, digest.0))
+        }
+    }
+
+    /// 16 bytes, as bytes or as a sequence of 16 numbers.
+    struct Digest([u8; 16]);
+
+    impl<'de> serde::Deserialize<'de> for Digest {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(DigestVisitor).map(Digest)
+        }
+    }
+
+    struct DigestVisitor;
+
+    impl<'de> Visitor<'de> for DigestVisitor {
+        type Value = [u8; 16];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an order digest: 16 bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<[u8; 16], E> {
+            Visitor::visit_bytes(FixedBytes::<16>("an order digest: 16 bytes"), bytes)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 16], A::Error> {
+            let mut out = [0u8; 16];
+            for (index, byte) in out.iter_mut().enumerate() {
+                *byte = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(index, &self))?;
+            }
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                return Err(A::Error::invalid_length(17, &self));
+            }
+            Ok(out)
+        }
+    }
+}
+
 pub type GraphNode = cdp_identity::graph::Node<NodeKey>;
 pub type GraphEvidence = cdp_identity::graph::Evidence<NodeKey, EvidenceId>;
 
@@ -120,6 +208,7 @@ pub struct NodeRecord {
     /// The profile it belongs to; `None` for identifiers that were only ever dropped.
     pub profile: Option<ProfileId>,
     /// Event order of the newest evidence mentioning it.
+    #[serde(with = "order_key")]
     pub last_mention: OrderKey,
 }
 
@@ -140,6 +229,7 @@ pub struct EvidenceRecord {
     /// Identifiers removed from this evidence by a split.
     #[serde(default)]
     pub severed: Vec<(IdentifierType, NodeKey)>,
+    #[serde(with = "order_key")]
     pub order: OrderKey,
     /// The first event (in event order) that carried these identifiers together.
     pub first: Provenance,
@@ -216,7 +306,9 @@ pub struct ProfileRecord {
     pub traits: BTreeMap<String, TraitValue>,
     pub channels: BTreeMap<Channel, ChannelSummary>,
     pub evidence: BTreeSet<EvidenceId>,
+    #[serde(with = "order_key")]
     pub first_order: OrderKey,
+    #[serde(with = "order_key")]
     pub last_order: OrderKey,
     pub event_count: u64,
     /// Profile ids absorbed by merges (they resolve to this one).
@@ -227,7 +319,7 @@ pub struct ProfileRecord {
     #[serde(default)]
     pub consent_marks: BTreeMap<String, String>,
     /// What computed traits need of the events (orders, views, daily counts).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::computed::Activity::is_empty")]
     pub activity: crate::computed::Activity,
     /// Processing restricted to storage by a data-subject request (PIPL Art 44, GDPR Art 18).
     #[serde(default)]
