@@ -80,6 +80,8 @@ impl SledStore {
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
         let db = open_sled(data_dir, &store_dir, options)?;
 
+        // The version of a store that opens fine but is older than this build's.
+        let mut older = None;
         let schema = db
             .get(prefixed(Keyspace::Meta, SCHEMA_KEY))
             .map_err(|e| open_error(data_dir, e))?;
@@ -122,7 +124,7 @@ impl SledStore {
                         path: data_dir.root().to_path_buf(),
                     });
                 }
-                // Version 1 is the first; migrations from older versions go here.
+                older = (found < SCHEMA_VERSION).then_some(found);
                 let last_seq = match db
                     .get(prefixed(Keyspace::Meta, LAST_SEQ_KEY))
                     .map_err(|e| open_error(data_dir, e))?
@@ -157,6 +159,17 @@ impl SledStore {
         if options.verify_on_open {
             let entries = verify_all(data_dir, &db)?;
             tracing::debug!(entries, "store verified");
+        }
+
+        // Migrations, once every check has passed. 1 -> 2: nothing to rewrite (see
+        // `SCHEMA_VERSION`); the flush below makes the new number durable.
+        if let Some(found) = older {
+            db.insert(
+                prefixed(Keyspace::Meta, SCHEMA_KEY),
+                &SCHEMA_VERSION.to_be_bytes(),
+            )
+            .map_err(|e| open_error(data_dir, e))?;
+            tracing::info!(from = found, to = SCHEMA_VERSION, "store schema migrated");
         }
 
         let durability = Durability::new(last_seq);

@@ -174,7 +174,7 @@ fn newer_unknown_and_foreign_stores_are_refused() {
             error,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: cdp_store::SCHEMA_VERSION,
                 ..
             }
         ),
@@ -194,6 +194,37 @@ fn newer_unknown_and_foreign_stores_are_refused() {
         open(foreign.path()).unwrap_err(),
         StoreError::NotACdpStore { .. }
     ));
+}
+
+/// A version 1 store (JSON records) opens and is recorded as the current version, its data
+/// intact; a build that knows only version 1 would now refuse it rather than misread it.
+#[test]
+fn an_older_schema_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path()).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Profiles, b"p1".to_vec(), b"{\"json\":1}".to_vec());
+        store.commit(batch).unwrap().wait_durable().unwrap();
+        store.close().unwrap();
+    }
+    let mut schema_key = vec![Keyspace::Meta.tag()];
+    schema_key.extend_from_slice(b"store/schema_version");
+    poke_raw(dir.path(), &schema_key, &1u32.to_be_bytes());
+    {
+        let store = open(dir.path()).unwrap();
+        assert_eq!(
+            store.get(Keyspace::Profiles, b"p1").unwrap().as_deref(),
+            Some(&b"{\"json\":1}"[..])
+        );
+        store.close().unwrap();
+    }
+    let db = sled::open(dir.path().join("store")).unwrap();
+    assert_eq!(
+        db.get(&schema_key).unwrap().as_deref(),
+        Some(&cdp_store::SCHEMA_VERSION.to_be_bytes()[..])
+    );
+    assert_eq!(cdp_store::SCHEMA_VERSION, 2);
 }
 
 fn write_some(dir: &Path, batches: u32) {
