@@ -112,6 +112,11 @@ mod tests {
         let bytes = encode(&record).unwrap();
         assert!(!bytes.windows(8).any(|w| w == b"activity"));
         assert_eq!(decode::<ProfileRecord>(&bytes).unwrap(), record);
+        // As a version 1 store holds it: JSON with the activity written out.
+        let mut json = serde_json::to_value(&record).unwrap();
+        json["activity"] = serde_json::to_value(crate::computed::Activity::default()).unwrap();
+        let json = serde_json::to_vec(&json).unwrap();
+        assert_eq!(decode::<ProfileRecord>(&json).unwrap(), record);
     }
 
     #[test]
