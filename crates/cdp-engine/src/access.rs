@@ -293,13 +293,7 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let obligation = |field: &str| {
-            decision
-                .obligations
-                .get(field)
-                .copied()
-                .unwrap_or(Transform::Drop)
-        };
+        let obligation = |field: &str| decision.obligation(field);
         let mut withheld = BTreeSet::new();
         let mut identifiers = Vec::new();
         for entry in &record.identifiers {
@@ -412,11 +406,7 @@ impl Engine {
             return Ok(None);
         };
         let shape = |kind: &IdentifierType, value: &str| -> Option<String> {
-            let transform = decision
-                .obligations
-                .get(&format!("identifiers.{kind}"))
-                .copied()
-                .unwrap_or(Transform::Drop);
+            let transform = decision.obligation(&format!("identifiers.{kind}"));
             shown(transform, &Value::String(value.to_string()))
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
         };

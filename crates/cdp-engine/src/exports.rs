@@ -834,13 +834,7 @@ impl Engine {
         transforms: &mut BTreeMap<String, String>,
     ) -> BTreeMap<String, Value> {
         let mut row = BTreeMap::new();
-        let obligation = |field: &str| {
-            decision
-                .obligations
-                .get(field)
-                .copied()
-                .unwrap_or(Transform::Drop)
-        };
+        let obligation = |field: &str| decision.obligation(field);
         let identifier = |kind: &str| {
             record
                 .identifiers

@@ -153,6 +153,14 @@ impl Decision {
         self.decision == Effect::Allow
     }
 
+    /// How `field` may be shown or handed over: a field the decision does not list is dropped.
+    pub fn obligation(&self, field: &str) -> Transform {
+        self.obligations
+            .get(field)
+            .copied()
+            .unwrap_or(Transform::Drop)
+    }
+
     /// Every article cited by the reasons, sorted.
     pub fn citations(&self) -> BTreeSet<&str> {
         self.reasons
