@@ -1,8 +1,9 @@
 //! Group commit: one flush for every writer waiting at the time.
 //!
-//! Writers apply their batch (visible at once) and then wait for the durable sequence number to
-//! reach theirs. A single flusher thread loops: take the highest applied sequence number, flush
-//! the store and the commit mark, publish the new durable number. While one flush runs, new
+//! Writers commit their batch (visible at once; the applier thread puts it into sled) and then
+//! wait for the durable sequence number to reach theirs. A single flusher thread loops: take
+//! the highest applied sequence number, flush the store and the commit mark, publish the new
+//! durable number. While one flush runs, new
 //! writers queue up and share the next one, so throughput grows with concurrency instead of
 //! being capped at one fsync per write.
 
@@ -65,6 +66,28 @@ impl Durability {
         }
     }
 
+    /// The applier put every batch up to `seq` into sled.
+    pub(crate) fn mark_applied(&self, seq: u64) {
+        // Under the lock, so a flusher deciding to sleep cannot miss the wake-up.
+        let _state = self.lock();
+        self.applied.store(seq, Ordering::Release);
+        self.wake_flusher.notify_one();
+    }
+
+    /// A write to the store failed: refuse further writes and fail every waiting ticket.
+    pub(crate) fn fail(&self, failure: String) {
+        let mut state = self.lock();
+        if state.failed.is_none() {
+            tracing::error!(%failure, "store write failed; refusing further writes");
+            state.failed = Some(failure);
+        }
+        let durable = state.durable;
+        drop(state);
+        self.wake_flusher.notify_all();
+        self.flushed.notify_all();
+        self.durable_tx.send_replace(durable);
+    }
+
     pub(crate) fn failure(&self) -> Option<String> {
         self.lock().failed.clone()
     }
@@ -86,13 +109,21 @@ impl Durability {
         loop {
             {
                 let mut state = self.lock();
-                while state.requested <= state.durable && !state.shutdown {
+                // Flush when someone waits for a batch the last flush did not cover and the
+                // applier has put something new into sled (flushing earlier covers nothing).
+                while !state.shutdown
+                    && state.failed.is_none()
+                    && (state.requested <= state.durable
+                        || self.applied.load(Ordering::Acquire) <= state.durable)
+                {
                     state = self
                         .wake_flusher
                         .wait(state)
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
-                if state.failed.is_some() || (state.shutdown && state.requested <= state.durable) {
+                let nothing_new = state.requested <= state.durable
+                    || self.applied.load(Ordering::Acquire) <= state.durable;
+                if state.failed.is_some() || (state.shutdown && nothing_new) {
                     return;
                 }
             }

@@ -65,6 +65,11 @@ impl DataDir {
         self.root.join("exports")
     }
 
+    /// Batches applied to sled since its last flush, replayed at open after a crash.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("store.journal")
+    }
+
     pub fn commit_mark(&self) -> PathBuf {
         self.root.join("store.commit-mark")
     }

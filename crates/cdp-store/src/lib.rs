@@ -16,6 +16,8 @@ mod commit_mark;
 mod cursor;
 mod durability;
 mod error;
+mod in_flight;
+mod journal;
 mod keyspace;
 mod layout;
 mod meta;

@@ -9,6 +9,8 @@ use std::thread::JoinHandle;
 use crate::batch::BatchOp;
 use crate::commit_mark::CommitMark;
 use crate::durability::Durability;
+use crate::in_flight::{InFlight, MergedRange, PendingBatch, Writes};
+use crate::journal::{CHECKPOINT_BYTES, Journal};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 use crate::store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};
 use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
@@ -37,11 +39,17 @@ pub struct SledStore {
     db: sled::Db,
     data_dir: DataDir,
     durability: Arc<Durability>,
-    /// Serialises sequence-number assignment with `apply_batch`, so that sequence order is
-    /// apply order (the flusher relies on it).
+    /// The last sequence number handed out. Held while a batch is numbered and queued, so that
+    /// queue order is sequence order (the applier applies in queue order; the flusher relies
+    /// on sequence order being apply order).
     writer: Mutex<u64>,
+    /// Committed batches the applier has not put into sled yet; reads look here first.
+    in_flight: Arc<InFlight>,
+    /// The applier's queue; `None` once the store is closed.
+    applier_queue: Mutex<Option<std::sync::mpsc::Sender<Arc<PendingBatch>>>>,
     commits: AtomicU64,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -85,6 +93,11 @@ impl SledStore {
         let schema = db
             .get(prefixed(Keyspace::Meta, SCHEMA_KEY))
             .map_err(|e| open_error(data_dir, e))?;
+        // Batches that were in the journal but maybe not (wholly) in sled at a crash. A store
+        // without its schema record is new or damaged: the checks below decide.
+        if schema.is_some() {
+            crate::journal::replay(&data_dir.journal(), &db)?;
+        }
         let last_seq = match schema {
             None => {
                 // A commit mark means this directory held a cdp store: losing the schema
@@ -172,27 +185,39 @@ impl SledStore {
             tracing::info!(from = found, to = SCHEMA_VERSION, "store schema migrated");
         }
 
+        // Everything replayed or migrated is flushed before the journal starts empty.
+        db.flush().map_err(backend)?;
+        let journal = Journal::create(&data_dir.journal())?;
         let durability = Durability::new(last_seq);
+        let in_flight = Arc::new(InFlight::default());
+        let (queue, batches) = std::sync::mpsc::channel();
+        let applier = {
+            let (db, durability, in_flight) = (db.clone(), durability.clone(), in_flight.clone());
+            std::thread::Builder::new()
+                .name("cdp-store-applier".into())
+                .spawn(move || run_applier(&db, &durability, &in_flight, &batches, journal))
+                .map_err(|e| StoreError::io("cannot start the applier thread", e))?
+        };
         let store = Arc::new(Self {
             db,
             data_dir: data_dir.clone(),
             durability: durability.clone(),
             writer: Mutex::new(last_seq),
+            in_flight,
+            applier_queue: Mutex::new(Some(queue)),
             commits: AtomicU64::new(0),
             flusher: Mutex::new(None),
+            applier: Mutex::new(Some(applier)),
         });
-        // The mark must reflect the store as opened (initialisation wrote to it).
-        store.db.flush().map_err(backend)?;
+        // The mark must reflect the store as opened (initialisation wrote to it; flushed above).
         mark.write(last_seq)?;
 
-        let flush_db = store.db.clone();
+        // Batches are durable in the journal before they are applied: the flusher only
+        // records how far that goes.
         let handle = std::thread::Builder::new()
             .name("cdp-store-flusher".into())
             .spawn(move || {
-                durability.run_flusher(|target| {
-                    flush_db.flush().map_err(backend)?;
-                    mark.write(target)
-                });
+                durability.run_flusher(|target| mark.write(target));
             })
             .map_err(|e| StoreError::io("cannot start the flusher thread", e))?;
         *store.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
@@ -203,9 +228,23 @@ impl SledStore {
         &self.data_dir
     }
 
-    /// Flushes, stops the flusher, and makes every later commit fail. Idempotent.
+    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
+    /// Idempotent.
     pub fn close(&self) -> Result<(), StoreError> {
         let result = self.flush();
+        // No more batches: the applier finishes the queue (empty after the flush) and stops.
+        self.applier_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = self
+            .applier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
         self.durability.shutdown();
         if let Some(handle) = self
             .flusher
@@ -224,6 +263,117 @@ impl SledStore {
         }
         Ok(())
     }
+}
+
+/// The applier thread: takes committed batches in order (all that are queued at once, as one
+/// group), appends them to the journal and syncs it, then writes them into sled key by key
+/// (no global lock: readers go on meanwhile) and marks them applied. When the journal has grown
+/// past [`CHECKPOINT_BYTES`] sled is flushed and the journal emptied. After a failure nothing
+/// more is applied: the store refuses writes (as after a failed flush), every ticket still
+/// waiting fails, and reads keep seeing the queued batches (see [`InFlight::stop`]); a restart
+/// replays what the journal holds. When the queue closes (the store is closing) a last checkpoint leaves the
+/// journal empty.
+fn run_applier(
+    db: &sled::Db,
+    durability: &Durability,
+    in_flight: &InFlight,
+    batches: &std::sync::mpsc::Receiver<Arc<PendingBatch>>,
+    mut journal: Journal,
+) {
+    let mut group = Vec::new();
+    while let Ok(first) = batches.recv() {
+        group.clear();
+        group.push(first);
+        group.extend(batches.try_iter());
+        if durability.failure().is_some() {
+            continue;
+        }
+        let mut result = apply_group(db, &mut journal, &group, durability, in_flight);
+        if result.is_ok() && journal.len() >= CHECKPOINT_BYTES {
+            result = checkpoint(db, &mut journal);
+        }
+        if let Err(failure) = result {
+            durability.fail(failure);
+            in_flight.stop();
+        }
+    }
+    if durability.failure().is_none()
+        && let Err(failure) = checkpoint(db, &mut journal)
+    {
+        durability.fail(failure);
+        in_flight.stop();
+    }
+}
+
+fn apply_group(
+    db: &sled::Db,
+    journal: &mut Journal,
+    group: &[Arc<PendingBatch>],
+    durability: &Durability,
+    in_flight: &InFlight,
+) -> Result<(), String> {
+    journal
+        .append(group)
+        .map_err(|error| format!("cannot write the journal: {error}"))?;
+    for batch in group {
+        // sled panics on some kinds of damage; a panic here must fail the store, not leave
+        // every committer waiting for an applier that is gone.
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), sled::Error> {
+            for (key, value) in &batch.writes {
+                match value {
+                    Some(value) => {
+                        db.insert(key.as_slice(), value.clone())?;
+                    }
+                    None => {
+                        db.remove(key.as_slice())?;
+                    }
+                }
+            }
+            Ok(())
+        }));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("cannot write to the store: {error}")),
+            Err(payload) => {
+                return Err(format!(
+                    "cannot write to the store: {}",
+                    describe_panic(payload.as_ref())
+                ));
+            }
+        }
+    }
+    // One wake-up of the flusher for the group: its mark covers every batch in it. Marked
+    // applied before the batches leave the queue, so that a flush that waited for the queue
+    // finds them applied.
+    if let Some(last) = group.last() {
+        durability.mark_applied(last.seq);
+    }
+    for batch in group {
+        in_flight.pop(batch.seq);
+    }
+    Ok(())
+}
+
+/// sled holds everything the journal does once it has flushed: empty the journal.
+fn checkpoint(db: &sled::Db, journal: &mut Journal) -> Result<(), String> {
+    db.flush()
+        .map_err(|error| format!("cannot flush the store: {error}"))?;
+    journal
+        .truncate()
+        .map_err(|error| format!("cannot empty the journal: {error}"))
+}
+
+/// The first key after every key that starts with `prefix` (prefixes here start with a
+/// keyspace tag, never 0xff, so one always exists).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
 }
 
 fn open_sled(
@@ -353,48 +503,89 @@ fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, StoreError> {
 
 impl Store for SledStore {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let full = prefixed(keyspace, key);
+        if let Some(queued) = self.in_flight.get(&full) {
+            return Ok(queued.map(|value| value.to_vec()));
+        }
         Ok(self
             .db
-            .get(prefixed(keyspace, key))
+            .get(full)
             .map_err(backend)?
             .map(|value| value.to_vec()))
     }
 
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_> {
-        Box::new(self.db.scan_prefix(prefixed(keyspace, prefix)).map(|item| {
-            item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                .map_err(backend)
-        }))
+        let full = prefixed(keyspace, prefix);
+        // Queued writes first (a batch leaves the queue only once sled has it), then sled.
+        let queued = self.in_flight.range(&full, &prefix_end(&full));
+        let base = self.db.scan_prefix(full);
+        match queued {
+            None => Box::new(base.map(|item| {
+                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                    .map_err(backend)
+            })),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(|item| {
+                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                    .map_err(backend)
+            })),
+        }
     }
 
     fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_> {
-        let end = [keyspace.tag() + 1];
-        let range = self.db.range(prefixed(keyspace, start)..end.to_vec());
-        Box::new(range.map(|item| {
-            item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                .map_err(backend)
-        }))
+        let start = prefixed(keyspace, start);
+        let end = vec![keyspace.tag() + 1];
+        let queued = self.in_flight.range(&start, &end);
+        let base = self.db.range(start..end);
+        match queued {
+            None => Box::new(base.map(|item| {
+                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                    .map_err(backend)
+            })),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(|item| {
+                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+                    .map_err(backend)
+            })),
+        }
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
         batch.validate()?;
         self.check_writable()?;
         let change = encode_change(&batch.ops);
-        let mut sled_batch = sled::Batch::default();
+        let mut writes = Writes::new();
         for op in batch.ops {
-            let key = prefixed(op.keyspace, &op.key);
-            match op.value {
-                Some(value) => sled_batch.insert(key, value),
-                None => sled_batch.remove(key),
-            }
+            // Later operations on the same key win, as in a sled batch.
+            writes.insert(
+                prefixed(op.keyspace, &op.key),
+                op.value.map(sled::IVec::from),
+            );
         }
         let mut last_seq = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let seq = *last_seq + 1;
-        sled_batch.insert(prefixed(Keyspace::Meta, LAST_SEQ_KEY), &seq.to_be_bytes());
-        sled_batch.insert(prefixed(Keyspace::Changes, &seq.to_be_bytes()), change);
-        self.db.apply_batch(sled_batch).map_err(backend)?;
+        writes.insert(
+            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+            Some(sled::IVec::from(&seq.to_be_bytes())),
+        );
+        writes.insert(
+            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
+            Some(sled::IVec::from(change)),
+        );
+        let batch = Arc::new(PendingBatch { seq, writes });
+        let bytes = batch.bytes();
+        self.in_flight
+            .wait_for_room(bytes, || self.durability.failure())?;
+        {
+            let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = queue
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            self.in_flight.push(batch.clone(), bytes);
+            if queue.send(batch).is_err() {
+                self.in_flight.pop(seq);
+                return Err(StoreError::Unavailable("the store's writer stopped".into()));
+            }
+        }
         *last_seq = seq;
-        self.durability.applied.store(seq, Ordering::Release);
         drop(last_seq);
         self.commits.fetch_add(1, Ordering::Relaxed);
         // The flush is requested when the ticket is awaited, not here: a caller that commits many
@@ -403,6 +594,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // Everything committed so far reaches sled first.
+        let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.wait_through(committed);
+        self.check_writable()?;
         let seq = self.durability.applied.load(Ordering::Acquire);
         if seq > self.durability.durable() {
             self.durability.request(seq);
@@ -471,5 +666,122 @@ impl Drop for SledStore {
         if let Err(error) = self.close() {
             tracing::error!(%error, "flushing the store on close failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn open(dir: &Path) -> Arc<SledStore> {
+        SledStore::open(&DataDir::new(dir), &SledStoreOptions::default()).unwrap()
+    }
+
+    /// What a crash leaves behind when a batch reached the journal but not sled: a journal
+    /// record for a sequence number the store file does not have.
+    fn journal_record(seq: u64, key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut writes = Writes::new();
+        writes.insert(
+            prefixed(Keyspace::Profiles, key),
+            Some(sled::IVec::from(value)),
+        );
+        writes.insert(
+            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+            Some(sled::IVec::from(&seq.to_be_bytes())),
+        );
+        writes.insert(
+            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
+            Some(sled::IVec::from(encode_change(&[BatchOp {
+                keyspace: Keyspace::Profiles,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            }]))),
+        );
+        let mut bytes = Vec::new();
+        crate::journal::encode(&PendingBatch { seq, writes }, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_batch_only_the_journal_holds_is_replayed_at_open_and_a_cut_record_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path());
+        {
+            let store = open(dir.path());
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Profiles, b"p1".to_vec(), b"one".to_vec());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            store.close().unwrap();
+        }
+        // A clean close leaves an empty journal.
+        assert_eq!(std::fs::metadata(data_dir.journal()).unwrap().len(), 0);
+        let mut journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data_dir.journal())
+            .unwrap();
+        journal
+            .write_all(&journal_record(2, b"p2", b"two"))
+            .unwrap();
+        let cut = journal_record(3, b"p3", b"three");
+        journal.write_all(&cut[..cut.len() - 5]).unwrap();
+        drop(journal);
+
+        let store = open(dir.path());
+        assert_eq!(
+            store.get(Keyspace::Profiles, b"p2").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(store.get(Keyspace::Profiles, b"p3").unwrap(), None);
+        assert_eq!(store.stats().last_seq, 2);
+        let changes: Vec<u64> = store
+            .changes_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(changes, vec![1, 2]);
+        // The next commit continues the sequence after the replayed batch.
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Profiles, b"p4".to_vec(), b"four".to_vec());
+        assert_eq!(store.commit(batch).unwrap().seq(), 3);
+        store.close().unwrap();
+        assert_eq!(std::fs::metadata(data_dir.journal()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn reads_see_a_committed_batch_before_and_after_the_applier_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for round in 0..200u32 {
+            let mut batch = WriteBatch::new();
+            let key = round.to_be_bytes();
+            batch.put(Keyspace::Events, key.to_vec(), b"v".to_vec());
+            if round > 0 {
+                batch.delete(Keyspace::Events, (round - 1).to_be_bytes().to_vec());
+            }
+            let ticket = store.commit(batch).unwrap();
+            // Whether or not the applier got to it yet, the batch is what readers see.
+            assert_eq!(
+                store.get(Keyspace::Events, &key).unwrap().as_deref(),
+                Some(&b"v"[..])
+            );
+            let all: Vec<Vec<u8>> = store
+                .scan_prefix(Keyspace::Events, &[])
+                .map(|item| item.unwrap().0)
+                .collect();
+            assert_eq!(all, vec![key.to_vec()], "round {round}");
+            let from: Vec<Vec<u8>> = store
+                .scan_from(Keyspace::Events, &[0])
+                .map(|item| item.unwrap().0)
+                .collect();
+            assert_eq!(from, vec![key.to_vec()], "round {round}");
+            if round % 50 == 0 {
+                ticket.wait_durable().unwrap();
+            }
+        }
+        store.flush().unwrap();
+        assert_eq!(store.stats().durable_seq, 200);
     }
 }

@@ -505,6 +505,17 @@ fn no_personal_data_in_clear_on_disk() {
             store.commit(batch).unwrap().wait_durable().unwrap();
         }
         store.flush().unwrap();
+        // While the store is open the journal holds the batches (emptied at close).
+        let journal = std::fs::read(data_dir.journal()).unwrap();
+        assert!(!journal.is_empty());
+        for marker in markers {
+            assert!(
+                !journal
+                    .windows(marker.len())
+                    .any(|w| w == marker.as_bytes()),
+                "{marker} in the journal"
+            );
+        }
     }
     let mut files = Vec::new();
     files_under(dir.path(), &mut files);

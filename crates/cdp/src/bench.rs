@@ -93,6 +93,9 @@ pub struct IngestArgs {
     /// Directory to create the benchmark store in (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// sled page cache in MiB (the `[store] cache_capacity_mb` of the configuration).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
     #[arg(long)]
     json: bool,
 }
@@ -576,7 +579,11 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.people > 0 && args.batch_size > 0 && args.clients > 0,
         "--people, --batch-size and --clients must be at least 1"
     );
-    let bench = BenchStore::create(args.dir.as_deref(), "bench-ingest")?;
+    let bench = BenchStore::create_with_cache(
+        args.dir.as_deref(),
+        "bench-ingest",
+        args.cache_mb.max(16) * 1024 * 1024,
+    )?;
     let (sled, store, vault) = (bench.sled.clone(), bench.store.clone(), bench.vault.clone());
     let engine = Arc::new(cdp_engine::Engine::new(
         vault,
