@@ -667,8 +667,42 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
+    let sending = std::sync::atomic::AtomicBool::new(true);
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = std::thread::scope(|scope| {
+    let (mut latencies, elapsed, mut freshness) = std::thread::scope(|scope| {
+        // Freshness under load: every 50 ms, the newest durable (acknowledgeable) sequence
+        // number; its lag is the time until the index has taken it in.
+        let monitor = scope.spawn(|| {
+            let durable = store.subscribe_durable();
+            let mut waiting: std::collections::VecDeque<(u64, Instant)> = Default::default();
+            let mut lags = Vec::new();
+            let mut last_sample = Instant::now();
+            while sending.load(Ordering::Relaxed) || !waiting.is_empty() {
+                let indexed = indexer.current().seq;
+                while waiting.front().is_some_and(|(seq, _)| *seq <= indexed) {
+                    if let Some((_, at)) = waiting.pop_front() {
+                        lags.push(at.elapsed());
+                    }
+                }
+                if sending.load(Ordering::Relaxed)
+                    && last_sample.elapsed() >= Duration::from_millis(50)
+                {
+                    let seq = *durable.borrow();
+                    if seq > indexed {
+                        waiting.push_back((seq, Instant::now()));
+                    }
+                    last_sample = Instant::now();
+                }
+                if waiting
+                    .front()
+                    .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(600))
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            lags
+        });
         let workers: Vec<_> = (0..args.clients)
             .map(|_| {
                 scope.spawn(|| {
@@ -702,12 +736,20 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        workers
+        let latencies: Vec<Duration> = workers
             .into_iter()
             .flat_map(|worker| worker.join().unwrap_or_default())
-            .collect()
+            .collect();
+        let elapsed = started.elapsed();
+        sending.store(false, Ordering::Relaxed);
+        (latencies, elapsed, monitor.join().unwrap_or_default())
     });
-    let elapsed = started.elapsed();
+    freshness.sort();
+    let (fresh_p50, fresh_p99, fresh_max) = (
+        percentile(&freshness, 0.5),
+        percentile(&freshness, 0.99),
+        freshness.last().copied().unwrap_or_default(),
+    );
     let _ = stop_tx.send(());
     let _ = runtime.block_on(server);
     // How long after the last acknowledgement the index holds everything.
@@ -746,7 +788,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     if args.json {
         println!(
-            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{},\"indexed\":{indexed},\"index_lag_ms\":{:.0}}}",
+            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{},\"indexed\":{indexed},\"index_lag_ms\":{:.0},\"freshness_p50_ms\":{:.0},\"freshness_p99_ms\":{:.0},\"freshness_max_ms\":{:.0}}}",
             args.people,
             batches.len(),
             elapsed.as_secs_f64(),
@@ -761,7 +803,10 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             quality.true_people,
             quality.largest_profile,
             quality.unresolved,
-            index_lag.as_secs_f64() * 1e3
+            index_lag.as_secs_f64() * 1e3,
+            fresh_p50.as_secs_f64() * 1e3,
+            fresh_p99.as_secs_f64() * 1e3,
+            fresh_max.as_secs_f64() * 1e3
         );
     } else {
         println!(
@@ -782,6 +827,13 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         println!(
             "  search index (following the change feed meanwhile): {indexed} people, complete {:.0} ms after the last acknowledgement",
             index_lag.as_secs_f64() * 1e3
+        );
+        println!(
+            "  index freshness under load (durable write -> searchable, {} samples): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (budget <= 1,000)",
+            freshness.len(),
+            fresh_p50.as_secs_f64() * 1e3,
+            fresh_p99.as_secs_f64() * 1e3,
+            fresh_max.as_secs_f64() * 1e3
         );
         println!(
             "  batch latency p50 {:.1} ms, p99 {:.1} ms; {} commits, {} flushes",
