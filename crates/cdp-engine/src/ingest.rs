@@ -306,8 +306,25 @@ impl Engine {
                 }
             }
         }
+        // `last_mention` feeds the late check (`resolve`), which also compares the event with
+        // the `last_order` of each identifier's profile. So an identifier needs its record
+        // rewritten only when this evidence is anchored outside its profile (it was dropped,
+        // or it has no profile); most events with a new identifier set rewrite no node.
+        let anchor = changes
+            .evidence
+            .get(&evidence_id)
+            .map(|record| record.profile);
         for node in &nodes {
+            changes.mentions.insert((node.key, evidence_id));
+            let staged = changes.nodes.get(&node.key).map(|record| record.profile);
             let current = graph.node(&node.key)?;
+            let profile = match staged {
+                Some(profile) => profile,
+                None => current.as_ref().and_then(|record| record.profile),
+            };
+            if anchor.is_some() && profile == anchor {
+                continue;
+            }
             let kind = node.kind.clone();
             let record = changes.node_mut(node.key, || {
                 current.unwrap_or(NodeRecord {
@@ -317,7 +334,6 @@ impl Engine {
                 })
             });
             record.last_mention = record.last_mention.max(order);
-            changes.mentions.insert((node.key, evidence_id));
         }
         self.stage_signals(
             &mut graph,
@@ -681,19 +697,40 @@ impl Engine {
             let key = event_key(&owner, event.message.timestamp, &suffix);
             changes.events.insert(key, (owner, event));
         }
+        // The newest evidence of the component that mentions each identifier. A node's
+        // `last_mention` may leave out evidence anchored in its own profile (see the end of
+        // `ingest_one`); once the node changes profile that evidence counts, so every node of
+        // the component gets the newest mention of all (an over-estimate only costs a
+        // recompute, never a wrong result).
+        let mut newest_mention: BTreeMap<NodeKey, cdp_identity::graph::OrderKey> = BTreeMap::new();
+        for id in evidence_group.keys() {
+            let record = match (&new_evidence, changes.evidence.get(id)) {
+                (Some(new), _) if new.id == *id => Some(new.clone()),
+                (_, Some(record)) => Some(record.clone()),
+                (_, None) => graph.evidence(id)?,
+            };
+            if let Some(record) = record {
+                for (_, node) in &record.nodes {
+                    let newest = newest_mention.entry(*node).or_insert(record.order);
+                    *newest = (*newest).max(record.order);
+                }
+            }
+        }
         // Nodes: in a group, or (identifiers that are no longer linked) in none.
         for node in entries.keys() {
             let current = graph.node(node)?;
             let kind = entries[node].kind.clone();
-            changes
-                .node_mut(*node, || {
-                    current.unwrap_or(NodeRecord {
-                        kind,
-                        profile: None,
-                        last_mention: (i64::MIN, [0; 16]),
-                    })
+            let record = changes.node_mut(*node, || {
+                current.unwrap_or(NodeRecord {
+                    kind,
+                    profile: None,
+                    last_mention: (i64::MIN, [0; 16]),
                 })
-                .profile = node_group.get(node).copied();
+            });
+            record.profile = node_group.get(node).copied();
+            if let Some(newest) = newest_mention.get(node) {
+                record.last_mention = record.last_mention.max(*newest);
+            }
         }
         // Evidence records follow their group; dropped identifiers are as the partition says.
         let mut dropped: BTreeMap<EvidenceId, Vec<DroppedNode>> = BTreeMap::new();

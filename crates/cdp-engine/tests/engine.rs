@@ -324,6 +324,107 @@ fn late_events_give_the_same_people_as_events_in_order() {
     }
 }
 
+/// A small seeded random world with the cases that make resolution depend on order if it is
+/// wrong: people sharing an e-mail (two user ids cannot merge: the e-mail is dropped for one),
+/// a household device on several people, anonymous ids that meet their user id late.
+fn random_world(seed: u64) -> (Vec<serde_json::Value>, Vec<(String, IdentifierType)>) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let people = 6;
+    let mut events = Vec::new();
+    let mut ids: Vec<(String, IdentifierType)> = vec![
+        ("shared@example.com".into(), IdentifierType::Email),
+        ("household".into(), IdentifierType::AnonymousId),
+    ];
+    for person in 0..people {
+        let user = format!("u-{person}");
+        let email = format!("p{person}@example.com");
+        let anons = [format!("a-{person}-1"), format!("a-{person}-2")];
+        ids.push((user.clone(), IdentifierType::UserId));
+        ids.push((email.clone(), IdentifierType::Email));
+        for anon in &anons {
+            ids.push((anon.clone(), IdentifierType::AnonymousId));
+        }
+        for index in 0..5 {
+            let mut message = serde_json::Map::new();
+            let anon = if next(5) == 0 {
+                "household".to_string()
+            } else {
+                anons[next(2) as usize].clone()
+            };
+            message.insert("anonymousId".into(), json!(anon));
+            if next(2) == 0 {
+                message.insert("userId".into(), json!(user));
+            }
+            let mut traits = serde_json::Map::new();
+            match next(4) {
+                0 => {
+                    traits.insert("email".into(), json!("shared@example.com"));
+                }
+                1 | 2 => {
+                    traits.insert("email".into(), json!(email));
+                }
+                _ => {}
+            }
+            message.insert("type".into(), json!("identify"));
+            message.insert("traits".into(), serde_json::Value::Object(traits));
+            message.insert("messageId".into(), json!(format!("m-{person}-{index}")));
+            let minute = next(24 * 60);
+            message.insert(
+                "timestamp".into(),
+                json!(format!(
+                    "2026-11-01T{:02}:{:02}:00Z",
+                    minute / 60,
+                    minute % 60
+                )),
+            );
+            events.push(serde_json::Value::Object(message));
+        }
+    }
+    (events, ids)
+}
+
+#[test]
+fn random_worlds_give_the_same_people_in_any_arrival_order() {
+    for seed in 1..=6u64 {
+        let (mut events, ids) = random_world(seed);
+        let ids: Vec<(&str, IdentifierType)> =
+            ids.iter().map(|(v, k)| (v.as_str(), k.clone())).collect();
+        events.sort_by_key(|e| e["timestamp"].as_str().unwrap().to_string());
+        let in_order = harness();
+        let web = source(&in_order.engine, "web", Channel::Web, None);
+        for event in &events {
+            send(&in_order.engine, &web, json!([event]));
+        }
+        let expected = people(&in_order, &ids);
+        let mut shuffle_state = seed;
+        for round in 0..4 {
+            // Fisher-Yates with a seeded generator: a reproducible arrival order.
+            let mut shuffled = events.clone();
+            for i in (1..shuffled.len()).rev() {
+                shuffle_state = shuffle_state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let j = (shuffle_state >> 33) as usize % (i + 1);
+                shuffled.swap(i, j);
+            }
+            let h = harness();
+            let web = source(&h.engine, "web", Channel::Web, None);
+            // Half the rounds one event per request, half in requests of seven.
+            let size = if round % 2 == 0 { 1 } else { 7 };
+            for chunk in shuffled.chunks(size) {
+                send(&h.engine, &web, json!(chunk));
+            }
+            assert_eq!(people(&h, &ids), expected, "seed {seed}, round {round}");
+        }
+    }
+}
+
 #[test]
 fn one_request_in_any_order_gives_the_same_people() {
     // All events in one batch: later messages read what earlier ones staged (the overlay).

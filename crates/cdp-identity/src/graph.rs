@@ -312,7 +312,10 @@ pub trait GraphView<K, E> {
     /// The profile an identifier belongs to, if any.
     fn profile_of(&mut self, node: &Node<K>) -> Result<Option<Self::Profile>, Self::Error>;
     fn summary(&mut self, profile: Self::Profile) -> Result<ProfileSummary, Self::Error>;
-    /// The newest evidence that mentions `node`, linked or dropped, wherever it is anchored.
+    /// At least the newest evidence that mentions `node` and is anchored outside the node's
+    /// profile (dropped there, or the node has none); it may be newer, up to the newest
+    /// mention of all. Evidence anchored in the node's profile is covered by the profile's
+    /// `last_order`, which [`resolve`] checks too, so a store need not rewrite a node for it.
     fn last_mention(&mut self, node: &Node<K>) -> Result<Option<OrderKey>, Self::Error>;
     /// Every evidence that mentions `node`.
     fn evidence_of_node(&mut self, node: &Node<K>) -> Result<Vec<Evidence<K, E>>, Self::Error>;
@@ -347,8 +350,9 @@ pub const MAX_RECOMPUTE_EVIDENCE: usize = 50_000;
 /// Decides how one event changes the stored graph (see the module documentation).
 ///
 /// The cheap incremental step is exact when nothing already stored comes after the event in
-/// event order *and could be affected by it*: evidence anchored in the profiles it touches, and
-/// evidence anywhere that mentions one of its identifiers. Otherwise the evidence component
+/// event order *and could be affected by it*: evidence anchored in the profiles it touches
+/// (their `last_order`), and evidence anchored anywhere else that mentions one of its
+/// identifiers ([`GraphView::last_mention`]). Otherwise the evidence component
 /// (everything linked through shared identifiers, in either direction) is recomputed.
 pub fn resolve<K, E, V>(
     view: &mut V,
