@@ -9,6 +9,10 @@
 //! Once sled has flushed, the records it holds are no longer needed and the file is emptied
 //! (a checkpoint).
 //!
+//! The file starts with `"CDPJRNL1" | base: u64 BE | !base: u64 BE`: the sequence number sled
+//! held (flushed) when the journal was emptied. A store file that holds less than that lost
+//! writes the journal does not have, and is refused rather than patched with newer batches.
+//!
 //! Record: `len: u32 BE | crc32(seq | body): u32 BE | seq: u64 BE | body`, with body a list of
 //! `key_len: u16 BE | key | 0 (delete) or 1 (put) | value_len: u32 BE | value` (keys are full
 //! sled keys, keyspace tag included). The values are what sled holds: sealed records, ids,
@@ -26,6 +30,26 @@ use crate::in_flight::PendingBatch;
 pub(crate) const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
 const HEADER: usize = 16;
+const FILE_MAGIC: &[u8; 8] = b"CDPJRNL1";
+const FILE_HEADER: usize = 24;
+
+/// The file header for a journal that starts after sequence number `base`.
+pub(crate) fn file_header(base: u64) -> [u8; FILE_HEADER] {
+    let mut header = [0u8; FILE_HEADER];
+    header[..8].copy_from_slice(FILE_MAGIC);
+    header[8..16].copy_from_slice(&base.to_be_bytes());
+    header[16..24].copy_from_slice(&(!base).to_be_bytes());
+    header
+}
+
+fn parse_file_header(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < FILE_HEADER || &bytes[..8] != FILE_MAGIC {
+        return None;
+    }
+    let base = u64::from_be_bytes(bytes[8..16].try_into().ok()?);
+    let complement = u64::from_be_bytes(bytes[16..24].try_into().ok()?);
+    (base == !complement).then_some(base)
+}
 
 /// The open journal file, owned by the applier thread.
 #[derive(Debug)]
@@ -72,14 +96,28 @@ pub(crate) type RecordWrites = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// One replayed record: its sequence number and writes.
 pub(crate) type Record = (u64, RecordWrites);
 
-/// The complete records of a journal's bytes, in order, and the length they cover. Reading
-/// stops at the first record that is cut short, fails its checksum or does not continue the
-/// sequence: a crash while appending leaves such a tail, and a record older than the one
-/// before it can only be left over from before a checkpoint.
-pub(crate) fn decode(bytes: &[u8]) -> (Vec<Record>, usize) {
+/// What a journal file holds.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    /// The sequence number the journal starts after; `None` for an empty file or one whose
+    /// header is unreadable (a crash while it was emptied: sled had flushed everything).
+    pub(crate) base: Option<u64>,
+    pub(crate) records: Vec<Record>,
+    /// Bytes the header and the complete records cover.
+    pub(crate) used: usize,
+}
+
+/// The complete records of a journal file, in order. Reading stops at the first record that
+/// is cut short, fails its checksum or does not continue the sequence: a crash while
+/// appending leaves such a tail, and a record not after the one before it (or the base) can
+/// only be left over from before a checkpoint.
+pub(crate) fn decode(bytes: &[u8]) -> Decoded {
+    let Some(base) = parse_file_header(bytes) else {
+        return Decoded::default();
+    };
     let mut records = Vec::new();
-    let mut at = 0;
-    let mut last_seq = 0u64;
+    let mut at = FILE_HEADER;
+    let mut last_seq = base;
     while bytes.len() - at >= HEADER {
         let header = &bytes[at..at + HEADER];
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -106,7 +144,11 @@ pub(crate) fn decode(bytes: &[u8]) -> (Vec<Record>, usize) {
         last_seq = seq;
         at = end;
     }
-    (records, at)
+    Decoded {
+        base: Some(base),
+        records,
+        used: at,
+    }
 }
 
 fn decode_body(mut body: &[u8]) -> Option<RecordWrites> {
@@ -139,8 +181,9 @@ fn decode_body(mut body: &[u8]) -> Option<RecordWrites> {
 }
 
 impl Journal {
-    /// Opens the journal for appending, empty (call after [`replay`]).
-    pub(crate) fn create(path: &Path) -> Result<Self, StoreError> {
+    /// Opens the journal for appending, empty after the header for `base` (call after
+    /// [`replay`], with the store flushed up to `base`).
+    pub(crate) fn create(path: &Path, base: u64) -> Result<Self, StoreError> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -149,14 +192,15 @@ impl Journal {
             options.mode(0o600);
         }
         let file = options.open(path).map_err(|e| io_error(path, "open", e))?;
-        file.sync_all().map_err(|e| io_error(path, "sync", e))?;
-        sync_parent(path)?;
-        Ok(Self {
+        let mut journal = Self {
             file,
             path: path.to_path_buf(),
             len: 0,
             buffer: Vec::new(),
-        })
+        };
+        journal.truncate(base)?;
+        sync_parent(path)?;
+        Ok(journal)
     }
 
     /// Appends the batches' records and syncs them to disk.
@@ -186,12 +230,13 @@ impl Journal {
         self.len
     }
 
-    /// Empties the journal: every record in it is in sled and sled has flushed.
-    pub(crate) fn truncate(&mut self) -> Result<(), StoreError> {
+    /// Empties the journal: every record in it is in sled, which has flushed up to `base`.
+    pub(crate) fn truncate(&mut self, base: u64) -> Result<(), StoreError> {
         use std::io::Seek;
         self.file
             .set_len(0)
             .and_then(|()| self.file.rewind())
+            .and_then(|()| self.file.write_all(&file_header(base)))
             .and_then(|()| self.file.sync_all())
             .map_err(|e| io_error(&self.path, "empty", e))?;
         self.len = 0;
@@ -200,16 +245,42 @@ impl Journal {
 }
 
 /// Reads the journal at `path` (missing: nothing to replay) and applies each complete record
-/// to `db` as one atomic batch, in order; then flushes sled. Returns how many records were
-/// replayed. The caller empties the journal afterwards ([`Journal::create`]).
-pub(crate) fn replay(path: &Path, db: &sled::Db) -> Result<usize, StoreError> {
+/// to `db` as one atomic batch, in order; then flushes sled. `stored` is the sequence number
+/// sled holds: below the journal's base, sled lost writes (`store_file` names it in the
+/// error). Returns how many records were replayed. The caller empties the journal afterwards
+/// ([`Journal::create`]).
+pub(crate) fn replay(
+    path: &Path,
+    db: &sled::Db,
+    stored: u64,
+    store_file: &Path,
+) -> Result<usize, StoreError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(error) => return Err(io_error(path, "read", error)),
     };
-    let (records, used) = decode(&bytes);
-    if used < bytes.len() {
+    let Decoded {
+        base,
+        records,
+        used,
+    } = decode(&bytes);
+    match base {
+        None if !bytes.is_empty() => tracing::warn!(
+            journal = %path.display(),
+            "the journal's header is unreadable (a crash while it was emptied); nothing to replay"
+        ),
+        Some(base) if base > stored => {
+            return Err(StoreError::LostWrites {
+                file: store_file.to_path_buf(),
+                mark: path.to_path_buf(),
+                acknowledged: base,
+                found: stored,
+            });
+        }
+        _ => {}
+    }
+    if base.is_some() && used < bytes.len() {
         tracing::warn!(
             journal = %path.display(),
             discarded_bytes = bytes.len() - used,
@@ -263,7 +334,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_a_cut_tail_is_left_out() {
-        let mut bytes = Vec::new();
+        let mut bytes = file_header(0).to_vec();
         encode(
             &batch(1, &[(b"\x01a", Some(b"one")), (b"\x01b", None)]),
             &mut bytes,
@@ -271,8 +342,12 @@ mod tests {
         encode(&batch(2, &[(b"\x02c", Some(&[7u8; 300]))]), &mut bytes);
         let whole = bytes.len();
         encode(&batch(3, &[(b"\x01a", Some(b"three"))]), &mut bytes);
-        let (records, used) = decode(&bytes);
-        assert_eq!(used, bytes.len());
+        let Decoded {
+            base,
+            records,
+            used,
+        } = decode(&bytes);
+        assert_eq!((base, used), (Some(0), bytes.len()));
         assert_eq!(records.len(), 3);
         assert_eq!(records[0].0, 1);
         assert_eq!(
@@ -285,24 +360,36 @@ mod tests {
         assert_eq!(records[1].1[0].1.as_deref(), Some(&[7u8; 300][..]));
         // Every cut inside the last record leaves the first two.
         for cut in whole..bytes.len() {
-            let (records, used) = decode(&bytes[..cut]);
-            assert_eq!((records.len(), used), (2, whole), "cut at {cut}");
+            let decoded = decode(&bytes[..cut]);
+            assert_eq!(
+                (decoded.records.len(), decoded.used),
+                (2, whole),
+                "cut at {cut}"
+            );
         }
         // A flipped bit in the last record: its checksum fails.
         let mut damaged = bytes.clone();
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
-        assert_eq!(decode(&damaged).0.len(), 2);
+        assert_eq!(decode(&damaged).records.len(), 2);
+        // A damaged or cut file header: nothing to replay.
+        damaged[3] ^= 1;
+        assert!(decode(&damaged).base.is_none() && decode(&damaged).records.is_empty());
+        assert!(decode(&bytes[..10]).base.is_none());
     }
 
     #[test]
     fn a_record_that_does_not_continue_the_sequence_ends_the_journal() {
-        let mut bytes = Vec::new();
+        let mut bytes = file_header(4).to_vec();
         encode(&batch(5, &[(b"\x01a", Some(b"new"))]), &mut bytes);
         let first = bytes.len();
         encode(&batch(3, &[(b"\x01a", Some(b"old"))]), &mut bytes);
-        let (records, used) = decode(&bytes);
-        assert_eq!((records.len(), used), (1, first));
+        let decoded = decode(&bytes);
+        assert_eq!((decoded.records.len(), decoded.used), (1, first));
+        // Nor may a record come at or before the base.
+        let mut bytes = file_header(5).to_vec();
+        encode(&batch(5, &[(b"\x01a", Some(b"new"))]), &mut bytes);
+        assert!(decode(&bytes).records.is_empty());
     }
 
     #[test]
@@ -312,7 +399,7 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().unwrap();
         db.insert(b"\x01a", b"stale".as_slice()).unwrap();
         db.insert(b"\x01b", b"gone".as_slice()).unwrap();
-        let mut journal = Journal::create(&path).unwrap();
+        let mut journal = Journal::create(&path, 0).unwrap();
         journal
             .append(&[Arc::new(batch(
                 1,
@@ -324,12 +411,39 @@ mod tests {
             .unwrap();
         assert!(journal.len() > 0);
         drop(journal);
-        assert_eq!(replay(&path, &db).unwrap(), 2);
+        // A store that holds less than the journal's base lost writes: refused.
+        std::fs::write(
+            &path,
+            [
+                file_header(9).as_slice(),
+                &std::fs::read(&path).unwrap()[24..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(matches!(
+            replay(&path, &db, 3, &path),
+            Err(StoreError::LostWrites {
+                acknowledged: 9,
+                found: 3,
+                ..
+            })
+        ));
+        std::fs::write(
+            &path,
+            [
+                file_header(0).as_slice(),
+                &std::fs::read(&path).unwrap()[24..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(replay(&path, &db, 0, &path).unwrap(), 2);
         assert_eq!(db.get(b"\x01a").unwrap().as_deref(), Some(&b"second"[..]));
         assert_eq!(db.get(b"\x01b").unwrap(), None);
-        let journal = Journal::create(&path).unwrap();
+        let journal = Journal::create(&path, 2).unwrap();
         assert_eq!(journal.len(), 0);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
-        assert_eq!(replay(&path, &db).unwrap(), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        assert_eq!(replay(&path, &db, 2, &path).unwrap(), 0);
     }
 }

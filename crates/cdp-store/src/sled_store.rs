@@ -96,7 +96,8 @@ impl SledStore {
         // Batches that were in the journal but maybe not (wholly) in sled at a crash. A store
         // without its schema record is new or damaged: the checks below decide.
         if schema.is_some() {
-            crate::journal::replay(&data_dir.journal(), &db)?;
+            let stored = stored_seq(data_dir, &db)?;
+            crate::journal::replay(&data_dir.journal(), &db, stored, &data_dir.store_file())?;
         }
         let last_seq = match schema {
             None => {
@@ -138,18 +139,7 @@ impl SledStore {
                     });
                 }
                 older = (found < SCHEMA_VERSION).then_some(found);
-                let last_seq = match db
-                    .get(prefixed(Keyspace::Meta, LAST_SEQ_KEY))
-                    .map_err(|e| open_error(data_dir, e))?
-                {
-                    None => 0,
-                    Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                        .map(u64::from_be_bytes)
-                        .map_err(|_| StoreError::Corrupt {
-                            file: data_dir.store_file(),
-                            problem: "the sequence-number record is malformed".into(),
-                        })?,
-                };
+                let last_seq = stored_seq(data_dir, &db)?;
                 match acknowledged {
                     Some(acknowledged) if acknowledged > last_seq => {
                         return Err(StoreError::LostWrites {
@@ -187,7 +177,7 @@ impl SledStore {
 
         // Everything replayed or migrated is flushed before the journal starts empty.
         db.flush().map_err(backend)?;
-        let journal = Journal::create(&data_dir.journal())?;
+        let journal = Journal::create(&data_dir.journal(), last_seq)?;
         let durability = Durability::new(last_seq);
         let in_flight = Arc::new(InFlight::default());
         let (queue, batches) = std::sync::mpsc::channel();
@@ -195,7 +185,9 @@ impl SledStore {
             let (db, durability, in_flight) = (db.clone(), durability.clone(), in_flight.clone());
             std::thread::Builder::new()
                 .name("cdp-store-applier".into())
-                .spawn(move || run_applier(&db, &durability, &in_flight, &batches, journal))
+                .spawn(move || {
+                    run_applier(&db, &durability, &in_flight, &batches, journal, last_seq);
+                })
                 .map_err(|e| StoreError::io("cannot start the applier thread", e))?
         };
         let store = Arc::new(Self {
@@ -265,6 +257,22 @@ impl SledStore {
     }
 }
 
+/// The last sequence number sled holds.
+fn stored_seq(data_dir: &DataDir, db: &sled::Db) -> Result<u64, StoreError> {
+    match db
+        .get(prefixed(Keyspace::Meta, LAST_SEQ_KEY))
+        .map_err(|e| open_error(data_dir, e))?
+    {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                file: data_dir.store_file(),
+                problem: "the sequence-number record is malformed".into(),
+            }),
+    }
+}
+
 /// The applier thread: takes committed batches in order (all that are queued at once, as one
 /// group), appends them to the journal and syncs it, then writes them into sled key by key
 /// (no global lock: readers go on meanwhile) and marks them applied. When the journal has grown
@@ -279,6 +287,7 @@ fn run_applier(
     in_flight: &InFlight,
     batches: &std::sync::mpsc::Receiver<Arc<PendingBatch>>,
     mut journal: Journal,
+    mut applied: u64,
 ) {
     let mut group = Vec::new();
     while let Ok(first) = batches.recv() {
@@ -289,8 +298,11 @@ fn run_applier(
             continue;
         }
         let mut result = apply_group(db, &mut journal, &group, durability, in_flight);
-        if result.is_ok() && journal.len() >= CHECKPOINT_BYTES {
-            result = checkpoint(db, &mut journal);
+        if result.is_ok() {
+            applied = group.last().map_or(applied, |batch| batch.seq);
+            if journal.len() >= CHECKPOINT_BYTES {
+                result = checkpoint(db, &mut journal, applied);
+            }
         }
         if let Err(failure) = result {
             durability.fail(failure);
@@ -298,7 +310,7 @@ fn run_applier(
         }
     }
     if durability.failure().is_none()
-        && let Err(failure) = checkpoint(db, &mut journal)
+        && let Err(failure) = checkpoint(db, &mut journal, applied)
     {
         durability.fail(failure);
         in_flight.stop();
@@ -354,12 +366,13 @@ fn apply_group(
     Ok(())
 }
 
-/// sled holds everything the journal does once it has flushed: empty the journal.
-fn checkpoint(db: &sled::Db, journal: &mut Journal) -> Result<(), String> {
+/// sled holds everything the journal does (up to `applied`) once it has flushed: empty the
+/// journal.
+fn checkpoint(db: &sled::Db, journal: &mut Journal, applied: u64) -> Result<(), String> {
     db.flush()
         .map_err(|error| format!("cannot flush the store: {error}"))?;
     journal
-        .truncate()
+        .truncate(applied)
         .map_err(|error| format!("cannot empty the journal: {error}"))
 }
 
@@ -715,8 +728,11 @@ mod tests {
             store.commit(batch).unwrap().wait_durable().unwrap();
             store.close().unwrap();
         }
-        // A clean close leaves an empty journal.
-        assert_eq!(std::fs::metadata(data_dir.journal()).unwrap().len(), 0);
+        // A clean close leaves an empty journal: its header only (base 1).
+        assert_eq!(
+            std::fs::read(data_dir.journal()).unwrap(),
+            crate::journal::file_header(1)
+        );
         let mut journal = std::fs::OpenOptions::new()
             .append(true)
             .open(data_dir.journal())
@@ -747,7 +763,37 @@ mod tests {
         batch.put(Keyspace::Profiles, b"p4".to_vec(), b"four".to_vec());
         assert_eq!(store.commit(batch).unwrap().seq(), 3);
         store.close().unwrap();
-        assert_eq!(std::fs::metadata(data_dir.journal()).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::read(data_dir.journal()).unwrap(),
+            crate::journal::file_header(3)
+        );
+    }
+
+    #[test]
+    fn a_store_file_behind_the_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path());
+        {
+            let store = open(dir.path());
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Profiles, b"p1".to_vec(), b"one".to_vec());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            store.close().unwrap();
+        }
+        // As if store/ came from an older backup than the journal beside it.
+        std::fs::write(data_dir.journal(), crate::journal::file_header(7)).unwrap();
+        let error = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                StoreError::LostWrites {
+                    acknowledged: 7,
+                    found: 1,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]
