@@ -279,8 +279,8 @@ fn stored_seq(data_dir: &DataDir, db: &sled::Db) -> Result<u64, StoreError> {
 /// past [`CHECKPOINT_BYTES`] sled is flushed and the journal emptied. After a failure nothing
 /// more is applied: the store refuses writes (as after a failed flush), every ticket still
 /// waiting fails, and reads keep seeing the queued batches (see [`InFlight::stop`]); a restart
-/// replays what the journal holds. When the queue closes (the store is closing) a last checkpoint leaves the
-/// journal empty.
+/// replays what the journal holds. When the queue closes (the store is closing) a last
+/// checkpoint leaves the journal empty.
 fn run_applier(
     db: &sled::Db,
     durability: &Durability,
@@ -374,6 +374,14 @@ fn checkpoint(db: &sled::Db, journal: &mut Journal, applied: u64) -> Result<(), 
     journal
         .truncate(applied)
         .map_err(|error| format!("cannot empty the journal: {error}"))
+}
+
+/// A scanned entry as the `Store` interface gives it: key without the keyspace tag.
+fn unprefixed<K: AsRef<[u8]>>(
+    item: Result<(K, sled::IVec), sled::Error>,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    item.map(|(key, value)| (key.as_ref()[1..].to_vec(), value.to_vec()))
+        .map_err(backend)
 }
 
 /// The first key after every key that starts with `prefix` (prefixes here start with a
@@ -533,14 +541,8 @@ impl Store for SledStore {
         let queued = self.in_flight.range(&full, &prefix_end(&full));
         let base = self.db.scan_prefix(full);
         match queued {
-            None => Box::new(base.map(|item| {
-                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                    .map_err(backend)
-            })),
-            Some(queued) => Box::new(MergedRange::new(base, queued).map(|item| {
-                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                    .map_err(backend)
-            })),
+            None => Box::new(base.map(unprefixed)),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
         }
     }
 
@@ -550,14 +552,8 @@ impl Store for SledStore {
         let queued = self.in_flight.range(&start, &end);
         let base = self.db.range(start..end);
         match queued {
-            None => Box::new(base.map(|item| {
-                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                    .map_err(backend)
-            })),
-            Some(queued) => Box::new(MergedRange::new(base, queued).map(|item| {
-                item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
-                    .map_err(backend)
-            })),
+            None => Box::new(base.map(unprefixed)),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
         }
     }
 
