@@ -412,15 +412,11 @@ mod tests {
         assert!(journal.len() > 0);
         drop(journal);
         // A store that holds less than the journal's base lost writes: refused.
-        std::fs::write(
-            &path,
-            [
-                file_header(9).as_slice(),
-                &std::fs::read(&path).unwrap()[24..],
-            ]
-            .concat(),
-        )
-        .unwrap();
+        let rebase = |base: u64| {
+            let records = std::fs::read(&path).unwrap()[FILE_HEADER..].to_vec();
+            std::fs::write(&path, [file_header(base).as_slice(), &records].concat()).unwrap();
+        };
+        rebase(9);
         assert!(matches!(
             replay(&path, &db, 3, &path),
             Err(StoreError::LostWrites {
@@ -429,15 +425,7 @@ mod tests {
                 ..
             })
         ));
-        std::fs::write(
-            &path,
-            [
-                file_header(0).as_slice(),
-                &std::fs::read(&path).unwrap()[24..],
-            ]
-            .concat(),
-        )
-        .unwrap();
+        rebase(0);
         assert_eq!(replay(&path, &db, 0, &path).unwrap(), 2);
         assert_eq!(db.get(b"\x01a").unwrap().as_deref(), Some(&b"second"[..]));
         assert_eq!(db.get(b"\x01b").unwrap(), None);

@@ -229,23 +229,9 @@ impl SledStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(handle) = self
-            .applier
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = handle.join();
-        }
+        join(&self.applier);
         self.durability.shutdown();
-        if let Some(handle) = self
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let _ = handle.join();
-        }
+        join(&self.flusher);
         result
     }
 
@@ -254,6 +240,13 @@ impl SledStore {
             return Err(StoreError::Unavailable(failure));
         }
         Ok(())
+    }
+}
+
+/// Waits for a background thread of the store to end (once; later calls find nothing).
+fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
+    if let Some(handle) = thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = handle.join();
     }
 }
 
@@ -713,17 +706,20 @@ mod tests {
         bytes
     }
 
+    /// A store in `dir` that committed one batch (sequence number 1) and closed cleanly.
+    fn store_with_one_batch(dir: &Path) -> DataDir {
+        let store = open(dir);
+        let mut batch = WriteBatch::new();
+        batch.put(Keyspace::Profiles, b"p1".to_vec(), b"one".to_vec());
+        store.commit(batch).unwrap().wait_durable().unwrap();
+        store.close().unwrap();
+        DataDir::new(dir)
+    }
+
     #[test]
     fn a_batch_only_the_journal_holds_is_replayed_at_open_and_a_cut_record_is_not() {
         let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::new(dir.path());
-        {
-            let store = open(dir.path());
-            let mut batch = WriteBatch::new();
-            batch.put(Keyspace::Profiles, b"p1".to_vec(), b"one".to_vec());
-            store.commit(batch).unwrap().wait_durable().unwrap();
-            store.close().unwrap();
-        }
+        let data_dir = store_with_one_batch(dir.path());
         // A clean close leaves an empty journal: its header only (base 1).
         assert_eq!(
             std::fs::read(data_dir.journal()).unwrap(),
@@ -768,14 +764,7 @@ mod tests {
     #[test]
     fn a_store_file_behind_the_journal_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::new(dir.path());
-        {
-            let store = open(dir.path());
-            let mut batch = WriteBatch::new();
-            batch.put(Keyspace::Profiles, b"p1".to_vec(), b"one".to_vec());
-            store.commit(batch).unwrap().wait_durable().unwrap();
-            store.close().unwrap();
-        }
+        let data_dir = store_with_one_batch(dir.path());
         // As if store/ came from an older backup than the journal beside it.
         std::fs::write(data_dir.journal(), crate::journal::file_header(7)).unwrap();
         let error = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap_err();
