@@ -8,6 +8,7 @@ use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_store::{Keyspace, WriteBatch};
 
+use crate::cache::Staged;
 use crate::consent::ConsentRecord;
 use crate::records::{
     EvidenceId, EvidenceRecord, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, StoredEvent,
@@ -45,7 +46,19 @@ impl Changes {
         self.nodes.entry(key).or_insert_with(current)
     }
 
-    pub(crate) fn into_batch(mut self, engine: &Engine) -> Result<WriteBatch, EngineError> {
+    /// Seals the change into a batch and hands its decoded records to `staged` for the later
+    /// messages of the request (moved, not copied).
+    pub(crate) fn into_staged_batch(
+        mut self,
+        engine: &Engine,
+        staged: &mut Staged,
+    ) -> Result<WriteBatch, EngineError> {
+        let batch = self.seal(engine)?;
+        staged.take(self);
+        Ok(batch)
+    }
+
+    fn seal(&mut self, engine: &Engine) -> Result<WriteBatch, EngineError> {
         let mut batch = std::mem::take(&mut self.batch);
         for (key, record) in &self.nodes {
             let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;

@@ -84,24 +84,20 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
-    /// Records the final state of one change, before it is turned into a batch.
-    pub(crate) fn record(&mut self, changes: &Changes) {
-        for (key, record) in &changes.nodes {
-            self.nodes.insert(*key, record.clone());
-        }
-        for (id, record) in &changes.evidence {
-            self.evidence.insert(*id, record.clone());
-        }
-        for (id, profile) in &changes.profiles {
-            let value = if changes.deleted_profiles.contains(id) {
+    /// Takes the final state of one change, once it is sealed into a batch.
+    pub(crate) fn take(&mut self, changes: Changes) {
+        self.nodes.extend(changes.nodes);
+        self.evidence.extend(changes.evidence);
+        for (id, profile) in changes.profiles {
+            let value = if changes.deleted_profiles.contains(&id) {
                 None
             } else {
-                Some(profile.clone())
+                Some(profile)
             };
-            self.profiles.insert(*id, value);
+            self.profiles.insert(id, value);
         }
-        for id in &changes.deleted_profiles {
-            self.profiles.insert(*id, None);
+        for id in changes.deleted_profiles {
+            self.profiles.insert(id, None);
         }
     }
 }

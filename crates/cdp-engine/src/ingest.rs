@@ -178,8 +178,7 @@ impl Engine {
                     signals,
                 )?;
                 drop(graph);
-                staged.record(&changes);
-                return Ok(Outcome::Staged(changes.into_batch(self)?));
+                return Ok(Outcome::Staged(changes.into_staged_batch(self, staged)?));
             }
             existing => {
                 let graph_evidence = GraphEvidence {
@@ -345,8 +344,7 @@ impl Engine {
             signals,
         )?;
         drop(graph);
-        staged.record(&changes);
-        Ok(Outcome::Staged(changes.into_batch(self)?))
+        Ok(Outcome::Staged(changes.into_staged_batch(self, staged)?))
     }
 
     /// The usable identifiers of a message: normalised (blocked and invalid ones left out) and

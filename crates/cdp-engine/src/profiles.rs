@@ -472,8 +472,7 @@ impl Engine {
             .filter(|id| !changes.deleted_profiles.contains(id))
             .copied()
             .collect();
-        staged.record(&changes);
-        Ok((changes.into_batch(self)?, survivors))
+        Ok((changes.into_staged_batch(self, staged)?, survivors))
     }
 }
 
