@@ -11,7 +11,7 @@
 //! audience decision currently allows the person: audiences filter by policy with one term.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,12 @@ pub struct Indexer {
     index: Arc<PersonIndex>,
     progress: Mutex<IndexProgress>,
     options: IndexerOptions,
+    /// How long the last catch-up took, in microseconds (see `catch_up`).
+    last_pass_micros: AtomicU64,
 }
+
+/// Documents handed to the index writer at a time during a catch-up.
+const UPSERT_CHUNK: usize = 256;
 
 /// Data categories whose trait values may be indexed (and queried as `traits.<name>`).
 const INDEXABLE_CATEGORIES: &[&str] = &[
@@ -291,6 +296,7 @@ impl Indexer {
             engine,
             index,
             progress: Mutex::new(IndexProgress::default()),
+            last_pass_micros: AtomicU64::new(0),
             options,
         }
     }
@@ -426,6 +432,7 @@ impl Indexer {
 
     /// Applies durable change-feed entries not yet indexed. Returns how many people changed.
     pub fn catch_up(&self) -> Result<usize, EngineError> {
+        let started = Instant::now();
         let durable = *self.engine.store().subscribe_durable().borrow();
         let mut progress = self.current();
         if durable <= progress.seq {
@@ -460,23 +467,65 @@ impl Indexer {
             }
         }
         let now = OffsetDateTime::now_utc();
-        let mut docs = Vec::new();
+        let ids: Vec<ProfileId> = touched.iter().copied().collect();
+        // Chunks of documents go to tantivy's indexing thread as they are built, so that it
+        // indexes one chunk while the next is read and decrypted. Under a stream of writes
+        // both cores are busy and a pass grows with the ingest rate (freshness reached 1.2 s
+        // at 7,000 events/s with one thread building all documents first): once a pass takes
+        // longer than the commit interval, the next builds on two threads. Not always: that
+        // takes about 15% of ingestion's throughput when passes are short anyway.
+        let parallel = Duration::from_micros(self.last_pass_micros.load(Ordering::Relaxed))
+            >= self.options.commit_every;
+        let next = AtomicUsize::new(0);
+        let build = || -> Result<Vec<String>, EngineError> {
+            let mut gone = Vec::new();
+            loop {
+                let start = next.fetch_add(UPSERT_CHUNK, Ordering::Relaxed);
+                let end = start.saturating_add(UPSERT_CHUNK).min(ids.len());
+                let Some(chunk) = ids.get(start..end).filter(|chunk| !chunk.is_empty()) else {
+                    return Ok(gone);
+                };
+                let mut docs = Vec::with_capacity(chunk.len());
+                for id in chunk {
+                    match self.engine.profile_with_consents(*id)? {
+                        Some((record, consents)) => docs.push(self.engine.index_doc(
+                            &record,
+                            &consents,
+                            &progress.quintiles,
+                            now,
+                        )?),
+                        None => gone.push(id.to_string()),
+                    }
+                }
+                self.index.upsert(&docs).map_err(index_error)?;
+            }
+        };
         let mut gone = Vec::new();
-        for id in &touched {
-            match self.engine.profile_with_consents(*id)? {
-                Some((record, consents)) => docs.push(self.engine.index_doc(
-                    &record,
-                    &consents,
-                    &progress.quintiles,
-                    now,
-                )?),
-                None => gone.push(id.to_string()),
+        if !parallel || ids.len() <= UPSERT_CHUNK {
+            gone = build()?;
+        } else {
+            let results: Vec<Result<Vec<String>, EngineError>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..2).map(|_| scope.spawn(build)).collect();
+                workers
+                    .into_iter()
+                    .map(|worker| {
+                        worker.join().unwrap_or_else(|_| {
+                            Err(EngineError::Index("an indexing thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for result in results {
+                gone.extend(result?);
             }
         }
-        self.index.upsert(&docs).map_err(index_error)?;
         self.index.delete(&gone);
         progress.seq = last;
         self.commit(progress)?;
+        self.last_pass_micros.store(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         Ok(touched.len())
     }
 
