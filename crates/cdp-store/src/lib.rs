@@ -11,6 +11,7 @@
 //! - [`Vault`] puts the keyring on top: per-person data keys, sealed records, blind indexes, and
 //!   the bookkeeping of which master key versions the data needs.
 
+mod absent;
 mod batch;
 mod commit_mark;
 mod cursor;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::batch::BatchOp;
 use crate::commit_mark::CommitMark;
 use crate::durability::Durability;
@@ -45,6 +46,8 @@ pub struct SledStore {
     writer: Mutex<u64>,
     /// Committed batches the applier has not put into sled yet; reads look here first.
     in_flight: Arc<InFlight>,
+    /// Which keys of the keyspaces probed for new keys certainly do not exist (see `absent`).
+    absent: AbsentFilters,
     /// The applier's queue; `None` once the store is closed.
     applier_queue: Mutex<Option<std::sync::mpsc::Sender<Arc<PendingBatch>>>>,
     commits: AtomicU64,
@@ -159,10 +162,22 @@ impl SledStore {
             }
         };
 
+        // The verification reads every key anyway; without it only the filtered keyspaces.
+        let mut filters = FilterBuilder::new();
         if options.verify_on_open {
-            let entries = verify_all(data_dir, &db)?;
+            let entries = verify_all(data_dir, &db, &mut filters)?;
             tracing::debug!(entries, "store verified");
+        } else {
+            for keyspace in FILTERED {
+                guard_damage(data_dir, || {
+                    for item in db.scan_prefix([keyspace.tag()]) {
+                        filters.add_stored(&item?.0);
+                    }
+                    Ok(())
+                })?;
+            }
         }
+        let absent = filters.finish();
 
         // Migrations, once every check has passed. 1 -> 2: nothing to rewrite (see
         // `SCHEMA_VERSION`); the flush below makes the new number durable.
@@ -196,6 +211,7 @@ impl SledStore {
             durability: durability.clone(),
             writer: Mutex::new(last_seq),
             in_flight,
+            absent,
             applier_queue: Mutex::new(Some(queue)),
             commits: AtomicU64::new(0),
             flusher: Mutex::new(None),
@@ -401,12 +417,17 @@ fn open_sled(
     guard_damage(data_dir, || config.open())
 }
 
-/// Reads every entry. sled checks each page's CRC as it reads it from disk.
-fn verify_all(data_dir: &DataDir, db: &sled::Db) -> Result<u64, StoreError> {
+/// Reads every entry (sled checks each page's CRC as it reads it from disk), and gives the
+/// filters the keys they cover.
+fn verify_all(
+    data_dir: &DataDir,
+    db: &sled::Db,
+    filters: &mut FilterBuilder,
+) -> Result<u64, StoreError> {
     guard_damage(data_dir, || {
         let mut entries = 0u64;
         for item in db.iter() {
-            item?;
+            filters.add_stored(&item?.0);
             entries += 1;
         }
         Ok(entries)
@@ -521,6 +542,11 @@ impl Store for SledStore {
         if let Some(queued) = self.in_flight.get(&full) {
             return Ok(queued.map(|value| value.to_vec()));
         }
+        // After the queue: a committed key is in the filter before its batch is queued (see
+        // `commit`), so one that is in neither place is not in sled either.
+        if !self.absent.may_contain(keyspace, key) {
+            return Ok(None);
+        }
         Ok(self
             .db
             .get(full)
@@ -576,6 +602,16 @@ impl Store for SledStore {
         let bytes = batch.bytes();
         self.in_flight
             .wait_for_room(bytes, || self.durability.failure())?;
+        // Before the batch is queued, so that no reader finds the key in neither the queue nor
+        // the filter. A commit that fails below leaves its keys in the filter: a false "maybe".
+        for (full, value) in &batch.writes {
+            if value.is_some()
+                && let Some((tag, key)) = full.split_first()
+                && let Some(keyspace) = Keyspace::from_tag(*tag)
+            {
+                self.absent.insert(keyspace, key);
+            }
+        }
         {
             let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
             let queue = queue
@@ -814,5 +850,86 @@ mod tests {
         }
         store.flush().unwrap();
         assert_eq!(store.stats().durable_seq, 200);
+    }
+
+    /// The absent-key filters must know every key sled holds or is about to: keys found at
+    /// open (with and without verification), replayed from the journal, committed since, and
+    /// put again after a delete.
+    #[test]
+    fn filtered_keyspaces_find_every_key_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path());
+        let key = |n: u32| n.to_be_bytes().to_vec();
+        {
+            let store = open(dir.path());
+            for n in 0..300u32 {
+                let mut batch = WriteBatch::new();
+                batch.put(Keyspace::Messages, key(n), Vec::new());
+                batch.put(Keyspace::IdentityEdges, key(n), b"e".to_vec());
+                let _ = store.commit(batch).unwrap();
+            }
+            store.close().unwrap();
+        }
+        // A batch only the journal holds (a crash after the journal's sync), in a filtered
+        // keyspace: replayed at open, before the filters are built.
+        let mut writes = Writes::new();
+        writes.insert(
+            prefixed(Keyspace::Identifiers, b"replayed"),
+            Some(sled::IVec::from(&b"n"[..])),
+        );
+        writes.insert(
+            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+            Some(sled::IVec::from(&301u64.to_be_bytes())),
+        );
+        let mut record = Vec::new();
+        crate::journal::encode(&PendingBatch { seq: 301, writes }, &mut record);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data_dir.journal())
+            .unwrap()
+            .write_all(&record)
+            .unwrap();
+        for verify_on_open in [false, true] {
+            let options = SledStoreOptions {
+                verify_on_open,
+                ..SledStoreOptions::default()
+            };
+            let store = SledStore::open(&data_dir, &options).unwrap();
+            for n in 0..300u32 {
+                assert!(store.get(Keyspace::Messages, &key(n)).unwrap().is_some());
+                assert!(
+                    store
+                        .get(Keyspace::IdentityEdges, &key(n))
+                        .unwrap()
+                        .is_some()
+                );
+            }
+            assert!(
+                store
+                    .get(Keyspace::Identifiers, b"replayed")
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(store.get(Keyspace::Messages, &key(1_000)).unwrap(), None);
+            // Committed now, deleted, put again: each read sees the latest.
+            let fresh = key(5_000 + u32::from(verify_on_open));
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Messages, fresh.clone(), b"1".to_vec());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            assert!(store.get(Keyspace::Messages, &fresh).unwrap().is_some());
+            let mut batch = WriteBatch::new();
+            batch.delete(Keyspace::Messages, fresh.clone());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            assert_eq!(store.get(Keyspace::Messages, &fresh).unwrap(), None);
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Messages, fresh.clone(), b"2".to_vec());
+            let _ = store.commit(batch).unwrap();
+            store.flush().unwrap();
+            assert_eq!(
+                store.get(Keyspace::Messages, &fresh).unwrap().as_deref(),
+                Some(&b"2"[..])
+            );
+            store.close().unwrap();
+        }
     }
 }
