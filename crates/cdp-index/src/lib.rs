@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, OwnedValue, STORED, STRING, Schema, Value,
 };
@@ -70,7 +70,7 @@ pub const NUMERIC_FIELDS: &[&str] = &[
 pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
 /// Bumped when the schema changes: an index of another version is rebuilt (3: `key_low`;
-/// 4: numbers and event counts columnar only).
+/// 4: numbers and event counts columnar only, without `present` terms).
 pub const SCHEMA_VERSION: u32 = 4;
 
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
@@ -237,8 +237,8 @@ impl PersonIndex {
             if let Some(field) = self.named.get(name)
                 && value.is_finite()
             {
+                // No `present` term: existence is read from the column (`ExistsQuery`).
                 out.add_f64(*field, *value);
-                out.add_text(self.fields.present, name);
             }
         }
         for (purpose, state) in &doc.consent {
@@ -255,9 +255,9 @@ impl PersonIndex {
         for (event, windows) in &doc.events {
             let mut counts = BTreeMap::new();
             for (days, count) in windows {
+                // Only counts above zero are stored: "no value" is a count of zero.
                 if *count > 0 {
                     counts.insert(format!("d{days}"), OwnedValue::U64(*count));
-                    out.add_text(self.fields.present, format!("events.{event}.{days}d"));
                 }
             }
             if !counts.is_empty() {
@@ -444,7 +444,7 @@ impl PersonIndex {
                     ))
                 };
                 match leaf.op {
-                    Op::Exists => self.term(self.fields.present, name),
+                    Op::Exists => Box::new(ExistsQuery::new((*name).to_string(), false)),
                     Op::Range => {
                         let (lower, upper) = bounds(leaf);
                         range(lower, upper)
@@ -460,7 +460,6 @@ impl PersonIndex {
             }
             FieldKind::EventCount { event, days } => {
                 let path = format!("{event}.d{days}");
-                let present = format!("events.{event}.{days}d");
                 let range = |lower: u64, upper: Option<u64>| -> Box<dyn Query> {
                     let term = |v: u64| {
                         let mut term = Term::from_field_json_path(self.fields.events, &path, false);
@@ -493,23 +492,21 @@ impl PersonIndex {
                         let queries = values
                             .iter()
                             .filter_map(|v| v.as_f64())
-                            .map(|v| self.event_range(v, v, &range, &present))
+                            .map(|v| Self::event_range(v, v, &range))
                             .collect();
                         return Ok(Self::any_of(queries));
                     }
                 };
-                self.event_range(low, high, &range, &present)
+                Self::event_range(low, high, &range)
             }
         })
     }
 
     /// Documents whose count is in `low..=high`; people without the event have count 0.
     fn event_range(
-        &self,
         low: f64,
         high: f64,
         range: &dyn Fn(u64, Option<u64>) -> Box<dyn Query>,
-        present: &str,
     ) -> Box<dyn Query> {
         if high < low || high < 0.0 {
             return Self::not(Box::new(AllQuery));
@@ -520,10 +517,7 @@ impl PersonIndex {
         let positive = range(low_u.max(1), high_u);
         if low_u == 0 {
             // Zero means "no such event": those people have no value at all.
-            Self::any_of(vec![
-                positive,
-                Self::not(self.term(self.fields.present, present)),
-            ])
+            Self::any_of(vec![positive, Self::not(range(1, None))])
         } else {
             positive
         }
