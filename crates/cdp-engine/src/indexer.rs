@@ -126,6 +126,89 @@ pub(crate) fn profile_of_keys(key: u64, key_low: u64) -> ProfileId {
     ProfileId::from_bytes(bytes)
 }
 
+/// What the policies say about a person for the index: computed from their
+/// [`cdp_policy::SubjectFacts`] alone, so people with equal facts (most people: no consent on
+/// record, the same residency) share one computation. A decision with its explanation is
+/// several microseconds per purpose; an index pass re-decides every changed person.
+#[derive(Debug)]
+pub(crate) struct PolicyPart {
+    minor: bool,
+    age: Option<u32>,
+    residency: Option<String>,
+    jurisdictions: Vec<String>,
+    /// (purpose, consent state).
+    consent: Vec<(String, String)>,
+    /// Purposes whose audience decision allows the person.
+    allowed: Vec<String>,
+}
+
+/// Decisions of one index pass (or one thread of it), by facts. Kept for one pass only: a new
+/// policy version rebuilds the index, and no decision outlives the moment it was made.
+#[derive(Debug, Default)]
+pub(crate) struct DecisionMemo {
+    by_facts: std::collections::HashMap<cdp_policy::SubjectFacts, std::sync::Arc<PolicyPart>>,
+}
+
+/// Distinct facts kept per pass at most (people with consents on record mostly differ).
+const DECISION_MEMO_LIMIT: usize = 4096;
+
+impl DecisionMemo {
+    fn decide(
+        &mut self,
+        engine: &Engine,
+        facts: cdp_policy::SubjectFacts,
+    ) -> std::sync::Arc<PolicyPart> {
+        if let Some(part) = self.by_facts.get(&facts) {
+            return part.clone();
+        }
+        let part = std::sync::Arc::new(Self::compute(engine, &facts));
+        if self.by_facts.len() < DECISION_MEMO_LIMIT {
+            self.by_facts.insert(facts, part.clone());
+        }
+        part
+    }
+
+    fn compute(engine: &Engine, facts: &cdp_policy::SubjectFacts) -> PolicyPart {
+        let policies = engine.policies();
+        let mut consent = Vec::new();
+        let mut allowed = Vec::new();
+        for purpose in policies.taxonomy.purposes.keys() {
+            let outcome = cdp_policy::consent::resolve(
+                &facts.consents,
+                cdp_policy::ConsentQuery {
+                    purpose,
+                    recipient: None,
+                    separate: false,
+                    notice_version: policies.notice_version(purpose),
+                },
+            );
+            consent.push((purpose.clone(), outcome.state.as_str().to_string()));
+            let request = DecisionRequest {
+                action: Action::Audience,
+                purpose: purpose.clone(),
+                caller: None,
+                recipient: None,
+                fields: Vec::new(),
+            };
+            if policies.decide(&request, facts).allowed() {
+                allowed.push(purpose.clone());
+            }
+        }
+        let (jurisdictions, _) = policies.jurisdictions_for(facts);
+        PolicyPart {
+            minor: policies.is_minor(facts),
+            age: facts.age,
+            residency: facts.residency.clone(),
+            jurisdictions: jurisdictions
+                .iter()
+                .map(|j| j.jurisdiction.clone())
+                .collect(),
+            consent,
+            allowed,
+        }
+    }
+}
+
 impl Engine {
     /// The index document of a person, as of `now`.
     pub(crate) fn index_doc(
@@ -134,24 +217,26 @@ impl Engine {
         consents: &[ConsentRecord],
         quintiles: &Quintiles,
         now: OffsetDateTime,
+        decisions: &mut DecisionMemo,
     ) -> Result<IndexDoc, EngineError> {
         let facts = self.subject_facts(record, consents)?;
         let policies = self.policies();
+        let decided = decisions.decide(self, facts);
         let traits = compute(&record.activity, now, &self.config.computed, quintiles);
         let mut keywords: Vec<(&'static str, String)> = vec![
             ("tier", traits.tier.clone()),
             ("lifecycle", traits.lifecycle.clone()),
             ("hesitating", traits.hesitating.to_string()),
             ("repurchase", traits.repurchase.to_string()),
-            ("minor", policies.is_minor(&facts).to_string()),
+            ("minor", decided.minor.to_string()),
         ];
         for interest in &traits.interests {
             keywords.push(("interest", interest.clone()));
         }
-        if let Some(age) = facts.age {
+        if let Some(age) = decided.age {
             keywords.push(("age_band", age_band(age)));
         }
-        if let Some(country) = &facts.residency {
+        if let Some(country) = &decided.residency {
             keywords.push(("region", country.clone()));
         }
         let city = record
@@ -172,9 +257,8 @@ impl Engine {
         for tag in person_tags(record) {
             keywords.push(("tag", tag));
         }
-        let (jurisdictions, _) = policies.jurisdictions_for(&facts);
-        for jurisdiction in jurisdictions {
-            keywords.push(("jurisdiction", jurisdiction.jurisdiction.clone()));
+        for jurisdiction in &decided.jurisdictions {
+            keywords.push(("jurisdiction", jurisdiction.clone()));
         }
         #[allow(clippy::cast_precision_loss)]
         let mut numbers: Vec<(&'static str, f64)> = vec![
@@ -223,30 +307,6 @@ impl Engine {
                 indexed_traits.push((name.clone(), text));
             }
         }
-        let mut consent = Vec::new();
-        let mut allowed = Vec::new();
-        for purpose in policies.taxonomy.purposes.keys() {
-            let outcome = cdp_policy::consent::resolve(
-                &facts.consents,
-                cdp_policy::ConsentQuery {
-                    purpose,
-                    recipient: None,
-                    separate: false,
-                    notice_version: policies.notice_version(purpose),
-                },
-            );
-            consent.push((purpose.clone(), outcome.state.as_str().to_string()));
-            let request = DecisionRequest {
-                action: Action::Audience,
-                purpose: purpose.clone(),
-                caller: None,
-                recipient: None,
-                fields: Vec::new(),
-            };
-            if policies.decide(&request, &facts).allowed() {
-                allowed.push(purpose.clone());
-            }
-        }
         let mut events = BTreeMap::new();
         for key in record.activity.daily.keys() {
             let windows: BTreeMap<u32, u64> = EVENT_WINDOWS
@@ -269,9 +329,9 @@ impl Engine {
             key_low: sort_key_low(&record.id),
             keywords,
             numbers,
-            consent,
+            consent: decided.consent.clone(),
             traits: indexed_traits,
-            allowed,
+            allowed: decided.allowed.clone(),
             events,
         })
     }
@@ -388,6 +448,7 @@ impl Indexer {
         let now = OffsetDateTime::now_utc();
         let mut batch = Vec::with_capacity(1024);
         let mut count = 0u64;
+        let mut decisions = DecisionMemo::default();
         for item in self.engine.store().scan_prefix(Keyspace::Profiles, &[]) {
             let (key, _) = item?;
             let Ok(bytes) = <[u8; 16]>::try_from(key.as_slice()) else {
@@ -395,7 +456,13 @@ impl Indexer {
             };
             let id = ProfileId::from_bytes(bytes);
             if let Some((record, consents)) = self.engine.profile_with_consents(id)? {
-                batch.push(self.engine.index_doc(&record, &consents, &quintiles, now)?);
+                batch.push(self.engine.index_doc(
+                    &record,
+                    &consents,
+                    &quintiles,
+                    now,
+                    &mut decisions,
+                )?);
                 count += 1;
             }
             if batch.len() >= 1024 {
@@ -479,6 +546,7 @@ impl Indexer {
         let next = AtomicUsize::new(0);
         let build = || -> Result<Vec<String>, EngineError> {
             let mut gone = Vec::new();
+            let mut decisions = DecisionMemo::default();
             loop {
                 let start = next.fetch_add(UPSERT_CHUNK, Ordering::Relaxed);
                 let end = start.saturating_add(UPSERT_CHUNK).min(ids.len());
@@ -493,6 +561,7 @@ impl Indexer {
                             &consents,
                             &progress.quintiles,
                             now,
+                            &mut decisions,
                         )?),
                         None => gone.push(id.to_string()),
                     }

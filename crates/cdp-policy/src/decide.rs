@@ -73,8 +73,9 @@ pub struct RecipientFacts {
     pub allowed_purposes: Vec<String>,
 }
 
-/// What the engine knows about the person, reduced to what the rules need.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the engine knows about the person, reduced to what the rules need. Two people with
+/// equal facts get equal decisions (the search indexer relies on it to decide once for both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectFacts {
     /// Country of residence (ISO 3166 alpha-2), if known.
