@@ -305,13 +305,7 @@ impl Engine {
             .flatten();
         let mut members = Vec::with_capacity(page.len());
         let mut removed = 0;
-        let request = DecisionRequest {
-            action: Action::Audience,
-            purpose: purpose.clone(),
-            caller: None,
-            recipient: None,
-            fields: Vec::new(),
-        };
+        let request = DecisionRequest::audience(purpose.clone());
         for (_, id) in page {
             let Ok(profile) = id.parse::<ProfileId>() else {
                 continue;

@@ -51,22 +51,14 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
         .map_err(|_| CodecError)?;
     if out.len() > COMPRESS_FROM {
         let body = &out[1..];
-        let mut compressed =
-            Vec::with_capacity(1 + lz4_flex::block::get_maximum_output_size(body.len()) + 4);
-        compressed.push(MSGPACK_LZ4);
-        compressed.extend_from_slice(
-            &u32::try_from(body.len())
-                .map_err(|_| CodecError)?
-                .to_le_bytes(),
-        );
-        let start = compressed.len();
-        compressed.resize(
-            start + lz4_flex::block::get_maximum_output_size(body.len()),
-            0,
-        );
-        let written = lz4_flex::block::compress_into(body, &mut compressed[start..])
-            .map_err(|_| CodecError)?;
-        compressed.truncate(start + written);
+        let bound = lz4_flex::block::get_maximum_output_size(body.len());
+        let mut compressed = vec![0u8; 5 + bound];
+        compressed[0] = MSGPACK_LZ4;
+        let length = u32::try_from(body.len()).map_err(|_| CodecError)?;
+        compressed[1..5].copy_from_slice(&length.to_le_bytes());
+        let written =
+            lz4_flex::block::compress_into(body, &mut compressed[5..]).map_err(|_| CodecError)?;
+        compressed.truncate(5 + written);
         if compressed.len() < out.len() {
             return Ok(compressed);
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cdp_core::ProfileId;
 use cdp_index::{EVENT_WINDOWS, IndexDoc, PersonIndex};
-use cdp_policy::{Action, DecisionRequest};
+use cdp_policy::DecisionRequest;
 use cdp_store::Keyspace;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -183,14 +183,10 @@ impl DecisionMemo {
                 },
             );
             consent.push((purpose.clone(), outcome.state.as_str().to_string()));
-            let request = DecisionRequest {
-                action: Action::Audience,
-                purpose: purpose.clone(),
-                caller: None,
-                recipient: None,
-                fields: Vec::new(),
-            };
-            if policies.decide(&request, facts).allowed() {
+            if policies
+                .decide(&DecisionRequest::audience(purpose.clone()), facts)
+                .allowed()
+            {
                 allowed.push(purpose.clone());
             }
         }

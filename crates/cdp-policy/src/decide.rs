@@ -135,6 +135,20 @@ pub struct Reason {
     pub cite: Vec<String>,
 }
 
+impl DecisionRequest {
+    /// May the person be in an audience for `purpose`, whoever asks (the index's `allowed`
+    /// purposes and the re-decision of each listed member).
+    pub fn audience(purpose: impl Into<String>) -> Self {
+        Self {
+            action: Action::Audience,
+            purpose: purpose.into(),
+            caller: None,
+            recipient: None,
+            fields: Vec::new(),
+        }
+    }
+}
+
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
