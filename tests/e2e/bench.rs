@@ -38,6 +38,42 @@ fn bench_store_reports_group_commit() {
 }
 
 #[test]
+fn bench_store_at_scale_reports_insert_and_read_costs() {
+    let output = run(cdp().args([
+        "bench",
+        "store",
+        "--preload",
+        "2500",
+        "--reads",
+        "300",
+        "--random-keys",
+        "--writers",
+        "2",
+        "--batches",
+        "3",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["random_keys"], true, "{report}");
+    assert_eq!(report["records"].as_f64().unwrap(), 60.0, "{report}");
+    let preload = &report["preload"];
+    assert_eq!(preload["records"], 2500, "{report}");
+    // Batches of 1,000: the last million-chunk is the whole preload, ending at 2,500.
+    let rates = preload["load_rates"].as_array().unwrap();
+    assert_eq!(rates.len(), 1, "{report}");
+    assert_eq!(rates[0]["upto"], 2500, "{report}");
+    assert!(rates[0]["records_per_second"].as_f64().unwrap() > 0.0);
+    // Every read found its record (the bench fails otherwise) and was timed.
+    assert_eq!(preload["reads"], 300, "{report}");
+    assert!(preload["read_p50_us"].as_f64().unwrap() > 0.0);
+    assert!(
+        preload["disk_bytes"].as_u64().unwrap() > 2500 * 512,
+        "{report}"
+    );
+}
+
+#[test]
 fn bench_ingest_reports_throughput_and_quality() {
     let output = run(cdp().args([
         "bench",

@@ -21,9 +21,7 @@ use std::sync::Mutex;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, OwnedValue, STORED, STRING, Schema, Value,
-};
+use tantivy::schema::{FAST, Field, IndexRecordOption, OwnedValue, STORED, STRING, Schema, Value};
 use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 
 pub use query::{Condition, FieldKind, Leaf, Op, QueryError};
@@ -70,8 +68,9 @@ pub const NUMERIC_FIELDS: &[&str] = &[
 pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
 /// Bumped when the schema changes: an index of another version is rebuilt (3: `key_low`;
-/// 4: numbers and event counts columnar only, without `present` terms).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 4: numbers and event counts columnar only, without `present` terms; 5: `key` columnar
+/// only).
+pub const SCHEMA_VERSION: u32 = 5;
 
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -140,7 +139,9 @@ fn schema() -> (Schema, Fields, BTreeMap<&'static str, Field>) {
     let fields = Fields {
         id: builder.add_text_field("id", STRING | STORED),
         traits: builder.add_text_field("traits", STRING),
-        key: builder.add_u64_field("key", INDEXED | FAST),
+        // Columnar only: paging ranges read the column. As a term it was a second dictionary
+        // of one unique term per document (beside `id`), built at every commit and merge.
+        key: builder.add_u64_field("key", FAST),
         key_low: builder.add_u64_field("key_low", FAST),
         consent: builder.add_text_field("consent", STRING),
         // FAST too: a count checks it per matching document in the same pass.
