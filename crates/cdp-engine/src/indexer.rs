@@ -24,7 +24,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::computed::{Quintiles, compute};
-use crate::consent::ConsentRecord;
+use crate::consent::ledger::ConsentRecord;
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 

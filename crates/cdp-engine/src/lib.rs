@@ -15,26 +15,19 @@
 //! Identity changes are serialised by one write lock (the graph must not change between
 //! resolving an event and applying the result); durability waits happen outside it.
 
-mod access;
-mod apply;
-pub mod audiences;
 pub mod audit;
-mod cache;
 mod codec;
 pub mod computed;
 pub mod consent;
 mod error;
 pub mod exports;
-mod graph_store;
 pub mod indexer;
-mod ingest;
-mod profiles;
+pub mod read;
 pub mod recipients;
 pub mod records;
 pub mod requests;
-pub mod retention;
 mod sources;
-mod survivorship;
+mod write;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -45,22 +38,22 @@ use cdp_store::{Keyspace, Overlay, Store, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
-pub use audiences::{AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage};
+pub use read::access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
+pub use read::audiences::{AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
-pub use consent::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
+pub use consent::ledger::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
-pub use ingest::IngestReport;
-pub use profiles::{
+pub use write::ingest::IngestReport;
+pub use read::profiles::{
     EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
     SplitReport, SplitRequest,
 };
 pub use recipients::{RecipientInput, RecipientRecord};
 pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
-pub use retention::RetentionReport;
-pub use survivorship::{Survivorship, SurvivorshipRules};
+pub use requests::retention::RetentionReport;
+pub use write::survivorship::{Survivorship, SurvivorshipRules};
 
 /// Settings of the engine.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +72,7 @@ pub struct Engine {
     config: EngineConfig,
     policies: Arc<PolicySet>,
     /// Serialises changes to the identity graph; guards the cache of committed records.
-    write_lock: Mutex<cache::RecordCache>,
+    write_lock: Mutex<write::cache::RecordCache>,
     /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
     /// before it).
     audit: audit::AuditState,
@@ -97,7 +90,7 @@ impl Engine {
             vault,
             config,
             policies,
-            write_lock: Mutex::new(cache::RecordCache::default()),
+            write_lock: Mutex::new(write::cache::RecordCache::default()),
             audit: audit::AuditState::default(),
             index: std::sync::OnceLock::new(),
             exports_dir: std::sync::OnceLock::new(),
@@ -140,7 +133,7 @@ impl Engine {
         Ok(region)
     }
 
-    pub(crate) fn write_lock(&self) -> MutexGuard<'_, cache::RecordCache> {
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, write::cache::RecordCache> {
         // The guarded state is the store, which stays consistent: a panic mid-batch never
         // commits a partial batch.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())

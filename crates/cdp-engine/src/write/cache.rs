@@ -13,7 +13,7 @@ use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use lru::LruCache;
 
-use crate::apply::Changes;
+use crate::write::apply::Changes;
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
 
 const NODES: usize = 200_000;

@@ -8,8 +8,8 @@ use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_store::{Keyspace, WriteBatch};
 
-use crate::cache::Staged;
-use crate::consent::ConsentRecord;
+use crate::write::cache::Staged;
+use crate::consent::ledger::ConsentRecord;
 use crate::records::{
     EvidenceId, EvidenceRecord, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, StoredEvent,
 };

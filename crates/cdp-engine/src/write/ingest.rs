@@ -11,10 +11,10 @@ use cdp_identity::normalise::normalise;
 use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 use time::OffsetDateTime;
 
-use crate::apply::Changes;
-use crate::cache::{RecordCache, Staged};
-use crate::consent::{ConsentOrigin, ConsentRecord, ConsentSignal, consent_key, key_suffix};
-use crate::graph_store::StoreGraph;
+use crate::write::apply::Changes;
+use crate::write::cache::{RecordCache, Staged};
+use crate::consent::ledger::{ConsentOrigin, ConsentRecord, ConsentSignal, consent_key, key_suffix};
+use crate::write::graph_store::StoreGraph;
 use crate::records::{
     ChannelSummary, DroppedNode, EvidenceId, EvidenceRecord, GraphEvidence, GraphNode,
     IdentifierEntry, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, Provenance, SourceRecord,
@@ -72,7 +72,7 @@ impl Engine {
                 );
             }
             let identifiers = self.normalised_identifiers(source, found);
-            let signals = crate::consent::signals_of(self.policies(), &message);
+            let signals = crate::consent::ledger::signals_of(self.policies(), &message);
             prepared.push((message, identifiers, signals));
         }
         let mut report = IngestReport::default();

@@ -9,8 +9,8 @@ use cdp_store::{Keyspace, Overlay};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::apply::Changes;
-use crate::graph_store::StoreGraph;
+use crate::write::apply::Changes;
+use crate::write::graph_store::StoreGraph;
 use crate::records::{
     ChannelSummary, EvidenceId, GraphNode, MergeLogEntry, NodeKey, ProfileRecord, Provenance,
     StoredEvent, TraitValue,
@@ -326,7 +326,7 @@ impl Engine {
         let mut cache = self.write_lock();
         let resolved = self.resolve_id(id)?;
         let mut overlay = Overlay::new(self.store().as_ref());
-        let mut staged = crate::cache::Staged::default();
+        let mut staged = crate::write::cache::Staged::default();
         let (batch, survivors) = self.split_batch(&overlay, &mut staged, id, resolved, request)?;
         overlay.stage(batch)?;
         let ticket = overlay.commit()?;
@@ -363,7 +363,7 @@ impl Engine {
     fn split_batch(
         &self,
         view: &Overlay<'_>,
-        staged: &mut crate::cache::Staged,
+        staged: &mut crate::write::cache::Staged,
         id: ProfileId,
         resolved: ProfileId,
         request: &SplitRequest,

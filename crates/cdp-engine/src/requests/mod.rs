@@ -16,8 +16,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::consent::{ConsentInput, ConsentSubject};
-use crate::graph_store::StoreGraph;
+use crate::consent::ledger::{ConsentInput, ConsentSubject};
+use crate::write::graph_store::StoreGraph;
+pub mod retention;
+
 use crate::records::{StoredEvent, TraitValue, hex};
 use crate::{Engine, EngineError};
 
@@ -281,7 +283,7 @@ impl Engine {
         let mut batch = WriteBatch::default();
         batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
         let ticket = self.store().commit(batch)?;
-        *cache = crate::cache::RecordCache::default();
+        *cache = crate::write::cache::RecordCache::default();
         drop(cache);
         ticket.wait_durable()?;
         Ok(result)
@@ -522,7 +524,7 @@ impl Engine {
         self.vault().destroy_person_key(&id, &mut batch);
         drop(graph);
         let ticket = self.store().commit(batch)?;
-        *cache = crate::cache::RecordCache::default();
+        *cache = crate::write::cache::RecordCache::default();
         drop(cache);
         ticket.wait_durable()?;
         let erased_at = OffsetDateTime::now_utc();

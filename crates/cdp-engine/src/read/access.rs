@@ -16,8 +16,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::consent::{ConsentRecord, ConsentsView};
-use crate::profiles::IdentifierView;
+use crate::consent::ledger::{ConsentRecord, ConsentsView};
+use crate::read::profiles::IdentifierView;
 use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue};
 use crate::{Engine, EngineError, IdentityView};
 

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::apply::Changes;
+use crate::write::apply::Changes;
 use crate::audit::AuditRecord;
-use crate::graph_store::StoreGraph;
-use crate::ingest::MessageIdentifier;
+use crate::write::graph_store::StoreGraph;
+use crate::write::ingest::MessageIdentifier;
 use crate::records::{NodeKey, SourceRecord, hex};
 use crate::{Engine, EngineError};
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::access::Access;
+use crate::read::access::Access;
 use crate::audit::AuditRecord;
 use crate::computed::compute;
 use crate::indexer::index_error;

@@ -13,7 +13,7 @@ use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::access::Access;
+use crate::read::access::Access;
 use crate::audit::AuditRecord;
 use crate::indexer::index_error;
 use crate::records::hex;

@@ -7,7 +7,7 @@ use cdp_crypto::DataKey;
 use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
 use cdp_store::{Keyspace, Overlay};
 
-use crate::cache::{RecordCache, Staged};
+use crate::write::cache::{RecordCache, Staged};
 use crate::records::{
     EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, NodeRecord, ProfileRecord,
 };

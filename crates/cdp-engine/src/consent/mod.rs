@@ -1,0 +1,3 @@
+//! The consent ledger.
+
+pub mod ledger;

@@ -1,0 +1,2 @@
+mod job;
+pub use job::*;
