@@ -90,7 +90,7 @@ pub(crate) fn decode<T: DeserializeOwned>(plain: &[u8]) -> Result<T, CodecError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::ledger::ConsentOrigin;
+    use crate::consent::record::ConsentOrigin;
     use crate::records::{EvidenceId, NodeKey};
     use serde::Deserialize;
 

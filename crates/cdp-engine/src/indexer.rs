@@ -24,7 +24,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::computed::{Quintiles, compute};
-use crate::consent::ledger::ConsentRecord;
+use crate::consent::record::ConsentRecord;
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 

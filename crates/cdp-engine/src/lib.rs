@@ -38,21 +38,23 @@ use cdp_store::{Keyspace, Overlay, Store, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use read::access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
-pub use read::audiences::{AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
-pub use consent::ledger::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
+pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
-pub use write::ingest::IngestReport;
+pub use read::access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
+pub use read::audiences::{
+    AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage,
+};
 pub use read::profiles::{
     EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
-    SplitReport, SplitRequest,
 };
 pub use recipients::{RecipientInput, RecipientRecord};
-pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
 pub use requests::retention::RetentionReport;
+pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
+pub use write::ingest::IngestReport;
+pub use write::split::{SplitReport, SplitRequest};
 pub use write::survivorship::{Survivorship, SurvivorshipRules};
 
 /// Settings of the engine.

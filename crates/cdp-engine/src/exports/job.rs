@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::read::access::Access;
 use crate::audit::AuditRecord;
 use crate::computed::compute;
 use crate::indexer::index_error;
+use crate::read::access::Access;
 use crate::records::{ProfileRecord, hex};
 use crate::{Engine, EngineError};
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::consent::ledger::{ConsentRecord, ConsentsView};
+use crate::consent::record::{ConsentRecord, ConsentsView};
 use crate::read::profiles::IdentifierView;
 use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue};
 use crate::{Engine, EngineError, IdentityView};

@@ -13,9 +13,9 @@ use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::read::access::Access;
 use crate::audit::AuditRecord;
 use crate::indexer::index_error;
+use crate::read::access::Access;
 use crate::records::hex;
 use crate::{Engine, EngineError};
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::consent::ledger::{ConsentInput, ConsentSubject};
+use crate::consent::record::{ConsentInput, ConsentSubject};
 use crate::write::graph_store::StoreGraph;
 pub mod retention;
 

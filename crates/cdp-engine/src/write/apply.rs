@@ -8,8 +8,7 @@ use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_store::{Keyspace, WriteBatch};
 
-use crate::write::cache::Staged;
-use crate::consent::ledger::ConsentRecord;
+use crate::consent::record::ConsentRecord;
 use crate::records::{
     EvidenceId, EvidenceRecord, MergeLogEntry, NodeKey, NodeRecord, ProfileRecord, StoredEvent,
 };
@@ -146,5 +145,34 @@ impl Changes {
             batch.put(Keyspace::Messages, digest.to_vec(), Vec::new());
         }
         Ok(batch)
+    }
+}
+
+/// Records written earlier in the current request (not committed yet), decoded: later
+/// messages of the request read them here instead of decoding staged bytes again.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub(crate) nodes: BTreeMap<NodeKey, NodeRecord>,
+    pub(crate) evidence: BTreeMap<EvidenceId, EvidenceRecord>,
+    /// `None`: the profile no longer exists (merged away).
+    pub(crate) profiles: BTreeMap<ProfileId, Option<(ProfileRecord, DataKey)>>,
+}
+
+impl Staged {
+    /// Takes the final state of one change, once it is sealed into a batch.
+    pub(crate) fn take(&mut self, changes: Changes) {
+        self.nodes.extend(changes.nodes);
+        self.evidence.extend(changes.evidence);
+        for (id, profile) in changes.profiles {
+            let value = if changes.deleted_profiles.contains(&id) {
+                None
+            } else {
+                Some(profile)
+            };
+            self.profiles.insert(id, value);
+        }
+        for id in changes.deleted_profiles {
+            self.profiles.insert(id, None);
+        }
     }
 }

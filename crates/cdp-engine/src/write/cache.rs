@@ -6,15 +6,14 @@
 //! key). It holds decrypted profiles in memory, as processing does anyway; it is bounded, and
 //! everything that removes a person must evict them (erasure, issue 7).
 
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use lru::LruCache;
 
-use crate::write::apply::Changes;
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
+use crate::write::apply::Staged;
 
 const NODES: usize = 200_000;
 const EVIDENCE: usize = 200_000;
@@ -69,35 +68,6 @@ impl RecordCache {
                     self.profiles.pop(&id);
                 }
             }
-        }
-    }
-}
-
-/// Records written earlier in the current request (not committed yet), decoded: later
-/// messages of the request read them here instead of decoding staged bytes again.
-#[derive(Default)]
-pub(crate) struct Staged {
-    pub(crate) nodes: BTreeMap<NodeKey, NodeRecord>,
-    pub(crate) evidence: BTreeMap<EvidenceId, EvidenceRecord>,
-    /// `None`: the profile no longer exists (merged away).
-    pub(crate) profiles: BTreeMap<ProfileId, Option<(ProfileRecord, DataKey)>>,
-}
-
-impl Staged {
-    /// Takes the final state of one change, once it is sealed into a batch.
-    pub(crate) fn take(&mut self, changes: Changes) {
-        self.nodes.extend(changes.nodes);
-        self.evidence.extend(changes.evidence);
-        for (id, profile) in changes.profiles {
-            let value = if changes.deleted_profiles.contains(&id) {
-                None
-            } else {
-                Some(profile)
-            };
-            self.profiles.insert(id, value);
-        }
-        for id in changes.deleted_profiles {
-            self.profiles.insert(id, None);
         }
     }
 }

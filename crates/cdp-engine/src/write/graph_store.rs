@@ -7,10 +7,11 @@ use cdp_crypto::DataKey;
 use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
 use cdp_store::{Keyspace, Overlay};
 
-use crate::write::cache::{RecordCache, Staged};
 use crate::records::{
     EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, NodeRecord, ProfileRecord,
 };
+use crate::write::apply::Staged;
+use crate::write::cache::RecordCache;
 use crate::{Engine, EngineError};
 
 /// Reads of the graph with a cache for the duration of one resolution. The cache is valid

@@ -1,10 +1,21 @@
-//! Everything that changes the identity graph, under the engine's write lock: ingestion of
-//! Segment messages, resolution and merges, recompute of a component (late events, splits),
-//! the staging of a request's changes into one atomic batch, and the cache of committed
-//! records.
+//! Everything that changes the identity graph, under the engine's write lock.
+//!
+//! - `ingest`: a request of Segment messages -> one atomic batch (`message` prepares each one).
+//! - `resolve`: an event's evidence resolved incrementally (attach, merge); `recompute`: a
+//!   component re-resolved (a late event, or a `split`).
+//! - `profile_update`: what one event does to a profile; `survivorship`: which trait value wins.
+//! - `consent_staging`: consent signals that arrive with events.
+//! - `apply`: a change's records, sealed into a batch; `graph_store`: the graph as stored, read
+//!   through `cache` (decoded committed records).
 
 pub(crate) mod apply;
 pub(crate) mod cache;
+pub(crate) mod consent_staging;
 pub(crate) mod graph_store;
 pub mod ingest;
+pub(crate) mod message;
+pub(crate) mod profile_update;
+pub(crate) mod recompute;
+pub(crate) mod resolve;
+pub mod split;
 pub mod survivorship;

@@ -1,0 +1,178 @@
+//! Consent ledger records: append-only, per person, sealed with the person's data key.
+//!
+//! Records arrive from the consent API and with ingestion (Segment
+//! `context.consent.categoryPreferences`, and `context.gpc` / `Sec-GPC: 1`, recorded as an
+//! objection to marketing). Each record keeps its origin (the whole person, or the identifier
+//! it came with) so that the policy engine can resolve conflicts after merges (most
+//! restrictive across origins; see `cdp_policy::consent`). Records move with their person on
+//! merges and follow their identifier on splits.
+
+use cdp_core::{Channel, IdentifierType, ProfileId};
+use cdp_policy::{ConsentFact, ConsentState, ConsentStatus, LegalBasis};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::EngineError;
+use crate::records::{NodeKey, hex};
+
+/// Where a consent record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConsentOrigin {
+    /// A decision about the whole person (the consent API, addressed by profile id).
+    Profile,
+    /// Given with this identifier (the consent API addressed by identifier, or an event).
+    Identifier {
+        #[serde(rename = "type")]
+        kind: IdentifierType,
+        node: NodeKey,
+    },
+}
+
+impl ConsentOrigin {
+    /// The origin as the policy engine sees it (no identifier value).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Profile => cdp_policy::consent::PROFILE_ORIGIN.into(),
+            Self::Identifier { kind, node } => {
+                format!("{kind}:{}", &hex::encode(node.0.as_bytes())[..16])
+            }
+        }
+    }
+}
+
+/// One ledger record (Keyspace::Consents, key = profile id + time + random).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub id: String,
+    pub purpose: String,
+    pub status: ConsentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<LegalBasis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_version: Option<String>,
+    /// Where the consent was collected (a form, a source name, an app screen).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(default)]
+    pub separate: bool,
+    #[serde(default)]
+    pub guardian: bool,
+    /// Proof of the consent (notice shown, checkbox, signature reference...).
+    pub evidence: Value,
+    pub origin: ConsentOrigin,
+    /// `api`, `ingest:consent_preferences` or `ingest:gpc`.
+    pub via: String,
+    /// When the person gave it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+    /// Token subject, or `ingest:<source id>`.
+    pub recorded_by: String,
+    /// The origin identifier was split off this person and belongs to nobody: the record
+    /// stays as evidence, a grant in it no longer counts, a refusal still does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
+}
+
+impl ConsentRecord {
+    /// The record as the policy engine counts it (`None`: it does not count).
+    pub fn fact(&self) -> Option<ConsentFact> {
+        if self.detached && self.status == ConsentStatus::Granted {
+            return None;
+        }
+        Some(ConsentFact {
+            purpose: self.purpose.clone(),
+            status: self.status,
+            recipient: self.recipient.clone(),
+            separate: self.separate,
+            guardian: self.guardian,
+            notice_version: self.notice_version.clone(),
+            origin: self.origin.label(),
+            at: self.at,
+        })
+    }
+}
+
+/// Who a consent is about.
+#[derive(Debug, Clone)]
+pub enum ConsentSubject {
+    Profile(ProfileId),
+    Identifier {
+        kind: IdentifierType,
+        value: String,
+        region: Option<String>,
+    },
+}
+
+/// A consent to record through the API.
+#[derive(Debug, Clone)]
+pub struct ConsentInput {
+    pub subject: ConsentSubject,
+    pub purpose: String,
+    pub status: ConsentStatus,
+    pub legal_basis: Option<LegalBasis>,
+    pub notice_version: Option<String>,
+    pub source: String,
+    pub channel: Option<Channel>,
+    pub recipient: Option<String>,
+    pub separate: bool,
+    pub guardian: bool,
+    pub evidence: Value,
+    pub at: Option<OffsetDateTime>,
+}
+
+/// What recording a consent answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentReceipt {
+    pub id: String,
+    pub profile_id: ProfileId,
+    pub purpose: String,
+    pub status: ConsentStatus,
+    /// The person's state for the purpose once this record is counted.
+    pub state: ConsentState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_at: OffsetDateTime,
+}
+
+/// The current state for one purpose, for the consents view.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurposeState {
+    pub purpose: String,
+    pub state: ConsentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice_version: Option<String>,
+}
+
+/// A person's consent history and current state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentsView {
+    pub profile_id: ProfileId,
+    pub current: Vec<PurposeState>,
+    /// The records, oldest first; `origin` is shown as a label (`email:3fa2...`), not the
+    /// stored blind index.
+    pub history: Vec<Value>,
+}
+
+/// The ledger key of a record: profile, time (sortable), random.
+pub(crate) fn consent_key(profile: &ProfileId, suffix: &[u8; 16]) -> Vec<u8> {
+    [profile.as_bytes().as_slice(), suffix].concat()
+}
+
+pub(crate) fn new_suffix(at: OffsetDateTime) -> Result<[u8; 16], EngineError> {
+    let micros = i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+    let mut suffix = [0u8; 16];
+    suffix[..8].copy_from_slice(&((micros as u64) ^ (1 << 63)).to_be_bytes());
+    suffix[8..].copy_from_slice(&cdp_crypto::random_bytes::<8>()?);
+    Ok(suffix)
+}
+
+/// The suffix of a ledger key (after the profile id).
+pub(crate) fn key_suffix(key: &[u8]) -> Option<[u8; 16]> {
+    key.get(16..32)?.try_into().ok()
+}

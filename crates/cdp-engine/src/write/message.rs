@@ -1,0 +1,102 @@
+//! A message as resolution sees it: its identifiers (normalised, blind-indexed), the evidence
+//! id of their set, and the parts of the event that the later steps carry along.
+
+use std::collections::BTreeMap;
+
+use cdp_core::IdentifierType;
+use cdp_core::segment::Message;
+use cdp_identity::extract::FoundIdentifier;
+use cdp_identity::graph::OrderKey;
+use cdp_identity::normalise::normalise;
+use time::OffsetDateTime;
+
+use crate::Engine;
+use crate::records::{
+    EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, Provenance, SourceRecord,
+    StoredEvent,
+};
+use crate::write::consent_staging::ConsentSignal;
+
+/// An identifier of the current message, normalised.
+pub(crate) struct MessageIdentifier {
+    pub(crate) kind: IdentifierType,
+    pub(crate) value: String,
+    pub(crate) field: String,
+}
+
+/// The identifiers of a message by blind index.
+pub(crate) type MessageIdentifiers = BTreeMap<NodeKey, MessageIdentifier>;
+
+/// A message with everything done that needs no store (done before the write lock).
+pub(crate) struct PreparedMessage {
+    pub(crate) message: Message,
+    pub(crate) identifiers: MessageIdentifiers,
+    pub(crate) signals: Vec<ConsentSignal>,
+}
+
+/// What the steps after resolution need to know of the message being ingested.
+#[derive(Clone, Copy)]
+pub(crate) struct Incoming<'a> {
+    pub(crate) source: &'a SourceRecord,
+    pub(crate) message_id: &'a str,
+    pub(crate) at: OffsetDateTime,
+    pub(crate) identifiers: &'a MessageIdentifiers,
+}
+
+/// An event whose identifier set is new to the graph (or arrives earlier in event order than
+/// the evidence that holds it): its evidence has to be resolved.
+pub(crate) struct EventToResolve<'a> {
+    /// The evidence record to write (its `profile` is set once resolution has placed it).
+    pub(crate) evidence: EvidenceRecord,
+    /// What resolution sees of it.
+    pub(crate) graph_evidence: GraphEvidence,
+    pub(crate) event: StoredEvent,
+    pub(crate) digest: [u8; 16],
+    pub(crate) identifiers: &'a MessageIdentifiers,
+    pub(crate) provenance: Provenance,
+    pub(crate) order: OrderKey,
+}
+
+impl Engine {
+    /// The usable identifiers of a message: normalised (blocked and invalid ones left out) and
+    /// blind-indexed.
+    pub(crate) fn normalised_identifiers(
+        &self,
+        source: &SourceRecord,
+        found: Vec<FoundIdentifier>,
+    ) -> MessageIdentifiers {
+        let mut identifiers = BTreeMap::new();
+        for item in found {
+            let Ok(value) = normalise(
+                &item.kind,
+                &item.raw,
+                source.default_region.as_deref(),
+                &self.config.identity,
+            ) else {
+                continue;
+            };
+            let key = NodeKey(self.vault().blind_index(&item.kind, &value));
+            identifiers.entry(key).or_insert(MessageIdentifier {
+                kind: item.kind,
+                value,
+                field: item.field,
+            });
+        }
+        identifiers
+    }
+}
+
+/// The evidence id of a set of identifiers: a digest of their sorted (type, blind index).
+pub(crate) fn evidence_id_of(nodes: &[GraphNode]) -> EvidenceId {
+    let mut sorted: Vec<(&str, &[u8; 32])> = nodes
+        .iter()
+        .map(|n| (n.kind.as_str(), n.key.0.as_bytes()))
+        .collect();
+    sorted.sort();
+    sorted.dedup();
+    let parts: Vec<&[u8]> = sorted
+        .iter()
+        .flat_map(|(kind, key)| [kind.as_bytes(), key.as_slice()])
+        .collect();
+    EvidenceId(cdp_crypto::digest16(&parts))
+}

@@ -1,0 +1,120 @@
+//! How an event changes a profile: a new profile, an event recorded in a loaded profile, and
+//! the counters, channel activity and traits one event contributes.
+
+use std::collections::BTreeMap;
+
+use cdp_core::ProfileId;
+use cdp_core::segment::MessageType;
+use cdp_identity::graph::OrderKey;
+use time::OffsetDateTime;
+
+use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue, event_key};
+use crate::write::apply::Changes;
+use crate::write::message::MessageIdentifiers;
+use crate::write::survivorship::SurvivorshipRules;
+use crate::{Engine, EngineError};
+
+impl Engine {
+    pub(crate) fn new_profile(
+        &self,
+        changes: &mut Changes,
+        at: OffsetDateTime,
+        order: OrderKey,
+    ) -> Result<ProfileId, EngineError> {
+        let id = cdp_crypto::random_profile_id()?;
+        let key = self.vault().create_person_key(&id, &mut changes.batch)?;
+        let record = ProfileRecord {
+            id,
+            created_at: at,
+            identifiers: Vec::new(),
+            traits: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            evidence: Default::default(),
+            first_order: order,
+            last_order: order,
+            event_count: 0,
+            merged_from: Vec::new(),
+            consent_marks: BTreeMap::new(),
+            activity: Default::default(),
+            restricted: false,
+            tags_removed: Default::default(),
+        };
+        changes.profiles.insert(id, (record, key));
+        Ok(id)
+    }
+
+    /// Records an event in a loaded profile: the event itself, counters, channel activity,
+    /// identifier last-seen times and, for `identify`, traits.
+    pub(crate) fn add_event(
+        &self,
+        changes: &mut Changes,
+        profile: ProfileId,
+        event: StoredEvent,
+        digest: &[u8; 16],
+        identifiers: &MessageIdentifiers,
+        order: OrderKey,
+    ) -> Result<(), EngineError> {
+        let (record, _) = changes
+            .profiles
+            .get_mut(&profile)
+            .ok_or_else(|| EngineError::Corrupt(format!("profile {profile} not loaded")))?;
+        record.first_order = record.first_order.min(order);
+        record.last_order = record.last_order.max(order);
+        for entry in &mut record.identifiers {
+            // `first_seen` stays the time it was linked (windowed limits count from it).
+            if identifiers.contains_key(&entry.node) {
+                entry.last_seen = entry.last_seen.max(event.message.timestamp);
+            }
+        }
+        apply_event_to_profile(&self.config.survivorship, record, &event);
+        let key = event_key(&profile, event.message.timestamp, digest);
+        changes.events.insert(key, (profile, event));
+        Ok(())
+    }
+}
+
+pub(crate) fn merge_channel(into: &mut ChannelSummary, other: &ChannelSummary) {
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    into.events += other.events;
+}
+
+/// Counters, channel activity and (for `identify`) traits from one event.
+pub(crate) fn apply_event_to_profile(
+    rules: &SurvivorshipRules,
+    record: &mut ProfileRecord,
+    event: &StoredEvent,
+) {
+    let at = event.message.timestamp;
+    record.event_count += 1;
+    let summary = record
+        .channels
+        .entry(event.channel)
+        .or_insert(ChannelSummary {
+            first_seen: at,
+            last_seen: at,
+            events: 0,
+        });
+    summary.first_seen = summary.first_seen.min(at);
+    summary.last_seen = summary.last_seen.max(at);
+    summary.events += 1;
+    record
+        .activity
+        .observe(&event.message, OffsetDateTime::now_utc());
+    if event.message.kind == MessageType::Identify {
+        for (name, value) in &event.message.traits {
+            let incoming = TraitValue {
+                value: value.clone(),
+                source_id: event.source_id.clone(),
+                channel: event.channel,
+                at,
+                first_seen: at,
+            };
+            let chosen = match record.traits.get(name) {
+                Some(current) => rules.choose(name, current, &incoming),
+                None => incoming,
+            };
+            record.traits.insert(name.clone(), chosen);
+        }
+    }
+}
