@@ -30,11 +30,28 @@ pub enum EngineError {
     /// The search index failed or is not open.
     #[error("{0}")]
     Index(String),
+    /// A file of the data directory (export files, the index directory) could not be read
+    /// or written. `context` says which; neither it nor the I/O error holds personal data.
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+    /// A background job (an export, an indexing pass) could not be started or one of its
+    /// threads failed.
+    #[error("{0}")]
+    Job(String),
     /// A read of personal data without a purpose.
     #[error("a purpose is required to read personal data")]
     PurposeRequired,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
+        Self::Io { context, source }
+    }
 }
 
 impl From<cdp_crypto::CryptoError> for EngineError {

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 
 use crate::computed::{Quintiles, compute};
 use crate::consent::record::ConsentRecord;
+use crate::derived::{DerivedAttributes, age_band, rfm_score};
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
@@ -84,24 +85,6 @@ const INDEXABLE_CATEGORIES: &[&str] = &[
     "user.behavior",
     "user.location.region",
 ];
-
-/// The person's tags: the `tags` trait, less the ones they deleted.
-pub(crate) fn person_tags(record: &ProfileRecord) -> Vec<String> {
-    let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) else {
-        return Vec::new();
-    };
-    tags.iter()
-        .filter_map(Value::as_str)
-        .filter(|tag| !tag.is_empty() && tag.len() <= 64 && !record.tags_removed.contains(*tag))
-        .take(50)
-        .map(str::to_string)
-        .collect()
-}
-
-fn age_band(age: u32) -> String {
-    let low = age / 10 * 10;
-    format!("{low}-{}", low + 9)
-}
 
 fn sort_key(id: &ProfileId) -> u64 {
     let bytes = id.as_bytes();
@@ -229,28 +212,20 @@ impl Engine {
         for interest in &traits.interests {
             keywords.push(("interest", interest.clone()));
         }
+        let derived = DerivedAttributes::of(record, now);
         if let Some(age) = decided.age {
             keywords.push(("age_band", age_band(age)));
         }
         if let Some(country) = &decided.residency {
             keywords.push(("region", country.clone()));
         }
-        let city = record
-            .traits
-            .get("address")
-            .and_then(|a| a.value.get("city"))
-            .and_then(Value::as_str)
-            .or_else(|| record.traits.get("city").and_then(|t| t.value.as_str()));
-        if let Some(city) = city
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && c.len() <= 64)
-        {
-            keywords.push(("city", city.to_string()));
+        if let Some(city) = derived.city {
+            keywords.push(("city", city));
         }
         for channel in record.channels.keys() {
             keywords.push(("channel", channel.as_str().to_string()));
         }
-        for tag in person_tags(record) {
+        for tag in derived.tags {
             keywords.push(("tag", tag));
         }
         for jurisdiction in &decided.jurisdictions {
@@ -270,10 +245,7 @@ impl Engine {
             ("rfm_r", f64::from(traits.rfm_r)),
             ("rfm_f", f64::from(traits.rfm_f)),
             ("rfm_m", f64::from(traits.rfm_m)),
-            (
-                "rfm_score",
-                f64::from(traits.rfm_r + traits.rfm_f + traits.rfm_m),
-            ),
+            ("rfm_score", f64::from(rfm_score(&traits))),
             ("clv_historical", traits.clv_historical),
             ("clv_predicted", traits.clv_predicted),
             ("churn_risk", traits.churn_risk),
@@ -346,15 +318,18 @@ impl Engine {
 }
 
 impl Indexer {
-    /// An indexer over `index`; call [`Indexer::start`] before serving.
-    pub fn new(engine: Arc<Engine>, index: Arc<PersonIndex>, options: IndexerOptions) -> Self {
-        Self {
+    /// The indexer of the engine's search index; call [`Indexer::start`] before serving.
+    pub fn new(engine: Arc<Engine>, options: IndexerOptions) -> Result<Self, EngineError> {
+        let index = engine.index.clone().ok_or_else(|| {
+            EngineError::Index("the engine was opened without a search index".into())
+        })?;
+        Ok(Self {
             engine,
             index,
             progress: Mutex::new(IndexProgress::default()),
             last_pass_micros: AtomicU64::new(0),
             options,
-        }
+        })
     }
 
     pub fn index(&self) -> &Arc<PersonIndex> {
@@ -386,6 +361,7 @@ impl Indexer {
         });
         match usable {
             Some(progress) => {
+                self.engine.set_quintiles(progress.quintiles.clone());
                 *self.progress() = progress;
                 self.catch_up()?;
             }
@@ -489,6 +465,7 @@ impl Indexer {
         self.index.commit(&payload).map_err(index_error)?;
         // Every follower (only this one) has the entries up to here.
         self.engine.store().trim_changes(progress.seq)?;
+        self.engine.set_quintiles(progress.quintiles.clone());
         *self.progress() = progress;
         Ok(())
     }
@@ -575,7 +552,7 @@ impl Indexer {
                     .into_iter()
                     .map(|worker| {
                         worker.join().unwrap_or_else(|_| {
-                            Err(EngineError::Index("an indexing thread panicked".into()))
+                            Err(EngineError::Job("an indexing thread panicked".into()))
                         })
                     })
                     .collect()

@@ -18,7 +18,9 @@
 pub mod audit;
 mod codec;
 pub mod computed;
+mod config;
 pub mod consent;
+pub mod derived;
 mod error;
 pub mod exports;
 pub mod indexer;
@@ -29,16 +31,21 @@ pub mod requests;
 mod sources;
 mod write;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cdp_core::segment::MessageLimits;
-use cdp_identity::IdentityRules;
+use cdp_index::PersonIndex;
 use cdp_policy::PolicySet;
-use cdp_store::{Keyspace, Overlay, Store, Vault};
+use cdp_store::{Keyspace, Overlay, SledStore, Store, StoreHealth, StoreStats, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::computed::Quintiles;
+
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
+pub use config::{EngineConfig, EngineRules, IndexMode};
 pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
@@ -57,47 +64,126 @@ pub use write::ingest::IngestReport;
 pub use write::split::{SplitReport, SplitRequest};
 pub use write::survivorship::{Survivorship, SurvivorshipRules};
 
-/// Settings of the engine.
-#[derive(Debug, Clone, Default)]
-pub struct EngineConfig {
-    pub identity: IdentityRules,
-    pub computed: computed::ComputedRules,
-    pub survivorship: SurvivorshipRules,
-    pub limits: MessageLimits,
-    pub exports: exports::ExportSettings,
-}
-
-/// The application. Cheap to share (`Arc`).
+/// The application. Opened once per process with [`Engine::open`]; cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Engine {
+    /// The store itself, for `close` and health; everything else goes through the vault.
+    store: Arc<SledStore>,
     vault: Arc<Vault>,
-    config: EngineConfig,
+    config: EngineRules,
     policies: Arc<PolicySet>,
     /// Serialises changes to the identity graph; guards the cache of committed records.
     write_lock: Mutex<write::cache::RecordCache>,
     /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
     /// before it).
     audit: audit::AuditState,
-    /// The search index, once attached (audiences).
-    index: std::sync::OnceLock<Arc<cdp_index::PersonIndex>>,
+    /// The search index (audiences, exports); `None` for offline tools that need none.
+    index: Option<Arc<PersonIndex>>,
     /// Where export files are written (sealed).
-    exports_dir: std::sync::OnceLock<std::path::PathBuf>,
+    exports_dir: PathBuf,
+    /// The population's RFM cut points as the index last computed them, so that exports
+    /// score people as the index does.
+    quintiles: RwLock<Arc<Quintiles>>,
     /// Source id -> default region (sources never change once created).
-    source_regions: Mutex<std::collections::HashMap<String, Option<String>>>,
+    source_regions: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Engine {
-    pub fn new(vault: Arc<Vault>, config: EngineConfig, policies: Arc<PolicySet>) -> Self {
-        Self {
+    /// Opens the store (replaying its journal), the vault and the search index of a data
+    /// directory. The only way to build an engine: `serve`, the offline commands, the
+    /// benchmarks and the tests all come through here.
+    pub fn open(config: EngineConfig) -> Result<Self, EngineError> {
+        let EngineConfig {
+            data_dir,
+            keyring,
+            policies,
+            rules,
+            store,
+            index,
+        } = config;
+        let store = SledStore::open(&data_dir, &store)?;
+        let shared: Arc<dyn Store> = store.clone();
+        let vault = Arc::new(Vault::open(shared, keyring, &data_dir)?);
+        let index = match index {
+            IndexMode::OnDisk => {
+                Some(PersonIndex::open(&data_dir.index_dir()).map_err(indexer::index_error)?)
+            }
+            IndexMode::Fresh => {
+                let dir = data_dir.index_dir();
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|source| {
+                        EngineError::io("cannot remove the search index", source)
+                    })?;
+                }
+                Some(PersonIndex::open(&dir).map_err(indexer::index_error)?)
+            }
+            IndexMode::InMemory => Some(PersonIndex::in_memory().map_err(indexer::index_error)?),
+            IndexMode::Absent => None,
+        };
+        let exports_dir = data_dir.exports_dir();
+        std::fs::create_dir_all(&exports_dir)
+            .map_err(|source| EngineError::io("cannot create the export directory", source))?;
+        Ok(Self {
+            store,
             vault,
-            config,
+            config: rules,
             policies,
             write_lock: Mutex::new(write::cache::RecordCache::default()),
             audit: audit::AuditState::default(),
-            index: std::sync::OnceLock::new(),
-            exports_dir: std::sync::OnceLock::new(),
-            source_regions: Mutex::new(std::collections::HashMap::new()),
-        }
+            index: index.map(Arc::new),
+            exports_dir,
+            quintiles: RwLock::new(Arc::new(Quintiles::default())),
+            source_regions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Flushes and closes the store: every acknowledged write is in the store file and the
+    /// journal is empty. Call once, after the last request.
+    pub fn close(&self) -> Result<(), EngineError> {
+        Ok(self.store.close()?)
+    }
+
+    /// Whether the store takes writes, for `/healthz` and `/readyz`.
+    pub fn store_health(&self) -> StoreHealth {
+        self.store.health()
+    }
+
+    /// The newest durable (acknowledgeable) sequence number of the store's change feed.
+    pub fn durable_seq(&self) -> u64 {
+        *self.store.subscribe_durable().borrow()
+    }
+
+    /// Counters of the store, for `/metrics`.
+    pub fn store_stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    /// The public half of the key that signs export manifests and erasure receipts.
+    pub fn signing_public_key(&self) -> Result<String, EngineError> {
+        Ok(self.vault.signing_key()?.public_key_base64())
+    }
+
+    /// Whether the person's data key exists (false after erasure: without it nothing of theirs
+    /// can be decrypted, wherever a copy of the store went).
+    pub fn holds_data_key(&self, id: &cdp_core::ProfileId) -> Result<bool, EngineError> {
+        Ok(self.vault.person_key(id)?.is_some())
+    }
+
+    /// The search index, if the engine was opened with one.
+    pub fn search_index_handle(&self) -> Option<&Arc<PersonIndex>> {
+        self.index.as_ref()
+    }
+
+    /// The RFM cut points the index last computed.
+    pub(crate) fn quintiles(&self) -> Arc<Quintiles> {
+        self.quintiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_quintiles(&self, quintiles: Quintiles) {
+        *self.quintiles.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(quintiles);
     }
 
     /// The policies every decision uses.
@@ -105,11 +191,11 @@ impl Engine {
         &self.policies
     }
 
-    pub fn vault(&self) -> &Arc<Vault> {
+    pub(crate) fn vault(&self) -> &Arc<Vault> {
         &self.vault
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.vault.store()
     }
 

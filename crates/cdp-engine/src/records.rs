@@ -329,6 +329,29 @@ pub struct ProfileRecord {
     pub tags_removed: BTreeSet<String>,
 }
 
+impl ProfileRecord {
+    /// A person with no identifiers, traits or events yet, created at `at` by the event of
+    /// order `order`.
+    pub fn new(id: ProfileId, at: OffsetDateTime, order: OrderKey) -> Self {
+        Self {
+            id,
+            created_at: at,
+            identifiers: Vec::new(),
+            traits: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            evidence: BTreeSet::new(),
+            first_order: order,
+            last_order: order,
+            event_count: 0,
+            merged_from: Vec::new(),
+            consent_marks: BTreeMap::new(),
+            activity: Default::default(),
+            restricted: false,
+            tags_removed: BTreeSet::new(),
+        }
+    }
+}
+
 /// An event (Keyspace::Events), sealed with the person's data key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {

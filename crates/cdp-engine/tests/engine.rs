@@ -8,8 +8,7 @@ use cdp_core::segment::{MessageLimits, MessageType, parse_body};
 use cdp_core::{Channel, IdentifierType, ProfileId};
 use cdp_crypto::Keyring;
 use cdp_engine::records::SourceRecord;
-use cdp_engine::{Engine, EngineConfig, EngineError, SplitRequest};
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use cdp_engine::{Engine, EngineConfig, EngineError, EngineRules, IndexMode, SplitRequest};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -24,14 +23,20 @@ struct Harness {
 
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = DataDir::new(dir.path());
-    let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
-    let vault =
-        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
     Harness {
-        engine: Engine::new(vault, EngineConfig::default(), policies()),
+        engine: open_engine(dir.path(), EngineRules::default()),
         _dir: dir,
     }
+}
+
+/// The engine over `dir`, as every caller opens it (an in-memory index: nothing here searches).
+fn open_engine(dir: &std::path::Path, rules: EngineRules) -> Engine {
+    Engine::open(
+        EngineConfig::new(dir, Arc::new(Keyring::generate().unwrap()), policies())
+            .with_rules(rules)
+            .with_index(IndexMode::InMemory),
+    )
+    .unwrap()
 }
 
 fn source(engine: &Engine, name: &str, channel: Channel, region: Option<&str>) -> SourceRecord {
@@ -561,17 +566,13 @@ fn single_route_messages_and_sources() {
 #[test]
 fn windowed_limits_through_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = DataDir::new(dir.path());
-    let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
-    let vault =
-        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
     let file: cdp_identity::IdentityRulesFile =
         toml::from_str("[types.device_id]\nlimit = 1\npriority = 30\nwindow_days = 7\n").unwrap();
-    let config = EngineConfig {
+    let rules = EngineRules {
         identity: cdp_identity::IdentityRules::from_file(file).unwrap(),
-        ..EngineConfig::default()
+        ..EngineRules::default()
     };
-    let engine = Engine::new(vault, config, policies());
+    let engine = open_engine(dir.path(), rules);
     let app = source(&engine, "app", Channel::Ios, None);
     for (id, day, device) in [("m1", "01", "d1"), ("m2", "03", "d2"), ("m3", "12", "d3")] {
         send(

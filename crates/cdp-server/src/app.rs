@@ -10,7 +10,6 @@ use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::middleware;
 use cdp_crypto::TokenKey;
 use cdp_engine::Engine;
-use cdp_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
@@ -48,7 +47,6 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub store: Arc<dyn Store>,
     pub token_key: Arc<TokenKey>,
     pub metrics: Arc<HttpMetrics>,
     pub(crate) openapi_json: Arc<String>,
@@ -105,7 +103,6 @@ pub fn router(
     // Serialising a derived OpenApi value cannot fail (no maps with non-string keys).
     let openapi_json = Arc::new(api.to_pretty_json().unwrap_or_default());
     let state = AppState {
-        store: engine.store().clone(),
         engine,
         token_key,
         metrics: metrics.clone(),

@@ -55,6 +55,7 @@ error_codes! {
     RequestTimeout => ("request_timeout", REQUEST_TIMEOUT, "The request body did not arrive in time."),
     IndexUnavailable => ("index_unavailable", SERVICE_UNAVAILABLE, "The search index cannot answer now; retry later."),
     StoreUnavailable => ("store_unavailable", SERVICE_UNAVAILABLE, "The store cannot take requests now; retry later."),
+    JobUnavailable => ("job_unavailable", SERVICE_UNAVAILABLE, "A background job (an export) could not be started; retry later."),
     Timeout => ("timeout", SERVICE_UNAVAILABLE, "The server did not finish the request in time; retry later."),
     Internal => ("internal", INTERNAL_SERVER_ERROR, "An internal error; it has been logged."),
 }

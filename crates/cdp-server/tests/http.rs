@@ -8,9 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cdp_crypto::{Keyring, TokenKey};
-use cdp_engine::{Engine, EngineConfig};
+use cdp_engine::{Engine, EngineConfig, EngineRules, IndexMode};
 use cdp_server::{ErrorCode, HttpMetrics, ServerConfig, router};
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
 use tower::ServiceExt;
 
 #[path = "http/audiences.rs"]
@@ -49,27 +48,23 @@ impl Harness {
 
 pub(crate) fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let data_dir = DataDir::new(dir.path());
-    let store: Arc<dyn Store> = SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
-    let vault =
-        Arc::new(Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap());
-    let engine = Arc::new(Engine::new(
-        vault,
-        EngineConfig {
-            // Export member lists of a few people span several chunks here.
-            exports: cdp_engine::exports::ExportSettings { member_chunk: 3 },
-            ..EngineConfig::default()
-        },
-        Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
-    ));
-    let index = Arc::new(cdp_index::PersonIndex::in_memory().unwrap());
-    engine.attach_index(index.clone());
-    engine.set_exports_dir(dir.path().join("exports"));
-    let indexer = Arc::new(cdp_engine::Indexer::new(
-        engine.clone(),
-        index,
-        Default::default(),
-    ));
+    let engine = Arc::new(
+        Engine::open(
+            EngineConfig::new(
+                dir.path(),
+                Arc::new(Keyring::generate().unwrap()),
+                Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
+            )
+            .with_rules(EngineRules {
+                // Export member lists of a few people span several chunks here.
+                exports: cdp_engine::exports::ExportSettings { member_chunk: 3 },
+                ..EngineRules::default()
+            })
+            .with_index(IndexMode::InMemory),
+        )
+        .unwrap(),
+    );
+    let indexer = Arc::new(cdp_engine::Indexer::new(engine.clone(), Default::default()).unwrap());
     indexer.start().unwrap();
     let config = ServerConfig {
         max_body_bytes: 1024 * 1024,

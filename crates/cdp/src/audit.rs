@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use cdp_store::DataDir;
 use clap::Subcommand;
 
 use crate::keys::keyring_for_serve;
@@ -32,16 +32,18 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
         bail!("{} holds no store", data_dir.root().display());
     }
     let keyring = Arc::new(keyring_for_serve(key_file.as_deref(), &data_dir)?);
-    let sled = SledStore::open(&data_dir, &SledStoreOptions::default())
-        .context("cannot open the store")?;
-    let store: Arc<dyn Store> = sled;
-    let vault = Arc::new(Vault::open(store, keyring, &data_dir).context("cannot open the store")?);
-    let engine = cdp_engine::Engine::new(
-        vault,
-        cdp_engine::EngineConfig::default(),
-        Arc::new(crate::policy::load(None)?),
-    );
-    let verification = engine.verify_audit()?;
+    let engine = cdp_engine::Engine::open(
+        cdp_engine::EngineConfig::new(
+            data_dir.root(),
+            keyring,
+            Arc::new(crate::policy::load(None)?),
+        )
+        .with_index(cdp_engine::IndexMode::Absent),
+    )
+    .context("cannot open the data directory")?;
+    let verification = engine.verify_audit();
+    engine.close().context("closing the store failed")?;
+    let verification = verification?;
     println!("{}", serde_json::to_string_pretty(&verification)?);
     match verification.problem {
         None => Ok(()),

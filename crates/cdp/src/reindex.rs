@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use cdp_store::DataDir;
 use clap::Args;
 
 use crate::keys::keyring_for_serve;
@@ -34,28 +34,19 @@ pub fn run(args: ReindexArgs) -> anyhow::Result<()> {
         bail!("{} holds no store", data_dir.root().display());
     }
     let keyring = Arc::new(keyring_for_serve(args.key_file.as_deref(), &data_dir)?);
-    let sled = SledStore::open(&data_dir, &SledStoreOptions::default())
-        .context("cannot open the store")?;
-    let store: Arc<dyn Store> = sled.clone();
-    let vault = Arc::new(Vault::open(store, keyring, &data_dir).context("cannot open the store")?);
-    let engine = Arc::new(cdp_engine::Engine::new(
-        vault,
-        cdp_engine::EngineConfig::default(),
-        Arc::new(crate::policy::load(args.policies.as_deref())?),
-    ));
-    let index_dir = data_dir.index_dir();
-    if index_dir.exists() {
-        // A fresh directory also recovers from a damaged or foreign index.
-        std::fs::remove_dir_all(&index_dir)
-            .with_context(|| format!("cannot remove {}", index_dir.display()))?;
-    }
-    let index = Arc::new(
-        cdp_index::PersonIndex::open(&index_dir).context("cannot create the search index")?,
+    let policies = Arc::new(crate::policy::load(args.policies.as_deref())?);
+    let engine = Arc::new(
+        cdp_engine::Engine::open(
+            cdp_engine::EngineConfig::new(data_dir.root(), keyring, policies)
+                .with_index(cdp_engine::IndexMode::Fresh),
+        )
+        .context("cannot open the data directory")?,
     );
-    let indexer = cdp_engine::Indexer::new(engine, index, Default::default());
+    let index_dir = data_dir.index_dir();
+    let indexer = cdp_engine::Indexer::new(engine.clone(), Default::default())?;
     let started = std::time::Instant::now();
     let count = indexer.rebuild()?;
-    sled.close().context("flushing the store failed")?;
+    engine.close().context("flushing the store failed")?;
     println!(
         "indexed {count} profiles in {:.1} s into {}",
         started.elapsed().as_secs_f64(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cdp_server::{HttpMetrics, ServerConfig};
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, Vault};
+use cdp_store::{DataDir, SledStoreOptions};
 use clap::Args;
 
 use crate::config::{ConfigFile, Overrides, Settings};
@@ -50,48 +50,36 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
 
     let data_dir = DataDir::new(&settings.data_dir);
     let keyring = Arc::new(keyring_for_serve(settings.key_file.as_deref(), &data_dir)?);
-    let sled = SledStore::open(
-        &data_dir,
-        &SledStoreOptions {
-            cache_capacity: settings.cache_capacity_bytes,
-            verify_on_open: settings.verify_on_open,
-        },
-    )
-    .context("cannot open the store")?;
-    let store: Arc<dyn Store> = sled.clone();
-    let vault =
-        Arc::new(Vault::open(store, keyring.clone(), &data_dir).context("cannot open the store")?);
     let token_key = Arc::new(token_key_for_serve(
         settings.token_key_file.as_deref(),
         &data_dir,
     )?);
     let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
     tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
-    let engine = Arc::new(cdp_engine::Engine::new(
-        vault,
-        cdp_engine::EngineConfig {
-            identity: settings.identity,
-            computed: settings.computed,
-            survivorship: settings.survivorship,
-            limits: Default::default(),
-            exports: Default::default(),
-        },
-        policies,
-    ));
-    let index = Arc::new(
-        cdp_index::PersonIndex::open(&data_dir.index_dir())
-            .context("cannot open the search index (rebuild it with `cdp reindex`)")?,
+    let engine = Arc::new(
+        cdp_engine::Engine::open(
+            cdp_engine::EngineConfig::new(data_dir.root(), keyring.clone(), policies)
+                .with_rules(cdp_engine::EngineRules {
+                    identity: settings.identity,
+                    computed: settings.computed,
+                    survivorship: settings.survivorship,
+                    limits: Default::default(),
+                    exports: Default::default(),
+                })
+                .with_store(SledStoreOptions {
+                    cache_capacity: settings.cache_capacity_bytes,
+                    verify_on_open: settings.verify_on_open,
+                }),
+        )
+        .context("cannot open the data directory (if the search index is damaged, rebuild it with `cdp reindex`)")?,
     );
-    engine.attach_index(index.clone());
-    engine.set_exports_dir(data_dir.exports_dir());
     let indexer = Arc::new(cdp_engine::Indexer::new(
         engine.clone(),
-        index,
         cdp_engine::IndexerOptions {
             refresh_every: settings.index_refresh,
             ..Default::default()
         },
-    ));
+    )?);
     indexer
         .start()
         .context("cannot bring the search index up to date")?;
@@ -148,7 +136,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         request_timeout: settings.request_timeout,
     };
     let app = cdp_server::router(
-        engine,
+        engine.clone(),
         token_key,
         Arc::new(HttpMetrics::new()),
         &server_config,
@@ -174,7 +162,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     if retention_thread.join().is_err() {
         tracing::error!("the retention thread panicked");
     }
-    let closed = sled
+    let closed = engine
         .close()
         .context("flushing the store on shutdown failed");
     served?;

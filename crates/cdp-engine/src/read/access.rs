@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
 use crate::consent::record::{ConsentRecord, ConsentsView};
+use crate::derived;
 use crate::read::profiles::IdentifierView;
 use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue};
 use crate::{Engine, EngineError, IdentityView};
@@ -76,55 +77,6 @@ struct Subject {
     facts: SubjectFacts,
 }
 
-fn country_code(text: &str) -> Option<String> {
-    let trimmed = text.trim();
-    if trimmed.len() == 2 && trimmed.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Some(trimmed.to_ascii_uppercase());
-    }
-    let known = [
-        ("china", "CN"),
-        ("中国", "CN"),
-        ("prc", "CN"),
-        ("people's republic of china", "CN"),
-        ("germany", "DE"),
-        ("deutschland", "DE"),
-        ("france", "FR"),
-        ("italy", "IT"),
-        ("spain", "ES"),
-        ("netherlands", "NL"),
-        ("ireland", "IE"),
-        ("united states", "US"),
-        ("usa", "US"),
-        ("united kingdom", "GB"),
-    ];
-    let lower = trimmed.to_lowercase();
-    known
-        .iter()
-        .find(|(name, _)| *name == lower)
-        .map(|(_, code)| (*code).to_string())
-}
-
-fn age_from(traits: &BTreeMap<String, TraitValue>, now: OffsetDateTime) -> Option<u32> {
-    if let Some(age) = traits.get("age").and_then(|t| match &t.value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    }) {
-        return u32::try_from(age).ok().filter(|a| *a < 130);
-    }
-    let birthday = traits.get("birthday")?.value.as_str()?;
-    let mut parts = birthday.get(..10)?.split('-');
-    let year: i32 = parts.next()?.parse().ok()?;
-    let month: u8 = parts.next()?.parse().ok()?;
-    let day: u8 = parts.next()?.parse().ok()?;
-    let (now_year, now_month, now_day) = (now.year(), u8::from(now.month()), now.day());
-    let mut age = now_year - year;
-    if (now_month, now_day) < (month, day) {
-        age -= 1;
-    }
-    u32::try_from(age).ok().filter(|a| *a < 130)
-}
-
 fn shown(transform: Transform, value: &Value) -> Option<Value> {
     transform::apply(transform, value)
 }
@@ -136,13 +88,9 @@ impl Engine {
         record: &ProfileRecord,
         consents: &[ConsentRecord],
     ) -> Result<SubjectFacts, EngineError> {
-        let residency = record
-            .traits
-            .get("address")
-            .and_then(|a| a.value.get("country"))
-            .and_then(Value::as_str)
-            .or_else(|| record.traits.get("country").and_then(|t| t.value.as_str()))
-            .and_then(country_code);
+        // The two derived attributes the policies need (not the whole set: this runs for
+        // every person of an export or index pass).
+        let residency = derived::residency_of(record);
         let sources: BTreeSet<&str> = record
             .identifiers
             .iter()
@@ -158,7 +106,7 @@ impl Engine {
         Ok(SubjectFacts {
             residency,
             regions: regions.into_iter().collect(),
-            age: age_from(&record.traits, OffsetDateTime::now_utc()),
+            age: derived::age_of(&record.traits, OffsetDateTime::now_utc()),
             restricted: record.restricted,
             consents: consents.iter().filter_map(ConsentRecord::fact).collect(),
         })
@@ -483,33 +431,5 @@ impl Engine {
                 Ok((decision, facts))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn countries_and_ages() {
-        assert_eq!(country_code(" cn ").as_deref(), Some("CN"));
-        assert_eq!(country_code("中国").as_deref(), Some("CN"));
-        assert_eq!(country_code("Atlantis"), None);
-        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
-        let trait_of = |value: Value| TraitValue {
-            value,
-            source_id: "s".into(),
-            channel: cdp_core::Channel::Web,
-            at: now,
-            first_seen: now,
-        };
-        let mut traits = BTreeMap::new();
-        traits.insert(
-            "birthday".into(),
-            trait_of(Value::String("2014-06-02".into())),
-        );
-        assert_eq!(age_from(&traits, now), Some(11));
-        traits.insert("age".into(), trait_of(serde_json::json!(30)));
-        assert_eq!(age_from(&traits, now), Some(30));
     }
 }

@@ -80,16 +80,26 @@ pub struct MembersPage {
 const MAX_NAME: usize = 200;
 
 impl Engine {
-    /// Attaches the search index (audiences need it).
-    pub fn attach_index(&self, index: std::sync::Arc<PersonIndex>) {
-        let _ = self.index.set(index);
-    }
-
     pub(crate) fn search_index(&self) -> Result<&PersonIndex, EngineError> {
         self.index
-            .get()
-            .map(AsRef::as_ref)
+            .as_deref()
             .ok_or_else(|| EngineError::Index("the search index is not open".into()))
+    }
+
+    /// Every member of an audience the index allows for `purpose` (current ids, in no
+    /// particular order).
+    pub(crate) fn audience_member_ids(
+        &self,
+        audience: &AudienceRecord,
+        purpose: &str,
+    ) -> Result<Vec<ProfileId>, EngineError> {
+        let index = self.search_index()?;
+        Ok(index
+            .member_keys(&audience.condition, &self.purposes(), purpose)
+            .map_err(index_error)?
+            .into_iter()
+            .map(|(key, low)| crate::indexer::profile_of_keys(key, low))
+            .collect())
     }
 
     fn purposes(&self) -> Vec<String> {

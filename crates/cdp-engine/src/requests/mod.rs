@@ -20,6 +20,7 @@ use crate::consent::record::{ConsentInput, ConsentSubject};
 use crate::write::graph_store::StoreGraph;
 pub mod retention;
 
+use crate::derived::DerivedAttributes;
 use crate::records::{StoredEvent, TraitValue, hex};
 use crate::{Engine, EngineError};
 
@@ -373,7 +374,7 @@ impl Engine {
             for tag in delete {
                 record.tags_removed.insert(tag.clone());
             }
-            let tags: Vec<String> = crate::indexer::person_tags(record);
+            let tags: Vec<String> = DerivedAttributes::of(record, OffsetDateTime::now_utc()).tags;
             Ok(serde_json::json!({ "tags": tags, "deleted": delete }))
         })
     }
@@ -407,7 +408,7 @@ impl Engine {
         let mut audiences = Vec::new();
         if self.search_index().is_ok() {
             for audience in self.saved_audiences()? {
-                let members = self.all_members(&audience, &audience.purpose)?;
+                let members = self.audience_member_ids(&audience, &audience.purpose)?;
                 if members.contains(&id) {
                     audiences.push(serde_json::json!({ "id": audience.id, "name": audience.name, "purpose": audience.purpose }));
                 }
@@ -433,7 +434,7 @@ impl Engine {
             })).collect::<Vec<_>>(),
             "traits": record.traits,
             "computed_traits": traits,
-            "tags": crate::indexer::person_tags(&record),
+            "tags": DerivedAttributes::of(&record, OffsetDateTime::now_utc()).tags,
             "channels": record.channels,
             "restricted": record.restricted,
             "events": events.iter().map(|e: &StoredEvent| &e.message).collect::<Vec<_>>(),

@@ -1,8 +1,6 @@
 //! How an event changes a profile: a new profile, an event recorded in a loaded profile, and
 //! the counters, channel activity and traits one event contributes.
 
-use std::collections::BTreeMap;
-
 use cdp_core::ProfileId;
 use cdp_core::segment::MessageType;
 use cdp_identity::graph::OrderKey;
@@ -23,22 +21,7 @@ impl Engine {
     ) -> Result<ProfileId, EngineError> {
         let id = cdp_crypto::random_profile_id()?;
         let key = self.vault().create_person_key(&id, &mut changes.batch)?;
-        let record = ProfileRecord {
-            id,
-            created_at: at,
-            identifiers: Vec::new(),
-            traits: BTreeMap::new(),
-            channels: BTreeMap::new(),
-            evidence: Default::default(),
-            first_order: order,
-            last_order: order,
-            event_count: 0,
-            merged_from: Vec::new(),
-            consent_marks: BTreeMap::new(),
-            activity: Default::default(),
-            restricted: false,
-            tags_removed: Default::default(),
-        };
+        let record = ProfileRecord::new(id, at, order);
         changes.profiles.insert(id, (record, key));
         Ok(id)
     }

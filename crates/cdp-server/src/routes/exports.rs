@@ -217,8 +217,7 @@ pub(crate) async fn export_key(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = state
         .engine
-        .vault()
-        .signing_key()
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
-    as_json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key.public_key_base64() }))
+        .signing_public_key()
+        .map_err(crate::routes::engine_error)?;
+    as_json(serde_json::json!({ "algorithm": "Ed25519", "public_key": key }))
 }

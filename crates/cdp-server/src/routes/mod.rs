@@ -47,6 +47,14 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
             tracing::error!(error = %message, "search index");
             ApiError::from_code(ErrorCode::IndexUnavailable)
         }
+        EngineError::Job(message) => {
+            tracing::error!(error = %message, "background job");
+            ApiError::from_code(ErrorCode::JobUnavailable)
+        }
+        EngineError::Io { context, source } => {
+            tracing::error!(error = %source, context, "data directory I/O");
+            ApiError::from_code(ErrorCode::Internal)
+        }
         EngineError::PurposeRequired => ApiError::new(
             ErrorCode::PurposeRequired,
             "state the purpose of this read with ?purpose= (e.g. customer_service)",

@@ -30,7 +30,7 @@ pub(crate) async fn healthz() -> Json<Status> {
         (status = 503, description = "The store is not available.", body = crate::ErrorBody),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    match state.store.health() {
+    match state.engine.store_health() {
         StoreHealth::Ready => Ok(Json(Status { status: "ready" })),
         StoreHealth::Failed(_) => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
@@ -47,8 +47,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics in Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let ready = state.store.health() == StoreHealth::Ready;
-    let body = state.metrics.render(&state.store.stats(), ready);
+    let ready = state.engine.store_health() == StoreHealth::Ready;
+    let body = state.metrics.render(&state.engine.store_stats(), ready);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,

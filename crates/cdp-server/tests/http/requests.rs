@@ -120,7 +120,7 @@ async fn erasure_is_final_and_later_exports_list_the_removal() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{kind}");
     }
     let old: cdp_core::ProfileId = old_id.parse().unwrap();
-    assert!(h.engine.vault().person_key(&old).unwrap().is_none());
+    assert!(!h.engine.holds_data_key(&old).unwrap());
     let (status, _) = get_json(
         &h,
         &format!("/v1/profiles/{old_id}?purpose=essential.service"),

@@ -1,0 +1,88 @@
+//! What the engine is opened with ([`EngineConfig`]) and the rules it applies
+//! ([`EngineRules`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cdp_core::segment::MessageLimits;
+use cdp_crypto::Keyring;
+use cdp_identity::IdentityRules;
+use cdp_policy::PolicySet;
+use cdp_store::{DataDir, SledStoreOptions};
+
+use crate::computed::ComputedRules;
+use crate::exports::ExportSettings;
+use crate::write::survivorship::SurvivorshipRules;
+
+/// The rules the engine applies (from the config file; the defaults are the documented ones).
+#[derive(Debug, Clone, Default)]
+pub struct EngineRules {
+    pub identity: IdentityRules,
+    pub computed: ComputedRules,
+    pub survivorship: SurvivorshipRules,
+    pub limits: MessageLimits,
+    pub exports: ExportSettings,
+}
+
+/// Where the search index lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexMode {
+    /// `<data dir>/index`, as it is (the indexer brings it up to date at start).
+    #[default]
+    OnDisk,
+    /// `<data dir>/index` removed and created empty (`cdp reindex`: also recovers from a
+    /// damaged or foreign index).
+    Fresh,
+    /// In memory (tests).
+    InMemory,
+    /// None: audiences and exports answer that the index is unavailable (offline tools that
+    /// need no search, such as `cdp audit verify`).
+    Absent,
+}
+
+/// Everything [`crate::Engine::open`] needs. Built with [`EngineConfig::new`] and the
+/// `with_*` methods; the defaults are those of `cdp serve` without a config file.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: DataDir,
+    pub keyring: Arc<Keyring>,
+    pub policies: Arc<PolicySet>,
+    pub rules: EngineRules,
+    pub store: SledStoreOptions,
+    pub index: IndexMode,
+}
+
+impl EngineConfig {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        keyring: Arc<Keyring>,
+        policies: Arc<PolicySet>,
+    ) -> Self {
+        Self {
+            data_dir: DataDir::new(data_dir),
+            keyring,
+            policies,
+            rules: EngineRules::default(),
+            store: SledStoreOptions::default(),
+            index: IndexMode::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_rules(mut self, rules: EngineRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    #[must_use]
+    pub fn with_store(mut self, store: SledStoreOptions) -> Self {
+        self.store = store;
+        self
+    }
+
+    #[must_use]
+    pub fn with_index(mut self, index: IndexMode) -> Self {
+        self.index = index;
+        self
+    }
+}

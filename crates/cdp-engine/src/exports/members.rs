@@ -1,0 +1,155 @@
+//! Who a finished export included: its sorted pseudonyms, stored sealed in chunks beside the
+//! job (`members/<id>/<n>`), found again for the next delta to the same recipient and for
+//! access and erasure requests (GDPR Art 17(2), 19).
+
+use cdp_core::ProfileId;
+use cdp_store::Keyspace;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::job::secrets_key;
+use super::{ExportRecord, ExportStatus};
+use crate::records::hex;
+use crate::{Engine, EngineError};
+
+/// Stored beside a finished export: its file key and where the list of who was in it lies
+/// (for the next delta, and for access and erasure requests).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct ExportSecrets {
+    pub(super) wrapped_key: Vec<u8>,
+    /// Sorted pseudonyms, in stores written before member chunks (kept readable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) pseudonyms: Vec<String>,
+    /// The first pseudonym of each chunk of the sorted member list (`members/<id>/<n>`): a
+    /// million pseudonyms do not fit one store value, and a lookup reads one chunk.
+    #[serde(default)]
+    pub(super) chunk_starts: Vec<String>,
+}
+
+/// The bytes of a pseudonym (32 hex digits).
+pub(super) fn pseudonym_bytes(pseudonym: &str) -> Result<[u8; 16], EngineError> {
+    hex::decode::<16>(pseudonym).ok_or_else(|| EngineError::Corrupt("export member list".into()))
+}
+
+pub(super) fn member_chunk_key(id: &str, chunk: usize) -> Vec<u8> {
+    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
+    [
+        b"members/".as_slice(),
+        id.as_bytes(),
+        b"/",
+        &chunk.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// The items of sorted `old` that are not in sorted `new`.
+pub(super) fn sorted_difference(old: Vec<String>, new: &[String]) -> Vec<String> {
+    let mut rest = new.iter().peekable();
+    old.into_iter()
+        .filter(|item| {
+            while rest.next_if(|candidate| *candidate < item).is_some() {}
+            rest.peek() != Some(&item)
+        })
+        .collect()
+}
+
+impl Engine {
+    /// One chunk of a finished export's sorted member list.
+    fn member_chunk(&self, id: &str, chunk: usize) -> Result<Vec<String>, EngineError> {
+        let key = member_chunk_key(id, chunk);
+        let sealed = self
+            .store()
+            .get(Keyspace::Exports, &key)?
+            .ok_or_else(|| EngineError::Corrupt(format!("member list of export {id}")))?;
+        let plain = self.vault().open_system(Keyspace::Exports, &key, &sealed)?;
+        if plain.len() % 16 != 0 {
+            return Err(EngineError::Corrupt(format!("member list of export {id}")));
+        }
+        Ok(plain.chunks_exact(16).map(hex::encode).collect())
+    }
+
+    /// Everyone a finished export included, sorted.
+    pub(super) fn past_members(
+        &self,
+        id: &str,
+        secrets: ExportSecrets,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut members = secrets.pseudonyms;
+        for chunk in 0..secrets.chunk_starts.len() {
+            members.extend(self.member_chunk(id, chunk)?);
+        }
+        Ok(members)
+    }
+
+    /// Whether a finished export included the pseudonym (reads one chunk at most).
+    fn was_member(
+        &self,
+        id: &str,
+        secrets: &ExportSecrets,
+        pseudonym: &String,
+    ) -> Result<bool, EngineError> {
+        if secrets.pseudonyms.binary_search(pseudonym).is_ok() {
+            return Ok(true);
+        }
+        // The last chunk starting at or before the pseudonym.
+        let Some(chunk) = secrets
+            .chunk_starts
+            .partition_point(|start| start <= pseudonym)
+            .checked_sub(1)
+        else {
+            return Ok(false);
+        };
+        Ok(self
+            .member_chunk(id, chunk)?
+            .binary_search(pseudonym)
+            .is_ok())
+    }
+
+    /// The exports that included the person, and their recipients (GDPR Art 17(2), 19).
+    pub(crate) fn exports_of(&self, id: &ProfileId) -> Result<Vec<Value>, EngineError> {
+        let mut out = Vec::new();
+        for item in self.store().scan_prefix(Keyspace::Exports, b"job/") {
+            let (key, sealed) = item?;
+            let record: ExportRecord = self.open_system(Keyspace::Exports, &key, &sealed)?;
+            if record.status != ExportStatus::Done {
+                continue;
+            }
+            let Some(secrets) =
+                self.get_system::<ExportSecrets>(Keyspace::Exports, &secrets_key(&record.id))?
+            else {
+                continue;
+            };
+            let pseudonym = self.vault().pseudonym_key(&record.recipient)?.pseudonym(id);
+            if self.was_member(&record.id, &secrets, &pseudonym)? {
+                let recipient = self.recipient(&record.recipient)?;
+                out.push(serde_json::json!({
+                    "export_id": record.id,
+                    "recipient_id": record.recipient,
+                    "recipient": recipient.map(|r| r.name),
+                    "purpose": record.purpose,
+                    "created_at": record.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                }));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_difference_keeps_what_left() {
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            sorted_difference(
+                strings(&["a", "c", "d", "f"]),
+                &strings(&["b", "c", "e", "f", "g"])
+            ),
+            strings(&["a", "d"])
+        );
+        assert_eq!(sorted_difference(strings(&["a"]), &[]), strings(&["a"]));
+        assert!(sorted_difference(Vec::new(), &strings(&["a"])).is_empty());
+    }
+}

@@ -1,0 +1,254 @@
+//! One member of an export: read (through forward cursors), decided for the export
+//! (purpose, recipient, separate consents, suppression), and turned into a row whose fields are
+//! transformed as the decision's obligations say.
+
+use std::collections::BTreeMap;
+
+use cdp_core::ProfileId;
+use cdp_policy::{DecisionRequest, SubjectFacts, Transform};
+use cdp_store::{Cursor, Keyspace};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::ExportFormat;
+use super::format::format_row;
+use super::hashes::{
+    email_sha256_google, email_sha256_meta, phone_sha256_google, phone_sha256_meta,
+};
+use crate::computed::{ComputedTraits, Quintiles, compute};
+use crate::derived::{DerivedAttributes, rfm_score};
+use crate::records::ProfileRecord;
+use crate::{Engine, EngineError};
+
+/// Where an export worker reads its members' records: one forward cursor per keyspace, so
+/// that members taken in profile-id order are read by walking the store rather than by a
+/// lookup from the root for each (`cdp_store::Cursor`).
+struct SubjectCursors<'a> {
+    keys: Cursor<'a>,
+    profiles: Cursor<'a>,
+    consents: Cursor<'a>,
+}
+
+/// What one worker made of its members.
+#[derive(Default)]
+pub(super) struct MemberResults {
+    pub(super) considered: u64,
+    pub(super) excluded: BTreeMap<String, u64>,
+    pub(super) strictest_k: u64,
+    pub(super) transforms: BTreeMap<String, String>,
+    /// (pseudonym, formatted line) of each included member, in order.
+    pub(super) rows: Vec<(String, Vec<u8>)>,
+}
+
+/// What every worker of one job needs to decide and format a member.
+#[derive(Clone, Copy)]
+pub(super) struct RowShape<'a> {
+    pub(super) request: &'a DecisionRequest,
+    pub(super) fields: &'a [String],
+    /// `op` and then the fields.
+    pub(super) columns: &'a [String],
+    pub(super) format: ExportFormat,
+    pub(super) pseudonyms: &'a cdp_crypto::PseudonymKey,
+    /// The population's RFM cut points (as the index scores people).
+    pub(super) quintiles: &'a Quintiles,
+    pub(super) now: OffsetDateTime,
+}
+
+/// One included member, as the row builder sees them.
+struct Member<'a> {
+    record: &'a ProfileRecord,
+    derived: DerivedAttributes,
+    decision: &'a cdp_policy::Decision,
+    pseudonym: &'a str,
+}
+
+impl Engine {
+    /// Decides and transforms a slice of members (ascending ids).
+    pub(super) fn export_members(
+        &self,
+        members: &[ProfileId],
+        shape: &RowShape<'_>,
+    ) -> Result<MemberResults, EngineError> {
+        let mut out = MemberResults::default();
+        let mut cursors = SubjectCursors {
+            keys: Cursor::new(self.store().as_ref(), Keyspace::Keys),
+            profiles: Cursor::new(self.store().as_ref(), Keyspace::Profiles),
+            consents: Cursor::new(self.store().as_ref(), Keyspace::Consents),
+        };
+        for member in members {
+            out.considered += 1;
+            let Some((record, facts)) = self.export_subject(&mut cursors, *member)? else {
+                *out.excluded.entry("gone".into()).or_default() += 1;
+                continue;
+            };
+            for j in self.policies().jurisdictions_for(&facts).0 {
+                out.strictest_k = out.strictest_k.max(j.export.min_audience_size);
+            }
+            let decision = self.policies().decide(shape.request, &facts);
+            if !decision.allowed() {
+                let rule = decision
+                    .reasons
+                    .iter()
+                    .find(|r| r.effect == cdp_policy::ReasonKind::Deny)
+                    .map_or_else(|| "denied".to_string(), |r| r.rule.clone());
+                *out.excluded.entry(rule).or_default() += 1;
+                continue;
+            }
+            if self.any_suppressed()? && self.is_suppressed(&record)? {
+                *out.excluded.entry("suppressed".into()).or_default() += 1;
+                continue;
+            }
+            let pseudonym = shape.pseudonyms.pseudonym(&record.id);
+            let member = Member {
+                record: &record,
+                derived: DerivedAttributes::of(&record, shape.now),
+                decision: &decision,
+                pseudonym: &pseudonym,
+            };
+            let mut row = self.export_row(shape, &member, &mut out.transforms);
+            row.insert("op".into(), Value::String("add".into()));
+            let line = format_row(shape.format, shape.columns, &row);
+            out.rows.push((pseudonym, line));
+        }
+        Ok(out)
+    }
+
+    /// A member's profile and facts, read through the cursors (members ascend).
+    fn export_subject(
+        &self,
+        cursors: &mut SubjectCursors<'_>,
+        id: ProfileId,
+    ) -> Result<Option<(ProfileRecord, SubjectFacts)>, EngineError> {
+        // Members come from the index: current ids (one merged away since is simply gone, and
+        // so is an erased person, whose key was destroyed).
+        let Some(wrapped) = cursors.keys.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(sealed) = cursors.profiles.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let key = self.vault().unwrap_person_key(&id, wrapped)?;
+        let record: ProfileRecord =
+            self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+        let consents = self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
+        let facts = self.subject_facts(&record, &consents)?;
+        Ok(Some((record, facts)))
+    }
+
+    /// The row of an included member: each field's value (absent when the obligations drop
+    /// it), and the transform applied per field (the manifest lists it).
+    fn export_row(
+        &self,
+        shape: &RowShape<'_>,
+        member: &Member<'_>,
+        transforms: &mut BTreeMap<String, String>,
+    ) -> BTreeMap<String, Value> {
+        let mut row = BTreeMap::new();
+        // Computed at most once per member, and only when a field needs it.
+        let mut computed: Option<ComputedTraits> = None;
+        for field in shape.fields {
+            let (value, transform) = match field.as_str() {
+                "pseudonym" => (
+                    Some(Value::String(member.pseudonym.to_string())),
+                    "hmac-sha256 per recipient".to_string(),
+                ),
+                "email_sha256_google"
+                | "email_sha256_meta"
+                | "phone_sha256_google"
+                | "phone_sha256_meta" => ad_hash(field, member),
+                "age_band" => (
+                    member.derived.age_band.clone().map(Value::String),
+                    "generalise:band10".to_string(),
+                ),
+                "region" => (
+                    member.derived.residency.clone().map(Value::String),
+                    "keep".to_string(),
+                ),
+                "city" => (
+                    member.derived.city.clone().map(Value::String),
+                    "keep".to_string(),
+                ),
+                "tier" | "lifecycle" | "rfm_score" => {
+                    let traits = computed.get_or_insert_with(|| {
+                        compute(
+                            &member.record.activity,
+                            shape.now,
+                            &self.config.computed,
+                            shape.quintiles,
+                        )
+                    });
+                    let value = match field.as_str() {
+                        "tier" => Value::String(traits.tier.clone()),
+                        "lifecycle" => Value::String(traits.lifecycle.clone()),
+                        _ => Value::from(rfm_score(traits)),
+                    };
+                    (Some(value), "computed".to_string())
+                }
+                other => stored_field(other, shape.pseudonyms, member),
+            };
+            transforms.entry(field.clone()).or_insert(transform);
+            if let Some(value) = value {
+                row.insert(field.clone(), value);
+            }
+        }
+        row
+    }
+}
+
+/// The member's first identifier of a type.
+fn identifier(record: &ProfileRecord, kind: &str) -> Option<String> {
+    record
+        .identifiers
+        .iter()
+        .find(|i| i.kind.as_str() == kind)
+        .map(|i| i.value.clone())
+}
+
+/// An ad-platform hash of the e-mail or phone (none where the policy drops the field).
+fn ad_hash(field: &str, member: &Member<'_>) -> (Option<Value>, String) {
+    let (source, kind) = if field.starts_with("email") {
+        ("identifiers.email", "email")
+    } else {
+        ("identifiers.phone", "phone")
+    };
+    let value = (member.decision.obligation(source) != Transform::Drop)
+        .then(|| identifier(member.record, kind))
+        .flatten()
+        .map(|v| {
+            Value::String(match field {
+                "email_sha256_google" => email_sha256_google(&v),
+                "email_sha256_meta" => email_sha256_meta(&v),
+                "phone_sha256_google" => phone_sha256_google(&v),
+                _ => phone_sha256_meta(&v),
+            })
+        });
+    (
+        value,
+        format!("{field} (normalised as the platform documents, SHA-256)"),
+    )
+}
+
+/// `identifiers.<type>` or `traits.<name>`, transformed as the decision's obligation says.
+fn stored_field(
+    field: &str,
+    pseudonyms: &cdp_crypto::PseudonymKey,
+    member: &Member<'_>,
+) -> (Option<Value>, String) {
+    let raw = if let Some(kind) = field.strip_prefix("identifiers.") {
+        identifier(member.record, kind).map(Value::String)
+    } else {
+        field
+            .strip_prefix("traits.")
+            .and_then(|name| member.record.traits.get(name))
+            .map(|t| t.value.clone())
+    };
+    let transform = member.decision.obligation(field);
+    let value = raw.and_then(|raw| match transform {
+        Transform::Pseudonymise => {
+            let text = raw.as_str().map_or_else(|| raw.to_string(), str::to_string);
+            Some(Value::String(pseudonyms.pseudonym_of_value(field, &text)))
+        }
+        t => cdp_policy::transform::apply(t, &raw),
+    });
+    (value, transform.label())
+}

@@ -1,0 +1,421 @@
+//! `cdp bench ingest`: the demo generator's events sent over HTTP to a real router by
+//! concurrent clients, durable acknowledgement, the indexer following the change feed; then
+//! the identity resolution is scored against the generator's truth.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use cdp_core::Channel;
+use cdp_engine::{Engine, Indexer};
+
+use super::*;
+
+/// One batch to send: its source's channel, the JSON body, and how many events it holds.
+type Batch = (Channel, String, usize);
+
+/// The engine with its indexer running, as in `serve`: the indexer's work competes for the
+/// cores.
+struct Platform {
+    engine: Arc<Engine>,
+    indexer: Arc<Indexer>,
+    stop_indexer: Arc<AtomicBool>,
+    indexer_thread: std::thread::JoinHandle<()>,
+    /// `Authorization` header of each channel's source.
+    write_keys: BTreeMap<Channel, String>,
+}
+
+impl Platform {
+    fn start(bench: &BenchDir, cache_capacity: u64) -> anyhow::Result<Self> {
+        let engine = bench.open_engine(cache_capacity)?;
+        let indexer = Arc::new(Indexer::new(engine.clone(), Default::default())?);
+        indexer.start()?;
+        let stop_indexer = Arc::new(AtomicBool::new(false));
+        let indexer_thread = {
+            let (indexer, stop) = (indexer.clone(), stop_indexer.clone());
+            std::thread::spawn(move || indexer.run(&stop))
+        };
+        let mut write_keys = BTreeMap::new();
+        for channel in Channel::ALL {
+            let (_, key, ticket) = engine.create_source(channel.as_str(), channel, Some("CN"))?;
+            ticket.wait_durable()?;
+            let header = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+            );
+            write_keys.insert(channel, header);
+        }
+        Ok(Self {
+            engine,
+            indexer,
+            stop_indexer,
+            indexer_thread,
+            write_keys,
+        })
+    }
+
+    /// Waits until the index holds every durable write (at most `limit`), then stops the
+    /// indexer.
+    fn drain_index(self, limit: Duration) -> anyhow::Result<Arc<Engine>> {
+        let started = Instant::now();
+        let last_seq = self.engine.durable_seq();
+        while self.indexer.current().seq < last_seq {
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "the index did not catch up within {} s",
+                limit.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.stop_indexer.store(true, Ordering::Relaxed);
+        let _ = self.indexer_thread.join();
+        Ok(self.engine)
+    }
+}
+
+/// The generated events as batches per channel, in event-time order (a source sends its
+/// events roughly in order).
+fn batches_of(events: Vec<crate::demo::GeneratedEvent>, batch_size: usize) -> Vec<Batch> {
+    let mut pending: BTreeMap<Channel, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut batches = Vec::new();
+    for event in events {
+        let list = pending.entry(event.channel).or_default();
+        list.push(event.message);
+        if list.len() >= batch_size {
+            let batch = std::mem::take(list);
+            let count = batch.len();
+            batches.push((
+                event.channel,
+                serde_json::json!({ "batch": batch }).to_string(),
+                count,
+            ));
+        }
+    }
+    for (channel, list) in pending {
+        if !list.is_empty() {
+            let count = list.len();
+            batches.push((
+                channel,
+                serde_json::json!({ "batch": list }).to_string(),
+                count,
+            ));
+        }
+    }
+    batches
+}
+
+/// The HTTP server of the benchmark, on a free loopback port.
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    fn start(engine: Arc<Engine>) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let token_key = Arc::new(
+            cdp_crypto::TokenKey::hs256(&cdp_crypto::random_bytes::<32>()?, "cdp", "cdp-api")
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let app = cdp_server::router(
+            engine,
+            token_key,
+            Arc::new(cdp_server::HttpMetrics::new()),
+            &cdp_server::ServerConfig::default(),
+        );
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(cdp_server::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(10),
+        ));
+        Ok(Self {
+            runtime,
+            addr,
+            stop,
+            task,
+        })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.runtime.block_on(self.task);
+    }
+}
+
+/// What the clients and the freshness monitor measured.
+struct Run {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    /// Durable write -> searchable, sampled every 50 ms.
+    freshness: Vec<Duration>,
+    /// (seconds since the start, events acknowledged).
+    progress: Vec<(f64, usize)>,
+    failures: usize,
+}
+
+/// Sends the batches from `clients` concurrent clients while a monitor samples the index's
+/// freshness.
+fn drive(
+    platform: &Platform,
+    addr: std::net::SocketAddr,
+    batches: &[Batch],
+    clients: usize,
+) -> Run {
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    let sending = AtomicBool::new(true);
+    let acknowledged = AtomicUsize::new(0);
+    let started = Instant::now();
+    let (latencies, elapsed, (freshness, progress)) = std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| monitor_freshness(platform, &sending, &acknowledged, started));
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    send_batches(
+                        addr,
+                        batches,
+                        &platform.write_keys,
+                        (&next, &acknowledged, &failures),
+                    )
+                })
+            })
+            .collect();
+        let latencies: Vec<Duration> = workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_default())
+            .collect();
+        let elapsed = started.elapsed();
+        sending.store(false, Ordering::Relaxed);
+        (latencies, elapsed, monitor.join().unwrap_or_default())
+    });
+    Run {
+        latencies,
+        elapsed,
+        freshness,
+        progress,
+        failures: failures.load(Ordering::Relaxed),
+    }
+}
+
+/// One client: takes the next batch until none is left; returns the latencies of the
+/// acknowledged ones. `counters`: (next batch, events acknowledged, failed batches).
+fn send_batches(
+    addr: std::net::SocketAddr,
+    batches: &[Batch],
+    write_keys: &BTreeMap<Channel, String>,
+    (next, acknowledged, failures): (&AtomicUsize, &AtomicUsize, &AtomicUsize),
+) -> Vec<Duration> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{addr}/v1/batch");
+    let mut latencies = Vec::new();
+    while let Some((channel, body, count)) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+        let begun = Instant::now();
+        let result = agent
+            .post(&url)
+            .header("Authorization", &write_keys[channel])
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes());
+        match result {
+            Ok(response) if response.status().as_u16() == 200 => {
+                latencies.push(begun.elapsed());
+                acknowledged.fetch_add(*count, Ordering::Relaxed);
+            }
+            _ => {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    latencies
+}
+
+/// Freshness under load: every 50 ms, the newest durable (acknowledgeable) sequence number;
+/// its lag is the time until the index has taken it in. Also samples the events acknowledged
+/// so far (the rate late in the run, when the store is largest).
+fn monitor_freshness(
+    platform: &Platform,
+    sending: &AtomicBool,
+    acknowledged: &AtomicUsize,
+    started: Instant,
+) -> (Vec<Duration>, Vec<(f64, usize)>) {
+    let mut waiting: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut lags = Vec::new();
+    let mut progress: Vec<(f64, usize)> = Vec::new();
+    let mut last_sample = Instant::now();
+    while sending.load(Ordering::Relaxed) || !waiting.is_empty() {
+        let indexed = platform.indexer.current().seq;
+        while waiting.front().is_some_and(|(seq, _)| *seq <= indexed) {
+            if let Some((_, at)) = waiting.pop_front() {
+                lags.push(at.elapsed());
+            }
+        }
+        if sending.load(Ordering::Relaxed) && last_sample.elapsed() >= Duration::from_millis(50) {
+            let seq = platform.engine.durable_seq();
+            if seq > indexed {
+                waiting.push_back((seq, Instant::now()));
+            }
+            progress.push((
+                started.elapsed().as_secs_f64(),
+                acknowledged.load(Ordering::Relaxed),
+            ));
+            last_sample = Instant::now();
+        }
+        if waiting
+            .front()
+            .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(600))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (lags, progress)
+}
+
+/// Events per second over the last fifth of the run.
+fn last_fifth_rate(run: &Run, total_events: usize) -> f64 {
+    let from = run.elapsed.as_secs_f64() * 0.8;
+    match run.progress.iter().find(|(at, _)| *at >= from) {
+        Some((at, acked)) if run.elapsed.as_secs_f64() > *at => {
+            (total_events - acked) as f64 / (run.elapsed.as_secs_f64() - at)
+        }
+        _ => total_events as f64 / run.elapsed.as_secs_f64(),
+    }
+}
+
+pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.people > 0 && args.batch_size > 0 && args.clients > 0,
+        "--people, --batch-size and --clients must be at least 1"
+    );
+    let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
+    let platform = Platform::start(&bench, args.cache_mb.max(16) * 1024 * 1024)?;
+    let generated_at = Instant::now();
+    let generated = crate::demo::generate(args.people, args.seed, args.events_per_person);
+    let generation = generated_at.elapsed();
+    let total_events = generated.events.len();
+    let batches = batches_of(generated.events, args.batch_size);
+    let server = Server::start(platform.engine.clone())?;
+    let mut run = drive(&platform, server.addr, &batches, args.clients);
+    run.freshness.sort();
+    let last_fifth = last_fifth_rate(&run, total_events);
+    let (fresh_p50, fresh_p99, fresh_max) = (
+        percentile(&run.freshness, 0.5),
+        percentile(&run.freshness, 0.99),
+        run.freshness.last().copied().unwrap_or_default(),
+    );
+    server.stop();
+    // How long after the last acknowledgement the index holds everything.
+    let drained_at = Instant::now();
+    let index = platform.indexer.index().clone();
+    let engine = platform.drain_index(Duration::from_secs(600))?;
+    let index_lag = drained_at.elapsed();
+    let indexed = index.len();
+    let failures = run.failures;
+    anyhow::ensure!(failures == 0, "{failures} batches were not acknowledged");
+
+    let evaluated_at = Instant::now();
+    let mut assignments = Vec::with_capacity(generated.truth.len());
+    for (kind, value, person) in &generated.truth {
+        let kind: cdp_core::IdentifierType = kind
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad truth type"))?;
+        let profile = engine
+            .profile_of_identifier(&kind, value, Some("CN"))?
+            .map(|p| p.to_string());
+        assignments.push((*person, profile));
+    }
+    let evaluation = evaluated_at.elapsed();
+    let quality = crate::demo::quality(&assignments);
+    let stats = engine.store_stats();
+    engine.close()?;
+    let Run {
+        mut latencies,
+        elapsed,
+        freshness,
+        ..
+    } = run;
+    latencies.sort();
+    let per_second = total_events as f64 / elapsed.as_secs_f64();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    if args.json {
+        println!(
+            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{},\"indexed\":{indexed},\"index_lag_ms\":{:.0},\"freshness_p50_ms\":{:.0},\"freshness_p99_ms\":{:.0},\"freshness_max_ms\":{:.0},\"last_fifth_events_per_second\":{last_fifth:.0}}}",
+            args.people,
+            batches.len(),
+            elapsed.as_secs_f64(),
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            stats.commits,
+            stats.flushes,
+            quality.precision,
+            quality.recall,
+            quality.f1,
+            quality.predicted_profiles,
+            quality.true_people,
+            quality.largest_profile,
+            quality.unresolved,
+            index_lag.as_secs_f64() * 1e3,
+            fresh_p50.as_secs_f64() * 1e3,
+            fresh_p99.as_secs_f64() * 1e3,
+            fresh_max.as_secs_f64() * 1e3
+        );
+    } else {
+        println!(
+            "cdp bench ingest: {} people, {total_events} events, {} batches of <= {} over HTTP, {} clients",
+            args.people,
+            batches.len(),
+            args.batch_size,
+            args.clients
+        );
+        println!(
+            "  generated in {:.2} s; ingested in {:.2} s",
+            generation.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "  {per_second:.0} events/s with identity resolution, encryption and durable acknowledgement (budget >= 20,000); {last_fifth:.0} events/s over the last fifth of the run (largest store)"
+        );
+        println!(
+            "  search index (following the change feed meanwhile): {indexed} people, complete {:.0} ms after the last acknowledgement",
+            index_lag.as_secs_f64() * 1e3
+        );
+        println!(
+            "  index freshness under load (durable write -> searchable, {} samples): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (budget <= 1,000)",
+            freshness.len(),
+            fresh_p50.as_secs_f64() * 1e3,
+            fresh_p99.as_secs_f64() * 1e3,
+            fresh_max.as_secs_f64() * 1e3
+        );
+        println!(
+            "  batch latency p50 {:.1} ms, p99 {:.1} ms; {} commits, {} flushes",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            stats.commits,
+            stats.flushes
+        );
+        println!(
+            "  same-person pairs: precision {:.4}, recall {:.4}, F1 {:.4} ({} profiles for {} people; largest profile {} identifiers; {} identifiers unresolved; evaluated in {:.1} s)",
+            quality.precision,
+            quality.recall,
+            quality.f1,
+            quality.predicted_profiles,
+            quality.true_people,
+            quality.largest_profile,
+            quality.unresolved,
+            evaluation.as_secs_f64()
+        );
+    }
+    Ok(())
+}

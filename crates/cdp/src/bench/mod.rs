@@ -1,0 +1,345 @@
+//! `cdp bench ...`: figures to compare with the budgets of performance.md. Benchmarks print
+//! measurements; they do not pass or fail (CI runs them small to show they work).
+
+mod audience;
+mod crypto;
+mod export;
+mod ingest;
+mod policy;
+mod store;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cdp_core::IdentifierType;
+use cdp_crypto::{DataKey, KeyVersion, Keyring, RecordAad, open, seal};
+use cdp_store::{DataDir, Keyspace, SledStore, SledStoreOptions, Store, Vault, WriteBatch};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Seal/open rates of 512-byte records, blind-index and key-wrap rates.
+    Crypto(CryptoArgs),
+    /// Durable commit throughput of the store under concurrent writers (group commit).
+    Store(StoreArgs),
+    /// Ingestion over HTTP batches (identity resolution, encryption, durable acknowledgement)
+    /// of synthetic cross-channel events, and the precision/recall of "same person".
+    Ingest(IngestArgs),
+    /// Policy decisions per second (one thread): the per-person check every audience and
+    /// export makes.
+    Policy(PolicyArgs),
+    /// Audience count latency (1 to 5 clauses, with policy filtering) over a synthetic index
+    /// of N people, and index freshness after an acknowledged write.
+    Audience(AudienceArgs),
+    /// Export throughput: a real store of N people (ingested through the engine), an export
+    /// job deciding each member, pseudonymising, hashing and sealing the file.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// People in the store (all in the audience).
+    #[arg(long, default_value_t = 100_000)]
+    profiles: u64,
+    /// Directory for the store (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// sled page cache in MiB (the `[store] cache_capacity_mb` of the configuration).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AudienceArgs {
+    /// People in the synthetic index.
+    #[arg(long, default_value_t = 1_000_000)]
+    profiles: u64,
+    /// Counts per query shape.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Freshness samples (ingest one event, wait until a count shows it).
+    #[arg(long, default_value_t = 20)]
+    freshness_samples: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory for the index and store (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Decisions per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    decisions: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// People to generate (each has 5 to 15 events).
+    #[arg(long, default_value_t = 10_000)]
+    people: u64,
+    /// Exactly this many events per person instead of 5 to 15 (large stores in less time).
+    #[arg(long)]
+    events_per_person: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Messages per HTTP batch.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Directory to create the benchmark store in (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// sled page cache in MiB (the `[store] cache_capacity_mb` of the configuration).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CryptoArgs {
+    /// Operations per measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 512)]
+    record_bytes: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    writers: u64,
+    /// Batches per writer.
+    #[arg(long, default_value_t = 200)]
+    batches: u64,
+    /// Sealed 512-byte records per batch.
+    #[arg(long, default_value_t = 10)]
+    records_per_batch: u64,
+    /// Directory to create the benchmark store in (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Records put into the store before measuring, under random keys (the engine's keys are
+    /// random profile ids, blind indexes and digests), in batches of 1,000: what a write and a
+    /// point read cost once the store is large. Their rate is reported per million.
+    #[arg(long, default_value_t = 0)]
+    preload: u64,
+    /// Point reads of preloaded records, at random, on one thread (with `--preload`).
+    #[arg(long, default_value_t = 100_000)]
+    reads: u64,
+    /// Measured records under random keys, instead of one batch's records next to each other.
+    #[arg(long)]
+    random_keys: bool,
+    /// sled page cache in MiB (the `[store] cache_capacity_mb` of the configuration).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Crypto(args) => crypto::run(args),
+        BenchCommand::Store(args) => store::run(args),
+        BenchCommand::Ingest(args) => ingest::run(args),
+        BenchCommand::Policy(args) => policy::run(args),
+        BenchCommand::Audience(args) => audience::run(args),
+        BenchCommand::Export(args) => export::run(args),
+    }
+}
+
+pub(super) struct Rate {
+    name: &'static str,
+    ops: u64,
+    elapsed: Duration,
+    budget: &'static str,
+}
+
+impl Rate {
+    pub(super) fn per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub(super) fn nanos(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.ops.max(1) as f64
+    }
+}
+
+/// The rates as JSON objects (name, ops, per_second, ns_per_op), joined with commas.
+pub(super) fn rates_json(rates: &[Rate]) -> String {
+    rates
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"name\":\"{}\",\"ops\":{},\"per_second\":{:.0},\"ns_per_op\":{:.1}}}",
+                r.name,
+                r.ops,
+                r.per_second(),
+                r.nanos()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn measure(
+    name: &'static str,
+    ops: u64,
+    budget: &'static str,
+    mut body: impl FnMut(u64),
+) -> Rate {
+    let started = Instant::now();
+    for index in 0..ops {
+        body(index);
+    }
+    Rate {
+        name,
+        ops,
+        elapsed: started.elapsed(),
+        budget,
+    }
+}
+
+pub(super) fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// A fresh data directory for a benchmark, in `dir` or a temporary directory removed on drop.
+pub(super) struct BenchDir {
+    pub(super) data_dir: DataDir,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl BenchDir {
+    pub(super) fn create(dir: Option<&std::path::Path>, name: &str) -> anyhow::Result<Self> {
+        let temporary = match dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().context("cannot create a temporary directory")?),
+        };
+        let root = dir
+            .or(temporary.as_ref().map(|t| t.path()))
+            .context("no directory")?;
+        let data_dir = DataDir::new(root.join(name));
+        anyhow::ensure!(
+            !data_dir.root().exists(),
+            "{} already exists",
+            data_dir.root().display()
+        );
+        Ok(Self {
+            data_dir,
+            _temporary: temporary,
+        })
+    }
+
+    /// Nothing to verify in a new store: the benchmarks measure work, not start-up.
+    fn store_options(cache_capacity: u64) -> SledStoreOptions {
+        SledStoreOptions {
+            verify_on_open: false,
+            cache_capacity,
+        }
+    }
+
+    /// The engine over this directory, as `serve` opens it (built-in policies, a new key).
+    pub(super) fn open_engine(
+        &self,
+        cache_capacity: u64,
+    ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
+        let config = cdp_engine::EngineConfig::new(
+            self.data_dir.root(),
+            Arc::new(Keyring::generate()?),
+            Arc::new(crate::policy::load(None)?),
+        )
+        .with_store(Self::store_options(cache_capacity));
+        Ok(Arc::new(cdp_engine::Engine::open(config)?))
+    }
+}
+
+/// A fresh store without an engine, for the store's own benchmark.
+pub(super) struct BenchStore {
+    pub(super) sled: Arc<SledStore>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) vault: Arc<Vault>,
+    /// Keeps a temporary directory until the store is dropped.
+    _dir: BenchDir,
+}
+
+impl BenchStore {
+    pub(super) fn create_with_cache(
+        dir: Option<&std::path::Path>,
+        name: &str,
+        cache_capacity: u64,
+    ) -> anyhow::Result<Self> {
+        let dir = BenchDir::create(dir, name)?;
+        let sled = SledStore::open(&dir.data_dir, &BenchDir::store_options(cache_capacity))?;
+        let store: Arc<dyn Store> = sled.clone();
+        let vault = Arc::new(Vault::open(
+            store.clone(),
+            Arc::new(Keyring::generate()?),
+            &dir.data_dir,
+        )?);
+        Ok(Self {
+            sled,
+            store,
+            vault,
+            _dir: dir,
+        })
+    }
+}
+
+/// Bytes of the files under `dir`.
+pub(super) fn disk_usage(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// A small deterministic generator (xorshift64*): benchmarks must not depend on a seedless RNG.
+pub(super) struct Rng(u64);
+
+impl Rng {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub(super) fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+pub(super) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
