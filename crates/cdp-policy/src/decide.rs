@@ -263,11 +263,13 @@ impl PolicySet {
     /// Whether `caller` may state `purpose` (roles.yaml, narrowed by the token's purposes).
     pub fn caller_may_use(&self, caller: &CallerFacts, purpose: &str) -> bool {
         let by_role = caller.roles.iter().any(|role| {
-            self.roles.roles.get(role).is_some_and(|def| {
-                def.purposes
-                    .iter()
-                    .any(|pattern| pattern == "*" || covers(pattern, purpose))
-            })
+            let role = role.parse::<crate::Role>().ok();
+            role.and_then(|role| self.roles.roles.get(&role))
+                .is_some_and(|def| {
+                    def.purposes
+                        .iter()
+                        .any(|pattern| pattern == "*" || covers(pattern, purpose))
+                })
         });
         let by_token = caller.purposes.is_empty()
             || caller

@@ -16,6 +16,7 @@ mod decide;
 pub mod golden;
 mod load;
 pub mod model;
+mod role;
 mod ropa;
 pub mod transform;
 
@@ -26,4 +27,5 @@ pub use decide::{
 };
 pub use load::{PolicyError, PolicySet};
 pub use model::{LegalBasis, Transform};
+pub use role::{Role, UnknownRole};
 pub use ropa::RopaRecipient;

@@ -286,7 +286,24 @@ impl Validator<'_> {
     }
 
     fn roles(&self, roles: &RolesFile, taxonomy: &TaxonomyFile) -> Result<(), PolicyError> {
+        // Routes grant by role: a role the file leaves out could call routes with purposes
+        // nobody wrote down.
+        if let Some(missing) = crate::Role::ALL
+            .iter()
+            .find(|role| !roles.roles.contains_key(role))
+        {
+            return Err(self.error(
+                ROLES,
+                &["roles:"],
+                missing.as_str(),
+                format!(
+                    "role {missing} is not defined (every role must be: {})",
+                    crate::Role::names()
+                ),
+            ));
+        }
         for (role, def) in &roles.roles {
+            let role = role.as_str();
             for pattern in &def.purposes {
                 if pattern != "*" && !taxonomy.purposes.contains_key(pattern) {
                     return Err(self.error(

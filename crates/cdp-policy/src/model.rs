@@ -53,7 +53,7 @@ pub struct FieldsFile {
 #[serde(deny_unknown_fields)]
 pub struct RolesFile {
     pub version: u32,
-    pub roles: BTreeMap<String, RoleDef>,
+    pub roles: BTreeMap<crate::Role, RoleDef>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -145,3 +145,23 @@ fn errors_display_file_line_and_rule() {
     assert!(error.starts_with("gdpr.yaml:"), "{error}");
     assert!(error.contains("gdpr.restriction"), "{error}");
 }
+
+#[test]
+fn roles_yaml_defines_exactly_the_roles_of_the_api() {
+    // A role the routes know but the file leaves out.
+    let (file, _, rule, message) = invalid(|files| {
+        let text = files["roles.yaml"].replace("  auditor:\n", "  auditor_gone:\n");
+        files.insert("roles.yaml".into(), text);
+    });
+    assert_eq!(file, "roles.yaml");
+    assert!(message.contains("auditor_gone"), "{rule}: {message}");
+    // Without the unknown one: the missing role is named.
+    let (file, _, rule, message) = invalid(|files| {
+        let start = files["roles.yaml"].find("  auditor:\n").unwrap();
+        let text = files["roles.yaml"][..start].to_string();
+        files.insert("roles.yaml".into(), text);
+    });
+    assert_eq!(file, "roles.yaml");
+    assert_eq!(rule, "auditor");
+    assert!(message.contains("role auditor is not defined"), "{message}");
+}

@@ -6,17 +6,7 @@ use axum::http::request::Parts;
 use base64::Engine as _;
 use cdp_crypto::{TokenClaims, TokenError};
 
-use crate::{ApiError, AppState, ErrorCode};
-
-/// The roles of the management API.
-pub const ROLES: &[&str] = &[
-    "admin",
-    "dpo",
-    "marketer",
-    "analyst",
-    "customer_service",
-    "auditor",
-];
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// A caller authenticated by a bearer token.
 #[derive(Debug, Clone)]
@@ -35,19 +25,17 @@ impl Caller {
         }
     }
 
-    /// Refuses with 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[&str]) -> Result<(), ApiError> {
-        if self
-            .0
-            .roles
-            .iter()
-            .any(|role| roles.contains(&role.as_str()))
-        {
+    /// Refuses with 403 unless one of the caller's roles holds `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if permission.granted_to(&self.0.roles) {
             Ok(())
         } else {
             Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("this route needs one of the roles: {}", roles.join(", ")),
+                format!(
+                    "this route needs one of the roles: {}",
+                    permission.roles_text()
+                ),
             ))
         }
     }

@@ -11,11 +11,13 @@ mod error;
 mod metrics;
 mod observe;
 mod openapi;
+mod permissions;
 mod routes;
 mod serve;
 
 pub use app::{AppState, ServerConfig, router};
-pub use auth::{Caller, ROLES};
+pub use auth::Caller;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use metrics::HttpMetrics;
+pub use permissions::Permission;
 pub use serve::serve;

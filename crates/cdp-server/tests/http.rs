@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cdp_crypto::{Keyring, TokenKey};
 use cdp_engine::{Engine, EngineConfig, EngineRules, IndexMode};
-use cdp_server::{ErrorCode, HttpMetrics, ServerConfig, router};
+use cdp_server::{ErrorCode, HttpMetrics, Permission, ServerConfig, router};
 use tower::ServiceExt;
 
 #[path = "http/audiences.rs"]
@@ -291,5 +291,40 @@ fn every_error_code_is_documented() {
             api.contains(&row),
             "docs/API.md lacks the row starting {row}"
         );
+    }
+}
+
+/// The permission table is the one truth about roles: every route in it exists, and the roles
+/// column of docs/API.md says exactly what it says.
+#[tokio::test]
+async fn the_permission_table_matches_the_router_and_the_docs() {
+    let h = harness();
+    let (_, _, body) = call(&h.app, get("/openapi.json")).await;
+    let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let api =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/API.md")).unwrap();
+    for permission in Permission::ALL {
+        for route in permission.routes() {
+            let (method, path) = route.split_once(' ').unwrap();
+            assert!(
+                document["paths"][path][method.to_lowercase()].is_object(),
+                "{route} ({permission:?}) is not a route of the router"
+            );
+            // The row of the route: `| `GET /v1/x...` ... | roles | what |`.
+            let row = api
+                .lines()
+                .find(|line| {
+                    line.starts_with(&format!("| `{route}"))
+                        && line[3 + route.len()..].starts_with(['`', '?', ' ', '['])
+                })
+                .unwrap_or_else(|| panic!("docs/API.md has no row for {route}"));
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let roles = cells[1].trim_end_matches(" (+ policy)");
+            assert_eq!(
+                roles,
+                permission.roles_text(),
+                "docs/API.md gives {route} other roles than the permission table"
+            );
+        }
     }
 }

@@ -113,11 +113,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 );
             }
             for role in &args.roles {
-                anyhow::ensure!(
-                    cdp_server::ROLES.contains(&role.as_str()),
-                    "unknown role {role:?}; roles are {}",
-                    cdp_server::ROLES.join(", ")
-                );
+                role.parse::<cdp_policy::Role>()?;
             }
             anyhow::ensure!(
                 (1..=30 * 24 * 3600).contains(&args.ttl),

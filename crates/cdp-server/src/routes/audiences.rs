@@ -12,10 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::routes::profiles::{as_json, blocking, json_rejection};
-use crate::{ApiError, AppState, ErrorCode};
-
-const COUNTERS: &[&str] = &["marketer", "analyst", "admin", "dpo"];
-const BUILDERS: &[&str] = &["marketer", "admin", "dpo"];
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 fn query_of(
     query: Option<String>,
@@ -54,7 +51,7 @@ pub(crate) async fn count(
     caller: Caller,
     body: Result<Json<CountBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(COUNTERS)?;
+    caller.require(Permission::CountAudiences)?;
     let Json(body) = body.map_err(json_rejection)?;
     let query = query_of(body.query, body.condition)?;
     let access = caller.access(body.purpose.clone());
@@ -83,7 +80,7 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(BUILDERS)?;
+    caller.require(Permission::BuildAudiences)?;
     let Json(body) = body.map_err(json_rejection)?;
     let query = query_of(body.query, body.condition)?;
     let access = caller.access(Some(body.purpose.clone()));
@@ -107,7 +104,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(COUNTERS)?;
+    caller.require(Permission::CountAudiences)?;
     let access = caller.access(None);
     let engine = state.engine.clone();
     as_json(blocking(move || engine.audience(&id, &access)).await?)
@@ -133,7 +130,7 @@ pub(crate) async fn members(
     Path(id): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(BUILDERS)?;
+    caller.require(Permission::BuildAudiences)?;
     let access = caller.access(query.purpose.clone());
     let engine = state.engine.clone();
     as_json(

@@ -7,9 +7,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::routes::profiles::{as_json, blocking};
-use crate::{ApiError, AppState};
-
-const AUDIT_READERS: &[&str] = &["auditor", "dpo", "admin"];
+use crate::{ApiError, AppState, Permission};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct AuditQuery {
@@ -28,7 +26,7 @@ pub(crate) async fn list(
     caller: Caller,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(AUDIT_READERS)?;
+    caller.require(Permission::ReadAudit)?;
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let engine = state.engine.clone();
@@ -44,7 +42,7 @@ pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(AUDIT_READERS)?;
+    caller.require(Permission::ReadAudit)?;
     let engine = state.engine.clone();
     as_json(blocking(move || engine.verify_audit()).await?)
 }

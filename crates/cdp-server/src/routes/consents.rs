@@ -11,10 +11,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::routes::profiles::{PurposeQuery, as_json, blocking, json_rejection, parse_id};
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// Roles that record consents (the consent-management backend runs with one of them).
-const RECORDERS: &[&str] = &["admin", "dpo", "customer_service"];
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +60,7 @@ pub(crate) async fn record(
     caller: Caller,
     body: Result<Json<ConsentBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(RECORDERS)?;
+    caller.require(Permission::RecordConsents)?;
     let Json(body) = body.map_err(json_rejection)?;
     let subject = body.subject.parse()?;
     let input = ConsentInput {

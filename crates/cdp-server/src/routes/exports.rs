@@ -16,10 +16,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::routes::profiles::{as_json, blocking, json_rejection};
-use crate::{ApiError, AppState, ErrorCode};
-
-const REGISTRARS: &[&str] = &["admin", "dpo"];
-const EXPORTERS: &[&str] = &["marketer", "admin", "dpo"];
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +42,7 @@ pub(crate) async fn create_recipient(
     caller: Caller,
     body: Result<Json<RecipientBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(REGISTRARS)?;
+    caller.require(Permission::ManageRecipients)?;
     let Json(body) = body.map_err(json_rejection)?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
@@ -77,7 +74,7 @@ pub(crate) async fn list_recipients(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(&["admin", "dpo", "marketer", "auditor"])?;
+    caller.require(Permission::ListRecipients)?;
     let engine = state.engine.clone();
     let recipients = blocking(move || engine.recipients()).await?;
     as_json(serde_json::json!({ "recipients": recipients }))
@@ -101,7 +98,7 @@ pub(crate) async fn suppress(
     caller: Caller,
     body: Result<Json<SuppressionBody>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(REGISTRARS)?;
+    caller.require(Permission::ManageRecipients)?;
     let Json(body) = body.map_err(json_rejection)?;
     let kind: IdentifierType = body
         .kind
@@ -144,7 +141,7 @@ pub(crate) async fn create_export(
     caller: Caller,
     body: Result<Json<ExportBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(EXPORTERS)?;
+    caller.require(Permission::Export)?;
     let Json(body) = body.map_err(json_rejection)?;
     let access = caller.access(Some(body.purpose.clone()));
     let engine = state.engine.clone();
@@ -173,7 +170,7 @@ pub(crate) async fn get_export(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(&["marketer", "admin", "dpo", "auditor"])?;
+    caller.require(Permission::ReadExports)?;
     let engine = state.engine.clone();
     let record = blocking(move || engine.export(&id))
         .await?
@@ -190,7 +187,7 @@ pub(crate) async fn export_file(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(EXPORTERS)?;
+    caller.require(Permission::Export)?;
     let access = caller.access(None);
     let engine = state.engine.clone();
     let (record, bytes) = blocking(move || engine.export_file(&id, &access)).await?;

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::basic_write_key;
 use crate::routes::engine_error;
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// The answer Segment libraries expect.
 #[derive(Debug, Serialize, ToSchema)]
@@ -231,7 +231,7 @@ pub(crate) async fn import(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<IngestAnswer>, ApiError> {
-    caller.require(&["admin"])?;
+    caller.require(Permission::Import)?;
     let engine = state.engine.clone();
     let limits = *engine.limits();
     let body = decode_body(&headers, body, limits.max_batch_bytes)?;

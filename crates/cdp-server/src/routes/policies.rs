@@ -10,10 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::routes::profiles::{as_json, blocking, json_rejection, parse_id};
-use crate::{ApiError, AppState, ErrorCode};
-
-const POLICY_READERS: &[&str] = &["admin", "dpo", "auditor"];
-const EVALUATORS: &[&str] = &["admin", "dpo"];
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// The loaded policies: version, jurisdictions with their rules and citations, taxonomy,
 /// field map and roles.
@@ -23,7 +20,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(POLICY_READERS)?;
+    caller.require(Permission::ReadPolicies)?;
     let policies = state.engine.policies();
     as_json(serde_json::json!({
         "version": policies.version,
@@ -70,7 +67,7 @@ pub(crate) async fn evaluate(
     caller: Caller,
     body: Result<Json<EvaluateBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(EVALUATORS)?;
+    caller.require(Permission::EvaluatePolicies)?;
     let Json(body) = body.map_err(json_rejection)?;
     let subject = match (body.subject, body.profile_id) {
         (Some(facts), None) => EvaluateSubject::Facts(facts),
@@ -114,7 +111,7 @@ pub(crate) async fn ropa(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(POLICY_READERS)?;
+    caller.require(Permission::ReadPolicies)?;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

@@ -14,9 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::routes::engine_error;
-use crate::{ApiError, AppState, ErrorCode};
-
-const GRAPH_EDITORS: &[&str] = &["admin", "dpo"];
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
     // The rejection's own text can quote input; say what kind of problem it is.
@@ -137,7 +135,7 @@ pub(crate) async fn identity(
     Path(id): Path<String>,
     Query(query): Query<PurposeQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(GRAPH_EDITORS)?;
+    caller.require(Permission::ReadIdentityGraph)?;
     let id = parse_id(&id)?;
     let access = caller.access(query.purpose);
     let engine = state.engine.clone();
@@ -168,7 +166,7 @@ pub(crate) async fn events(
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(GRAPH_EDITORS)?;
+    caller.require(Permission::ReadIdentityGraph)?;
     let id = parse_id(&id)?;
     let limit = query.limit.unwrap_or(100).min(1000);
     let access = caller.access(query.purpose);
@@ -207,7 +205,7 @@ pub(crate) async fn split(
     Path(id): Path<String>,
     body: Result<Json<SplitBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(GRAPH_EDITORS)?;
+    caller.require(Permission::SplitProfiles)?;
     let id = parse_id(&id)?;
     let Json(body) = body.map_err(json_rejection)?;
     let request = match (body.identifier, body.edge) {

@@ -13,10 +13,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::routes::profiles::{as_json, blocking, json_rejection};
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// Requests change or reveal everything about a person: the DPO's (or an admin's) job.
-const HANDLERS: &[&str] = &["dpo", "admin"];
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +52,7 @@ pub(crate) async fn submit(
     caller: Caller,
     body: Result<Json<RequestBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(HANDLERS)?;
+    caller.require(Permission::HandleRequests)?;
     let Json(body) = body.map_err(json_rejection)?;
     let subject = body.subject.parse()?;
     let options = RequestOptions {
@@ -78,7 +77,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(&["dpo", "admin", "auditor"])?;
+    caller.require(Permission::ReadRequests)?;
     let engine = state.engine.clone();
     let requests = blocking(move || engine.requests()).await?;
     as_json(serde_json::json!({ "requests": requests }))
@@ -93,7 +92,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(&["dpo", "admin", "auditor"])?;
+    caller.require(Permission::ReadRequests)?;
     let engine = state.engine.clone();
     let record = blocking(move || engine.request(&id))
         .await?
@@ -110,7 +109,7 @@ pub(crate) async fn bundle(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(HANDLERS)?;
+    caller.require(Permission::HandleRequests)?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     Ok(Json(
@@ -135,7 +134,7 @@ pub(crate) async fn retention(
     caller: Caller,
     body: Result<Json<RetentionBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(HANDLERS)?;
+    caller.require(Permission::HandleRequests)?;
     let Json(body) = body.map_err(json_rejection)?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();

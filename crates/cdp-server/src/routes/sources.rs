@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::routes::engine_error;
-use crate::{ApiError, AppState, ErrorCode};
+use crate::{ApiError, AppState, ErrorCode, Permission};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +62,7 @@ pub(crate) async fn create_source(
     caller: Caller,
     body: Result<Json<CreateSource>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<SourceAnswer>), ApiError> {
-    caller.require(&["admin"])?;
+    caller.require(Permission::ManageSources)?;
     let Json(body) = body.map_err(crate::routes::profiles::json_rejection)?;
     let channel = Channel::parse(&body.channel).ok_or_else(|| {
         ApiError::new(
@@ -89,7 +89,7 @@ pub(crate) async fn list_sources(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<SourceAnswer>>, ApiError> {
-    caller.require(&["admin"])?;
+    caller.require(Permission::ManageSources)?;
     let sources = state.engine.sources().map_err(engine_error)?;
     Ok(Json(sources.into_iter().map(|s| answer(s, None)).collect()))
 }

@@ -1,0 +1,137 @@
+//! Who may call which management route: one table. The routes check it (`Caller::require`),
+//! `cdp token issue` takes its role names from `cdp_policy::Role`, and a test keeps the roles
+//! column of docs/API.md equal to it. Roles grant routes; which purposes a role may state is
+//! for the policies (`policies/roles.yaml`) to say, per read.
+
+use cdp_policy::Role;
+use cdp_policy::Role::{Admin, Analyst, Auditor, CustomerService, Dpo, Marketer};
+
+/// What a management route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ManageSources,
+    Import,
+    ReadIdentityGraph,
+    SplitProfiles,
+    RecordConsents,
+    ReadPolicies,
+    EvaluatePolicies,
+    CountAudiences,
+    BuildAudiences,
+    ManageRecipients,
+    ListRecipients,
+    Export,
+    ReadExports,
+    HandleRequests,
+    ReadRequests,
+    ReadAudit,
+}
+
+impl Permission {
+    pub const ALL: &'static [Permission] = &[
+        Permission::ManageSources,
+        Permission::Import,
+        Permission::ReadIdentityGraph,
+        Permission::SplitProfiles,
+        Permission::RecordConsents,
+        Permission::ReadPolicies,
+        Permission::EvaluatePolicies,
+        Permission::CountAudiences,
+        Permission::BuildAudiences,
+        Permission::ManageRecipients,
+        Permission::ListRecipients,
+        Permission::Export,
+        Permission::ReadExports,
+        Permission::HandleRequests,
+        Permission::ReadRequests,
+        Permission::ReadAudit,
+    ];
+
+    /// The roles that hold the permission, in the order of [`Role::ALL`].
+    pub fn roles(self) -> &'static [Role] {
+        match self {
+            Permission::ManageSources | Permission::Import => &[Admin],
+            Permission::ReadIdentityGraph
+            | Permission::SplitProfiles
+            | Permission::EvaluatePolicies
+            | Permission::ManageRecipients
+            | Permission::HandleRequests => &[Admin, Dpo],
+            Permission::RecordConsents => &[Admin, Dpo, CustomerService],
+            Permission::ReadPolicies | Permission::ReadRequests | Permission::ReadAudit => {
+                &[Admin, Dpo, Auditor]
+            }
+            Permission::CountAudiences => &[Admin, Dpo, Marketer, Analyst],
+            Permission::BuildAudiences | Permission::Export => &[Admin, Dpo, Marketer],
+            Permission::ListRecipients | Permission::ReadExports => {
+                &[Admin, Dpo, Marketer, Auditor]
+            }
+        }
+    }
+
+    /// The routes (`METHOD /path` as in the router) that need it.
+    pub fn routes(self) -> &'static [&'static str] {
+        match self {
+            Permission::ManageSources => &["POST /v1/sources", "GET /v1/sources"],
+            Permission::Import => &["POST /v1/import"],
+            Permission::ReadIdentityGraph => &[
+                "GET /v1/profiles/{id}/identity",
+                "GET /v1/profiles/{id}/events",
+            ],
+            Permission::SplitProfiles => &["POST /v1/profiles/{id}/split"],
+            Permission::RecordConsents => &["POST /v1/consents"],
+            Permission::ReadPolicies => &["GET /v1/policies", "GET /v1/policies/ropa"],
+            Permission::EvaluatePolicies => &["POST /v1/policies/evaluate"],
+            Permission::CountAudiences => &["POST /v1/audiences/count", "GET /v1/audiences/{id}"],
+            Permission::BuildAudiences => &["POST /v1/audiences", "GET /v1/audiences/{id}/members"],
+            Permission::ManageRecipients => &["POST /v1/recipients", "POST /v1/suppressions"],
+            Permission::ListRecipients => &["GET /v1/recipients"],
+            Permission::Export => &["POST /v1/exports", "GET /v1/exports/{id}/file"],
+            Permission::ReadExports => &["GET /v1/exports/{id}"],
+            Permission::HandleRequests => &[
+                "POST /v1/requests",
+                "GET /v1/requests/{id}/bundle",
+                "POST /v1/retention/run",
+            ],
+            Permission::ReadRequests => &["GET /v1/requests", "GET /v1/requests/{id}"],
+            Permission::ReadAudit => &["GET /v1/audit", "GET /v1/audit/verify"],
+        }
+    }
+
+    /// Whether any of `roles` (names from a token) holds the permission.
+    pub fn granted_to(self, roles: &[String]) -> bool {
+        roles.iter().any(|name| {
+            name.parse::<Role>()
+                .is_ok_and(|role| self.roles().contains(&role))
+        })
+    }
+
+    /// `admin, dpo`: the roles as docs/API.md lists them.
+    pub fn roles_text(self) -> String {
+        self.roles()
+            .iter()
+            .map(|role| role.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_listed_in_canonical_order_and_routes_once() {
+        let mut routes = std::collections::BTreeSet::new();
+        for permission in Permission::ALL {
+            let roles = permission.roles();
+            let mut sorted = roles.to_vec();
+            sorted.sort();
+            assert_eq!(roles, sorted.as_slice(), "{permission:?}");
+            for route in permission.routes() {
+                assert!(routes.insert(*route), "{route} is in two rows");
+            }
+        }
+        assert!(Permission::Export.granted_to(&["marketer".into()]));
+        assert!(!Permission::Export.granted_to(&["analyst".into(), "marketr".into()]));
+    }
+}
