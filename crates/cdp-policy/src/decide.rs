@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::consent::{ConsentFact, ConsentQuery, ConsentState, covers, resolve};
+use crate::consent::{ConsentFact, ConsentOutcome, ConsentQuery, ConsentState, covers, resolve};
 use crate::load::{PolicySet, ancestors, parent};
-use crate::model::{JurisdictionFile, LegalBasis, Transform};
+use crate::model::{JurisdictionFile, LegalBasis, PurposeRule, Transform};
 
 /// What is being done with the person's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +423,8 @@ impl PolicySet {
         decision
     }
 
+    /// The decision of one jurisdiction: a restriction or the lack of a lawful basis ends it;
+    /// otherwise every check below adds its reasons and obligations.
     fn decide_in(
         &self,
         j: &JurisdictionFile,
@@ -452,201 +454,27 @@ impl PolicySet {
             );
             return out;
         };
-        let rule_id = format!("{id}.purposes.{rule_key}");
-        let notice = self.notice_version(purpose);
-        let recipient_id = request.recipient.as_ref().map(|r| r.id.as_str());
-        let general = resolve(
-            &subject.consents,
-            ConsentQuery {
-                purpose,
-                recipient: recipient_id,
-                separate: false,
-                notice_version: notice,
-            },
-        );
-        let marketing = self.purpose_flag(purpose, |p| p.marketing);
-        let personalised = self.purpose_flag(purpose, |p| p.personalised);
-        let refusal_cite = |state: ConsentState| -> Vec<String> {
-            let base = if state == ConsentState::Withdrawn {
-                &j.consent.withdrawal_cite
-            } else {
-                &j.consent.cite
-            };
-            if marketing {
-                concat(base, &j.objection.marketing_cite)
-            } else {
-                base.clone()
-            }
+        let check = JurisdictionCheck {
+            set: self,
+            j,
+            request,
+            subject,
+            id,
+            purpose,
+            notice: self.notice_version(purpose),
+            marketing: self.purpose_flag(purpose, |p| p.marketing),
+            personalised: self.purpose_flag(purpose, |p| p.personalised),
         };
-        match rule.legal_basis {
-            LegalBasis::Consent => match general.state {
-                ConsentState::Granted => out.allow(
-                    rule_id.clone(),
-                    format!("consent to {purpose} is on record"),
-                    &concat(&rule.cite, &j.consent.cite),
-                ),
-                ConsentState::Stale => out.deny(
-                    rule_id.clone(),
-                    format!(
-                        "consent to {purpose} was given to an older notice (current: {})",
-                        notice.unwrap_or("-")
-                    ),
-                    &concat(&rule.cite, &j.consent.stale_notice_cite),
-                ),
-                ConsentState::None => out.deny(
-                    rule_id.clone(),
-                    format!("{purpose} needs consent and none is on record"),
-                    &concat(&rule.cite, &j.consent.cite),
-                ),
-                state => out.deny(
-                    rule_id.clone(),
-                    format!("consent to {purpose} was {}", state.as_str()),
-                    &concat(&rule.cite, &refusal_cite(state)),
-                ),
-            },
-            LegalBasis::LegitimateInterest => {
-                if general.state.is_refusal() {
-                    out.deny(
-                        rule_id.clone(),
-                        format!("the person objected to {purpose}"),
-                        &concat(&rule.cite, &refusal_cite(general.state)),
-                    );
-                } else {
-                    out.allow(
-                        rule_id.clone(),
-                        format!("legitimate interest; the person may object to {purpose}"),
-                        &rule.cite,
-                    );
-                }
-            }
-            basis => out.allow(
-                rule_id.clone(),
-                format!("lawful basis: {}", basis.as_str()),
-                &rule.cite,
-            ),
-        }
-        if personalised && !covers("personalization", purpose) {
-            let objection = resolve(
-                &subject.consents,
-                ConsentQuery {
-                    purpose: "personalization",
-                    recipient: None,
-                    separate: false,
-                    notice_version: None,
-                },
-            );
-            if objection.state.is_refusal() {
-                out.deny(
-                    format!("{id}.objection.personalization"),
-                    format!("the person refused personalisation, and {purpose} is personalised"),
-                    &j.objection.personalization_cite,
-                );
-            }
-        }
-        if let Some(age) = subject.age {
-            let threshold = subject
-                .residency
-                .as_ref()
-                .and_then(|country| j.minors.by_country.get(country))
-                .copied()
-                .unwrap_or(j.minors.age_under);
-            if let Some(ban) = &j.minors.advertising_profiling_ban
-                && age < ban.age_under
-                && marketing
-                && personalised
-            {
-                out.deny(
-                    format!("{id}.minors.advertising_profiling_ban"),
-                    format!(
-                        "no profiling-based advertising to a person under {}",
-                        ban.age_under
-                    ),
-                    &ban.cite,
-                );
-            }
-            let needs_consent =
-                rule.legal_basis == LegalBasis::Consent || marketing || personalised;
-            if age < threshold && needs_consent && !general.guardian {
-                out.deny(
-                    format!("{id}.minors"),
-                    format!("a person under {threshold} needs a guardian's consent to {purpose}"),
-                    &j.minors.cite,
-                );
-            }
-        }
-        let separate_for = |recipient: Option<&str>| {
-            resolve(
-                &subject.consents,
-                ConsentQuery {
-                    purpose,
-                    recipient,
-                    separate: true,
-                    notice_version: notice,
-                },
-            )
-        };
+        let general = check.consent(request.recipient.as_ref().map(|r| r.id.as_str()), false);
+        check.lawful_basis(&mut out, &format!("{id}.purposes.{rule_key}"), rule, &general);
+        check.personalisation_objection(&mut out);
+        check.minors(&mut out, rule, &general);
         if let Some(recipient) = &request.recipient {
-            if !recipient
-                .allowed_purposes
-                .iter()
-                .any(|allowed| covers(allowed, purpose))
-            {
-                out.deny(
-                    format!("{id}.recipient"),
-                    format!(
-                        "recipient {} is not registered for the purpose {purpose}",
-                        recipient.id
-                    ),
-                    &j.default.cite,
-                );
-            }
-            if let Some(provision) = &j.provision
-                && provision.separate_consent
-                && recipient.role == RecipientRole::Controller
-                && separate_for(Some(&recipient.id)).state != ConsentState::Granted
-            {
-                out.deny(
-                    format!("{id}.provision"),
-                    format!(
-                        "giving data to controller {} needs the person's separate consent naming it",
-                        recipient.id
-                    ),
-                    &provision.cite,
-                );
-            }
-            if !j.home_regions.contains(&recipient.region) {
-                if !j
-                    .cross_border
-                    .mechanisms
-                    .contains(&recipient.transfer_mechanism)
-                {
-                    out.deny(
-                        format!("{id}.cross_border"),
-                        format!(
-                            "recipient {} is in {} and its transfer mechanism {:?} is not one of {}",
-                            recipient.id,
-                            recipient.region,
-                            recipient.transfer_mechanism,
-                            j.cross_border.mechanisms.join(", ")
-                        ),
-                        &j.cross_border.cite,
-                    );
-                }
-                if j.cross_border.separate_consent
-                    && separate_for(Some(&recipient.id)).state != ConsentState::Granted
-                {
-                    out.deny(
-                        format!("{id}.cross_border.separate_consent"),
-                        format!(
-                            "a transfer to {} in {} needs the person's separate consent",
-                            recipient.id, recipient.region
-                        ),
-                        &j.cross_border.cite,
-                    );
-                }
-            }
+            check.recipient(&mut out, recipient);
         }
-        if request.action == Action::Publish && separate_for(None).state != ConsentState::Granted {
+        if request.action == Action::Publish
+            && check.consent(None, true).state != ConsentState::Granted
+        {
             out.deny(
                 format!("{id}.publish"),
                 "publishing personal information needs the person's separate consent".into(),
@@ -654,61 +482,308 @@ impl PolicySet {
             );
         }
         for field in &request.fields {
-            let Some(category) = self.category_of(field) else {
-                out.oblige(
-                    field,
-                    Transform::Drop,
-                    format!("{id}.unclassified_fields"),
-                    &j.unclassified_fields.cite,
-                );
-                continue;
-            };
-            if self.is_sensitive(category)
-                && separate_for(recipient_id).state != ConsentState::Granted
-            {
-                out.oblige(
-                    field,
-                    Transform::Drop,
-                    format!("{id}.sensitive"),
-                    &j.sensitive.cite,
-                );
-                continue;
-            }
-            if request.action == Action::Export {
-                // Clear values only where the file allows this category for this purpose to a
-                // processor; otherwise the value leaves as a keyed pseudonym.
-                let clear = request
-                    .recipient
-                    .as_ref()
-                    .is_some_and(|r| r.role == RecipientRole::Processor)
-                    && nearest(&j.export.clear, category).is_some_and(|(_, purposes)| {
-                        purposes.iter().any(|allowed| covers(allowed, purpose))
-                    });
-                if clear {
-                    out.oblige(field, Transform::Keep, String::new(), &[]);
-                } else {
-                    out.oblige(
-                        field,
-                        Transform::Pseudonymise,
-                        format!("{id}.export"),
-                        &j.export.cite,
-                    );
-                }
-                continue;
-            }
-            let masking = (request.action == Action::Read)
-                .then(|| nearest(&j.display_masking.categories, category))
-                .flatten();
-            match masking {
-                Some((_, transform)) => out.oblige(
-                    field,
-                    *transform,
-                    format!("{id}.display_masking"),
-                    &j.display_masking.cite,
-                ),
-                None => out.oblige(field, Transform::Keep, String::new(), &[]),
-            }
+            check.field(&mut out, field);
         }
         out
     }
+}
+
+/// One jurisdiction's file applied to one request about one person.
+struct JurisdictionCheck<'a> {
+    set: &'a PolicySet,
+    j: &'a JurisdictionFile,
+    request: &'a DecisionRequest,
+    subject: &'a SubjectFacts,
+    /// The jurisdiction's id: the prefix of every rule it reports.
+    id: &'a str,
+    purpose: &'a str,
+    /// The current notice version of the purpose (consent to an older one is stale).
+    notice: Option<&'a str>,
+    marketing: bool,
+    personalised: bool,
+}
+
+impl JurisdictionCheck<'_> {
+    /// What the ledger says of the purpose (for `recipient`, or generally; `separate`: only
+    /// separate consents count).
+    fn consent(&self, recipient: Option<&str>, separate: bool) -> ConsentOutcome {
+        resolve(
+            &self.subject.consents,
+            ConsentQuery {
+                purpose: self.purpose,
+                recipient,
+                separate,
+                notice_version: self.notice,
+            },
+        )
+    }
+
+    /// The articles a refusal cites (a withdrawal its own; marketing adds the objection).
+    fn refusal_cite(&self, state: ConsentState) -> Vec<String> {
+        let j = self.j;
+        let base = if state == ConsentState::Withdrawn {
+            &j.consent.withdrawal_cite
+        } else {
+            &j.consent.cite
+        };
+        if self.marketing {
+            concat(base, &j.objection.marketing_cite)
+        } else {
+            base.clone()
+        }
+    }
+
+    /// The purpose's lawful basis: consent on record, legitimate interest without an
+    /// objection, or another basis.
+    fn lawful_basis(
+        &self,
+        out: &mut Outcome,
+        rule_id: &str,
+        rule: &PurposeRule,
+        general: &ConsentOutcome,
+    ) {
+        let (j, purpose) = (self.j, self.purpose);
+        let rule_id = rule_id.to_string();
+        match rule.legal_basis {
+            LegalBasis::Consent => match general.state {
+                ConsentState::Granted => out.allow(
+                    rule_id,
+                    format!("consent to {purpose} is on record"),
+                    &concat(&rule.cite, &j.consent.cite),
+                ),
+                ConsentState::Stale => out.deny(
+                    rule_id,
+                    format!(
+                        "consent to {purpose} was given to an older notice (current: {})",
+                        self.notice.unwrap_or("-")
+                    ),
+                    &concat(&rule.cite, &j.consent.stale_notice_cite),
+                ),
+                ConsentState::None => out.deny(
+                    rule_id,
+                    format!("{purpose} needs consent and none is on record"),
+                    &concat(&rule.cite, &j.consent.cite),
+                ),
+                state => out.deny(
+                    rule_id,
+                    format!("consent to {purpose} was {}", state.as_str()),
+                    &concat(&rule.cite, &self.refusal_cite(state)),
+                ),
+            },
+            LegalBasis::LegitimateInterest => {
+                if general.state.is_refusal() {
+                    out.deny(
+                        rule_id,
+                        format!("the person objected to {purpose}"),
+                        &concat(&rule.cite, &self.refusal_cite(general.state)),
+                    );
+                } else {
+                    out.allow(
+                        rule_id,
+                        format!("legitimate interest; the person may object to {purpose}"),
+                        &rule.cite,
+                    );
+                }
+            }
+            basis => out.allow(
+                rule_id,
+                format!("lawful basis: {}", basis.as_str()),
+                &rule.cite,
+            ),
+        }
+    }
+
+    /// A personalised purpose is refused to a person who refused personalisation.
+    fn personalisation_objection(&self, out: &mut Outcome) {
+        if !self.personalised || covers("personalization", self.purpose) {
+            return;
+        }
+        let objection = resolve(
+            &self.subject.consents,
+            ConsentQuery {
+                purpose: "personalization",
+                recipient: None,
+                separate: false,
+                notice_version: None,
+            },
+        );
+        if objection.state.is_refusal() {
+            out.deny(
+                format!("{}.objection.personalization", self.id),
+                format!(
+                    "the person refused personalisation, and {} is personalised",
+                    self.purpose
+                ),
+                &self.j.objection.personalization_cite,
+            );
+        }
+    }
+
+    /// Minors: no profiling-based advertising below the ban's age; below the threshold of
+    /// their country, consent-based, marketing and personalised purposes need a guardian.
+    fn minors(&self, out: &mut Outcome, rule: &PurposeRule, general: &ConsentOutcome) {
+        let (j, id, purpose) = (self.j, self.id, self.purpose);
+        let Some(age) = self.subject.age else {
+            return;
+        };
+        let threshold = self
+            .subject
+            .residency
+            .as_ref()
+            .and_then(|country| j.minors.by_country.get(country))
+            .copied()
+            .unwrap_or(j.minors.age_under);
+        if let Some(ban) = &j.minors.advertising_profiling_ban
+            && age < ban.age_under
+            && self.marketing
+            && self.personalised
+        {
+            out.deny(
+                format!("{id}.minors.advertising_profiling_ban"),
+                format!(
+                    "no profiling-based advertising to a person under {}",
+                    ban.age_under
+                ),
+                &ban.cite,
+            );
+        }
+        let needs_consent =
+            rule.legal_basis == LegalBasis::Consent || self.marketing || self.personalised;
+        if age < threshold && needs_consent && !general.guardian {
+            out.deny(
+                format!("{id}.minors"),
+                format!("a person under {threshold} needs a guardian's consent to {purpose}"),
+                &j.minors.cite,
+            );
+        }
+    }
+
+    /// A recipient: registered for the purpose; a controller needs the person's separate
+    /// consent naming it; outside the home regions, a transfer mechanism of the file and (where
+    /// the file says so) separate consent.
+    fn recipient(&self, out: &mut Outcome, recipient: &RecipientFacts) {
+        let (j, id, purpose) = (self.j, self.id, self.purpose);
+        if !recipient
+            .allowed_purposes
+            .iter()
+            .any(|allowed| covers(allowed, purpose))
+        {
+            out.deny(
+                format!("{id}.recipient"),
+                format!(
+                    "recipient {} is not registered for the purpose {purpose}",
+                    recipient.id
+                ),
+                &j.default.cite,
+            );
+        }
+        let separate_granted =
+            || self.consent(Some(&recipient.id), true).state == ConsentState::Granted;
+        if let Some(provision) = &j.provision
+            && provision.separate_consent
+            && recipient.role == RecipientRole::Controller
+            && !separate_granted()
+        {
+            out.deny(
+                format!("{id}.provision"),
+                format!(
+                    "giving data to controller {} needs the person's separate consent naming it",
+                    recipient.id
+                ),
+                &provision.cite,
+            );
+        }
+        if j.home_regions.contains(&recipient.region) {
+            return;
+        }
+        if !j
+            .cross_border
+            .mechanisms
+            .contains(&recipient.transfer_mechanism)
+        {
+            out.deny(
+                format!("{id}.cross_border"),
+                format!(
+                    "recipient {} is in {} and its transfer mechanism {:?} is not one of {}",
+                    recipient.id,
+                    recipient.region,
+                    recipient.transfer_mechanism,
+                    j.cross_border.mechanisms.join(", ")
+                ),
+                &j.cross_border.cite,
+            );
+        }
+        if j.cross_border.separate_consent && !separate_granted() {
+            out.deny(
+                format!("{id}.cross_border.separate_consent"),
+                format!(
+                    "a transfer to {} in {} needs the person's separate consent",
+                    recipient.id, recipient.region
+                ),
+                &j.cross_border.cite,
+            );
+        }
+    }
+
+    /// The obligation on one requested field: dropped when unclassified or sensitive without
+    /// separate consent; for exports clear or pseudonymised; for reads masked as the file says.
+    fn field(&self, out: &mut Outcome, field: &str) {
+        let (j, id, purpose, request) = (self.j, self.id, self.purpose, self.request);
+        let Some(category) = self.set.category_of(field) else {
+            out.oblige(
+                field,
+                Transform::Drop,
+                format!("{id}.unclassified_fields"),
+                &j.unclassified_fields.cite,
+            );
+            return;
+        };
+        let recipient_id = request.recipient.as_ref().map(|r| r.id.as_str());
+        if self.set.is_sensitive(category)
+            && self.consent(recipient_id, true).state != ConsentState::Granted
+        {
+            out.oblige(
+                field,
+                Transform::Drop,
+                format!("{id}.sensitive"),
+                &j.sensitive.cite,
+            );
+            return;
+        }
+        if request.action == Action::Export {
+            // Clear values only where the file allows this category for this purpose to a
+            // processor; otherwise the value leaves as a keyed pseudonym.
+            let clear = request
+                .recipient
+                .as_ref()
+                .is_some_and(|r| r.role == RecipientRole::Processor)
+                && nearest(&j.export.clear, category).is_some_and(|(_, purposes)| {
+                    purposes.iter().any(|allowed| covers(allowed, purpose))
+                });
+            if clear {
+                out.oblige(field, Transform::Keep, String::new(), &[]);
+            } else {
+                out.oblige(
+                    field,
+                    Transform::Pseudonymise,
+                    format!("{id}.export"),
+                    &j.export.cite,
+                );
+            }
+            return;
+        }
+        let masking = (request.action == Action::Read)
+            .then(|| nearest(&j.display_masking.categories, category))
+            .flatten();
+        match masking {
+            Some((_, transform)) => out.oblige(
+                field,
+                *transform,
+                format!("{id}.display_masking"),
+                &j.display_masking.cite,
+            ),
+            None => out.oblige(field, Transform::Keep, String::new(), &[]),
+        }
+    }
+
 }
