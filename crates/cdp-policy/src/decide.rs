@@ -466,7 +466,12 @@ impl PolicySet {
             personalised: self.purpose_flag(purpose, |p| p.personalised),
         };
         let general = check.consent(request.recipient.as_ref().map(|r| r.id.as_str()), false);
-        check.lawful_basis(&mut out, &format!("{id}.purposes.{rule_key}"), rule, &general);
+        check.lawful_basis(
+            &mut out,
+            &format!("{id}.purposes.{rule_key}"),
+            rule,
+            &general,
+        );
         check.personalisation_objection(&mut out);
         check.minors(&mut out, rule, &general);
         if let Some(recipient) = &request.recipient {
@@ -785,5 +790,4 @@ impl JurisdictionCheck<'_> {
             None => out.oblige(field, Transform::Keep, String::new(), &[]),
         }
     }
-
 }
