@@ -5,19 +5,17 @@
 //! added to the profile that already holds its identifier set or resolved (`resolve`), and its
 //! changes staged; the request commits once.
 
-use cdp_core::ProfileId;
 use cdp_core::segment::Message;
 use cdp_identity::extract::extract;
 use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
 
 use crate::records::{
-    EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeRecord, Provenance, SourceRecord,
-    StoredEvent, order_of,
+    EvidenceId, GraphNode, NodeRecord, Provenance, SourceRecord, StoredEvent, order_of,
 };
 use crate::write::apply::{Changes, Staged};
 use crate::write::cache::RecordCache;
 use crate::write::graph_store::StoreGraph;
-use crate::write::message::{EventToResolve, Incoming, PreparedMessage, evidence_id_of};
+use crate::write::message::{Arrival, EventToResolve, Incoming, PreparedMessage, evidence_id_of};
 use crate::{Engine, EngineError};
 
 /// What an ingest call did.
@@ -180,38 +178,17 @@ impl Engine {
                 )?;
             }
             existing => {
-                let graph_evidence = GraphEvidence {
-                    id: evidence_id,
-                    order,
-                    nodes: match &existing {
-                        // A late event with an identifier set seen before moves that evidence
-                        // earlier in event order; severed identifiers stay severed.
-                        Some(existing) => existing.graph_evidence().nodes,
-                        None => nodes.clone(),
+                let to_resolve = EventToResolve::new(
+                    &nodes,
+                    existing,
+                    Arrival {
+                        event,
+                        digest,
+                        identifiers: &identifiers,
+                        provenance,
+                        order,
                     },
-                };
-                let evidence = EvidenceRecord {
-                    id: evidence_id,
-                    nodes: graph_evidence
-                        .nodes
-                        .iter()
-                        .map(|n| (n.kind.clone(), n.key))
-                        .collect(),
-                    severed: existing.map(|e| e.severed).unwrap_or_default(),
-                    order,
-                    first: provenance.clone(),
-                    profile: ProfileId::from_bytes([0; 16]),
-                    dropped: Vec::new(),
-                };
-                let to_resolve = EventToResolve {
-                    evidence,
-                    graph_evidence,
-                    event,
-                    digest,
-                    identifiers: &identifiers,
-                    provenance,
-                    order,
-                };
+                );
                 self.resolve_event(&mut graph, &mut changes, to_resolve)?;
                 Self::note_mentions(&mut graph, &mut changes, &nodes, evidence_id, order)?;
             }

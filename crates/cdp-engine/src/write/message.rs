@@ -57,6 +57,66 @@ pub(crate) struct EventToResolve<'a> {
     pub(crate) order: OrderKey,
 }
 
+/// An event as it arrives, with what resolution needs to place it.
+pub(crate) struct Arrival<'a> {
+    pub(crate) event: StoredEvent,
+    pub(crate) digest: [u8; 16],
+    pub(crate) identifiers: &'a MessageIdentifiers,
+    pub(crate) provenance: Provenance,
+    pub(crate) order: OrderKey,
+}
+
+impl<'a> EventToResolve<'a> {
+    /// The event's evidence over `nodes`. `existing`: the stored evidence of the same
+    /// identifier set, when this event comes earlier in event order: it moves earlier, and
+    /// identifiers severed from it stay severed.
+    pub(crate) fn new(
+        nodes: &[GraphNode],
+        existing: Option<EvidenceRecord>,
+        arrival: Arrival<'a>,
+    ) -> Self {
+        let Arrival {
+            event,
+            digest,
+            identifiers,
+            provenance,
+            order,
+        } = arrival;
+        let id = event.evidence;
+        let graph_evidence = GraphEvidence {
+            id,
+            order,
+            nodes: match &existing {
+                Some(existing) => existing.graph_evidence().nodes,
+                None => nodes.to_vec(),
+            },
+        };
+        let evidence = EvidenceRecord {
+            id,
+            nodes: graph_evidence
+                .nodes
+                .iter()
+                .map(|n| (n.kind.clone(), n.key))
+                .collect(),
+            severed: existing.map(|e| e.severed).unwrap_or_default(),
+            order,
+            first: provenance.clone(),
+            // Set once resolution has placed it.
+            profile: cdp_core::ProfileId::from_bytes([0; 16]),
+            dropped: Vec::new(),
+        };
+        Self {
+            evidence,
+            graph_evidence,
+            event,
+            digest,
+            identifiers,
+            provenance,
+            order,
+        }
+    }
+}
+
 impl Engine {
     /// The usable identifiers of a message: normalised (blocked and invalid ones left out) and
     /// blind-indexed.

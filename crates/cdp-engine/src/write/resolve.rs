@@ -9,13 +9,14 @@ use time::OffsetDateTime;
 
 use crate::consent::record::{ConsentRecord, consent_key, key_suffix};
 use crate::records::{
-    DroppedNode, EvidenceId, GraphNode, IdentifierEntry, MergeLogEntry, NodeRecord, Provenance,
-    StoredEvent, event_key, event_key_suffix,
+    DroppedNode, EvidenceId, GraphNode, IdentifierEntry, MergeLogEntry, NodeRecord, ProfileRecord,
+    Provenance, StoredEvent, event_key, event_key_suffix,
 };
 use crate::write::apply::Changes;
 use crate::write::graph_store::StoreGraph;
 use crate::write::message::EventToResolve;
 use crate::write::profile_update::merge_channel;
+use crate::write::survivorship::SurvivorshipRules;
 use crate::{Engine, EngineError};
 
 /// What the graph decided for an event that links without a recompute.
@@ -162,31 +163,7 @@ impl Engine {
         let (old, old_key) = graph.profile(absorbed)?.ok_or_else(|| {
             EngineError::Corrupt(format!("profile {absorbed} to merge is missing"))
         })?;
-        // Events move to the survivor, re-sealed under its key.
-        for (key, sealed) in graph
-            .view
-            .scan_prefix(Keyspace::Events, absorbed.as_bytes())?
-        {
-            let stored: StoredEvent =
-                self.open_person(&old_key, Keyspace::Events, &key, &sealed)?;
-            let new_key = event_key(&target, stored.message.timestamp, event_key_suffix(&key));
-            changes.deleted_events.insert(key);
-            changes.events.insert(new_key, (target, stored));
-        }
-        // So do consent records: their origins keep the most-restrictive rule meaningful.
-        for (key, sealed) in graph
-            .view
-            .scan_prefix(Keyspace::Consents, absorbed.as_bytes())?
-        {
-            let record: ConsentRecord =
-                self.open_person(&old_key, Keyspace::Consents, &key, &sealed)?;
-            let suffix = key_suffix(&key)
-                .ok_or_else(|| EngineError::Corrupt("consent ledger key".into()))?;
-            changes.deleted_consents.insert(key);
-            changes
-                .consents
-                .insert(consent_key(&target, &suffix), (target, record));
-        }
+        self.move_person_records(graph, changes, absorbed, &old_key, target)?;
         for id in &old.evidence {
             if let Some(mut record) = match changes.evidence.remove(id) {
                 Some(record) => Some(record),
@@ -213,44 +190,7 @@ impl Engine {
             .profiles
             .get_mut(&target)
             .ok_or_else(|| EngineError::Corrupt(format!("profile {target} not loaded")))?;
-        for identifier in old.identifiers {
-            if !record
-                .identifiers
-                .iter()
-                .any(|entry| entry.node == identifier.node)
-            {
-                record.identifiers.push(identifier);
-            }
-        }
-        for (name, value) in old.traits {
-            let merged = match record.traits.get(&name) {
-                Some(current) => self.config.survivorship.choose(&name, current, &value),
-                None => value,
-            };
-            record.traits.insert(name, merged);
-        }
-        for (channel, summary) in old.channels {
-            match record.channels.get_mut(&channel) {
-                Some(existing) => merge_channel(existing, &summary),
-                None => {
-                    record.channels.insert(channel, summary);
-                }
-            }
-        }
-        record.evidence.extend(old.evidence);
-        record.first_order = record.first_order.min(old.first_order);
-        record.last_order = record.last_order.max(old.last_order);
-        record.created_at = record.created_at.min(old.created_at);
-        record.event_count += old.event_count;
-        record.merged_from.push(absorbed);
-        record.merged_from.extend(old.merged_from);
-        record.consent_marks.extend(old.consent_marks);
-        // A restriction or a deleted tag of either side holds for the merged person.
-        record.restricted |= old.restricted;
-        record.tags_removed.extend(old.tags_removed);
-        record
-            .activity
-            .absorb(old.activity, OffsetDateTime::now_utc());
+        merge_into(&self.config.survivorship, record, old, absorbed);
         changes.aliases.insert(absorbed, target);
         changes.deleted_profiles.insert(absorbed);
         changes.merge_log.push(MergeLogEntry {
@@ -264,4 +204,87 @@ impl Engine {
         });
         Ok(())
     }
+
+    /// Moves the events and consent records of `from` to `to`, re-sealed under `to`'s key
+    /// (consent records keep their origins: the most-restrictive rule stays meaningful).
+    fn move_person_records(
+        &self,
+        graph: &mut StoreGraph<'_>,
+        changes: &mut Changes,
+        from: ProfileId,
+        from_key: &cdp_crypto::DataKey,
+        to: ProfileId,
+    ) -> Result<(), EngineError> {
+        // Events move to the survivor, re-sealed under its key.
+        for (key, sealed) in graph.view.scan_prefix(Keyspace::Events, from.as_bytes())? {
+            let stored: StoredEvent =
+                self.open_person(from_key, Keyspace::Events, &key, &sealed)?;
+            let new_key = event_key(&to, stored.message.timestamp, event_key_suffix(&key));
+            changes.deleted_events.insert(key);
+            changes.events.insert(new_key, (to, stored));
+        }
+        // So do consent records: their origins keep the most-restrictive rule meaningful.
+        for (key, sealed) in graph
+            .view
+            .scan_prefix(Keyspace::Consents, from.as_bytes())?
+        {
+            let record: ConsentRecord =
+                self.open_person(from_key, Keyspace::Consents, &key, &sealed)?;
+            let suffix = key_suffix(&key)
+                .ok_or_else(|| EngineError::Corrupt("consent ledger key".into()))?;
+            changes.deleted_consents.insert(key);
+            changes
+                .consents
+                .insert(consent_key(&to, &suffix), (to, record));
+        }
+        Ok(())
+    }
+}
+
+/// The absorbed profile's identifiers, traits (survivorship decides), channels, evidence,
+/// counters and flags, merged into the survivor's record.
+fn merge_into(
+    rules: &SurvivorshipRules,
+    record: &mut ProfileRecord,
+    old: ProfileRecord,
+    absorbed: ProfileId,
+) {
+    for identifier in old.identifiers {
+        if !record
+            .identifiers
+            .iter()
+            .any(|entry| entry.node == identifier.node)
+        {
+            record.identifiers.push(identifier);
+        }
+    }
+    for (name, value) in old.traits {
+        let merged = match record.traits.get(&name) {
+            Some(current) => rules.choose(&name, current, &value),
+            None => value,
+        };
+        record.traits.insert(name, merged);
+    }
+    for (channel, summary) in old.channels {
+        match record.channels.get_mut(&channel) {
+            Some(existing) => merge_channel(existing, &summary),
+            None => {
+                record.channels.insert(channel, summary);
+            }
+        }
+    }
+    record.evidence.extend(old.evidence);
+    record.first_order = record.first_order.min(old.first_order);
+    record.last_order = record.last_order.max(old.last_order);
+    record.created_at = record.created_at.min(old.created_at);
+    record.event_count += old.event_count;
+    record.merged_from.push(absorbed);
+    record.merged_from.extend(old.merged_from);
+    record.consent_marks.extend(old.consent_marks);
+    // A restriction or a deleted tag of either side holds for the merged person.
+    record.restricted |= old.restricted;
+    record.tags_removed.extend(old.tags_removed);
+    record
+        .activity
+        .absorb(old.activity, OffsetDateTime::now_utc());
 }
