@@ -5,23 +5,26 @@
 //! person), carried out at once (`in_progress` -> `done`, or `refused` with a reason), and every
 //! step is audited. The record holds no personal data: the person appears as the audit
 //! pseudonym, and an access bundle is assembled when it is downloaded, never stored.
+//!
+//! Rooms: this file (the record and its steps), `edits` (rectification, restriction,
+//! objection, tags), `bundle` (access), `erase` (crypto-shredding), `retention` (the sweeper).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod bundle;
+mod edits;
+mod erase;
+pub mod retention;
 
-use cdp_core::{Channel, ProfileId};
-use cdp_policy::ConsentStatus;
+use std::collections::BTreeMap;
+
+use cdp_core::ProfileId;
 use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
-use crate::consent::record::{ConsentInput, ConsentSubject};
-use crate::write::graph_store::StoreGraph;
-pub mod retention;
-
-use crate::derived::DerivedAttributes;
-use crate::records::{StoredEvent, TraitValue, hex};
+use crate::consent::record::ConsentSubject;
+use crate::records::hex;
 use crate::{Engine, EngineError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,20 +192,7 @@ impl Engine {
             } => self.profile_of_identifier(kind, value, region.as_deref())?,
         };
         let now = OffsetDateTime::now_utc();
-        let due_days = match profile {
-            Some(id) => match self.subject_facts_of(id)? {
-                Some(facts) => self
-                    .policies()
-                    .jurisdictions_for(&facts)
-                    .0
-                    .iter()
-                    .map(|j| i64::from(j.requests.response_days))
-                    .min()
-                    .unwrap_or(DEFAULT_DUE_DAYS),
-                None => DEFAULT_DUE_DAYS,
-            },
-            None => DEFAULT_DUE_DAYS,
-        };
+        let due_days = self.due_days(profile)?;
         let mut record = RequestRecord {
             id: format!("req_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?)),
             kind,
@@ -265,292 +255,21 @@ impl Engine {
         Ok(record)
     }
 
-    /// Loads a profile with its key under the identity lock, lets `change` edit it, and
-    /// writes it back (the write-through cache is reset: these edits bypass ingestion).
-    fn edit_profile(
-        &self,
-        id: ProfileId,
-        change: impl FnOnce(&mut crate::records::ProfileRecord) -> Result<Value, EngineError>,
-    ) -> Result<Value, EngineError> {
-        let mut cache = self.write_lock();
-        let view = cdp_store::Overlay::new(self.store().as_ref());
-        let mut graph = StoreGraph::new(self, &view);
-        let (mut record, key) = graph
-            .profile(id)?
-            .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
-        drop(graph);
-        let result = change(&mut record)?;
-        let sealed = self.seal_person(&key, Keyspace::Profiles, id.as_bytes(), &record)?;
-        let mut batch = WriteBatch::default();
-        batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
-        let ticket = self.store().commit(batch)?;
-        *cache = crate::write::cache::RecordCache::default();
-        drop(cache);
-        ticket.wait_durable()?;
-        Ok(result)
-    }
-
-    fn rectify(
-        &self,
-        id: ProfileId,
-        traits: &BTreeMap<String, Value>,
-        request: &str,
-    ) -> Result<Value, EngineError> {
-        if traits.is_empty() || traits.len() > 50 {
-            return Err(EngineError::InvalidRequest(
-                "rectification needs 1 to 50 traits to correct".into(),
-            ));
-        }
-        let now = OffsetDateTime::now_utc();
-        self.edit_profile(id, |record| {
-            for (name, value) in traits {
-                let first_seen = record.traits.get(name).map_or(now, |t| t.first_seen);
-                record.traits.insert(
-                    name.clone(),
-                    TraitValue {
-                        value: value.clone(),
-                        source_id: format!("dsr:{request}"),
-                        channel: Channel::CustomerService,
-                        at: now,
-                        first_seen,
-                    },
-                );
-            }
-            Ok(serde_json::json!({ "corrected": traits.keys().collect::<Vec<_>>() }))
-        })
-    }
-
-    fn set_restricted(&self, id: ProfileId, restricted: bool) -> Result<Value, EngineError> {
-        self.edit_profile(id, |record| {
-            record.restricted = restricted;
-            Ok(serde_json::json!({ "restricted": restricted }))
-        })
-    }
-
-    fn object(
-        &self,
-        id: ProfileId,
-        scope: &[String],
-        actor: &str,
-        request: &str,
-    ) -> Result<Value, EngineError> {
-        let scope: Vec<String> = if scope.is_empty() {
-            vec!["marketing".into(), "personalization".into()]
-        } else {
-            scope.to_vec()
+    /// Days to answer: the shortest of the person's jurisdictions (the default for nobody).
+    fn due_days(&self, profile: Option<ProfileId>) -> Result<i64, EngineError> {
+        let facts = match profile {
+            Some(id) => self.subject_facts_of(id)?,
+            None => None,
         };
-        for purpose in &scope {
-            if purpose != "marketing" && purpose != "personalization" {
-                return Err(EngineError::InvalidRequest(format!(
-                    "an objection covers marketing and/or personalization, not {purpose:?}"
-                )));
-            }
-        }
-        for purpose in &scope {
-            let (_, ticket) = self.record_consent(
-                ConsentInput {
-                    subject: ConsentSubject::Profile(id),
-                    purpose: purpose.clone(),
-                    status: ConsentStatus::Denied,
-                    legal_basis: None,
-                    notice_version: None,
-                    source: format!("data-subject request {request}"),
-                    channel: None,
-                    recipient: None,
-                    separate: false,
-                    guardian: false,
-                    evidence: serde_json::json!({ "request": request }),
-                    at: None,
-                },
-                actor,
-            )?;
-            ticket.wait_durable()?;
-        }
-        Ok(serde_json::json!({ "objected_to": scope }))
-    }
-
-    fn edit_tags(&self, id: ProfileId, delete: &[String]) -> Result<Value, EngineError> {
-        self.edit_profile(id, |record| {
-            for tag in delete {
-                record.tags_removed.insert(tag.clone());
-            }
-            let tags: Vec<String> = DerivedAttributes::of(record, OffsetDateTime::now_utc()).tags;
-            Ok(serde_json::json!({ "tags": tags, "deleted": delete }))
-        })
-    }
-
-    /// The access bundle (GDPR Art 15, 20; PIPL Art 45): everything held about the person.
-    pub fn access_bundle(&self, request_id: &str, actor: &str) -> Result<Value, EngineError> {
-        let request = self
-            .request(request_id)?
-            .ok_or_else(|| EngineError::NotFound(format!("request {request_id}")))?;
-        if request.kind != RequestType::Access || request.status != RequestStatus::Done {
-            return Err(EngineError::Conflict(format!(
-                "request {request_id} is not a completed access request"
-            )));
-        }
-        let id = request
-            .profile_id
-            .ok_or_else(|| EngineError::NotFound("the person of this request".into()))?;
-        let id = self.resolve_id(id)?;
-        let record = self
-            .load_profile(id)?
-            .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
-        let events = self.events(id, usize::MAX)?;
-        let consents = self.consent_records(&id)?;
-        let identity = self.identity(id)?;
-        let traits = crate::computed::compute(
-            &record.activity,
-            OffsetDateTime::now_utc(),
-            &self.config.computed,
-            &Default::default(),
-        );
-        let mut audiences = Vec::new();
-        if self.search_index().is_ok() {
-            for audience in self.saved_audiences()? {
-                let members = self.audience_member_ids(&audience, &audience.purpose)?;
-                if members.contains(&id) {
-                    audiences.push(serde_json::json!({ "id": audience.id, "name": audience.name, "purpose": audience.purpose }));
-                }
-            }
-        }
-        let exports = self.exports_of(&id)?;
-        self.audit(&[AuditRecord {
-            actor: actor.to_string(),
-            action: "request.access.bundle".into(),
-            purpose: None,
-            person: Some(id),
-            decision: "done".into(),
-            rules: vec![request_id.to_string()],
-        }])?
-        .wait_durable()?;
-        Ok(serde_json::json!({
-            "format": "cdp-access-bundle/1",
-            "generated_at": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "profile_id": id,
-            "identifiers": record.identifiers.iter().map(|i| serde_json::json!({
-                "type": i.kind, "value": i.value, "source_id": i.source_id, "channel": i.channel,
-                "field": i.field,
-            })).collect::<Vec<_>>(),
-            "traits": record.traits,
-            "computed_traits": traits,
-            "tags": DerivedAttributes::of(&record, OffsetDateTime::now_utc()).tags,
-            "channels": record.channels,
-            "restricted": record.restricted,
-            "events": events.iter().map(|e: &StoredEvent| &e.message).collect::<Vec<_>>(),
-            "consents": consents,
-            "audiences": audiences,
-            "exports": exports,
-            "merge_history": identity.map(|v| v.merge_log).unwrap_or_default(),
-        }))
-    }
-
-    /// Crypto-shredding: the person's data key is destroyed, their graph records, identifiers,
-    /// events, consents, de-duplication keys and aliases are deleted; the index drops them
-    /// from the change feed. Answers a signed receipt.
-    pub(crate) fn erase(
-        &self,
-        id: ProfileId,
-        cause: &str,
-        actor: &str,
-    ) -> Result<Value, EngineError> {
-        let exports = self.exports_of(&id)?;
-        let mut cache = self.write_lock();
-        let view = cdp_store::Overlay::new(self.store().as_ref());
-        let mut graph = StoreGraph::new(self, &view);
-        let (record, key) = graph
-            .profile(id)?
-            .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
-        let mut batch = WriteBatch::default();
-        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-        // Events: their de-duplication keys go too, so re-sent events make a new person.
-        for item in self.store().scan_prefix(Keyspace::Events, id.as_bytes()) {
-            let (event_key, sealed) = item?;
-            if let Ok(event) =
-                self.open_person::<StoredEvent>(&key, Keyspace::Events, &event_key, &sealed)
-            {
-                let digest = cdp_crypto::digest16(&[
-                    event.source_id.as_bytes(),
-                    event.message.message_id.as_bytes(),
-                ]);
-                batch.delete(Keyspace::Messages, digest.to_vec());
-            }
-            batch.delete(Keyspace::Events, event_key);
-            *counts.entry("events").or_default() += 1;
-        }
-        for item in self.store().scan_prefix(Keyspace::Consents, id.as_bytes()) {
-            let (consent_key, _) = item?;
-            batch.delete(Keyspace::Consents, consent_key);
-            *counts.entry("consents").or_default() += 1;
-        }
-        let mut nodes = BTreeSet::new();
-        for identifier in &record.identifiers {
-            nodes.insert(identifier.node);
-        }
-        for evidence in &record.evidence {
-            if let Some(edge) = graph.evidence(evidence)? {
-                for (_, node) in edge.nodes.iter().chain(edge.severed.iter()) {
-                    // Only this person's identifiers: another person's stays theirs.
-                    if let Some(n) = graph.node(node)?
-                        && n.profile.is_none_or(|p| p == id)
-                    {
-                        nodes.insert(*node);
-                    }
-                }
-            }
-            batch.delete(Keyspace::IdentityEdges, evidence.0.to_vec());
-            *counts.entry("evidence").or_default() += 1;
-        }
-        for node in &nodes {
-            batch.delete(Keyspace::Identifiers, node.0.as_bytes().to_vec());
-            for item in self
-                .store()
-                .scan_prefix(Keyspace::Mentions, node.0.as_bytes())
-            {
-                let (mention, _) = item?;
-                batch.delete(Keyspace::Mentions, mention);
-            }
-            *counts.entry("identifiers").or_default() += 1;
-        }
-        for item in self.store().scan_prefix(Keyspace::MergeLog, id.as_bytes()) {
-            let (entry, _) = item?;
-            batch.delete(Keyspace::MergeLog, entry);
-        }
-        for absorbed in &record.merged_from {
-            batch.delete(Keyspace::Aliases, absorbed.as_bytes().to_vec());
-        }
-        batch.delete(Keyspace::Profiles, id.as_bytes().to_vec());
-        // The data key last in meaning, same batch in fact: nothing sealed under it can be
-        // opened once this commits.
-        self.vault().destroy_person_key(&id, &mut batch);
-        drop(graph);
-        let ticket = self.store().commit(batch)?;
-        *cache = crate::write::cache::RecordCache::default();
-        drop(cache);
-        ticket.wait_durable()?;
-        let erased_at = OffsetDateTime::now_utc();
-        let mut receipt = serde_json::json!({
-            "cause": cause,
-            "person": self.audit_pseudonym(&id)?,
-            "erased_at": erased_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "deleted": counts,
-            "data_key_destroyed": true,
-            "recipients_to_notify": exports,
-            "policy_version": self.policies().version,
-        });
-        let signing = self.vault().signing_key()?;
-        let signature = signing.sign_base64(&serde_json::to_vec(&receipt).unwrap_or_default());
-        receipt["signing_key"] = Value::String(signing.public_key_base64());
-        receipt["signature"] = Value::String(signature);
-        self.audit(&[AuditRecord {
-            actor: actor.to_string(),
-            action: "person.erased".into(),
-            purpose: None,
-            person: Some(id),
-            decision: "done".into(),
-            rules: vec![cause.to_string()],
-        }])?
-        .wait_durable()?;
-        Ok(serde_json::json!({ "receipt": receipt }))
+        Ok(facts
+            .and_then(|facts| {
+                self.policies()
+                    .jurisdictions_for(&facts)
+                    .0
+                    .iter()
+                    .map(|j| i64::from(j.requests.response_days))
+                    .min()
+            })
+            .unwrap_or(DEFAULT_DUE_DAYS))
     }
 }

@@ -1,0 +1,139 @@
+//! Erasure by crypto-shredding (PIPL Art 47, GDPR Art 17).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cdp_core::ProfileId;
+use cdp_store::{Keyspace, WriteBatch};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::audit::AuditRecord;
+use crate::records::StoredEvent;
+use crate::write::graph_store::StoreGraph;
+use crate::{Engine, EngineError};
+
+impl Engine {
+    /// Crypto-shredding: the person's data key is destroyed, their graph records, identifiers,
+    /// events, consents, de-duplication keys and aliases are deleted; the index drops them
+    /// from the change feed. Answers a signed receipt.
+    pub(crate) fn erase(
+        &self,
+        id: ProfileId,
+        cause: &str,
+        actor: &str,
+    ) -> Result<Value, EngineError> {
+        let exports = self.exports_of(&id)?;
+        let mut cache = self.write_lock();
+        let view = cdp_store::Overlay::new(self.store().as_ref());
+        let mut graph = StoreGraph::new(self, &view);
+        let (record, key) = graph
+            .profile(id)?
+            .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
+        let (mut batch, counts) = self.erasure_batch(&mut graph, &record, &key)?;
+        batch.delete(Keyspace::Profiles, id.as_bytes().to_vec());
+        // The data key last in meaning, same batch in fact: nothing sealed under it can be
+        // opened once this commits.
+        self.vault().destroy_person_key(&id, &mut batch);
+        drop(graph);
+        let ticket = self.store().commit(batch)?;
+        *cache = crate::write::cache::RecordCache::default();
+        drop(cache);
+        ticket.wait_durable()?;
+        let erased_at = OffsetDateTime::now_utc();
+        let mut receipt = serde_json::json!({
+            "cause": cause,
+            "person": self.audit_pseudonym(&id)?,
+            "erased_at": erased_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "deleted": counts,
+            "data_key_destroyed": true,
+            "recipients_to_notify": exports,
+            "policy_version": self.policies().version,
+        });
+        let signing = self.vault().signing_key()?;
+        let signature = signing.sign_base64(&serde_json::to_vec(&receipt).unwrap_or_default());
+        receipt["signing_key"] = Value::String(signing.public_key_base64());
+        receipt["signature"] = Value::String(signature);
+        self.audit(&[AuditRecord {
+            actor: actor.to_string(),
+            action: "person.erased".into(),
+            purpose: None,
+            person: Some(id),
+            decision: "done".into(),
+            rules: vec![cause.to_string()],
+        }])?
+        .wait_durable()?;
+        Ok(serde_json::json!({ "receipt": receipt }))
+    }
+
+    /// Deletes of everything of the person but the profile and the data key, with counts:
+    /// events (and their de-duplication keys, so re-sent events make a new person), consent
+    /// records, evidence, the person's own identifiers and their mentions, the merge log and
+    /// aliases.
+    fn erasure_batch(
+        &self,
+        graph: &mut StoreGraph<'_>,
+        record: &crate::records::ProfileRecord,
+        key: &cdp_crypto::DataKey,
+    ) -> Result<(WriteBatch, BTreeMap<&'static str, u64>), EngineError> {
+        let id = record.id;
+        let mut batch = WriteBatch::default();
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        // Events: their de-duplication keys go too, so re-sent events make a new person.
+        for item in self.store().scan_prefix(Keyspace::Events, id.as_bytes()) {
+            let (event_key, sealed) = item?;
+            if let Ok(event) =
+                self.open_person::<StoredEvent>(key, Keyspace::Events, &event_key, &sealed)
+            {
+                let digest = cdp_crypto::digest16(&[
+                    event.source_id.as_bytes(),
+                    event.message.message_id.as_bytes(),
+                ]);
+                batch.delete(Keyspace::Messages, digest.to_vec());
+            }
+            batch.delete(Keyspace::Events, event_key);
+            *counts.entry("events").or_default() += 1;
+        }
+        for item in self.store().scan_prefix(Keyspace::Consents, id.as_bytes()) {
+            let (consent_key, _) = item?;
+            batch.delete(Keyspace::Consents, consent_key);
+            *counts.entry("consents").or_default() += 1;
+        }
+        let mut nodes = BTreeSet::new();
+        for identifier in &record.identifiers {
+            nodes.insert(identifier.node);
+        }
+        for evidence in &record.evidence {
+            if let Some(edge) = graph.evidence(evidence)? {
+                for (_, node) in edge.nodes.iter().chain(edge.severed.iter()) {
+                    // Only this person's identifiers: another person's stays theirs.
+                    if let Some(n) = graph.node(node)?
+                        && n.profile.is_none_or(|p| p == id)
+                    {
+                        nodes.insert(*node);
+                    }
+                }
+            }
+            batch.delete(Keyspace::IdentityEdges, evidence.0.to_vec());
+            *counts.entry("evidence").or_default() += 1;
+        }
+        for node in &nodes {
+            batch.delete(Keyspace::Identifiers, node.0.as_bytes().to_vec());
+            for item in self
+                .store()
+                .scan_prefix(Keyspace::Mentions, node.0.as_bytes())
+            {
+                let (mention, _) = item?;
+                batch.delete(Keyspace::Mentions, mention);
+            }
+            *counts.entry("identifiers").or_default() += 1;
+        }
+        for item in self.store().scan_prefix(Keyspace::MergeLog, id.as_bytes()) {
+            let (entry, _) = item?;
+            batch.delete(Keyspace::MergeLog, entry);
+        }
+        for absorbed in &record.merged_from {
+            batch.delete(Keyspace::Aliases, absorbed.as_bytes().to_vec());
+        }
+        Ok((batch, counts))
+    }
+}
