@@ -73,52 +73,8 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         )
         .context("cannot open the data directory (if the search index is damaged, rebuild it with `cdp reindex`)")?,
     );
-    let indexer = Arc::new(cdp_engine::Indexer::new(
-        engine.clone(),
-        cdp_engine::IndexerOptions {
-            refresh_every: settings.index_refresh,
-            ..Default::default()
-        },
-    )?);
-    indexer
-        .start()
-        .context("cannot bring the search index up to date")?;
-    let stop_indexer = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let indexer_thread = {
-        let indexer = indexer.clone();
-        let stop = stop_indexer.clone();
-        std::thread::Builder::new()
-            .name("cdp-indexer".into())
-            .spawn(move || indexer.run(&stop))
-            .context("cannot start the indexer")?
-    };
-    // The retention sweeper: every `[retention] interval_hours`, first after one interval.
-    let retention_thread = {
-        let engine = engine.clone();
-        let stop = stop_indexer.clone();
-        let interval = settings.retention_interval;
-        std::thread::Builder::new()
-            .name("cdp-retention".into())
-            .spawn(move || {
-                let mut waited = std::time::Duration::ZERO;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    waited += std::time::Duration::from_millis(200);
-                    if waited >= interval {
-                        waited = std::time::Duration::ZERO;
-                        match engine.run_retention(false, "retention-sweeper") {
-                            Ok(report) => tracing::info!(
-                                events_deleted = report.events_deleted,
-                                people_erased = report.people_erased,
-                                "retention run"
-                            ),
-                            Err(error) => tracing::error!(error = %error, "retention run failed"),
-                        }
-                    }
-                }
-            })
-            .context("cannot start the retention sweeper")?
-    };
+    let background =
+        Background::start(&engine, settings.index_refresh, settings.retention_interval)?;
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -155,13 +111,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .context("HTTP server failed")
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    stop_indexer.store(true, std::sync::atomic::Ordering::Relaxed);
-    if indexer_thread.join().is_err() {
-        tracing::error!("the indexer thread panicked");
-    }
-    if retention_thread.join().is_err() {
-        tracing::error!("the retention thread panicked");
-    }
+    background.stop();
     let closed = engine
         .close()
         .context("flushing the store on shutdown failed");
@@ -169,6 +119,86 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     closed?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The threads beside the HTTP server: the indexer following the change feed, and the
+/// retention sweeper (every `[retention] interval_hours`, first after one interval).
+struct Background {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    indexer: std::thread::JoinHandle<()>,
+    retention: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    fn start(
+        engine: &Arc<cdp_engine::Engine>,
+        index_refresh: std::time::Duration,
+        retention_interval: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let indexer = Arc::new(cdp_engine::Indexer::new(
+            engine.clone(),
+            cdp_engine::IndexerOptions {
+                refresh_every: index_refresh,
+                ..Default::default()
+            },
+        )?);
+        indexer
+            .start()
+            .context("cannot bring the search index up to date")?;
+        let stop_indexer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let indexer_thread = {
+            let indexer = indexer.clone();
+            let stop = stop_indexer.clone();
+            std::thread::Builder::new()
+                .name("cdp-indexer".into())
+                .spawn(move || indexer.run(&stop))
+                .context("cannot start the indexer")?
+        };
+        let retention = {
+            let engine = engine.clone();
+            let stop = stop_indexer.clone();
+            let interval = retention_interval;
+            std::thread::Builder::new()
+                .name("cdp-retention".into())
+                .spawn(move || {
+                    let mut waited = std::time::Duration::ZERO;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        waited += std::time::Duration::from_millis(200);
+                        if waited >= interval {
+                            waited = std::time::Duration::ZERO;
+                            match engine.run_retention(false, "retention-sweeper") {
+                                Ok(report) => tracing::info!(
+                                    events_deleted = report.events_deleted,
+                                    people_erased = report.people_erased,
+                                    "retention run"
+                                ),
+                                Err(error) => {
+                                    tracing::error!(error = %error, "retention run failed")
+                                }
+                            }
+                        }
+                    }
+                })
+                .context("cannot start the retention sweeper")?
+        };
+        Ok(Self {
+            stop: stop_indexer,
+            indexer: indexer_thread,
+            retention,
+        })
+    }
+
+    /// Stops both threads and waits for them (the indexer finishes its pass).
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.indexer.join().is_err() {
+            tracing::error!("the indexer thread panicked");
+        }
+        if self.retention.join().is_err() {
+            tracing::error!("the retention thread panicked");
+        }
+    }
 }
 
 /// Registers SIGINT and SIGTERM handlers now (before the server says it is listening, so that
