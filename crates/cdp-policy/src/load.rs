@@ -318,63 +318,149 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// A jurisdiction file: every rule cites articles of its own citations, names purposes and
+    /// data categories of the taxonomy, and has plausible numbers.
     fn jurisdiction(
         &self,
         file: &str,
         j: &JurisdictionFile,
         taxonomy: &TaxonomyFile,
     ) -> Result<(), PolicyError> {
-        let id = &j.jurisdiction;
-        let cite_check = |section: &str, cites: &[String]| -> Result<(), PolicyError> {
-            if cites.is_empty() {
+        let check = JurisdictionValidation {
+            validator: self,
+            file,
+            j,
+            taxonomy,
+        };
+        check.cited_sections()?;
+        check.purposes()?;
+        check.minors()?;
+        check.display_masking()?;
+        check.export()?;
+        check.retention()?;
+        if j.requests.response_days == 0 {
+            return Err(check.error(
+                &["requests:"],
+                "requests",
+                "response_days must be at least one".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The checks of one jurisdiction file.
+struct JurisdictionValidation<'a> {
+    validator: &'a Validator<'a>,
+    file: &'a str,
+    j: &'a JurisdictionFile,
+    taxonomy: &'a TaxonomyFile,
+}
+
+impl JurisdictionValidation<'_> {
+    /// An error of the rule `<jurisdiction>.<section>`.
+    fn error(&self, needles: &[&str], section: &str, message: String) -> PolicyError {
+        let rule = format!("{}.{section}", self.j.jurisdiction);
+        self.validator.error(self.file, needles, &rule, message)
+    }
+
+    /// A rule cites at least one article, each of this file's citations.
+    fn cites(&self, section: &str, cites: &[String]) -> Result<(), PolicyError> {
+        if cites.is_empty() {
+            return Err(self.error(
+                &[&format!(
+                    "{}:",
+                    section.rsplit('.').next().unwrap_or(section)
+                )],
+                section,
+                "a rule must cite at least one article".into(),
+            ));
+        }
+        for cite in cites {
+            if !self.j.citations.contains_key(cite) {
                 return Err(self.error(
-                    file,
-                    &[&format!(
-                        "{}:",
-                        section.rsplit('.').next().unwrap_or(section)
-                    )],
-                    &format!("{id}.{section}"),
-                    "a rule must cite at least one article".into(),
+                    &[
+                        &format!("{}:", section.split('.').next().unwrap_or(section)),
+                        cite,
+                    ],
+                    section,
+                    format!("cites {cite}, which is not in this file's citations"),
                 ));
             }
-            for cite in cites {
-                if !j.citations.contains_key(cite) {
-                    return Err(self.error(
-                        file,
-                        &[
-                            &format!("{}:", section.split('.').next().unwrap_or(section)),
-                            cite,
-                        ],
-                        &format!("{id}.{section}"),
-                        format!("cites {cite}, which is not in this file's citations"),
-                    ));
-                }
-            }
-            Ok(())
-        };
-        for forbidden in &j.forbidden_legal_bases {
-            cite_check("forbidden_legal_bases", &forbidden.cite)?;
         }
-        cite_check("default", &j.default.cite)?;
-        for (purpose, rule) in &j.purposes {
-            if !taxonomy.purposes.contains_key(purpose) {
+        Ok(())
+    }
+
+    /// A data category of the taxonomy.
+    fn category(&self, section: &str, key: &str, category: &str) -> Result<(), PolicyError> {
+        if self.taxonomy.data_categories.contains_key(category) {
+            return Ok(());
+        }
+        Err(self.error(
+            &[&format!("{key}:"), &format!("{category}:")],
+            &format!("{section}.{category}"),
+            format!("data category {category} is not defined in taxonomy.yaml"),
+        ))
+    }
+
+    /// The sections that hold nothing but citations.
+    fn cited_sections(&self) -> Result<(), PolicyError> {
+        let j = self.j;
+        for forbidden in &j.forbidden_legal_bases {
+            self.cites("forbidden_legal_bases", &forbidden.cite)?;
+        }
+        let sections: [(&str, &[String]); 14] = [
+            ("default", &j.default.cite),
+            ("consent", &j.consent.cite),
+            ("consent.withdrawal_cite", &j.consent.withdrawal_cite),
+            ("consent.stale_notice_cite", &j.consent.stale_notice_cite),
+            (
+                "objection.personalization_cite",
+                &j.objection.personalization_cite,
+            ),
+            ("objection.marketing_cite", &j.objection.marketing_cite),
+            ("restriction", &j.restriction.cite),
+            ("minors", &j.minors.cite),
+            ("sensitive", &j.sensitive.cite),
+            ("publish", &j.publish.cite),
+            ("cross_border", &j.cross_border.cite),
+            ("unclassified_fields", &j.unclassified_fields.cite),
+            ("display_masking", &j.display_masking.cite),
+            ("export", &j.export.cite),
+        ];
+        for (section, cites) in sections {
+            self.cites(section, cites)?;
+        }
+        if let Some(ban) = &j.minors.advertising_profiling_ban {
+            self.cites("minors.advertising_profiling_ban", &ban.cite)?;
+        }
+        if let Some(provision) = &j.provision {
+            self.cites("provision", &provision.cite)?;
+        }
+        self.cites("requests", &j.requests.cite)
+    }
+
+    /// Purposes of the taxonomy, cited, on a basis the jurisdiction does not forbid.
+    fn purposes(&self) -> Result<(), PolicyError> {
+        for (purpose, rule) in &self.j.purposes {
+            let section = format!("purposes.{purpose}");
+            if !self.taxonomy.purposes.contains_key(purpose) {
                 return Err(self.error(
-                    file,
                     &["purposes:", &format!("{purpose}:")],
-                    &format!("{id}.purposes.{purpose}"),
+                    &section,
                     format!("purpose {purpose} is not defined in taxonomy.yaml"),
                 ));
             }
-            cite_check(&format!("purposes.{purpose}"), &rule.cite)?;
-            if let Some(forbidden) = j
+            self.cites(&section, &rule.cite)?;
+            if let Some(forbidden) = self
+                .j
                 .forbidden_legal_bases
                 .iter()
                 .find(|f| f.basis == rule.legal_basis)
             {
                 return Err(self.error(
-                    file,
                     &["purposes:", &format!("{purpose}:"), "legal_basis"],
-                    &format!("{id}.purposes.{purpose}"),
+                    &section,
                     format!(
                         "legal basis {} is forbidden in this jurisdiction ({})",
                         rule.legal_basis.as_str(),
@@ -383,112 +469,72 @@ impl Validator<'_> {
                 ));
             }
         }
-        cite_check("consent", &j.consent.cite)?;
-        cite_check("consent.withdrawal_cite", &j.consent.withdrawal_cite)?;
-        cite_check("consent.stale_notice_cite", &j.consent.stale_notice_cite)?;
-        cite_check(
-            "objection.personalization_cite",
-            &j.objection.personalization_cite,
-        )?;
-        cite_check("objection.marketing_cite", &j.objection.marketing_cite)?;
-        cite_check("restriction", &j.restriction.cite)?;
-        cite_check("minors", &j.minors.cite)?;
-        if let Some(ban) = &j.minors.advertising_profiling_ban {
-            cite_check("minors.advertising_profiling_ban", &ban.cite)?;
-        }
-        for (country, age) in &j.minors.by_country {
+        Ok(())
+    }
+
+    fn minors(&self) -> Result<(), PolicyError> {
+        for (country, age) in &self.j.minors.by_country {
             if !(1..=21).contains(age) {
                 return Err(self.error(
-                    file,
                     &["by_country:", country],
-                    &format!("{id}.minors.by_country.{country}"),
+                    &format!("minors.by_country.{country}"),
                     format!("age {age} is not plausible"),
                 ));
             }
         }
-        cite_check("sensitive", &j.sensitive.cite)?;
-        cite_check("publish", &j.publish.cite)?;
-        if let Some(provision) = &j.provision {
-            cite_check("provision", &provision.cite)?;
-        }
-        cite_check("cross_border", &j.cross_border.cite)?;
-        cite_check("unclassified_fields", &j.unclassified_fields.cite)?;
-        cite_check("display_masking", &j.display_masking.cite)?;
-        for (category, transform) in &j.display_masking.categories {
-            if !taxonomy.data_categories.contains_key(category) {
-                return Err(self.error(
-                    file,
-                    &["display_masking:", &format!("{category}:")],
-                    &format!("{id}.display_masking.{category}"),
-                    format!("data category {category} is not defined in taxonomy.yaml"),
-                ));
-            }
+        Ok(())
+    }
+
+    fn display_masking(&self) -> Result<(), PolicyError> {
+        for (category, transform) in &self.j.display_masking.categories {
+            self.category("display_masking", "display_masking", category)?;
             if matches!(transform, Transform::Pseudonymise) {
                 return Err(self.error(
-                    file,
                     &["display_masking:", &format!("{category}:")],
-                    &format!("{id}.display_masking.{category}"),
+                    &format!("display_masking.{category}"),
                     "display masking cannot pseudonymise (pseudonyms are for exports)".into(),
                 ));
             }
         }
-        cite_check("export", &j.export.cite)?;
-        if j.export.min_audience_size == 0 {
+        Ok(())
+    }
+
+    fn export(&self) -> Result<(), PolicyError> {
+        let export = &self.j.export;
+        if export.min_audience_size == 0 {
             return Err(self.error(
-                file,
                 &["export:", "min_audience_size"],
-                &format!("{id}.export"),
+                "export",
                 "min_audience_size must be at least 1".into(),
             ));
         }
-        for (category, purposes) in &j.export.clear {
-            if !taxonomy.data_categories.contains_key(category) {
-                return Err(self.error(
-                    file,
-                    &["export:", &format!("{category}:")],
-                    &format!("{id}.export.clear.{category}"),
-                    format!("data category {category} is not defined in taxonomy.yaml"),
-                ));
-            }
+        for (category, purposes) in &export.clear {
+            self.category("export.clear", "export", category)?;
             for purpose in purposes {
-                if !taxonomy.purposes.contains_key(purpose) {
+                if !self.taxonomy.purposes.contains_key(purpose) {
                     return Err(self.error(
-                        file,
                         &["export:", &format!("{category}:")],
-                        &format!("{id}.export.clear.{category}"),
+                        &format!("export.clear.{category}"),
                         format!("purpose {purpose} is not defined in taxonomy.yaml"),
                     ));
                 }
             }
         }
-        for (category, rule) in &j.retention {
-            if !taxonomy.data_categories.contains_key(category) {
-                return Err(self.error(
-                    file,
-                    &["retention:", &format!("{category}:")],
-                    &format!("{id}.retention.{category}"),
-                    format!("data category {category} is not defined in taxonomy.yaml"),
-                ));
-            }
+        Ok(())
+    }
+
+    fn retention(&self) -> Result<(), PolicyError> {
+        for (category, rule) in &self.j.retention {
+            self.category("retention", "retention", category)?;
             if rule.days == 0 {
                 return Err(self.error(
-                    file,
                     &["retention:", &format!("{category}:")],
-                    &format!("{id}.retention.{category}"),
+                    &format!("retention.{category}"),
                     "retention must be at least one day".into(),
                 ));
             }
-            cite_check(&format!("retention.{category}"), &rule.cite)?;
+            self.cites(&format!("retention.{category}"), &rule.cite)?;
         }
-        if j.requests.response_days == 0 {
-            return Err(self.error(
-                file,
-                &["requests:"],
-                &format!("{id}.requests"),
-                "response_days must be at least one".into(),
-            ));
-        }
-        cite_check("requests", &j.requests.cite)?;
         Ok(())
     }
 }

@@ -54,6 +54,16 @@ impl PolicySet {
                 j.regions.join(", ")
             );
         }
+        self.ropa_purposes(&mut out);
+        self.ropa_data_categories(&mut out);
+        self.ropa_recipients(&mut out, recipients);
+        self.ropa_transfers(&mut out, recipients);
+        self.ropa_access_requests_security(&mut out);
+        out
+    }
+
+    /// The section(s) on the purposes and their lawful basis in each jurisdiction.
+    fn ropa_purposes(&self, out: &mut String) {
         let _ = writeln!(out, "\n## Purposes and lawful bases\n");
         let mut header =
             String::from("| Purpose | Description | Marketing | Personalised | Notice |");
@@ -76,6 +86,10 @@ impl PolicySet {
             }
             let _ = writeln!(out, "{row}");
         }
+    }
+
+    /// The section(s) on data subjects, categories of personal data and their retention.
+    fn ropa_data_categories(&self, out: &mut String) {
         let _ = writeln!(out, "\n## Categories of data subjects\n");
         let _ = writeln!(
             out,
@@ -109,6 +123,10 @@ impl PolicySet {
             }
             let _ = writeln!(out, "{row}");
         }
+    }
+
+    /// The section(s) on the registered recipients.
+    fn ropa_recipients(&self, out: &mut String, recipients: &[RopaRecipient]) {
         let _ = writeln!(out, "\n## Recipients\n");
         if recipients.is_empty() {
             let _ = writeln!(out, "No recipient is registered.\n");
@@ -134,6 +152,10 @@ impl PolicySet {
             }
             let _ = writeln!(out);
         }
+    }
+
+    /// The section(s) on international transfers.
+    fn ropa_transfers(&self, out: &mut String, recipients: &[RopaRecipient]) {
         let _ = writeln!(out, "## International transfers\n");
         let mut any = false;
         for r in recipients {
@@ -161,6 +183,10 @@ impl PolicySet {
         if !any {
             let _ = writeln!(out, "None.");
         }
+    }
+
+    /// The section(s) on access by role, rights requests and security measures.
+    fn ropa_access_requests_security(&self, out: &mut String) {
         let _ = writeln!(out, "\n## Access by role\n");
         let _ = writeln!(out, "| Role | Description | Purposes |\n|---|---|---|");
         for (role, def) in &self.roles.roles {
@@ -193,6 +219,5 @@ impl PolicySet {
              - Reads of personal data state a purpose, are decided by these policies, masked for display, and logged in a hash-chained audit log.\n\
              - Exports use per-recipient keyed pseudonyms and signed manifests."
         );
-        out
     }
 }
