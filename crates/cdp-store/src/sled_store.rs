@@ -91,8 +91,6 @@ impl SledStore {
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
         let db = open_sled(data_dir, &store_dir, options)?;
 
-        // The version of a store that opens fine but is older than this build's.
-        let mut older = None;
         let schema = db
             .get(prefixed(Keyspace::Meta, SCHEMA_KEY))
             .map_err(|e| open_error(data_dir, e))?;
@@ -102,82 +100,9 @@ impl SledStore {
             let stored = stored_seq(data_dir, &db)?;
             crate::journal::replay(&data_dir.journal(), &db, stored, &data_dir.store_file())?;
         }
-        let last_seq = match schema {
-            None => {
-                // A commit mark means this directory held a cdp store: losing the schema
-                // record is damage, not a foreign directory.
-                if let Some(acknowledged) = acknowledged.filter(|seq| *seq > 0) {
-                    return Err(StoreError::LostWrites {
-                        file: data_dir.store_file(),
-                        mark: data_dir.commit_mark(),
-                        acknowledged,
-                        found: 0,
-                    });
-                }
-                if !db.is_empty() {
-                    return Err(StoreError::NotACdpStore { path: store_dir });
-                }
-                if !fresh {
-                    tracing::warn!(path = %store_dir.display(), "store directory existed but was empty; initialising it");
-                }
-                initialise(&db)?;
-                0
-            }
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::UnknownSchema {
-                        path: data_dir.root().to_path_buf(),
-                    })?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        path: data_dir.root().to_path_buf(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                if found == 0 {
-                    return Err(StoreError::UnknownSchema {
-                        path: data_dir.root().to_path_buf(),
-                    });
-                }
-                older = (found < SCHEMA_VERSION).then_some(found);
-                let last_seq = stored_seq(data_dir, &db)?;
-                match acknowledged {
-                    Some(acknowledged) if acknowledged > last_seq => {
-                        return Err(StoreError::LostWrites {
-                            file: data_dir.store_file(),
-                            mark: data_dir.commit_mark(),
-                            acknowledged,
-                            found: last_seq,
-                        });
-                    }
-                    None if last_seq > 0 => tracing::warn!(
-                        mark = %data_dir.commit_mark().display(),
-                        "commit mark missing: truncation of the store file cannot be detected for writes made before this start"
-                    ),
-                    _ => {}
-                }
-                last_seq
-            }
-        };
-
-        // The verification reads every key anyway; without it only the filtered keyspaces.
-        let mut filters = FilterBuilder::new();
-        if options.verify_on_open {
-            let entries = verify_all(data_dir, &db, &mut filters)?;
-            tracing::debug!(entries, "store verified");
-        } else {
-            for keyspace in FILTERED {
-                guard_damage(data_dir, || {
-                    for item in db.scan_prefix([keyspace.tag()]) {
-                        filters.add_stored(&item?.0);
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-        let absent = filters.finish();
+        let (last_seq, older) =
+            checked_position(data_dir, &db, schema.as_deref(), acknowledged, fresh)?;
+        let absent = absent_filters(data_dir, &db, options)?;
 
         // Migrations, once every check has passed. 1 -> 2: nothing to rewrite (see
         // `SCHEMA_VERSION`); the flush below makes the new number durable.
@@ -404,6 +329,106 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+/// Where the store stands after replay: the last sequence number it holds, checked against
+/// the commit mark (a store behind it lost acknowledged writes), and the schema version when
+/// it is older than this build's (to migrate once every check has passed). A new directory is
+/// initialised.
+fn checked_position(
+    data_dir: &DataDir,
+    db: &sled::Db,
+    schema: Option<&[u8]>,
+    acknowledged: Option<u64>,
+    fresh: bool,
+) -> Result<(u64, Option<u32>), StoreError> {
+    let store_dir = data_dir.store_dir();
+    let mut older = None;
+    let position = match schema {
+        None => {
+            // A commit mark means this directory held a cdp store: losing the schema
+            // record is damage, not a foreign directory.
+            if let Some(acknowledged) = acknowledged.filter(|seq| *seq > 0) {
+                return Err(StoreError::LostWrites {
+                    file: data_dir.store_file(),
+                    mark: data_dir.commit_mark(),
+                    acknowledged,
+                    found: 0,
+                });
+            }
+            if !db.is_empty() {
+                return Err(StoreError::NotACdpStore { path: store_dir });
+            }
+            if !fresh {
+                tracing::warn!(path = %store_dir.display(), "store directory existed but was empty; initialising it");
+            }
+            initialise(db)?;
+            0
+        }
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::UnknownSchema {
+                    path: data_dir.root().to_path_buf(),
+                })?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: data_dir.root().to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if found == 0 {
+                return Err(StoreError::UnknownSchema {
+                    path: data_dir.root().to_path_buf(),
+                });
+            }
+            older = (found < SCHEMA_VERSION).then_some(found);
+            let last_seq = stored_seq(data_dir, &db)?;
+            match acknowledged {
+                Some(acknowledged) if acknowledged > last_seq => {
+                    return Err(StoreError::LostWrites {
+                        file: data_dir.store_file(),
+                        mark: data_dir.commit_mark(),
+                        acknowledged,
+                        found: last_seq,
+                    });
+                }
+                None if last_seq > 0 => tracing::warn!(
+                    mark = %data_dir.commit_mark().display(),
+                    "commit mark missing: truncation of the store file cannot be detected for writes made before this start"
+                ),
+                _ => {}
+            }
+            last_seq
+        }
+    };
+    Ok((position, older))
+}
+
+/// The absent-key filters, filled from every key of the filtered keyspaces. With verification
+/// on, reading every entry (so that sled checks every page's checksum) fills them on the way.
+fn absent_filters(
+    data_dir: &DataDir,
+    db: &sled::Db,
+    options: &SledStoreOptions,
+) -> Result<AbsentFilters, StoreError> {
+    // The verification reads every key anyway; without it only the filtered keyspaces.
+    let mut filters = FilterBuilder::new();
+    if options.verify_on_open {
+        let entries = verify_all(data_dir, db, &mut filters)?;
+        tracing::debug!(entries, "store verified");
+    } else {
+        for keyspace in FILTERED {
+            guard_damage(data_dir, || {
+                for item in db.scan_prefix([keyspace.tag()]) {
+                    filters.add_stored(&item?.0);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(filters.finish())
 }
 
 fn open_sled(
