@@ -366,7 +366,7 @@ fn checked_position(
             0
         }
         Some(bytes) => {
-            let found = <[u8; 4]>::try_from(bytes.as_ref())
+            let found = <[u8; 4]>::try_from(bytes)
                 .map(u32::from_be_bytes)
                 .map_err(|_| StoreError::UnknownSchema {
                     path: data_dir.root().to_path_buf(),
