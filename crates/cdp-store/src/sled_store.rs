@@ -384,7 +384,7 @@ fn checked_position(
                 });
             }
             older = (found < SCHEMA_VERSION).then_some(found);
-            let last_seq = stored_seq(data_dir, &db)?;
+            let last_seq = stored_seq(data_dir, db)?;
             match acknowledged {
                 Some(acknowledged) if acknowledged > last_seq => {
                     return Err(StoreError::LostWrites {
