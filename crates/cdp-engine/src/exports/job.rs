@@ -14,7 +14,8 @@ use time::OffsetDateTime;
 
 use super::fields::policy_field;
 use super::format::{csv_line, format_row};
-use super::members::{ExportSecrets, member_chunk_key, pseudonym_bytes, sorted_difference};
+use super::keys::{job_key, latest_key, member_chunk_key, secrets_key};
+use super::members::{ExportSecrets, pseudonym_bytes, sorted_difference};
 use super::rows::{MemberResults, RowShape};
 use super::sealed_file::{SealedFileWriter, read_sealed_file};
 use super::{
@@ -32,24 +33,6 @@ use crate::{Engine, EngineError};
 const EXPIRY_DAYS: i64 = 7;
 /// Members decided per block (progress is saved between blocks).
 const BLOCK: usize = 4096;
-
-pub(super) fn job_key(id: &str) -> Vec<u8> {
-    [b"job/".as_slice(), id.as_bytes()].concat()
-}
-
-pub(super) fn secrets_key(id: &str) -> Vec<u8> {
-    [b"secret/".as_slice(), id.as_bytes()].concat()
-}
-
-fn latest_key(audience: &str, recipient: &str) -> Vec<u8> {
-    [
-        b"latest/".as_slice(),
-        audience.as_bytes(),
-        b"/",
-        recipient.as_bytes(),
-    ]
-    .concat()
-}
 
 /// What a running job works from.
 struct ExportPlan {

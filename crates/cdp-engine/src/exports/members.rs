@@ -7,7 +7,7 @@ use cdp_store::Keyspace;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::job::secrets_key;
+use super::keys::{member_chunk_key, secrets_key};
 use super::{ExportRecord, ExportStatus};
 use crate::records::hex;
 use crate::{Engine, EngineError};
@@ -29,17 +29,6 @@ pub(super) struct ExportSecrets {
 /// The bytes of a pseudonym (32 hex digits).
 pub(super) fn pseudonym_bytes(pseudonym: &str) -> Result<[u8; 16], EngineError> {
     hex::decode::<16>(pseudonym).ok_or_else(|| EngineError::Corrupt("export member list".into()))
-}
-
-pub(super) fn member_chunk_key(id: &str, chunk: usize) -> Vec<u8> {
-    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
-    [
-        b"members/".as_slice(),
-        id.as_bytes(),
-        b"/",
-        &chunk.to_be_bytes(),
-    ]
-    .concat()
 }
 
 /// The items of sorted `old` that are not in sorted `new`.

@@ -21,6 +21,7 @@ mod fields;
 mod format;
 pub mod hashes;
 mod job;
+mod keys;
 mod members;
 mod rows;
 mod sealed_file;

@@ -10,30 +10,8 @@ use crate::consent::record::{ConsentOrigin, ConsentRecord, consent_key, new_suff
 use crate::records::hex;
 use crate::write::apply::Changes;
 use crate::write::graph_store::StoreGraph;
-use crate::write::message::Incoming;
+use crate::write::message::{ConsentSignal, Incoming};
 use crate::{Engine, EngineError};
-
-/// Consent signals carried by a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConsentSignal {
-    pub(crate) via: &'static str,
-    pub(crate) purposes: Vec<(String, ConsentStatus)>,
-    pub(crate) evidence: Value,
-}
-
-impl ConsentSignal {
-    /// A digest of what the signal says, to skip repeating it on every event.
-    pub(crate) fn mark(&self) -> String {
-        let mut parts: Vec<Vec<u8>> = self
-            .purposes
-            .iter()
-            .map(|(purpose, status)| format!("{purpose}={}", status.as_str()).into_bytes())
-            .collect();
-        parts.sort();
-        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        hex::encode(&cdp_crypto::digest16(&refs)[..8])
-    }
-}
 
 /// The consent signals of a Segment message.
 pub(crate) fn signals_of(policies: &PolicySet, message: &Message) -> Vec<ConsentSignal> {

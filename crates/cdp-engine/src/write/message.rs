@@ -8,14 +8,16 @@ use cdp_core::segment::Message;
 use cdp_identity::extract::FoundIdentifier;
 use cdp_identity::graph::OrderKey;
 use cdp_identity::normalise::normalise;
+use cdp_policy::ConsentStatus;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::Engine;
+use crate::records::hex;
 use crate::records::{
     EvidenceId, EvidenceRecord, GraphEvidence, GraphNode, NodeKey, Provenance, SourceRecord,
     StoredEvent,
 };
-use crate::write::consent_staging::ConsentSignal;
 
 /// An identifier of the current message, normalised.
 pub(crate) struct MessageIdentifier {
@@ -26,6 +28,28 @@ pub(crate) struct MessageIdentifier {
 
 /// The identifiers of a message by blind index.
 pub(crate) type MessageIdentifiers = BTreeMap<NodeKey, MessageIdentifier>;
+
+/// Consent signals carried by a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsentSignal {
+    pub(crate) via: &'static str,
+    pub(crate) purposes: Vec<(String, ConsentStatus)>,
+    pub(crate) evidence: Value,
+}
+
+impl ConsentSignal {
+    /// A digest of what the signal says, to skip repeating it on every event.
+    pub(crate) fn mark(&self) -> String {
+        let mut parts: Vec<Vec<u8>> = self
+            .purposes
+            .iter()
+            .map(|(purpose, status)| format!("{purpose}={}", status.as_str()).into_bytes())
+            .collect();
+        parts.sort();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        hex::encode(&cdp_crypto::digest16(&refs)[..8])
+    }
+}
 
 /// A message with everything done that needs no store (done before the write lock).
 pub(crate) struct PreparedMessage {
