@@ -712,3 +712,130 @@ fn consent_records_follow_their_identifier_through_a_split() {
     let verification = h.engine.verify_audit().unwrap();
     assert!(verification.ok, "{verification:?}");
 }
+
+/// An export through the engine (no HTTP): people with SMS consent, an audience, a processor.
+/// Above the minimum audience size the file reads back whole and its manifest verifies; a
+/// purpose nobody consented to leaves too few people, and the job is refused without a file.
+#[test]
+fn exports_finish_with_a_signed_manifest_or_are_refused_without_a_file() {
+    use cdp_engine::{
+        Access, AudienceQuery, ConsentInput, ConsentSubject, ExportFormat, ExportRequest,
+        ExportStatus, RecipientInput,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open_engine(dir.path(), EngineRules::default()));
+    let indexer = cdp_engine::Indexer::new(engine.clone(), Default::default()).unwrap();
+    indexer.start().unwrap();
+    let shop = source(&engine, "shop", Channel::Web, Some("CN"));
+    let people: Vec<serde_json::Value> = (0..24)
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("e-{i}"), "messageId": format!("e-{i}"),
+            "traits": {"phone": format!("139{i:08}"), "address": {"country": "CN"}}})
+        })
+        .collect();
+    send(&engine, &shop, json!(people));
+    for i in 0..24 {
+        let input = ConsentInput {
+            subject: ConsentSubject::Identifier {
+                kind: IdentifierType::UserId,
+                value: format!("e-{i}"),
+                region: None,
+            },
+            purpose: "marketing.sms".into(),
+            status: cdp_policy::ConsentStatus::Granted,
+            legal_basis: None,
+            notice_version: Some("2026-01".into()),
+            source: "app".into(),
+            channel: None,
+            recipient: None,
+            separate: false,
+            guardian: false,
+            evidence: json!({"screen": "sms"}),
+            at: None,
+        };
+        let (_, ticket) = engine.record_consent(input, "test").unwrap();
+        ticket.wait_durable().unwrap();
+    }
+    indexer.catch_up().unwrap();
+    let marketer = Access {
+        actor: "marketer-1".into(),
+        caller: cdp_policy::CallerFacts {
+            roles: vec!["marketer".into()],
+            purposes: Vec::new(),
+        },
+        purpose: None,
+    };
+    let (recipient, ticket) = engine
+        .create_recipient(
+            RecipientInput {
+                name: "SMS gateway".into(),
+                contact: "dpo@sms.example.cn".into(),
+                role: cdp_policy::RecipientRole::Processor,
+                region: "CN".into(),
+                transfer_mechanism: "none".into(),
+                allowed_purposes: vec!["marketing".into()],
+            },
+            "admin-1",
+        )
+        .unwrap();
+    ticket.wait_durable().unwrap();
+    let (audience, ticket) = engine
+        .create_audience(
+            "everyone",
+            "marketing.sms",
+            &AudienceQuery::Text("channel:web".into()),
+            &marketer,
+        )
+        .unwrap();
+    ticket.wait_durable().unwrap();
+    let finished = |purpose: &str| {
+        let job = engine
+            .start_export(
+                ExportRequest {
+                    audience: audience.audience.id.clone(),
+                    purpose: purpose.into(),
+                    recipient: recipient.id.clone(),
+                    fields: vec!["pseudonym".into(), "phone_sha256_google".into()],
+                    format: ExportFormat::Csv,
+                },
+                &marketer,
+            )
+            .unwrap();
+        for _ in 0..1000 {
+            let record = engine.export(&job.id).unwrap().unwrap();
+            if record.status != ExportStatus::Running {
+                return record;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("export {} did not finish", job.id);
+    };
+    let done = finished("marketing.sms");
+    assert_eq!(done.status, ExportStatus::Done, "{:?}", done.reason);
+    let manifest = done.manifest.clone().unwrap();
+    assert_eq!(manifest.counts.included, 24);
+    let (_, file) = engine.export_file(&done.id, &marketer).unwrap();
+    assert_eq!(file.len() as u64, manifest.file_bytes);
+    assert_eq!(String::from_utf8(file).unwrap().lines().count(), 25);
+    assert!(cdp_crypto::verify_signature(
+        &manifest.signing_key,
+        &manifest.signed_bytes(),
+        manifest.signature.as_deref().unwrap()
+    ));
+    assert_eq!(manifest.signing_key, engine.signing_public_key().unwrap());
+
+    // Nobody consented to e-mail marketing: fewer than the minimum audience size remain.
+    let refused = finished("marketing.email");
+    assert_eq!(refused.status, ExportStatus::Refused);
+    assert!(refused.reason.unwrap().contains("minimum audience size"));
+    let file = dir
+        .path()
+        .join("exports")
+        .join(format!("{}.sealed", refused.id));
+    assert!(!file.exists(), "a refused export left {}", file.display());
+    assert!(matches!(
+        engine.export_file(&refused.id, &marketer),
+        Err(EngineError::Conflict(_))
+    ));
+}

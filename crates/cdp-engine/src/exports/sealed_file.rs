@@ -132,3 +132,67 @@ pub(super) fn read_sealed_file(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use cdp_crypto::Keyring;
+    use cdp_store::{DataDir, SledStore, SledStoreOptions, Store};
+
+    use super::*;
+
+    /// A file of three chunks (2.5 MiB), written and read back; then damaged three ways.
+    #[test]
+    fn a_sealed_file_reads_back_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path().join("data"));
+        let store: Arc<dyn Store> =
+            SledStore::open(&data_dir, &SledStoreOptions::default()).unwrap();
+        let vault = Vault::open(store, Arc::new(Keyring::generate().unwrap()), &data_dir).unwrap();
+        let (key, _) = vault.new_file_key(b"exp_1").unwrap();
+        let path = dir.path().join("exp_1.sealed");
+        let plain: Vec<u8> = (0..CHUNK * 5 / 2).map(|i| (i % 251) as u8).collect();
+        let mut writer = SealedFileWriter::create(&vault, &key, "exp_1", path.clone()).unwrap();
+        for part in plain.chunks(100_000) {
+            writer.write(part).unwrap();
+        }
+        let (sha256, bytes) = writer.finish().unwrap();
+        assert_eq!(bytes, plain.len() as u64);
+        let mut hash = cdp_crypto::Sha256Stream::default();
+        hash.update(&plain);
+        assert_eq!(sha256, hash.finish_hex());
+        let read = |path: &Path| read_sealed_file(&vault, &key, "exp_1", path, bytes);
+        assert_eq!(read(&path).unwrap(), plain);
+        // Not bound to another export's id either.
+        assert!(read_sealed_file(&vault, &key, "exp_2", &path, bytes).is_err());
+
+        let sealed = std::fs::read(&path).unwrap();
+        let first = 4 + u32::from_be_bytes(sealed[..4].try_into().unwrap()) as usize;
+        let second =
+            first + 4 + u32::from_be_bytes(sealed[first..first + 4].try_into().unwrap()) as usize;
+        let damaged = dir.path().join("damaged.sealed");
+        // Cut at a chunk boundary: every chunk left authenticates, the length does not match.
+        std::fs::write(&damaged, &sealed[..second]).unwrap();
+        assert!(matches!(read(&damaged), Err(EngineError::Corrupt(_))));
+        // Cut inside a chunk.
+        std::fs::write(&damaged, &sealed[..second - 7]).unwrap();
+        assert!(read(&damaged).is_err());
+        // Two chunks swapped: each is bound to its position.
+        let swapped = [&sealed[first..second], &sealed[..first], &sealed[second..]].concat();
+        std::fs::write(&damaged, swapped).unwrap();
+        assert!(read(&damaged).is_err());
+        // One flipped bit.
+        let mut flipped = sealed.clone();
+        flipped[first + 100] ^= 1;
+        std::fs::write(&damaged, flipped).unwrap();
+        assert!(read(&damaged).is_err());
+        // A missing file is not found, not a server error.
+        assert!(matches!(
+            read(&dir.path().join("none.sealed")),
+            Err(EngineError::NotFound(_))
+        ));
+    }
+}
