@@ -299,3 +299,53 @@ fn import_cycles(root: &std::path::Path) -> Vec<String> {
     }
     cycles
 }
+
+/// Every test the invariants table of docs/ARCHITECTURE.md names exists (`file::name`, or
+/// `file::prefix_*` for a family), so the table cannot cite a test that was renamed away.
+#[test]
+fn the_invariants_table_names_tests_that_exist() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let architecture = std::fs::read_to_string(repo.join("docs/ARCHITECTURE.md")).unwrap();
+    let table = architecture
+        .split("## Invariants and where they are tested")
+        .nth(1)
+        .expect("docs/ARCHITECTURE.md has its invariants table");
+    let mut sources = String::new();
+    let mut stack = vec![repo.join("crates"), repo.join("tests")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for row in table.lines().filter(|line| line.starts_with('|')) {
+        let tested_in = row.rsplit(" | ").next().unwrap_or_default();
+        for cited in tested_in.split('`').skip(1).step_by(2) {
+            let Some((_, name)) = cited.rsplit_once("::") else {
+                continue;
+            };
+            if name == "*" {
+                continue;
+            }
+            let found = match name.strip_suffix('*') {
+                Some(prefix) => sources.contains(&format!("fn {prefix}")),
+                None => {
+                    sources.contains(&format!("fn {name}("))
+                        || sources.contains(&format!("fn {name}<"))
+                }
+            };
+            if !found {
+                missing.push(cited.to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/ARCHITECTURE.md names tests that do not exist: {missing:?}"
+    );
+}
