@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc malloc: export and ingestion threads allocate and free many small
 /// records, and glibc spent about a third of an export's time in its free lists
-/// (`cdp bench export`, see docs/ARCHITECTURE.md).
+/// (`cdp bench export`, see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -76,7 +76,7 @@ enum Command {
     /// Synthetic cross-channel data with ground truth.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Measure this machine against the budgets of performance.md.
+    /// Measure this machine against the budgets of docs/performance.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }

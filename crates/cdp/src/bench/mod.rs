@@ -1,4 +1,4 @@
-//! `cdp bench ...`: figures to compare with the budgets of performance.md. Benchmarks print
+//! `cdp bench ...`: figures to compare with the budgets of docs/performance.md. Benchmarks print
 //! measurements; they do not pass or fail (CI runs them small to show they work).
 
 mod audience;
