@@ -309,19 +309,14 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     let server = Server::start(platform.engine.clone())?;
     let mut run = drive(&platform, server.addr, &batches, args.clients);
     run.freshness.sort();
+    run.latencies.sort();
     let last_fifth = last_fifth_rate(&run, total_events);
-    let (fresh_p50, fresh_p99, fresh_max) = (
-        percentile(&run.freshness, 0.5),
-        percentile(&run.freshness, 0.99),
-        run.freshness.last().copied().unwrap_or_default(),
-    );
     server.stop();
     // How long after the last acknowledgement the index holds everything.
     let drained_at = Instant::now();
     let index = platform.indexer.index().clone();
     let engine = platform.drain_index(Duration::from_secs(600))?;
     let index_lag = drained_at.elapsed();
-    let indexed = index.len();
     let failures = run.failures;
     anyhow::ensure!(failures == 0, "{failures} batches were not acknowledged");
 
@@ -337,73 +332,118 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         assignments.push((*person, profile));
     }
     let evaluation = evaluated_at.elapsed();
-    let quality = crate::demo::quality(&assignments);
-    let stats = engine.store_stats();
+    let report = Report {
+        people: args.people,
+        events: total_events,
+        batches: batches.len(),
+        batch_size: args.batch_size,
+        clients: args.clients,
+        generation,
+        evaluation,
+        last_fifth,
+        indexed: index.len(),
+        index_lag,
+        stats: engine.store_stats(),
+        quality: crate::demo::quality(&assignments),
+        run,
+    };
     engine.close()?;
-    let Run {
-        mut latencies,
-        elapsed,
-        freshness,
-        ..
-    } = run;
-    latencies.sort();
-    let per_second = total_events as f64 / elapsed.as_secs_f64();
-    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    if args.json {
-        println!(
-            "{{\"people\":{},\"events\":{total_events},\"batches\":{},\"seconds\":{:.3},\"events_per_second\":{per_second:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"flushes\":{},\"precision\":{:.5},\"recall\":{:.5},\"f1\":{:.5},\"profiles\":{},\"true_people\":{},\"largest_profile\":{},\"unresolved\":{},\"indexed\":{indexed},\"index_lag_ms\":{:.0},\"freshness_p50_ms\":{:.0},\"freshness_p99_ms\":{:.0},\"freshness_max_ms\":{:.0},\"last_fifth_events_per_second\":{last_fifth:.0}}}",
-            args.people,
-            batches.len(),
-            elapsed.as_secs_f64(),
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            stats.commits,
-            stats.flushes,
-            quality.precision,
-            quality.recall,
-            quality.f1,
-            quality.predicted_profiles,
-            quality.true_people,
-            quality.largest_profile,
-            quality.unresolved,
-            index_lag.as_secs_f64() * 1e3,
-            fresh_p50.as_secs_f64() * 1e3,
-            fresh_p99.as_secs_f64() * 1e3,
-            fresh_max.as_secs_f64() * 1e3
+    report.print(args.json);
+    Ok(())
+}
+
+/// The figures of one run.
+struct Report {
+    people: u64,
+    events: usize,
+    batches: usize,
+    batch_size: usize,
+    clients: usize,
+    generation: Duration,
+    evaluation: Duration,
+    last_fifth: f64,
+    indexed: u64,
+    index_lag: Duration,
+    stats: cdp_store::StoreStats,
+    quality: crate::demo::Quality,
+    /// Latencies and freshness sorted.
+    run: Run,
+}
+
+impl Report {
+    fn print(&self, json: bool) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let run = &self.run;
+        let per_second = self.events as f64 / run.elapsed.as_secs_f64();
+        let (p50, p99) = (
+            percentile(&run.latencies, 0.5),
+            percentile(&run.latencies, 0.99),
         );
-    } else {
+        let (fresh_p50, fresh_p99, fresh_max) = (
+            percentile(&run.freshness, 0.5),
+            percentile(&run.freshness, 0.99),
+            run.freshness.last().copied().unwrap_or_default(),
+        );
+        let quality = &self.quality;
+        if json {
+            let report = serde_json::json!({
+                "people": self.people,
+                "events": self.events,
+                "batches": self.batches,
+                "seconds": run.elapsed.as_secs_f64(),
+                "events_per_second": per_second.round(),
+                "last_fifth_events_per_second": self.last_fifth.round(),
+                "p50_ms": ms(p50),
+                "p99_ms": ms(p99),
+                "commits": self.stats.commits,
+                "flushes": self.stats.flushes,
+                "precision": quality.precision,
+                "recall": quality.recall,
+                "f1": quality.f1,
+                "profiles": quality.predicted_profiles,
+                "true_people": quality.true_people,
+                "largest_profile": quality.largest_profile,
+                "unresolved": quality.unresolved,
+                "indexed": self.indexed,
+                "index_lag_ms": ms(self.index_lag).round(),
+                "freshness_p50_ms": ms(fresh_p50).round(),
+                "freshness_p99_ms": ms(fresh_p99).round(),
+                "freshness_max_ms": ms(fresh_max).round(),
+            });
+            println!("{report}");
+            return;
+        }
         println!(
-            "cdp bench ingest: {} people, {total_events} events, {} batches of <= {} over HTTP, {} clients",
-            args.people,
-            batches.len(),
-            args.batch_size,
-            args.clients
+            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients",
+            self.people, self.events, self.batches, self.batch_size, self.clients
         );
         println!(
             "  generated in {:.2} s; ingested in {:.2} s",
-            generation.as_secs_f64(),
-            elapsed.as_secs_f64()
+            self.generation.as_secs_f64(),
+            run.elapsed.as_secs_f64()
         );
         println!(
-            "  {per_second:.0} events/s with identity resolution, encryption and durable acknowledgement (budget >= 20,000); {last_fifth:.0} events/s over the last fifth of the run (largest store)"
+            "  {per_second:.0} events/s with identity resolution, encryption and durable acknowledgement (budget >= 20,000); {:.0} events/s over the last fifth of the run (largest store)",
+            self.last_fifth
         );
         println!(
-            "  search index (following the change feed meanwhile): {indexed} people, complete {:.0} ms after the last acknowledgement",
-            index_lag.as_secs_f64() * 1e3
+            "  search index (following the change feed meanwhile): {} people, complete {:.0} ms after the last acknowledgement",
+            self.indexed,
+            ms(self.index_lag)
         );
         println!(
             "  index freshness under load (durable write -> searchable, {} samples): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (budget <= 1,000)",
-            freshness.len(),
-            fresh_p50.as_secs_f64() * 1e3,
-            fresh_p99.as_secs_f64() * 1e3,
-            fresh_max.as_secs_f64() * 1e3
+            run.freshness.len(),
+            ms(fresh_p50),
+            ms(fresh_p99),
+            ms(fresh_max)
         );
         println!(
             "  batch latency p50 {:.1} ms, p99 {:.1} ms; {} commits, {} flushes",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            stats.commits,
-            stats.flushes
+            ms(p50),
+            ms(p99),
+            self.stats.commits,
+            self.stats.flushes
         );
         println!(
             "  same-person pairs: precision {:.4}, recall {:.4}, F1 {:.4} ({} profiles for {} people; largest profile {} identifiers; {} identifiers unresolved; evaluated in {:.1} s)",
@@ -414,8 +454,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
             quality.true_people,
             quality.largest_profile,
             quality.unresolved,
-            evaluation.as_secs_f64()
+            self.evaluation.as_secs_f64()
         );
     }
-    Ok(())
 }
