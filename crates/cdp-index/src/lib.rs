@@ -384,6 +384,8 @@ impl PersonIndex {
         })
     }
 
+    // Long by design: one arm per field kind and operator, the table from the audience
+    // language to tantivy queries; split, the table would be spread over as many functions.
     fn compile_leaf(&self, leaf: &Leaf, purposes: &[String]) -> Result<Box<dyn Query>, IndexError> {
         let kind = query::resolve_field(&leaf.field, purposes).map_err(|message| QueryError {
             at: "field".into(),

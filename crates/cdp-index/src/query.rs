@@ -502,6 +502,8 @@ impl Parser<'_> {
         }
     }
 
+    // Long by design: one arm per field family of the audience language (keywords, numbers,
+    // consent, events, traits, exists), so the grammar of a clause reads in one place.
     fn leaf(&mut self) -> Result<Condition, QueryError> {
         let field_token = match self.peek() {
             Some(t) if t.kind == TokenKind::Word => t.clone(),

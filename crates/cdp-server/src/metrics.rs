@@ -109,6 +109,8 @@ impl HttpMetrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
+    // Long by design: the exposition metric by metric (HELP, TYPE, samples), in the order
+    // scrapers show them.
     pub fn render(&self, store: &StoreStats, ready: bool) -> String {
         let mut out = String::with_capacity(4096);
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());

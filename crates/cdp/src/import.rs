@@ -280,6 +280,8 @@ fn read_rows(path: &Path) -> anyhow::Result<(Vec<NumberedRow>, usize)> {
     Ok((rows, total))
 }
 
+// Long by design: the command's script (read and validate the files, send batches from
+// parallel clients with retries, report progress, summarise), read top to bottom.
 #[allow(clippy::print_stdout)]
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     anyhow::ensure!(

@@ -107,6 +107,7 @@ fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
     }
 }
 
+// Long by design: a benchmark's script (set up, measure, print), read top to bottom.
 pub(super) fn run(args: AudienceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.profiles > 0 && args.queries > 0,

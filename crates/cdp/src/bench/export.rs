@@ -1,5 +1,6 @@
 use super::*;
 
+// Long by design: a benchmark's script (set up, measure, print), read top to bottom.
 pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
     use cdp_core::Channel;
 
