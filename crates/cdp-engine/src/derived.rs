@@ -1,7 +1,8 @@
 //! Attributes derived from a profile, computed in one place for the index, exports, reads and
 //! the policy facts: age and its band, country of residence, city, tags, and the RFM score.
 //! (Before this file each consumer derived its own, and they drifted: the export's city was
-//! not trimmed, the age band was formatted three times.)
+//! not trimmed, the age band was formatted three times, the export scored RFM against no
+//! population while the index used the population's quintiles.)
 
 use std::collections::BTreeMap;
 
@@ -49,10 +50,9 @@ pub fn rfm_score(traits: &ComputedTraits) -> u32 {
     traits.rfm_r + traits.rfm_f + traits.rfm_m
 }
 
-/// The ten-year band of an age: `30-39`.
+/// The ten-year band of an age: `30-39` (the policies' `generalise:band10`).
 pub fn age_band(age: u32) -> String {
-    let low = age / 10 * 10;
-    format!("{low}-{}", low + 9)
+    cdp_policy::transform::decade_band(age)
 }
 
 pub(crate) fn age_of(traits: &BTreeMap<String, TraitValue>, now: OffsetDateTime) -> Option<u32> {

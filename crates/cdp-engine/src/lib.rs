@@ -296,3 +296,25 @@ impl Engine {
             .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
     }
 }
+
+/// Unaudited reads of people, for the tests of the engine and the server only (feature
+/// `test-support`, which neither the server nor the binary enables): everywhere else a read of
+/// a person states a purpose, is decided and audited (`read::access`). `unaudited_profile` and
+/// `unaudited_lookup` are in `read/profiles.rs`.
+#[cfg(feature = "test-support")]
+impl Engine {
+    pub fn unaudited_events(
+        &self,
+        id: cdp_core::ProfileId,
+        limit: usize,
+    ) -> Result<Vec<records::StoredEvent>, EngineError> {
+        self.events(id, limit)
+    }
+
+    pub fn unaudited_identity(
+        &self,
+        id: cdp_core::ProfileId,
+    ) -> Result<Option<IdentityView>, EngineError> {
+        self.identity(id)
+    }
+}

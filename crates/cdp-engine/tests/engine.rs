@@ -67,7 +67,10 @@ fn send(
 }
 
 fn lookup(engine: &Engine, kind: IdentifierType, value: &str) -> Option<ProfileId> {
-    engine.lookup(&kind, value, None).unwrap().map(|p| p.id)
+    engine
+        .unaudited_lookup(&kind, value, None)
+        .unwrap()
+        .map(|p| p.id)
 }
 
 #[test]
@@ -97,7 +100,7 @@ fn cross_channel_events_resolve_to_one_profile_with_provenance() {
     let by_anon = lookup(&h.engine, IdentifierType::AnonymousId, "anon-1").unwrap();
     assert_eq!(by_email, by_phone);
     assert_eq!(by_email, by_anon);
-    let profile = h.engine.profile(by_email).unwrap().unwrap();
+    let profile = h.engine.unaudited_profile(by_email).unwrap().unwrap();
     assert_eq!(profile.event_count, 3);
     assert_eq!(profile.channels.len(), 2);
     assert_eq!(profile.channels[&Channel::Web].events, 2);
@@ -113,7 +116,7 @@ fn cross_channel_events_resolve_to_one_profile_with_provenance() {
     for kind in ["anonymous_id", "user_id", "email", "phone"] {
         assert!(kinds.contains(&kind), "{kinds:?}");
     }
-    assert_eq!(h.engine.events(by_email, 100).unwrap().len(), 3);
+    assert_eq!(h.engine.unaudited_events(by_email, 100).unwrap().len(), 3);
 }
 
 #[test]
@@ -138,7 +141,7 @@ fn merge_protection_keeps_two_users_apart() {
         lookup(&h.engine, IdentifierType::Email, "family@example.com"),
         Some(u1)
     );
-    let identity = h.engine.identity(u2).unwrap().unwrap();
+    let identity = h.engine.unaudited_identity(u2).unwrap().unwrap();
     let edge = &identity.edges[0];
     let email = edge
         .identifiers
@@ -171,14 +174,14 @@ fn merges_keep_the_oldest_id_and_absorbed_ids_resolve_to_it() {
         lookup(&h.engine, IdentifierType::AnonymousId, "a-1"),
         Some(survivor)
     );
-    let profile = h.engine.profile(survivor).unwrap().unwrap();
+    let profile = h.engine.unaudited_profile(survivor).unwrap().unwrap();
     assert_eq!(profile.event_count, 3);
     assert_eq!(profile.merged_from.len(), 1);
     let absorbed = profile.merged_from[0];
-    let via_alias = h.engine.profile(absorbed).unwrap().unwrap();
+    let via_alias = h.engine.unaudited_profile(absorbed).unwrap().unwrap();
     assert_eq!(via_alias.id, survivor);
     assert_eq!(via_alias.resolved_from, Some(absorbed));
-    let identity = h.engine.identity(survivor).unwrap().unwrap();
+    let identity = h.engine.unaudited_identity(survivor).unwrap().unwrap();
     assert!(
         identity
             .merge_log
@@ -196,7 +199,7 @@ fn retried_messages_change_nothing() {
     let retry = send(&h.engine, &web, batch);
     assert_eq!((retry.accepted, retry.duplicates), (0, 1));
     let profile = lookup(&h.engine, IdentifierType::UserId, "u-1").unwrap();
-    assert_eq!(h.engine.events(profile, 10).unwrap().len(), 1);
+    assert_eq!(h.engine.unaudited_events(profile, 10).unwrap().len(), 1);
 }
 
 #[test]
@@ -320,7 +323,7 @@ fn late_events_give_the_same_people_as_events_in_order() {
             .map(|value| {
                 let kind = ids.iter().find(|(v, _)| v == value).unwrap().1.clone();
                 h.engine
-                    .events(lookup(&h.engine, kind, value).unwrap(), 100)
+                    .unaudited_events(lookup(&h.engine, kind, value).unwrap(), 100)
                     .unwrap()
                     .len()
             })
@@ -479,7 +482,7 @@ fn split_an_identifier_reattributes_events_and_traits() {
         Some(u1)
     );
     assert_eq!(
-        h.engine.profile(u1).unwrap().unwrap().traits["plan"].value,
+        h.engine.unaudited_profile(u1).unwrap().unwrap().traits["plan"].value,
         "none"
     );
 
@@ -499,14 +502,14 @@ fn split_an_identifier_reattributes_events_and_traits() {
     let walk_in = lookup(&h.engine, IdentifierType::AnonymousId, "walk-in").unwrap();
     assert_ne!(after_u1, walk_in);
     assert_eq!(after_u1, u1, "the oldest profile keeps its id");
-    let profile = h.engine.profile(u1).unwrap().unwrap();
+    let profile = h.engine.unaudited_profile(u1).unwrap().unwrap();
     assert_eq!(
         profile.traits["plan"].value, "gold",
         "traits are rebuilt from u-1's own events"
     );
     assert_eq!(profile.event_count, 2);
-    assert_eq!(h.engine.events(walk_in, 10).unwrap().len(), 1);
-    let identity = h.engine.identity(u1).unwrap().unwrap();
+    assert_eq!(h.engine.unaudited_events(walk_in, 10).unwrap().len(), 1);
+    let identity = h.engine.unaudited_identity(u1).unwrap().unwrap();
     assert!(identity.merge_log.iter().any(|entry| entry.kind == "split"));
     assert!(
         identity
@@ -521,8 +524,11 @@ fn split_an_identifier_reattributes_events_and_traits() {
         &web,
         json!([{"type":"track","anonymousId":"walk-in","event":"Viewed","messageId":"m4","timestamp":"2026-11-01T13:00:00Z"}]),
     );
-    assert_eq!(h.engine.events(walk_in, 10).unwrap().len(), 2);
-    assert_eq!(h.engine.profile(u1).unwrap().unwrap().event_count, 2);
+    assert_eq!(h.engine.unaudited_events(walk_in, 10).unwrap().len(), 2);
+    assert_eq!(
+        h.engine.unaudited_profile(u1).unwrap().unwrap().event_count,
+        2
+    );
     // Splitting something that is not there.
     let missing = h.engine.split(
         u1,

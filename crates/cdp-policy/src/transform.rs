@@ -74,6 +74,13 @@ pub fn mask(style: MaskStyle, text: &str) -> String {
     }
 }
 
+/// The ten-year band of an age, `30-39`: the one formula of the `generalise:band10` transform,
+/// the index's `age_band` and the exports' `age_band` field.
+pub fn decade_band(age: u32) -> String {
+    let low = age / 10 * 10;
+    format!("{low}-{}", low + 9)
+}
+
 fn generalise(to: Generalisation, value: &Value) -> Option<Value> {
     match to {
         Generalisation::Year => {
@@ -93,8 +100,7 @@ fn generalise(to: Generalisation, value: &Value) -> Option<Value> {
             }
             // Truncation to the decade is the point of the band.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let low = (years as u32) / 10 * 10;
-            Some(Value::String(format!("{low}-{}", low + 9)))
+            Some(Value::String(decade_band(years as u32)))
         }
     }
 }

@@ -132,7 +132,8 @@ impl Engine {
     /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
     /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
     /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
-    pub fn profile(&self, id: ProfileId) -> Result<Option<ProfileView>, EngineError> {
+    #[cfg(feature = "test-support")]
+    pub fn unaudited_profile(&self, id: ProfileId) -> Result<Option<ProfileView>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let Some(record) = self.load_profile(resolved)? else {
             return Ok(None);
@@ -150,7 +151,8 @@ impl Engine {
     /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
     /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
     /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
-    pub fn lookup(
+    #[cfg(feature = "test-support")]
+    pub fn unaudited_lookup(
         &self,
         kind: &IdentifierType,
         value: &str,
@@ -159,7 +161,7 @@ impl Engine {
         let Some(profile) = self.profile_of_identifier(kind, value, region)? else {
             return Ok(None);
         };
-        self.profile(profile)
+        self.unaudited_profile(profile)
     }
 
     /// The profile id an identifier resolves to (no profile read): for bulk checks.
@@ -202,7 +204,11 @@ impl Engine {
     /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
     /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
     /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
-    pub fn events(&self, id: ProfileId, limit: usize) -> Result<Vec<StoredEvent>, EngineError> {
+    pub(crate) fn events(
+        &self,
+        id: ProfileId,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let Some(key) = self.vault().person_key(&resolved)? else {
             return Ok(Vec::new());
@@ -224,7 +230,7 @@ impl Engine {
     /// Unaudited: no purpose, no policy decision, no masking. The HTTP API reads people only
     /// through the `read_*` functions (`access.rs`); this one serves them, the engine's own
     /// work and tests (`tests/e2e/tidy.rs` keeps the server off it).
-    pub fn identity(&self, id: ProfileId) -> Result<Option<IdentityView>, EngineError> {
+    pub(crate) fn identity(&self, id: ProfileId) -> Result<Option<IdentityView>, EngineError> {
         let resolved = self.resolve_id(id)?;
         let view = Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
@@ -301,6 +307,7 @@ impl Engine {
     }
 }
 
+#[cfg(feature = "test-support")]
 fn view_of(record: ProfileRecord) -> ProfileView {
     ProfileView {
         id: record.id,

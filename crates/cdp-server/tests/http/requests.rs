@@ -334,7 +334,10 @@ async fn retention_deletes_old_events_and_erases_long_inactive_people() {
     );
     // A dry run changes nothing.
     assert_eq!(
-        h.engine.events(keep.parse().unwrap(), 100).unwrap().len(),
+        h.engine
+            .unaudited_events(keep.parse().unwrap(), 100)
+            .unwrap()
+            .len(),
         2
     );
     let (_, report) = post_json(&h, "/v1/retention/run", &dpo, json!({})).await;
@@ -347,7 +350,10 @@ async fn retention_deletes_old_events_and_erases_long_inactive_people() {
         "{report}"
     );
     assert_eq!(
-        h.engine.events(keep.parse().unwrap(), 100).unwrap().len(),
+        h.engine
+            .unaudited_events(keep.parse().unwrap(), 100)
+            .unwrap()
+            .len(),
         1
     );
     let admin = token_with(&["admin"], &[]);
