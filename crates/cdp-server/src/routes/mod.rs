@@ -110,3 +110,50 @@ impl SubjectBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each engine failure that is not the caller's says what failed and gets its own status:
+    /// a job that cannot start is worth a retry (503), a data-directory I/O failure is ours
+    /// (500, logged with its context), the index being away is a 503 of its own.
+    #[test]
+    fn engine_failures_map_to_their_codes() {
+        let cases = [
+            (
+                EngineError::Job("cannot start".into()),
+                ErrorCode::JobUnavailable,
+                503,
+            ),
+            (
+                EngineError::Io {
+                    context: "cannot write the export file",
+                    source: std::io::Error::other("disk full"),
+                },
+                ErrorCode::Internal,
+                500,
+            ),
+            (
+                EngineError::Index("not open".into()),
+                ErrorCode::IndexUnavailable,
+                503,
+            ),
+            (
+                EngineError::InvalidRequest("fields".into()),
+                ErrorCode::BadRequest,
+                400,
+            ),
+            (
+                EngineError::NotFound("export x".into()),
+                ErrorCode::NotFound,
+                404,
+            ),
+        ];
+        for (error, code, status) in cases {
+            let answer = engine_error(error);
+            assert_eq!(answer.code, code);
+            assert_eq!(answer.code.status().as_u16(), status);
+        }
+    }
+}
