@@ -67,8 +67,9 @@ pub use write::survivorship::{Survivorship, SurvivorshipRules};
 /// The application. Opened once per process with [`Engine::open`]; cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Engine {
-    /// The store itself, for `close` and health; everything else goes through the vault.
-    store: Arc<SledStore>,
+    /// The store itself, for `close`, health and stats; everything else goes through the
+    /// vault.
+    store: Arc<dyn Store>,
     vault: Arc<Vault>,
     config: EngineRules,
     policies: Arc<PolicySet>,
@@ -101,9 +102,8 @@ impl Engine {
             store,
             index,
         } = config;
-        let store = SledStore::open(&data_dir, &store)?;
-        let shared: Arc<dyn Store> = store.clone();
-        let vault = Arc::new(Vault::open(shared, keyring, &data_dir)?);
+        let store: Arc<dyn Store> = SledStore::open(&data_dir, &store)?;
+        let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
         let index = match index {
             IndexMode::OnDisk => {
                 Some(PersonIndex::open(&data_dir.index_dir()).map_err(indexer::index_error)?)

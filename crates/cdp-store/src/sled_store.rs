@@ -161,21 +161,6 @@ impl SledStore {
         &self.data_dir
     }
 
-    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
-    /// Idempotent.
-    pub fn close(&self) -> Result<(), StoreError> {
-        let result = self.flush();
-        // No more batches: the applier finishes the queue (empty after the flush) and stops.
-        self.applier_queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        join(&self.applier);
-        self.durability.shutdown();
-        join(&self.flusher);
-        result
-    }
-
     fn check_writable(&self) -> Result<(), StoreError> {
         if let Some(failure) = self.durability.failure() {
             return Err(StoreError::Unavailable(failure));
@@ -721,6 +706,21 @@ impl Store for SledStore {
             last_seq: self.durability.applied.load(Ordering::Acquire),
             durable_seq: self.durability.durable(),
         }
+    }
+
+    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
+    /// Idempotent.
+    fn close(&self) -> Result<(), StoreError> {
+        let result = self.flush();
+        // No more batches: the applier finishes the queue (empty after the flush) and stops.
+        self.applier_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        join(&self.applier);
+        self.durability.shutdown();
+        join(&self.flusher);
+        result
     }
 }
 

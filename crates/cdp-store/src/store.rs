@@ -41,7 +41,8 @@ pub struct StoreStats {
 }
 
 /// An ordered key-value store with atomic multi-keyspace batches, a change feed and durable
-/// acknowledgement. Implementations: [`crate::SledStore`]; a PostgreSQL-wire backend later.
+/// acknowledgement. Implementations: [`crate::SledStore`]. Every implementation passes the
+/// conformance suite in `tests/conformance/`.
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -70,4 +71,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn health(&self) -> StoreHealth;
 
     fn stats(&self) -> StoreStats;
+
+    /// Flushes, stops the store's background work and makes every later commit fail. After
+    /// it, every acknowledged write is in the store's files. Idempotent.
+    fn close(&self) -> Result<(), StoreError>;
 }
