@@ -1,15 +1,13 @@
-//! The application layer: what the CDP does, independent of HTTP.
+//! The application layer: what the CDP does, independent of HTTP. Built only by
+//! [`Engine::open`]; one folder per flow (docs/ARCHITECTURE.md has the map).
 //!
-//! - [`Engine::create_source`] / [`Engine::source_for_write_key`]: ingestion sources.
-//! - [`Engine::ingest`]: Segment messages -> identifiers (normalised, blind-indexed) -> identity
-//!   resolution (`cdp-identity`) -> profiles with provenance and encrypted events, one atomic
-//!   store batch per message, acknowledged after the group-commit flush.
-//! - [`Engine::profile`], [`Engine::lookup`], [`Engine::identity`], [`Engine::split`]: reads
-//!   and the unmerge of the identity graph.
-//!
-//! - [`Engine::record_consent`]: the consent ledger; consent signals also arrive with events.
-//! - [`Engine::read_profile`] and the other `read_*`: purpose-bound reads, decided by the
-//!   policies (`cdp-policy`), audited, masked.
+//! - `write/`: [`Engine::ingest`] (Segment messages -> identifiers, normalised and
+//!   blind-indexed -> identity resolution -> profiles with provenance and sealed events, one
+//!   atomic store batch per request, acknowledged after the group-commit flush) and
+//!   [`Engine::split`] (unmerge).
+//! - `read/`: [`Engine::read_profile`] and the other `read_*`: purpose-bound reads, decided by
+//!   the policies (`cdp-policy`), audited, masked; audiences.
+//! - `consent/`: [`Engine::record_consent`]; `exports/`, `requests/`, `indexer/`.
 //! - [`Engine::audit`], [`Engine::verify_audit`]: the hash-chained audit log.
 //!
 //! Identity changes are serialised by one write lock (the graph must not change between
