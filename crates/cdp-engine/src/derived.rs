@@ -17,31 +17,58 @@ pub const MAX_TEXT_VALUE: usize = 64;
 /// Most tags kept of a person.
 const MAX_TAGS: usize = 50;
 
-/// The derived attributes of one person, as of a time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DerivedAttributes {
-    /// Age in years, from the `age` trait or else the `birthday` trait (`YYYY-MM-DD...`).
-    pub age: Option<u32>,
-    /// `30-39` for 30 to 39 (generalisation to ten-year bands).
-    pub age_band: Option<String>,
-    /// ISO 3166 alpha-2 code of the country of residence (`address.country` or `country`).
-    pub residency: Option<String>,
-    /// `address.city` or `city`, trimmed, 1 to 64 bytes.
-    pub city: Option<String>,
-    /// The `tags` trait less the ones the person deleted (at most 50 of 1 to 64 bytes).
-    pub tags: Vec<String>,
+/// The derived attributes of one person, as of a time: each computed when asked (an index
+/// pass or an export asks for a few of them for millions of people).
+#[derive(Debug, Clone, Copy)]
+pub struct DerivedAttributes<'r> {
+    record: &'r ProfileRecord,
+    now: OffsetDateTime,
 }
 
-impl DerivedAttributes {
-    pub fn of(record: &ProfileRecord, now: OffsetDateTime) -> Self {
-        let age = age_of(&record.traits, now);
-        Self {
-            age,
-            age_band: age.map(age_band),
-            residency: residency_of(record),
-            city: city_of(record),
-            tags: tags_of(record),
-        }
+impl<'r> DerivedAttributes<'r> {
+    pub fn of(record: &'r ProfileRecord, now: OffsetDateTime) -> Self {
+        Self { record, now }
+    }
+
+    /// Age in years, from the `age` trait or else the `birthday` trait (`YYYY-MM-DD...`).
+    pub fn age(&self) -> Option<u32> {
+        age_of(&self.record.traits, self.now)
+    }
+
+    /// `30-39` for 30 to 39 (the policies' `generalise:band10`).
+    pub fn age_band(&self) -> Option<String> {
+        self.age().map(age_band)
+    }
+
+    /// ISO 3166 alpha-2 code of the country of residence (`address.country` or `country`).
+    pub fn residency(&self) -> Option<String> {
+        address_part(self.record, "country").and_then(country_code)
+    }
+
+    /// `address.city` or `city`, trimmed, 1 to 64 bytes.
+    pub fn city(&self) -> Option<String> {
+        address_part(self.record, "city")
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && c.len() <= MAX_TEXT_VALUE)
+            .map(str::to_string)
+    }
+
+    /// The `tags` trait less the ones the person deleted (at most 50 of 1 to 64 bytes).
+    pub fn tags(&self) -> Vec<String> {
+        let record = self.record;
+        let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) else {
+            return Vec::new();
+        };
+        tags.iter()
+            .filter_map(Value::as_str)
+            .filter(|tag| {
+                !tag.is_empty()
+                    && tag.len() <= MAX_TEXT_VALUE
+                    && !record.tags_removed.contains(*tag)
+            })
+            .take(MAX_TAGS)
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -55,7 +82,7 @@ pub fn age_band(age: u32) -> String {
     cdp_policy::transform::decade_band(age)
 }
 
-pub(crate) fn age_of(traits: &BTreeMap<String, TraitValue>, now: OffsetDateTime) -> Option<u32> {
+fn age_of(traits: &BTreeMap<String, TraitValue>, now: OffsetDateTime) -> Option<u32> {
     if let Some(age) = traits.get("age").and_then(|t| match &t.value {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse::<u64>().ok(),
@@ -86,33 +113,8 @@ fn address_part<'r>(record: &'r ProfileRecord, field: &str) -> Option<&'r str> {
         .or_else(|| record.traits.get(field).and_then(|t| t.value.as_str()))
 }
 
-pub(crate) fn residency_of(record: &ProfileRecord) -> Option<String> {
-    address_part(record, "country").and_then(country_code)
-}
-
-fn city_of(record: &ProfileRecord) -> Option<String> {
-    address_part(record, "city")
-        .map(str::trim)
-        .filter(|c| !c.is_empty() && c.len() <= MAX_TEXT_VALUE)
-        .map(str::to_string)
-}
-
-fn tags_of(record: &ProfileRecord) -> Vec<String> {
-    let Some(Value::Array(tags)) = record.traits.get("tags").map(|t| &t.value) else {
-        return Vec::new();
-    };
-    tags.iter()
-        .filter_map(Value::as_str)
-        .filter(|tag| {
-            !tag.is_empty() && tag.len() <= MAX_TEXT_VALUE && !record.tags_removed.contains(*tag)
-        })
-        .take(MAX_TAGS)
-        .map(str::to_string)
-        .collect()
-}
-
 /// An ISO 3166 alpha-2 code from a code or a common country name.
-pub(crate) fn country_code(text: &str) -> Option<String> {
+fn country_code(text: &str) -> Option<String> {
     let trimmed = text.trim();
     if trimmed.len() == 2 && trimmed.chars().all(|c| c.is_ascii_alphabetic()) {
         return Some(trimmed.to_ascii_uppercase());
@@ -190,13 +192,14 @@ mod tests {
         );
         record.tags_removed.insert("gone".into());
         let derived = DerivedAttributes::of(&record, now);
-        assert_eq!(derived.city.as_deref(), Some("Shanghai"));
-        assert_eq!(derived.residency.as_deref(), Some("CN"));
-        assert_eq!(derived.tags, vec!["vip".to_string()]);
+        assert_eq!(derived.city().as_deref(), Some("Shanghai"));
+        assert_eq!(derived.residency().as_deref(), Some("CN"));
+        assert_eq!(derived.tags(), vec!["vip".to_string()]);
+        assert_eq!(derived.age_band(), None);
         record.traits.insert(
             "address".into(),
             trait_of(serde_json::json!({"city": "x".repeat(65)}), now),
         );
-        assert_eq!(DerivedAttributes::of(&record, now).city, None);
+        assert_eq!(DerivedAttributes::of(&record, now).city(), None);
     }
 }

@@ -16,7 +16,7 @@ use super::hashes::{
     email_sha256_google, email_sha256_meta, phone_sha256_google, phone_sha256_meta,
 };
 use crate::computed::{ComputedTraits, Quintiles, compute};
-use crate::derived::{DerivedAttributes, rfm_score};
+use crate::derived::{DerivedAttributes, age_band, rfm_score};
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
@@ -54,10 +54,11 @@ pub(super) struct RowShape<'a> {
     pub(super) now: OffsetDateTime,
 }
 
-/// One included member, as the row builder sees them.
+/// One included member, as the row builder sees them. Age and residency come from the policy
+/// facts (derived by `crate::derived` when the facts were made: computed once per member).
 struct Member<'a> {
     record: &'a ProfileRecord,
-    derived: DerivedAttributes,
+    facts: &'a SubjectFacts,
     decision: &'a cdp_policy::Decision,
     pseudonym: &'a str,
 }
@@ -101,7 +102,7 @@ impl Engine {
             let pseudonym = shape.pseudonyms.pseudonym(&record.id);
             let member = Member {
                 record: &record,
-                derived: DerivedAttributes::of(&record, shape.now),
+                facts: &facts,
                 decision: &decision,
                 pseudonym: &pseudonym,
             };
@@ -157,15 +158,17 @@ impl Engine {
                 | "phone_sha256_google"
                 | "phone_sha256_meta" => ad_hash(field, member),
                 "age_band" => (
-                    member.derived.age_band.clone().map(Value::String),
+                    member.facts.age.map(|age| Value::String(age_band(age))),
                     "generalise:band10".to_string(),
                 ),
                 "region" => (
-                    member.derived.residency.clone().map(Value::String),
+                    member.facts.residency.clone().map(Value::String),
                     "keep".to_string(),
                 ),
                 "city" => (
-                    member.derived.city.clone().map(Value::String),
+                    DerivedAttributes::of(member.record, shape.now)
+                        .city()
+                        .map(Value::String),
                     "keep".to_string(),
                 ),
                 "tier" | "lifecycle" | "rfm_score" => {

@@ -207,7 +207,7 @@ fn keywords_of(
     record: &ProfileRecord,
     traits: &ComputedTraits,
     decided: &PolicyPart,
-    derived: DerivedAttributes,
+    derived: DerivedAttributes<'_>,
 ) -> Vec<(&'static str, String)> {
     let mut keywords: Vec<(&'static str, String)> = vec![
         ("tier", traits.tier.clone()),
@@ -225,13 +225,13 @@ fn keywords_of(
     if let Some(country) = &decided.residency {
         keywords.push(("region", country.clone()));
     }
-    if let Some(city) = derived.city {
+    if let Some(city) = derived.city() {
         keywords.push(("city", city));
     }
     for channel in record.channels.keys() {
         keywords.push(("channel", channel.as_str().to_string()));
     }
-    for tag in derived.tags {
+    for tag in derived.tags() {
         keywords.push(("tag", tag));
     }
     for jurisdiction in &decided.jurisdictions {

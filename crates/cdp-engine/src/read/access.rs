@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
 use crate::consent::record::{ConsentRecord, ConsentsView};
-use crate::derived;
+use crate::derived::DerivedAttributes;
 use crate::read::profiles::IdentifierView;
 use crate::records::{ChannelSummary, ProfileRecord, StoredEvent, TraitValue};
 use crate::{Engine, EngineError, IdentityView};
@@ -88,9 +88,7 @@ impl Engine {
         record: &ProfileRecord,
         consents: &[ConsentRecord],
     ) -> Result<SubjectFacts, EngineError> {
-        // The two derived attributes the policies need (not the whole set: this runs for
-        // every person of an export or index pass).
-        let residency = derived::residency_of(record);
+        let derived = DerivedAttributes::of(record, OffsetDateTime::now_utc());
         let sources: BTreeSet<&str> = record
             .identifiers
             .iter()
@@ -104,9 +102,9 @@ impl Engine {
             }
         }
         Ok(SubjectFacts {
-            residency,
+            residency: derived.residency(),
             regions: regions.into_iter().collect(),
-            age: derived::age_of(&record.traits, OffsetDateTime::now_utc()),
+            age: derived.age(),
             restricted: record.restricted,
             consents: consents.iter().filter_map(ConsentRecord::fact).collect(),
         })

@@ -66,7 +66,7 @@ impl Engine {
             })).collect::<Vec<_>>(),
             "traits": record.traits,
             "computed_traits": traits,
-            "tags": DerivedAttributes::of(&record, OffsetDateTime::now_utc()).tags,
+            "tags": DerivedAttributes::of(&record, OffsetDateTime::now_utc()).tags(),
             "channels": record.channels,
             "restricted": record.restricted,
             "events": events.iter().map(|e: &StoredEvent| &e.message).collect::<Vec<_>>(),

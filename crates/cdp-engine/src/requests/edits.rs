@@ -128,7 +128,7 @@ impl Engine {
             for tag in delete {
                 record.tags_removed.insert(tag.clone());
             }
-            let tags: Vec<String> = DerivedAttributes::of(record, OffsetDateTime::now_utc()).tags;
+            let tags: Vec<String> = DerivedAttributes::of(record, OffsetDateTime::now_utc()).tags();
             Ok(serde_json::json!({ "tags": tags, "deleted": delete }))
         })
     }
