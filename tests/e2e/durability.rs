@@ -11,8 +11,18 @@ use crate::support::{Server, ingest, temp_dir};
 
 #[test]
 fn every_acknowledged_message_survives_sigkill() {
+    acknowledged_messages_survive_sigkill_on("sled");
+}
+
+/// The same on the LSM engine; the restart names no engine: the data directory's is found.
+#[test]
+fn every_acknowledged_message_survives_sigkill_on_the_lsm_engine() {
+    acknowledged_messages_survive_sigkill_on("fjall");
+}
+
+fn acknowledged_messages_survive_sigkill_on(engine: &str) {
     let dir = temp_dir();
-    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let server = Server::start(dir.path(), &["--store-engine", engine], &[]).unwrap();
     let admin = server.token(dir.path(), &["admin"]);
     let key = server.create_source(&admin, "web", "web");
     let addr = server.addr;

@@ -8,7 +8,7 @@ use cdp_core::segment::MessageLimits;
 use cdp_crypto::Keyring;
 use cdp_identity::IdentityRules;
 use cdp_policy::PolicySet;
-use cdp_store::{DataDir, SledStoreOptions};
+use cdp_store::{DataDir, StoreOptions};
 
 use crate::computed::ComputedRules;
 use crate::exports::ExportSettings;
@@ -48,7 +48,7 @@ pub struct EngineConfig {
     pub keyring: Arc<Keyring>,
     pub policies: Arc<PolicySet>,
     pub rules: EngineRules,
-    pub store: SledStoreOptions,
+    pub store: StoreOptions,
     pub index: IndexMode,
 }
 
@@ -63,7 +63,7 @@ impl EngineConfig {
             keyring,
             policies,
             rules: EngineRules::default(),
-            store: SledStoreOptions::default(),
+            store: StoreOptions::default(),
             index: IndexMode::default(),
         }
     }
@@ -75,7 +75,7 @@ impl EngineConfig {
     }
 
     #[must_use]
-    pub fn with_store(mut self, store: SledStoreOptions) -> Self {
+    pub fn with_store(mut self, store: StoreOptions) -> Self {
         self.store = store;
         self
     }

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use cdp_core::segment::MessageLimits;
 use cdp_index::PersonIndex;
 use cdp_policy::PolicySet;
-use cdp_store::{Keyspace, Overlay, SledStore, Store, StoreHealth, StoreStats, Vault};
+use cdp_store::{Keyspace, Overlay, Store, StoreHealth, StoreStats, Vault};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -100,7 +100,7 @@ impl Engine {
             store,
             index,
         } = config;
-        let store: Arc<dyn Store> = SledStore::open(&data_dir, &store)?;
+        let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
         let index = match index {
             IndexMode::OnDisk => {

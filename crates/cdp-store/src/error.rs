@@ -38,6 +38,16 @@ pub enum StoreError {
     UnknownSchema { path: PathBuf },
     #[error("{path} holds data but is not a cdp store (no schema version)")]
     NotACdpStore { path: PathBuf },
+    /// The data directory holds a store of the other embedded engine.
+    #[error(
+        "{path} holds a {found} store, but the configured engine is {configured}: set [store] \
+         engine = \"{found}\" (or CDP_STORE_ENGINE={found}) to serve it"
+    )]
+    OtherEngine {
+        path: PathBuf,
+        found: &'static str,
+        configured: &'static str,
+    },
     #[error(
         "the data in {data_dir} is sealed with master key version {version}, which {source_name} \
          lacks; give the key file that holds it"

@@ -162,16 +162,17 @@ impl InFlight {
     }
 }
 
-/// Entries of a sled range with queued writes laid over them, in key order. Keys are full
-/// (prefixed) keys in both inputs.
+/// Entries of a range of the engine with queued writes laid over them, in key order. Keys are
+/// full (prefixed) keys in both inputs.
 pub(crate) struct MergedRange<I: Iterator> {
     base: std::iter::Peekable<I>,
     queued: std::iter::Peekable<std::collections::btree_map::IntoIter<Vec<u8>, Option<sled::IVec>>>,
 }
 
-impl<I> MergedRange<I>
+impl<I, K, E> MergedRange<I>
 where
-    I: Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>>,
+    I: Iterator<Item = Result<(K, sled::IVec), E>>,
+    K: AsRef<[u8]>,
 {
     pub(crate) fn new(base: I, queued: Writes) -> Self {
         Self {
@@ -181,11 +182,12 @@ where
     }
 }
 
-impl<I> Iterator for MergedRange<I>
+impl<I, K, E> Iterator for MergedRange<I>
 where
-    I: Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>>,
+    I: Iterator<Item = Result<(K, sled::IVec), E>>,
+    K: AsRef<[u8]>,
 {
-    type Item = Result<(Vec<u8>, sled::IVec), sled::Error>;
+    type Item = Result<(Vec<u8>, sled::IVec), E>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -195,7 +197,7 @@ where
                     return self
                         .base
                         .next()
-                        .map(|item| item.map(|(k, v)| (k.to_vec(), v)));
+                        .map(|item| item.map(|(k, v)| (k.as_ref().to_vec(), v)));
                 }
                 None => None,
             };
@@ -208,7 +210,7 @@ where
                 return self
                     .base
                     .next()
-                    .map(|item| item.map(|(key, value)| (key.to_vec(), value)));
+                    .map(|item| item.map(|(key, value)| (key.as_ref().to_vec(), value)));
             }
             let Some((key, value)) = self.queued.next() else {
                 continue;

@@ -50,6 +50,11 @@ impl DataDir {
         self.root.join("store")
     }
 
+    /// The LSM store (the fjall backend): its journal, tables and metadata.
+    pub fn lsm_dir(&self) -> PathBuf {
+        self.root.join("lsm")
+    }
+
     /// sled's log and page file: what is damaged when data goes missing.
     pub fn store_file(&self) -> PathBuf {
         self.store_dir().join("db")

@@ -1,4 +1,5 @@
-//! The store: everything the CDP keeps, behind the [`Store`] trait, with a sled backend.
+//! The store: everything the CDP keeps, behind the [`Store`] trait, with two embedded
+//! backends (sled, and fjall's LSM tree) chosen by [`open_store`].
 //!
 //! - [`Keyspace`]s of architecture.md; every key lives in exactly one.
 //! - [`WriteBatch`]es are atomic across keyspaces and get a sequence number; each one also
@@ -16,12 +17,15 @@ mod batch;
 mod commit_mark;
 mod cursor;
 mod durability;
+mod encoding;
 mod error;
+mod fjall_store;
 mod in_flight;
 mod journal;
 mod keyspace;
 mod layout;
 mod meta;
+mod open;
 mod overlay;
 mod sled_store;
 mod store;
@@ -31,9 +35,11 @@ pub use batch::{MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch};
 pub use cursor::Cursor;
 pub use durability::CommitTicket;
 pub use error::StoreError;
+pub use fjall_store::{FjallStore, FjallStoreOptions};
 pub use keyspace::Keyspace;
 pub use layout::DataDir;
 pub use meta::{SCHEMA_VERSION, SchemaVersion};
+pub use open::{StoreEngine, StoreOptions, engine_of, open_store};
 pub use overlay::Overlay;
 pub use sled_store::{SledStore, SledStoreOptions};
 pub use store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
-use crate::batch::BatchOp;
 use crate::commit_mark::CommitMark;
 use crate::durability::Durability;
+use crate::encoding::{decode_change, encode_change, prefix_end, prefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch, Writes};
 use crate::journal::{CHECKPOINT_BYTES, Journal};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
-use crate::store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};
+use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
 use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
 
 /// Tuning of the sled backend.
@@ -61,13 +61,6 @@ impl std::fmt::Debug for SledStore {
             .field("data_dir", &self.data_dir.root())
             .finish_non_exhaustive()
     }
-}
-
-fn prefixed(keyspace: Keyspace, key: &[u8]) -> Vec<u8> {
-    let mut full = Vec::with_capacity(key.len() + 1);
-    full.push(keyspace.tag());
-    full.extend_from_slice(key);
-    full
 }
 
 fn backend(error: sled::Error) -> StoreError {
@@ -303,19 +296,6 @@ fn unprefixed<K: AsRef<[u8]>>(
         .map_err(backend)
 }
 
-/// The first key after every key that starts with `prefix` (prefixes here start with a
-/// keyspace tag, never 0xff, so one always exists).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
-}
-
 /// Where the store stands after replay: the last sequence number it holds, checked against
 /// the commit mark (a store behind it lost acknowledged writes), and the schema version when
 /// it is older than this build's (to migrate once every check has passed). A new directory is
@@ -512,40 +492,6 @@ fn initialise(db: &sled::Db) -> Result<(), StoreError> {
     db.apply_batch(batch).map_err(backend)
 }
 
-fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ops.len() * 40);
-    for op in ops.iter().filter(|op| op.keyspace.followed()) {
-        out.push(op.keyspace.tag());
-        out.push(u8::from(op.value.is_some()));
-        // Keys are at most MAX_KEY_LEN (< 2^16).
-        out.extend_from_slice(&(op.key.len() as u16).to_be_bytes());
-        out.extend_from_slice(&op.key);
-    }
-    out
-}
-
-fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, StoreError> {
-    let malformed = || StoreError::Backend(format!("change-feed entry #{seq} is malformed"));
-    let mut keys = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(malformed());
-        }
-        let keyspace = Keyspace::from_tag(rest[0]).ok_or_else(malformed)?;
-        let op = if rest[1] == 1 {
-            ChangeOp::Put
-        } else {
-            ChangeOp::Delete
-        };
-        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        let key = rest.get(4..4 + len).ok_or_else(malformed)?.to_vec();
-        keys.push((keyspace, op, key));
-        rest = &rest[4 + len..];
-    }
-    Ok(Change { seq, keys })
-}
-
 impl Store for SledStore {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let full = prefixed(keyspace, key);
@@ -737,6 +683,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::batch::BatchOp;
 
     fn open(dir: &Path) -> Arc<SledStore> {
         SledStore::open(&DataDir::new(dir), &SledStoreOptions::default()).unwrap()

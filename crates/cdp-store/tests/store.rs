@@ -1,4 +1,4 @@
-//! The sled backend through the conformance suite (`conformance/`).
+//! The embedded backends (sled, fjall) through the conformance suite (`conformance/`).
 
 // Tests fail by panicking; helpers unwrap like the tests they serve.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +9,10 @@ mod conformance;
 use std::path::Path;
 use std::sync::Arc;
 
-use cdp_store::{DataDir, SledStore, SledStoreOptions, Store, StoreError};
+use cdp_store::{
+    DataDir, FjallStore, FjallStoreOptions, Keyspace, SledStore, SledStoreOptions, Store,
+    StoreEngine, StoreError, StoreOptions, WriteBatch, engine_of, open_store,
+};
 
 struct Sled;
 
@@ -44,4 +47,118 @@ mod sled_store {
     use super::Sled;
 
     conformance_suite!(Sled);
+}
+
+struct Fjall;
+
+fn fjall_data(dir: &Path) -> (fjall::Database, fjall::Keyspace) {
+    let db = fjall::Database::builder(dir.join("lsm")).open().unwrap();
+    let data = db
+        .keyspace("cdp", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    (db, data)
+}
+
+impl conformance::Backend for Fjall {
+    fn open(dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+        let store: Arc<dyn Store> =
+            FjallStore::open(&DataDir::new(dir), &FjallStoreOptions::default())?;
+        Ok(store)
+    }
+
+    fn poke_raw(dir: &Path, key: &[u8], value: &[u8]) {
+        let (db, data) = fjall_data(dir);
+        data.insert(key, value).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+
+    fn read_raw(dir: &Path, key: &[u8]) -> Option<Vec<u8>> {
+        let (_db, data) = fjall_data(dir);
+        data.get(key).unwrap().map(|v| v.to_vec())
+    }
+
+    fn main_file(dir: &Path) -> std::path::PathBuf {
+        // Small test stores live in the journal (the memtable is not flushed yet): the
+        // largest file under the store's directory.
+        let mut files = Vec::new();
+        let mut stack = vec![dir.join("lsm")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push((std::fs::metadata(&path).unwrap().len(), path));
+                }
+            }
+        }
+        files.sort();
+        files.pop().unwrap().1
+    }
+
+    fn main_file_name() -> &'static str {
+        "lsm"
+    }
+
+    /// fjall preallocates its journal: the data ends at the last non-zero byte.
+    fn used_len(file: &Path) -> usize {
+        let bytes = std::fs::read(file).unwrap();
+        bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |last| last + 1)
+    }
+}
+
+mod fjall_store {
+    use super::Fjall;
+
+    conformance_suite!(Fjall);
+}
+
+/// A new directory gets the configured engine (sled by default); an existing one is opened
+/// with its own engine when none is named, and refused when the other one is.
+#[test]
+fn a_data_directory_keeps_its_engine() {
+    for engine in [StoreEngine::Sled, StoreEngine::Fjall] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path());
+        let options = |engine| StoreOptions {
+            engine,
+            ..StoreOptions::default()
+        };
+        {
+            let store = open_store(&data_dir, &options(Some(engine))).unwrap();
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Profiles, b"p".to_vec(), b"v".to_vec());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            store.close().unwrap();
+        }
+        assert_eq!(engine_of(&data_dir), Some(engine));
+        let store = open_store(&data_dir, &options(None)).unwrap();
+        assert_eq!(
+            store.get(Keyspace::Profiles, b"p").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        store.close().unwrap();
+        drop(store);
+        let other = match engine {
+            StoreEngine::Sled => StoreEngine::Fjall,
+            StoreEngine::Fjall => StoreEngine::Sled,
+        };
+        let error = open_store(&data_dir, &options(Some(other))).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, StoreError::OtherEngine { .. }), "{message}");
+        assert!(
+            message.contains(&format!("holds a {} store", engine.as_str())),
+            "{message}"
+        );
+    }
+    let fresh = tempfile::tempdir().unwrap();
+    let store = open_store(&DataDir::new(fresh.path()), &StoreOptions::default()).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        engine_of(&DataDir::new(fresh.path())),
+        Some(StoreEngine::Sled)
+    );
 }

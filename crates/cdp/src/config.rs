@@ -73,6 +73,9 @@ pub struct IndexSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
+    /// `sled` or `fjall`, for a new data directory; an existing one keeps its engine (a
+    /// mismatch is refused).
+    pub engine: Option<String>,
     pub cache_capacity_mb: Option<u64>,
     pub verify_on_open: Option<bool>,
 }
@@ -118,6 +121,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub store_engine: Option<cdp_store::StoreEngine>,
     pub cache_capacity_bytes: u64,
     pub verify_on_open: bool,
     pub log_format: LogFormat,
@@ -129,6 +133,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub policies: Option<PathBuf>,
+    pub store_engine: Option<String>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -169,6 +174,10 @@ impl Settings {
                 file.http.request_timeout_secs.unwrap_or(30).max(1),
             ),
             shutdown_grace: Duration::from_secs(file.http.shutdown_grace_secs.unwrap_or(30)),
+            store_engine: match overrides.store_engine.or(file.store.engine) {
+                Some(name) => Some(name.parse().map_err(|e: String| anyhow::anyhow!(e))?),
+                None => None,
+            },
             cache_capacity_bytes: file.store.cache_capacity_mb.unwrap_or(256).max(16) * 1024 * 1024,
             verify_on_open: file.store.verify_on_open.unwrap_or(true),
             log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
@@ -212,6 +221,7 @@ mod tests {
                 data_dir: None,
                 key_file: None,
                 policies: None,
+                store_engine: None,
                 log_format: None,
             },
         )
@@ -243,6 +253,7 @@ mod tests {
                 data_dir: None,
                 key_file: None,
                 policies: None,
+                store_engine: None,
                 log_format: None,
             },
         )

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cdp_server::{HttpMetrics, ServerConfig};
-use cdp_store::{DataDir, SledStoreOptions};
+use cdp_store::{DataDir, StoreOptions};
 use clap::Args;
 
 use crate::config::{ConfigFile, Overrides, Settings};
@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Policy directory (see docs/policies.md). Default: the built-in policies.
     #[arg(long, env = "CDP_POLICIES")]
     policies: Option<PathBuf>,
+    /// Storage engine of a new data directory: sled (default) or fjall. An existing directory
+    /// keeps its engine; naming the other one is refused.
+    #[arg(long, env = "CDP_STORE_ENGINE")]
+    store_engine: Option<String>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
@@ -43,6 +47,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             data_dir: args.data_dir,
             key_file: args.key_file,
             policies: args.policies,
+            store_engine: args.store_engine,
             log_format,
         },
     )?;
@@ -66,7 +71,8 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
                     limits: Default::default(),
                     exports: Default::default(),
                 })
-                .with_store(SledStoreOptions {
+                .with_store(StoreOptions {
+                    engine: settings.store_engine,
                     cache_capacity: settings.cache_capacity_bytes,
                     verify_on_open: settings.verify_on_open,
                 }),

@@ -231,7 +231,10 @@ fn audience_freshness(root: &std::path::Path, samples: usize) -> anyhow::Result<
     use cdp_core::Channel;
 
     let bench = BenchDir::create(Some(root), "freshness")?;
-    let engine = bench.open_engine(SledStoreOptions::default().cache_capacity)?;
+    let engine = bench.open_engine(
+        StoreEngine::default(),
+        StoreOptions::default().cache_capacity,
+    )?;
     let index = engine
         .search_index_handle()
         .context("the engine has no search index")?

@@ -9,7 +9,7 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
         "--profiles must be at least 20 (the minimum audience size)"
     );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-export")?;
-    let engine = bench.open_engine(args.cache_mb.max(16) * 1024 * 1024)?;
+    let engine = bench.open_engine(args.engine, args.cache_mb.max(16) * 1024 * 1024)?;
     let (source, _, ticket) = engine.create_source("bench", Channel::Web, Some("CN"))?;
     ticket.wait_durable()?;
 

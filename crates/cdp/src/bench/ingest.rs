@@ -26,8 +26,8 @@ struct Platform {
 }
 
 impl Platform {
-    fn start(bench: &BenchDir, cache_capacity: u64) -> anyhow::Result<Self> {
-        let engine = bench.open_engine(cache_capacity)?;
+    fn start(bench: &BenchDir, engine: StoreEngine, cache_capacity: u64) -> anyhow::Result<Self> {
+        let engine = bench.open_engine(engine, cache_capacity)?;
         let indexer = Arc::new(Indexer::new(engine.clone(), Default::default())?);
         indexer.start()?;
         let stop_indexer = Arc::new(AtomicBool::new(false));
@@ -300,7 +300,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         "--people, --batch-size and --clients must be at least 1"
     );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
-    let platform = Platform::start(&bench, args.cache_mb.max(16) * 1024 * 1024)?;
+    let platform = Platform::start(&bench, args.engine, args.cache_mb.max(16) * 1024 * 1024)?;
     let generated_at = Instant::now();
     let generated = crate::demo::generate(args.people, args.seed, args.events_per_person);
     let generation = generated_at.elapsed();
@@ -333,6 +333,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     }
     let evaluation = evaluated_at.elapsed();
     let report = Report {
+        engine: args.engine,
         people: args.people,
         events: total_events,
         batches: batches.len(),
@@ -354,6 +355,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
 
 /// The figures of one run.
 struct Report {
+    engine: StoreEngine,
     people: u64,
     events: usize,
     batches: usize,
@@ -387,6 +389,7 @@ impl Report {
         let quality = &self.quality;
         if json {
             let report = serde_json::json!({
+                "engine": self.engine.as_str(),
                 "people": self.people,
                 "events": self.events,
                 "batches": self.batches,
@@ -414,8 +417,13 @@ impl Report {
             return;
         }
         println!(
-            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients",
-            self.people, self.events, self.batches, self.batch_size, self.clients
+            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients, {} store",
+            self.people,
+            self.events,
+            self.batches,
+            self.batch_size,
+            self.clients,
+            self.engine.as_str()
         );
         println!(
             "  generated in {:.2} s; ingested in {:.2} s",

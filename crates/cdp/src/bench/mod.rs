@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cdp_core::IdentifierType;
 use cdp_crypto::{DataKey, KeyVersion, Keyring, RecordAad, open, seal};
-use cdp_store::{DataDir, Keyspace, SledStore, SledStoreOptions, Store, Vault, WriteBatch};
+use cdp_store::{
+    DataDir, Keyspace, SledStore, SledStoreOptions, Store, StoreEngine, StoreOptions, Vault,
+    WriteBatch,
+};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +45,9 @@ pub struct ExportArgs {
     /// People in the store (all in the audience).
     #[arg(long, default_value_t = 100_000)]
     profiles: u64,
+    /// Storage engine: sled or fjall.
+    #[arg(long, default_value = "sled")]
+    engine: StoreEngine,
     /// Directory for the store (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -86,6 +92,9 @@ pub struct IngestArgs {
     /// People to generate (each has 5 to 15 events).
     #[arg(long, default_value_t = 10_000)]
     people: u64,
+    /// Storage engine: sled or fjall.
+    #[arg(long, default_value = "sled")]
+    engine: StoreEngine,
     /// Exactly this many events per person instead of 5 to 15 (large stores in less time).
     #[arg(long)]
     events_per_person: Option<u64>,
@@ -261,6 +270,7 @@ impl BenchDir {
     /// The engine over this directory, as `serve` opens it (built-in policies, a new key).
     pub(super) fn open_engine(
         &self,
+        engine: StoreEngine,
         cache_capacity: u64,
     ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
         let config = cdp_engine::EngineConfig::new(
@@ -268,7 +278,11 @@ impl BenchDir {
             Arc::new(Keyring::generate()?),
             Arc::new(crate::policy::load(None)?),
         )
-        .with_store(Self::store_options(cache_capacity));
+        .with_store(StoreOptions {
+            engine: Some(engine),
+            cache_capacity,
+            verify_on_open: false,
+        });
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }
 }

@@ -1,0 +1,60 @@
+//! The key layout every embedded backend shares: keyspaces as one-byte prefixes of one ordered
+//! key space, and the change feed's encoding.
+
+use crate::batch::BatchOp;
+use crate::store::{Change, ChangeOp};
+use crate::{Keyspace, StoreError};
+
+pub(crate) fn prefixed(keyspace: Keyspace, key: &[u8]) -> Vec<u8> {
+    let mut full = Vec::with_capacity(key.len() + 1);
+    full.push(keyspace.tag());
+    full.extend_from_slice(key);
+    full
+}
+
+/// The first key after every key that starts with `prefix` (prefixes here start with a
+/// keyspace tag, never 0xff, so one always exists).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+pub(crate) fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ops.len() * 40);
+    for op in ops.iter().filter(|op| op.keyspace.followed()) {
+        out.push(op.keyspace.tag());
+        out.push(u8::from(op.value.is_some()));
+        // Keys are at most MAX_KEY_LEN (< 2^16).
+        out.extend_from_slice(&(op.key.len() as u16).to_be_bytes());
+        out.extend_from_slice(&op.key);
+    }
+    out
+}
+
+pub(crate) fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, StoreError> {
+    let malformed = || StoreError::Backend(format!("change-feed entry #{seq} is malformed"));
+    let mut keys = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(malformed());
+        }
+        let keyspace = Keyspace::from_tag(rest[0]).ok_or_else(malformed)?;
+        let op = if rest[1] == 1 {
+            ChangeOp::Put
+        } else {
+            ChangeOp::Delete
+        };
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let key = rest.get(4..4 + len).ok_or_else(malformed)?.to_vec();
+        keys.push((keyspace, op, key));
+        rest = &rest[4 + len..];
+    }
+    Ok(Change { seq, keys })
+}

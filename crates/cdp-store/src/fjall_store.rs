@@ -1,0 +1,543 @@
+//! The LSM backend (fjall): one fjall keyspace, the store's keyspaces as one-byte key
+//! prefixes (the layout of `encoding.rs`, as in the sled backend).
+//!
+//! Commit path: as in the sled backend, `commit` numbers and queues a batch (`in_flight.rs`:
+//! readers see it at once) and an applier thread takes all queued batches as one group. Here
+//! the group becomes **one fjall write batch** (atomic across keys), followed by one sync of
+//! fjall's journal (`persist(SyncAll)`): fjall does no group commit of its own, so the group
+//! is what shares the sync. fjall's journal gives atomicity and durability, so this backend
+//! keeps no journal of its own. The commit mark outside fjall records the last durable
+//! sequence number: fjall recovers a journal whose damaged batch it cannot read by cutting it
+//! there (fjall issue #311), and the mark turns that into a refusal naming the lost writes
+//! instead of a store that silently misses acknowledged data.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use fjall::{Database, Keyspace as FjallKeyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
+use crate::commit_mark::CommitMark;
+use crate::durability::Durability;
+use crate::encoding::{decode_change, encode_change, prefix_end, prefixed};
+use crate::in_flight::{InFlight, MergedRange, PendingBatch, Writes};
+use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
+use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
+use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
+
+/// Tuning of the fjall backend.
+#[derive(Debug, Clone)]
+pub struct FjallStoreOptions {
+    /// fjall's block cache, in bytes.
+    pub cache_capacity: u64,
+    /// Read every entry at open, so that fjall checks the checksum of every block: damage
+    /// anywhere is found before the first request.
+    pub verify_on_open: bool,
+}
+
+impl Default for FjallStoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 256 * 1024 * 1024,
+            verify_on_open: true,
+        }
+    }
+}
+
+/// The fjall-backed [`Store`].
+pub struct FjallStore {
+    db: Database,
+    data: FjallKeyspace,
+    data_dir: DataDir,
+    durability: Arc<Durability>,
+    /// The last sequence number handed out; held while a batch is numbered and queued.
+    writer: Mutex<u64>,
+    in_flight: Arc<InFlight>,
+    absent: AbsentFilters,
+    applier_queue: Mutex<Option<std::sync::mpsc::Sender<Arc<PendingBatch>>>>,
+    commits: AtomicU64,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("data_dir", &self.data_dir.root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name of the fjall keyspace that holds everything.
+const KEYSPACE: &str = "cdp";
+
+fn backend(error: fjall::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// An error of opening or reading the store files, named by their directory.
+fn open_error(data_dir: &DataDir, error: fjall::Error) -> StoreError {
+    let dir = data_dir.lsm_dir();
+    match error {
+        fjall::Error::Locked => StoreError::InUse {
+            path: data_dir.root().to_path_buf(),
+        },
+        fjall::Error::Io(io) => StoreError::io(format!("cannot open {}", dir.display()), io),
+        other => StoreError::Corrupt {
+            file: dir,
+            problem: other.to_string(),
+        },
+    }
+}
+
+impl FjallStore {
+    /// Opens (or creates) the store of a data directory, refusing damaged or foreign data.
+    pub fn open(data_dir: &DataDir, options: &FjallStoreOptions) -> Result<Arc<Self>, StoreError> {
+        data_dir.create()?;
+        let dir = data_dir.lsm_dir();
+        let fresh = !dir.exists();
+        let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
+        let db = Database::builder(&dir)
+            .cache_size(options.cache_capacity)
+            .open()
+            .map_err(|e| open_error(data_dir, e))?;
+        let data = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(|e| open_error(data_dir, e))?;
+        let schema = data
+            .get(prefixed(Keyspace::Meta, SCHEMA_KEY))
+            .map_err(|e| open_error(data_dir, e))?;
+        let last_seq = match schema {
+            None => {
+                // A commit mark means this directory held a cdp store: losing the schema
+                // record is damage, not a new store.
+                if let Some(acknowledged) = acknowledged.filter(|seq| *seq > 0) {
+                    return Err(StoreError::LostWrites {
+                        file: dir,
+                        mark: data_dir.commit_mark(),
+                        acknowledged,
+                        found: 0,
+                    });
+                }
+                if data.iter().next().is_some() {
+                    return Err(StoreError::NotACdpStore { path: dir });
+                }
+                if !fresh {
+                    tracing::warn!(path = %dir.display(), "store directory existed but was empty; initialising it");
+                }
+                initialise(&db, &data).map_err(|e| open_error(data_dir, e))?;
+                0
+            }
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::UnknownSchema {
+                        path: data_dir.root().to_path_buf(),
+                    })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: data_dir.root().to_path_buf(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                if found == 0 {
+                    return Err(StoreError::UnknownSchema {
+                        path: data_dir.root().to_path_buf(),
+                    });
+                }
+                if found < SCHEMA_VERSION {
+                    // Version 1 -> 2 rewrites nothing (see `SCHEMA_VERSION`).
+                    data.insert(
+                        prefixed(Keyspace::Meta, SCHEMA_KEY),
+                        SCHEMA_VERSION.to_be_bytes(),
+                    )
+                    .map_err(|e| open_error(data_dir, e))?;
+                    tracing::info!(from = found, to = SCHEMA_VERSION, "store schema migrated");
+                }
+                let last_seq = stored_seq(data_dir, &data)?;
+                match acknowledged {
+                    Some(acknowledged) if acknowledged > last_seq => {
+                        return Err(StoreError::LostWrites {
+                            file: dir,
+                            mark: data_dir.commit_mark(),
+                            acknowledged,
+                            found: last_seq,
+                        });
+                    }
+                    None if last_seq > 0 => tracing::warn!(
+                        mark = %data_dir.commit_mark().display(),
+                        "commit mark missing: lost writes cannot be detected for writes made before this start"
+                    ),
+                    _ => {}
+                }
+                last_seq
+            }
+        };
+        let absent = absent_filters(data_dir, &data, options)?;
+        db.persist(PersistMode::SyncAll)
+            .map_err(|e| open_error(data_dir, e))?;
+        let durability = Durability::new(last_seq);
+        let in_flight = Arc::new(InFlight::default());
+        let (queue, batches) = std::sync::mpsc::channel();
+        let applier = {
+            let (db, data) = (db.clone(), data.clone());
+            let (durability, in_flight) = (durability.clone(), in_flight.clone());
+            std::thread::Builder::new()
+                .name("cdp-store-applier".into())
+                .spawn(move || run_applier(&db, &data, &durability, &in_flight, &batches))
+                .map_err(|e| StoreError::io("cannot start the applier thread", e))?
+        };
+        let store = Arc::new(Self {
+            db,
+            data,
+            data_dir: data_dir.clone(),
+            durability: durability.clone(),
+            writer: Mutex::new(last_seq),
+            in_flight,
+            absent,
+            applier_queue: Mutex::new(Some(queue)),
+            commits: AtomicU64::new(0),
+            flusher: Mutex::new(None),
+            applier: Mutex::new(Some(applier)),
+        });
+        mark.write(last_seq)?;
+        // Batches are durable in fjall's journal before they are marked applied: the flusher
+        // only records how far that goes.
+        let handle = std::thread::Builder::new()
+            .name("cdp-store-flusher".into())
+            .spawn(move || {
+                durability.run_flusher(|target| mark.write(target));
+            })
+            .map_err(|e| StoreError::io("cannot start the flusher thread", e))?;
+        *store.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(store)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.durability.failure() {
+            return Err(StoreError::Unavailable(failure));
+        }
+        Ok(())
+    }
+}
+
+fn initialise(db: &Database, data: &FjallKeyspace) -> Result<(), fjall::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut batch = db.batch();
+    batch.insert(
+        data,
+        prefixed(Keyspace::Meta, SCHEMA_KEY),
+        SCHEMA_VERSION.to_be_bytes(),
+    );
+    batch.insert(
+        data,
+        prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+        0u64.to_be_bytes(),
+    );
+    batch.insert(
+        data,
+        prefixed(Keyspace::Meta, CREATED_KEY),
+        now.to_be_bytes(),
+    );
+    batch.commit()?;
+    db.persist(PersistMode::SyncAll)
+}
+
+/// The last sequence number fjall holds.
+fn stored_seq(data_dir: &DataDir, data: &FjallKeyspace) -> Result<u64, StoreError> {
+    match data
+        .get(prefixed(Keyspace::Meta, LAST_SEQ_KEY))
+        .map_err(|e| open_error(data_dir, e))?
+    {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                file: data_dir.lsm_dir(),
+                problem: "the sequence-number record is malformed".into(),
+            }),
+    }
+}
+
+/// The absent-key filters, filled from every key of the filtered keyspaces; with verification
+/// on, from a read of every entry (fjall checks each block's checksum as it reads it).
+fn absent_filters(
+    data_dir: &DataDir,
+    data: &FjallKeyspace,
+    options: &FjallStoreOptions,
+) -> Result<AbsentFilters, StoreError> {
+    let mut filters = FilterBuilder::new();
+    let mut add = |iter: fjall::Iter| -> Result<u64, StoreError> {
+        let mut entries = 0u64;
+        for guard in iter {
+            let (key, _) = guard.into_inner().map_err(|e| open_error(data_dir, e))?;
+            filters.add_stored(&key);
+            entries += 1;
+        }
+        Ok(entries)
+    };
+    if options.verify_on_open {
+        let entries = add(data.iter())?;
+        tracing::debug!(entries, "store verified");
+    } else {
+        for keyspace in FILTERED {
+            add(data.prefix([keyspace.tag()]))?;
+        }
+    }
+    Ok(filters.finish())
+}
+
+/// The applier thread: takes committed batches in order (all that are queued at once, as one
+/// group), writes the group as one fjall batch, syncs fjall's journal, marks the group applied
+/// and drops it from the queue. After a failure nothing more is applied: the store refuses
+/// writes, every ticket still waiting fails, and reads keep seeing the queued batches.
+fn run_applier(
+    db: &Database,
+    data: &FjallKeyspace,
+    durability: &Durability,
+    in_flight: &InFlight,
+    batches: &std::sync::mpsc::Receiver<Arc<PendingBatch>>,
+) {
+    let mut group = Vec::new();
+    while let Ok(first) = batches.recv() {
+        group.clear();
+        group.push(first);
+        group.extend(batches.try_iter());
+        if durability.failure().is_some() {
+            continue;
+        }
+        if let Err(failure) = apply_group(db, data, &group, durability, in_flight) {
+            durability.fail(failure);
+            in_flight.stop();
+        }
+    }
+}
+
+fn apply_group(
+    db: &Database,
+    data: &FjallKeyspace,
+    group: &[Arc<PendingBatch>],
+    durability: &Durability,
+    in_flight: &InFlight,
+) -> Result<(), String> {
+    let mut batch = db.batch();
+    for pending in group {
+        for (key, value) in &pending.writes {
+            match value {
+                Some(value) => batch.insert(data, key.as_slice(), value.as_ref()),
+                None => batch.remove(data, key.as_slice()),
+            }
+        }
+    }
+    batch
+        .commit()
+        .and_then(|()| db.persist(PersistMode::SyncAll))
+        .map_err(|error| format!("cannot write to the store: {error}"))?;
+    if let Some(last) = group.last() {
+        durability.mark_applied(last.seq);
+    }
+    for pending in group {
+        in_flight.pop(pending.seq);
+    }
+    Ok(())
+}
+
+/// Entries of a fjall iterator as the merge over queued writes takes them.
+fn entries(iter: fjall::Iter) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVec), StoreError>> {
+    iter.map(|guard| {
+        guard
+            .into_inner()
+            .map(|(key, value)| (key.to_vec(), sled::IVec::from(value.as_ref())))
+            .map_err(backend)
+    })
+}
+
+/// A scanned entry as the `Store` interface gives it: key without the keyspace tag.
+fn unprefixed(
+    item: Result<(Vec<u8>, sled::IVec), StoreError>,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+}
+
+impl Store for FjallStore {
+    fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let full = prefixed(keyspace, key);
+        if let Some(queued) = self.in_flight.get(&full) {
+            return Ok(queued.map(|value| value.to_vec()));
+        }
+        if !self.absent.may_contain(keyspace, key) {
+            return Ok(None);
+        }
+        Ok(self
+            .data
+            .get(full)
+            .map_err(backend)?
+            .map(|value| value.to_vec()))
+    }
+
+    fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_> {
+        let full = prefixed(keyspace, prefix);
+        let end = prefix_end(&full);
+        let queued = self.in_flight.range(&full, &end);
+        let base = entries(self.data.prefix(&full));
+        match queued {
+            None => Box::new(base.map(unprefixed)),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
+        }
+    }
+
+    fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_> {
+        let start = prefixed(keyspace, start);
+        let end = vec![keyspace.tag() + 1];
+        let queued = self.in_flight.range(&start, &end);
+        let base = entries(self.data.range(start..end));
+        match queued {
+            None => Box::new(base.map(unprefixed)),
+            Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
+        }
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
+        batch.validate()?;
+        self.check_writable()?;
+        let change = encode_change(&batch.ops);
+        let mut writes = Writes::new();
+        for op in batch.ops {
+            // Later operations on the same key win.
+            writes.insert(
+                prefixed(op.keyspace, &op.key),
+                op.value.map(sled::IVec::from),
+            );
+        }
+        let mut last_seq = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = *last_seq + 1;
+        writes.insert(
+            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+            Some(sled::IVec::from(&seq.to_be_bytes())),
+        );
+        writes.insert(
+            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
+            Some(sled::IVec::from(change)),
+        );
+        let batch = Arc::new(PendingBatch { seq, writes });
+        let bytes = batch.bytes();
+        self.in_flight
+            .wait_for_room(bytes, || self.durability.failure())?;
+        // Before the batch is queued, so that no reader finds the key in neither the queue nor
+        // the filter.
+        for (full, value) in &batch.writes {
+            if value.is_some()
+                && let Some((tag, key)) = full.split_first()
+                && let Some(keyspace) = Keyspace::from_tag(*tag)
+            {
+                self.absent.insert(keyspace, key);
+            }
+        }
+        {
+            let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = queue
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            self.in_flight.push(batch.clone(), bytes);
+            if queue.send(batch).is_err() {
+                self.in_flight.pop(seq);
+                return Err(StoreError::Unavailable("the store's writer stopped".into()));
+            }
+        }
+        *last_seq = seq;
+        drop(last_seq);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(CommitTicket::new(seq, self.durability.clone()))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.wait_through(committed);
+        self.check_writable()?;
+        let seq = self.durability.applied.load(Ordering::Acquire);
+        if seq > self.durability.durable() {
+            self.durability.request(seq);
+            CommitTicket::new(seq, self.durability.clone()).wait_durable()?;
+        }
+        self.db.persist(PersistMode::SyncAll).map_err(backend)
+    }
+
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let start = prefixed(Keyspace::Changes, &(after.saturating_add(1)).to_be_bytes());
+        let end = prefixed(Keyspace::Changes, &u64::MAX.to_be_bytes());
+        let mut changes = Vec::new();
+        for guard in self.data.range(start..=end).take(limit) {
+            let (key, value) = guard.into_inner().map_err(backend)?;
+            let seq = <[u8; 8]>::try_from(&key[1..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Backend("change-feed key is malformed".into()))?;
+            changes.push(decode_change(seq, &value)?);
+        }
+        Ok(changes)
+    }
+
+    fn trim_changes(&self, upto: u64) -> Result<(), StoreError> {
+        let start = prefixed(Keyspace::Changes, &0u64.to_be_bytes());
+        let end = prefixed(Keyspace::Changes, &upto.to_be_bytes());
+        let mut batch = self.db.batch();
+        for guard in self.data.range(start..=end) {
+            let key = guard.key().map_err(backend)?;
+            batch.remove(&self.data, key);
+        }
+        batch.commit().map_err(backend)
+    }
+
+    fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durability.subscribe()
+    }
+
+    fn health(&self) -> StoreHealth {
+        if let Some(failure) = self.durability.failure() {
+            return StoreHealth::Failed(failure);
+        }
+        if self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return StoreHealth::Closed;
+        }
+        StoreHealth::Ready
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            flushes: self.durability.flushes(),
+            last_seq: self.durability.applied.load(Ordering::Acquire),
+            durable_seq: self.durability.durable(),
+        }
+    }
+
+    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
+    /// Idempotent.
+    fn close(&self) -> Result<(), StoreError> {
+        let result = self.flush();
+        self.applier_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        join(&self.applier);
+        self.durability.shutdown();
+        join(&self.flusher);
+        result
+    }
+}
+
+/// Waits for a background thread of the store to end (once; later calls find nothing).
+fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
+    if let Some(handle) = thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = handle.join();
+    }
+}

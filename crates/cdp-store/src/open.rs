@@ -1,0 +1,110 @@
+//! Which embedded engine a data directory uses, and opening it.
+
+use std::sync::Arc;
+
+use crate::{
+    DataDir, FjallStore, FjallStoreOptions, SledStore, SledStoreOptions, Store, StoreError,
+};
+
+/// The embedded storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreEngine {
+    /// sled 0.34 (B-tree; `DATA_DIR/store`, with the store's own journal).
+    #[default]
+    Sled,
+    /// fjall 3 (LSM tree; `DATA_DIR/lsm`).
+    Fjall,
+}
+
+impl StoreEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreEngine::Sled => "sled",
+            StoreEngine::Fjall => "fjall",
+        }
+    }
+}
+
+impl std::str::FromStr for StoreEngine {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "sled" => Ok(StoreEngine::Sled),
+            "fjall" => Ok(StoreEngine::Fjall),
+            other => Err(format!(
+                "unknown store engine {other:?}; engines are sled, fjall"
+            )),
+        }
+    }
+}
+
+/// How to open the store of a data directory.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `None`: the engine of the store the directory holds (a new directory gets the default
+    /// engine). `Some`: that engine, and a directory holding the other one is refused.
+    pub engine: Option<StoreEngine>,
+    /// The engine's cache, in bytes.
+    pub cache_capacity: u64,
+    /// Read every entry at open, so that the engine checks every page or block's checksum.
+    pub verify_on_open: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            engine: None,
+            cache_capacity: 256 * 1024 * 1024,
+            verify_on_open: true,
+        }
+    }
+}
+
+/// The engine whose store `data_dir` holds, if any.
+pub fn engine_of(data_dir: &DataDir) -> Option<StoreEngine> {
+    if data_dir.lsm_dir().exists() {
+        Some(StoreEngine::Fjall)
+    } else if data_dir.store_dir().exists() {
+        Some(StoreEngine::Sled)
+    } else {
+        None
+    }
+}
+
+/// Opens (or creates) the store of `data_dir`. A directory that holds the other engine's store
+/// than the one configured is refused, never opened empty beside it.
+pub fn open_store(
+    data_dir: &DataDir,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let existing = engine_of(data_dir);
+    let engine = match (options.engine, existing) {
+        (Some(configured), Some(found)) if configured != found => {
+            return Err(StoreError::OtherEngine {
+                path: data_dir.root().to_path_buf(),
+                found: found.as_str(),
+                configured: configured.as_str(),
+            });
+        }
+        (Some(configured), _) => configured,
+        (None, Some(found)) => found,
+        (None, None) => StoreEngine::default(),
+    };
+    Ok(match engine {
+        StoreEngine::Sled => SledStore::open(
+            data_dir,
+            &SledStoreOptions {
+                cache_capacity: options.cache_capacity,
+                verify_on_open: options.verify_on_open,
+            },
+        )?,
+        StoreEngine::Fjall => FjallStore::open(
+            data_dir,
+            &FjallStoreOptions {
+                cache_capacity: options.cache_capacity,
+                verify_on_open: options.verify_on_open,
+            },
+        )?,
+    })
+}
