@@ -2,11 +2,12 @@
 
 use crate::support::{Server, temp_dir};
 
-fn populated_data_dir() -> tempfile::TempDir {
+/// A data directory of `engine` that was started and stopped a few times, so that the store
+/// holds several flushed batches.
+fn populated_data_dir(engine: &str) -> tempfile::TempDir {
     let dir = temp_dir();
-    // Start and stop a few times so the store holds several flushed batches.
     for _ in 0..3 {
-        let server = Server::start(dir.path(), &[], &[]).unwrap();
+        let server = Server::start(dir.path(), &["--store-engine", engine], &[]).unwrap();
         assert!(server.stop_with("TERM").0.success());
     }
     dir
@@ -27,7 +28,7 @@ fn assert_refused(dir: &std::path::Path, expected: &[&str]) {
 
 #[test]
 fn a_truncated_store_file_is_refused() {
-    let dir = populated_data_dir();
+    let dir = populated_data_dir("sled");
     let file = dir.path().join("store/db");
     // The records sit at the start of sled's first 512 KiB segment: cut into them.
     std::fs::OpenOptions::new()
@@ -41,14 +42,14 @@ fn a_truncated_store_file_is_refused() {
 
 #[test]
 fn an_emptied_store_file_is_refused() {
-    let dir = populated_data_dir();
+    let dir = populated_data_dir("sled");
     std::fs::write(dir.path().join("store/db"), b"").unwrap();
     assert_refused(dir.path(), &["store/db"]);
 }
 
 #[test]
 fn a_corrupted_store_file_is_refused() {
-    let dir = populated_data_dir();
+    let dir = populated_data_dir("sled");
     let file = dir.path().join("store/db");
     let mut bytes = std::fs::read(&file).unwrap();
     // Damage live records (past the segment header), not the zeroed free space.
@@ -61,7 +62,36 @@ fn a_corrupted_store_file_is_refused() {
 
 #[test]
 fn a_damaged_commit_mark_is_refused() {
-    let dir = populated_data_dir();
+    let dir = populated_data_dir("fjall");
     std::fs::write(dir.path().join("store.commit-mark"), b"garbage").unwrap();
     assert_refused(dir.path(), &["store.commit-mark"]);
+}
+
+/// The LSM engine's journal damaged in its written part (fjall cuts a journal at a batch it
+/// cannot read; the commit mark turns that into a refusal), then cut short.
+#[test]
+fn a_damaged_lsm_journal_is_refused() {
+    for damage in ["flip", "cut"] {
+        let dir = populated_data_dir("fjall");
+        let mut journals: Vec<_> = std::fs::read_dir(dir.path().join("lsm"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "jnl"))
+            .collect();
+        journals.sort();
+        let journal = journals.pop().expect("an LSM journal");
+        let mut bytes = std::fs::read(&journal).unwrap();
+        // fjall preallocates its journal: the written part ends at the last non-zero byte.
+        let used = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+        match damage {
+            "flip" => {
+                for byte in &mut bytes[used / 2..used / 2 + 16] {
+                    *byte = !*byte;
+                }
+            }
+            _ => bytes.truncate(used / 2),
+        }
+        std::fs::write(&journal, bytes).unwrap();
+        assert_refused(dir.path(), &["lsm"]);
+    }
 }

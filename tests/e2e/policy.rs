@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cdp_store::{DataDir, Keyspace, SledStore, SledStoreOptions, Store, WriteBatch};
+use cdp_store::{DataDir, Keyspace, Store, StoreOptions, WriteBatch, open_store};
 use serde_json::json;
 
 use crate::support::{Server, cdp, run, temp_dir, text};
@@ -134,16 +134,18 @@ fn verify(dir: &Path) -> (bool, String) {
 }
 
 /// An edit of the store behind the server's back.
-type Tamper = dyn FnOnce(&SledStore, &mut WriteBatch);
+type Tamper = dyn FnOnce(&dyn Store, &mut WriteBatch);
 
-fn tamper(dir: &Path, edit: impl FnOnce(&SledStore, &mut WriteBatch)) {
-    let store = SledStore::open(&DataDir::new(dir), &SledStoreOptions::default()).unwrap();
+fn tamper(dir: &Path, edit: impl FnOnce(&dyn Store, &mut WriteBatch)) {
+    // The engine the data directory holds.
+    let store = open_store(&DataDir::new(dir), &StoreOptions::default()).unwrap();
     let mut batch = WriteBatch::default();
-    edit(&store, &mut batch);
+    edit(store.as_ref(), &mut batch);
     store.commit(batch).unwrap().wait_durable().unwrap();
+    store.close().unwrap();
 }
 
-fn entry(store: &SledStore, seq: u64) -> Vec<u8> {
+fn entry(store: &dyn Store, seq: u64) -> Vec<u8> {
     store
         .get(Keyspace::Audit, &seq.to_be_bytes())
         .unwrap()

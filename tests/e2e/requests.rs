@@ -73,12 +73,11 @@ fn cli_requests_erase_a_person_and_retention_runs() {
         .args(["audit", "verify", "--data-dir"])
         .arg(dir.path()));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let store = cdp_store::SledStore::open(
+    let store = cdp_store::open_store(
         &cdp_store::DataDir::new(dir.path()),
-        &cdp_store::SledStoreOptions::default(),
+        &cdp_store::StoreOptions::default(),
     )
     .unwrap();
-    use cdp_store::Store as _;
     let id: cdp_core::ProfileId = profile.parse().unwrap();
     assert!(
         store

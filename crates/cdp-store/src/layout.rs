@@ -50,6 +50,20 @@ impl DataDir {
         self.root.join("store")
     }
 
+    /// Whether the directory holds a store (of either engine).
+    pub fn holds_store(&self) -> bool {
+        self.store_dir().exists() || self.lsm_dir().exists()
+    }
+
+    /// Where the store's data lives, for error messages: the LSM directory, or sled's file.
+    pub fn store_location(&self) -> PathBuf {
+        if self.lsm_dir().exists() {
+            self.lsm_dir()
+        } else {
+            self.store_file()
+        }
+    }
+
     /// The LSM store (the fjall backend): its journal, tables and metadata.
     pub fn lsm_dir(&self) -> PathBuf {
         self.root.join("lsm")

@@ -9,10 +9,12 @@ use crate::{
 /// The embedded storage engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreEngine {
-    /// sled 0.34 (B-tree; `DATA_DIR/store`, with the store's own journal).
-    #[default]
+    /// sled 0.34 (B-tree; `DATA_DIR/store`, with the store's own journal). Data directories
+    /// made before fjall keep it.
     Sled,
-    /// fjall 3 (LSM tree; `DATA_DIR/lsm`).
+    /// fjall 3 (LSM tree; `DATA_DIR/lsm`): the default for new data directories (measured:
+    /// docs/performance.md, "Storage engines").
+    #[default]
     Fjall,
 }
 

@@ -57,7 +57,7 @@ impl Vault {
                 .map(u32::from_be_bytes)
                 .and_then(KeyVersion::new)
                 .ok_or_else(|| StoreError::Corrupt {
-                    file: data_dir.store_file(),
+                    file: data_dir.store_location(),
                     problem: "a key-version record is malformed".into(),
                 })?;
             if !keyring.contains(version) {
@@ -88,7 +88,7 @@ impl Vault {
                 .map(u32::from_be_bytes)
                 .and_then(KeyVersion::new)
                 .ok_or_else(|| StoreError::Corrupt {
-                    file: data_dir.store_file(),
+                    file: data_dir.store_location(),
                     problem: "the pinned key-version record is malformed".into(),
                 })?,
             None => {

@@ -116,7 +116,7 @@ mod fjall_store {
     conformance_suite!(Fjall);
 }
 
-/// A new directory gets the configured engine (sled by default); an existing one is opened
+/// A new directory gets the configured engine (fjall by default); an existing one is opened
 /// with its own engine when none is named, and refused when the other one is.
 #[test]
 fn a_data_directory_keeps_its_engine() {
@@ -159,6 +159,6 @@ fn a_data_directory_keeps_its_engine() {
     store.close().unwrap();
     assert_eq!(
         engine_of(&DataDir::new(fresh.path())),
-        Some(StoreEngine::Sled)
+        Some(StoreEngine::Fjall)
     );
 }

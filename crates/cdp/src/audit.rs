@@ -28,7 +28,7 @@ pub fn run(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify { data_dir, key_file } = command;
     let data_dir =
         DataDir::new(data_dir.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)));
-    if !data_dir.store_dir().exists() {
+    if !data_dir.holds_store() {
         bail!("{} holds no store", data_dir.root().display());
     }
     let keyring = Arc::new(keyring_for_serve(key_file.as_deref(), &data_dir)?);

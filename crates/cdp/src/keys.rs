@@ -151,7 +151,7 @@ pub fn keyring_for_serve(key_file: Option<&Path>, data_dir: &DataDir) -> anyhow:
                 );
                 return Ok(Keyring::load_file(&dev_key)?);
             }
-            if data_dir.store_dir().exists() {
+            if data_dir.holds_store() {
                 bail!(
                     "data directory {} holds a store but no master key was given and {} does not \
                      exist; give the key with --key-file or {MASTER_KEY_ENV}",

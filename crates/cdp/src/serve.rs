@@ -77,7 +77,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
                     verify_on_open: settings.verify_on_open,
                 }),
         )
-        .context("cannot open the data directory (if the search index is damaged, rebuild it with `cdp reindex`)")?,
+        .context("cannot open the data directory")?,
     );
     let background =
         Background::start(&engine, settings.index_refresh, settings.retention_interval)?;
