@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
 const OWNERS: &[(&str, &str)] = &[
     ("ring", "cdp-crypto"),
     ("sled", "cdp-store"),
+    ("fjall", "cdp-store"),
     ("axum", "cdp-server"),
     ("tantivy", "cdp-index"),
     ("utoipa", "cdp-server"),
