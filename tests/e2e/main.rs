@@ -18,4 +18,5 @@ mod policy;
 mod requests;
 mod sdk;
 mod serve;
+mod store;
 mod tidy;

@@ -38,6 +38,14 @@ pub enum StoreError {
     UnknownSchema { path: PathBuf },
     #[error("{path} holds data but is not a cdp store (no schema version)")]
     NotACdpStore { path: PathBuf },
+    /// The target of a copy already holds data.
+    #[error(
+        "the target store is not empty (keyspace {keyspace}); copy only into a new data directory"
+    )]
+    NotEmpty { keyspace: &'static str },
+    /// A copy's target does not hold what the source does.
+    #[error("the copy differs from the source in {keyspaces}; the target is incomplete, delete it")]
+    CopyMismatch { keyspaces: String },
     /// The data directory holds a store of the other embedded engine.
     #[error(
         "{path} holds a {found} store, but the configured engine is {configured}: set [store] \

@@ -15,6 +15,7 @@
 mod absent;
 mod batch;
 mod commit_mark;
+mod copy;
 mod cursor;
 mod durability;
 mod encoding;
@@ -32,6 +33,7 @@ mod store;
 mod vault;
 
 pub use batch::{MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch};
+pub use copy::{CopyReport, copy_store};
 pub use cursor::Cursor;
 pub use durability::CommitTicket;
 pub use error::StoreError;

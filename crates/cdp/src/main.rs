@@ -19,6 +19,7 @@ mod reindex;
 mod requests;
 mod serve;
 mod sources;
+mod store;
 mod token;
 
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ enum Command {
     Retention(requests::RetentionCommand),
     /// Rebuild the search index from the store (offline, server stopped).
     Reindex(reindex::ReindexArgs),
+    /// Move a store to another engine (offline, server stopped).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Verify the audit log's hash chain (offline, server stopped).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -134,6 +138,10 @@ fn main() -> ExitCode {
         Command::Reindex(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             reindex::run(args)
+        }
+        Command::Store(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            store::run(command)
         }
         Command::Audit(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

@@ -79,6 +79,13 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         )
         .context("cannot open the data directory")?,
     );
+    if cdp_store::engine_of(&data_dir) == Some(cdp_store::StoreEngine::Sled) {
+        tracing::warn!(
+            data_dir = %data_dir.root().display(),
+            "this data directory uses the sled engine; to move it to fjall (the default: faster, a quarter of the size), stop the server and run `cdp store copy --from {} --to NEW_DIR`, then serve NEW_DIR",
+            data_dir.root().display()
+        );
+    }
     let background =
         Background::start(&engine, settings.index_refresh, settings.retention_interval)?;
     tracing::info!(

@@ -1,0 +1,127 @@
+//! `cdp store copy`: moves a data directory's store to another engine (offline: the server
+//! must be stopped; the source's lock refuses otherwise). The sealed bytes are copied as they
+//! are, so no key is needed; the keys and sealed export files of the data directory go along,
+//! the search index is rebuilt by the first start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use cdp_store::{DataDir, StoreEngine, StoreOptions, copy_store, engine_of, open_store};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a whole store into a new data directory, on another engine (default fjall).
+    Copy {
+        /// The data directory to copy (the server must be stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// A new data directory (nothing in it yet).
+        #[arg(long)]
+        to: PathBuf,
+        /// The engine of the copy: fjall or sled.
+        #[arg(long, default_value = "fjall")]
+        engine: StoreEngine,
+    },
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(command: StoreCommand) -> anyhow::Result<()> {
+    let StoreCommand::Copy { from, to, engine } = command;
+    let source_dir = DataDir::new(&from);
+    let target_dir = DataDir::new(&to);
+    let Some(source_engine) = engine_of(&source_dir) else {
+        bail!("{} holds no store", from.display());
+    };
+    if target_dir.holds_store() {
+        bail!(
+            "{} already holds a store: copy only into a new data directory",
+            to.display()
+        );
+    }
+    let source = open_store(
+        &source_dir,
+        &StoreOptions {
+            engine: Some(source_engine),
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the store of {}", from.display()))?;
+    let target = open_store(
+        &target_dir,
+        &StoreOptions {
+            engine: Some(engine),
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot create the store of {}", to.display()))?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(format!(
+        "copying the {} store of {} into a {} store",
+        source_engine.as_str(),
+        from.display(),
+        engine.as_str()
+    ));
+    let copied = copy_store(source.as_ref(), target.as_ref(), |entries| {
+        bar.set_position(entries);
+    });
+    bar.finish_and_clear();
+    let closed = target.close();
+    source.close()?;
+    let report = copied.context("the copy failed; delete the target directory")?;
+    closed.context("flushing the copy failed; delete the target directory")?;
+    let files = copy_files(&source_dir, &target_dir)?;
+    println!(
+        "copied {} entries ({} bytes) from the {} store of {} into a {} store in {}; {files} key and export files; counts and digests verified:",
+        report.entries,
+        report.bytes,
+        source_engine.as_str(),
+        from.display(),
+        engine.as_str(),
+        to.display()
+    );
+    for (keyspace, (entries, digest)) in &report.keyspaces {
+        if *entries > 0 {
+            println!("  {keyspace}: {entries} entries, sha256 {}", &digest[..16]);
+        }
+    }
+    println!(
+        "Serve the copy with `cdp serve --data-dir {}` (its search index is rebuilt at start); keep {} until you have.",
+        to.display(),
+        from.display()
+    );
+    Ok(())
+}
+
+/// The data directory's other files that belong with the store: `keys/` (the development
+/// master key, the token key) and `exports/` (sealed files whose keys are in the store).
+fn copy_files(from: &DataDir, to: &DataDir) -> anyhow::Result<usize> {
+    let mut copied = 0;
+    for dir in ["keys", "exports"] {
+        let source = from.root().join(dir);
+        if !source.exists() {
+            continue;
+        }
+        copied += copy_dir(&source, &to.root().join(dir))?;
+    }
+    Ok(copied)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
+    let mut copied = 0;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copied += copy_dir(&path, &target)?;
+        } else {
+            // `fs::copy` keeps the permission bits (keys stay 0600).
+            std::fs::copy(&path, &target)
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
