@@ -332,8 +332,17 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         assignments.push((*person, profile));
     }
     let evaluation = evaluated_at.elapsed();
+    let stats = engine.store_stats();
+    engine.close()?;
+    // After close: the engine has flushed, and sled's journal is emptied.
+    let data_dir = &bench.data_dir;
+    let store_bytes = disk_usage(&data_dir.lsm_dir())
+        + disk_usage(&data_dir.store_dir())
+        + std::fs::metadata(data_dir.journal()).map_or(0, |m| m.len());
     let report = Report {
         engine: args.engine,
+        store_bytes,
+        peak_rss: peak_rss_bytes(),
         people: args.people,
         events: total_events,
         batches: batches.len(),
@@ -344,11 +353,10 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         last_fifth,
         indexed: index.len(),
         index_lag,
-        stats: engine.store_stats(),
+        stats,
         quality: crate::demo::quality(&assignments),
         run,
     };
-    engine.close()?;
     report.print(args.json);
     Ok(())
 }
@@ -356,6 +364,10 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
 /// The figures of one run.
 struct Report {
     engine: StoreEngine,
+    /// Bytes of the store's files (its engine's directory, and sled's journal) after close.
+    store_bytes: u64,
+    /// The whole bench process's peak resident memory (it also holds the generated events).
+    peak_rss: Option<u64>,
     people: u64,
     events: usize,
     batches: usize,
@@ -390,6 +402,9 @@ impl Report {
         if json {
             let report = serde_json::json!({
                 "engine": self.engine.as_str(),
+                "store_bytes": self.store_bytes,
+                "store_bytes_per_event": self.store_bytes / (self.events as u64).max(1),
+                "peak_rss_bytes": self.peak_rss,
                 "people": self.people,
                 "events": self.events,
                 "batches": self.batches,
@@ -454,6 +469,15 @@ impl Report {
             self.stats.flushes
         );
         println!(
+            "  store on disk: {:.1} MB, {} bytes per event (budget <= 1,000); bench process peak RSS {}",
+            self.store_bytes as f64 / 1e6,
+            self.store_bytes / (self.events as u64).max(1),
+            self.peak_rss.map_or_else(
+                || "unknown".to_string(),
+                |b| format!("{:.0} MB", b as f64 / 1e6)
+            )
+        );
+        println!(
             "  same-person pairs: precision {:.4}, recall {:.4}, F1 {:.4} ({} profiles for {} people; largest profile {} identifiers; {} identifiers unresolved; evaluated in {:.1} s)",
             quality.precision,
             quality.recall,
@@ -465,4 +489,12 @@ impl Report {
             self.evaluation.as_secs_f64()
         );
     }
+}
+
+/// The process's peak resident set (`VmHWM` of /proc/self/status), where the system has it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
