@@ -5,6 +5,14 @@ use serde_json::json;
 
 use crate::support::{Server, cdp, run, temp_dir, text};
 
+fn copy(from: &std::path::Path, to: &std::path::Path) -> std::process::Output {
+    run(cdp()
+        .args(["store", "copy", "--from"])
+        .arg(from)
+        .arg("--to")
+        .arg(to))
+}
+
 #[test]
 fn a_sled_store_copied_to_fjall_serves_the_same_people() {
     let dir = temp_dir();
@@ -29,11 +37,7 @@ fn a_sled_store_copied_to_fjall_serves_the_same_people() {
         .unwrap();
     assert!(server.stop_with("TERM").0.success());
 
-    let output = run(cdp()
-        .args(["store", "copy", "--from"])
-        .arg(&old)
-        .arg("--to")
-        .arg(&new));
+    let output = copy(&old, &new);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let report = text(&output.stdout);
     assert!(report.contains("into a fjall store"), "{report}");
@@ -56,11 +60,7 @@ fn a_sled_store_copied_to_fjall_serves_the_same_people() {
     assert!(server.stop_with("TERM").0.success());
 
     // Never into a directory that holds a store.
-    let output = run(cdp()
-        .args(["store", "copy", "--from"])
-        .arg(&old)
-        .arg("--to")
-        .arg(&new));
+    let output = copy(&old, &new);
     assert!(!output.status.success());
     assert!(
         text(&output.stderr).contains("already holds a store"),
