@@ -11,17 +11,16 @@
 //! there (fjall issue #311), and the mark turns that into a refusal naming the lost writes
 //! instead of a store that silently misses acknowledged data.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace as FjallKeyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_mark::CommitMark;
+use crate::commit_queue::CommitQueue;
 use crate::durability::Durability;
-use crate::encoding::{decode_change, encode_change, prefix_end, prefixed};
-use crate::in_flight::{InFlight, MergedRange, PendingBatch, Writes};
+use crate::encoding::{decode_change, prefix_end, prefixed};
+use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
 use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
@@ -50,15 +49,8 @@ pub struct FjallStore {
     db: Database,
     data: FjallKeyspace,
     data_dir: DataDir,
-    durability: Arc<Durability>,
-    /// The last sequence number handed out; held while a batch is numbered and queued.
-    writer: Mutex<u64>,
-    in_flight: Arc<InFlight>,
-    absent: AbsentFilters,
-    applier_queue: Mutex<Option<std::sync::mpsc::Sender<Arc<PendingBatch>>>>,
-    commits: AtomicU64,
-    flusher: Mutex<Option<JoinHandle<()>>>,
-    applier: Mutex<Option<JoinHandle<()>>>,
+    /// Numbering, queueing, durability and the background threads (`commit_queue.rs`).
+    queue: CommitQueue,
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -178,48 +170,19 @@ impl FjallStore {
         let absent = absent_filters(data_dir, &data, options)?;
         db.persist(PersistMode::SyncAll)
             .map_err(|e| open_error(data_dir, e))?;
-        let durability = Durability::new(last_seq);
-        let in_flight = Arc::new(InFlight::default());
-        let (queue, batches) = std::sync::mpsc::channel();
-        let applier = {
+        let queue = CommitQueue::start(last_seq, absent, mark, {
             let (db, data) = (db.clone(), data.clone());
-            let (durability, in_flight) = (durability.clone(), in_flight.clone());
-            std::thread::Builder::new()
-                .name("cdp-store-applier".into())
-                .spawn(move || run_applier(&db, &data, &durability, &in_flight, &batches))
-                .map_err(|e| StoreError::io("cannot start the applier thread", e))?
-        };
+            move |durability, in_flight, batches| {
+                run_applier(&db, &data, durability, in_flight, batches);
+            }
+        })?;
         let store = Arc::new(Self {
             db,
             data,
             data_dir: data_dir.clone(),
-            durability: durability.clone(),
-            writer: Mutex::new(last_seq),
-            in_flight,
-            absent,
-            applier_queue: Mutex::new(Some(queue)),
-            commits: AtomicU64::new(0),
-            flusher: Mutex::new(None),
-            applier: Mutex::new(Some(applier)),
+            queue,
         });
-        mark.write(last_seq)?;
-        // Batches are durable in fjall's journal before they are marked applied: the flusher
-        // only records how far that goes.
-        let handle = std::thread::Builder::new()
-            .name("cdp-store-flusher".into())
-            .spawn(move || {
-                durability.run_flusher(|target| mark.write(target));
-            })
-            .map_err(|e| StoreError::io("cannot start the flusher thread", e))?;
-        *store.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(store)
-    }
-
-    fn check_writable(&self) -> Result<(), StoreError> {
-        if let Some(failure) = self.durability.failure() {
-            return Err(StoreError::Unavailable(failure));
-        }
-        Ok(())
     }
 }
 
@@ -367,10 +330,10 @@ fn unprefixed(
 impl Store for FjallStore {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let full = prefixed(keyspace, key);
-        if let Some(queued) = self.in_flight.get(&full) {
+        if let Some(queued) = self.queue.in_flight.get(&full) {
             return Ok(queued.map(|value| value.to_vec()));
         }
-        if !self.absent.may_contain(keyspace, key) {
+        if !self.queue.absent.may_contain(keyspace, key) {
             return Ok(None);
         }
         Ok(self
@@ -383,7 +346,7 @@ impl Store for FjallStore {
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_> {
         let full = prefixed(keyspace, prefix);
         let end = prefix_end(&full);
-        let queued = self.in_flight.range(&full, &end);
+        let queued = self.queue.in_flight.range(&full, &end);
         let base = entries(self.data.prefix(&full));
         match queued {
             None => Box::new(base.map(unprefixed)),
@@ -394,7 +357,7 @@ impl Store for FjallStore {
     fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_> {
         let start = prefixed(keyspace, start);
         let end = vec![keyspace.tag() + 1];
-        let queued = self.in_flight.range(&start, &end);
+        let queued = self.queue.in_flight.range(&start, &end);
         let base = entries(self.data.range(start..end));
         match queued {
             None => Box::new(base.map(unprefixed)),
@@ -403,67 +366,12 @@ impl Store for FjallStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
-        batch.validate()?;
-        self.check_writable()?;
-        let change = encode_change(&batch.ops);
-        let mut writes = Writes::new();
-        for op in batch.ops {
-            // Later operations on the same key win.
-            writes.insert(
-                prefixed(op.keyspace, &op.key),
-                op.value.map(sled::IVec::from),
-            );
-        }
-        let mut last_seq = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = *last_seq + 1;
-        writes.insert(
-            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
-            Some(sled::IVec::from(&seq.to_be_bytes())),
-        );
-        writes.insert(
-            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
-            Some(sled::IVec::from(change)),
-        );
-        let batch = Arc::new(PendingBatch { seq, writes });
-        let bytes = batch.bytes();
-        self.in_flight
-            .wait_for_room(bytes, || self.durability.failure())?;
-        // Before the batch is queued, so that no reader finds the key in neither the queue nor
-        // the filter.
-        for (full, value) in &batch.writes {
-            if value.is_some()
-                && let Some((tag, key)) = full.split_first()
-                && let Some(keyspace) = Keyspace::from_tag(*tag)
-            {
-                self.absent.insert(keyspace, key);
-            }
-        }
-        {
-            let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
-            let queue = queue
-                .as_ref()
-                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-            self.in_flight.push(batch.clone(), bytes);
-            if queue.send(batch).is_err() {
-                self.in_flight.pop(seq);
-                return Err(StoreError::Unavailable("the store's writer stopped".into()));
-            }
-        }
-        *last_seq = seq;
-        drop(last_seq);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(CommitTicket::new(seq, self.durability.clone()))
+        self.queue.commit(batch)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.in_flight.wait_through(committed);
-        self.check_writable()?;
-        let seq = self.durability.applied.load(Ordering::Acquire);
-        if seq > self.durability.durable() {
-            self.durability.request(seq);
-            CommitTicket::new(seq, self.durability.clone()).wait_durable()?;
-        }
+        // Everything committed so far applied and durable first.
+        self.queue.wait_durable()?;
         self.db.persist(PersistMode::SyncAll).map_err(backend)
     }
 
@@ -493,51 +401,20 @@ impl Store for FjallStore {
     }
 
     fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.durability.subscribe()
+        self.queue.durability.subscribe()
     }
 
     fn health(&self) -> StoreHealth {
-        if let Some(failure) = self.durability.failure() {
-            return StoreHealth::Failed(failure);
-        }
-        if self
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-        {
-            return StoreHealth::Closed;
-        }
-        StoreHealth::Ready
+        self.queue.health()
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            flushes: self.durability.flushes(),
-            last_seq: self.durability.applied.load(Ordering::Acquire),
-            durable_seq: self.durability.durable(),
-        }
+        self.queue.stats()
     }
 
     /// Flushes, stops the applier and the flusher, and makes every later commit fail.
     /// Idempotent.
     fn close(&self) -> Result<(), StoreError> {
-        let result = self.flush();
-        self.applier_queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        join(&self.applier);
-        self.durability.shutdown();
-        join(&self.flusher);
-        result
-    }
-}
-
-/// Waits for a background thread of the store to end (once; later calls find nothing).
-fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
-    if let Some(handle) = thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        let _ = handle.join();
+        self.queue.close(|| self.flush())
     }
 }

@@ -15,6 +15,7 @@
 mod absent;
 mod batch;
 mod commit_mark;
+mod commit_queue;
 mod copy;
 mod cursor;
 mod durability;

@@ -2,15 +2,14 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_mark::CommitMark;
+use crate::commit_queue::CommitQueue;
 use crate::durability::Durability;
-use crate::encoding::{decode_change, encode_change, prefix_end, prefixed};
-use crate::in_flight::{InFlight, MergedRange, PendingBatch, Writes};
+use crate::encoding::{decode_change, prefix_end, prefixed};
+use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::journal::{CHECKPOINT_BYTES, Journal};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
@@ -39,20 +38,8 @@ impl Default for SledStoreOptions {
 pub struct SledStore {
     db: sled::Db,
     data_dir: DataDir,
-    durability: Arc<Durability>,
-    /// The last sequence number handed out. Held while a batch is numbered and queued, so that
-    /// queue order is sequence order (the applier applies in queue order; the flusher relies
-    /// on sequence order being apply order).
-    writer: Mutex<u64>,
-    /// Committed batches the applier has not put into sled yet; reads look here first.
-    in_flight: Arc<InFlight>,
-    /// Which keys of the keyspaces probed for new keys certainly do not exist (see `absent`).
-    absent: AbsentFilters,
-    /// The applier's queue; `None` once the store is closed.
-    applier_queue: Mutex<Option<std::sync::mpsc::Sender<Arc<PendingBatch>>>>,
-    commits: AtomicU64,
-    flusher: Mutex<Option<JoinHandle<()>>>,
-    applier: Mutex<Option<JoinHandle<()>>>,
+    /// Numbering, queueing, durability and the background threads (`commit_queue.rs`).
+    queue: CommitQueue,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -111,61 +98,22 @@ impl SledStore {
         // Everything replayed or migrated is flushed before the journal starts empty.
         db.flush().map_err(backend)?;
         let journal = Journal::create(&data_dir.journal(), last_seq)?;
-        let durability = Durability::new(last_seq);
-        let in_flight = Arc::new(InFlight::default());
-        let (queue, batches) = std::sync::mpsc::channel();
-        let applier = {
-            let (db, durability, in_flight) = (db.clone(), durability.clone(), in_flight.clone());
-            std::thread::Builder::new()
-                .name("cdp-store-applier".into())
-                .spawn(move || {
-                    run_applier(&db, &durability, &in_flight, &batches, journal, last_seq);
-                })
-                .map_err(|e| StoreError::io("cannot start the applier thread", e))?
-        };
+        let queue = CommitQueue::start(last_seq, absent, mark, {
+            let db = db.clone();
+            move |durability, in_flight, batches| {
+                run_applier(&db, durability, in_flight, batches, journal, last_seq);
+            }
+        })?;
         let store = Arc::new(Self {
             db,
             data_dir: data_dir.clone(),
-            durability: durability.clone(),
-            writer: Mutex::new(last_seq),
-            in_flight,
-            absent,
-            applier_queue: Mutex::new(Some(queue)),
-            commits: AtomicU64::new(0),
-            flusher: Mutex::new(None),
-            applier: Mutex::new(Some(applier)),
+            queue,
         });
-        // The mark must reflect the store as opened (initialisation wrote to it; flushed above).
-        mark.write(last_seq)?;
-
-        // Batches are durable in the journal before they are applied: the flusher only
-        // records how far that goes.
-        let handle = std::thread::Builder::new()
-            .name("cdp-store-flusher".into())
-            .spawn(move || {
-                durability.run_flusher(|target| mark.write(target));
-            })
-            .map_err(|e| StoreError::io("cannot start the flusher thread", e))?;
-        *store.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(store)
     }
 
     pub fn data_dir(&self) -> &DataDir {
         &self.data_dir
-    }
-
-    fn check_writable(&self) -> Result<(), StoreError> {
-        if let Some(failure) = self.durability.failure() {
-            return Err(StoreError::Unavailable(failure));
-        }
-        Ok(())
-    }
-}
-
-/// Waits for a background thread of the store to end (once; later calls find nothing).
-fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
-    if let Some(handle) = thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        let _ = handle.join();
     }
 }
 
@@ -495,12 +443,12 @@ fn initialise(db: &sled::Db) -> Result<(), StoreError> {
 impl Store for SledStore {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let full = prefixed(keyspace, key);
-        if let Some(queued) = self.in_flight.get(&full) {
+        if let Some(queued) = self.queue.in_flight.get(&full) {
             return Ok(queued.map(|value| value.to_vec()));
         }
         // After the queue: a committed key is in the filter before its batch is queued (see
         // `commit`), so one that is in neither place is not in sled either.
-        if !self.absent.may_contain(keyspace, key) {
+        if !self.queue.absent.may_contain(keyspace, key) {
             return Ok(None);
         }
         Ok(self
@@ -513,7 +461,7 @@ impl Store for SledStore {
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_> {
         let full = prefixed(keyspace, prefix);
         // Queued writes first (a batch leaves the queue only once sled has it), then sled.
-        let queued = self.in_flight.range(&full, &prefix_end(&full));
+        let queued = self.queue.in_flight.range(&full, &prefix_end(&full));
         let base = self.db.scan_prefix(full);
         match queued {
             None => Box::new(base.map(unprefixed)),
@@ -524,7 +472,7 @@ impl Store for SledStore {
     fn scan_from(&self, keyspace: Keyspace, start: &[u8]) -> ScanIter<'_> {
         let start = prefixed(keyspace, start);
         let end = vec![keyspace.tag() + 1];
-        let queued = self.in_flight.range(&start, &end);
+        let queued = self.queue.in_flight.range(&start, &end);
         let base = self.db.range(start..end);
         match queued {
             None => Box::new(base.map(unprefixed)),
@@ -533,70 +481,12 @@ impl Store for SledStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
-        batch.validate()?;
-        self.check_writable()?;
-        let change = encode_change(&batch.ops);
-        let mut writes = Writes::new();
-        for op in batch.ops {
-            // Later operations on the same key win, as in a sled batch.
-            writes.insert(
-                prefixed(op.keyspace, &op.key),
-                op.value.map(sled::IVec::from),
-            );
-        }
-        let mut last_seq = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = *last_seq + 1;
-        writes.insert(
-            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
-            Some(sled::IVec::from(&seq.to_be_bytes())),
-        );
-        writes.insert(
-            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
-            Some(sled::IVec::from(change)),
-        );
-        let batch = Arc::new(PendingBatch { seq, writes });
-        let bytes = batch.bytes();
-        self.in_flight
-            .wait_for_room(bytes, || self.durability.failure())?;
-        // Before the batch is queued, so that no reader finds the key in neither the queue nor
-        // the filter. A commit that fails below leaves its keys in the filter: a false "maybe".
-        for (full, value) in &batch.writes {
-            if value.is_some()
-                && let Some((tag, key)) = full.split_first()
-                && let Some(keyspace) = Keyspace::from_tag(*tag)
-            {
-                self.absent.insert(keyspace, key);
-            }
-        }
-        {
-            let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
-            let queue = queue
-                .as_ref()
-                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-            self.in_flight.push(batch.clone(), bytes);
-            if queue.send(batch).is_err() {
-                self.in_flight.pop(seq);
-                return Err(StoreError::Unavailable("the store's writer stopped".into()));
-            }
-        }
-        *last_seq = seq;
-        drop(last_seq);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        // The flush is requested when the ticket is awaited, not here: a caller that commits many
-        // batches in a row (one per message of a request) waits once, and gets one flush.
-        Ok(CommitTicket::new(seq, self.durability.clone()))
+        self.queue.commit(batch)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // Everything committed so far reaches sled first.
-        let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.in_flight.wait_through(committed);
-        self.check_writable()?;
-        let seq = self.durability.applied.load(Ordering::Acquire);
-        if seq > self.durability.durable() {
-            self.durability.request(seq);
-            CommitTicket::new(seq, self.durability.clone()).wait_durable()?;
-        }
+        // Everything committed so far applied and durable first.
+        self.queue.wait_durable()?;
         self.db.flush().map_err(backend)?;
         Ok(())
     }
@@ -627,46 +517,21 @@ impl Store for SledStore {
     }
 
     fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.durability.subscribe()
+        self.queue.durability.subscribe()
     }
 
     fn health(&self) -> StoreHealth {
-        if let Some(failure) = self.durability.failure() {
-            return StoreHealth::Failed(failure);
-        }
-        if self
-            .flusher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-        {
-            return StoreHealth::Closed;
-        }
-        StoreHealth::Ready
+        self.queue.health()
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.commits.load(Ordering::Relaxed),
-            flushes: self.durability.flushes(),
-            last_seq: self.durability.applied.load(Ordering::Acquire),
-            durable_seq: self.durability.durable(),
-        }
+        self.queue.stats()
     }
 
     /// Flushes, stops the applier and the flusher, and makes every later commit fail.
     /// Idempotent.
     fn close(&self) -> Result<(), StoreError> {
-        let result = self.flush();
-        // No more batches: the applier finishes the queue (empty after the flush) and stops.
-        self.applier_queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        join(&self.applier);
-        self.durability.shutdown();
-        join(&self.flusher);
-        result
+        self.queue.close(|| self.flush())
     }
 }
 
@@ -684,6 +549,8 @@ mod tests {
 
     use super::*;
     use crate::batch::BatchOp;
+    use crate::encoding::encode_change;
+    use crate::in_flight::Writes;
 
     fn open(dir: &Path) -> Arc<SledStore> {
         SledStore::open(&DataDir::new(dir), &SledStoreOptions::default()).unwrap()

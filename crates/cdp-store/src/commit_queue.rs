@@ -1,0 +1,205 @@
+//! The commit path both embedded backends share: `commit` validates a batch, numbers it,
+//! records its change-feed entry and sequence number in it, notes its keys in the absent-key
+//! filters and queues it for the backend's applier thread (readers see it at once through
+//! `in_flight`); tickets resolve once the backend's applier has made the group durable and the
+//! flusher has written the commit mark. The backends differ only in how the applier writes a
+//! group and what the final flush syncs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::absent::AbsentFilters;
+use crate::commit_mark::CommitMark;
+use crate::durability::Durability;
+use crate::encoding::{encode_change, prefixed};
+use crate::in_flight::{InFlight, PendingBatch, Writes};
+use crate::meta::LAST_SEQ_KEY;
+use crate::store::{StoreHealth, StoreStats};
+use crate::{CommitTicket, Keyspace, StoreError, WriteBatch};
+
+pub(crate) struct CommitQueue {
+    pub(crate) durability: Arc<Durability>,
+    /// The last sequence number handed out. Held while a batch is numbered and queued, so that
+    /// queue order is sequence order (the applier applies in queue order; the flusher relies
+    /// on sequence order being apply order).
+    writer: Mutex<u64>,
+    /// Committed batches the applier has not written yet; reads look here first.
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Which keys of the keyspaces probed for new keys certainly do not exist (see `absent`).
+    pub(crate) absent: AbsentFilters,
+    /// The applier's queue; `None` once the store is closed.
+    applier_queue: Mutex<Option<Sender<Arc<PendingBatch>>>>,
+    commits: AtomicU64,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl CommitQueue {
+    /// Starts the store's threads at sequence number `last_seq`: the applier (`applier`
+    /// takes the durability, the queue readers see and the batches to write, and makes each
+    /// group durable before marking it applied) and the flusher, which records in the commit
+    /// mark how far that goes.
+    pub(crate) fn start(
+        last_seq: u64,
+        absent: AbsentFilters,
+        mark: CommitMark,
+        applier: impl FnOnce(&Durability, &InFlight, &Receiver<Arc<PendingBatch>>) + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        let durability = Durability::new(last_seq);
+        let in_flight = Arc::new(InFlight::default());
+        let (queue, batches) = std::sync::mpsc::channel();
+        let applier = {
+            let (durability, in_flight) = (durability.clone(), in_flight.clone());
+            std::thread::Builder::new()
+                .name("cdp-store-applier".into())
+                .spawn(move || applier(&durability, &in_flight, &batches))
+                .map_err(|e| StoreError::io("cannot start the applier thread", e))?
+        };
+        // The mark must reflect the store as opened (initialisation may have written to it).
+        mark.write(last_seq)?;
+        let flusher = {
+            let durability = durability.clone();
+            std::thread::Builder::new()
+                .name("cdp-store-flusher".into())
+                .spawn(move || durability.run_flusher(|target| mark.write(target)))
+                .map_err(|e| StoreError::io("cannot start the flusher thread", e))?
+        };
+        Ok(Self {
+            durability,
+            writer: Mutex::new(last_seq),
+            in_flight,
+            absent,
+            applier_queue: Mutex::new(Some(queue)),
+            commits: AtomicU64::new(0),
+            flusher: Mutex::new(Some(flusher)),
+            applier: Mutex::new(Some(applier)),
+        })
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.durability.failure() {
+            return Err(StoreError::Unavailable(failure));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
+        batch.validate()?;
+        self.check_writable()?;
+        let change = encode_change(&batch.ops);
+        let mut writes = Writes::new();
+        for op in batch.ops {
+            // Later operations on the same key win, as in an engine's batch.
+            writes.insert(
+                prefixed(op.keyspace, &op.key),
+                op.value.map(sled::IVec::from),
+            );
+        }
+        let mut last_seq = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = *last_seq + 1;
+        writes.insert(
+            prefixed(Keyspace::Meta, LAST_SEQ_KEY),
+            Some(sled::IVec::from(&seq.to_be_bytes())),
+        );
+        writes.insert(
+            prefixed(Keyspace::Changes, &seq.to_be_bytes()),
+            Some(sled::IVec::from(change)),
+        );
+        let batch = Arc::new(PendingBatch { seq, writes });
+        let bytes = batch.bytes();
+        self.in_flight
+            .wait_for_room(bytes, || self.durability.failure())?;
+        // Before the batch is queued, so that no reader finds the key in neither the queue nor
+        // the filter. A commit that fails below leaves its keys in the filter: a false "maybe".
+        for (full, value) in &batch.writes {
+            if value.is_some()
+                && let Some((tag, key)) = full.split_first()
+                && let Some(keyspace) = Keyspace::from_tag(*tag)
+            {
+                self.absent.insert(keyspace, key);
+            }
+        }
+        {
+            let queue = self.applier_queue.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = queue
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+            self.in_flight.push(batch.clone(), bytes);
+            if queue.send(batch).is_err() {
+                self.in_flight.pop(seq);
+                return Err(StoreError::Unavailable("the store's writer stopped".into()));
+            }
+        }
+        *last_seq = seq;
+        drop(last_seq);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        // The flush is requested when the ticket is awaited, not here: a caller that commits
+        // many batches in a row (one per message of a request) waits once, and gets one flush.
+        Ok(CommitTicket::new(seq, self.durability.clone()))
+    }
+
+    /// Waits until everything committed so far is applied and durable (the first half of a
+    /// flush; the backend then syncs what it has to).
+    pub(crate) fn wait_durable(&self) -> Result<(), StoreError> {
+        let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.in_flight.wait_through(committed);
+        self.check_writable()?;
+        let seq = self.durability.applied.load(Ordering::Acquire);
+        if seq > self.durability.durable() {
+            self.durability.request(seq);
+            CommitTicket::new(seq, self.durability.clone()).wait_durable()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn health(&self) -> StoreHealth {
+        if let Some(failure) = self.durability.failure() {
+            return StoreHealth::Failed(failure);
+        }
+        if self
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return StoreHealth::Closed;
+        }
+        StoreHealth::Ready
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            flushes: self.durability.flushes(),
+            last_seq: self.durability.applied.load(Ordering::Acquire),
+            durable_seq: self.durability.durable(),
+        }
+    }
+
+    /// Flushes (`flush`: the backend's), stops the applier and the flusher, and makes every
+    /// later commit fail. Idempotent.
+    pub(crate) fn close(
+        &self,
+        flush: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let result = flush();
+        // No more batches: the applier finishes the queue (empty after the flush) and stops.
+        self.applier_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        join(&self.applier);
+        self.durability.shutdown();
+        join(&self.flusher);
+        result
+    }
+}
+
+/// Waits for a background thread of the store to end (once; later calls find nothing).
+fn join(thread: &Mutex<Option<JoinHandle<()>>>) {
+    if let Some(handle) = thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = handle.join();
+    }
+}
