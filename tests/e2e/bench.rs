@@ -98,6 +98,98 @@ fn bench_ingest_reports_throughput_and_quality() {
     );
 }
 
+/// `--dir` keeps the store with its development key: `store stats` counts what the run
+/// wrote (no key needed) and `bench lookup` reads it over HTTP, each read audited.
+#[test]
+fn a_kept_ingest_store_is_counted_and_read_back() {
+    let dir = crate::support::temp_dir();
+    let output = run(cdp()
+        .args([
+            "bench",
+            "ingest",
+            "--people",
+            "60",
+            "--clients",
+            "2",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path()));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let ingest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let data_dir = dir.path().join("bench-ingest");
+
+    let output = run(cdp()
+        .args(["store", "stats", "--json", "--data-dir"])
+        .arg(&data_dir));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // One stored event per message some identifier attributes (a few carry only junk ids),
+    // one profile per person found.
+    assert_eq!(stats["engine"], "fjall", "{stats}");
+    let sent = ingest["events"].as_u64().unwrap();
+    let stored = stats["keyspaces"]["events"]["entries"].as_u64().unwrap();
+    assert!(stored <= sent && stored * 100 >= sent * 95, "{stats}");
+    assert_eq!(
+        stats["keyspaces"]["profiles"]["entries"], ingest["indexed"],
+        "{stats}"
+    );
+    assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0, "{stats}");
+    let table = run(cdp().args(["store", "stats", "--data-dir"]).arg(&data_dir));
+    assert!(
+        text(&table.stdout).contains("events"),
+        "{}",
+        text(&table.stdout)
+    );
+
+    let output = run(cdp()
+        .args([
+            "bench",
+            "lookup",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&data_dir));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lookup: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(lookup["reads"].as_u64().unwrap() > 0, "{lookup}");
+    assert_eq!(lookup["failures"], 0, "{lookup}");
+    assert_eq!(lookup["profiles_sampled"], ingest["indexed"], "{lookup}");
+    let rows = lookup["latency"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{lookup}");
+    // The server's time with the flush is never below its time before it.
+    assert!(
+        rows[1]["p50_ms"].as_f64() >= rows[0]["p50_ms"].as_f64(),
+        "{lookup}"
+    );
+}
+
+#[test]
+fn bench_lookup_builds_its_own_store() {
+    let output = run(cdp().args([
+        "bench",
+        "lookup",
+        "--profiles",
+        "40",
+        "--clients",
+        "2",
+        "--seconds",
+        "1",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lookup: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(lookup["profiles_sampled"], 40, "{lookup}");
+    assert!(
+        lookup["reads_per_second"].as_f64().unwrap() > 0.0,
+        "{lookup}"
+    );
+}
+
 #[test]
 fn demo_generate_writes_channel_files_and_truth() {
     let dir = crate::support::temp_dir();

@@ -48,7 +48,7 @@ pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, Consents
 pub use error::EngineError;
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
-pub use read::access::{Access, EvaluateSubject, PolicyNote, ProfileRead};
+pub use read::access::{Access, Audited, EvaluateSubject, PolicyNote, ProfileRead};
 pub use read::audiences::{
     AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage,
 };

@@ -9,13 +9,22 @@ use crate::{Keyspace, Store, StoreError, WriteBatch};
 /// Bytes of keys and values per committed batch while copying.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// What a copy moved: entries and a SHA-256 of `key | value` pairs per keyspace, equal in the
-/// source and the target when it returns.
+/// What a copy moved: per keyspace, equal in the source and the target when it returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyReport {
-    pub keyspaces: BTreeMap<&'static str, (u64, String)>,
+    pub keyspaces: BTreeMap<&'static str, KeyspaceSummary>,
     pub entries: u64,
     pub bytes: u64,
+}
+
+/// One keyspace's entries, the bytes of their keys and values (sealed, as stored), and a
+/// SHA-256 of its `key | value` pairs in key order. Computed without any key: it names no one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyspaceSummary {
+    pub entries: u64,
+    pub key_bytes: u64,
+    pub value_bytes: u64,
+    pub sha256: String,
 }
 
 /// The keyspaces a copy moves: all but the change feed (the target's own feed lists what it
@@ -28,12 +37,15 @@ fn copied_key(keyspace: Keyspace, key: &[u8]) -> bool {
     copied(keyspace) && !(keyspace == Keyspace::Meta && key.starts_with(RESERVED_PREFIX))
 }
 
-/// Entries and digest of each copied keyspace of `store`.
-fn summary(store: &dyn Store) -> Result<BTreeMap<&'static str, (u64, String)>, StoreError> {
+/// The summary of each keyspace a copy moves (`cdp store stats` shows it; a copy compares
+/// the source's with the target's).
+pub fn store_summary(
+    store: &dyn Store,
+) -> Result<BTreeMap<&'static str, KeyspaceSummary>, StoreError> {
     let mut out = BTreeMap::new();
     for keyspace in Keyspace::ALL.into_iter().filter(|k| copied(*k)) {
         let mut hash = cdp_crypto::Sha256Stream::default();
-        let mut count = 0u64;
+        let mut summary = KeyspaceSummary::default();
         for item in store.scan_from(keyspace, &[]) {
             let (key, value) = item?;
             if !copied_key(keyspace, &key) {
@@ -43,9 +55,12 @@ fn summary(store: &dyn Store) -> Result<BTreeMap<&'static str, (u64, String)>, S
             hash.update(&key);
             hash.update(&(value.len() as u32).to_be_bytes());
             hash.update(&value);
-            count += 1;
+            summary.entries += 1;
+            summary.key_bytes += key.len() as u64;
+            summary.value_bytes += value.len() as u64;
         }
-        out.insert(keyspace.name(), (count, hash.finish_hex()));
+        summary.sha256 = hash.finish_hex();
+        out.insert(keyspace.name(), summary);
     }
     Ok(out)
 }
@@ -96,8 +111,8 @@ pub fn copy_store(
         ticket.wait_durable()?;
     }
     progress(report.entries);
-    let source = summary(from)?;
-    let target = summary(to)?;
+    let source = store_summary(from)?;
+    let target = store_summary(to)?;
     if source != target {
         let differing: Vec<&str> = source
             .iter()

@@ -34,7 +34,7 @@ mod store;
 mod vault;
 
 pub use batch::{MAX_KEY_LEN, MAX_VALUE_LEN, WriteBatch};
-pub use copy::{CopyReport, copy_store};
+pub use copy::{CopyReport, KeyspaceSummary, copy_store, store_summary};
 pub use cursor::Cursor;
 pub use durability::CommitTicket;
 pub use error::StoreError;

@@ -1,3 +1,5 @@
+//! `cdp store stats`: entries and bytes per keyspace of a data directory's store (sealed bytes,
+//! no key needed, names no one).
 //! `cdp store copy`: moves a data directory's store to another engine (offline: the server
 //! must be stopped; the source's lock refuses otherwise). The sealed bytes are copied as they
 //! are, so no key is needed; the keys and sealed export files of the data directory go along,
@@ -6,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use cdp_store::{DataDir, StoreEngine, StoreOptions, copy_store, engine_of, open_store};
+use cdp_store::{
+    DataDir, StoreEngine, StoreOptions, copy_store, engine_of, open_store, store_summary,
+};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -23,13 +27,94 @@ pub enum StoreCommand {
         #[arg(long, default_value = "fjall")]
         engine: StoreEngine,
     },
+    /// Entries and bytes per keyspace, and the files' size on disk (the server must be
+    /// stopped). Reads sealed bytes only: no key is needed and nothing personal is shown.
+    Stats {
+        /// The data directory (default ./data).
+        #[arg(long, env = "CDP_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: StoreCommand) -> anyhow::Result<()> {
+    match command {
+        StoreCommand::Copy { from, to, engine } => copy(&from, &to, engine),
+        StoreCommand::Stats { data_dir, json } => stats(&data_dir, json),
+    }
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(command: StoreCommand) -> anyhow::Result<()> {
-    let StoreCommand::Copy { from, to, engine } = command;
-    let source_dir = DataDir::new(&from);
-    let target_dir = DataDir::new(&to);
+fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let data_dir = DataDir::new(dir);
+    let Some(engine) = engine_of(&data_dir) else {
+        bail!("{} holds no store", dir.display());
+    };
+    let store = open_store(
+        &data_dir,
+        &StoreOptions {
+            engine: Some(engine),
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the store of {}", dir.display()))?;
+    let summary = store_summary(store.as_ref());
+    store.close()?;
+    let summary = summary?;
+    let on_disk = crate::bench::disk_usage(&data_dir.store_location());
+    let entries: u64 = summary.values().map(|k| k.entries).sum();
+    let bytes: u64 = summary.values().map(|k| k.key_bytes + k.value_bytes).sum();
+    if json {
+        let keyspaces: serde_json::Map<String, serde_json::Value> = summary
+            .iter()
+            .map(|(name, k)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({
+                        "entries": k.entries,
+                        "key_bytes": k.key_bytes,
+                        "value_bytes": k.value_bytes,
+                    }),
+                )
+            })
+            .collect();
+        let out = serde_json::json!({
+            "engine": engine.as_str(),
+            "entries": entries,
+            "bytes": bytes,
+            "bytes_on_disk": on_disk,
+            "keyspaces": keyspaces,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "{} store of {}: {entries} entries, {bytes} bytes of keys and values, {on_disk} bytes on disk",
+        engine.as_str(),
+        dir.display()
+    );
+    println!(
+        "{:<14} {:>12} {:>14} {:>16} {:>10}",
+        "keyspace", "entries", "key bytes", "value bytes", "avg value"
+    );
+    for (name, k) in summary.iter().filter(|(_, k)| k.entries > 0) {
+        println!(
+            "{name:<14} {:>12} {:>14} {:>16} {:>10}",
+            k.entries,
+            k.key_bytes,
+            k.value_bytes,
+            k.value_bytes / k.entries
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn copy(from: &Path, to: &Path, engine: StoreEngine) -> anyhow::Result<()> {
+    let source_dir = DataDir::new(from);
+    let target_dir = DataDir::new(to);
     let Some(source_engine) = engine_of(&source_dir) else {
         bail!("{} holds no store", from.display());
     };
@@ -80,9 +165,13 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
         engine.as_str(),
         to.display()
     );
-    for (keyspace, (entries, digest)) in &report.keyspaces {
-        if *entries > 0 {
-            println!("  {keyspace}: {entries} entries, sha256 {}", &digest[..16]);
+    for (keyspace, summary) in &report.keyspaces {
+        if summary.entries > 0 {
+            println!(
+                "  {keyspace}: {} entries, sha256 {}",
+                summary.entries,
+                &summary.sha256[..16]
+            );
         }
     }
     println!(

@@ -11,6 +11,7 @@ use cdp_core::{IdentifierType, ProfileId};
 use cdp_policy::{
     Action, CallerFacts, Decision, DecisionRequest, SubjectFacts, Transform, transform,
 };
+use cdp_store::CommitTicket;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -58,6 +59,38 @@ pub struct ProfileRead {
     pub event_count: u64,
     pub merged_from: Vec<ProfileId>,
     pub policy: PolicyNote,
+}
+
+/// An answer whose audit entry is committed, released only once that entry is durable: a
+/// personal read is durably audited before it is answered. The value is reachable only
+/// through [`Audited::wait`] or [`Audited::durable`], so no caller can skip the wait; async
+/// callers await the flush without holding a thread, and concurrent reads share flushes.
+#[must_use = "an audited answer is released by waiting for its audit entry"]
+#[derive(Debug)]
+pub struct Audited<T> {
+    value: T,
+    ticket: CommitTicket,
+}
+
+impl<T> Audited<T> {
+    /// Blocks until the audit entry is durable, then gives the answer.
+    pub fn wait(self) -> Result<T, EngineError> {
+        self.ticket.wait_durable()?;
+        Ok(self.value)
+    }
+
+    /// Resolves with the answer once the audit entry is durable.
+    pub async fn durable(self) -> Result<T, EngineError> {
+        self.ticket.durable().await?;
+        Ok(self.value)
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Audited<U> {
+        Audited {
+            value: f(self.value),
+            ticket: self.ticket,
+        }
+    }
 }
 
 /// What a dry run is about.
@@ -142,7 +175,7 @@ impl Engine {
         access: &Access,
         action: &str,
         fields: impl FnOnce(&ProfileRecord) -> Vec<String>,
-    ) -> Result<Option<(Subject, Decision)>, EngineError> {
+    ) -> Result<Option<(Subject, Audited<Decision>)>, EngineError> {
         let purpose = Self::purpose_of(access)?;
         let Some(subject) = self.subject(id)? else {
             return Ok(None);
@@ -158,7 +191,8 @@ impl Engine {
         Ok(Some((subject, decision)))
     }
 
-    /// Decides, audits (durably) and refuses a denial.
+    /// Decides, audits and refuses a denial (once its audit entry is durable). An allowed
+    /// decision comes back with its audit entry committed, not yet waited for.
     fn decide_audited(
         &self,
         access: &Access,
@@ -166,7 +200,7 @@ impl Engine {
         profile: ProfileId,
         request: DecisionRequest,
         facts: &SubjectFacts,
-    ) -> Result<Decision, EngineError> {
+    ) -> Result<Audited<Decision>, EngineError> {
         let decision = self.policies().decide(&request, facts);
         let mut rules: Vec<String> = Vec::new();
         for reason in &decision.reasons {
@@ -174,18 +208,21 @@ impl Engine {
                 rules.push(reason.rule.clone());
             }
         }
-        self.audit(&[AuditRecord {
+        let ticket = self.audit(&[AuditRecord {
             actor: access.actor.clone(),
             action: action.into(),
             purpose: Some(request.purpose.clone()),
             person: Some(profile),
             decision: if decision.allowed() { "allow" } else { "deny" }.into(),
             rules,
-        }])?
-        .wait_durable()?;
+        }])?;
         if decision.allowed() {
-            Ok(decision)
+            Ok(Audited {
+                value: decision,
+                ticket,
+            })
         } else {
+            ticket.wait_durable()?;
             Err(EngineError::Denied(Box::new(decision)))
         }
     }
@@ -213,19 +250,30 @@ impl Engine {
         }
     }
 
-    /// A profile, for `access.purpose`.
+    /// A profile, for `access.purpose` (blocks until the read is durably audited).
     pub fn read_profile(
         &self,
         id: ProfileId,
         access: &Access,
     ) -> Result<Option<ProfileRead>, EngineError> {
+        self.read_profile_audited(id, access)?
+            .map(Audited::wait)
+            .transpose()
+    }
+
+    /// A profile, for `access.purpose`, released once the read is durably audited.
+    pub fn read_profile_audited(
+        &self,
+        id: ProfileId,
+        access: &Access,
+    ) -> Result<Option<Audited<ProfileRead>>, EngineError> {
         let Some((
             Subject {
                 id: resolved,
                 record,
                 ..
             },
-            decision,
+            audited,
         )) = self.read_decision(id, access, "profile.read", |record| {
             let mut fields: BTreeSet<String> = record
                 .identifiers
@@ -239,6 +287,18 @@ impl Engine {
         else {
             return Ok(None);
         };
+        Ok(Some(audited.map(|decision| {
+            Self::profile_read(id, resolved, &record, &decision)
+        })))
+    }
+
+    /// The profile as `decision` lets it be shown.
+    fn profile_read(
+        id: ProfileId,
+        resolved: ProfileId,
+        record: &ProfileRecord,
+        decision: &Decision,
+    ) -> ProfileRead {
         let obligation = |field: &str| decision.obligation(field);
         let mut withheld = BTreeSet::new();
         let mut identifiers = Vec::new();
@@ -281,7 +341,7 @@ impl Engine {
             withheld.insert("channels".into());
             None
         };
-        Ok(Some(ProfileRead {
+        ProfileRead {
             id: resolved,
             resolved_from: (resolved != id).then_some(id),
             created_at: record.created_at,
@@ -290,11 +350,12 @@ impl Engine {
             channels,
             event_count: record.event_count,
             merged_from: record.merged_from.clone(),
-            policy: Self::note(&decision, withheld.into_iter().collect()),
-        }))
+            policy: Self::note(decision, withheld.into_iter().collect()),
+        }
     }
 
-    /// The profile an identifier belongs to, for `access.purpose`.
+    /// The profile an identifier belongs to, for `access.purpose` (blocks until the read is
+    /// durably audited).
     pub fn read_lookup(
         &self,
         kind: &IdentifierType,
@@ -302,11 +363,25 @@ impl Engine {
         region: Option<&str>,
         access: &Access,
     ) -> Result<Option<ProfileRead>, EngineError> {
+        self.read_lookup_audited(kind, value, region, access)?
+            .map(Audited::wait)
+            .transpose()
+    }
+
+    /// The profile an identifier belongs to, for `access.purpose`, released once the read is
+    /// durably audited.
+    pub fn read_lookup_audited(
+        &self,
+        kind: &IdentifierType,
+        value: &str,
+        region: Option<&str>,
+        access: &Access,
+    ) -> Result<Option<Audited<ProfileRead>>, EngineError> {
         Self::purpose_of(access)?;
         let Some(profile) = self.profile_of_identifier(kind, value, region)? else {
             return Ok(None);
         };
-        self.read_profile(profile, access)
+        self.read_profile_audited(profile, access)
     }
 
     /// A person's events, for `access.purpose` (the `events` field must be shown in full).
@@ -316,11 +391,12 @@ impl Engine {
         access: &Access,
         limit: usize,
     ) -> Result<Option<(Vec<StoredEvent>, PolicyNote)>, EngineError> {
-        let Some((Subject { id: resolved, .. }, mut decision)) =
+        let Some((Subject { id: resolved, .. }, audited)) =
             self.read_decision(id, access, "profile.events", |_| vec!["events".into()])?
         else {
             return Ok(None);
         };
+        let mut decision = audited.wait()?;
         if decision.obligations.get("events") != Some(&Transform::Keep) {
             // Raw events cannot be masked field by field: anything short of "keep" denies.
             decision.decision = cdp_policy::Effect::Deny;
@@ -336,7 +412,7 @@ impl Engine {
         id: ProfileId,
         access: &Access,
     ) -> Result<Option<(IdentityView, PolicyNote)>, EngineError> {
-        let Some((Subject { id: resolved, .. }, decision)) =
+        let Some((Subject { id: resolved, .. }, audited)) =
             self.read_decision(id, access, "profile.identity", |record| {
                 let fields: BTreeSet<String> = record
                     .identifiers
@@ -348,6 +424,7 @@ impl Engine {
         else {
             return Ok(None);
         };
+        let decision = audited.wait()?;
         let Some(mut view) = self.identity(resolved)? else {
             return Ok(None);
         };
@@ -390,11 +467,12 @@ impl Engine {
                 consents,
                 ..
             },
-            _,
+            audited,
         )) = self.read_decision(id, access, "profile.consents", |_| Vec::new())?
         else {
             return Ok(None);
         };
+        audited.wait()?;
         Ok(Some(self.consents_view(resolved, consents)))
     }
 

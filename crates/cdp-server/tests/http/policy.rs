@@ -436,12 +436,22 @@ async fn every_read_is_audited_and_the_chain_verifies() {
     let id = profile_id(&h, "u-3").await;
     let service = token_with(&["customer_service"], &[]);
     let marketer = token_with(&["marketer"], &[]);
-    get_json(
-        &h,
-        &format!("/v1/profiles/{id}?purpose=customer_service"),
-        &service,
+    let (status, headers, _) = call(
+        &h.app,
+        Request::get(format!("/v1/profiles/{id}?purpose=customer_service"))
+            .header("authorization", format!("Bearer {service}"))
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
+    assert_eq!(status, StatusCode::OK);
+    // Where the read's time went: the work, then the wait for its audit entry's flush.
+    let timing = headers["server-timing"].to_str().unwrap();
+    let parts: Vec<&str> = timing.split(", ").collect();
+    assert!(
+        parts.len() == 2 && parts[0].starts_with("work;dur=") && parts[1].starts_with("audit;dur="),
+        "{timing}"
+    );
     get_json(
         &h,
         &format!("/v1/profiles/{id}?purpose=marketing.sms"),

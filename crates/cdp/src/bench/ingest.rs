@@ -11,8 +11,9 @@ use cdp_engine::{Engine, Indexer};
 
 use super::*;
 
-/// One batch to send: its source's channel, the JSON body, and how many events it holds.
-type Batch = (Channel, String, usize);
+/// One batch to send: its source's channel and the planned events it holds (rendered by the
+/// client that sends it: 10M rendered messages would not fit in memory beside the server).
+type Batch = (Channel, Vec<u32>);
 
 /// The engine with its indexer running, as in `serve`: the indexer's work competes for the
 /// cores.
@@ -73,82 +74,53 @@ impl Platform {
     }
 }
 
-/// The generated events as batches per channel, in event-time order (a source sends its
-/// events roughly in order).
-fn batches_of(events: Vec<crate::demo::GeneratedEvent>, batch_size: usize) -> Vec<Batch> {
-    let mut pending: BTreeMap<Channel, Vec<serde_json::Value>> = BTreeMap::new();
+/// The planned events as batches per channel, in event-time order (a source sends its events
+/// roughly in order).
+fn batches_of(plan: &crate::demo::Plan, batch_size: usize) -> Vec<Batch> {
+    let mut pending: BTreeMap<Channel, Vec<u32>> = BTreeMap::new();
     let mut batches = Vec::new();
-    for event in events {
+    for (index, event) in plan.events.iter().enumerate() {
         let list = pending.entry(event.channel).or_default();
-        list.push(event.message);
+        list.push(u32::try_from(index).unwrap_or(u32::MAX));
         if list.len() >= batch_size {
-            let batch = std::mem::take(list);
-            let count = batch.len();
-            batches.push((
-                event.channel,
-                serde_json::json!({ "batch": batch }).to_string(),
-                count,
-            ));
+            batches.push((event.channel, std::mem::take(list)));
         }
     }
     for (channel, list) in pending {
         if !list.is_empty() {
-            let count = list.len();
-            batches.push((
-                channel,
-                serde_json::json!({ "batch": list }).to_string(),
-                count,
-            ));
+            batches.push((channel, list));
         }
     }
     batches
 }
 
-/// The HTTP server of the benchmark, on a free loopback port.
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+/// The identifiers the sent events carried, as hashes of (type, canonical value): the truth is
+/// scored over those.
+#[derive(Default)]
+struct Carried(std::sync::Mutex<std::collections::HashSet<u64>>);
 
-impl Server {
-    fn start(engine: Arc<Engine>) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let token_key = Arc::new(
-            cdp_crypto::TokenKey::hs256(&cdp_crypto::random_bytes::<32>()?, "cdp", "cdp-api")
-                .map_err(|e| anyhow::anyhow!(e))?,
-        );
-        let app = cdp_server::router(
-            engine,
-            token_key,
-            Arc::new(cdp_server::HttpMetrics::new()),
-            &cdp_server::ServerConfig::default(),
-        );
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = runtime.spawn(cdp_server::serve(
-            listener,
-            app,
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(10),
-        ));
-        Ok(Self {
-            runtime,
-            addr,
-            stop,
-            task,
-        })
+impl Carried {
+    fn hash(kind: &str, value: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (kind, value).hash(&mut hasher);
+        hasher.finish()
     }
 
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.runtime.block_on(self.task);
+    fn add(&self, identifiers: impl IntoIterator<Item = (String, String)>) {
+        let hashes: Vec<u64> = identifiers
+            .into_iter()
+            .map(|(kind, value)| Self::hash(&kind, &value))
+            .collect();
+        if let Ok(mut set) = self.0.lock() {
+            set.extend(hashes);
+        }
+    }
+
+    fn contains(&self, kind: &str, value: &str) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|set| set.contains(&Self::hash(kind, value)))
     }
 }
 
@@ -168,7 +140,7 @@ struct Run {
 fn drive(
     platform: &Platform,
     addr: std::net::SocketAddr,
-    batches: &[Batch],
+    (plan, batches, carried): (&crate::demo::Plan, &[Batch], &Carried),
     clients: usize,
 ) -> Run {
     let next = AtomicUsize::new(0);
@@ -183,7 +155,7 @@ fn drive(
                 scope.spawn(|| {
                     send_batches(
                         addr,
-                        batches,
+                        (plan, batches, carried),
                         &platform.write_keys,
                         (&next, &acknowledged, &failures),
                     )
@@ -207,11 +179,12 @@ fn drive(
     }
 }
 
-/// One client: takes the next batch until none is left; returns the latencies of the
-/// acknowledged ones. `counters`: (next batch, events acknowledged, failed batches).
+/// One client: takes the next batch until none is left, renders and sends it; returns the
+/// latencies of the acknowledged ones. `counters`: (next batch, events acknowledged, failed
+/// batches).
 fn send_batches(
     addr: std::net::SocketAddr,
-    batches: &[Batch],
+    (plan, batches, carried): (&crate::demo::Plan, &[Batch], &Carried),
     write_keys: &BTreeMap<Channel, String>,
     (next, acknowledged, failures): (&AtomicUsize, &AtomicUsize, &AtomicUsize),
 ) -> Vec<Duration> {
@@ -221,7 +194,16 @@ fn send_batches(
         .into();
     let url = format!("http://{addr}/v1/batch");
     let mut latencies = Vec::new();
-    while let Some((channel, body, count)) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+    let mut renderer = plan.renderer();
+    while let Some((channel, events)) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
+        let mut messages = Vec::with_capacity(events.len());
+        for index in events {
+            let (event, identifiers) = renderer.render(*index as usize);
+            messages.push(event.message);
+            carried.add(identifiers);
+        }
+        let body = serde_json::json!({ "batch": messages }).to_string();
+        let count = events.len();
         let begun = Instant::now();
         let result = agent
             .post(&url)
@@ -231,7 +213,7 @@ fn send_batches(
         match result {
             Ok(response) if response.status().as_u16() == 200 => {
                 latencies.push(begun.elapsed());
-                acknowledged.fetch_add(*count, Ordering::Relaxed);
+                acknowledged.fetch_add(count, Ordering::Relaxed);
             }
             _ => {
                 failures.fetch_add(1, Ordering::Relaxed);
@@ -302,12 +284,18 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
     let platform = Platform::start(&bench, args.engine, args.cache_mb.max(16) * 1024 * 1024)?;
     let generated_at = Instant::now();
-    let generated = crate::demo::generate(args.people, args.seed, args.events_per_person);
+    let plan = crate::demo::plan(args.people, args.seed, args.events_per_person);
     let generation = generated_at.elapsed();
-    let total_events = generated.events.len();
-    let batches = batches_of(generated.events, args.batch_size);
+    let total_events = plan.events.len();
+    let batches = batches_of(&plan, args.batch_size);
+    let carried = Carried::default();
     let server = Server::start(platform.engine.clone())?;
-    let mut run = drive(&platform, server.addr, &batches, args.clients);
+    let mut run = drive(
+        &platform,
+        server.addr,
+        (&plan, &batches, &carried),
+        args.clients,
+    );
     run.freshness.sort();
     run.latencies.sort();
     let last_fifth = last_fifth_rate(&run, total_events);
@@ -321,15 +309,18 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(failures == 0, "{failures} batches were not acknowledged");
 
     let evaluated_at = Instant::now();
-    let mut assignments = Vec::with_capacity(generated.truth.len());
-    for (kind, value, person) in &generated.truth {
-        let kind: cdp_core::IdentifierType = kind
-            .parse()
-            .map_err(|_| anyhow::anyhow!("bad truth type"))?;
-        let profile = engine
-            .profile_of_identifier(&kind, value, Some("CN"))?
-            .map(|p| p.to_string());
-        assignments.push((*person, profile));
+    let mut assignments = Vec::new();
+    for person in 0..plan.people() {
+        for (kind, value, person) in plan.truth_of(person) {
+            if !carried.contains(&kind, &value) {
+                continue;
+            }
+            let kind: cdp_core::IdentifierType = kind
+                .parse()
+                .map_err(|_| anyhow::anyhow!("bad truth type"))?;
+            let profile = engine.profile_of_identifier(&kind, &value, Some("CN"))?;
+            assignments.push((person, profile));
+        }
     }
     let evaluation = evaluated_at.elapsed();
     let stats = engine.store_stats();

@@ -5,6 +5,7 @@ mod audience;
 mod crypto;
 mod export;
 mod ingest;
+mod lookup;
 mod policy;
 mod store;
 
@@ -38,6 +39,31 @@ pub enum BenchCommand {
     /// Export throughput: a real store of N people (ingested through the engine), an export
     /// job deciding each member, pseudonymising, hashing and sealing the file.
     Export(ExportArgs),
+    /// Audited profile reads over HTTP from concurrent clients: the server's time before the
+    /// audit entry is durable and with it, and reads per second.
+    Lookup(LookupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// People to create in a new store (ignored with --data-dir).
+    #[arg(long, default_value_t = 100_000)]
+    profiles: u64,
+    /// An existing data directory to read from instead (e.g. the store `bench ingest --dir`
+    /// leaves, with its development key); the server must not be running on it.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Directory to create the new store in (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// How long the clients read.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -45,8 +71,8 @@ pub struct ExportArgs {
     /// People in the store (all in the audience).
     #[arg(long, default_value_t = 100_000)]
     profiles: u64,
-    /// Storage engine: sled or fjall.
-    #[arg(long, default_value = "sled")]
+    /// Storage engine: fjall (the default of new data directories) or sled.
+    #[arg(long, default_value = "fjall")]
     engine: StoreEngine,
     /// Directory for the store (default: a temporary directory).
     #[arg(long)]
@@ -92,8 +118,8 @@ pub struct IngestArgs {
     /// People to generate (each has 5 to 15 events).
     #[arg(long, default_value_t = 10_000)]
     people: u64,
-    /// Storage engine: sled or fjall.
-    #[arg(long, default_value = "sled")]
+    /// Storage engine: fjall (the default of new data directories) or sled.
+    #[arg(long, default_value = "fjall")]
     engine: StoreEngine,
     /// Exactly this many events per person instead of 5 to 15 (large stores in less time).
     #[arg(long)]
@@ -169,6 +195,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Policy(args) => policy::run(args),
         BenchCommand::Audience(args) => audience::run(args),
         BenchCommand::Export(args) => export::run(args),
+        BenchCommand::Lookup(args) => lookup::run(args),
     }
 }
 
@@ -235,6 +262,9 @@ pub(super) fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 /// A fresh data directory for a benchmark, in `dir` or a temporary directory removed on drop.
 pub(super) struct BenchDir {
     pub(super) data_dir: DataDir,
+    /// A temporary directory's key lives only in memory; a directory given with `--dir` keeps
+    /// a development key file, so that `serve` and `bench lookup` can open the store later.
+    keyring: Arc<Keyring>,
     _temporary: Option<tempfile::TempDir>,
 }
 
@@ -253,8 +283,13 @@ impl BenchDir {
             "{} already exists",
             data_dir.root().display()
         );
+        let keyring = match temporary {
+            Some(_) => Keyring::generate()?,
+            None => crate::keys::keyring_for_serve(None, &data_dir)?,
+        };
         Ok(Self {
             data_dir,
+            keyring: Arc::new(keyring),
             _temporary: temporary,
         })
     }
@@ -267,7 +302,7 @@ impl BenchDir {
         }
     }
 
-    /// The engine over this directory, as `serve` opens it (built-in policies, a new key).
+    /// The engine over this directory, as `serve` opens it (built-in policies).
     pub(super) fn open_engine(
         &self,
         engine: StoreEngine,
@@ -275,7 +310,7 @@ impl BenchDir {
     ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
         let config = cdp_engine::EngineConfig::new(
             self.data_dir.root(),
-            Arc::new(Keyring::generate()?),
+            self.keyring.clone(),
             Arc::new(crate::policy::load(None)?),
         )
         .with_store(StoreOptions {
@@ -283,6 +318,71 @@ impl BenchDir {
             cache_capacity,
             verify_on_open: false,
         });
+        Ok(Arc::new(cdp_engine::Engine::open(config)?))
+    }
+}
+
+/// The HTTP server of the benchmark, on a free loopback port.
+pub(super) struct Server {
+    runtime: tokio::runtime::Runtime,
+    pub(super) addr: std::net::SocketAddr,
+    /// Signs the management-API tokens the server accepts.
+    pub(super) token_key: Arc<cdp_crypto::TokenKey>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub(super) fn start(engine: Arc<cdp_engine::Engine>) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let token_key = Arc::new(
+            cdp_crypto::TokenKey::hs256(&cdp_crypto::random_bytes::<32>()?, "cdp", "cdp-api")
+                .map_err(|e| anyhow::anyhow!(e))?,
+        );
+        let app = cdp_server::router(
+            engine,
+            token_key.clone(),
+            Arc::new(cdp_server::HttpMetrics::new()),
+            &cdp_server::ServerConfig::default(),
+        );
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(cdp_server::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(10),
+        ));
+        Ok(Self {
+            runtime,
+            addr,
+            token_key,
+            stop,
+            task,
+        })
+    }
+
+    pub(super) fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.runtime.block_on(self.task);
+    }
+}
+
+impl BenchDir {
+    /// The engine over an existing data directory that holds its development key (as a
+    /// benchmark run with `--dir` leaves it), opened as `serve` opens it.
+    pub(super) fn open_existing(data_dir: &DataDir) -> anyhow::Result<Arc<cdp_engine::Engine>> {
+        let keyring = crate::keys::keyring_for_serve(None, data_dir)?;
+        let config = cdp_engine::EngineConfig::new(
+            data_dir.root(),
+            Arc::new(keyring),
+            Arc::new(crate::policy::load(None)?),
+        );
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }
 }
@@ -307,7 +407,7 @@ impl BenchStore {
         let store: Arc<dyn Store> = sled.clone();
         let vault = Arc::new(Vault::open(
             store.clone(),
-            Arc::new(Keyring::generate()?),
+            dir.keyring.clone(),
             &dir.data_dir,
         )?);
         Ok(Self {
@@ -319,10 +419,10 @@ impl BenchStore {
     }
 }
 
-/// Bytes of the files under `dir`.
-pub(super) fn disk_usage(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+/// Bytes of the file `path`, or of the files under it.
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return std::fs::metadata(path).map_or(0, |meta| meta.len());
     };
     entries
         .flatten()
