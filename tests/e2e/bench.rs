@@ -135,6 +135,12 @@ fn a_kept_ingest_store_is_counted_and_read_back() {
         "{stats}"
     );
     assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0, "{stats}");
+    // Retries are recognised through one record per request, not one per message.
+    let messages = stats["keyspaces"]["messages"]["entries"].as_u64().unwrap();
+    assert!(
+        messages >= 1 && messages <= ingest["batches"].as_u64().unwrap(),
+        "{stats}"
+    );
     let table = run(cdp().args(["store", "stats", "--data-dir"]).arg(&data_dir));
     assert!(
         text(&table.stdout).contains("events"),
@@ -184,6 +190,7 @@ fn bench_lookup_builds_its_own_store() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let lookup: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(lookup["profiles_sampled"], 40, "{lookup}");
+    assert!(lookup["rss_bytes"].as_u64().unwrap() > 0, "{lookup}");
     assert!(
         lookup["reads_per_second"].as_f64().unwrap() > 0.0,
         "{lookup}"

@@ -22,6 +22,26 @@ pub struct EngineRules {
     pub survivorship: SurvivorshipRules,
     pub limits: MessageLimits,
     pub exports: ExportSettings,
+    pub dedup: DedupSettings,
+}
+
+/// How long a (source, messageId) is remembered to recognise retries (`write/dedup.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct DedupSettings {
+    /// Segment de-duplicates within about a day.
+    pub window: std::time::Duration,
+    /// At most this many messages in the window (about 40 bytes of memory each); past it the
+    /// oldest minutes leave early.
+    pub max_messages: usize,
+}
+
+impl Default for DedupSettings {
+    fn default() -> Self {
+        Self {
+            window: std::time::Duration::from_secs(24 * 3600),
+            max_messages: 5_000_000,
+        }
+    }
 }
 
 /// Where the search index lives.

@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 use crate::computed::Quintiles;
 
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
-pub use config::{EngineConfig, EngineRules, IndexMode};
+pub use config::{DedupSettings, EngineConfig, EngineRules, IndexMode};
 pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
 pub use error::EngineError;
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
@@ -102,6 +102,15 @@ impl Engine {
         } = config;
         let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
+        let (messages, upkeep) = write::dedup::MessageWindow::open(
+            store.as_ref(),
+            rules.dedup.window,
+            rules.dedup.max_messages,
+            time::OffsetDateTime::now_utc(),
+        )?;
+        if !upkeep.is_empty() {
+            store.commit(upkeep)?.wait_durable()?;
+        }
         let index = match index {
             IndexMode::OnDisk => {
                 Some(PersonIndex::open(&data_dir.index_dir()).map_err(indexer::index_error)?)
@@ -126,7 +135,7 @@ impl Engine {
             vault,
             config: rules,
             policies,
-            write_lock: Mutex::new(write::cache::RecordCache::default()),
+            write_lock: Mutex::new(write::cache::RecordCache::new(messages)),
             audit: audit::AuditState::default(),
             index: index.map(Arc::new),
             exports_dir,

@@ -202,6 +202,46 @@ fn retried_messages_change_nothing() {
     assert_eq!(h.engine.unaudited_events(profile, 10).unwrap().len(), 1);
 }
 
+/// The de-duplication window is in memory and in the store: a retry is recognised within its
+/// batch, after a restart, and only for the same source.
+#[test]
+fn retries_are_recognised_within_a_batch_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(Keyring::generate().unwrap());
+    let open = || {
+        Engine::open(
+            EngineConfig::new(dir.path(), keyring.clone(), policies())
+                .with_index(IndexMode::InMemory),
+        )
+        .unwrap()
+    };
+    let batch = json!([
+        {"type":"track","userId":"u-1","event":"A","messageId":"m1"},
+        {"type":"track","userId":"u-1","event":"A","messageId":"m1"},
+        {"type":"track","userId":"u-1","event":"B","messageId":"m2"}
+    ]);
+    let engine = open();
+    let web = source(&engine, "web", Channel::Web, None);
+    let first = send(&engine, &web, batch.clone());
+    assert_eq!((first.accepted, first.duplicates), (2, 1));
+    engine.close().unwrap();
+    drop(engine);
+
+    let engine = open();
+    let again = send(&engine, &web, batch);
+    assert_eq!((again.accepted, again.duplicates), (0, 3));
+    let profile = lookup(&engine, IdentifierType::UserId, "u-1").unwrap();
+    assert_eq!(engine.unaudited_events(profile, 10).unwrap().len(), 2);
+    // The same messageId from another source is another message.
+    let app = source(&engine, "app", Channel::Ios, None);
+    let other = send(
+        &engine,
+        &app,
+        json!([{"type":"track","userId":"u-1","event":"A","messageId":"m1"}]),
+    );
+    assert_eq!((other.accepted, other.duplicates), (1, 0));
+}
+
 #[test]
 fn junk_identifiers_never_merge_people() {
     let h = harness();

@@ -1,7 +1,7 @@
 //! Bloom filters over the keys of the keyspaces whose point reads mostly miss.
 //!
-//! Ingestion looks up every message's de-duplication key, its identifier set's evidence and
-//! each of its identifiers before it knows whether they exist, and for new data they do not.
+//! Ingestion looks up every message's identifier set's evidence and each of its identifiers
+//! before it knows whether they exist, and for new data they do not.
 //! A miss costs sled a whole descent of its tree (5 µs at 20,000 people, a page read from disk
 //! once the store outgrows the page cache), and these lookups run under the engine's write lock.
 //! A filter answers most of them from memory: "definitely absent" skips sled, "maybe present"
@@ -21,11 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::Keyspace;
 
 /// Keyspaces with a filter: the ones ingestion probes for keys that are usually new.
-pub(crate) const FILTERED: [Keyspace; 3] = [
-    Keyspace::Messages,
-    Keyspace::IdentityEdges,
-    Keyspace::Identifiers,
-];
+pub(crate) const FILTERED: [Keyspace; 2] = [Keyspace::IdentityEdges, Keyspace::Identifiers];
 
 /// Bits per key and probes per key: about 0.8% false "maybe" per filter.
 const BITS_PER_KEY: usize = 10;
@@ -217,11 +213,11 @@ mod tests {
         // Past the first filter's capacity, so that a second and third are added.
         let count = (MIN_CAPACITY * 2 * (1 + GROWTH)) as u64 + 1_000;
         for n in 0..count {
-            filters.insert(Keyspace::Messages, &key(n));
+            filters.insert(Keyspace::IdentityEdges, &key(n));
         }
         let layers = filters.filters[0].filters.read().unwrap().len();
         assert!(layers >= 3, "{layers} filters");
-        assert!((0..count).all(|n| filters.may_contain(Keyspace::Messages, &key(n))));
+        assert!((0..count).all(|n| filters.may_contain(Keyspace::IdentityEdges, &key(n))));
     }
 
     #[test]
@@ -229,17 +225,17 @@ mod tests {
         // Half the keys found at open, half committed later.
         let mut builder = FilterBuilder::new();
         for n in 0..50_000u64 {
-            let mut full = vec![Keyspace::Messages.tag()];
+            let mut full = vec![Keyspace::IdentityEdges.tag()];
             full.extend_from_slice(&key(n));
             builder.add_stored(&full);
         }
         let filters = builder.finish();
         for n in 50_000..100_000u64 {
-            filters.insert(Keyspace::Messages, &key(n));
+            filters.insert(Keyspace::IdentityEdges, &key(n));
         }
-        assert!((0..100_000u64).all(|n| filters.may_contain(Keyspace::Messages, &key(n))));
+        assert!((0..100_000u64).all(|n| filters.may_contain(Keyspace::IdentityEdges, &key(n))));
         let false_maybes = (1_000_000..1_100_000u64)
-            .filter(|n| filters.may_contain(Keyspace::Messages, &key(*n)))
+            .filter(|n| filters.may_contain(Keyspace::IdentityEdges, &key(*n)))
             .count();
         assert!(
             false_maybes < 2_000,

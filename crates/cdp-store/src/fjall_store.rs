@@ -83,6 +83,11 @@ fn open_error(data_dir: &DataDir, error: fjall::Error) -> StoreError {
     }
 }
 
+/// Journals kept before fjall flushes memtables to tables (its default is 512 MiB). Every
+/// journal byte is replayed at open, so this bounds the restart time and the disk the store
+/// takes beyond its tables; the memtable of the one keyspace is 64 MiB, so two of them fit.
+const MAX_JOURNALS: u64 = 128 * 1024 * 1024;
+
 impl FjallStore {
     /// Opens (or creates) the store of a data directory, refusing damaged or foreign data.
     pub fn open(data_dir: &DataDir, options: &FjallStoreOptions) -> Result<Arc<Self>, StoreError> {
@@ -92,6 +97,7 @@ impl FjallStore {
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
         let db = Database::builder(&dir)
             .cache_size(options.cache_capacity)
+            .max_journaling_size(MAX_JOURNALS)
             .open()
             .map_err(|e| open_error(data_dir, e))?;
         let data = db

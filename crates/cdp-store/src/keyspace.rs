@@ -39,7 +39,8 @@ pub enum Keyspace {
     Mentions,
     /// Absorbed profile id -> surviving profile id.
     Aliases,
-    /// Hash of (source, messageId) -> (): de-duplication of retried messages.
+    /// (arrival minute, random) -> digests of (source, messageId) of one request: the
+    /// de-duplication window of retried messages (cdp-engine `write/dedup.rs`).
     Messages,
     /// Blind index -> sealed note: identifiers that no export may ever include.
     Suppressions,

@@ -703,7 +703,7 @@ mod tests {
             let store = open(dir.path());
             for n in 0..300u32 {
                 let mut batch = WriteBatch::new();
-                batch.put(Keyspace::Messages, key(n), Vec::new());
+                batch.put(Keyspace::IdentityEdges, key(n), Vec::new());
                 batch.put(Keyspace::IdentityEdges, key(n), b"e".to_vec());
                 let _ = store.commit(batch).unwrap();
             }
@@ -735,7 +735,12 @@ mod tests {
             };
             let store = SledStore::open(&data_dir, &options).unwrap();
             for n in 0..300u32 {
-                assert!(store.get(Keyspace::Messages, &key(n)).unwrap().is_some());
+                assert!(
+                    store
+                        .get(Keyspace::IdentityEdges, &key(n))
+                        .unwrap()
+                        .is_some()
+                );
                 assert!(
                     store
                         .get(Keyspace::IdentityEdges, &key(n))
@@ -749,23 +754,34 @@ mod tests {
                     .unwrap()
                     .is_some()
             );
-            assert_eq!(store.get(Keyspace::Messages, &key(1_000)).unwrap(), None);
+            assert_eq!(
+                store.get(Keyspace::IdentityEdges, &key(1_000)).unwrap(),
+                None
+            );
             // Committed now, deleted, put again: each read sees the latest.
             let fresh = key(5_000 + u32::from(verify_on_open));
             let mut batch = WriteBatch::new();
-            batch.put(Keyspace::Messages, fresh.clone(), b"1".to_vec());
+            batch.put(Keyspace::IdentityEdges, fresh.clone(), b"1".to_vec());
             store.commit(batch).unwrap().wait_durable().unwrap();
-            assert!(store.get(Keyspace::Messages, &fresh).unwrap().is_some());
+            assert!(
+                store
+                    .get(Keyspace::IdentityEdges, &fresh)
+                    .unwrap()
+                    .is_some()
+            );
             let mut batch = WriteBatch::new();
-            batch.delete(Keyspace::Messages, fresh.clone());
+            batch.delete(Keyspace::IdentityEdges, fresh.clone());
             store.commit(batch).unwrap().wait_durable().unwrap();
-            assert_eq!(store.get(Keyspace::Messages, &fresh).unwrap(), None);
+            assert_eq!(store.get(Keyspace::IdentityEdges, &fresh).unwrap(), None);
             let mut batch = WriteBatch::new();
-            batch.put(Keyspace::Messages, fresh.clone(), b"2".to_vec());
+            batch.put(Keyspace::IdentityEdges, fresh.clone(), b"2".to_vec());
             let _ = store.commit(batch).unwrap();
             store.flush().unwrap();
             assert_eq!(
-                store.get(Keyspace::Messages, &fresh).unwrap().as_deref(),
+                store
+                    .get(Keyspace::IdentityEdges, &fresh)
+                    .unwrap()
+                    .as_deref(),
                 Some(&b"2"[..])
             );
             store.close().unwrap();

@@ -41,6 +41,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub index: IndexSection,
     #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
     pub retention: RetentionSection,
     #[serde(default)]
     pub log: LogSection,
@@ -60,6 +62,16 @@ pub struct RetentionSection {
     /// Hours between runs of the retention sweeper (per-category retention from the
     /// policies). Default 24.
     pub interval_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// Hours a (source, messageId) is remembered to recognise retries. Default 24.
+    pub dedup_window_hours: Option<u64>,
+    /// At most this many messages in that window (about 40 bytes of memory each). Default
+    /// 5,000,000.
+    pub dedup_max_messages: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +130,7 @@ pub struct Settings {
     pub computed: cdp_engine::computed::ComputedRules,
     pub index_refresh: Duration,
     pub retention_interval: Duration,
+    pub dedup: cdp_engine::DedupSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -169,6 +182,20 @@ impl Settings {
             retention_interval: Duration::from_secs(
                 file.retention.interval_hours.unwrap_or(24).max(1) * 3600,
             ),
+            dedup: cdp_engine::DedupSettings {
+                window: Duration::from_secs(
+                    file.ingest
+                        .dedup_window_hours
+                        .unwrap_or(24)
+                        .clamp(1, 24 * 366)
+                        * 3600,
+                ),
+                max_messages: file
+                    .ingest
+                    .dedup_max_messages
+                    .unwrap_or(cdp_engine::DedupSettings::default().max_messages)
+                    .max(1_000),
+            },
             max_body_bytes,
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),
@@ -211,6 +238,8 @@ mod tests {
         assert!(file.http.shutdown_grace_secs.is_some());
         assert!(file.store.cache_capacity_mb.is_some());
         assert!(file.index.refresh_hours.is_some());
+        assert!(file.ingest.dedup_window_hours.is_some());
+        assert!(file.ingest.dedup_max_messages.is_some());
         assert!(file.retention.interval_hours.is_some());
         assert!(file.store.verify_on_open.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());

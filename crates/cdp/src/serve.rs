@@ -70,6 +70,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
                     survivorship: settings.survivorship,
                     limits: Default::default(),
                     exports: Default::default(),
+                    dedup: settings.dedup,
                 })
                 .with_store(StoreOptions {
                     engine: settings.store_engine,

@@ -34,7 +34,7 @@ impl Engine {
         let mut batch = WriteBatch::default();
         batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
         let ticket = self.store().commit(batch)?;
-        *cache = crate::write::cache::RecordCache::default();
+        cache.clear_records();
         drop(cache);
         ticket.wait_durable()?;
         Ok(result)

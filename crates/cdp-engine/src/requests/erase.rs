@@ -12,6 +12,14 @@ use crate::records::StoredEvent;
 use crate::write::graph_store::StoreGraph;
 use crate::{Engine, EngineError};
 
+/// What erasing a person deletes: the batch (all but the profile and the data key), counts per
+/// kind for the receipt, and the digests of their messages (for the de-duplication window).
+struct Erasure {
+    batch: WriteBatch,
+    counts: BTreeMap<&'static str, u64>,
+    digests: BTreeSet<[u8; 16]>,
+}
+
 impl Engine {
     /// Crypto-shredding: the person's data key is destroyed, their graph records, identifiers,
     /// events, consents, de-duplication keys and aliases are deleted; the index drops them
@@ -29,14 +37,23 @@ impl Engine {
         let (record, key) = graph
             .profile(id)?
             .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
-        let (mut batch, counts) = self.erasure_batch(&mut graph, &record, &key)?;
+        let Erasure {
+            mut batch,
+            counts,
+            digests,
+        } = self.erasure_batch(&mut graph, &record, &key)?;
+        // Their messages leave the de-duplication window: sent again, they make a new person.
+        cache
+            .messages
+            .stage_forget(self.store().as_ref(), &mut batch, &digests)?;
         batch.delete(Keyspace::Profiles, id.as_bytes().to_vec());
         // The data key last in meaning, same batch in fact: nothing sealed under it can be
         // opened once this commits.
         self.vault().destroy_person_key(&id, &mut batch);
         drop(graph);
         let ticket = self.store().commit(batch)?;
-        *cache = crate::write::cache::RecordCache::default();
+        cache.messages.forget(&digests);
+        cache.clear_records();
         drop(cache);
         ticket.wait_durable()?;
         let erased_at = OffsetDateTime::now_utc();
@@ -74,21 +91,21 @@ impl Engine {
         graph: &mut StoreGraph<'_>,
         record: &crate::records::ProfileRecord,
         key: &cdp_crypto::DataKey,
-    ) -> Result<(WriteBatch, BTreeMap<&'static str, u64>), EngineError> {
+    ) -> Result<Erasure, EngineError> {
         let id = record.id;
         let mut batch = WriteBatch::default();
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        // Events: their de-duplication keys go too, so re-sent events make a new person.
+        // Events, and the digests of their messages (for the de-duplication window).
+        let mut digests = BTreeSet::new();
         for item in self.store().scan_prefix(Keyspace::Events, id.as_bytes()) {
             let (event_key, sealed) = item?;
             if let Ok(event) =
                 self.open_person::<StoredEvent>(key, Keyspace::Events, &event_key, &sealed)
             {
-                let digest = cdp_crypto::digest16(&[
+                digests.insert(cdp_crypto::digest16(&[
                     event.source_id.as_bytes(),
                     event.message.message_id.as_bytes(),
-                ]);
-                batch.delete(Keyspace::Messages, digest.to_vec());
+                ]));
             }
             batch.delete(Keyspace::Events, event_key);
             *counts.entry("events").or_default() += 1;
@@ -134,6 +151,10 @@ impl Engine {
         for absorbed in &record.merged_from {
             batch.delete(Keyspace::Aliases, absorbed.as_bytes().to_vec());
         }
-        Ok((batch, counts))
+        Ok(Erasure {
+            batch,
+            counts,
+            digests,
+        })
     }
 }

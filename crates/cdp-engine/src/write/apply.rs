@@ -30,7 +30,6 @@ pub(crate) struct Changes {
     pub(crate) deleted_consents: BTreeSet<Vec<u8>>,
     pub(crate) aliases: BTreeMap<ProfileId, ProfileId>,
     pub(crate) merge_log: Vec<MergeLogEntry>,
-    pub(crate) message_digest: Option<[u8; 16]>,
     /// Wrapped data keys of profiles created by this change.
     pub(crate) batch: WriteBatch,
 }
@@ -141,9 +140,6 @@ impl Changes {
             let sealed = engine.seal_system(Keyspace::MergeLog, &key, entry)?;
             batch.put(Keyspace::MergeLog, key, sealed);
         }
-        if let Some(digest) = self.message_digest {
-            batch.put(Keyspace::Messages, digest.to_vec(), Vec::new());
-        }
         Ok(batch)
     }
 }
@@ -156,6 +152,8 @@ pub(crate) struct Staged {
     pub(crate) evidence: BTreeMap<EvidenceId, EvidenceRecord>,
     /// `None`: the profile no longer exists (merged away).
     pub(crate) profiles: BTreeMap<ProfileId, Option<(ProfileRecord, DataKey)>>,
+    /// Digests of the messages staged (the de-duplication window takes them at commit).
+    pub(crate) messages: BTreeSet<[u8; 16]>,
 }
 
 impl Staged {

@@ -14,6 +14,7 @@ use lru::LruCache;
 
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
 use crate::write::apply::Staged;
+use crate::write::dedup::MessageWindow;
 
 const NODES: usize = 200_000;
 const EVIDENCE: usize = 200_000;
@@ -23,11 +24,13 @@ fn capacity(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
-/// Decoded records as committed.
+/// Decoded records as committed, and the messages of the de-duplication window (the writer's
+/// state: it lives under the engine's write lock).
 pub(crate) struct RecordCache {
     pub(crate) nodes: LruCache<NodeKey, NodeRecord>,
     pub(crate) evidence: LruCache<EvidenceId, EvidenceRecord>,
     pub(crate) profiles: LruCache<ProfileId, (ProfileRecord, DataKey)>,
+    pub(crate) messages: MessageWindow,
 }
 
 impl std::fmt::Debug for RecordCache {
@@ -36,21 +39,29 @@ impl std::fmt::Debug for RecordCache {
             .field("nodes", &self.nodes.len())
             .field("evidence", &self.evidence.len())
             .field("profiles", &self.profiles.len())
+            .field("messages", &self.messages.len())
             .finish()
     }
 }
 
-impl Default for RecordCache {
-    fn default() -> Self {
+impl RecordCache {
+    pub(crate) fn new(messages: MessageWindow) -> Self {
         Self {
             nodes: LruCache::new(capacity(NODES)),
             evidence: LruCache::new(capacity(EVIDENCE)),
             profiles: LruCache::new(capacity(PROFILES)),
+            messages,
         }
     }
-}
 
-impl RecordCache {
+    /// Forgets every cached record (after a change made outside the ingest path, such as an
+    /// erasure); the de-duplication window stays.
+    pub(crate) fn clear_records(&mut self) {
+        self.nodes.clear();
+        self.evidence.clear();
+        self.profiles.clear();
+    }
+
     /// Applies what a committed request wrote.
     pub(crate) fn apply(&mut self, staged: Staged) {
         for (key, record) in staged.nodes {

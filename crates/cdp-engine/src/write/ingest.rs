@@ -7,7 +7,7 @@
 
 use cdp_core::segment::Message;
 use cdp_identity::extract::extract;
-use cdp_store::{CommitTicket, Keyspace, Overlay, WriteBatch};
+use cdp_store::{CommitTicket, Overlay, WriteBatch};
 
 use crate::records::{
     EvidenceId, GraphNode, NodeRecord, Provenance, SourceRecord, StoredEvent, order_of,
@@ -68,8 +68,19 @@ impl Engine {
                 Outcome::Unattributed => report.unattributed += 1,
             }
         }
+        // The request's messages join the de-duplication window as one record.
+        let minute = crate::write::dedup::minute_of(time::OffsetDateTime::now_utc());
+        let digests: Vec<[u8; 16]> = staged.messages.iter().copied().collect();
+        let mut window = WriteBatch::new();
+        cache
+            .messages
+            .stage(self.store().as_ref(), &mut window, minute, &digests)?;
+        if !window.is_empty() {
+            overlay.stage(window)?;
+        }
         report.ticket = overlay.commit()?;
         // Committed: the cache may now hold what the request wrote.
+        cache.messages.committed(minute, &digests);
         cache.apply(staged);
         Ok(report)
     }
@@ -119,7 +130,9 @@ impl Engine {
             signals,
         } = prepared;
         let digest = cdp_crypto::digest16(&[source.id.as_bytes(), message.message_id.as_bytes()]);
-        if !message.generated_message_id && view.get(Keyspace::Messages, &digest)?.is_some() {
+        // A server-made messageId cannot come again: only the caller's are remembered.
+        let remembered = !message.generated_message_id;
+        if remembered && (cache.messages.contains(&digest) || staged.messages.contains(&digest)) {
             return Ok(Outcome::Duplicate);
         }
         if identifiers.is_empty() {
@@ -154,10 +167,7 @@ impl Engine {
             evidence: evidence_id,
         };
         let mut graph = StoreGraph::with_cache(self, view, staged, cache);
-        let mut changes = Changes {
-            message_digest: Some(digest),
-            ..Changes::default()
-        };
+        let mut changes = Changes::default();
         match graph.evidence(&evidence_id)? {
             // The same identifiers were seen together before: nothing new for the graph (the
             // evidence keeps the provenance of the first event that showed them).
@@ -195,7 +205,11 @@ impl Engine {
         }
         self.stage_signals(&mut graph, &mut changes, &incoming, signals)?;
         drop(graph);
-        Ok(Outcome::Staged(changes.into_staged_batch(self, staged)?))
+        let batch = changes.into_staged_batch(self, staged)?;
+        if remembered {
+            staged.messages.insert(digest);
+        }
+        Ok(Outcome::Staged(batch))
     }
 
     /// Records that the evidence mentions each of its identifiers.

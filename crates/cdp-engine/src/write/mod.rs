@@ -7,10 +7,12 @@
 //! - `consent_staging`: consent signals that arrive with events.
 //! - `apply`: a change's records, sealed into a batch; `graph_store`: the graph as stored, read
 //!   through `cache` (decoded committed records).
+//! - `dedup`: the de-duplication window of retried messages (in memory, one record per request).
 
 pub(crate) mod apply;
 pub(crate) mod cache;
 pub(crate) mod consent_staging;
+pub(crate) mod dedup;
 pub(crate) mod graph_store;
 pub mod ingest;
 pub(crate) mod message;

@@ -419,6 +419,18 @@ impl BenchStore {
     }
 }
 
+/// A memory figure of this process from /proc/self/status (`VmHWM`: peak resident, `VmRSS`:
+/// resident now), in bytes.
+pub(super) fn process_memory(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| {
+        line.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Bytes of the file `path`, or of the files under it.
 pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
