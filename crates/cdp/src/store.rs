@@ -46,20 +46,28 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The store of `data_dir` on `engine` (with the default options: verified at open).
+fn open_on(
+    data_dir: &DataDir,
+    engine: StoreEngine,
+) -> Result<std::sync::Arc<dyn cdp_store::Store>, cdp_store::StoreError> {
+    open_store(
+        data_dir,
+        &StoreOptions {
+            engine: Some(engine),
+            ..StoreOptions::default()
+        },
+    )
+}
+
 #[allow(clippy::print_stdout)]
 fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
     let data_dir = DataDir::new(dir);
     let Some(engine) = engine_of(&data_dir) else {
         bail!("{} holds no store", dir.display());
     };
-    let store = open_store(
-        &data_dir,
-        &StoreOptions {
-            engine: Some(engine),
-            ..StoreOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot open the store of {}", dir.display()))?;
+    let store = open_on(&data_dir, engine)
+        .with_context(|| format!("cannot open the store of {}", dir.display()))?;
     let summary = store_summary(store.as_ref());
     store.close()?;
     let summary = summary?;
@@ -124,22 +132,10 @@ fn copy(from: &Path, to: &Path, engine: StoreEngine) -> anyhow::Result<()> {
             to.display()
         );
     }
-    let source = open_store(
-        &source_dir,
-        &StoreOptions {
-            engine: Some(source_engine),
-            ..StoreOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot open the store of {}", from.display()))?;
-    let target = open_store(
-        &target_dir,
-        &StoreOptions {
-            engine: Some(engine),
-            ..StoreOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot create the store of {}", to.display()))?;
+    let source = open_on(&source_dir, source_engine)
+        .with_context(|| format!("cannot open the store of {}", from.display()))?;
+    let target = open_on(&target_dir, engine)
+        .with_context(|| format!("cannot create the store of {}", to.display()))?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!(
         "copying the {} store of {} into a {} store",

@@ -264,17 +264,12 @@ fn audience_freshness(root: &std::path::Path, samples: usize) -> anyhow::Result<
         let body = serde_json::json!({"type": "identify", "userId": format!("f-{sample}"),
             "traits": {"tags": [tag.clone()]}})
         .to_string();
-        let parsed = cdp_core::segment::parse_body(
-            body.as_bytes(),
+        ingest_durably(
+            &engine,
+            &source,
+            &body,
             Some(cdp_core::segment::MessageType::Identify),
-            time::OffsetDateTime::now_utc(),
-            engine.limits(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut report = engine.ingest(&source, parsed.messages, false)?;
-        if let Some(ticket) = report.ticket.take() {
-            ticket.wait_durable()?;
-        }
+        )?;
         let acknowledged = Instant::now();
         let condition = cdp_index::query::parse_text(&format!("tag:{tag}"), &purposes)?;
         loop {

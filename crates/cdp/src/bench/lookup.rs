@@ -71,17 +71,7 @@ fn load_people(engine: &cdp_engine::Engine, people: u64) -> anyhow::Result<()> {
             })
             .collect();
         let body = serde_json::json!({ "batch": batch }).to_string();
-        let parsed = cdp_core::segment::parse_body(
-            body.as_bytes(),
-            None,
-            time::OffsetDateTime::now_utc(),
-            engine.limits(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut report = engine.ingest(&source, parsed.messages, true)?;
-        if let Some(ticket) = report.ticket.take() {
-            ticket.wait_durable()?;
-        }
+        ingest_durably(engine, &source, &body, None)?;
         sent += n;
     }
     Ok(())

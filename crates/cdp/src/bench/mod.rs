@@ -419,6 +419,28 @@ impl BenchStore {
     }
 }
 
+/// Ingests a request body through the engine as the HTTP route would (`single`: the message
+/// type of a one-message route, `None` for a batch) and waits until it is durable.
+pub(super) fn ingest_durably(
+    engine: &cdp_engine::Engine,
+    source: &cdp_engine::records::SourceRecord,
+    body: &str,
+    single: Option<cdp_core::segment::MessageType>,
+) -> anyhow::Result<()> {
+    let parsed = cdp_core::segment::parse_body(
+        body.as_bytes(),
+        single,
+        time::OffsetDateTime::now_utc(),
+        engine.limits(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut report = engine.ingest(source, parsed.messages, single.is_none())?;
+    if let Some(ticket) = report.ticket.take() {
+        ticket.wait_durable()?;
+    }
+    Ok(())
+}
+
 /// A memory figure of this process from /proc/self/status (`VmHWM`: peak resident, `VmRSS`:
 /// resident now), in bytes.
 pub(super) fn process_memory(field: &str) -> Option<u64> {
