@@ -102,15 +102,12 @@ impl Engine {
         } = config;
         let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
-        let (messages, upkeep) = write::dedup::MessageWindow::open(
+        let messages = write::dedup::MessageWindow::open(
             store.as_ref(),
             rules.dedup.window,
             rules.dedup.max_messages,
             time::OffsetDateTime::now_utc(),
         )?;
-        if !upkeep.is_empty() {
-            store.commit(upkeep)?.wait_durable()?;
-        }
         let index = match index {
             IndexMode::OnDisk => {
                 Some(PersonIndex::open(&data_dir.index_dir()).map_err(indexer::index_error)?)

@@ -74,14 +74,15 @@ pub(crate) struct MessageWindow {
 }
 
 impl MessageWindow {
-    /// The window of `store` as of `now`, and the batch that packs old per-message keys and
-    /// deletes expired records (commit it before serving).
+    /// The window of `store` as of `now`. Packs the per-message keys of older stores into
+    /// records and deletes expired ones, in batches of at most [`PACK`] keys (each atomic:
+    /// a digest moves from its key to a record in one batch), durable when this returns.
     pub(crate) fn open(
         store: &dyn Store,
         window: Duration,
         max_messages: usize,
         now: OffsetDateTime,
-    ) -> Result<(Self, WriteBatch), EngineError> {
+    ) -> Result<Self, EngineError> {
         let minutes = u32::try_from(window.as_secs().div_ceil(60).max(1)).unwrap_or(u32::MAX);
         let current = minute_of(now);
         let mut this = Self {
@@ -90,19 +91,16 @@ impl MessageWindow {
             seen: DigestMap::default(),
             kept_from: current.saturating_sub(minutes - 1),
         };
-        let mut batch = WriteBatch::new();
+        let mut expired = Vec::new();
         let mut legacy = Vec::new();
         for item in store.scan_from(Keyspace::Messages, &[]) {
             let (key, value) = item?;
             match key.len() {
-                16 if value.is_empty() => {
-                    legacy.push(digest_of(&key)?);
-                    batch.delete(Keyspace::Messages, key);
-                }
+                16 if value.is_empty() => legacy.push(digest_of(&key)?),
                 12 => {
                     let minute = u32::from_be_bytes(key[..4].try_into().unwrap_or_default());
                     if minute < this.kept_from {
-                        batch.delete(Keyspace::Messages, key);
+                        expired.push(key);
                         continue;
                     }
                     for digest in value.chunks_exact(16) {
@@ -112,15 +110,30 @@ impl MessageWindow {
                 _ => return Err(EngineError::Corrupt("message de-duplication record".into())),
             }
         }
+        let mut last = None;
+        for chunk in expired.chunks(PACK) {
+            let mut batch = WriteBatch::new();
+            for key in chunk {
+                batch.delete(Keyspace::Messages, key.clone());
+            }
+            last = Some(store.commit(batch)?);
+        }
         for chunk in legacy.chunks(PACK) {
+            let mut batch = WriteBatch::new();
             let value: Vec<u8> = chunk.iter().flat_map(|d| d.to_be_bytes()).collect();
             batch.put(Keyspace::Messages, record_key(current)?, value);
             for digest in chunk {
+                batch.delete(Keyspace::Messages, digest.to_be_bytes().to_vec());
                 this.seen.insert(*digest, current);
             }
+            last = Some(store.commit(batch)?);
+        }
+        if let Some(ticket) = last {
+            // Tickets resolve in order: the last one durable means every one is.
+            ticket.wait_durable()?;
         }
         this.bound();
-        Ok((this, batch))
+        Ok(this)
     }
 
     /// Whether a message with this digest arrived within the window.
@@ -279,9 +292,7 @@ mod tests {
     fn messages_leave_with_their_minute() {
         let (_dir, store) = store();
         let window = Duration::from_secs(10 * 60);
-        let (mut messages, upkeep) =
-            MessageWindow::open(store.as_ref(), window, 1_000, at(1_000)).unwrap();
-        assert!(upkeep.is_empty());
+        let mut messages = MessageWindow::open(store.as_ref(), window, 1_000, at(1_000)).unwrap();
         let (a, b, c) = ([1u8; 16], [2u8; 16], [3u8; 16]);
         let mut batch = WriteBatch::new();
         messages
@@ -293,9 +304,8 @@ mod tests {
         assert_eq!(records(store.as_ref()), 1);
 
         // Reopened: the window comes back from the store.
-        let (reopened, upkeep) =
-            MessageWindow::open(store.as_ref(), window, 1_000, at(1_005)).unwrap();
-        assert!(upkeep.is_empty() && reopened.contains(&a));
+        let reopened = MessageWindow::open(store.as_ref(), window, 1_000, at(1_005)).unwrap();
+        assert!(reopened.contains(&a));
 
         // Ten minutes on, minute 1,000 has left: the next request's batch deletes it.
         let mut batch = WriteBatch::new();
@@ -307,7 +317,7 @@ mod tests {
         assert!(!messages.contains(&a) && messages.contains(&c));
         assert_eq!(records(store.as_ref()), 1);
         // An open past the window finds nothing of minute 1,000 either.
-        let (reopened, _) = MessageWindow::open(store.as_ref(), window, 1_000, at(1_012)).unwrap();
+        let reopened = MessageWindow::open(store.as_ref(), window, 1_000, at(1_012)).unwrap();
         assert!(!reopened.contains(&a) && reopened.contains(&c));
     }
 
@@ -321,20 +331,23 @@ mod tests {
         }
         commit(store.as_ref(), batch);
         let window = Duration::from_secs(3600);
-        let (messages, upkeep) =
-            MessageWindow::open(store.as_ref(), window, 1_000, at(50)).unwrap();
+        let messages = MessageWindow::open(store.as_ref(), window, 1_000, at(50)).unwrap();
         assert!((0..100u8).all(|n| messages.contains(&[n; 16])));
-        commit(store.as_ref(), upkeep);
         assert_eq!(records(store.as_ref()), 1);
-        let (again, upkeep) = MessageWindow::open(store.as_ref(), window, 1_000, at(51)).unwrap();
-        assert!(upkeep.is_empty() && again.contains(&[42u8; 16]));
+        let again = MessageWindow::open(store.as_ref(), window, 1_000, at(51)).unwrap();
+        assert!(again.contains(&[42u8; 16]));
+        assert_eq!(records(store.as_ref()), 1);
+        // An open past the window deletes the packed record.
+        let later = MessageWindow::open(store.as_ref(), window, 1_000, at(200)).unwrap();
+        assert!(!later.contains(&[42u8; 16]));
+        assert_eq!(records(store.as_ref()), 0);
     }
 
     /// Past its limit the window drops its oldest minutes, never the newest one.
     #[test]
     fn the_window_is_bounded_by_its_oldest_minutes() {
         let (_dir, store) = store();
-        let (mut messages, _) =
+        let mut messages =
             MessageWindow::open(store.as_ref(), Duration::from_secs(3600), 3, at(100)).unwrap();
         messages.committed(100, &[[1; 16], [2; 16]]);
         messages.committed(101, &[[3; 16], [4; 16]]);
@@ -348,7 +361,7 @@ mod tests {
     #[test]
     fn forgotten_messages_leave_their_records() {
         let (_dir, store) = store();
-        let (mut messages, _) =
+        let mut messages =
             MessageWindow::open(store.as_ref(), Duration::from_secs(3600), 100, at(7)).unwrap();
         for digests in [vec![[1u8; 16], [2; 16]], vec![[3; 16]]] {
             let mut batch = WriteBatch::new();
@@ -367,7 +380,7 @@ mod tests {
         messages.forget(&gone);
         assert!(messages.contains(&[1; 16]) && !messages.contains(&[2; 16]));
         assert_eq!(records(store.as_ref()), 1);
-        let (reopened, _) =
+        let reopened =
             MessageWindow::open(store.as_ref(), Duration::from_secs(3600), 100, at(8)).unwrap();
         assert!(reopened.contains(&[1; 16]) && !reopened.contains(&[3; 16]));
     }
