@@ -76,32 +76,70 @@ impl<'a> StoreGraph<'a> {
         &mut self,
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
+        Ok(self.profile_ref(id)?.cloned())
+    }
+
+    /// The profile as [`Self::profile`] gives it, without a copy: kept in this view (a
+    /// decoded profile with its identifiers and traits is a few hundred allocations to clone).
+    fn profile_ref(
+        &mut self,
+        id: ProfileId,
+    ) -> Result<Option<&(ProfileRecord, DataKey)>, EngineError> {
         if !self.profiles.contains_key(&id) {
             if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
-                return Ok(staged.clone());
+                return Ok(staged.as_ref());
             }
-            if let Some(cached) = self
+            let loaded = match self
                 .cache
                 .as_mut()
                 .and_then(|cache| cache.profiles.get(&id))
             {
-                let cached = cached.clone();
-                self.profiles.insert(id, cached.clone());
-                return Ok(Some(cached));
-            }
-            let Some(wrapped) = self.view.get(Keyspace::Keys, id.as_bytes())? else {
-                return Ok(None);
+                Some(cached) => cached.clone(),
+                None => match self.load_profile(id)? {
+                    Some(loaded) => loaded,
+                    None => return Ok(None),
+                },
             };
-            let key = self.engine.vault().unwrap_person_key(&id, wrapped)?;
-            let Some(sealed) = self.view.get(Keyspace::Profiles, id.as_bytes())? else {
-                return Ok(None);
-            };
-            let record: ProfileRecord =
-                self.engine
-                    .open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
-            self.profiles.insert(id, (record, key));
+            self.profiles.insert(id, loaded);
         }
-        Ok(self.profiles.get(&id).cloned())
+        Ok(self.profiles.get(&id))
+    }
+
+    /// The profile, to be changed and written by the caller: moved out of this view or the
+    /// writer's cache rather than copied (the request puts the new version in the cache when
+    /// it commits; one that fails leaves a miss, never a stale entry).
+    pub(crate) fn take_profile(
+        &mut self,
+        id: ProfileId,
+    ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
+        if let Some(loaded) = self.profiles.remove(&id) {
+            return Ok(Some(loaded));
+        }
+        if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
+            return Ok(staged.clone());
+        }
+        if let Some(cached) = self
+            .cache
+            .as_mut()
+            .and_then(|cache| cache.profiles.pop(&id))
+        {
+            return Ok(Some(cached));
+        }
+        self.load_profile(id)
+    }
+
+    fn load_profile(&self, id: ProfileId) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
+        let Some(wrapped) = self.view.get(Keyspace::Keys, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let key = self.engine.vault().unwrap_person_key(&id, wrapped)?;
+        let Some(sealed) = self.view.get(Keyspace::Profiles, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let record: ProfileRecord =
+            self.engine
+                .open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+        Ok(Some((record, key)))
     }
 
     pub(crate) fn evidence(
@@ -166,10 +204,10 @@ impl GraphView<NodeKey, EvidenceId> for StoreGraph<'_> {
     }
 
     fn summary(&mut self, profile: ProfileId) -> Result<ProfileSummary, EngineError> {
-        let (record, _) = self.profile(profile)?.ok_or_else(|| {
+        let (record, _) = self.profile_ref(profile)?.ok_or_else(|| {
             EngineError::Corrupt(format!("identifier points to missing profile {profile}"))
         })?;
-        Ok(summary_of(&record))
+        Ok(summary_of(record))
     }
 
     fn last_mention(&mut self, node: &GraphNode) -> Result<Option<OrderKey>, EngineError> {

@@ -172,7 +172,7 @@ impl Engine {
             // The same identifiers were seen together before: nothing new for the graph (the
             // evidence keeps the provenance of the first event that showed them).
             Some(existing) if existing.order <= order => {
-                let (record, key) = graph.profile(existing.profile)?.ok_or_else(|| {
+                let (record, key) = graph.take_profile(existing.profile)?.ok_or_else(|| {
                     EngineError::Corrupt(format!(
                         "evidence {evidence_id} points to a missing profile"
                     ))

@@ -89,7 +89,7 @@ impl Engine {
         let target = match attachment.target {
             Some(id) => {
                 let loaded = graph
-                    .profile(id)?
+                    .take_profile(id)?
                     .ok_or_else(|| EngineError::Corrupt(format!("profile {id}")))?;
                 changes.profiles.insert(id, loaded);
                 id

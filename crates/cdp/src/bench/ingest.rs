@@ -34,7 +34,10 @@ impl Platform {
         let stop_indexer = Arc::new(AtomicBool::new(false));
         let indexer_thread = {
             let (indexer, stop) = (indexer.clone(), stop_indexer.clone());
-            std::thread::spawn(move || indexer.run(&stop))
+            // Named as in `serve`, so that a profile of the benchmark tells its CPU apart.
+            std::thread::Builder::new()
+                .name("cdp-indexer".into())
+                .spawn(move || indexer.run(&stop))?
         };
         let mut write_keys = BTreeMap::new();
         for channel in Channel::ALL {
@@ -142,41 +145,56 @@ fn drive(
     addr: std::net::SocketAddr,
     (plan, batches, carried): (&crate::demo::Plan, &[Batch], &Carried),
     clients: usize,
-) -> Run {
+) -> anyhow::Result<Run> {
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let sending = AtomicBool::new(true);
     let acknowledged = AtomicUsize::new(0);
     let started = Instant::now();
     let (latencies, elapsed, (freshness, progress)) = std::thread::scope(|scope| {
-        let monitor = scope.spawn(|| monitor_freshness(platform, &sending, &acknowledged, started));
-        let workers: Vec<_> = (0..clients)
+        // Named threads, so that a profile of the benchmark tells its CPU from the server's.
+        let monitor = std::thread::Builder::new()
+            .name("bench-monitor".into())
+            .spawn_scoped(scope, || {
+                monitor_freshness(platform, &sending, &acknowledged, started)
+            })?;
+        let workers = (0..clients)
             .map(|_| {
-                scope.spawn(|| {
-                    send_batches(
-                        addr,
-                        (plan, batches, carried),
-                        &platform.write_keys,
-                        (&next, &acknowledged, &failures),
-                    )
-                })
+                std::thread::Builder::new()
+                    .name("bench-client".into())
+                    .spawn_scoped(scope, || {
+                        send_batches(
+                            addr,
+                            (plan, batches, carried),
+                            &platform.write_keys,
+                            (&next, &acknowledged, &failures),
+                        )
+                    })
             })
-            .collect();
-        let latencies: Vec<Duration> = workers
-            .into_iter()
-            .flat_map(|worker| worker.join().unwrap_or_default())
-            .collect();
+            .collect::<Vec<_>>();
+        let mut latencies = Vec::new();
+        let mut unstarted = None;
+        for worker in workers {
+            match worker {
+                Ok(worker) => latencies.extend(worker.join().unwrap_or_default()),
+                Err(error) => unstarted = Some(error),
+            }
+        }
         let elapsed = started.elapsed();
         sending.store(false, Ordering::Relaxed);
-        (latencies, elapsed, monitor.join().unwrap_or_default())
-    });
-    Run {
+        let sampled = monitor.join().unwrap_or_default();
+        match unstarted {
+            Some(error) => Err(anyhow::Error::from(error).context("starting a bench client")),
+            None => Ok((latencies, elapsed, sampled)),
+        }
+    })?;
+    Ok(Run {
         latencies,
         elapsed,
         freshness,
         progress,
         failures: failures.load(Ordering::Relaxed),
-    }
+    })
 }
 
 /// One client: takes the next batch until none is left, renders and sends it; returns the
@@ -295,7 +313,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         server.addr,
         (&plan, &batches, &carried),
         args.clients,
-    );
+    )?;
     run.freshness.sort();
     run.latencies.sort();
     let last_fifth = last_fifth_rate(&run, total_events);
