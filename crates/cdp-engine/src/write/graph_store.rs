@@ -79,29 +79,33 @@ impl<'a> StoreGraph<'a> {
         Ok(self.profile_ref(id)?.cloned())
     }
 
-    /// The profile as [`Self::profile`] gives it, without a copy: kept in this view (a
-    /// decoded profile with its identifiers and traits is a few hundred allocations to clone).
+    /// The profile as [`Self::profile`] gives it, without a copy (a decoded profile with its
+    /// identifiers and traits is a few hundred allocations to clone): from the request's
+    /// staged records, the writer's cache or, loaded once, this view.
     fn profile_ref(
         &mut self,
         id: ProfileId,
     ) -> Result<Option<&(ProfileRecord, DataKey)>, EngineError> {
-        if !self.profiles.contains_key(&id) {
-            if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
-                return Ok(staged.as_ref());
-            }
-            let loaded = match self
+        if self.profiles.contains_key(&id) {
+            return Ok(self.profiles.get(&id));
+        }
+        if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
+            return Ok(staged.as_ref());
+        }
+        if self
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.profiles.contains(&id))
+        {
+            return Ok(self
                 .cache
                 .as_mut()
-                .and_then(|cache| cache.profiles.get(&id))
-            {
-                Some(cached) => cached.clone(),
-                None => match self.load_profile(id)? {
-                    Some(loaded) => loaded,
-                    None => return Ok(None),
-                },
-            };
-            self.profiles.insert(id, loaded);
+                .and_then(|cache| cache.profiles.get(&id)));
         }
+        let Some(loaded) = self.load_profile(id)? else {
+            return Ok(None);
+        };
+        self.profiles.insert(id, loaded);
         Ok(self.profiles.get(&id))
     }
 
