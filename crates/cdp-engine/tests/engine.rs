@@ -10,7 +10,7 @@ use cdp_core::segment::{MessageLimits, MessageType, parse_body};
 use cdp_core::{Channel, IdentifierType, ProfileId};
 use cdp_crypto::Keyring;
 use cdp_engine::{Engine, EngineConfig, EngineError, EngineRules, IndexMode, SplitRequest};
-use common::{harness, lookup, open_engine, people, policies, random_world, send, source};
+use common::{harness, lookup, open_engine, parsed, people, policies, random_world, send, source};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -207,18 +207,11 @@ fn junk_identifiers_never_merge_people() {
 fn an_invalid_message_refuses_the_whole_request() {
     let h = harness();
     let web = source(&h.engine, "web", Channel::Web, None);
-    let body = json!({"batch":[
+    let messages = parsed(&json!({"batch":[
         {"type":"identify","userId":"u-1","messageId":"m1"},
         {"type":"identify","userId":"u-2","messageId":"m2","context":{"externalIds":[{"id":"o1","type":"wechat_openid"}]}},
-    ]}).to_string();
-    let parsed = parse_body(
-        body.as_bytes(),
-        None,
-        OffsetDateTime::now_utc(),
-        &MessageLimits::default(),
-    )
-    .unwrap();
-    let error = h.engine.ingest(&web, parsed.messages, true).unwrap_err();
+    ]}));
+    let error = h.engine.ingest(&web, messages, true).unwrap_err();
     match error {
         EngineError::InvalidMessage { index, field, .. } => {
             assert_eq!(index, Some(1));

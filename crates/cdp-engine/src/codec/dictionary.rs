@@ -24,9 +24,11 @@ mod tests {
     use serde::Serialize;
     use serde_json::json;
 
-    /// SHA-256 of `dictionary-1.bin`: records on disk depend on every byte.
+    /// SHA-256 of `dictionary-1.bin` behind its length (`cdp_crypto::sha256_parts`: 8 bytes
+    /// big-endian, then the file): records on disk depend on every byte. By hand:
+    /// `(printf '%016x' $(stat -c %s dictionary-1.bin) | xxd -r -p; cat dictionary-1.bin) | sha256sum`.
     const DICTIONARY_1_SHA256: &str =
-        "f92f65ce5821cf8821a0f927e531067b7e3422cf7e420b12383ddd2dc778fddf";
+        "d55020ee789db5afe49379148f425aa7fab01465093c9f5e0ba67412bd25104d";
 
     fn msgpack<T: Serialize>(value: &T) -> Vec<u8> {
         let mut out = Vec::new();
@@ -304,11 +306,8 @@ mod tests {
 
     #[test]
     fn dictionary_1_is_frozen() {
-        let digest = ring::digest::digest(&ring::digest::SHA256, DICTIONARY_1);
-        assert_eq!(
-            crate::records::hex::encode(digest.as_ref()),
-            DICTIONARY_1_SHA256
-        );
+        let digest = cdp_crypto::sha256_parts(&[DICTIONARY_1]);
+        assert_eq!(crate::records::hex::encode(&digest), DICTIONARY_1_SHA256);
         assert!(
             DICTIONARY_1.len() <= 64 * 1024,
             "LZ4 reaches back 64 KiB at most"

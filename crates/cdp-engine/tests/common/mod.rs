@@ -48,20 +48,26 @@ pub fn source(engine: &Engine, name: &str, channel: Channel, region: Option<&str
     source
 }
 
+/// The messages of a request body, as the server parses them.
+pub fn parsed(body: &serde_json::Value) -> Vec<cdp_core::segment::Message> {
+    parse_body(
+        body.to_string().as_bytes(),
+        None,
+        OffsetDateTime::now_utc(),
+        &MessageLimits::default(),
+    )
+    .unwrap()
+    .messages
+}
+
 pub fn send(
     engine: &Engine,
     source: &SourceRecord,
     messages: serde_json::Value,
 ) -> cdp_engine::IngestReport {
-    let body = json!({ "batch": messages }).to_string();
-    let parsed = parse_body(
-        body.as_bytes(),
-        None,
-        OffsetDateTime::now_utc(),
-        &MessageLimits::default(),
-    )
-    .unwrap();
-    let mut report = engine.ingest(source, parsed.messages, true).unwrap();
+    let mut report = engine
+        .ingest(source, parsed(&json!({ "batch": messages })), true)
+        .unwrap();
     if let Some(ticket) = report.ticket.take() {
         ticket.wait_durable().unwrap();
     }
