@@ -85,6 +85,8 @@ pub struct Engine {
     quintiles: RwLock<Arc<Quintiles>>,
     /// Source id -> default region (sources never change once created).
     source_regions: Mutex<HashMap<String, Option<String>>>,
+    /// Profiles just committed by ingestion, for the indexer (kept only with an index).
+    written_profiles: indexer::WrittenProfiles,
 }
 
 impl Engine {
@@ -138,6 +140,7 @@ impl Engine {
             exports_dir,
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
             source_regions: Mutex::new(HashMap::new()),
+            written_profiles: indexer::WrittenProfiles::default(),
         })
     }
 

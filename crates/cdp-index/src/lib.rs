@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{FAST, Field, IndexRecordOption, OwnedValue, STORED, STRING, Schema, Value};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, OwnedValue, STRING, Schema, Value};
 use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
 
 pub use query::{Condition, FieldKind, Leaf, Op, QueryError};
@@ -69,8 +69,31 @@ pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
 /// Bumped when the schema changes: an index of another version is rebuilt (3: `key_low`;
 /// 4: numbers and event counts columnar only, without `present` terms; 5: `key` columnar
-/// only).
-pub const SCHEMA_VERSION: u32 = 5;
+/// only; 6: `id` as 16 bytes, not stored).
+pub const SCHEMA_VERSION: u32 = 6;
+
+/// A document's id: the profile id's 16 bytes. Its first and last 8 bytes, big-endian, are
+/// the `key` and `key_low` columns ([`key_of`]).
+pub type DocId = [u8; 16];
+
+/// `(key, key_low)` of a document id: the sort key and the rest of the id, as numbers.
+pub fn key_of(id: &DocId) -> (u64, u64) {
+    let (high, low) = id.split_at(8);
+    let number = |half: &[u8]| {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(half);
+        u64::from_be_bytes(out)
+    };
+    (number(high), number(low))
+}
+
+/// The document id of `(key, key_low)`.
+pub fn id_of_keys(key: u64, key_low: u64) -> DocId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&key.to_be_bytes());
+    id[8..].copy_from_slice(&key_low.to_be_bytes());
+    id
+}
 
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -103,13 +126,10 @@ impl From<tantivy::directory::error::OpenDirectoryError> for IndexError {
 /// One person's document.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexDoc {
-    /// The profile id.
-    pub id: String,
-    /// Sort key for paging (a number derived from the id).
-    pub key: u64,
-    /// A second number from the id, so that `(key, key_low)` is the whole id as numbers: an
-    /// export reads every member from the columns instead of the stored documents.
-    pub key_low: u64,
+    /// The profile id. Its first 8 bytes are the sort key of paging, and with the last 8 it
+    /// is stored as two columns, so that members are read from columns, never from stored
+    /// documents ([`key_of`]).
+    pub id: DocId,
     pub keywords: Vec<(&'static str, String)>,
     pub numbers: Vec<(&'static str, f64)>,
     /// (purpose, state).
@@ -137,7 +157,11 @@ struct Fields {
 fn schema() -> (Schema, Fields, BTreeMap<&'static str, Field>) {
     let mut builder = Schema::builder();
     let fields = Fields {
-        id: builder.add_text_field("id", STRING | STORED),
+        // 16 bytes, indexed only (deletes and replacements find a document by it; members
+        // are read from the key columns). The only dictionary with one term per document:
+        // building it at every commit and merge was the largest part of tantivy's work under
+        // ingestion (as a 36-character text twice the bytes, and stored besides).
+        id: builder.add_bytes_field("id", INDEXED),
         traits: builder.add_text_field("traits", STRING),
         // Columnar only: paging ranges read the column. As a term it was a second dictionary
         // of one unique term per document (beside `id`), built at every commit and merge.
@@ -225,9 +249,10 @@ impl PersonIndex {
 
     fn document(&self, doc: &IndexDoc) -> TantivyDocument {
         let mut out = TantivyDocument::new();
-        out.add_text(self.fields.id, &doc.id);
-        out.add_u64(self.fields.key, doc.key);
-        out.add_u64(self.fields.key_low, doc.key_low);
+        let (key, key_low) = key_of(&doc.id);
+        out.add_bytes(self.fields.id, &doc.id);
+        out.add_u64(self.fields.key, key);
+        out.add_u64(self.fields.key_low, key_low);
         for (name, value) in &doc.keywords {
             if let Some(field) = self.named.get(name) {
                 out.add_text(*field, value);
@@ -278,17 +303,17 @@ impl PersonIndex {
     pub fn upsert(&self, docs: &[IndexDoc]) -> Result<(), IndexError> {
         let writer = self.writer();
         for doc in docs {
-            writer.delete_term(Term::from_field_text(self.fields.id, &doc.id));
+            writer.delete_term(Term::from_field_bytes(self.fields.id, &doc.id));
             tv(writer.add_document(self.document(doc)))?;
         }
         Ok(())
     }
 
     /// Removes documents by id.
-    pub fn delete(&self, ids: &[String]) {
+    pub fn delete(&self, ids: &[DocId]) {
         let writer = self.writer();
         for id in ids {
-            writer.delete_term(Term::from_field_text(self.fields.id, id));
+            writer.delete_term(Term::from_field_bytes(self.fields.id, id));
         }
     }
 
@@ -323,9 +348,9 @@ impl PersonIndex {
     }
 
     /// Whether a document for `id` exists.
-    pub fn contains(&self, id: &str) -> Result<bool, IndexError> {
+    pub fn contains(&self, id: &DocId) -> Result<bool, IndexError> {
         let query = TermQuery::new(
-            Term::from_field_text(self.fields.id, id),
+            Term::from_field_bytes(self.fields.id, id),
             IndexRecordOption::Basic,
         );
         Ok(tv(self.reader.searcher().search(&query, &Count))? > 0)
@@ -575,7 +600,7 @@ impl PersonIndex {
     }
 
     /// Members the policies allow for `purpose`, by sort key after `after`, at most `limit`:
-    /// (key, profile id).
+    /// (key, document id).
     pub fn members(
         &self,
         condition: &Condition,
@@ -583,7 +608,7 @@ impl PersonIndex {
         purpose: &str,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, String)>, IndexError> {
+    ) -> Result<Vec<(u64, DocId)>, IndexError> {
         query::validate(condition, purposes)?;
         let searcher = self.reader.searcher();
         let mut query = self.with_purpose(self.compile(condition, purposes)?, purpose);
@@ -603,11 +628,18 @@ impl PersonIndex {
             &query,
             &TopDocs::with_limit(limit.max(1)).order_by_u64_field("key", Order::Asc),
         ))?;
+        let mut key_low_columns = BTreeMap::new();
         let mut out = Vec::with_capacity(top.len());
         for (key, address) in top {
-            let doc: TantivyDocument = tv(searcher.doc(address))?;
-            if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
-                out.push((key.unwrap_or_default(), id.to_string()));
+            let column = match key_low_columns.entry(address.segment_ord) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(tv(searcher
+                    .segment_reader(address.segment_ord)
+                    .fast_fields()
+                    .u64("key_low"))?),
+            };
+            if let (Some(key), Some(key_low)) = (key, column.first(address.doc_id)) {
+                out.push((key, id_of_keys(key, key_low)));
             }
         }
         Ok(out)
@@ -615,7 +647,7 @@ impl PersonIndex {
 
     /// `(key, key_low)` of every member the policies allow for `purpose`, in no particular
     /// order: all of an audience at once, from two columns (an export; the paged `members`
-    /// reads stored documents and sorts).
+    /// sorts).
     pub fn member_keys(
         &self,
         condition: &Condition,

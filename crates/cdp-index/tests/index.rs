@@ -25,9 +25,7 @@ fn doc(i: u64) -> IndexDoc {
         );
     }
     IndexDoc {
-        id: format!("p_{i:032x}"),
-        key: i * 7 + 3,
-        key_low: i,
+        id: cdp_index::id_of_keys(i * 7 + 3, i),
         keywords: vec![
             ("tier", if i % 10 == 0 { "vip" } else { "ordinary" }.into()),
             ("city", if i % 3 == 0 { "上海" } else { "北京" }.into()),
@@ -167,23 +165,16 @@ fn members_page_by_key_and_respect_the_purpose() {
     }
     assert_eq!(seen.len() as u64, brute(|i| i % 2 == 0));
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
-    assert!(seen.iter().all(|(_, id)| {
-        let i = u64::from_str_radix(id.trim_start_matches("p_"), 16).unwrap();
-        i % 2 == 0
+    // The whole id comes back, read from the columns: doc(i) has key 7i+3 and key_low i.
+    assert!(seen.iter().all(|(key, id)| {
+        let (high, i) = cdp_index::key_of(id);
+        high == *key && *key == i * 7 + 3 && i % 2 == 0
     }));
 
-    // All members at once from the key columns: the same people (doc(i) has key 7i+3 and
-    // key_low i), also after an upsert spread them over two segments.
-    let expected = |seen: &[(u64, String)]| {
-        let mut keys: Vec<(u64, u64)> = seen
-            .iter()
-            .map(|(key, id)| {
-                (
-                    *key,
-                    u64::from_str_radix(id.trim_start_matches("p_"), 16).unwrap(),
-                )
-            })
-            .collect();
+    // All members at once from the key columns: the same people, also after an upsert spread
+    // them over two segments.
+    let expected = |seen: &[(u64, cdp_index::DocId)]| {
+        let mut keys: Vec<(u64, u64)> = seen.iter().map(|(_, id)| cdp_index::key_of(id)).collect();
         keys.sort_unstable();
         keys
     };

@@ -23,27 +23,9 @@ const INDEXABLE_CATEGORIES: &[&str] = &[
     "user.location.region",
 ];
 
-fn sort_key(id: &ProfileId) -> u64 {
-    let bytes = id.as_bytes();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&bytes[..8]);
-    u64::from_be_bytes(out)
-}
-
-/// The last 8 bytes of the id: with [`sort_key`], the whole id (see [`profile_of_keys`]).
-fn sort_key_low(id: &ProfileId) -> u64 {
-    let bytes = id.as_bytes();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&bytes[8..16]);
-    u64::from_be_bytes(out)
-}
-
-/// The profile id whose index keys are `(key, key_low)`.
+/// The profile id whose index keys are `(key, key_low)` (see [`cdp_index::key_of`]).
 pub(crate) fn profile_of_keys(key: u64, key_low: u64) -> ProfileId {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&key.to_be_bytes());
-    bytes[8..].copy_from_slice(&key_low.to_be_bytes());
-    ProfileId::from_bytes(bytes)
+    ProfileId::from_bytes(cdp_index::id_of_keys(key, key_low))
 }
 
 /// What the policies say about a person for the index: computed from their
@@ -148,9 +130,7 @@ impl Engine {
         let indexed_traits = self.indexed_traits(record);
         let events = event_windows(record, now);
         Ok(IndexDoc {
-            id: record.id.to_string(),
-            key: sort_key(&record.id),
-            key_low: sort_key_low(&record.id),
+            id: *record.id.as_bytes(),
             keywords,
             numbers,
             consent: decided.consent.clone(),

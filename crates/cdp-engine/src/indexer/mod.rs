@@ -10,7 +10,7 @@
 //! A document holds pseudonymous attributes only (see `cdp-index`), and the purposes whose
 //! audience decision currently allows the person: audiences filter by policy with one term.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,8 +25,10 @@ use crate::computed::Quintiles;
 use crate::{Engine, EngineError};
 
 mod document;
+mod handoff;
 
 pub(crate) use document::{DecisionMemo, profile_of_keys};
+pub(crate) use handoff::WrittenProfiles;
 
 /// What the index has taken in, stored as its commit payload.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -239,7 +241,8 @@ impl Indexer {
         if durable <= progress.seq {
             return Ok(0);
         }
-        let mut touched: BTreeSet<ProfileId> = BTreeSet::new();
+        // Each person changed, with the newest change to them in this pass.
+        let mut touched: BTreeMap<ProfileId, u64> = BTreeMap::new();
         let mut last = progress.seq;
         loop {
             let changes = self.engine.store().changes_after(last, 1000)?;
@@ -259,7 +262,7 @@ impl Indexer {
                         _ => None,
                     };
                     if let Some(bytes) = id {
-                        touched.insert(ProfileId::from_bytes(bytes));
+                        touched.insert(ProfileId::from_bytes(bytes), change.seq);
                     }
                 }
             }
@@ -268,7 +271,7 @@ impl Indexer {
             }
         }
         let now = OffsetDateTime::now_utc();
-        let ids: Vec<ProfileId> = touched.iter().copied().collect();
+        let ids: Vec<(ProfileId, u64)> = touched.iter().map(|(id, seq)| (*id, *seq)).collect();
         // Chunks of documents go to tantivy's indexing thread as they are built, so that it
         // indexes one chunk while the next is read and decrypted. Under a stream of writes
         // both cores are busy and a pass grows with the ingest rate (freshness reached 1.2 s
@@ -278,7 +281,7 @@ impl Indexer {
         let parallel = Duration::from_micros(self.last_pass_micros.load(Ordering::Relaxed))
             >= self.options.commit_every;
         let next = AtomicUsize::new(0);
-        let build = || -> Result<Vec<String>, EngineError> {
+        let build = || -> Result<Vec<cdp_index::DocId>, EngineError> {
             let mut gone = Vec::new();
             let mut decisions = DecisionMemo::default();
             loop {
@@ -288,8 +291,19 @@ impl Indexer {
                     return Ok(gone);
                 };
                 let mut docs = Vec::with_capacity(chunk.len());
-                for id in chunk {
-                    match self.engine.profile_with_consents(*id)? {
+                for (id, newest_change) in chunk {
+                    // The writer's copy when it is current, else the store's.
+                    let profile = match self.engine.written_profiles.take(id, *newest_change) {
+                        Some(written) => {
+                            let consents = self.engine.consent_records_with(id, &written.key)?;
+                            Some((written.record, consents))
+                        }
+                        None => self
+                            .engine
+                            .profile_with_consents(*id)?
+                            .map(|(record, consents)| (Arc::new(record), consents)),
+                    };
+                    match profile {
                         Some((record, consents)) => docs.push(self.engine.index_doc(
                             &record,
                             &consents,
@@ -297,7 +311,7 @@ impl Indexer {
                             now,
                             &mut decisions,
                         )?),
-                        None => gone.push(id.to_string()),
+                        None => gone.push(*id.as_bytes()),
                     }
                 }
                 self.index.upsert(&docs).map_err(index_error)?;
@@ -307,17 +321,18 @@ impl Indexer {
         if !parallel || ids.len() <= UPSERT_CHUNK {
             gone = build()?;
         } else {
-            let results: Vec<Result<Vec<String>, EngineError>> = std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..2).map(|_| scope.spawn(build)).collect();
-                workers
-                    .into_iter()
-                    .map(|worker| {
-                        worker.join().unwrap_or_else(|_| {
-                            Err(EngineError::Job("an indexing thread panicked".into()))
+            let results: Vec<Result<Vec<cdp_index::DocId>, EngineError>> =
+                std::thread::scope(|scope| {
+                    let workers: Vec<_> = (0..2).map(|_| scope.spawn(build)).collect();
+                    workers
+                        .into_iter()
+                        .map(|worker| {
+                            worker.join().unwrap_or_else(|_| {
+                                Err(EngineError::Job("an indexing thread panicked".into()))
+                            })
                         })
-                    })
-                    .collect()
-            });
+                        .collect()
+                });
             for result in results {
                 gone.extend(result?);
             }

@@ -317,9 +317,7 @@ impl Engine {
         let mut removed = 0;
         let request = DecisionRequest::audience(purpose.clone());
         for (_, id) in page {
-            let Ok(profile) = id.parse::<ProfileId>() else {
-                continue;
-            };
+            let profile = ProfileId::from_bytes(id);
             let allowed = match self.subject_facts_of(profile)? {
                 Some(facts) => self.policies().decide(&request, &facts).allowed(),
                 None => false,

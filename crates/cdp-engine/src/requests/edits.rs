@@ -35,6 +35,7 @@ impl Engine {
         batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
         let ticket = self.store().commit(batch)?;
         cache.clear_records();
+        self.written_profiles.clear();
         drop(cache);
         ticket.wait_durable()?;
         Ok(result)

@@ -54,6 +54,7 @@ impl Engine {
         let ticket = self.store().commit(batch)?;
         cache.messages.forget(&digests);
         cache.clear_records();
+        self.written_profiles.clear();
         drop(cache);
         ticket.wait_durable()?;
         let erased_at = OffsetDateTime::now_utc();

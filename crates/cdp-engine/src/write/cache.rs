@@ -7,6 +7,7 @@
 //! everything that removes a person must evict them (erasure, issue 7).
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
@@ -29,7 +30,9 @@ fn capacity(n: usize) -> NonZeroUsize {
 pub(crate) struct RecordCache {
     pub(crate) nodes: LruCache<NodeKey, NodeRecord>,
     pub(crate) evidence: LruCache<EvidenceId, EvidenceRecord>,
-    pub(crate) profiles: LruCache<ProfileId, (ProfileRecord, DataKey)>,
+    /// Shared with the indexer's hand-off ([`crate::indexer::WrittenProfiles`]): the writer
+    /// takes a profile back without a copy once the indexer has let go of it.
+    pub(crate) profiles: LruCache<ProfileId, (Arc<ProfileRecord>, DataKey)>,
     pub(crate) messages: MessageWindow,
 }
 
@@ -70,7 +73,20 @@ impl RecordCache {
         for (id, record) in staged.evidence {
             self.evidence.put(id, record);
         }
-        for (id, profile) in staged.profiles {
+        self.put_profiles(
+            staged
+                .profiles
+                .into_iter()
+                .map(|(id, profile)| (id, profile.map(|(record, key)| (Arc::new(record), key)))),
+        );
+    }
+
+    /// Applies committed profiles (`None`: the profile no longer exists).
+    pub(crate) fn put_profiles(
+        &mut self,
+        profiles: impl IntoIterator<Item = (ProfileId, Option<(Arc<ProfileRecord>, DataKey)>)>,
+    ) {
+        for (id, profile) in profiles {
             match profile {
                 Some(profile) => {
                     self.profiles.put(id, profile);

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
 use cdp_identity::graph::{GraphView, OrderKey, ProfileSummary, TypeCounts};
@@ -76,7 +78,9 @@ impl<'a> StoreGraph<'a> {
         &mut self,
         id: ProfileId,
     ) -> Result<Option<(ProfileRecord, DataKey)>, EngineError> {
-        Ok(self.profile_ref(id)?.cloned())
+        Ok(self
+            .profile_ref(id)?
+            .map(|(record, key)| (record.clone(), key.clone())))
     }
 
     /// The profile as [`Self::profile`] gives it, without a copy (a decoded profile with its
@@ -85,12 +89,12 @@ impl<'a> StoreGraph<'a> {
     fn profile_ref(
         &mut self,
         id: ProfileId,
-    ) -> Result<Option<&(ProfileRecord, DataKey)>, EngineError> {
+    ) -> Result<Option<(&ProfileRecord, &DataKey)>, EngineError> {
         if self.profiles.contains_key(&id) {
-            return Ok(self.profiles.get(&id));
+            return Ok(self.profiles.get(&id).map(|(record, key)| (record, key)));
         }
         if let Some(staged) = self.staged.and_then(|staged| staged.profiles.get(&id)) {
-            return Ok(staged.as_ref());
+            return Ok(staged.as_ref().map(|(record, key)| (record, key)));
         }
         if self
             .cache
@@ -100,13 +104,14 @@ impl<'a> StoreGraph<'a> {
             return Ok(self
                 .cache
                 .as_mut()
-                .and_then(|cache| cache.profiles.get(&id)));
+                .and_then(|cache| cache.profiles.get(&id))
+                .map(|(record, key)| (&**record, key)));
         }
         let Some(loaded) = self.load_profile(id)? else {
             return Ok(None);
         };
         self.profiles.insert(id, loaded);
-        Ok(self.profiles.get(&id))
+        Ok(self.profiles.get(&id).map(|(record, key)| (record, key)))
     }
 
     /// The profile, to be changed and written by the caller: moved out of this view or the
@@ -127,7 +132,11 @@ impl<'a> StoreGraph<'a> {
             .as_mut()
             .and_then(|cache| cache.profiles.pop(&id))
         {
-            return Ok(Some(cached));
+            // Shared only while the indexer has not yet taken it from the hand-off (a person
+            // writing again within a fraction of a second): then a copy.
+            let (record, key) = cached;
+            let record = Arc::try_unwrap(record).unwrap_or_else(|shared| (*shared).clone());
+            return Ok(Some((record, key)));
         }
         self.load_profile(id)
     }

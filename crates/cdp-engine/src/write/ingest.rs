@@ -5,6 +5,8 @@
 //! added to the profile that already holds its identifier set or resolved (`resolve`), and its
 //! changes staged; the request commits once.
 
+use std::sync::Arc;
+
 use cdp_core::segment::Message;
 use cdp_identity::extract::extract;
 use cdp_store::{CommitTicket, Overlay, WriteBatch};
@@ -79,9 +81,21 @@ impl Engine {
             overlay.stage(window)?;
         }
         report.ticket = overlay.commit()?;
-        // Committed: the cache may now hold what the request wrote.
+        // Committed: the cache may now hold what the request wrote, and the indexer may take
+        // the profiles from here instead of reading them back.
+        let profiles: Vec<_> = std::mem::take(&mut staged.profiles)
+            .into_iter()
+            .map(|(id, profile)| (id, profile.map(|(record, key)| (Arc::new(record), key))))
+            .collect();
+        if let (Some(ticket), Some(_)) = (&report.ticket, &self.index) {
+            self.written_profiles.publish(
+                ticket.seq(),
+                profiles.iter().map(|(id, profile)| (id, profile.as_ref())),
+            );
+        }
         cache.messages.committed(minute, &digests);
         cache.apply(staged);
+        cache.put_profiles(profiles);
         Ok(report)
     }
 

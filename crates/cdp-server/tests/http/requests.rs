@@ -129,7 +129,7 @@ async fn erasure_is_final_and_later_exports_list_the_removal() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     h.index();
-    assert!(!h.indexer.index().contains(&old_id).unwrap());
+    assert!(!h.indexer.index().contains(old.as_bytes()).unwrap());
     let (_, members) = get_json(
         &h,
         &format!(

@@ -92,9 +92,9 @@ fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
         );
     }
     cdp_index::IndexDoc {
-        id: format!("p_{:032x}", u128::from(i) << 64 | u128::from(rng.next())),
-        key: rng.next(),
-        key_low: rng.next(),
+        // Random like profile ids (the index's sort key is the id's first half); the person's
+        // number in the first bytes of the second half keeps ids distinct.
+        id: cdp_index::id_of_keys(rng.next(), i << 32 | (rng.next() & 0xffff_ffff)),
         keywords,
         numbers,
         consent,
