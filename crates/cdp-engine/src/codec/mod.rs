@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod dictionary;
+mod lz4;
 
 /// First byte of a MessagePack record: 0xc1 is the one byte MessagePack never uses, and no
 /// JSON text starts with it.
@@ -60,18 +61,23 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
         .map_err(|_| CodecError)?;
     if out.len() > COMPRESS_FROM {
         let body = &out[1..];
-        let bound = lz4_flex::block::get_maximum_output_size(body.len());
-        let mut compressed = vec![0u8; 5 + bound];
-        compressed[0] = MSGPACK_LZ4_DICT1;
         let length = u32::try_from(body.len()).map_err(|_| CodecError)?;
-        compressed[1..5].copy_from_slice(&length.to_le_bytes());
-        let written = lz4_flex::block::compress_into_with_dict(
-            body,
-            &mut compressed[5..],
-            dictionary::DICTIONARY_1,
-        )
-        .map_err(|_| CodecError)?;
-        compressed.truncate(5 + written);
+        let mut compressed = Vec::with_capacity(5 + body.len());
+        compressed.push(MSGPACK_LZ4_DICT1);
+        compressed.extend_from_slice(&length.to_le_bytes());
+        if !lz4::compress_with_dictionary(body, &mut compressed) {
+            // Above 55 KB: lz4_flex's compressor (it hashes the dictionary per call, which
+            // a record this large amortises).
+            let bound = lz4_flex::block::get_maximum_output_size(body.len());
+            compressed.resize(5 + bound, 0);
+            let written = lz4_flex::block::compress_into_with_dict(
+                body,
+                &mut compressed[5..],
+                dictionary::DICTIONARY_1,
+            )
+            .map_err(|_| CodecError)?;
+            compressed.truncate(5 + written);
+        }
         if compressed.len() < out.len() {
             return Ok(compressed);
         }
