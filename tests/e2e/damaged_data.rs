@@ -1,5 +1,7 @@
 //! Damaged store files: `serve` refuses to start, names the file and the problem, never panics.
 
+use serde_json::json;
+
 use crate::support::{Server, temp_dir};
 
 /// A data directory of `engine` that was started and stopped a few times, so that the store
@@ -67,22 +69,47 @@ fn a_damaged_commit_mark_is_refused() {
     assert_refused(dir.path(), &["store.commit-mark"]);
 }
 
-/// The LSM engine's journal damaged in its written part (fjall cuts a journal at a batch it
-/// cannot read; the commit mark turns that into a refusal), then cut short.
+/// A data directory of the LSM engine whose acknowledged writes live only in fjall's journal:
+/// the server was killed, so its memtable was never written out as a table (a clean stop
+/// does that, and then the journal holds nothing the tables lack).
+fn crashed_lsm_data_dir() -> tempfile::TempDir {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &["--store-engine", "fjall"], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "web", "web");
+    for batch in 0..20 {
+        let messages: Vec<_> = (0..10)
+            .map(|i| json!({"type": "track", "userId": format!("journal-{batch}"), "event": "Beat", "messageId": format!("j-{batch}-{i}")}))
+            .collect();
+        let response = server.ingest("/v1/batch", &key, &json!({ "batch": messages }));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    server.kill();
+    dir
+}
+
+/// The written part of fjall's largest journal (it preallocates: the data ends at the last
+/// non-zero byte).
+fn lsm_journal(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, usize) {
+    let journal = std::fs::read_dir(dir.join("lsm"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jnl"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .expect("an LSM journal");
+    let bytes = std::fs::read(&journal).unwrap();
+    let used = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+    (journal, bytes, used)
+}
+
+/// The LSM engine's journal damaged in its written part after a crash (fjall cuts a journal at
+/// a batch it cannot read, issue #311; the commit mark turns that into a refusal), then cut
+/// short.
 #[test]
 fn a_damaged_lsm_journal_is_refused() {
     for damage in ["flip", "cut"] {
-        let dir = populated_data_dir("fjall");
-        let mut journals: Vec<_> = std::fs::read_dir(dir.path().join("lsm"))
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|e| e == "jnl"))
-            .collect();
-        journals.sort();
-        let journal = journals.pop().expect("an LSM journal");
-        let mut bytes = std::fs::read(&journal).unwrap();
-        // fjall preallocates its journal: the written part ends at the last non-zero byte.
-        let used = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+        let dir = crashed_lsm_data_dir();
+        let (journal, mut bytes, used) = lsm_journal(dir.path());
         match damage {
             "flip" => {
                 for byte in &mut bytes[used / 2..used / 2 + 16] {
@@ -94,4 +121,28 @@ fn a_damaged_lsm_journal_is_refused() {
         std::fs::write(&journal, bytes).unwrap();
         assert_refused(dir.path(), &["lsm"]);
     }
+}
+
+/// A damaged LSM table (after a clean stop the data lives in tables) is refused at start: the
+/// start reads every block, checking its checksum.
+#[test]
+fn a_damaged_lsm_table_is_refused() {
+    let dir = populated_data_dir("fjall");
+    let mut tables: Vec<_> = std::fs::read_dir(dir.path().join("lsm/keyspaces"))
+        .unwrap()
+        .flat_map(|keyspace| std::fs::read_dir(keyspace.unwrap().path().join("tables")))
+        .flatten()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    tables.sort_by_key(|path| std::fs::metadata(path).unwrap().len());
+    let table = tables
+        .pop()
+        .expect("a clean stop leaves the data in an LSM table");
+    let mut bytes = std::fs::read(&table).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte = !*byte;
+    }
+    std::fs::write(&table, bytes).unwrap();
+    assert_refused(dir.path(), &["lsm"]);
 }

@@ -88,7 +88,40 @@ fn open_error(data_dir: &DataDir, error: fjall::Error) -> StoreError {
 /// takes beyond its tables; the memtable of the one keyspace is 64 MiB, so two of them fit.
 const MAX_JOURNALS: u64 = 128 * 1024 * 1024;
 
+/// How long a clean close waits for fjall to write its memtable out.
+const MEMTABLE_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl FjallStore {
+    /// Writes the memtable out as a table at a clean close, so that fjall can delete its
+    /// journals: otherwise up to [`MAX_JOURNALS`] of journal stays on disk beside the tables
+    /// (after a 300k-event run, 55 of 344 MB, and the size varied by a third between runs
+    /// with where the last rotation fell), and the next open replays it record by record.
+    /// Best effort: the data is durable in the journal either way, so a flush that fails or
+    /// takes too long is logged and the close goes on.
+    fn flush_memtable(&self) {
+        // `rotate_memtable` and `sealed_memtable_count` are public but hidden in fjall's
+        // documentation (fjall's own tests use them); fjall 3 offers no other way to flush.
+        match self.data.rotate_memtable() {
+            Ok(false) => {}
+            Ok(true) => {
+                let started = std::time::Instant::now();
+                while self.data.sealed_memtable_count() > 0 {
+                    if started.elapsed() > MEMTABLE_FLUSH_WAIT {
+                        tracing::warn!(
+                            "the store's memtable was not written out within {} s; its journal is replayed at the next start",
+                            MEMTABLE_FLUSH_WAIT.as_secs()
+                        );
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not write the store's memtable out at close; its journal is replayed at the next start");
+            }
+        }
+    }
+
     /// Opens (or creates) the store of a data directory, refusing damaged or foreign data.
     pub fn open(data_dir: &DataDir, options: &FjallStoreOptions) -> Result<Arc<Self>, StoreError> {
         data_dir.create()?;
@@ -418,9 +451,11 @@ impl Store for FjallStore {
         self.queue.stats()
     }
 
-    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
-    /// Idempotent.
+    /// Flushes, stops the applier and the flusher, makes every later commit fail, and writes
+    /// the memtable out as a table. Idempotent.
     fn close(&self) -> Result<(), StoreError> {
-        self.queue.close(|| self.flush())
+        self.queue.close(|| self.flush())?;
+        self.flush_memtable();
+        Ok(())
     }
 }
