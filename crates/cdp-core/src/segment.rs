@@ -319,20 +319,41 @@ pub fn parse_message(
     })
 }
 
+/// Event times accepted as given: from the Unix epoch to a day after receipt. An event time
+/// outside (after the skew correction) is replaced by the time of receipt: a clock that far
+/// off says nothing about when the event happened, and a message is not refused for it
+/// (an SDK drops a refused batch, losing its other events too). docs/API.md, "Event times".
+pub const EARLIEST_EVENT_TIME: OffsetDateTime = time::macros::datetime!(1970-01-01 00:00 UTC);
+
+/// How far after its receipt an event time may lie (clocks a little ahead, time zones).
+pub const LATEST_EVENT_TIME_AHEAD: time::Duration = time::Duration::days(1);
+
 /// Segment's clock-skew correction: the client's clock may be wrong, but the interval between
 /// the event and the upload (`sentAt - originalTimestamp`) is measured on that same clock, so
 /// `receivedAt - (sentAt - originalTimestamp)` is the event time on the server's clock.
 /// Without `sentAt` the client's time is taken as given (server-side libraries, imports).
+/// Either way a time outside [`EARLIEST_EVENT_TIME`] .. receipt + [`LATEST_EVENT_TIME_AHEAD`]
+/// (or one the arithmetic cannot represent) becomes the time of receipt.
 pub fn corrected_timestamp(
     original: Option<OffsetDateTime>,
     sent_at: Option<OffsetDateTime>,
     received_at: OffsetDateTime,
 ) -> OffsetDateTime {
-    match (original, sent_at) {
-        (Some(original), Some(sent_at)) => received_at - (sent_at - original),
-        (Some(original), None) => original,
-        (None, _) => received_at,
-    }
+    let corrected = match (original, sent_at) {
+        // Both times lie within years 1-9999, so their difference is representable; the
+        // subtraction from the time of receipt may leave the calendar's range.
+        (Some(original), Some(sent_at)) => received_at.checked_sub(sent_at - original),
+        (Some(original), None) => Some(original),
+        (None, _) => None,
+    };
+    corrected
+        .filter(|time| {
+            *time >= EARLIEST_EVENT_TIME
+                && received_at
+                    .checked_add(LATEST_EVENT_TIME_AHEAD)
+                    .is_none_or(|latest| *time <= latest)
+        })
+        .unwrap_or(received_at)
 }
 
 /// Parses a request body: a single message (`implied` set by the route) or a batch
@@ -475,6 +496,69 @@ mod tests {
 
     fn parse(body: &str, implied: Option<MessageType>) -> Result<ParsedBody, FieldError> {
         parse_body(body.as_bytes(), implied, now(), &MessageLimits::default())
+    }
+
+    /// Any time `time` can parse from RFC 3339 (years 0-9999, any offset).
+    fn any_time() -> impl proptest::strategy::Strategy<Value = OffsetDateTime> {
+        use proptest::prelude::*;
+        let first = datetime!(0000-01-01 00:00 UTC).unix_timestamp();
+        let last = datetime!(9999-12-31 23:59:59 UTC).unix_timestamp();
+        (first..=last, 0u32..1_000_000_000).prop_map(|(seconds, nanos)| {
+            OffsetDateTime::from_unix_timestamp(seconds).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos))
+        })
+    }
+
+    proptest::proptest! {
+        /// Over the whole range RFC 3339 can name, the correction never panics and always
+        /// gives a time inside the accepted window (which the stores can encode); inside the
+        /// window it is Segment's arithmetic exactly.
+        #[test]
+        fn event_times_stay_in_the_accepted_window(
+            original in proptest::option::of(any_time()),
+            sent_at in proptest::option::of(any_time()),
+            received_at in any_time(),
+        ) {
+            let time = corrected_timestamp(original, sent_at, received_at);
+            let latest = received_at.checked_add(LATEST_EVENT_TIME_AHEAD);
+            proptest::prop_assert!(time == received_at || time >= EARLIEST_EVENT_TIME);
+            proptest::prop_assert!(latest.is_none_or(|latest| time <= latest));
+            let exact = match (original, sent_at) {
+                (Some(original), Some(sent_at)) => received_at.checked_sub(sent_at - original),
+                (Some(original), None) => Some(original),
+                (None, _) => None,
+            };
+            if let Some(exact) = exact.filter(|t| *t >= EARLIEST_EVENT_TIME && latest.is_none_or(|l| *t <= l)) {
+                proptest::prop_assert_eq!(time, exact);
+            } else {
+                proptest::prop_assert_eq!(time, received_at);
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_client_clocks_give_the_time_of_receipt() {
+        for (timestamp, sent_at) in [
+            ("9999-12-31T23:59:59Z", Some("0001-01-01T00:00:00Z")),
+            ("0001-01-01T00:00:00Z", Some("9999-12-31T23:59:59Z")),
+            ("9999-12-31T23:59:59Z", None),
+            ("0001-01-01T00:00:00Z", None),
+            ("1969-12-31T23:59:59Z", None),
+        ] {
+            let sent_at = sent_at.map_or(String::new(), |s| format!(r#","sentAt":"{s}""#));
+            let body =
+                format!(r#"{{"userId":"u1","event":"e","timestamp":"{timestamp}"{sent_at}}}"#);
+            let message = &parse(&body, Some(MessageType::Track)).unwrap().messages[0];
+            assert_eq!(message.timestamp, now(), "{body}");
+        }
+        // A clock a few years off, with a sane interval, is corrected as Segment does.
+        let body = r#"{"userId":"u1","event":"e","timestamp":"2001-01-01T00:00:00Z","sentAt":"2001-01-01T00:01:00Z"}"#;
+        let message = &parse(body, Some(MessageType::Track)).unwrap().messages[0];
+        assert_eq!(message.timestamp, now() - time::Duration::minutes(1));
+        // Imports keep their history; an event up to a day ahead is kept.
+        let body = r#"{"userId":"u1","event":"e","timestamp":"1999-05-01T08:00:00+08:00"}"#;
+        let message = &parse(body, Some(MessageType::Track)).unwrap().messages[0];
+        assert_eq!(message.timestamp, datetime!(1999-05-01 00:00 UTC));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct TokenClaims {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
+    /// Not valid before (optional; checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub roles: Vec<String>,
     /// Purposes the holder may state when reading personal data.
     #[serde(default)]
@@ -53,7 +56,21 @@ pub enum TokenError {
     WrongAudience,
     #[error("the token is malformed or its signature is invalid")]
     Invalid,
+    /// `nbf` or `iat` lies in the future (beyond the leeway for clock drift).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `exp - iat` is longer than the server accepts: a leaked long-lived token is a standing
+    /// key to personal data, whoever signed it.
+    #[error("the token's lifetime is longer than this server accepts")]
+    LifetimeTooLong,
 }
+
+/// The longest token lifetime a server accepts unless configured otherwise (`cdp token issue`
+/// caps `--ttl` at the same).
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: i64 = 30 * 24 * 3600;
+
+/// Seconds of clock drift allowed on `exp`, `nbf` and `iat`.
+const LEEWAY_SECONDS: i64 = 30;
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +91,8 @@ pub struct TokenKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     path: Option<PathBuf>,
+    /// Tokens whose `exp - iat` exceeds this are refused.
+    max_lifetime_seconds: i64,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -121,6 +140,7 @@ impl TokenKey {
             encoding,
             decoding,
             path,
+            max_lifetime_seconds: DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
         })
     }
 
@@ -213,6 +233,15 @@ impl TokenKey {
         )
     }
 
+    /// Refuse tokens whose lifetime (`exp - iat`) exceeds `seconds`.
+    pub fn set_max_lifetime(&mut self, seconds: i64) {
+        self.max_lifetime_seconds = seconds;
+    }
+
+    pub fn max_lifetime_seconds(&self) -> i64 {
+        self.max_lifetime_seconds
+    }
+
     pub fn algorithm(&self) -> TokenAlgorithm {
         self.algorithm
     }
@@ -239,30 +268,47 @@ impl TokenKey {
             sub: subject.into(),
             iat: now,
             exp: now + ttl_seconds,
+            nbf: None,
             roles: roles.to_vec(),
             purposes: purposes.to_vec(),
         };
-        jsonwebtoken::encode(&Header::new(self.jwt_algorithm()), &claims, &self.encoding)
+        self.sign(&claims)
+    }
+
+    /// Signs `claims` as they are (tests, and tools that set `nbf` or their own times).
+    pub fn sign(&self, claims: &TokenClaims) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(self.jwt_algorithm()), claims, &self.encoding)
             .map_err(|_| TokenError::Invalid)
     }
 
     /// Verifies a token: signature by this key with exactly its algorithm, issuer, audience,
-    /// expiry (30 s leeway for clock drift).
+    /// expiry, `nbf` when present, an `iat` not in the future (30 s leeway for clock drift on
+    /// each), and a lifetime within the server's maximum.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut validation = Validation::new(self.jwt_algorithm());
         validation.algorithms = vec![self.jwt_algorithm()];
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
-        jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &validation)
+        validation.leeway = LEEWAY_SECONDS.unsigned_abs();
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<TokenClaims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 jsonwebtoken::errors::ErrorKind::InvalidAudience
                 | jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongAudience,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        if claims.iat > now.saturating_add(LEEWAY_SECONDS) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime_seconds {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(claims)
     }
 }
 
@@ -334,5 +380,64 @@ mod tests {
 
     fn time_now() -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn claims(key: &TokenKey, iat: i64, exp: i64, nbf: Option<i64>) -> String {
+        key.sign(&TokenClaims {
+            iss: DEFAULT_ISSUER.into(),
+            aud: DEFAULT_AUDIENCE.into(),
+            sub: "ops".into(),
+            iat,
+            exp,
+            nbf,
+            roles: roles(&["admin"]),
+            purposes: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    /// nbf, an iat in the future and the server's maximum lifetime (issue 17 item 13).
+    #[test]
+    fn times_and_lifetime_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut key = TokenKey::create_file(&dir.path().join("token.key")).unwrap();
+        let now = time_now();
+        assert!(key.verify(&claims(&key, now, now + 3600, None)).is_ok());
+        assert!(
+            key.verify(&claims(&key, now, now + 3600, Some(now)))
+                .is_ok()
+        );
+        // Drift within the leeway is tolerated.
+        assert!(
+            key.verify(&claims(&key, now + 10, now + 3600, Some(now + 10)))
+                .is_ok()
+        );
+        assert_eq!(
+            key.verify(&claims(&key, now, now + 3600, Some(now + 600))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            key.verify(&claims(&key, now + 600, now + 3600, None)),
+            Err(TokenError::NotYetValid)
+        );
+        let thirty_days = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS;
+        assert!(
+            key.verify(&claims(&key, now, now + thirty_days, None))
+                .is_ok()
+        );
+        assert_eq!(
+            key.verify(&claims(&key, now, now + thirty_days + 1, None)),
+            Err(TokenError::LifetimeTooLong)
+        );
+        // An iat far in the past does not stretch the limit: the lifetime is exp - iat.
+        assert_eq!(
+            key.verify(&claims(&key, now - 40 * 24 * 3600, now + 3600, None)),
+            Err(TokenError::LifetimeTooLong)
+        );
+        key.set_max_lifetime(3600);
+        assert_eq!(
+            key.verify(&claims(&key, now, now + 7200, None)),
+            Err(TokenError::LifetimeTooLong)
+        );
     }
 }

@@ -69,6 +69,12 @@ impl FromRequestParts<AppState> for Caller {
                 TokenError::Expired => "the token has expired",
                 TokenError::WrongAudience => "the token was not issued for this API",
                 TokenError::Invalid => "the token is malformed or its signature is invalid",
+                TokenError::NotYetValid => {
+                    "the token is not valid yet (its nbf or iat lies in the future)"
+                }
+                TokenError::LifetimeTooLong => {
+                    "the token's lifetime (exp - iat) is longer than this server accepts (auth.max_token_lifetime_days)"
+                }
             };
             ApiError::new(ErrorCode::Unauthorized, message)
         })?;

@@ -27,6 +27,8 @@ pub struct ConfigFile {
     pub policies: Option<PathBuf>,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub auth: AuthSection,
     /// Identity rules: limits, priorities, blocked values (docs/identity.md).
     #[serde(default)]
     pub identity: cdp_identity::IdentityRulesFile,
@@ -46,6 +48,14 @@ pub struct ConfigFile {
     pub retention: RetentionSection,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// Management tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Tokens whose lifetime (`exp - iat`) is longer are refused (default 30, at most 366).
+    pub max_token_lifetime_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +134,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     pub token_key_file: Option<PathBuf>,
+    /// The longest token lifetime accepted, in seconds.
+    pub max_token_lifetime_seconds: i64,
     pub policies: Option<PathBuf>,
     pub identity: cdp_identity::IdentityRules,
     pub survivorship: cdp_engine::SurvivorshipRules,
@@ -164,8 +176,14 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&max_body_bytes),
             "http.max_body_bytes must be between 1 KiB and 64 MiB"
         );
+        let max_token_lifetime_days = file.auth.max_token_lifetime_days.unwrap_or(30);
+        anyhow::ensure!(
+            (1..=366).contains(&max_token_lifetime_days),
+            "auth.max_token_lifetime_days must be between 1 and 366"
+        );
         Ok(Self {
             listen,
+            max_token_lifetime_seconds: i64::from(max_token_lifetime_days) * 24 * 3600,
             data_dir: overrides
                 .data_dir
                 .or(file.data_dir)

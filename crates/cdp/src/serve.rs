@@ -55,10 +55,9 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
 
     let data_dir = DataDir::new(&settings.data_dir);
     let keyring = Arc::new(keyring_for_serve(settings.key_file.as_deref(), &data_dir)?);
-    let token_key = Arc::new(token_key_for_serve(
-        settings.token_key_file.as_deref(),
-        &data_dir,
-    )?);
+    let mut token_key = token_key_for_serve(settings.token_key_file.as_deref(), &data_dir)?;
+    token_key.set_max_lifetime(settings.max_token_lifetime_seconds);
+    let token_key = Arc::new(token_key);
     let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
     tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
     let engine = Arc::new(

@@ -13,12 +13,32 @@ use crate::write::graph_store::StoreGraph;
 use crate::write::message::{ConsentSignal, Incoming};
 use crate::{Engine, EngineError};
 
+/// A yes/no signal as libraries send it: a JSON boolean, or the strings and numbers some send
+/// instead (`"true"`, `"1"`, `1`; the GPC header's own value is `1`). Anything else is no
+/// signal at all: an unreadable preference must not be taken as either answer.
+fn flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        Value::Number(number) => match number.as_u64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The consent signals of a Segment message.
 pub(crate) fn signals_of(policies: &PolicySet, message: &Message) -> Vec<ConsentSignal> {
     let mut signals = Vec::new();
     // Global Privacy Control: an objection to marketing (GDPR Art 21). The server sets
     // `context.gpc` for requests with `Sec-GPC: 1`.
-    if message.context.get("gpc") == Some(&Value::Bool(true)) {
+    if message.context.get("gpc").and_then(flag) == Some(true) {
         signals.push(ConsentSignal {
             via: "ingest:gpc",
             purposes: vec![("marketing".into(), ConsentStatus::Denied)],
@@ -34,7 +54,7 @@ pub(crate) fn signals_of(policies: &PolicySet, message: &Message) -> Vec<Consent
         let mut purposes = Vec::new();
         let mut seen = serde_json::Map::new();
         for (category, value) in preferences {
-            let Some(granted) = value.as_bool() else {
+            let Some(granted) = flag(value) else {
                 continue;
             };
             let Some(mapped) = policies

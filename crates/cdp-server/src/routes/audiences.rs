@@ -2,7 +2,6 @@
 //! `GET /v1/audiences/{id}/members`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use cdp_engine::AudienceQuery;
@@ -11,7 +10,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::routes::profiles::{as_json, blocking, json_rejection};
+use crate::routes::body::JsonBody;
+use crate::routes::profiles::{as_json, blocking};
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
 fn query_of(
@@ -49,10 +49,10 @@ pub(crate) struct CountBody {
 pub(crate) async fn count(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CountBody>, JsonRejection>,
+    body: JsonBody<CountBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::CountAudiences)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let query = query_of(body.query, body.condition)?;
     let access = caller.access(body.purpose.clone());
     let engine = state.engine.clone();
@@ -78,10 +78,10 @@ pub(crate) struct CreateBody {
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Permission::BuildAudiences)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let query = query_of(body.query, body.condition)?;
     let access = caller.access(Some(body.purpose.clone()));
     let engine = state.engine.clone();

@@ -1,7 +1,6 @@
 //! The consent ledger: `POST /v1/consents`, `GET /v1/profiles/{id}/consents`.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use cdp_core::Channel;
 use cdp_engine::ConsentInput;
@@ -10,7 +9,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::routes::profiles::{PurposeQuery, as_json, blocking, json_rejection, parse_id};
+use crate::routes::body::JsonBody;
+use crate::routes::profiles::{PurposeQuery, as_json, blocking, parse_id};
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// Roles that record consents (the consent-management backend runs with one of them).
@@ -58,10 +58,10 @@ pub(crate) struct ConsentBody {
 pub(crate) async fn record(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<ConsentBody>, JsonRejection>,
+    body: JsonBody<ConsentBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::RecordConsents)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let subject = body.subject.parse()?;
     let input = ConsentInput {
         subject,

@@ -4,7 +4,6 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
@@ -15,7 +14,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::routes::profiles::{as_json, blocking, json_rejection};
+use crate::routes::body::JsonBody;
+use crate::routes::profiles::{as_json, blocking};
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,10 +40,10 @@ pub(crate) struct RecipientBody {
 pub(crate) async fn create_recipient(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RecipientBody>, JsonRejection>,
+    body: JsonBody<RecipientBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Permission::ManageRecipients)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let (record, ticket) = blocking(move || {
@@ -96,10 +96,10 @@ pub(crate) struct SuppressionBody {
 pub(crate) async fn suppress(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<SuppressionBody>, JsonRejection>,
+    body: JsonBody<SuppressionBody>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageRecipients)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let kind: IdentifierType = body
         .kind
         .parse()
@@ -139,10 +139,10 @@ pub(crate) struct ExportBody {
 pub(crate) async fn create_export(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<ExportBody>, JsonRejection>,
+    body: JsonBody<ExportBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Permission::Export)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let access = caller.access(Some(body.purpose.clone()));
     let engine = state.engine.clone();
     let record = blocking(move || {

@@ -1,5 +1,6 @@
 pub(crate) mod audiences;
 pub(crate) mod audit;
+pub(crate) mod body;
 pub(crate) mod consents;
 pub(crate) mod exports;
 pub(crate) mod ingest;

@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use cdp_engine::EvaluateSubject;
 use cdp_policy::{Action, CallerFacts, DecisionRequest, RecipientFacts, SubjectFacts};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::routes::profiles::{as_json, blocking, json_rejection, parse_id};
+use crate::routes::body::JsonBody;
+use crate::routes::profiles::{as_json, blocking, parse_id};
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// The loaded policies: version, jurisdictions with their rules and citations, taxonomy,
@@ -65,10 +65,10 @@ pub(crate) struct EvaluateBody {
 pub(crate) async fn evaluate(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<EvaluateBody>, JsonRejection>,
+    body: JsonBody<EvaluateBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::EvaluatePolicies)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let subject = match (body.subject, body.profile_id) {
         (Some(facts), None) => EvaluateSubject::Facts(facts),
         (None, Some(id)) => EvaluateSubject::Profile(parse_id(&id)?),

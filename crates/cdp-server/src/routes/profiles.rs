@@ -5,7 +5,6 @@
 //! routes are for operators (admin, dpo) on top of that.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use cdp_core::{IdentifierType, ProfileId};
 use cdp_engine::{SplitRequest, records::EvidenceId};
@@ -13,21 +12,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
+use crate::routes::body::JsonBody;
 use crate::routes::engine_error;
 use crate::{ApiError, AppState, ErrorCode, Permission};
-
-pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
-    // The rejection's own text can quote input; say what kind of problem it is.
-    let message = match rejection {
-        JsonRejection::MissingJsonContentType(_) => "Content-Type must be application/json",
-        JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON",
-        JsonRejection::JsonDataError(_) => {
-            "the body has a missing field, an unknown field or a field of the wrong type"
-        }
-        _ => "the body cannot be read",
-    };
-    ApiError::new(ErrorCode::InvalidJson, message)
-}
 
 pub(crate) fn parse_id(id: &str) -> Result<ProfileId, ApiError> {
     id.parse().map_err(|_| {
@@ -237,11 +224,11 @@ pub(crate) async fn split(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<SplitBody>, JsonRejection>,
+    body: JsonBody<SplitBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::SplitProfiles)?;
     let id = parse_id(&id)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let request = match (body.identifier, body.edge) {
         (Some(identifier), None) => SplitRequest::Identifier {
             kind: identifier.kind.parse().map_err(|_| {

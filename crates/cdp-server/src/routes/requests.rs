@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cdp_engine::{RequestOptions, RequestType};
@@ -12,7 +11,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::routes::profiles::{as_json, blocking, json_rejection};
+use crate::routes::body::JsonBody;
+use crate::routes::profiles::{as_json, blocking};
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
 /// Requests change or reveal everything about a person: the DPO's (or an admin's) job.
@@ -50,10 +50,10 @@ pub(crate) struct RequestBody {
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RequestBody>, JsonRejection>,
+    body: JsonBody<RequestBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Permission::HandleRequests)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let subject = body.subject.parse()?;
     let options = RequestOptions {
         traits: body.traits,
@@ -120,8 +120,8 @@ pub(crate) async fn bundle(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RetentionBody {
-    /// Report what would be deleted without deleting it.
-    #[serde(default)]
+    /// `true`: report what would be deleted; `false`: delete it. Required: a sweep deletes
+    /// personal data for good, so it runs only when the caller says so in as many words.
     dry_run: bool,
 }
 
@@ -132,10 +132,10 @@ pub(crate) struct RetentionBody {
 pub(crate) async fn retention(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RetentionBody>, JsonRejection>,
+    body: JsonBody<RetentionBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::HandleRequests)?;
-    let Json(body) = body.map_err(json_rejection)?;
+    let body = body.parse()?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     as_json(blocking(move || engine.run_retention(body.dry_run, &actor)).await?)

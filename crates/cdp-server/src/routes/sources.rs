@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::routes::body::JsonBody;
 use crate::routes::engine_error;
 use crate::{ApiError, AppState, ErrorCode, Permission};
 
@@ -60,10 +61,10 @@ fn answer(source: SourceRecord, write_key: Option<String>) -> SourceAnswer {
 pub(crate) async fn create_source(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateSource>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceAnswer>), ApiError> {
     caller.require(Permission::ManageSources)?;
-    let Json(body) = body.map_err(crate::routes::profiles::json_rejection)?;
+    let body = body.parse()?;
     let channel = Channel::parse(&body.channel).ok_or_else(|| {
         ApiError::new(
             ErrorCode::BadRequest,

@@ -254,3 +254,60 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Client clocks at the ends of the calendar (issue 17 item 10): the skew correction panicked
+/// (500) on one pair and stored an unreadable evidence record (500 on the next read) on the
+/// other. Now each event is accepted with the time of receipt, and reads back.
+#[tokio::test]
+async fn absurd_client_clocks_are_accepted_with_the_time_of_receipt() {
+    let h = harness();
+    let key = write_key(&h);
+    let pairs = [
+        ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"),
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+    ];
+    for (index, (timestamp, sent_at)) in pairs.iter().enumerate() {
+        let body = format!(
+            r#"{{"batch":[{{"type":"track","userId":"clock-{index}","event":"Viewed","timestamp":"{timestamp}","messageId":"c-{index}"}}],"sentAt":"{sent_at}"}}"#
+        );
+        let before = time::OffsetDateTime::now_utc();
+        let (status, _, answer) = call(
+            &h.app,
+            post("/v1/batch", Some(&key), body.into_bytes(), false),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let id = h
+            .engine
+            .unaudited_lookup(&IdentifierType::UserId, &format!("clock-{index}"), None)
+            .unwrap()
+            .expect("stored")
+            .id;
+        let events = h.engine.unaudited_events(id, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        let at = events[0].message.timestamp;
+        assert!(
+            at >= before && at <= time::OffsetDateTime::now_utc(),
+            "{timestamp} / {sent_at}: {at}"
+        );
+        // The person reads back over HTTP (the evidence record decodes).
+        let token = crate::token(&["admin"]);
+        let (status, _, body) = call(
+            &h.app,
+            Request::get(format!(
+                "/v1/profiles/{id}/events?purpose=essential.service"
+            ))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    }
+}

@@ -320,6 +320,62 @@ async fn consent_arrives_with_events_and_gpc_objects_to_marketing() {
     assert_eq!(gpc["purpose"], "marketing");
 }
 
+/// Some libraries send GPC and category preferences as strings (`"gpc": "true"`): they are
+/// the same signals (issue 17 item 9); a value that is neither yes nor no records nothing.
+#[tokio::test]
+async fn gpc_and_preferences_sent_as_strings_are_the_same_signals() {
+    let h = harness();
+    let key = source(&h, "DE");
+    send(&h, &key, json!({"batch": [
+        identify("u-s", json!({"address": {"country": "DE"}})),
+        {"type": "track", "event": "Viewed", "userId": "u-s", "messageId": "s-1",
+         "context": {"gpc": "maybe", "consent": {"categoryPreferences": {"Analytics": "yes please"}}}},
+    ]}), false).await;
+    let id = profile_id(&h, "u-s").await;
+    let dpo = token_with(&["dpo"], &[]);
+    let consents_path = format!("/v1/profiles/{id}/consents?purpose=customer_service");
+    let (status, body) = get_json(&h, &consents_path, &dpo).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["history"].as_array().unwrap().len(), 0, "{body}");
+
+    send(
+        &h,
+        &key,
+        json!({"batch": [
+            {"type": "track", "event": "Viewed", "userId": "u-s", "messageId": "s-2",
+             "context": {"gpc": "true", "consent": {"categoryPreferences": {"Analytics": "true"}}}},
+        ]}),
+        false,
+    )
+    .await;
+    let (_, body) = get_json(&h, &consents_path, &dpo).await;
+    let history = body["history"].as_array().unwrap();
+    let via = |via: &str, purpose: &str| {
+        history
+            .iter()
+            .find(|r| r["via"] == via && r["purpose"] == purpose)
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(
+        via("ingest:gpc", "marketing"),
+        Some(json!("denied")),
+        "{body}"
+    );
+    assert_eq!(
+        via("ingest:consent_preferences", "analytics"),
+        Some(json!("granted")),
+        "{body}"
+    );
+    let marketer = token_with(&["marketer"], &[]);
+    let (status, body) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=marketing.push"),
+        &marketer,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
 #[tokio::test]
 async fn a_merge_never_turns_a_denial_into_a_grant() {
     let h = harness();

@@ -340,7 +340,35 @@ async fn retention_deletes_old_events_and_erases_long_inactive_people() {
             .len(),
         2
     );
-    let (_, report) = post_json(&h, "/v1/retention/run", &dpo, json!({})).await;
+    // A body that does not say `"dry_run": false` deletes nothing (issue 17 item 12).
+    for body in [
+        json!([]),
+        json!({}),
+        json!({"dry_run": "false"}),
+        json!(null),
+    ] {
+        let (status, answer) = post_json(&h, "/v1/retention/run", &dpo, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_json", "{body}: {answer}");
+    }
+    let (_, answer) = post_json(&h, "/v1/retention/run", &dpo, json!({})).await;
+    assert!(
+        answer.to_string().contains("missing the field dry_run"),
+        "{answer}"
+    );
+    let (_, answer) = post_json(&h, "/v1/retention/run", &dpo, json!([])).await;
+    assert!(
+        answer.to_string().contains("must be a JSON object"),
+        "{answer}"
+    );
+    assert_eq!(
+        h.engine
+            .unaudited_events(keep.parse().unwrap(), 100)
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, report) = post_json(&h, "/v1/retention/run", &dpo, json!({"dry_run": false})).await;
     assert_eq!(
         (
             report["events_deleted"].as_u64(),
@@ -379,6 +407,9 @@ async fn retention_deletes_old_events_and_erases_long_inactive_people() {
         "{actions:?}"
     );
     let marketer = token_with(&["marketer"], &[]);
-    let (status, _) = post_json(&h, "/v1/retention/run", &marketer, json!({})).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Permission before the body: a malformed body from a caller without the right is 403.
+    for body in [json!({"dry_run": true}), json!([])] {
+        let (status, _) = post_json(&h, "/v1/retention/run", &marketer, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
 }

@@ -78,3 +78,55 @@ async fn bad_tokens_are_401_and_wrong_roles_403() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// `nbf` in the future, `iat` in the future and a lifetime over the server's maximum (30 days
+/// by default) are refused, whoever signed the token (issue 17 item 13).
+#[tokio::test]
+async fn tokens_not_yet_valid_or_too_long_lived_are_401() {
+    let h = harness();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ours = TokenKey::hs256(SECRET, "cdp", "cdp-api").unwrap();
+    let with = |iat: i64, exp: i64, nbf: Option<i64>| {
+        ours.sign(&cdp_crypto::TokenClaims {
+            iss: "cdp".into(),
+            aud: "cdp-api".into(),
+            sub: "x".into(),
+            iat,
+            exp,
+            nbf,
+            roles: vec!["admin".into()],
+            purposes: Vec::new(),
+        })
+        .unwrap()
+    };
+    let (status, _, _) = call(
+        &h.app,
+        with_token("/v1/sources", &with(now, now + 600, Some(now - 5))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for (label, bad, expected) in [
+        (
+            "nbf ahead",
+            with(now, now + 600, Some(now + 300)),
+            "not valid yet",
+        ),
+        (
+            "iat ahead",
+            with(now + 300, now + 900, None),
+            "not valid yet",
+        ),
+        ("31 days", with(now, now + 31 * 24 * 3600, None), "lifetime"),
+        (
+            "backdated iat",
+            with(now - 60 * 24 * 3600, now + 600, None),
+            "lifetime",
+        ),
+    ] {
+        let (status, _, body) = call(&h.app, with_token("/v1/sources", &bad)).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {body}");
+        assert!(body.contains(expected), "{label}: {body}");
+        assert_eq!(error_code(body.as_bytes()), "unauthorized", "{label}");
+    }
+}
