@@ -81,9 +81,25 @@ async fn ingest(
     let engine = state.engine.clone();
     let header_key = basic_write_key(&headers)?;
     let limits = *engine.limits();
-    let body = decode_body(&headers, body, limits.max_batch_bytes)?;
-    let mut parsed =
-        parse_body(&body, implied, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
+    // A body that does not decode or parse is judged only for a caller with a valid write
+    // key (401 before 400): without one, nobody learns from the answers what a valid body
+    // looks like. The size limit comes first, as it does at the edge.
+    let body = match decode_body(&headers, body, limits.max_batch_bytes) {
+        Ok(body) => body,
+        Err(error) => {
+            if error.code != ErrorCode::PayloadTooLarge {
+                authenticate(&state, header_key).await?;
+            }
+            return Err(error);
+        }
+    };
+    let mut parsed = match parse_body(&body, implied, OffsetDateTime::now_utc(), &limits) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            authenticate(&state, header_key.or_else(|| body_write_key(&body))).await?;
+            return Err(field_error(error));
+        }
+    };
     // Global Privacy Control (`Sec-GPC: 1`): recorded as an objection to marketing with every
     // message of the request (GDPR Art 21(5)), as `context.gpc` does for one message.
     let gpc = headers
@@ -97,18 +113,42 @@ async fn ingest(
                 .insert("gpc".into(), serde_json::Value::Bool(true));
         }
     }
-    let write_key = header_key.or(parsed.write_key).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unauthorized,
-            "a write key is required: HTTP Basic user name, or writeKey in the body",
-        )
-    })?;
+    let write_key = header_key
+        .or(parsed.write_key)
+        .ok_or_else(missing_write_key)?;
     let batched = implied.is_none();
     let engine = state.engine.clone();
     run_ingest(state, parsed.messages, batched, move || {
         engine.source_for_write_key(&write_key)
     })
     .await
+}
+
+fn missing_write_key() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthorized,
+        "a write key is required: HTTP Basic user name, or writeKey in the body",
+    )
+}
+
+/// The `writeKey` of a body that is JSON but not a valid request (to authenticate the caller
+/// before saying what is wrong with it).
+fn body_write_key(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("writeKey")?.as_str().map(str::to_string)
+}
+
+/// The source of a write key, or the 401.
+async fn authenticate(
+    state: &AppState,
+    write_key: Option<String>,
+) -> Result<cdp_engine::records::SourceRecord, ApiError> {
+    let write_key = write_key.ok_or_else(missing_write_key)?;
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.source_for_write_key(&write_key))
+        .await
+        .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+        .map_err(engine_error)
 }
 
 /// Ingests as the source `source` finds, off the async threads; answers only once durable.

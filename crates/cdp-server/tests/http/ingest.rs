@@ -311,3 +311,66 @@ async fn absurd_client_clocks_are_accepted_with_the_time_of_receipt() {
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     }
 }
+
+/// 401 before 400 (issue 17 item 14): without a valid write key a caller learns nothing
+/// about what a valid body looks like; the size limit still comes first.
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_judged() {
+    let h = harness();
+    let key = write_key(&h);
+    let invalid_message = br#"{"batch":[{"type":"track","userId":"u"}]}"#.to_vec();
+    for (label, request, status, code) in [
+        (
+            "no key, not JSON",
+            post("/v1/batch", None, b"{not json".to_vec(), false),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "no key, invalid message",
+            post("/v1/batch", None, invalid_message.clone(), false),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "unknown key, invalid message",
+            post("/v1/batch", Some("nope"), invalid_message.clone(), false),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "no key, broken gzip",
+            post("/v1/batch", None, b"not gzip".to_vec(), true),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "valid key, invalid message",
+            post("/v1/batch", Some(&key), invalid_message.clone(), false),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (
+            "valid key in the body, invalid message",
+            post(
+                "/v1/batch",
+                None,
+                format!(r#"{{"writeKey":"{key}","batch":[{{"type":"track","userId":"u"}}]}}"#)
+                    .into_bytes(),
+                false,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (
+            "no key, over the size limit and not JSON",
+            post("/v1/batch", None, vec![b'x'; 2 * 1024 * 1024], false),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ] {
+        let (got, _, body) = call(&h.app, request).await;
+        assert_eq!(got, status, "{label}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(error_code(&body), code, "{label}");
+    }
+}
