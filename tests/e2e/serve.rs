@@ -79,6 +79,22 @@ fn errors_have_one_shape_and_nothing_personal_reaches_logs_or_metrics() {
     assert_eq!(too_large.status, 413);
     assert_eq!(too_large.json()["error"]["code"], "payload_too_large");
 
+    // A long target and a header flood, through hyper: the error shape, not an empty answer.
+    let long_target = http(
+        server.addr,
+        "GET",
+        &format!("/v1/sources?x={}", "a".repeat(10 * 1024)),
+        &[],
+        b"",
+    );
+    assert_eq!(long_target.status, 414);
+    assert_eq!(long_target.json()["error"]["code"], "uri_too_long");
+    let names: Vec<String> = (0..70).map(|i| format!("X-Flood-{i}")).collect();
+    let flood: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "1")).collect();
+    let flooded = http(server.addr, "GET", "/healthz", &flood, b"");
+    assert_eq!(flooded.status, 431);
+    assert_eq!(flooded.json()["error"]["code"], "headers_too_large");
+
     let metrics = server.get("/metrics");
     assert_eq!(metrics.status, 200);
     let metrics = metrics.text();

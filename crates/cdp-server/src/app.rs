@@ -18,6 +18,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::edge::{EdgeLimits, enforce_limits};
 use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
@@ -30,8 +31,12 @@ use crate::routes::{
 pub struct ServerConfig {
     /// Largest request body accepted, in bytes (larger: 413).
     pub max_body_bytes: usize,
-    /// Longest a request may take before it is answered 503 `timeout`.
+    /// Longest a request may take before it is answered 503 `timeout` (after its body
+    /// arrived).
     pub request_timeout: Duration,
+    /// Longest the body may take to arrive before the request is answered 408
+    /// `request_timeout`.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +44,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -115,12 +121,20 @@ pub fn router(
         .with_state(state);
     // Each `layer` wraps what is above it, so the last one runs first: redact credentials
     // before anything can log them; give foreign error answers our shape; turn panics into
-    // `internal`; refuse oversized bodies before reading them; bound the handler's time.
+    // `internal`; refuse oversized bodies before reading them; refuse long targets and
+    // header floods, read the body within its deadline (`edge.rs`); bound the handler's time.
+    let limits = EdgeLimits {
+        max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
+    };
     routed
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
         ))
+        .layer(middleware::from_fn(move |request, next| {
+            enforce_limits(limits, request, next)
+        }))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(normalise_errors))

@@ -7,6 +7,7 @@
 
 mod app;
 mod auth;
+mod edge;
 mod error;
 mod metrics;
 mod observe;

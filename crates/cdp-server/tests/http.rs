@@ -14,6 +14,8 @@ use tower::ServiceExt;
 
 #[path = "http/audiences.rs"]
 mod audiences;
+#[path = "http/edge.rs"]
+mod edge;
 #[path = "http/exports.rs"]
 mod exports;
 #[path = "http/ingest.rs"]
@@ -47,6 +49,13 @@ impl Harness {
 }
 
 pub(crate) fn harness() -> Harness {
+    harness_with(ServerConfig {
+        max_body_bytes: 1024 * 1024,
+        ..ServerConfig::default()
+    })
+}
+
+pub(crate) fn harness_with(config: ServerConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(
         Engine::open(
@@ -66,10 +75,6 @@ pub(crate) fn harness() -> Harness {
     );
     let indexer = Arc::new(cdp_engine::Indexer::new(engine.clone(), Default::default()).unwrap());
     indexer.start().unwrap();
-    let config = ServerConfig {
-        max_body_bytes: 1024 * 1024,
-        ..ServerConfig::default()
-    };
     let token_key = Arc::new(TokenKey::hs256(SECRET, "cdp", "cdp-api").unwrap());
     Harness {
         app: router(

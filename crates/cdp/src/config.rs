@@ -63,6 +63,8 @@ pub struct AuthSection {
 pub struct HttpSection {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_secs: Option<u64>,
+    /// Longest a request body may take to arrive (408 after).
+    pub body_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
 }
 
@@ -145,6 +147,7 @@ pub struct Settings {
     pub dedup: cdp_engine::DedupSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub body_timeout: Duration,
     pub shutdown_grace: Duration,
     pub store_engine: Option<cdp_store::StoreEngine>,
     pub cache_capacity_bytes: u64,
@@ -218,6 +221,7 @@ impl Settings {
             request_timeout: Duration::from_secs(
                 file.http.request_timeout_secs.unwrap_or(30).max(1),
             ),
+            body_timeout: Duration::from_secs(file.http.body_timeout_secs.unwrap_or(30).max(1)),
             shutdown_grace: Duration::from_secs(file.http.shutdown_grace_secs.unwrap_or(30)),
             store_engine: match overrides.store_engine.or(file.store.engine) {
                 Some(name) => Some(name.parse().map_err(|e: String| anyhow::anyhow!(e))?),

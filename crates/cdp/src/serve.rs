@@ -103,6 +103,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let server_config = ServerConfig {
         max_body_bytes: settings.max_body_bytes,
         request_timeout: settings.request_timeout,
+        body_timeout: settings.body_timeout,
     };
     let app = cdp_server::router(
         engine.clone(),
