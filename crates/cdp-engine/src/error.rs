@@ -41,6 +41,13 @@ pub enum EngineError {
     /// threads failed.
     #[error("{0}")]
     Job(String),
+    /// A purpose that is not in the taxonomy (a caller's mistake, not a denial): `allowed`
+    /// lists the taxonomy's purposes.
+    #[error("purpose {purpose:?} is not a purpose of the taxonomy; purposes are {}", allowed.join(", "))]
+    UnknownPurpose {
+        purpose: String,
+        allowed: Vec<String>,
+    },
     /// A read of personal data without a purpose.
     #[error("a purpose is required to read personal data")]
     PurposeRequired,

@@ -40,6 +40,7 @@ error_codes! {
     InvalidJson => ("invalid_json", BAD_REQUEST, "The body is not valid JSON of the expected shape."),
     InvalidMessage => ("invalid_message", BAD_REQUEST, "A message of the request is invalid; details name its index and field, and nothing of the request was stored."),
     InvalidQuery => ("invalid_query", BAD_REQUEST, "The audience query does not parse or names an unknown field; details say where (`at`: a character offset or a JSON path)."),
+    UnknownPurpose => ("unknown_purpose", BAD_REQUEST, "The purpose is not one of the taxonomy's; details list those there are."),
     InvalidEncoding => ("invalid_encoding", BAD_REQUEST, "The body's Content-Encoding does not decode (broken gzip)."),
     Unauthorized => ("unauthorized", UNAUTHORIZED, "Credentials are missing or invalid."),
     Forbidden => ("forbidden", FORBIDDEN, "The credentials do not allow this request."),

@@ -29,17 +29,7 @@ fn check_text(field: &str, value: &str) -> Result<(), EngineError> {
 impl Engine {
     /// Checks a consent input against the taxonomy and the limits.
     fn validate_consent(&self, input: &ConsentInput) -> Result<(), EngineError> {
-        if !self
-            .policies()
-            .taxonomy
-            .purposes
-            .contains_key(&input.purpose)
-        {
-            return Err(EngineError::InvalidRequest(format!(
-                "purpose {:?} is not a purpose of the taxonomy",
-                input.purpose
-            )));
-        }
+        self.known_purpose(&input.purpose)?;
         check_text("source", &input.source)?;
         if let Some(version) = &input.notice_version {
             check_text("notice_version", version)?;

@@ -89,17 +89,7 @@ impl Engine {
         let recipient = self
             .recipient(&request.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", request.recipient)))?;
-        if !self
-            .policies()
-            .taxonomy
-            .purposes
-            .contains_key(&request.purpose)
-        {
-            return Err(EngineError::InvalidRequest(format!(
-                "purpose {:?} is not a purpose of the taxonomy",
-                request.purpose
-            )));
-        }
+        self.known_purpose(&request.purpose)?;
         if !self
             .policies()
             .caller_may_use(&access.caller, &request.purpose)

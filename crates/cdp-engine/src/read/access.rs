@@ -176,7 +176,7 @@ impl Engine {
         action: &str,
         fields: impl FnOnce(&ProfileRecord) -> Vec<String>,
     ) -> Result<Option<(Subject, Audited<Decision>)>, EngineError> {
-        let purpose = Self::purpose_of(access)?;
+        let purpose = self.purpose_of(access)?;
         let Some(subject) = self.subject(id)? else {
             return Ok(None);
         };
@@ -227,12 +227,28 @@ impl Engine {
         }
     }
 
-    fn purpose_of(access: &Access) -> Result<String, EngineError> {
-        access
+    fn purpose_of(&self, access: &Access) -> Result<String, EngineError> {
+        let purpose = access
             .purpose
             .clone()
             .filter(|p| !p.is_empty())
-            .ok_or(EngineError::PurposeRequired)
+            .ok_or(EngineError::PurposeRequired)?;
+        self.known_purpose(&purpose)?;
+        Ok(purpose)
+    }
+
+    /// `purpose` must be a purpose of the taxonomy: otherwise the request is malformed (400
+    /// naming the purposes there are), not denied by the policies.
+    pub(crate) fn known_purpose(&self, purpose: &str) -> Result<(), EngineError> {
+        let purposes = &self.policies().taxonomy.purposes;
+        if purposes.contains_key(purpose) {
+            return Ok(());
+        }
+        Err(EngineError::UnknownPurpose {
+            // The caller's own text, cut short: it is echoed in the error.
+            purpose: purpose.chars().take(64).collect(),
+            allowed: purposes.keys().cloned().collect(),
+        })
     }
 
     fn note(decision: &Decision, withheld: Vec<String>) -> PolicyNote {
@@ -377,7 +393,7 @@ impl Engine {
         region: Option<&str>,
         access: &Access,
     ) -> Result<Option<Audited<ProfileRead>>, EngineError> {
-        Self::purpose_of(access)?;
+        self.purpose_of(access)?;
         let Some(profile) = self.profile_of_identifier(kind, value, region)? else {
             return Ok(None);
         };

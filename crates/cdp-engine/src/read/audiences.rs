@@ -122,11 +122,7 @@ impl Engine {
 
     /// The caller must be allowed to state `purpose`.
     fn check_purpose(&self, access: &Access, purpose: &str) -> Result<(), EngineError> {
-        if !self.policies().taxonomy.purposes.contains_key(purpose) {
-            return Err(EngineError::InvalidRequest(format!(
-                "purpose {purpose:?} is not a purpose of the taxonomy"
-            )));
-        }
+        self.known_purpose(purpose)?;
         if !self.policies().caller_may_use(&access.caller, purpose) {
             let decision = self.policies().decide(
                 &DecisionRequest {

@@ -31,6 +31,14 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
                 .with_details(details)
         }
         EngineError::InvalidRequest(message) => ApiError::new(ErrorCode::BadRequest, message),
+        EngineError::UnknownPurpose { purpose, allowed } => {
+            let message = format!(
+                "purpose {purpose:?} is not a purpose of the taxonomy; purposes are {}",
+                allowed.join(", ")
+            );
+            ApiError::new(ErrorCode::UnknownPurpose, message)
+                .with_details(serde_json::json!({ "purpose": purpose, "allowed": allowed }))
+        }
         EngineError::UnknownWriteKey => ApiError::new(ErrorCode::Unauthorized, "unknown write key"),
         EngineError::NotFound(what) => {
             ApiError::new(ErrorCode::NotFound, format!("{what} not found"))

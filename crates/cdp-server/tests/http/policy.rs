@@ -442,7 +442,7 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
     let mut cases: Vec<(Value, StatusCode, &str)> = Vec::new();
     let mut bad = base.clone();
     bad["purpose"] = json!("marketing.carrier_pigeon");
-    cases.push((bad, StatusCode::BAD_REQUEST, "bad_request"));
+    cases.push((bad, StatusCode::BAD_REQUEST, "unknown_purpose"));
     let mut bad = base.clone();
     bad["status"] = json!("maybe");
     cases.push((bad, StatusCode::BAD_REQUEST, "invalid_json"));
@@ -601,4 +601,67 @@ async fn the_dpo_dry_runs_decisions() {
     assert!(markdown.contains("# Record of processing activities"));
     assert!(markdown.contains("`marketing.email`"));
     let _ = error_code;
+}
+
+/// A purpose the taxonomy does not have is the caller's mistake: 400 `unknown_purpose` naming
+/// the purposes there are, on reads, consents, audiences and exports alike (issue 17 item 7),
+/// not a 403 that reads like a denial.
+#[tokio::test]
+async fn an_unknown_purpose_is_400_naming_the_allowed_ones() {
+    let h = harness();
+    let key = source(&h, "CN");
+    send(
+        &h,
+        &key,
+        json!({"batch": [identify("u-p", json!({"email": "p@example.cn"}))]}),
+        false,
+    )
+    .await;
+    let id = profile_id(&h, "u-p").await;
+    let admin = token_with(&["admin"], &[]);
+    let check = |label: &str, status: StatusCode, body: &Value| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert_eq!(body["error"]["code"], "unknown_purpose", "{label}: {body}");
+        let allowed = body["error"]["details"]["allowed"].as_array().unwrap();
+        assert!(
+            allowed.contains(&json!("customer_service")),
+            "{label}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("purposes are"),
+            "{label}: {body}"
+        );
+    };
+    for path in [
+        format!("/v1/profiles/{id}?purpose=marketing.fax"),
+        format!("/v1/profiles/{id}/events?purpose=marketing.fax"),
+        format!("/v1/profiles/{id}/consents?purpose=marketing.fax"),
+        "/v1/profiles/lookup?type=email&value=p%40example.cn&purpose=marketing.fax".to_string(),
+    ] {
+        let (status, body) = get_json(&h, &path, &admin).await;
+        check(&path, status, &body);
+    }
+    let (status, body) = post_json(
+        &h,
+        "/v1/consents",
+        &admin,
+        json!({
+            "subject": {"type": "email", "value": "p@example.cn"},
+            "purpose": "marketing.fax", "status": "granted", "legal_basis": "consent",
+            "source": "form", "evidence": {}
+        }),
+    )
+    .await;
+    check("consent", status, &body);
+    let (status, body) = post_json(
+        &h,
+        "/v1/audiences/count",
+        &admin,
+        json!({"query": "tier:gold", "purpose": "marketing.fax"}),
+    )
+    .await;
+    check("audience count", status, &body);
 }
