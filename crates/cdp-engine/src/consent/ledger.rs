@@ -26,6 +26,9 @@ fn check_text(field: &str, value: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// How far ahead of the server's clock a consent's `at` may lie (the client's clock drift).
+const MAX_CONSENT_CLOCK_DRIFT: time::Duration = time::Duration::minutes(5);
+
 impl Engine {
     /// Checks a consent input against the taxonomy and the limits.
     fn validate_consent(&self, input: &ConsentInput) -> Result<(), EngineError> {
@@ -36,6 +39,29 @@ impl Engine {
         }
         if let Some(recipient) = &input.recipient {
             check_text("recipient", recipient)?;
+            // A consent to provide data to a recipient names one the platform knows: a typo
+            // would record a consent no export could ever match (PIPL 23 names the recipient).
+            if self.recipient(recipient)?.is_none() {
+                return Err(EngineError::InvalidRequest(format!(
+                    "recipient {recipient} is not registered (POST /v1/recipients)"
+                )));
+            }
+        }
+        if let Some(at) = input.at {
+            // When the person gave it: a time ahead of the server's clock (beyond drift) is a
+            // mistake, and recording it as "now" would misdate the evidence (GDPR 7(1)).
+            let latest = OffsetDateTime::now_utc() + MAX_CONSENT_CLOCK_DRIFT;
+            if at > latest {
+                return Err(EngineError::InvalidRequest(format!(
+                    "at lies in the future; a consent is dated when it was given (at most {} minutes ahead of the server's clock)",
+                    MAX_CONSENT_CLOCK_DRIFT.whole_minutes()
+                )));
+            }
+            if at < cdp_core::segment::EARLIEST_EVENT_TIME {
+                return Err(EngineError::InvalidRequest(
+                    "at lies before 1970-01-01".into(),
+                ));
+            }
         }
         if input.separate
             && input.status == ConsentStatus::Granted

@@ -459,6 +459,20 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
     let mut bad = base.clone();
     bad["evidence"] = json!({"blob": "x".repeat(5000)});
     cases.push((bad, StatusCode::BAD_REQUEST, "bad_request"));
+    // Issue 17 item 7: a recipient nobody registered, a consent dated in the future.
+    let mut bad = base.clone();
+    bad["recipient"] = json!("rcp_00000000000000aa");
+    bad["separate"] = json!(true);
+    bad["legal_basis"] = json!("consent");
+    cases.push((bad, StatusCode::BAD_REQUEST, "bad_request"));
+    let mut bad = base.clone();
+    let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    bad["at"] = json!(
+        tomorrow
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    cases.push((bad, StatusCode::BAD_REQUEST, "bad_request"));
     for (body, expected, code) in cases {
         let (status, answer) = post_json(&h, "/v1/consents", &service, body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
@@ -466,7 +480,7 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
         assert!(!answer.to_string().contains("nobody@example.cn"));
     }
     let marketer = token_with(&["marketer"], &[]);
-    let (status, _) = post_json(&h, "/v1/consents", &marketer, base).await;
+    let (status, _) = post_json(&h, "/v1/consents", &marketer, base.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let id = profile_id(&h, "u-2").await;
     let (_, body) = get_json(
@@ -476,6 +490,27 @@ async fn consent_input_errors_are_400_or_404_and_store_nothing() {
     )
     .await;
     assert_eq!(body["history"].as_array().unwrap().len(), 0, "{body}");
+    // A little drift is tolerated, and the record is dated no later than its recording.
+    let mut drifted = base.clone();
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    drifted["at"] = json!(
+        soon.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let (status, answer) = post_json(&h, "/v1/consents", &service, drifted).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, body) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}/consents?purpose=customer_service"),
+        &service,
+    )
+    .await;
+    let history = body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{body}");
+    assert!(
+        history[0]["at"].as_str() <= history[0]["recorded_at"].as_str(),
+        "{body}"
+    );
 }
 
 #[tokio::test]
