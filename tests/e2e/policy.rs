@@ -272,5 +272,15 @@ fn hs256_token_keys_are_configurable() {
     let output = issue(&["marketer"], &["marketing.carrier_pigeon"]);
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("unknown purpose"));
+    // ... and against the roles (issue 17 item 7): a marketer may not state customer_service.
+    let output = issue(&["marketer"], &["customer_service"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("marketer may not state the purpose customer_service"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = issue(&["marketer"], &["marketing.email"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(server.stop_with("TERM").0.success());
 }

@@ -115,6 +115,23 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             for role in &args.roles {
                 role.parse::<cdp_policy::Role>()?;
             }
+            // A purpose none of the roles may state would be refused at every read: say so
+            // now instead of issuing a token that only looks broader than it is.
+            let caller = cdp_policy::CallerFacts {
+                roles: args.roles.clone(),
+                purposes: Vec::new(),
+            };
+            for purpose in args.purposes.iter().filter(|p| *p != "*") {
+                anyhow::ensure!(
+                    policies.caller_may_use(&caller, purpose),
+                    "the role(s) {} may not state the purpose {purpose} (roles.yaml)",
+                    if args.roles.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        args.roles.join(", ")
+                    }
+                );
+            }
             anyhow::ensure!(
                 (1..=30 * 24 * 3600).contains(&args.ttl),
                 "--ttl must be between 1 second and 30 days"
