@@ -10,6 +10,7 @@ use cdp_policy::Role::{Admin, Analyst, Auditor, CustomerService, Dpo, Marketer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
     ManageSources,
+    ReadProfiles,
     Import,
     ReadIdentityGraph,
     SplitProfiles,
@@ -30,6 +31,7 @@ pub enum Permission {
 impl Permission {
     pub const ALL: &'static [Permission] = &[
         Permission::ManageSources,
+        Permission::ReadProfiles,
         Permission::Import,
         Permission::ReadIdentityGraph,
         Permission::SplitProfiles,
@@ -57,6 +59,10 @@ impl Permission {
             | Permission::ManageRecipients
             | Permission::HandleRequests => &[Admin, Dpo],
             Permission::RecordConsents => &[Admin, Dpo, CustomerService],
+            // Individual profiles: not the analyst (aggregate only) nor the auditor (no
+            // personal data), whatever purposes a token claims. The policies then decide per
+            // read.
+            Permission::ReadProfiles => &[Admin, Dpo, Marketer, CustomerService],
             Permission::ReadPolicies | Permission::ReadRequests | Permission::ReadAudit => {
                 &[Admin, Dpo, Auditor]
             }
@@ -73,6 +79,11 @@ impl Permission {
         match self {
             Permission::ManageSources => &["POST /v1/sources", "GET /v1/sources"],
             Permission::Import => &["POST /v1/import"],
+            Permission::ReadProfiles => &[
+                "GET /v1/profiles/{id}",
+                "GET /v1/profiles/lookup",
+                "GET /v1/profiles/{id}/consents",
+            ],
             Permission::ReadIdentityGraph => &[
                 "GET /v1/profiles/{id}/identity",
                 "GET /v1/profiles/{id}/events",

@@ -237,6 +237,31 @@ impl Engine {
         Ok(purpose)
     }
 
+    /// The caller must be allowed to state `purpose` (a known one) at all: decided before any
+    /// person is looked at, so the answer says nothing about anybody.
+    pub(crate) fn check_purpose(
+        &self,
+        action: Action,
+        access: &Access,
+        purpose: &str,
+    ) -> Result<(), EngineError> {
+        self.known_purpose(purpose)?;
+        if !self.policies().caller_may_use(&access.caller, purpose) {
+            let decision = self.policies().decide(
+                &DecisionRequest {
+                    action,
+                    purpose: purpose.into(),
+                    caller: Some(access.caller.clone()),
+                    recipient: None,
+                    fields: Vec::new(),
+                },
+                &SubjectFacts::default(),
+            );
+            return Err(EngineError::Denied(Box::new(decision)));
+        }
+        Ok(())
+    }
+
     /// `purpose` must be a purpose of the taxonomy: otherwise the request is malformed (400
     /// naming the purposes there are), not denied by the policies.
     pub(crate) fn known_purpose(&self, purpose: &str) -> Result<(), EngineError> {
@@ -393,11 +418,20 @@ impl Engine {
         region: Option<&str>,
         access: &Access,
     ) -> Result<Option<Audited<ProfileRead>>, EngineError> {
-        self.purpose_of(access)?;
+        // Authorised before looking up: a lookup must not tell a caller who may not read a
+        // person whether that person is a customer (issue 17 item 5).
+        let purpose = self.purpose_of(access)?;
+        self.check_purpose(Action::Read, access, &purpose)?;
         let Some(profile) = self.profile_of_identifier(kind, value, region)? else {
             return Ok(None);
         };
-        self.read_profile_audited(profile, access)
+        match self.read_profile_audited(profile, access) {
+            // Denied for this person (no consent, an objection, a restriction...): audited
+            // as the denial it is, answered as an unknown identifier, so that the answer does
+            // not reveal that the identifier belongs to someone. docs/policies.md.
+            Err(EngineError::Denied(_)) => Ok(None),
+            other => other,
+        }
     }
 
     /// A person's events, for `access.purpose` (the `events` field must be shown in full).

@@ -120,25 +120,6 @@ impl Engine {
         }
     }
 
-    /// The caller must be allowed to state `purpose`.
-    fn check_purpose(&self, access: &Access, purpose: &str) -> Result<(), EngineError> {
-        self.known_purpose(purpose)?;
-        if !self.policies().caller_may_use(&access.caller, purpose) {
-            let decision = self.policies().decide(
-                &DecisionRequest {
-                    action: Action::Audience,
-                    purpose: purpose.into(),
-                    caller: Some(access.caller.clone()),
-                    recipient: None,
-                    fields: Vec::new(),
-                },
-                &cdp_policy::SubjectFacts::default(),
-            );
-            return Err(EngineError::Denied(Box::new(decision)));
-        }
-        Ok(())
-    }
-
     fn count_condition(
         &self,
         condition: &Condition,
@@ -183,7 +164,7 @@ impl Engine {
     ) -> Result<AudienceCount, EngineError> {
         let condition = self.audience_condition(query)?;
         if let Some(purpose) = purpose {
-            self.check_purpose(access, purpose)?;
+            self.check_purpose(Action::Audience, access, purpose)?;
         }
         let count = self.count_condition(&condition, purpose)?;
         self.audit_audience(access, "audience.count", purpose, Vec::new())?
@@ -206,7 +187,7 @@ impl Engine {
             )));
         }
         let condition = self.audience_condition(query)?;
-        self.check_purpose(access, purpose)?;
+        self.check_purpose(Action::Audience, access, purpose)?;
         let id = format!("aud_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?));
         let record = AudienceRecord {
             id: id.clone(),
@@ -294,7 +275,7 @@ impl Engine {
     ) -> Result<MembersPage, EngineError> {
         let record = self.load_audience(id)?;
         let purpose = purpose.unwrap_or(&record.purpose).to_string();
-        self.check_purpose(access, &purpose)?;
+        self.check_purpose(Action::Audience, access, &purpose)?;
         let after = after
             .map(|a| {
                 a.parse::<u64>()

@@ -97,6 +97,7 @@ pub(crate) async fn list(
     Path(id): Path<String>,
     Query(query): Query<PurposeQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ReadProfiles)?;
     let id = parse_id(&id)?;
     let access = caller.access(query.purpose);
     let engine = state.engine.clone();

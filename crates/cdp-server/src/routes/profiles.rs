@@ -93,6 +93,7 @@ pub(crate) async fn get_profile(
     Path(id): Path<String>,
     Query(query): Query<PurposeQuery>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require(Permission::ReadProfiles)?;
     let id = parse_id(&id)?;
     let access = caller.access(query.purpose);
     let engine = state.engine.clone();
@@ -123,6 +124,7 @@ pub(crate) async fn lookup(
     caller: Caller,
     query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require(Permission::ReadProfiles)?;
     let Query(query) = query.map_err(|_| {
         ApiError::new(
             ErrorCode::BadRequest,

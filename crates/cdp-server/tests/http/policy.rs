@@ -700,3 +700,72 @@ async fn an_unknown_purpose_is_400_naming_the_allowed_ones() {
     .await;
     check("audience count", status, &body);
 }
+
+/// Least privilege (issue 17 item 5): the analyst (aggregate only) reads no individual
+/// profile whatever purpose it states; a lookup never tells whether someone is a customer to
+/// a caller who may not read them: 403 before looking anything up when the token may not
+/// state the purpose, and the same 404 for an unknown identifier and a person the policies
+/// deny to this read.
+#[tokio::test]
+async fn lookups_do_not_reveal_customers_and_analysts_read_no_profiles() {
+    let h = harness();
+    let key = source(&h, "CN");
+    send(&h, &key, json!({"batch": [identify("u-l", json!({"email": "known@example.cn", "address": {"country": "CN"}}))]}), false).await;
+    let id = profile_id(&h, "u-l").await;
+
+    let analyst = token_with(&["analyst"], &[]);
+    for path in [
+        format!("/v1/profiles/{id}?purpose=analytics"),
+        format!("/v1/profiles/{id}/consents?purpose=analytics"),
+        "/v1/profiles/lookup?type=email&value=known%40example.cn&purpose=analytics".to_string(),
+    ] {
+        let (status, body) = get_json(&h, &path, &analyst).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "forbidden", "{path}: {body}");
+    }
+
+    // A marketer may state marketing.email; without consent (PIPL 13) the known person is
+    // denied: the answer is the unknown identifier's, byte for byte.
+    let marketer = token_with(&["marketer"], &[]);
+    let lookup = |value: &str| {
+        format!("/v1/profiles/lookup?type=email&value={value}&purpose=marketing.email")
+    };
+    let (known_status, known) = get_json(&h, &lookup("known%40example.cn"), &marketer).await;
+    let (unknown_status, unknown) = get_json(&h, &lookup("nobody%40example.cn"), &marketer).await;
+    assert_eq!(known_status, StatusCode::NOT_FOUND, "{known}");
+    assert_eq!(unknown_status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_eq!(known, unknown);
+    // The denial was audited all the same.
+    let auditor = token_with(&["auditor"], &[]);
+    let (_, log) = get_json(&h, "/v1/audit?limit=1000", &auditor).await;
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["decision"] == "deny" && e["purpose"] == "marketing.email"),
+        "{log}"
+    );
+
+    // A purpose the token may not state: 403 for known and unknown identifiers alike.
+    let service = token_with(&["customer_service"], &[]);
+    let (known_status, known) = get_json(&h, &lookup("known%40example.cn"), &service).await;
+    let (unknown_status, unknown) = get_json(&h, &lookup("nobody%40example.cn"), &service).await;
+    assert_eq!(known_status, StatusCode::FORBIDDEN, "{known}");
+    assert_eq!(unknown_status, StatusCode::FORBIDDEN, "{unknown}");
+    assert_eq!(known, unknown);
+
+    // With consent the same lookup answers.
+    let (status, body) = post_json(
+        &h,
+        "/v1/consents",
+        &service,
+        json!({"subject": {"type": "email", "value": "known@example.cn"}, "purpose": "marketing.email",
+               "status": "granted", "legal_basis": "consent", "notice_version": "2026-01",
+               "source": "form", "channel": "web", "evidence": {"form": "x"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = get_json(&h, &lookup("known%40example.cn"), &marketer).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
