@@ -106,6 +106,18 @@ pub struct RequestRecord {
     pub created_by: String,
 }
 
+impl RequestRecord {
+    /// The record without how the requester's identity was verified: that is the operator's
+    /// free text and can hold personal data (an ID number, a call-back number), so only those
+    /// who handle requests see it; the auditor sees that it was recorded.
+    pub fn without_verification(mut self) -> Self {
+        if !self.verification.is_null() {
+            self.verification = serde_json::json!({ "withheld": "shown to those who handle requests (admin, dpo)" });
+        }
+        self
+    }
+}
+
 /// Who the request is about: the same as a consent's subject.
 pub type RequestSubject = ConsentSubject;
 

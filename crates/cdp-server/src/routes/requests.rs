@@ -79,7 +79,13 @@ pub(crate) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::ReadRequests)?;
     let engine = state.engine.clone();
-    let requests = blocking(move || engine.requests()).await?;
+    let mut requests = blocking(move || engine.requests()).await?;
+    if !Permission::HandleRequests.granted_to(&caller.0.roles) {
+        requests = requests
+            .into_iter()
+            .map(cdp_engine::requests::RequestRecord::without_verification)
+            .collect();
+    }
     as_json(serde_json::json!({ "requests": requests }))
 }
 
@@ -94,9 +100,12 @@ pub(crate) async fn get(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::ReadRequests)?;
     let engine = state.engine.clone();
-    let record = blocking(move || engine.request(&id))
+    let mut record = blocking(move || engine.request(&id))
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such request"))?;
+    if !Permission::HandleRequests.granted_to(&caller.0.roles) {
+        record = record.without_verification();
+    }
     as_json(record)
 }
 

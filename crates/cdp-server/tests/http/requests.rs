@@ -413,3 +413,32 @@ async fn retention_deletes_old_events_and_erases_long_inactive_people() {
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 }
+
+/// The operator's free-text verification of a requester is for those who handle requests:
+/// the auditor lists and reads requests without it (issue 17 item 5).
+#[tokio::test]
+async fn the_auditor_does_not_see_how_requesters_were_verified() {
+    let h = crate::harness();
+    people(&h, 1).await;
+    let secret =
+        json!({"method": "ID card checked at the counter", "id_number": "110101199003071234"});
+    let done = request(&h, json!({"type": "access", "subject": {"type": "user_id", "value": "x-0"}, "verification": secret})).await;
+    let id = done["id"].as_str().unwrap().to_string();
+    let dpo = token_with(&["dpo"], &[]);
+    let auditor = token_with(&["auditor"], &[]);
+    let (status, listed) = get_json(&h, "/v1/requests", &dpo).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed.to_string().contains("110101199003071234"),
+        "{listed}"
+    );
+    for path in ["/v1/requests".to_string(), format!("/v1/requests/{id}")] {
+        let (status, body) = get_json(&h, &path, &auditor).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let text = body.to_string();
+        assert!(!text.contains("110101199003071234"), "{path}: {text}");
+        assert!(!text.contains("ID card"), "{path}: {text}");
+        assert!(text.contains("withheld"), "{path}: {text}");
+        assert!(text.contains("\"status\":\"done\""), "{path}: {text}");
+    }
+}
