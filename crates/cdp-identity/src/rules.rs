@@ -104,10 +104,33 @@ const DEFAULT_BLOCKED_EXACT: &[&str] = &[
     "test@example.com",
     "noemail@noemail.com",
     "none@none.com",
+    // What languages print for missing or unserialised values, and literal field names: each
+    // of these merged about twenty people into one in a hostile test (issue 17 item 8).
+    "nan",
+    "(null)",
+    "<null>",
+    "[null]",
+    "[object object]",
+    "[object]",
+    "object",
+    "false",
+    "true",
+    "user_id",
+    "userid",
+    "anonymous_id",
+    "anonymousid",
+    "email",
+    "phone",
 ];
 const DEFAULT_BLOCKED_PATTERNS: &[&str] = &[
     // All zeros and dashes: unset device / advertising ids (00000000-0000-...).
     r"^[0\-]*$",
+    // Template placeholders a tag manager or e-mail tool failed to fill: {{userId}},
+    // ${user_id}, %USER_ID%, [[email]].
+    r"^\{\{.*\}\}$",
+    r"^\$\{.*\}$",
+    r"^%[A-Za-z_][A-Za-z0-9_.]*%$",
+    r"^\[\[.*\]\]$",
 ];
 
 impl Default for IdentityRules {
@@ -172,9 +195,11 @@ impl IdentityRules {
             }
             for rule in rules {
                 match (rule.exact, rule.pattern) {
-                    (Some(exact), None) => {
-                        blocked_exact.entry(name.clone()).or_default().push(exact)
-                    }
+                    // Lowercased once here: values are compared case-insensitively.
+                    (Some(exact), None) => blocked_exact
+                        .entry(name.clone())
+                        .or_default()
+                        .push(exact.to_lowercase()),
                     (None, Some(pattern)) => {
                         let anchored = format!("^(?:{pattern})$");
                         let regex = regex::Regex::new(&anchored).map_err(|e| {
@@ -221,7 +246,7 @@ impl IdentityRules {
             if self
                 .blocked_exact
                 .get(key)
-                .is_some_and(|values| values.iter().any(|v| v.to_lowercase() == lowered))
+                .is_some_and(|values| values.iter().any(|v| *v == lowered))
             {
                 return true;
             }

@@ -374,3 +374,65 @@ async fn credentials_are_checked_before_the_body_is_judged() {
         assert_eq!(error_code(&body), code, "{label}");
     }
 }
+
+/// Junk ids that merged about twenty people each in a hostile test (issue 17 item 8) link
+/// nobody: three people who all send one of them stay three people.
+#[tokio::test]
+async fn junk_user_ids_merge_nobody() {
+    let h = harness();
+    let key = write_key(&h);
+    let junk = [
+        "NaN",
+        "nan",
+        "[object Object]",
+        "false",
+        "true",
+        "{{userId}}",
+        "user_id",
+        "None",
+        "NULL",
+        "(null)",
+        "${userId}",
+    ];
+    for (index, value) in junk.iter().enumerate() {
+        let messages: Vec<serde_json::Value> = (0..3)
+            .map(|person| {
+                serde_json::json!({"type": "identify", "userId": value, "messageId": format!("j-{index}-{person}"),
+                                   "traits": {"email": format!("p{person}.j{index}@example.cn")}})
+            })
+            .collect();
+        let body = serde_json::json!({ "batch": messages }).to_string();
+        let (status, _, answer) = call(
+            &h.app,
+            post("/v1/batch", Some(&key), body.into_bytes(), false),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let profiles: std::collections::BTreeSet<_> = (0..3)
+            .map(|person| {
+                h.engine
+                    .unaudited_lookup(
+                        &IdentifierType::Email,
+                        &format!("p{person}.j{index}@example.cn"),
+                        None,
+                    )
+                    .unwrap()
+                    .expect("stored")
+                    .id
+            })
+            .collect();
+        assert_eq!(profiles.len(), 3, "{value} merged people");
+        assert!(
+            h.engine
+                .unaudited_lookup(&IdentifierType::UserId, value, None)
+                .unwrap()
+                .is_none(),
+            "{value} was kept as an identifier"
+        );
+    }
+}
