@@ -92,6 +92,9 @@ fn export_create_downloads_a_signed_file_that_verify_accepts_and_tampering_break
     let manifest = work.path().join("sms.csv.manifest.json");
     let csv = std::fs::read_to_string(&out).unwrap();
     assert!(csv.contains("+8613700000001"), "{csv}");
+    // Personal data on the operator's disk: owner only (issue 17 item 4).
+    assert_eq!(crate::support::mode_of(&out) & 0o777, 0o600);
+    assert_eq!(crate::support::mode_of(&manifest) & 0o777, 0o600);
 
     let verify = |manifest: &std::path::Path, file: &std::path::Path| {
         run(cdp()

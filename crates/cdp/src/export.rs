@@ -98,14 +98,12 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         None => bail!("export {id}: the server's answer has no status"),
     }
     let bytes = args.server.get_bytes(&format!("/v1/exports/{id}/file"))?;
-    std::fs::write(&args.out, &bytes)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    write_private(&args.out, &bytes)?;
     let manifest_path = PathBuf::from(format!("{}.manifest.json", args.out.display()));
-    std::fs::write(
+    write_private(
         &manifest_path,
-        serde_json::to_vec_pretty(&record["manifest"])?,
-    )
-    .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+        &serde_json::to_vec_pretty(&record["manifest"])?,
+    )?;
     let counts = &record["manifest"]["counts"];
     println!(
         "export {id}: {} included, {} excluded, {} removals; {} and {}",
@@ -185,4 +183,31 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Writes an export file readable by its owner only (mode 0600 on Unix): it holds personal
+/// data, and the umask would leave it readable by every user of the machine (0644). An
+/// existing file is replaced, its mode set anew.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // `mode` applies only when the file is created.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
