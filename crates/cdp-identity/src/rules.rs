@@ -246,7 +246,7 @@ impl IdentityRules {
             if self
                 .blocked_exact
                 .get(key)
-                .is_some_and(|values| values.iter().any(|v| *v == lowered))
+                .is_some_and(|values| values.contains(&lowered))
             {
                 return true;
             }
