@@ -521,6 +521,7 @@ fn consent_records_follow_their_identifier_through_a_split() {
                     recipient: None,
                     separate: false,
                     guardian: false,
+                    scopes: Vec::new(),
                     evidence: json!({"test": true}),
                     at: None,
                 },
@@ -648,6 +649,7 @@ fn exports_finish_with_a_signed_manifest_or_are_refused_without_a_file() {
             recipient: None,
             separate: false,
             guardian: false,
+            scopes: Vec::new(),
             evidence: json!({"screen": "sms"}),
             at: None,
         };

@@ -11,6 +11,10 @@
 //! - A grant to a notice version other than the purpose's current one is stale (PIPL Art 14).
 //! - Where a separate consent is needed (PIPL Art 23, 29, 39), only records marked `separate`
 //!   (and naming the recipient, where there is one) grant; any denial still denies.
+//! - A separate consent naming a recipient states what it covers (`scopes`): providing the
+//!   data to that recipient (PIPL 23) and transferring it abroad (PIPL 39) are separate
+//!   consents, and one never implies the other. A record that states no scope covers the
+//!   provision only: a transfer abroad is consented to in so many words.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +40,25 @@ impl ConsentStatus {
     }
 }
 
+/// What a separate consent naming a recipient covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentScope {
+    /// Providing the data to the recipient (PIPL Art 23).
+    Provision,
+    /// Transferring the data to the recipient abroad (PIPL Art 39).
+    CrossBorder,
+}
+
+impl ConsentScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::CrossBorder => "cross_border",
+        }
+    }
+}
+
 /// The origin of records that decide for the whole person.
 pub const PROFILE_ORIGIN: &str = "profile";
 
@@ -55,12 +78,26 @@ pub struct ConsentFact {
     pub separate: bool,
     #[serde(default)]
     pub guardian: bool,
+    /// What a separate consent naming a recipient covers (none stated: the provision only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ConsentScope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_version: Option<String>,
     #[serde(default = "profile_origin")]
     pub origin: String,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+}
+
+impl ConsentFact {
+    /// Whether this record covers `scope` (see the module's rules).
+    pub fn covers(&self, scope: ConsentScope) -> bool {
+        if self.scopes.is_empty() {
+            scope == ConsentScope::Provision
+        } else {
+            self.scopes.contains(&scope)
+        }
+    }
 }
 
 /// The reduced state for one purpose.
@@ -107,6 +144,8 @@ pub struct ConsentQuery<'a> {
     pub recipient: Option<&'a str>,
     /// Only separate consents grant (and, with a recipient, only ones naming it).
     pub separate: bool,
+    /// With `separate` and a recipient: what the consent must cover.
+    pub scope: Option<ConsentScope>,
     /// The notice version a grant must be for, if the purpose has one.
     pub notice_version: Option<&'a str>,
 }
@@ -132,7 +171,17 @@ pub fn resolve(facts: &[ConsentFact], query: ConsentQuery<'_>) -> ConsentOutcome
             fact.status != ConsentStatus::Granted
                 || !query.separate
                 || (fact.separate
-                    && (query.recipient.is_none() || fact.recipient.as_deref() == query.recipient))
+                    && (query.recipient.is_none() || fact.recipient.as_deref() == query.recipient)
+                    && query.scope.is_none_or(|scope| fact.covers(scope)))
+        })
+        // A record that states its scopes speaks of those only: withdrawing the transfer
+        // abroad leaves the provision standing. A question that names no scope is about the
+        // provision, what a recipient-naming record means by default.
+        .filter(|(_, fact)| {
+            fact.scopes.is_empty()
+                || fact
+                    .scopes
+                    .contains(&query.scope.unwrap_or(ConsentScope::Provision))
         })
         .collect();
     let newest = |a: &(usize, &ConsentFact)| (a.1.at, a.0);

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::consent::{ConsentFact, ConsentOutcome, ConsentQuery, ConsentState, covers, resolve};
+use crate::consent::{
+    ConsentFact, ConsentOutcome, ConsentQuery, ConsentScope, ConsentState, covers, resolve,
+};
 use crate::load::{PolicySet, ancestors, parent};
 use crate::model::{JurisdictionFile, LegalBasis, PurposeRule, Transform};
 
@@ -512,12 +514,23 @@ impl JurisdictionCheck<'_> {
     /// What the ledger says of the purpose (for `recipient`, or generally; `separate`: only
     /// separate consents count).
     fn consent(&self, recipient: Option<&str>, separate: bool) -> ConsentOutcome {
+        self.consent_for(recipient, separate, None)
+    }
+
+    /// [`Self::consent`] counting only separate consents that cover `scope`.
+    fn consent_for(
+        &self,
+        recipient: Option<&str>,
+        separate: bool,
+        scope: Option<ConsentScope>,
+    ) -> ConsentOutcome {
         resolve(
             &self.subject.consents,
             ConsentQuery {
                 purpose: self.purpose,
                 recipient,
                 separate,
+                scope,
                 notice_version: self.notice,
             },
         )
@@ -609,6 +622,7 @@ impl JurisdictionCheck<'_> {
                 purpose: "personalization",
                 recipient: None,
                 separate: false,
+                scope: None,
                 notice_version: None,
             },
         );
@@ -682,12 +696,17 @@ impl JurisdictionCheck<'_> {
                 &j.default.cite,
             );
         }
-        let separate_granted =
-            || self.consent(Some(&recipient.id), true).state == ConsentState::Granted;
+        // Provision (PIPL 23) and the transfer abroad (PIPL 39) are separate consents, each
+        // stated as such (`scopes`): one never stands in for the other.
+        let separate_granted = |scope| {
+            self.consent_for(Some(&recipient.id), true, Some(scope))
+                .state
+                == ConsentState::Granted
+        };
         if let Some(provision) = &j.provision
             && provision.separate_consent
             && recipient.role == RecipientRole::Controller
-            && !separate_granted()
+            && !separate_granted(ConsentScope::Provision)
         {
             out.deny(
                 format!("{id}.provision"),
@@ -718,11 +737,11 @@ impl JurisdictionCheck<'_> {
                 &j.cross_border.cite,
             );
         }
-        if j.cross_border.separate_consent && !separate_granted() {
+        if j.cross_border.separate_consent && !separate_granted(ConsentScope::CrossBorder) {
             out.deny(
                 format!("{id}.cross_border.separate_consent"),
                 format!(
-                    "a transfer to {} in {} needs the person's separate consent",
+                    "a transfer to {} in {} needs the person's separate consent to the transfer abroad (scope cross_border), apart from any consent to the provision",
                     recipient.id, recipient.region
                 ),
                 &j.cross_border.cite,

@@ -20,7 +20,9 @@ mod role;
 mod ropa;
 pub mod transform;
 
-pub use consent::{ConsentFact, ConsentOutcome, ConsentQuery, ConsentState, ConsentStatus};
+pub use consent::{
+    ConsentFact, ConsentOutcome, ConsentQuery, ConsentScope, ConsentState, ConsentStatus,
+};
 pub use decide::{
     Action, CallerFacts, Decision, DecisionRequest, Effect, Reason, ReasonKind, RecipientFacts,
     RecipientRole, SubjectFacts,

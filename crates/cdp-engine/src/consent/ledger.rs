@@ -47,6 +47,13 @@ impl Engine {
                 )));
             }
         }
+        let names_a_recipient_separately = input.separate && input.recipient.is_some();
+        if !input.scopes.is_empty() && !names_a_recipient_separately {
+            return Err(EngineError::InvalidRequest(
+                "scopes belong to a separate consent naming a recipient (separate: true, recipient)"
+                    .into(),
+            ));
+        }
         if let Some(at) = input.at {
             // When the person gave it: a time ahead of the server's clock (beyond drift) is a
             // mistake, and recording it as "now" would misdate the evidence (GDPR 7(1)).
@@ -132,6 +139,7 @@ impl Engine {
             source: input.source,
             channel: input.channel,
             recipient: input.recipient,
+            scopes: input.scopes,
             separate: input.separate,
             guardian: input.guardian,
             evidence: input.evidence,
@@ -151,6 +159,7 @@ impl Engine {
                 purpose: &record.purpose,
                 recipient: record.recipient.as_deref(),
                 separate: record.separate,
+                scope: record.scopes.first().copied(),
                 notice_version: self.policies().notice_version(&record.purpose),
             },
         )
@@ -246,6 +255,7 @@ impl Engine {
                         purpose,
                         recipient: None,
                         separate: false,
+                        scope: None,
                         notice_version: notice,
                     },
                 );

@@ -8,7 +8,7 @@
 //! merges and follow their identifier on splits.
 
 use cdp_core::{Channel, IdentifierType, ProfileId};
-use cdp_policy::{ConsentFact, ConsentState, ConsentStatus, LegalBasis};
+use cdp_policy::{ConsentFact, ConsentScope, ConsentState, ConsentStatus, LegalBasis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -62,6 +62,10 @@ pub struct ConsentRecord {
     pub separate: bool,
     #[serde(default)]
     pub guardian: bool,
+    /// What a separate consent naming a recipient covers: the provision (PIPL 23), the
+    /// transfer abroad (PIPL 39), or both. None stated: the provision only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<ConsentScope>,
     /// Proof of the consent (notice shown, checkbox, signature reference...).
     pub evidence: Value,
     pub origin: ConsentOrigin,
@@ -92,6 +96,7 @@ impl ConsentRecord {
             recipient: self.recipient.clone(),
             separate: self.separate,
             guardian: self.guardian,
+            scopes: self.scopes.clone(),
             notice_version: self.notice_version.clone(),
             origin: self.origin.label(),
             at: self.at,
@@ -123,6 +128,8 @@ pub struct ConsentInput {
     pub recipient: Option<String>,
     pub separate: bool,
     pub guardian: bool,
+    /// See [`ConsentRecord::scopes`].
+    pub scopes: Vec<ConsentScope>,
     pub evidence: Value,
     pub at: Option<OffsetDateTime>,
 }

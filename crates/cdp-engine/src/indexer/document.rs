@@ -81,6 +81,7 @@ impl DecisionMemo {
                     purpose,
                     recipient: None,
                     separate: false,
+                    scope: None,
                     notice_version: policies.notice_version(purpose),
                 },
             );

@@ -114,6 +114,7 @@ impl Engine {
                     recipient: None,
                     separate: false,
                     guardian: false,
+                    scopes: Vec::new(),
                     evidence: serde_json::json!({ "request": request }),
                     at: None,
                 },

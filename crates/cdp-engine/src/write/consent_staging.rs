@@ -163,6 +163,7 @@ impl Engine {
                         source: source.name.clone(),
                         channel: Some(source.channel),
                         recipient: None,
+                        scopes: Vec::new(),
                         separate: false,
                         guardian: false,
                         evidence,

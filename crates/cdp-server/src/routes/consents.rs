@@ -40,6 +40,11 @@ pub(crate) struct ConsentBody {
     /// Given by a guardian (PIPL Art 31, GDPR Art 8).
     #[serde(default)]
     guardian: bool,
+    /// What a separate consent naming a recipient covers: `provision` (PIPL Art 23) and/or
+    /// `cross_border` (PIPL Art 39). None: the provision only; one never implies the other.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    scopes: Vec<cdp_policy::ConsentScope>,
     /// Proof: what was shown and how the person agreed (at most 4 KB of JSON).
     #[schema(value_type = Object)]
     evidence: serde_json::Value,
@@ -74,6 +79,7 @@ pub(crate) async fn record(
         recipient: body.recipient,
         separate: body.separate,
         guardian: body.guardian,
+        scopes: body.scopes,
         evidence: body.evidence,
         at: body.at,
     };

@@ -769,3 +769,98 @@ async fn lookups_do_not_reveal_customers_and_analysts_read_no_profiles() {
     let (status, body) = get_json(&h, &lookup("known%40example.cn"), &marketer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// PIPL 39's separate consent to a transfer abroad is its own, distinct from PIPL 23's to the
+/// provision (issue 17 item 2): a record says what it covers (`scopes`), and one never implies
+/// the other.
+#[tokio::test]
+async fn cross_border_is_its_own_separate_consent() {
+    let h = harness();
+    let key = source(&h, "CN");
+    send(&h, &key, json!({"batch": [identify("u-x", json!({"email": "x@example.cn", "address": {"country": "CN"}}))]}), false).await;
+    let id = profile_id(&h, "u-x").await;
+    let admin = token_with(&["admin"], &[]);
+    let dpo = token_with(&["dpo"], &[]);
+    let (status, recipient) = post_json(
+        &h,
+        "/v1/recipients",
+        &admin,
+        json!({"name": "US e-mail service", "contact": "privacy@esp.example", "role": "processor",
+               "region": "US", "transfer_mechanism": "standard_contract", "allowed_purposes": ["marketing.email"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{recipient}");
+    let recipient_id = recipient["id"].as_str().unwrap().to_string();
+    let consent = |scopes: Value, separate: bool| {
+        json!({"subject": {"profile_id": id}, "purpose": "marketing.email", "status": "granted",
+               "legal_basis": "consent", "notice_version": "2026-01", "source": "form", "channel": "web",
+               "recipient": recipient_id, "separate": separate, "scopes": scopes,
+               "evidence": {"form": "transfer notice"}})
+    };
+    let general = json!({"subject": {"profile_id": id}, "purpose": "marketing.email", "status": "granted",
+        "legal_basis": "consent", "notice_version": "2026-01", "source": "form", "channel": "web",
+        "evidence": {"form": "newsletter"}});
+    let (status, body) = post_json(&h, "/v1/consents", &admin, general).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let evaluate = || {
+        post_json(
+            &h,
+            "/v1/policies/evaluate",
+            &dpo,
+            json!({"action": "export", "purpose": "marketing.email", "profile_id": id,
+                   "recipient": {"id": recipient_id, "role": "processor", "region": "US",
+                                 "transfer_mechanism": "standard_contract", "allowed_purposes": ["marketing.email"]}}),
+        )
+    };
+    // Scopes belong to a separate consent naming a recipient.
+    let (status, body) = post_json(
+        &h,
+        "/v1/consents",
+        &admin,
+        consent(json!(["cross_border"]), false),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("scopes"), "{body}");
+    // A separate consent to the provision only: the transfer abroad is still refused.
+    let (status, body) = post_json(
+        &h,
+        "/v1/consents",
+        &admin,
+        consent(json!(["provision"]), true),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, decision) = evaluate().await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["decision"]["decision"], "deny", "{decision}");
+    assert!(
+        decision
+            .to_string()
+            .contains("pipl.cross_border.separate_consent"),
+        "{decision}"
+    );
+    assert!(decision.to_string().contains("PIPL-39"), "{decision}");
+    // The transfer consented to in so many words: allowed.
+    let (status, body) = post_json(
+        &h,
+        "/v1/consents",
+        &admin,
+        consent(json!(["cross_border"]), true),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, decision) = evaluate().await;
+    assert_eq!(decision["decision"]["decision"], "allow", "{decision}");
+    // The consents view shows what each record covers.
+    let (_, view) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}/consents?purpose=customer_service"),
+        &dpo,
+    )
+    .await;
+    assert!(
+        view.to_string().contains("\"scopes\":[\"cross_border\"]"),
+        "{view}"
+    );
+}

@@ -18,6 +18,7 @@ fn policy_subjects(count: usize) -> Vec<cdp_policy::SubjectFacts> {
                     recipient: recipient.map(str::to_string),
                     separate,
                     guardian: false,
+                    scopes: Vec::new(),
                     notice_version: Some("2026-01".into()),
                     origin: origin.into(),
                     at,
