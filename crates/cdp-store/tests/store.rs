@@ -180,15 +180,7 @@ const CRASH_CHILD_DIR: &str = "CDP_STORE_TEST_CRASH_DIR";
 fn crash_child_writes_and_exits_without_closing() {
     let dir = std::env::var_os(CRASH_CHILD_DIR).expect("the parent test names the directory");
     let store = <Fjall as conformance::Backend>::open(Path::new(&dir)).unwrap();
-    for index in 0..200u32 {
-        let mut batch = WriteBatch::new();
-        batch.put(
-            Keyspace::Events,
-            index.to_be_bytes().to_vec(),
-            vec![7u8; 2048],
-        );
-        store.commit(batch).unwrap().wait_durable().unwrap();
-    }
+    conformance::write_durably(store.as_ref(), 200);
     std::process::exit(0);
 }
 

@@ -37,6 +37,21 @@ fn post(path: &str, key: Option<&str>, body: Vec<u8>, gzip: bool) -> Request<Bod
     request.body(Body::from(body)).unwrap()
 }
 
+/// Sends a batch with the write key and expects 200.
+async fn batch_ok(h: &Harness, key: &str, body: String) {
+    let (status, _, answer) = call(
+        &h.app,
+        post("/v1/batch", Some(key), body.into_bytes(), false),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
@@ -272,17 +287,7 @@ async fn absurd_client_clocks_are_accepted_with_the_time_of_receipt() {
             r#"{{"batch":[{{"type":"track","userId":"clock-{index}","event":"Viewed","timestamp":"{timestamp}","messageId":"c-{index}"}}],"sentAt":"{sent_at}"}}"#
         );
         let before = time::OffsetDateTime::now_utc();
-        let (status, _, answer) = call(
-            &h.app,
-            post("/v1/batch", Some(&key), body.into_bytes(), false),
-        )
-        .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+        batch_ok(&h, &key, body).await;
         let id = h
             .engine
             .unaudited_lookup(&IdentifierType::UserId, &format!("clock-{index}"), None)
@@ -402,17 +407,7 @@ async fn junk_user_ids_merge_nobody() {
             })
             .collect();
         let body = serde_json::json!({ "batch": messages }).to_string();
-        let (status, _, answer) = call(
-            &h.app,
-            post("/v1/batch", Some(&key), body.into_bytes(), false),
-        )
-        .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
+        batch_ok(&h, &key, body).await;
         let profiles: std::collections::BTreeSet<_> = (0..3)
             .map(|person| {
                 h.engine

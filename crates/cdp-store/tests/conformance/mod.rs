@@ -290,6 +290,12 @@ pub fn an_older_schema_is_migrated_at_open<B: Backend>() {
 
 fn write_some<B: Backend>(dir: &Path, batches: u32) {
     let store = B::open(dir).unwrap();
+    write_durably(store.as_ref(), batches);
+    store.close().unwrap();
+}
+
+/// `batches` durable batches of one 2 KB event each (keys 0, 1, ...).
+pub fn write_durably(store: &dyn Store, batches: u32) {
     for index in 0..batches {
         let mut batch = WriteBatch::new();
         batch.put(
@@ -299,7 +305,6 @@ fn write_some<B: Backend>(dir: &Path, batches: u32) {
         );
         store.commit(batch).unwrap().wait_durable().unwrap();
     }
-    store.close().unwrap();
 }
 
 pub fn a_truncated_store_file_is_refused_with_its_name<B: Backend>() {
