@@ -688,7 +688,22 @@ fn exports_finish_with_a_signed_manifest_or_are_refused_without_a_file() {
         )
         .unwrap();
     ticket.wait_durable().unwrap();
+    // An export serves its audience's purpose: e-mail marketing has its own audience.
+    let (email_audience, ticket) = engine
+        .create_audience(
+            "everyone by e-mail",
+            "marketing.email",
+            &AudienceQuery::Text("channel:web".into()),
+            &marketer,
+        )
+        .unwrap();
+    ticket.wait_durable().unwrap();
     let finished = |purpose: &str| {
+        let audience = if purpose == "marketing.email" {
+            &email_audience
+        } else {
+            &audience
+        };
         let job = engine
             .start_export(
                 ExportRequest {

@@ -21,7 +21,7 @@ mod ropa;
 pub mod transform;
 
 pub use consent::{
-    ConsentFact, ConsentOutcome, ConsentQuery, ConsentScope, ConsentState, ConsentStatus,
+    ConsentFact, ConsentOutcome, ConsentQuery, ConsentScope, ConsentState, ConsentStatus, covers,
 };
 pub use decide::{
     Action, CallerFacts, Decision, DecisionRequest, Effect, Reason, ReasonKind, RecipientFacts,

@@ -105,6 +105,14 @@ impl Engine {
                 &cdp_policy::SubjectFacts::default(),
             ))));
         }
+        // Purpose limitation (PIPL Art 6, GDPR Art 5(1)(b)): the members were selected for the
+        // audience's purpose; an export serves that purpose or a narrower one of it.
+        if !cdp_policy::covers(&audience.purpose, &request.purpose) {
+            return Err(EngineError::InvalidRequest(format!(
+                "the export's purpose {} is not the purpose its audience was built for ({}): build an audience for {}",
+                request.purpose, audience.purpose, request.purpose
+            )));
+        }
         let record = ExportRecord {
             id: format!("exp_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?)),
             audience: audience.id.clone(),

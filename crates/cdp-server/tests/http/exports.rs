@@ -329,6 +329,11 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
             json!({"audience": audience["id"], "purpose": "marketing.sms", "recipient": abroad["id"], "fields": ["pseudonym"], "format": "xml"}),
             StatusCode::BAD_REQUEST,
         ),
+        // Issue 17 item 7: a purpose the marketer may state, but not the audience's.
+        (
+            json!({"audience": audience["id"], "purpose": "marketing.email", "recipient": abroad["id"], "fields": ["pseudonym"], "format": "csv"}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (status, answer) = post_json(&h, "/v1/exports", &marketer, body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
