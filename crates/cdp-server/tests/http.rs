@@ -12,8 +12,12 @@ use cdp_engine::{Engine, EngineConfig, EngineRules, IndexMode};
 use cdp_server::{ErrorCode, HttpMetrics, Permission, ServerConfig, router};
 use tower::ServiceExt;
 
+#[path = "http/access.rs"]
+mod access;
 #[path = "http/audiences.rs"]
 mod audiences;
+#[path = "http/consents.rs"]
+mod consents;
 #[path = "http/edge.rs"]
 mod edge;
 #[path = "http/exports.rs"]

@@ -214,20 +214,5 @@ fn fjall_a_damaged_journal_after_a_crash_is_refused() {
         used > 200 * 2048,
         "the writes are in the journal ({used} bytes)"
     );
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&journal)
-        .unwrap()
-        .set_len(used as u64 / 2)
-        .unwrap();
-    let error = Fjall::open(dir.path()).unwrap_err();
-    let message = error.to_string();
-    assert!(
-        matches!(
-            error,
-            StoreError::LostWrites { .. } | StoreError::Corrupt { .. }
-        ),
-        "{message}"
-    );
-    assert!(message.contains("lsm"), "{message}");
+    conformance::cut_in_half_and_assert_refused::<Fjall>(dir.path(), &journal, used, "lsm");
 }

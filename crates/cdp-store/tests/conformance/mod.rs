@@ -312,14 +312,23 @@ pub fn a_truncated_store_file_is_refused_with_its_name<B: Backend>() {
     write_some::<B>(dir.path(), 200);
     let file = B::main_file(dir.path());
     let name = B::main_file_name();
-    let length = B::used_len(&file) as u64;
+    cut_in_half_and_assert_refused::<B>(dir.path(), &file, B::used_len(&file), name);
+}
+
+/// Cuts `file` to half of its `used` bytes; opening the store must then refuse, naming `name`.
+pub fn cut_in_half_and_assert_refused<B: Backend>(
+    dir: &Path,
+    file: &Path,
+    used: usize,
+    name: &str,
+) {
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&file)
+        .open(file)
         .unwrap()
-        .set_len(length / 2)
+        .set_len(used as u64 / 2)
         .unwrap();
-    let error = B::open(dir.path()).unwrap_err();
+    let error = B::open(dir).unwrap_err();
     eprintln!("truncated: {error}");
     let message = error.to_string();
     assert!(
