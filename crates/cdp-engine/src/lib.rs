@@ -80,6 +80,9 @@ pub struct Engine {
     index: Option<Arc<PersonIndex>>,
     /// Where export files are written (sealed).
     exports_dir: PathBuf,
+    /// Serialises rewrites of finished export files (erasure, retention); taken before
+    /// `write_lock`, never after it.
+    export_files: Mutex<()>,
     /// The population's RFM cut points as the index last computed them, so that exports
     /// score people as the index does.
     quintiles: RwLock<Arc<Quintiles>>,
@@ -138,6 +141,7 @@ impl Engine {
             audit: audit::AuditState::default(),
             index: index.map(Arc::new),
             exports_dir,
+            export_files: Mutex::new(()),
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
             source_regions: Mutex::new(HashMap::new()),
             written_profiles: indexer::WrittenProfiles::default(),
@@ -232,6 +236,10 @@ impl Engine {
         // The guarded state is the store, which stays consistent: a panic mid-batch never
         // commits a partial batch.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn export_files_lock(&self) -> MutexGuard<'_, ()> {
+        self.export_files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn seal_system<T: Serialize>(

@@ -20,6 +20,8 @@ mod audiences;
 mod consents;
 #[path = "http/edge.rs"]
 mod edge;
+#[path = "http/export_erasure.rs"]
+mod export_erasure;
 #[path = "http/exports.rs"]
 mod exports;
 #[path = "http/ingest.rs"]
@@ -60,6 +62,20 @@ pub(crate) fn harness() -> Harness {
 }
 
 pub(crate) fn harness_with(config: ServerConfig) -> Harness {
+    harness_with_exports(
+        config,
+        cdp_engine::exports::ExportSettings {
+            // Export member lists of a few people span several chunks here.
+            member_chunk: 3,
+            ..Default::default()
+        },
+    )
+}
+
+pub(crate) fn harness_with_exports(
+    config: ServerConfig,
+    exports: cdp_engine::exports::ExportSettings,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(
         Engine::open(
@@ -69,8 +85,7 @@ pub(crate) fn harness_with(config: ServerConfig) -> Harness {
                 Arc::new(cdp_policy::PolicySet::builtin().unwrap()),
             )
             .with_rules(EngineRules {
-                // Export member lists of a few people span several chunks here.
-                exports: cdp_engine::exports::ExportSettings { member_chunk: 3 },
+                exports,
                 ..EngineRules::default()
             })
             .with_index(IndexMode::InMemory),

@@ -74,6 +74,9 @@ pub struct RetentionSection {
     /// Hours between runs of the retention sweeper (per-category retention from the
     /// policies). Default 24.
     pub interval_hours: Option<u64>,
+    /// Days a finished export's file can be downloaded; the sweeper then deletes it with its
+    /// key. Default 7, at most 30.
+    pub export_file_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +147,7 @@ pub struct Settings {
     pub computed: cdp_engine::computed::ComputedRules,
     pub index_refresh: Duration,
     pub retention_interval: Duration,
+    pub export_file_lifetime: time::Duration,
     pub dedup: cdp_engine::DedupSettings,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -179,6 +183,11 @@ impl Settings {
             (1024..=64 * 1024 * 1024).contains(&max_body_bytes),
             "http.max_body_bytes must be between 1 KiB and 64 MiB"
         );
+        let export_file_days = file.retention.export_file_days.unwrap_or(7);
+        anyhow::ensure!(
+            (1..=30).contains(&export_file_days),
+            "retention.export_file_days must be between 1 and 30"
+        );
         let max_token_lifetime_days = file.auth.max_token_lifetime_days.unwrap_or(30);
         anyhow::ensure!(
             (1..=366).contains(&max_token_lifetime_days),
@@ -203,6 +212,7 @@ impl Settings {
             retention_interval: Duration::from_secs(
                 file.retention.interval_hours.unwrap_or(24).max(1) * 3600,
             ),
+            export_file_lifetime: time::Duration::days(i64::from(export_file_days)),
             dedup: cdp_engine::DedupSettings {
                 window: Duration::from_secs(
                     file.ingest
@@ -263,6 +273,7 @@ mod tests {
         assert!(file.ingest.dedup_window_hours.is_some());
         assert!(file.ingest.dedup_max_messages.is_some());
         assert!(file.retention.interval_hours.is_some());
+        assert!(file.retention.export_file_days.is_some());
         assert!(file.store.verify_on_open.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
         let settings = Settings::resolve(

@@ -142,11 +142,12 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<()> {
         &serde_json::json!({ "dry_run": dry_run }),
     )?;
     println!(
-        "{}checked {} people: {} events past retention, {} people inactive past retention{}",
+        "{}checked {} people: {} events past retention, {} people inactive past retention, {} expired export files{}",
         if dry_run { "dry run: " } else { "" },
         answer["people_checked"],
         answer["events_deleted"],
         answer["people_erased"],
+        answer["export_files_deleted"],
         if dry_run {
             " (nothing deleted)"
         } else {

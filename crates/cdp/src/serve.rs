@@ -68,7 +68,10 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
                     computed: settings.computed,
                     survivorship: settings.survivorship,
                     limits: Default::default(),
-                    exports: Default::default(),
+                    exports: cdp_engine::exports::ExportSettings {
+                        file_lifetime: settings.export_file_lifetime,
+                        ..Default::default()
+                    },
                     dedup: settings.dedup,
                 })
                 .with_store(StoreOptions {
@@ -185,6 +188,7 @@ impl Background {
                                 Ok(report) => tracing::info!(
                                     events_deleted = report.events_deleted,
                                     people_erased = report.people_erased,
+                                    export_files_deleted = report.export_files_deleted,
                                     "retention run"
                                 ),
                                 Err(error) => {

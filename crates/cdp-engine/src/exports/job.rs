@@ -17,7 +17,7 @@ use super::format::{csv_line, format_row};
 use super::keys::{job_key, latest_key, member_chunk_key, secrets_key};
 use super::members::{ExportSecrets, pseudonym_bytes, sorted_difference};
 use super::rows::{MemberResults, RowShape};
-use super::sealed_file::{SealedFileWriter, read_sealed_file};
+use super::sealed_file::{NO_MEMBER, SealedFileWriter, WrittenFile, framed_rows, read_sealed_file};
 use super::{
     ExportCounts, ExportFormat, ExportProgress, ExportRecord, ExportRequest, ExportStatus,
     FieldTransform, Manifest, RecipientSummary,
@@ -29,8 +29,6 @@ use crate::recipients::RecipientRecord;
 use crate::records::hex;
 use crate::{Engine, EngineError};
 
-/// Days a finished export's file may be downloaded.
-const EXPIRY_DAYS: i64 = 7;
 /// Members decided per block (progress is saved between blocks).
 const BLOCK: usize = 4096;
 
@@ -55,8 +53,8 @@ struct Tally {
     included: Vec<String>,
     /// The largest minimum audience size of the members' jurisdictions.
     strictest_k: u64,
-    /// Formatted rows not yet in the file.
-    pending: Vec<Vec<u8>>,
+    /// Formatted rows not yet in the file, with their member's pseudonym.
+    pending: Vec<(String, Vec<u8>)>,
 }
 
 impl Tally {
@@ -71,8 +69,8 @@ impl Tally {
             self.transforms.entry(field).or_insert(transform);
         }
         for (pseudonym, line) in part.rows {
-            self.included.push(pseudonym);
-            self.pending.push(line);
+            self.included.push(pseudonym.clone());
+            self.pending.push((pseudonym, line));
         }
     }
 }
@@ -150,7 +148,7 @@ impl Engine {
                 if let Err(error) = engine.run_export(job, &caller) {
                     tracing::error!(export = %id, error = %error, "export failed");
                     // A partial file: its key was never saved, remove it.
-                    let _ = std::fs::remove_file(engine.export_file_path(&id));
+                    let _ = std::fs::remove_file(engine.export_file_path(&id, 0));
                     if let Ok(Some(mut failed)) = engine.export(&id) {
                         failed.status = ExportStatus::Failed;
                         failed.reason = Some("the export failed; see the server log".into());
@@ -172,10 +170,10 @@ impl Engine {
             self.vault(),
             &file_key,
             &job.id,
-            self.export_file_path(&job.id),
+            self.export_file_path(&job.id, 0),
         )?;
         if job.format == ExportFormat::Csv {
-            writer.write(&csv_line(&plan.columns))?;
+            writer.write_row(&NO_MEMBER, &csv_line(&plan.columns))?;
         }
         let mut tally = self.decide_members(&plan, &mut job, &mut writer)?;
         if tally.strictest_k == 0 {
@@ -191,8 +189,8 @@ impl Engine {
             writer.discard();
             return self.refuse_export(job, access, &tally);
         }
-        for line in tally.pending.drain(..) {
-            writer.write(&line)?;
+        for (pseudonym, line) in tally.pending.drain(..) {
+            writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)?;
         }
         self.finish_export(job, access, &plan, writer, tally, wrapped_key)
     }
@@ -265,7 +263,9 @@ impl Engine {
                         scope.spawn(move || self.export_members(half, shape))
                     })
                     .collect();
-                let written = pending.drain(..).try_for_each(|line| writer.write(&line));
+                let written = pending.drain(..).try_for_each(|(pseudonym, line)| {
+                    writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)
+                });
                 let results: Vec<Result<MemberResults, EngineError>> = workers
                     .into_iter()
                     .map(|worker| {
@@ -355,11 +355,10 @@ impl Engine {
             if job.fields.iter().any(|f| f == "pseudonym") {
                 row.insert("pseudonym".into(), Value::String(pseudonym.clone()));
             }
-            writer.write(&format_row(job.format, &plan.columns, &row))?;
+            writer.write_row(&NO_MEMBER, &format_row(job.format, &plan.columns, &row))?;
         }
-        let (file_sha256, file_bytes) = writer.finish()?;
-        let manifest =
-            self.signed_manifest(&job, plan, &tally, previous, (file_sha256, file_bytes))?;
+        let written = writer.finish()?;
+        let manifest = self.signed_manifest(&job, plan, &tally, previous, &written)?;
         job.status = ExportStatus::Done;
         let summary = vec![
             job.id.clone(),
@@ -373,6 +372,9 @@ impl Engine {
         job.manifest = Some(manifest);
         let secrets = ExportSecrets {
             wrapped_key,
+            framed: true,
+            plain_bytes: written.framed_bytes,
+            revision: 0,
             pseudonyms: Vec::new(),
             chunk_starts: tally
                 .included
@@ -403,7 +405,7 @@ impl Engine {
         plan: &ExportPlan,
         tally: &Tally,
         previous: Option<String>,
-        (file_sha256, file_bytes): (String, u64),
+        written: &WrittenFile,
     ) -> Result<Manifest, EngineError> {
         let signing = self.vault().signing_key()?;
         let (audience, recipient) = (&plan.audience, &plan.recipient);
@@ -437,11 +439,12 @@ impl Engine {
                 .collect(),
             format: job.format,
             classification: "pseudonymous".into(),
-            file_sha256,
-            file_bytes,
+            file_sha256: written.sha256.clone(),
+            file_bytes: written.delivered_bytes,
             previous_export: previous,
+            revised_at: None,
             created_at: job.created_at,
-            expires_at: job.created_at + time::Duration::days(EXPIRY_DAYS),
+            expires_at: job.created_at + self.config.exports.file_lifetime,
             signing_key: signing.public_key_base64(),
             signature: None,
         };
@@ -500,9 +503,14 @@ impl Engine {
         self.get_system(Keyspace::Exports, &job_key(id))
     }
 
-    /// Where the file of export `id` lives: `<data dir>/exports/<id>.sealed`.
-    fn export_file_path(&self, id: &str) -> PathBuf {
-        self.exports_dir.join(format!("{id}.sealed"))
+    /// Where revision `revision` of the file of export `id` lives:
+    /// `<data dir>/exports/<id>.sealed`, after erasures `<id>.r<n>.sealed`.
+    pub(super) fn export_file_path(&self, id: &str, revision: u32) -> PathBuf {
+        if revision == 0 {
+            self.exports_dir.join(format!("{id}.sealed"))
+        } else {
+            self.exports_dir.join(format!("{id}.r{revision}.sealed"))
+        }
     }
 
     /// The decrypted file of a finished export (audited as a download).
@@ -520,8 +528,8 @@ impl Engine {
             .filter(|_| record.status == ExportStatus::Done)
         else {
             return Err(EngineError::Conflict(format!(
-                "export {id} has no file (status {:?})",
-                record.status
+                "export {id} has no file: it is {}",
+                record.status.name()
             )));
         };
         if OffsetDateTime::now_utc() > manifest.expires_at {
@@ -530,16 +538,26 @@ impl Engine {
         let secrets: ExportSecrets = self
             .get_system(Keyspace::Exports, &secrets_key(id))?
             .ok_or_else(|| EngineError::NotFound(format!("the file of export {id}")))?;
+        if secrets.wrapped_key.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "export {id} was withdrawn: {}",
+                record.reason.as_deref().unwrap_or("its file was deleted")
+            )));
+        }
         let key = self
             .vault()
             .open_file_key(id.as_bytes(), secrets.wrapped_key)?;
-        let out = read_sealed_file(
-            self.vault(),
-            &key,
-            id,
-            &self.export_file_path(id),
-            manifest.file_bytes,
-        )?;
+        let path = self.export_file_path(id, secrets.revision);
+        let out = if secrets.framed {
+            let framed = read_sealed_file(self.vault(), &key, id, &path, secrets.plain_bytes)?;
+            let mut lines = Vec::with_capacity(usize::try_from(manifest.file_bytes).unwrap_or(0));
+            for (_, line) in framed_rows(&framed)? {
+                lines.extend_from_slice(line);
+            }
+            lines
+        } else {
+            read_sealed_file(self.vault(), &key, id, &path, manifest.file_bytes)?
+        };
         self.audit(&[AuditRecord {
             actor: access.actor.clone(),
             action: "export.download".into(),

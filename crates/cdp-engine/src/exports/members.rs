@@ -16,7 +16,19 @@ use crate::{Engine, EngineError};
 /// (for the next delta, and for access and erasure requests).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct ExportSecrets {
+    /// The file key, wrapped; empty once the file was withdrawn (expired, or erased from
+    /// where it could not be rewritten).
     pub(super) wrapped_key: Vec<u8>,
+    /// Whether the file's rows are framed with their member's pseudonym (files written since
+    /// erasure rewrites files; older ones are withdrawn instead).
+    #[serde(default)]
+    pub(super) framed: bool,
+    /// The length of the file's (framed) plaintext; 0 in older files, whose manifest says it.
+    #[serde(default)]
+    pub(super) plain_bytes: u64,
+    /// How often an erasure rewrote the file (its name: `<id>.sealed`, then `<id>.r<n>.sealed`).
+    #[serde(default)]
+    pub(super) revision: u32,
     /// Sorted pseudonyms, in stores written before member chunks (kept readable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) pseudonyms: Vec<String>,
@@ -94,13 +106,16 @@ impl Engine {
             .is_ok())
     }
 
-    /// The exports that included the person, and their recipients (GDPR Art 17(2), 19).
-    pub(crate) fn exports_of(&self, id: &ProfileId) -> Result<Vec<Value>, EngineError> {
+    /// The finished (or since withdrawn) exports that included the person, with their secrets.
+    pub(super) fn exports_holding(
+        &self,
+        id: &ProfileId,
+    ) -> Result<Vec<(ExportRecord, ExportSecrets)>, EngineError> {
         let mut out = Vec::new();
         for item in self.store().scan_prefix(Keyspace::Exports, b"job/") {
             let (key, sealed) = item?;
             let record: ExportRecord = self.open_system(Keyspace::Exports, &key, &sealed)?;
-            if record.status != ExportStatus::Done {
+            if !matches!(record.status, ExportStatus::Done | ExportStatus::Withdrawn) {
                 continue;
             }
             let Some(secrets) =
@@ -110,15 +125,25 @@ impl Engine {
             };
             let pseudonym = self.vault().pseudonym_key(&record.recipient)?.pseudonym(id);
             if self.was_member(&record.id, &secrets, &pseudonym)? {
-                let recipient = self.recipient(&record.recipient)?;
-                out.push(serde_json::json!({
-                    "export_id": record.id,
-                    "recipient_id": record.recipient,
-                    "recipient": recipient.map(|r| r.name),
-                    "purpose": record.purpose,
-                    "created_at": record.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                }));
+                out.push((record, secrets));
             }
+        }
+        Ok(out)
+    }
+
+    /// The exports that included the person, and their recipients (GDPR Art 15(1)(c), 19).
+    pub(crate) fn exports_of(&self, id: &ProfileId) -> Result<Vec<Value>, EngineError> {
+        let mut out = Vec::new();
+        for (record, _) in self.exports_holding(id)? {
+            let recipient = self.recipient(&record.recipient)?;
+            out.push(serde_json::json!({
+                "export_id": record.id,
+                "recipient_id": record.recipient,
+                "recipient": recipient.map(|r| r.name),
+                "purpose": record.purpose,
+                "status": record.status.name(),
+                "created_at": record.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            }));
         }
         Ok(out)
     }

@@ -15,7 +15,8 @@
 //! Rooms: `job` (lifecycle: start, run, refuse, finish), `fields` (the field vocabulary and
 //! what each field depends on in the policies), `rows` (one member decided and formatted),
 //! `format` (CSV/JSONL), `hashes` (ad-platform hashes), `sealed_file` (the encrypted file,
-//! writer and reader), `members` (who a finished export included, for deltas and requests).
+//! writer and reader), `members` (who a finished export included, for deltas and requests),
+//! `revise` (erasure rewrites the files that hold the person; expired files are deleted).
 
 mod fields;
 mod format;
@@ -23,6 +24,7 @@ pub mod hashes;
 mod job;
 mod keys;
 mod members;
+pub(crate) mod revise;
 mod rows;
 mod sealed_file;
 
@@ -48,6 +50,21 @@ pub enum ExportStatus {
     Done,
     Refused,
     Failed,
+    /// Its file was deleted (expired, or erased from where it could not be rewritten).
+    Withdrawn,
+}
+
+impl ExportStatus {
+    /// The name the API uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
 }
 
 /// What to export.
@@ -102,6 +119,14 @@ pub struct Manifest {
     /// The export this one is a delta of, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_export: Option<String>,
+    /// When an erasure last rewrote the file without the erased person (the counts, the
+    /// SHA-256 and the length describe the file as it is now).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub revised_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -155,12 +180,16 @@ pub struct ExportSettings {
     /// Pseudonyms per stored chunk of a finished export's member list (16 bytes each; the
     /// default makes 2 MiB chunks). Tests make it small so that lists span several chunks.
     pub member_chunk: usize,
+    /// How long a finished export's file can be downloaded; the retention sweep deletes it
+    /// (and its key) afterwards. Default 7 days.
+    pub file_lifetime: time::Duration,
 }
 
 impl Default for ExportSettings {
     fn default() -> Self {
         Self {
             member_chunk: 131_072,
+            file_lifetime: time::Duration::days(7),
         }
     }
 }

@@ -30,7 +30,60 @@ impl Engine {
         cause: &str,
         actor: &str,
     ) -> Result<Value, EngineError> {
-        let exports = self.exports_of(&id)?;
+        // The export files that hold the person are rewritten (or withdrawn) in the same
+        // commit as the rest: their old keys are replaced in the erasure's batch.
+        let files = self.export_files_lock();
+        let mut revisions = self.stage_export_erasure(&id)?;
+        let recipients = std::mem::take(&mut revisions.report);
+        let batch = std::mem::take(&mut revisions.batch);
+        let counts = match self
+            .commit_erasure(id, batch)
+            .and_then(|(counts, ticket)| Ok(ticket.wait_durable().map(|_| counts)?))
+        {
+            Ok(counts) => {
+                // Durable: the old files' keys are gone for good; the files go too.
+                revisions.committed();
+                counts
+            }
+            Err(error) => {
+                revisions.abandoned();
+                return Err(error);
+            }
+        };
+        drop(files);
+        let erased_at = OffsetDateTime::now_utc();
+        let mut receipt = serde_json::json!({
+            "cause": cause,
+            "person": self.audit_pseudonym(&id)?,
+            "erased_at": erased_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "deleted": counts,
+            "data_key_destroyed": true,
+            "recipients_to_notify": recipients,
+            "policy_version": self.policies().version,
+        });
+        let signing = self.vault().signing_key()?;
+        let signature = signing.sign_base64(&serde_json::to_vec(&receipt).unwrap_or_default());
+        receipt["signing_key"] = Value::String(signing.public_key_base64());
+        receipt["signature"] = Value::String(signature);
+        self.audit(&[AuditRecord {
+            actor: actor.to_string(),
+            action: "person.erased".into(),
+            purpose: None,
+            person: Some(id),
+            decision: "done".into(),
+            rules: vec![cause.to_string()],
+        }])?
+        .wait_durable()?;
+        Ok(serde_json::json!({ "receipt": receipt }))
+    }
+
+    /// Commits the erasure of the person with `extra` (the export files' changes) in one
+    /// batch; answers the counts for the receipt and the commit's ticket.
+    fn commit_erasure(
+        &self,
+        id: ProfileId,
+        extra: WriteBatch,
+    ) -> Result<(BTreeMap<&'static str, u64>, cdp_store::CommitTicket), EngineError> {
         let mut cache = self.write_lock();
         let view = cdp_store::Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
@@ -50,37 +103,13 @@ impl Engine {
         // The data key last in meaning, same batch in fact: nothing sealed under it can be
         // opened once this commits.
         self.vault().destroy_person_key(&id, &mut batch);
+        batch.extend(extra);
         drop(graph);
         let ticket = self.store().commit(batch)?;
         cache.messages.forget(&digests);
         cache.clear_records();
         self.written_profiles.clear();
-        drop(cache);
-        ticket.wait_durable()?;
-        let erased_at = OffsetDateTime::now_utc();
-        let mut receipt = serde_json::json!({
-            "cause": cause,
-            "person": self.audit_pseudonym(&id)?,
-            "erased_at": erased_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "deleted": counts,
-            "data_key_destroyed": true,
-            "recipients_to_notify": exports,
-            "policy_version": self.policies().version,
-        });
-        let signing = self.vault().signing_key()?;
-        let signature = signing.sign_base64(&serde_json::to_vec(&receipt).unwrap_or_default());
-        receipt["signing_key"] = Value::String(signing.public_key_base64());
-        receipt["signature"] = Value::String(signature);
-        self.audit(&[AuditRecord {
-            actor: actor.to_string(),
-            action: "person.erased".into(),
-            purpose: None,
-            person: Some(id),
-            decision: "done".into(),
-            rules: vec![cause.to_string()],
-        }])?
-        .wait_durable()?;
-        Ok(serde_json::json!({ "receipt": receipt }))
+        Ok((counts, ticket))
     }
 
     /// Deletes of everything of the person but the profile and the data key, with counts:

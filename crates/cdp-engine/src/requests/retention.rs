@@ -3,7 +3,8 @@
 //! For each person, the jurisdictions that apply give the retention of their events
 //! (`events` in fields.yaml -> `user.behavior.browsing`) and of the person as a whole (`user`):
 //! events older than the shortest applicable retention are deleted; a person inactive for
-//! longer than theirs is erased (crypto-shredding, as an erasure request does). Runs on a
+//! longer than theirs is erased (crypto-shredding, as an erasure request does); export files
+//! past their expiry are deleted with their keys. Runs on a
 //! schedule in `serve` and on `cdp retention run [--dry-run]`; every run and every erasure is
 //! audited.
 
@@ -22,6 +23,8 @@ pub struct RetentionReport {
     pub people_checked: u64,
     pub events_deleted: u64,
     pub people_erased: u64,
+    /// Export files past their expiry, deleted with their keys.
+    pub export_files_deleted: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub ran_at: OffsetDateTime,
 }
@@ -61,6 +64,7 @@ impl Engine {
             people_checked: 0,
             events_deleted: 0,
             people_erased: 0,
+            export_files_deleted: 0,
             ran_at: now,
         };
         let events_category = self
@@ -115,6 +119,7 @@ impl Engine {
                 self.store().commit(batch)?.wait_durable()?;
             }
         }
+        report.export_files_deleted = self.withdraw_expired_exports(dry_run)?;
         self.audit(&[AuditRecord {
             actor: actor.to_string(),
             action: if dry_run {
@@ -130,6 +135,7 @@ impl Engine {
                 format!("checked={}", report.people_checked),
                 format!("events_deleted={}", report.events_deleted),
                 format!("people_erased={}", report.people_erased),
+                format!("export_files_deleted={}", report.export_files_deleted),
             ],
         }])?
         .wait_durable()?;
