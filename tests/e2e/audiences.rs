@@ -12,9 +12,13 @@ const PHONE: &str = "13912345678";
 const NAME: &str = "索引标记人";
 
 fn count(server: &Server, token: &str, query: &str) -> u64 {
-    let response = server.post_with("/v1/audiences/count", token, &json!({ "query": query }));
+    let response = server.post_with(
+        "/v1/audiences/count",
+        token,
+        &json!({ "query": query, "purpose": "analytics" }),
+    );
     assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["count"].as_u64().unwrap()
+    response.json()["matched"].as_u64().unwrap()
 }
 
 #[test]

@@ -264,13 +264,15 @@ impl Validator<'_> {
             let known_shape = field.starts_with("identifiers.")
                 || field.starts_with("traits.")
                 || field == "channels"
-                || field == "events";
+                || field == "events"
+                || field == "context.ip"
+                || field == "context.location";
             if !known_shape {
                 return Err(self.error(
                     FIELDS,
                     &[&format!("{field}:")],
                     field,
-                    "a field is identifiers.<type>, traits.<name>, channels or events".into(),
+                    "a field is identifiers.<type>, traits.<name>, channels, events, context.ip or context.location".into(),
                 ));
             }
             if !taxonomy.data_categories.contains_key(category) {

@@ -177,13 +177,7 @@ impl Engine {
         }
         let mut tally = self.decide_members(&plan, &mut job, &mut writer)?;
         if tally.strictest_k == 0 {
-            tally.strictest_k = self
-                .policies()
-                .jurisdictions
-                .iter()
-                .map(|j| j.export.min_audience_size)
-                .max()
-                .unwrap_or(1);
+            tally.strictest_k = self.min_audience_size();
         }
         if tally.counts.included < tally.strictest_k {
             writer.discard();

@@ -434,26 +434,120 @@ impl Engine {
         }
     }
 
-    /// A person's events, for `access.purpose` (the `events` field must be shown in full).
+    /// A person's events, for `access.purpose`, projected as the profile read is: the values
+    /// in them that are personal fields of their own (user and anonymous ids, traits, contact
+    /// details among the properties, IP address, location, device ids) are shown, masked or
+    /// withheld as the decision says for that field; the rest of an event is behaviour, shown
+    /// only when `events` is shown in full.
     pub fn read_events(
         &self,
         id: ProfileId,
         access: &Access,
         limit: usize,
     ) -> Result<Option<(Vec<StoredEvent>, PolicyNote)>, EngineError> {
-        let Some((Subject { id: resolved, .. }, audited)) =
-            self.read_decision(id, access, "profile.events", |_| vec!["events".into()])?
-        else {
+        let purpose = self.purpose_of(access)?;
+        let Some(subject) = self.subject(id)? else {
             return Ok(None);
         };
-        let mut decision = audited.wait()?;
+        let mut events = self.events(subject.id, limit)?;
+        let mut fields = BTreeSet::from(["events".to_string()]);
+        for event in &mut events {
+            self.visit_event_fields(&mut event.message, &mut |field, value| {
+                fields.insert(field.to_string());
+                Some(value)
+            });
+        }
+        let request = DecisionRequest {
+            action: Action::Read,
+            purpose,
+            caller: Some(access.caller.clone()),
+            recipient: None,
+            fields: fields.iter().cloned().collect(),
+        };
+        let mut decision = self
+            .decide_audited(
+                access,
+                "profile.events",
+                subject.id,
+                request,
+                &subject.facts,
+            )?
+            .wait()?;
         if decision.obligations.get("events") != Some(&Transform::Keep) {
-            // Raw events cannot be masked field by field: anything short of "keep" denies.
+            // What people did is the content of the answer: shown in full or not at all.
             decision.decision = cdp_policy::Effect::Deny;
             return Err(EngineError::Denied(Box::new(decision)));
         }
-        let events = self.events(resolved, limit)?;
-        Ok(Some((events, Self::note(&decision, Vec::new()))))
+        let mut withheld = BTreeSet::new();
+        for event in &mut events {
+            self.visit_event_fields(&mut event.message, &mut |field, value| {
+                let value = shown(decision.obligation(field), &value);
+                if value.is_none() {
+                    withheld.insert(field.to_string());
+                }
+                value
+            });
+        }
+        let mut note = Self::note(&decision, withheld.into_iter().collect());
+        note.obligations.retain(|field, _| fields.contains(field));
+        Ok(Some((events, note)))
+    }
+
+    /// Calls `shape` with each personal value of an event and the field it is classified as
+    /// (fields.yaml), replacing the value with what `shape` answers (`None` removes it).
+    fn visit_event_fields(
+        &self,
+        message: &mut cdp_core::segment::Message,
+        shape: &mut dyn FnMut(&str, Value) -> Option<Value>,
+    ) {
+        let mut id_field = |slot: &mut Option<String>, field: &str| {
+            if let Some(value) = slot.take() {
+                *slot = shape(field, Value::String(value))
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+            }
+        };
+        id_field(&mut message.user_id, "identifiers.user_id");
+        id_field(&mut message.anonymous_id, "identifiers.anonymous_id");
+        // An alias's previous id is a user id or an anonymous id: shown as the stricter.
+        id_field(&mut message.previous_id, "identifiers.user_id");
+        let mut in_map = |map: &mut serde_json::Map<String, Value>,
+                          field_of: &dyn Fn(&str) -> Option<String>| {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let Some(field) = field_of(&key) else {
+                    continue;
+                };
+                if let Some(value) = map.remove(&key)
+                    && let Some(value) = shape(&field, value)
+                {
+                    map.insert(key, value);
+                }
+            }
+        };
+        let policies = self.policies();
+        // Every trait is a field of its own (an unclassified one is withheld).
+        in_map(&mut message.traits, &|key| Some(format!("traits.{key}")));
+        // Properties are behaviour, but one named like a classified trait (email, phone,
+        // address, health_conditions...) is that trait.
+        in_map(&mut message.properties, &|key| {
+            let field = format!("traits.{key}");
+            policies.category_of(&field).is_some().then_some(field)
+        });
+        in_map(&mut message.context, &|key| match key {
+            "ip" | "location" => Some(format!("context.{key}")),
+            _ => None,
+        });
+        // Inside the context: its copy of the traits, and the device's ids.
+        if let Some(Value::Object(traits)) = message.context.get_mut("traits") {
+            in_map(traits, &|key| Some(format!("traits.{key}")));
+        }
+        if let Some(Value::Object(device)) = message.context.get_mut("device") {
+            in_map(device, &|key| match key {
+                "id" => Some("identifiers.device_id".into()),
+                "advertisingId" => Some("identifiers.advertising_id".into()),
+                _ => None,
+            });
+        }
     }
 
     /// The identity graph, for `access.purpose`, identifier values shaped like a read.

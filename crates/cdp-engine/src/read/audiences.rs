@@ -159,17 +159,27 @@ impl Engine {
     pub fn count_audience(
         &self,
         query: &AudienceQuery,
-        purpose: Option<&str>,
+        purpose: &str,
         access: &Access,
     ) -> Result<AudienceCount, EngineError> {
         let condition = self.audience_condition(query)?;
-        if let Some(purpose) = purpose {
-            self.check_purpose(Action::Audience, access, purpose)?;
-        }
-        let count = self.count_condition(&condition, purpose)?;
-        self.audit_audience(access, "audience.count", purpose, Vec::new())?
+        self.check_purpose(Action::Audience, access, purpose)?;
+        let count = self.count_condition(&condition, Some(purpose))?;
+        self.audit_audience(access, "audience.count", Some(purpose), Vec::new())?
             .wait_durable()?;
         Ok(count)
+    }
+
+    /// The largest minimum audience size of the jurisdictions (20 under the built-in
+    /// policies): below it, an export is refused and a count shown to a caller without
+    /// individual access is suppressed.
+    pub fn min_audience_size(&self) -> u64 {
+        self.policies()
+            .jurisdictions
+            .iter()
+            .map(|j| j.export.min_audience_size)
+            .max()
+            .unwrap_or(1)
     }
 
     /// `POST /v1/audiences`: saves a definition.

@@ -36,14 +36,33 @@ pub(crate) struct CountBody {
     /// JSON tree: `{"all": [{"field": "tier", "op": "eq", "value": "vip"}, ...]}`.
     #[schema(value_type = Option<Object>)]
     condition: Option<Condition>,
-    /// Count only people the policies allow for this purpose.
-    purpose: Option<String>,
+    /// The purpose of the count (required): only people the policies allow for it count.
+    purpose: String,
+}
+
+/// A count shown to a caller who may not read individual profiles (the analyst): every number
+/// below the minimum audience size becomes `"<k"`, so that a count cannot single a person out;
+/// `removed_by_policy` goes too when it would give a suppressed number back by subtraction.
+fn suppress_small_counts(count: &mut serde_json::Value, k: u64) {
+    let small = |value: &serde_json::Value| value.as_u64().is_some_and(|n| n < k);
+    let (count_small, matched_small) = (small(&count["count"]), small(&count["matched"]));
+    let hidden = serde_json::Value::String(format!("<{k}"));
+    if count_small {
+        count["count"] = hidden.clone();
+    }
+    if matched_small {
+        count["matched"] = hidden.clone();
+    }
+    if count_small != matched_small || small(&count["removed_by_policy"]) {
+        count["removed_by_policy"] = hidden;
+    }
+    count["suppressed_below"] = serde_json::Value::from(k);
 }
 
 /// How many people match, and how many the policies remove for the purpose.
 #[utoipa::path(post, path = "/v1/audiences/count", tag = "audiences", security(("bearer" = [])),
     request_body = CountBody,
-    responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`", body = Object),
+    responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`; for a caller who may not read profiles, numbers below the minimum audience size are `\"<20\"` (`suppressed_below`)", body = Object),
         (status = 400, description = "A query error names where (`details.at`).", body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn count(
@@ -54,10 +73,16 @@ pub(crate) async fn count(
     caller.require(Permission::CountAudiences)?;
     let body = body.parse()?;
     let query = query_of(body.query, body.condition)?;
-    let access = caller.access(body.purpose.clone());
+    let access = caller.access(Some(body.purpose.clone()));
     let engine = state.engine.clone();
     let purpose = body.purpose;
-    as_json(blocking(move || engine.count_audience(&query, purpose.as_deref(), &access)).await?)
+    let k = engine.min_audience_size();
+    let Json(mut count) =
+        as_json(blocking(move || engine.count_audience(&query, &purpose, &access)).await?)?;
+    if !Permission::ReadProfiles.granted_to(&caller.0.roles) {
+        suppress_small_counts(&mut count, k);
+    }
+    Ok(Json(count))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -107,7 +132,12 @@ pub(crate) async fn get(
     caller.require(Permission::CountAudiences)?;
     let access = caller.access(None);
     let engine = state.engine.clone();
-    as_json(blocking(move || engine.audience(&id, &access)).await?)
+    let k = engine.min_audience_size();
+    let Json(mut view) = as_json(blocking(move || engine.audience(&id, &access)).await?)?;
+    if !Permission::ReadProfiles.granted_to(&caller.0.roles) {
+        suppress_small_counts(&mut view["size"], k);
+    }
+    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -138,3 +138,96 @@ async fn lookups_do_not_reveal_customers_and_analysts_read_no_profiles() {
     let (status, body) = get_json(&h, &lookup("known%40example.cn"), &marketer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// `/v1/profiles/{id}/events` shows what the profile read shows (issue 17 item 5): contact
+/// details inside events are masked as on the profile, sensitive values are withheld, and
+/// what the person did is still there.
+#[tokio::test]
+async fn events_are_projected_and_masked_as_the_profile_read_is() {
+    let h = harness();
+    let key = source(&h, "CN");
+    send(
+        &h,
+        &key,
+        json!({"batch": [
+            {"type": "identify", "userId": "u-ev", "messageId": "ev-0",
+             "traits": {"email": "ev.person@example.cn", "phone": "13900001234", "health_conditions": "diabetes"}},
+            {"type": "track", "userId": "u-ev", "messageId": "ev-1", "event": "Order Completed",
+             "properties": {"revenue": 88, "email": "ev.person@example.cn", "health_conditions": "diabetes"},
+             "context": {"ip": "203.0.113.9", "location": {"latitude": 31.2, "longitude": 121.5},
+                         "device": {"id": "dev-42", "model": "P60"}}}
+        ]}),
+        false,
+    )
+    .await;
+    let id = profile_id(&h, "u-ev").await;
+    // The events route is the DPO's and the administrator's; the purpose shapes the answer.
+    let service = token_with(&["dpo"], &[]);
+    let (status, profile) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}?purpose=customer_service"),
+        &service,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    let masked_email = profile["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "email")
+        .map(|i| i["value"].as_str().unwrap().to_string())
+        .unwrap();
+    assert_ne!(masked_email, "ev.person@example.cn");
+
+    let (status, answer) = get_json(
+        &h,
+        &format!("/v1/profiles/{id}/events?purpose=customer_service"),
+        &service,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let text = answer["events"].to_string();
+    for clear in ["ev.person@example.cn", "13900001234", "diabetes", "121.5"] {
+        assert!(!text.contains(clear), "{clear} in {text}");
+    }
+    let track = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"]["type"] == "track")
+        .unwrap()
+        .clone();
+    let properties = &track["message"]["properties"];
+    assert_eq!(properties["revenue"], 88, "{track}");
+    assert_eq!(properties["email"], masked_email.as_str(), "{track}");
+    assert!(properties.get("health_conditions").is_none(), "{track}");
+    assert!(
+        track["message"]["context"].get("location").is_none(),
+        "{track}"
+    );
+    assert_eq!(track["message"]["context"]["device"]["model"], "P60");
+    let identify = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"]["type"] == "identify")
+        .unwrap();
+    assert_eq!(
+        identify["message"]["traits"]["email"],
+        masked_email.as_str()
+    );
+    let withheld: Vec<&str> = answer["policy"]["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        withheld.contains(&"traits.health_conditions") && withheld.contains(&"context.location"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["policy"]["obligations"]["traits.email"], "mask:email",
+        "{answer}"
+    );
+}

@@ -88,11 +88,10 @@ async fn counts_apply_the_language_and_the_policies() {
     let answer = count(
         &h,
         &marketer,
-        json!({"query": "city:上海 AND consent.marketing_sms:granted AND monetary_90d>=1000"}),
+        json!({"query": "city:上海 AND consent.marketing_sms:granted AND monetary_90d>=1000", "purpose": "analytics"}),
     )
     .await;
-    assert_eq!(answer["count"], 3, "{answer}");
-    assert_eq!(answer["removed_by_policy"], 0);
+    assert_eq!(answer["matched"], 3, "{answer}");
 
     // PIPL Art 24: the objector is in no personalised audience.
     let answer = count(
@@ -121,14 +120,19 @@ async fn counts_apply_the_language_and_the_policies() {
         ("NOT city:上海", 1),
         ("jurisdiction:pipl AND channel:web", 5),
     ] {
-        let answer = count(&h, &marketer, json!({ "query": query })).await;
-        assert_eq!(answer["count"], expected, "{query}: {answer}");
+        let answer = count(
+            &h,
+            &marketer,
+            json!({ "query": query, "purpose": "analytics" }),
+        )
+        .await;
+        assert_eq!(answer["matched"], expected, "{query}: {answer}");
     }
-    let tree = json!({"condition": {"all": [
+    let tree = json!({"purpose": "analytics", "condition": {"all": [
         {"field": "city", "op": "in", "values": ["上海"]},
         {"field": "monetary_90d", "op": "range", "gte": 1000, "lt": 2500}
     ]}});
-    assert_eq!(count(&h, &marketer, tree).await["count"], 3);
+    assert_eq!(count(&h, &marketer, tree).await["matched"], 3);
 }
 
 #[tokio::test]
@@ -146,6 +150,8 @@ async fn query_errors_point_at_the_problem() {
             json!("0"),
         ),
     ] {
+        let mut body = body;
+        body["purpose"] = json!("analytics");
         let (status, answer) = post_json(&h, "/v1/audiences/count", &marketer, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(answer["error"]["code"], "invalid_query", "{answer}");
@@ -155,7 +161,7 @@ async fn query_errors_point_at_the_problem() {
         &h,
         "/v1/audiences/count",
         &marketer,
-        json!({"query": "tier:vip", "condition": {"field": "tier", "op": "exists"}}),
+        json!({"query": "tier:vip", "condition": {"field": "tier", "op": "exists"}, "purpose": "analytics"}),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
@@ -173,10 +179,26 @@ async fn query_errors_point_at_the_problem() {
         &h,
         "/v1/audiences/count",
         &service,
-        json!({"query": "tier:vip"}),
+        json!({"query": "tier:vip", "purpose": "customer_service"}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A count states its purpose.
+    let (status, answer) = post_json(
+        &h,
+        "/v1/audiences/count",
+        &marketer,
+        json!({"query": "tier:vip"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("purpose"),
+        "{answer}"
+    );
     let analyst = token_with(&["analyst"], &[]);
     let (status, answer) = post_json(
         &h,
@@ -266,4 +288,36 @@ async fn saved_audiences_list_members_allowed_now() {
             "{action} not audited: {actions:?}"
         );
     }
+}
+
+/// A role without individual access (the analyst) sees counts below the minimum audience size
+/// as "<20" (issue 17 item 5): a count cannot single a person out, nor can a subtraction.
+#[tokio::test]
+async fn small_counts_are_suppressed_for_aggregate_only_roles() {
+    let h = shop().await;
+    let analyst = token_with(&["analyst"], &[]);
+    let marketer = token_with(&["marketer"], &[]);
+    let body = json!({"query": "city:上海", "purpose": "analytics"});
+    let exact = count(&h, &marketer, body.clone()).await;
+    assert_eq!(exact["matched"], 4, "{exact}");
+    assert!(exact.get("suppressed_below").is_none(), "{exact}");
+    let suppressed = count(&h, &analyst, body).await;
+    assert_eq!(suppressed["matched"], "<20", "{suppressed}");
+    assert_eq!(suppressed["count"], "<20", "{suppressed}");
+    assert_eq!(suppressed["removed_by_policy"], "<20", "{suppressed}");
+    assert_eq!(suppressed["suppressed_below"], 20);
+    // A saved audience's size too.
+    let (_, audience) = post_json(
+        &h,
+        "/v1/audiences",
+        &marketer,
+        json!({"name": "Shanghai", "purpose": "analytics", "query": "city:上海"}),
+    )
+    .await;
+    let path = format!("/v1/audiences/{}", audience["id"].as_str().unwrap());
+    let (status, view) = get_json(&h, &path, &analyst).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["size"]["matched"], "<20", "{view}");
+    let (_, view) = get_json(&h, &path, &marketer).await;
+    assert_eq!(view["size"]["matched"], 4, "{view}");
 }
