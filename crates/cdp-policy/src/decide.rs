@@ -192,7 +192,13 @@ impl Decision {
             .reasons
             .iter()
             .filter(|reason| reason.effect == ReasonKind::Deny)
-            .map(|reason| format!("{} ({})", reason.message, reason.cite.join(", ")))
+            .map(|reason| {
+                if reason.cite.is_empty() {
+                    reason.message.clone()
+                } else {
+                    format!("{} ({})", reason.message, reason.cite.join(", "))
+                }
+            })
             .collect();
         denials.join("; ")
     }

@@ -19,8 +19,10 @@ pub const DERIVED_FIELDS: &[&str] = &[
     "rfm_score",
 ];
 
-/// Checks the requested fields: 1 to 50, each of the vocabulary.
-pub(super) fn validate(fields: &[String]) -> Result<(), EngineError> {
+/// Checks the requested fields: 1 to 50, each of the vocabulary and classified in the
+/// policies' fields.yaml (an unclassified field would only ever be dropped from the file:
+/// asking for one is a mistake to be told about, not a silent empty column).
+pub(super) fn validate(fields: &[String], policies: &cdp_policy::PolicySet) -> Result<(), EngineError> {
     if fields.is_empty() || fields.len() > 50 {
         return Err(EngineError::InvalidRequest(
             "fields needs 1 to 50 fields".into(),
@@ -38,6 +40,13 @@ pub(super) fn validate(fields: &[String]) -> Result<(), EngineError> {
             return Err(EngineError::InvalidRequest(format!(
                 "unknown export field {field:?}; fields are identifiers.<type>, traits.<name>, {}",
                 DERIVED_FIELDS.join(", ")
+            )));
+        }
+        if let Some(policy_field) = policy_field(field)
+            && policies.category_of(&policy_field).is_none()
+        {
+            return Err(EngineError::InvalidRequest(format!(
+                "export field {field} is not classified: fields.yaml gives {policy_field} no data category, so it could never be exported (classify it first; docs/policies.md)"
             )));
         }
     }

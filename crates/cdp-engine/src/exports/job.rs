@@ -82,7 +82,7 @@ impl Engine {
         request: ExportRequest,
         access: &Access,
     ) -> Result<ExportRecord, EngineError> {
-        super::fields::validate(&request.fields)?;
+        super::fields::validate(&request.fields, self.policies())?;
         let audience = self.load_audience(&request.audience)?;
         let recipient = self
             .recipient(&request.recipient)?

@@ -326,6 +326,11 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
             StatusCode::FORBIDDEN,
         ),
         (
+            // Unclassified (not in fields.yaml): it could only ever be an empty column.
+            json!({"audience": audience["id"], "purpose": "marketing.sms", "recipient": abroad["id"], "fields": ["pseudonym", "traits.favourite_colour"], "format": "csv"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             json!({"audience": audience["id"], "purpose": "marketing.sms", "recipient": abroad["id"], "fields": ["pseudonym"], "format": "xml"}),
             StatusCode::BAD_REQUEST,
         ),
@@ -337,6 +342,15 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
     ] {
         let (status, answer) = post_json(&h, "/v1/exports", &marketer, body.clone()).await;
         assert_eq!(status, expected, "{body} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        // Messages are sentences, not Rust debug text.
+        assert!(
+            !message.contains("()") && !message.contains("Some(") && !message.contains("\\\""),
+            "{message}"
+        );
+        if body["fields"][1] == "traits.favourite_colour" {
+            assert!(message.contains("traits.favourite_colour is not classified"), "{message}");
+        }
     }
     let (_, ropa) = get_json(&h, "/v1/policies/ropa", &admin).await;
     let markdown = ropa["markdown"].as_str().unwrap();
