@@ -27,6 +27,7 @@ pub mod recipients;
 pub mod records;
 pub mod requests;
 mod sources;
+mod suspects;
 mod write;
 
 use std::collections::HashMap;
@@ -58,6 +59,7 @@ pub use read::profiles::{
 pub use recipients::{RecipientInput, RecipientRecord};
 pub use requests::retention::RetentionReport;
 pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
+pub use suspects::{SuspectDecision, SuspectStatus, SuspectView};
 pub use write::ingest::IngestReport;
 pub use write::split::{SplitReport, SplitRequest};
 pub use write::survivorship::{Survivorship, SurvivorshipRules};
@@ -80,6 +82,8 @@ pub struct Engine {
     index: Option<Arc<PersonIndex>>,
     /// Where export files are written (sealed).
     exports_dir: PathBuf,
+    /// Identifiers quarantined or blocked as junk (`suspects.rs`).
+    suspects: suspects::SuspectState,
     /// Serialises rewrites of finished export files (erasure, retention); taken before
     /// `write_lock`, never after it.
     export_files: Mutex<()>,
@@ -132,7 +136,7 @@ impl Engine {
         let exports_dir = data_dir.exports_dir();
         std::fs::create_dir_all(&exports_dir)
             .map_err(|source| EngineError::io("cannot create the export directory", source))?;
-        Ok(Self {
+        let engine = Self {
             store,
             vault,
             config: rules,
@@ -142,10 +146,13 @@ impl Engine {
             index: index.map(Arc::new),
             exports_dir,
             export_files: Mutex::new(()),
+            suspects: suspects::SuspectState::default(),
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
             source_regions: Mutex::new(HashMap::new()),
             written_profiles: indexer::WrittenProfiles::default(),
-        })
+        };
+        engine.load_suspects()?;
+        Ok(engine)
     }
 
     /// Flushes and closes the store: every acknowledged write is in the store file and the

@@ -203,6 +203,45 @@ fn junk_identifiers_never_merge_people() {
     );
 }
 
+/// Junk detection through the store: a placeholder user id that merge protection keeps from
+/// joining ten people's e-mails is quarantined, and stays so after a restart (issue 17 item 8).
+#[test]
+fn a_placeholder_user_id_is_quarantined_and_stays_so_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(Keyring::generate().unwrap());
+    let open = || {
+        Engine::open(
+            EngineConfig::new(dir.path(), keyring.clone(), policies())
+                .with_index(IndexMode::InMemory),
+        )
+        .unwrap()
+    };
+    let engine = open();
+    let web = source(&engine, "web", Channel::Web, None);
+    // A broken integration sends every shopper as "guest-user": after five e-mails (the
+    // limit), each new one is refused, and with more than eight distinct refusals the id is
+    // quarantined.
+    let batch: Vec<serde_json::Value> = (0..15)
+        .map(|i| {
+            json!({"type": "identify", "userId": "guest-user", "messageId": format!("g{i}"),
+                        "timestamp": format!("2026-01-01T00:00:{i:02}Z"),
+                        "traits": {"email": format!("shopper.{i}@example.cn")}})
+        })
+        .collect();
+    send(&engine, &web, json!(batch));
+    engine.close().unwrap();
+    drop(engine);
+
+    let engine = open();
+    let report = send(
+        &engine,
+        &web,
+        json!([{"type": "track", "userId": "guest-user", "event": "x", "messageId": "after"}]),
+    );
+    // Its only identifier links nobody now: the event cannot be attributed.
+    assert_eq!((report.accepted, report.unattributed), (0, 1));
+}
+
 #[test]
 fn an_invalid_message_refuses_the_whole_request() {
     let h = harness();

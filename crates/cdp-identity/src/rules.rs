@@ -48,10 +48,16 @@ pub enum RulesError {
     Invalid(String),
 }
 
+/// Distinct identifiers an identifier may be kept from linking before it is quarantined.
+pub const DEFAULT_JUNK_THRESHOLD: usize = 8;
+
 /// The merge rules: one [`TypeRule`] per identifier type, a default for other types, and
 /// blocked values per type (`"*"` applies to every type).
 #[derive(Debug, Clone)]
 pub struct IdentityRules {
+    /// An identifier that conflicted with more than this many distinct identifiers (merge
+    /// protection kept it from linking them) is quarantined as junk.
+    junk_threshold: usize,
     types: BTreeMap<String, TypeRule>,
     default_rule: TypeRule,
     blocked_exact: BTreeMap<String, Vec<String>>,
@@ -66,6 +72,10 @@ pub struct IdentityRulesFile {
     pub types: BTreeMap<String, TypeRule>,
     #[serde(default)]
     pub default: Option<TypeRule>,
+    /// Automatic junk detection: an identifier that merge protection kept from linking more
+    /// than this many distinct other identifiers is quarantined (default 8, at least 2).
+    #[serde(default)]
+    pub junk_threshold: Option<usize>,
     /// Replaces the default blocked values when present.
     #[serde(default)]
     pub blocked: Option<BTreeMap<String, Vec<BlockRule>>>,
@@ -155,6 +165,7 @@ impl Default for IdentityRules {
             ..IdentityRulesFile::default()
         })
         .unwrap_or_else(|_| Self {
+            junk_threshold: DEFAULT_JUNK_THRESHOLD,
             types: BTreeMap::new(),
             default_rule: TypeRule::new(20, 200),
             blocked_exact: BTreeMap::new(),
@@ -181,11 +192,21 @@ impl IdentityRules {
             types.insert(name, rule);
         }
         let default_rule = file.default.unwrap_or(TypeRule::new(20, 200));
+        let junk_threshold = file.junk_threshold.unwrap_or(DEFAULT_JUNK_THRESHOLD);
+        if junk_threshold < 2 {
+            return Err(RulesError::Invalid(
+                "junk_threshold must be at least 2 (a family may share an e-mail)".into(),
+            ));
+        }
         let mut blocked_exact: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut blocked_patterns: BTreeMap<String, Vec<regex::Regex>> = BTreeMap::new();
         let blocked = match file.blocked {
             Some(blocked) => blocked,
-            None => return Ok(Self::default().with_types(types, default_rule)),
+            None => {
+                let mut rules = Self::default().with_types(types, default_rule);
+                rules.junk_threshold = junk_threshold;
+                return Ok(rules);
+            }
         };
         for (name, rules) in blocked {
             if name != "*" {
@@ -219,11 +240,17 @@ impl IdentityRules {
             }
         }
         Ok(Self {
+            junk_threshold,
             types,
             default_rule,
             blocked_exact,
             blocked_patterns,
         })
+    }
+
+    /// See [`IdentityRulesFile::junk_threshold`].
+    pub fn junk_threshold(&self) -> usize {
+        self.junk_threshold
     }
 
     fn with_types(mut self, types: BTreeMap<String, TypeRule>, default_rule: TypeRule) -> Self {

@@ -23,7 +23,8 @@ use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    audiences, audit, consents, exports, ingest, policies, profiles, requests, sources, system,
+    audiences, audit, consents, exports, identity, ingest, policies, profiles, requests, sources,
+    system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -84,6 +85,8 @@ pub fn router(
         .routes(routes!(profiles::identity))
         .routes(routes!(profiles::events))
         .routes(routes!(profiles::split))
+        .routes(routes!(identity::list))
+        .routes(routes!(identity::decide))
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
         .routes(routes!(audiences::count))

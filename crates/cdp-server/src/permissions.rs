@@ -87,8 +87,12 @@ impl Permission {
             Permission::ReadIdentityGraph => &[
                 "GET /v1/profiles/{id}/identity",
                 "GET /v1/profiles/{id}/events",
+                "GET /v1/identity/suspects",
             ],
-            Permission::SplitProfiles => &["POST /v1/profiles/{id}/split"],
+            Permission::SplitProfiles => &[
+                "POST /v1/profiles/{id}/split",
+                "POST /v1/identity/suspects/{id}",
+            ],
             Permission::RecordConsents => &["POST /v1/consents"],
             Permission::ReadPolicies => &["GET /v1/policies", "GET /v1/policies/ropa"],
             Permission::EvaluatePolicies => &["POST /v1/policies/evaluate"],

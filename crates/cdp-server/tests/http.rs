@@ -30,6 +30,8 @@ mod ingest;
 mod policy;
 #[path = "http/requests.rs"]
 mod requests;
+#[path = "http/suspects.rs"]
+mod suspects;
 #[path = "http/tokens.rs"]
 mod tokens;
 

@@ -44,10 +44,13 @@ pub enum Keyspace {
     Messages,
     /// Blind index -> sealed note: identifiers that no export may ever include.
     Suppressions,
+    /// Blind index -> sealed suspect record: identifiers that kept linking different people
+    /// (watched, quarantined, blocked or released; cdp-engine `suspects.rs`).
+    Suspects,
 }
 
 impl Keyspace {
-    pub const ALL: [Keyspace; 19] = [
+    pub const ALL: [Keyspace; 20] = [
         Self::Meta,
         Self::Profiles,
         Self::Identifiers,
@@ -67,6 +70,7 @@ impl Keyspace {
         Self::Aliases,
         Self::Messages,
         Self::Suppressions,
+        Self::Suspects,
     ];
 
     /// The key prefix of this keyspace in a single-tree backend.
@@ -91,6 +95,7 @@ impl Keyspace {
             Self::Aliases => 16,
             Self::Messages => 17,
             Self::Suppressions => 18,
+            Self::Suspects => 19,
         }
     }
 
@@ -130,6 +135,7 @@ impl Keyspace {
             Self::Aliases => "aliases",
             Self::Messages => "messages",
             Self::Suppressions => "suppressions",
+            Self::Suspects => "suspects",
         }
     }
 }

@@ -261,6 +261,7 @@ mod tests {
         assert!(file.token_key_file.is_some() && file.policies.is_some());
         assert!(
             file.identity.types.len() >= 11
+                && file.identity.junk_threshold.is_some()
                 && file.identity.default.is_some()
                 && file.identity.blocked.is_some()
         );

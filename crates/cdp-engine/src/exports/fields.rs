@@ -22,7 +22,10 @@ pub const DERIVED_FIELDS: &[&str] = &[
 /// Checks the requested fields: 1 to 50, each of the vocabulary and classified in the
 /// policies' fields.yaml (an unclassified field would only ever be dropped from the file:
 /// asking for one is a mistake to be told about, not a silent empty column).
-pub(super) fn validate(fields: &[String], policies: &cdp_policy::PolicySet) -> Result<(), EngineError> {
+pub(super) fn validate(
+    fields: &[String],
+    policies: &cdp_policy::PolicySet,
+) -> Result<(), EngineError> {
     if fields.is_empty() || fields.len() > 50 {
         return Err(EngineError::InvalidRequest(
             "fields needs 1 to 50 fields".into(),

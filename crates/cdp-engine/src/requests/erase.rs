@@ -16,6 +16,8 @@ use crate::{Engine, EngineError};
 /// kind for the receipt, and the digests of their messages (for the de-duplication window).
 struct Erasure {
     batch: WriteBatch,
+    /// Suspect records deleted with the person's identifiers.
+    released_suspects: Vec<crate::records::NodeKey>,
     counts: BTreeMap<&'static str, u64>,
     digests: BTreeSet<[u8; 16]>,
 }
@@ -92,6 +94,7 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("profile {id}")))?;
         let Erasure {
             mut batch,
+            released_suspects,
             counts,
             digests,
         } = self.erasure_batch(&mut graph, &record, &key)?;
@@ -106,6 +109,9 @@ impl Engine {
         batch.extend(extra);
         drop(graph);
         let ticket = self.store().commit(batch)?;
+        for node in released_suspects {
+            self.set_unlinkable(node, false);
+        }
         cache.messages.forget(&digests);
         cache.clear_records();
         self.written_profiles.clear();
@@ -174,6 +180,7 @@ impl Engine {
             }
             *counts.entry("identifiers").or_default() += 1;
         }
+        let released_suspects = self.stage_suspect_erasure(&nodes, &mut batch)?;
         for item in self.store().scan_prefix(Keyspace::MergeLog, id.as_bytes()) {
             let (entry, _) = item?;
             batch.delete(Keyspace::MergeLog, entry);
@@ -183,6 +190,7 @@ impl Engine {
         }
         Ok(Erasure {
             batch,
+            released_suspects,
             counts,
             digests,
         })

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cdp_core::ProfileId;
+use cdp_core::{IdentifierType, ProfileId};
 use cdp_crypto::DataKey;
 use cdp_store::{Keyspace, WriteBatch};
 
@@ -144,6 +144,18 @@ impl Changes {
     }
 }
 
+/// Merge protection kept `node` from linking to `counterpart` for one event.
+#[derive(Debug, Clone)]
+pub(crate) struct Conflict {
+    pub(crate) node: NodeKey,
+    pub(crate) kind: IdentifierType,
+    pub(crate) value: String,
+    pub(crate) counterpart: NodeKey,
+    /// Whether the refusal is the ingested event's own (else one found again in its
+    /// component): only those count as events.
+    pub(crate) this_event: bool,
+}
+
 /// Records written earlier in the current request (not committed yet), decoded: later
 /// messages of the request read them here instead of decoding staged bytes again.
 #[derive(Default)]
@@ -154,6 +166,8 @@ pub(crate) struct Staged {
     pub(crate) profiles: BTreeMap<ProfileId, Option<(ProfileRecord, DataKey)>>,
     /// Digests of the messages staged (the de-duplication window takes them at commit).
     pub(crate) messages: BTreeSet<[u8; 16]>,
+    /// Links merge protection refused, for junk detection once the request committed.
+    pub(crate) conflicts: Vec<Conflict>,
 }
 
 impl Staged {

@@ -12,7 +12,7 @@ use cdp_identity::extract::extract;
 use cdp_store::{CommitTicket, Overlay, WriteBatch};
 
 use crate::records::{
-    EvidenceId, GraphNode, NodeRecord, Provenance, SourceRecord, StoredEvent, order_of,
+    EvidenceId, GraphNode, NodeKey, NodeRecord, Provenance, SourceRecord, StoredEvent, order_of,
 };
 use crate::write::apply::{Changes, Staged};
 use crate::write::cache::RecordCache;
@@ -94,9 +94,63 @@ impl Engine {
             );
         }
         cache.messages.committed(minute, &digests);
+        let conflicts = std::mem::take(&mut staged.conflicts);
         cache.apply(staged);
         cache.put_profiles(profiles);
+        drop(cache);
+        // Statistics for junk detection, after the request's own commit: a failure here
+        // only delays a quarantine, it does not fail what was accepted.
+        if let Err(error) = self.note_conflicts(conflicts) {
+            tracing::error!(error = %error, "cannot note identity conflicts for junk detection");
+        }
         Ok(report)
+    }
+
+    /// The links merge protection refused, for junk detection: in each evidence this change
+    /// wrote (this event's, and the others of its component when it was resolved again), each
+    /// dropped identifier against that evidence's anchor (its strongest identifier that was
+    /// not dropped), noted for both where this message gives the value. Counting distinct
+    /// identifiers makes noting a refusal twice harmless; only this event's own refusals count
+    /// as events.
+    fn conflicts_of(
+        &self,
+        changes: &Changes,
+        evidence_id: EvidenceId,
+        identifiers: &crate::write::message::MessageIdentifiers,
+    ) -> Vec<crate::write::apply::Conflict> {
+        let mut out = Vec::new();
+        for (id, evidence) in &changes.evidence {
+            if evidence.dropped.is_empty() {
+                continue;
+            }
+            let dropped: Vec<NodeKey> = evidence.dropped.iter().map(|d| d.node).collect();
+            let Some((anchor_kind, anchor)) = evidence
+                .nodes
+                .iter()
+                .filter(|(_, key)| !dropped.contains(key))
+                .min_by_key(|(kind, key)| (self.config.identity.rule(kind).priority, *key))
+            else {
+                continue;
+            };
+            let this_event = *id == evidence_id;
+            let conflict =
+                |kind: &cdp_core::IdentifierType, node: NodeKey, counterpart: NodeKey| {
+                    identifiers
+                        .get(&node)
+                        .map(|identifier| crate::write::apply::Conflict {
+                            node,
+                            kind: kind.clone(),
+                            value: identifier.value.clone(),
+                            counterpart,
+                            this_event,
+                        })
+                };
+            for node in &evidence.dropped {
+                out.extend(conflict(&node.kind, node.node, *anchor));
+                out.extend(conflict(anchor_kind, *anchor, node.node));
+            }
+        }
+        out
     }
 
     /// Extraction, message id, normalisation, blind indexes and consent signals of one message
@@ -182,6 +236,7 @@ impl Engine {
         };
         let mut graph = StoreGraph::with_cache(self, view, staged, cache);
         let mut changes = Changes::default();
+        let mut conflicts = Vec::new();
         match graph.evidence(&evidence_id)? {
             // The same identifiers were seen together before: nothing new for the graph (the
             // evidence keeps the provenance of the first event that showed them).
@@ -215,11 +270,13 @@ impl Engine {
                 );
                 self.resolve_event(&mut graph, &mut changes, to_resolve)?;
                 Self::note_mentions(&mut graph, &mut changes, &nodes, evidence_id, order)?;
+                conflicts = self.conflicts_of(&changes, evidence_id, &identifiers);
             }
         }
         self.stage_signals(&mut graph, &mut changes, &incoming, signals)?;
         drop(graph);
         let batch = changes.into_staged_batch(self, staged)?;
+        staged.conflicts.extend(conflicts);
         if remembered {
             staged.messages.insert(digest);
         }

@@ -142,8 +142,8 @@ impl<'a> EventToResolve<'a> {
 }
 
 impl Engine {
-    /// The usable identifiers of a message: normalised (blocked and invalid ones left out) and
-    /// blind-indexed.
+    /// The usable identifiers of a message: normalised (blocked, quarantined and invalid ones
+    /// left out) and blind-indexed.
     pub(crate) fn normalised_identifiers(
         &self,
         source: &SourceRecord,
@@ -160,6 +160,10 @@ impl Engine {
                 continue;
             };
             let key = NodeKey(self.vault().blind_index(&item.kind, &value));
+            // Quarantined or blocked as junk (`suspects.rs`): it links nobody.
+            if self.is_unlinkable(&key) {
+                continue;
+            }
             identifiers.entry(key).or_insert(MessageIdentifier {
                 kind: item.kind,
                 value,

@@ -3,6 +3,7 @@ pub(crate) mod audit;
 pub(crate) mod body;
 pub(crate) mod consents;
 pub(crate) mod exports;
+pub(crate) mod identity;
 pub(crate) mod ingest;
 pub(crate) mod policies;
 pub(crate) mod profiles;

@@ -349,7 +349,10 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
             "{message}"
         );
         if body["fields"][1] == "traits.favourite_colour" {
-            assert!(message.contains("traits.favourite_colour is not classified"), "{message}");
+            assert!(
+                message.contains("traits.favourite_colour is not classified"),
+                "{message}"
+            );
         }
     }
     let (_, ropa) = get_json(&h, "/v1/policies/ropa", &admin).await;
