@@ -105,8 +105,9 @@ pub struct SuspectView {
     pub status: SuspectStatus,
     /// Distinct identifiers merge protection kept it from linking.
     pub distinct_conflicts: usize,
-    /// Events in which it was kept from linking (as they arrived; a refusal found again when
-    /// a late event re-resolved the component is not counted twice).
+    /// Arriving events in which it was kept from linking (a refusal that a late event moved
+    /// to another evidence when it re-resolved the component counts among the distinct
+    /// conflicts, not here).
     pub conflicts: u64,
     /// The profile that holds it, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
