@@ -661,6 +661,20 @@ impl PersonIndex {
         tv(searcher.search_with_executor(&query, &MemberKeys, &self.executor, scoring))
     }
 
+    /// The (key, low) columns of everyone who matches, whatever the policies allow (an
+    /// export decides each of them itself, to account for every person it leaves out).
+    pub fn matched_keys(
+        &self,
+        condition: &Condition,
+        purposes: &[String],
+    ) -> Result<Vec<(u64, u64)>, IndexError> {
+        query::validate(condition, purposes)?;
+        let searcher = self.reader.searcher();
+        let query = self.compile(condition, purposes)?;
+        let scoring = tantivy::query::EnableScoring::disabled_from_searcher(&searcher);
+        tv(searcher.search_with_executor(&query, &MemberKeys, &self.executor, scoring))
+    }
+
     /// Every value of a numeric field (for population quintiles).
     pub fn numeric_values(&self, name: &str) -> Result<Vec<f64>, IndexError> {
         let searcher = self.reader.searcher();

@@ -53,6 +53,8 @@ struct Tally {
     included: Vec<String>,
     /// The largest minimum audience size of the members' jurisdictions.
     strictest_k: u64,
+    /// (reason, why) -> (people, citations), for the exclusion lines.
+    exclusions: BTreeMap<(String, String), (u64, Vec<String>)>,
     /// Formatted rows not yet in the file, with their member's pseudonym.
     pending: Vec<(String, Vec<u8>)>,
 }
@@ -63,6 +65,9 @@ impl Tally {
         self.counts.included += part.rows.len() as u64;
         for (reason, n) in part.excluded {
             *self.counts.excluded.entry(reason).or_default() += n;
+        }
+        for (key, (n, cite)) in part.exclusions {
+            self.exclusions.entry(key).or_insert_with(|| (0, cite)).0 += n;
         }
         self.strictest_k = self.strictest_k.max(part.strictest_k);
         for (field, transform) in part.transforms {
@@ -121,6 +126,7 @@ impl Engine {
             status: ExportStatus::Running,
             progress: ExportProgress::default(),
             reason: None,
+            counts: None,
             manifest: None,
             created_by: access.actor.clone(),
             created_at: OffsetDateTime::now_utc(),
@@ -195,7 +201,9 @@ impl Engine {
         let recipient = self
             .recipient(&job.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", job.recipient)))?;
-        let mut members = self.audience_member_ids(&audience, &job.purpose)?;
+        // Everyone the condition matches, not only those the index allows for the purpose:
+        // each is decided here, so that the manifest accounts for every person left out.
+        let mut members = self.audience_matched_ids(&audience)?;
         // In profile-id order, the order of the store: the workers read by walking it. (The
         // file's row order carries nothing: profile ids are random.)
         members.sort_unstable();
@@ -278,6 +286,22 @@ impl Engine {
             let _ = self.save_export(job, None, &[]);
         }
         job.progress.considered = tally.counts.considered;
+        tally.counts.exclusions = tally
+            .exclusions
+            .iter()
+            .map(|((reason, why), (people, cite))| super::Exclusion {
+                reason: reason.clone(),
+                people: *people,
+                why: why.clone(),
+                cite: cite.clone(),
+            })
+            .collect();
+        // The largest first: the manifest reads as an explanation.
+        tally.counts.exclusions.sort_by(|a, b| {
+            b.people
+                .cmp(&a.people)
+                .then_with(|| a.reason.cmp(&b.reason))
+        });
         Ok(tally)
     }
 
@@ -290,9 +314,32 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (included, k) = (tally.counts.included, tally.strictest_k);
         job.status = ExportStatus::Refused;
-        job.reason = Some(format!(
-            "{included} people remain after the policies, fewer than the minimum audience size {k}: a smaller file could single people out"
-        ));
+        let considered = tally.counts.considered;
+        let mut reason = format!(
+            "{included} of the {considered} people the audience matched remain after the policies, fewer than the minimum audience size {k}: a smaller file could single people out"
+        );
+        if !tally.counts.exclusions.is_empty() {
+            let lines: Vec<String> = tally
+                .counts
+                .exclusions
+                .iter()
+                .map(|line| {
+                    let cite = if line.cite.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", line.cite.join(", "))
+                    };
+                    format!(
+                        "{} left out by {}: {}{cite}",
+                        line.people, line.reason, line.why
+                    )
+                })
+                .collect();
+            reason.push_str(". ");
+            reason.push_str(&lines.join("; "));
+        }
+        job.reason = Some(reason);
+        job.counts = Some(tally.counts.clone());
         self.save_export(
             &job,
             None,

@@ -91,12 +91,30 @@ pub struct FieldTransform {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportCounts {
+    /// Everyone the audience's condition matched (people the policies filter out included).
     pub considered: u64,
     pub included: u64,
-    /// Reason (the rule that denied, `suppressed`, `gone`) -> people.
+    /// Reason (the rule that denied, `suppressed`, `gone`, `erased`) -> people.
     pub excluded: BTreeMap<String, u64>,
+    /// One line per reason and explanation, with its citations: why each excluded person
+    /// was left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclusions: Vec<Exclusion>,
     /// Pseudonyms of an earlier export to this recipient that must be removed.
     pub removals: u64,
+}
+
+/// People left out of an export for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    /// The rule that decided (`pipl.consent`, `gdpr.cross_border`...), `suppressed`, `gone`.
+    pub reason: String,
+    pub people: u64,
+    /// What the rule says, in words.
+    pub why: String,
+    /// The articles it applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cite: Vec<String>,
 }
 
 /// The signed description of an export file.
@@ -167,6 +185,9 @@ pub struct ExportRecord {
     pub progress: ExportProgress,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The counts of a refused job (a finished one has them in its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<ExportCounts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
     pub created_by: String,

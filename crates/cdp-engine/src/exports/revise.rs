@@ -180,6 +180,20 @@ impl Engine {
         if let Some(manifest) = record.manifest.as_mut() {
             manifest.counts.included = manifest.counts.included.saturating_sub(dropped);
             *manifest.counts.excluded.entry("erased".into()).or_default() += dropped;
+            let counts = &mut manifest.counts;
+            match counts
+                .exclusions
+                .iter_mut()
+                .find(|line| line.reason == "erased")
+            {
+                Some(line) => line.people += dropped,
+                None => counts.exclusions.push(super::Exclusion {
+                    reason: "erased".into(),
+                    people: dropped,
+                    why: "erased after the export; the file was rewritten without them".into(),
+                    cite: vec!["GDPR-17".into(), "PIPL-47".into()],
+                }),
+            }
             manifest.file_sha256 = written.sha256;
             manifest.file_bytes = written.delivered_bytes;
             manifest.revised_at = Some(now);

@@ -34,6 +34,8 @@ struct SubjectCursors<'a> {
 pub(super) struct MemberResults {
     pub(super) considered: u64,
     pub(super) excluded: BTreeMap<String, u64>,
+    /// (reason, why) -> (people, citations).
+    pub(super) exclusions: BTreeMap<(String, String), (u64, Vec<String>)>,
     pub(super) strictest_k: u64,
     pub(super) transforms: BTreeMap<String, String>,
     /// (pseudonym, formatted line) of each included member, in order.
@@ -63,6 +65,16 @@ struct Member<'a> {
     pseudonym: &'a str,
 }
 
+impl MemberResults {
+    fn exclude(&mut self, reason: &str, why: &str, cite: &[String]) {
+        *self.excluded.entry(reason.to_string()).or_default() += 1;
+        self.exclusions
+            .entry((reason.to_string(), why.to_string()))
+            .or_insert_with(|| (0, cite.to_vec()))
+            .0 += 1;
+    }
+}
+
 impl Engine {
     /// Decides and transforms a slice of members (ascending ids).
     pub(super) fn export_members(
@@ -79,7 +91,11 @@ impl Engine {
         for member in members {
             out.considered += 1;
             let Some((record, facts)) = self.export_subject(&mut cursors, *member)? else {
-                *out.excluded.entry("gone".into()).or_default() += 1;
+                out.exclude(
+                    "gone",
+                    "erased or merged into another profile since the search index saw them",
+                    &[],
+                );
                 continue;
             };
             for j in self.policies().jurisdictions_for(&facts).0 {
@@ -87,16 +103,22 @@ impl Engine {
             }
             let decision = self.policies().decide(shape.request, &facts);
             if !decision.allowed() {
-                let rule = decision
+                match decision
                     .reasons
                     .iter()
                     .find(|r| r.effect == cdp_policy::ReasonKind::Deny)
-                    .map_or_else(|| "denied".to_string(), |r| r.rule.clone());
-                *out.excluded.entry(rule).or_default() += 1;
+                {
+                    Some(reason) => out.exclude(&reason.rule, &reason.message, &reason.cite),
+                    None => out.exclude("denied", "denied by the policies", &[]),
+                }
                 continue;
             }
             if self.any_suppressed()? && self.is_suppressed(&record)? {
-                *out.excluded.entry("suppressed".into()).or_default() += 1;
+                out.exclude(
+                    "suppressed",
+                    "on the suppression list: no export may include them (an objection to direct marketing)",
+                    &["GDPR-21".to_string(), "PIPL-44".to_string()],
+                );
                 continue;
             }
             let pseudonym = shape.pseudonyms.pseudonym(&record.id);

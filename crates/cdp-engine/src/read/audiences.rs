@@ -102,6 +102,20 @@ impl Engine {
             .collect())
     }
 
+    /// Everyone the audience's condition matches, whatever the policies allow.
+    pub(crate) fn audience_matched_ids(
+        &self,
+        audience: &AudienceRecord,
+    ) -> Result<Vec<ProfileId>, EngineError> {
+        let index = self.search_index()?;
+        Ok(index
+            .matched_keys(&audience.condition, &self.purposes())
+            .map_err(index_error)?
+            .into_iter()
+            .map(|(key, low)| crate::indexer::profile_of_keys(key, low))
+            .collect())
+    }
+
     fn purposes(&self) -> Vec<String> {
         self.policies().taxonomy.purposes.keys().cloned().collect()
     }

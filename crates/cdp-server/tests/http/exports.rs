@@ -147,7 +147,8 @@ async fn exports_apply_the_gates_sign_manifests_and_list_removals() {
     let done = wait_done(&h, &marketer, &first_id).await;
     assert_eq!(done["status"], "done", "{done}");
     let manifest = &done["manifest"];
-    assert_eq!(manifest["counts"]["considered"], 22, "{manifest}");
+    // Everyone the audience matched: the three without SMS consent are decided and counted too.
+    assert_eq!(manifest["counts"]["considered"], 25, "{manifest}");
     assert_eq!(manifest["counts"]["included"], 21, "{manifest}");
     assert_eq!(
         manifest["counts"]["excluded"]["suppressed"], 1,
@@ -364,5 +365,99 @@ async fn cross_border_without_a_mechanism_and_small_audiences_are_refused() {
     assert!(
         markdown.contains("US SMS (US) is outside pipl's regions"),
         "{markdown}"
+    );
+}
+
+/// The manifest accounts for everyone the audience matched, with one line per reason and its
+/// citations, including people the index had already filtered; a refused job says why in the
+/// same terms (issue 17 item 6).
+#[tokio::test]
+async fn manifests_and_refusals_explain_every_person_left_out() {
+    let h = crate::harness();
+    people(&h, 25).await;
+    let admin = token_with(&["admin"], &[]);
+    let marketer = token_with(&["marketer"], &[]);
+    let (status, _) = post_json(
+        &h,
+        "/v1/suppressions",
+        &admin,
+        json!({"type": "phone", "value": phone(4), "region": "CN"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, audience) = post_json(
+        &h,
+        "/v1/audiences",
+        &marketer,
+        json!({"name": "all", "purpose": "marketing.sms", "query": "city:上海"}),
+    )
+    .await;
+    let mut finished = Vec::new();
+    for (region, mechanism) in [("CN", "none"), ("US", "none")] {
+        let (_, recipient) = post_json(
+            &h,
+            "/v1/recipients",
+            &admin,
+            json!({"name": format!("SMS {region}"),
+            "contact": "dpo@sms.example", "role": "processor", "region": region,
+            "transfer_mechanism": mechanism, "allowed_purposes": ["marketing.sms"]}),
+        )
+        .await;
+        let (status, started) = post_json(&h, "/v1/exports", &marketer, json!({"audience": audience["id"],
+            "purpose": "marketing.sms", "recipient": recipient["id"], "fields": ["pseudonym"], "format": "csv"}))
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+        finished.push(wait_done(&h, &marketer, started["id"].as_str().unwrap()).await);
+    }
+
+    let done = &finished[0];
+    assert_eq!(done["status"], "done", "{done}");
+    let counts = &done["manifest"]["counts"];
+    // All 25, although the index allows only the 22 who consented to SMS marketing.
+    assert_eq!(counts["considered"], 25, "{counts}");
+    assert_eq!(counts["included"], 21, "{counts}");
+    let lines = counts["exclusions"].as_array().unwrap();
+    let total: u64 = lines.iter().map(|l| l["people"].as_u64().unwrap()).sum();
+    assert_eq!(total, 4, "{counts}");
+    let no_consent = lines
+        .iter()
+        .find(|l| {
+            l["why"]
+                .as_str()
+                .unwrap()
+                .contains("needs consent and none is on record")
+        })
+        .unwrap_or_else(|| panic!("{counts}"));
+    assert_eq!(no_consent["people"], 3, "{counts}");
+    assert!(
+        !no_consent["cite"].as_array().unwrap().is_empty(),
+        "{counts}"
+    );
+    let suppressed = lines.iter().find(|l| l["reason"] == "suppressed").unwrap();
+    assert_eq!(suppressed["people"], 1);
+    assert!(
+        suppressed["cite"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("GDPR-21"))
+    );
+
+    // Abroad without a transfer mechanism: refused, and the reason names the rule.
+    let refused = &finished[1];
+    assert_eq!(refused["status"], "refused", "{refused}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("0 of the 25 people"), "{reason}");
+    assert!(
+        reason.contains("cross_border") && reason.contains("PIPL-38"),
+        "{reason}"
+    );
+    assert_eq!(refused["counts"]["considered"], 25, "{refused}");
+    assert!(
+        refused["counts"]["exclusions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["reason"].as_str().unwrap().ends_with("cross_border")),
+        "{refused}"
     );
 }
