@@ -119,7 +119,8 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
             elapsed.as_secs_f64()
         );
         println!(
-            "  {rate:.0} profiles/s with a policy decision, store read and decrypt, pseudonym, two platform hashes and sealing per person (budget >= 100,000; sled cache {} MiB)",
+            "  {rate:.0} profiles/s with a policy decision, store read and decrypt, pseudonym, two platform hashes and sealing per person (budget >= 100,000; {} store, cache {} MiB)",
+            args.engine.as_str(),
             args.cache_mb.max(16)
         );
     }
