@@ -644,6 +644,26 @@ impl JurisdictionCheck<'_> {
         }
     }
 
+    /// Whether the person is a child whose every field is sensitive under this jurisdiction.
+    fn child_all_sensitive(&self) -> bool {
+        let j = self.j;
+        j.minors.all_sensitive
+            && self
+                .subject
+                .age
+                .is_some_and(|age| age < self.minors_threshold())
+    }
+
+    /// The age below which the person needs a guardian (their country's, or the file's).
+    fn minors_threshold(&self) -> u32 {
+        self.subject
+            .residency
+            .as_ref()
+            .and_then(|country| self.j.minors.by_country.get(country))
+            .copied()
+            .unwrap_or(self.j.minors.age_under)
+    }
+
     /// Minors: no profiling-based advertising below the ban's age; below the threshold of
     /// their country, consent-based, marketing and personalised purposes need a guardian.
     fn minors(&self, out: &mut Outcome, rule: &PurposeRule, general: &ConsentOutcome) {
@@ -651,13 +671,7 @@ impl JurisdictionCheck<'_> {
         let Some(age) = self.subject.age else {
             return;
         };
-        let threshold = self
-            .subject
-            .residency
-            .as_ref()
-            .and_then(|country| j.minors.by_country.get(country))
-            .copied()
-            .unwrap_or(j.minors.age_under);
+        let threshold = self.minors_threshold();
         if let Some(ban) = &j.minors.advertising_profiling_ban
             && age < ban.age_under
             && self.marketing
@@ -671,6 +685,21 @@ impl JurisdictionCheck<'_> {
                 ),
                 &ban.cite,
             );
+        }
+        if age < threshold && j.minors.all_sensitive {
+            // All of a child's information is sensitive: whatever the purpose and its basis,
+            // the guardian's separate consent to it (PIPL Art 28, 29, 31).
+            let separate = self.consent(None, true);
+            if !(separate.state == ConsentState::Granted && separate.guardian) {
+                out.deny(
+                    format!("{id}.minors"),
+                    format!(
+                        "all personal information of a child under {threshold} is sensitive: {purpose} needs a guardian's separate consent"
+                    ),
+                    &concat(&j.minors.cite, &j.sensitive.cite),
+                );
+            }
+            return;
         }
         let needs_consent =
             rule.legal_basis == LegalBasis::Consent || self.marketing || self.personalised;
@@ -769,7 +798,20 @@ impl JurisdictionCheck<'_> {
             return;
         };
         let recipient_id = request.recipient.as_ref().map(|r| r.id.as_str());
-        if self.set.is_sensitive(category)
+        if self.child_all_sensitive() {
+            // A child's every field is sensitive: shown or handed over only under the
+            // guardian's separate consent to the purpose (and then as the rules below say).
+            let separate = self.consent(None, true);
+            if !(separate.state == ConsentState::Granted && separate.guardian) {
+                out.oblige(
+                    field,
+                    Transform::Drop,
+                    format!("{id}.minors"),
+                    &concat(&j.minors.cite, &j.sensitive.cite),
+                );
+                return;
+            }
+        } else if self.set.is_sensitive(category)
             && self.consent(recipient_id, true).state != ConsentState::Granted
         {
             out.oblige(

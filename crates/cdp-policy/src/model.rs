@@ -143,6 +143,11 @@ pub struct MinorsRule {
     /// Below this age, no advertising purpose at all (the consent of nobody lifts it).
     #[serde(default)]
     pub advertising_profiling_ban: Option<AgeRule>,
+    /// Below `age_under`, all of the child's personal information is sensitive (PIPL Art 28):
+    /// every purpose, whatever its lawful basis, needs the guardian's separate consent, and
+    /// every field is treated as a sensitive one.
+    #[serde(default)]
+    pub all_sensitive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

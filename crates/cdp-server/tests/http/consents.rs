@@ -157,3 +157,76 @@ async fn cross_border_is_its_own_separate_consent() {
         "{view}"
     );
 }
+
+/// A child under 14 (PIPL Art 28, 31): all of their information is sensitive, so even the
+/// service desk needs the guardian's separate consent, recorded as such (issue 17 item 3).
+#[tokio::test]
+async fn a_child_under_14_needs_the_guardians_separate_consent_for_everything() {
+    let h = crate::harness();
+    let key = crate::policy::source(&h, "CN");
+    crate::policy::send(
+        &h,
+        &key,
+        json!({"batch": [{"type": "identify", "userId": "kid-1", "messageId": "kid-1",
+                          "traits": {"phone": "13900007777", "birthday": "2016-03-01",
+                                     "address": {"country": "CN", "city": "上海"}}}]}),
+        false,
+    )
+    .await;
+    // Not by a lookup: even that is a processing the guardian has not consented to (it
+    // answers 404 as for an unknown identifier).
+    let (status, _) = get_json(
+        &h,
+        "/v1/profiles/lookup?type=user_id&value=kid-1&purpose=essential.service",
+        &token_with(&["admin"], &[]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let id = h
+        .engine
+        .profile_of_identifier(&cdp_core::IdentifierType::UserId, "kid-1", None)
+        .unwrap()
+        .unwrap()
+        .to_string();
+    let service = crate::policy::token_with(&["customer_service"], &[]);
+    let path = format!("/v1/profiles/{id}?purpose=customer_service");
+    let (status, body) = crate::policy::get_json(&h, &path, &service).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("child under 14") && message.contains("PIPL-28"),
+        "{message}"
+    );
+    let consent = |separate: bool| {
+        json!({"subject": {"profile_id": id}, "purpose": "customer_service", "status": "granted",
+               "source": "store", "guardian": true, "separate": separate,
+               "evidence": {"form": "guardian-signup", "guardian": "parent"}})
+    };
+    // A guardian's consent that is not separate is not enough.
+    let (status, body) =
+        crate::policy::post_json(&h, "/v1/consents", &service, consent(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = crate::policy::get_json(&h, &path, &service).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) =
+        crate::policy::post_json(&h, "/v1/consents", &service, consent(true)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, profile) = crate::policy::get_json(&h, &path, &service).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    // Masked like anyone's.
+    assert!(!profile.to_string().contains("13900007777"), "{profile}");
+    // The ledger says who consented.
+    let (_, consents) = crate::policy::get_json(
+        &h,
+        &format!("/v1/profiles/{id}/consents?purpose=customer_service"),
+        &service,
+    )
+    .await;
+    let history = consents["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|r| r["guardian"] == true && r["separate"] == true),
+        "{consents}"
+    );
+}
