@@ -561,6 +561,7 @@ fn consent_records_follow_their_identifier_through_a_split() {
                     separate: false,
                     guardian: false,
                     scopes: Vec::new(),
+                    categories: Vec::new(),
                     evidence: json!({"test": true}),
                     at: None,
                 },
@@ -689,6 +690,7 @@ fn exports_finish_with_a_signed_manifest_or_are_refused_without_a_file() {
             separate: false,
             guardian: false,
             scopes: Vec::new(),
+            categories: Vec::new(),
             evidence: json!({"screen": "sms"}),
             at: None,
         };

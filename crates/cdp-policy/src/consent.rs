@@ -15,6 +15,10 @@
 //!   data to that recipient (PIPL 23) and transferring it abroad (PIPL 39) are separate
 //!   consents, and one never implies the other. A record that states no scope covers the
 //!   provision only: a transfer abroad is consented to in so many words.
+//! - A separate consent may name sensitive data `categories` (`user.health`): the person agrees
+//!   that the purpose selects or uses what reveals them (PIPL Art 29, GDPR Art 9(2)(a)). Such a
+//!   record speaks of those categories only: it counts for a question about a category it
+//!   covers (a category or an ancestor of it), and for no other question.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +85,9 @@ pub struct ConsentFact {
     /// What a separate consent naming a recipient covers (none stated: the provision only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<ConsentScope>,
+    /// Sensitive data categories a separate consent covers (see the module's rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_version: Option<String>,
     #[serde(default = "profile_origin")]
@@ -148,6 +155,8 @@ pub struct ConsentQuery<'a> {
     pub scope: Option<ConsentScope>,
     /// The notice version a grant must be for, if the purpose has one.
     pub notice_version: Option<&'a str>,
+    /// A sensitive data category: only separate records naming it (or an ancestor) count.
+    pub category: Option<&'a str>,
 }
 
 /// `granted` covers `requested`: equal, or an ancestor in the dotted taxonomy.
@@ -182,6 +191,15 @@ pub fn resolve(facts: &[ConsentFact], query: ConsentQuery<'_>) -> ConsentOutcome
                 || fact
                     .scopes
                     .contains(&query.scope.unwrap_or(ConsentScope::Provision))
+        })
+        // A record about categories speaks of those only; a category is consented to by a
+        // separate record that names it.
+        .filter(|(_, fact)| match query.category {
+            None => fact.categories.is_empty(),
+            Some(category) => {
+                fact.categories.iter().any(|named| covers(named, category))
+                    && (fact.status != ConsentStatus::Granted || fact.separate)
+            }
         })
         .collect();
     let newest = |a: &(usize, &ConsentFact)| (a.1.at, a.0);

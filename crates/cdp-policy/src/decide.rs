@@ -109,6 +109,10 @@ pub struct DecisionRequest {
     /// Fields to project (`identifiers.phone`, `traits.firstName`, `events`...).
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Sensitive data categories the selection of people reveals (an audience of insulin
+    /// buyers reveals `user.health`): each needs the person's separate consent naming it.
+    #[serde(default)]
+    pub inferred: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +151,7 @@ impl DecisionRequest {
             caller: None,
             recipient: None,
             fields: Vec::new(),
+            inferred: Vec::new(),
         }
     }
 }
@@ -314,6 +319,11 @@ impl PolicySet {
                 .get(candidate)
                 .is_some_and(|def| def.sensitive)
         })
+    }
+
+    /// What a value audiences select by (an interest, a tag, an event name) reveals.
+    pub fn infer(&self, value: &str) -> crate::inferences::Inference {
+        crate::inferences::classify(&self.inferences, value, |c| self.is_sensitive(c))
     }
 
     /// The category of a profile field (`traits.x.y` falls back to `traits.x`).
@@ -485,6 +495,7 @@ impl PolicySet {
         if let Some(recipient) = &request.recipient {
             check.recipient(&mut out, recipient);
         }
+        check.inferences(&mut out);
         if request.action == Action::Publish
             && check.consent(None, true).state != ConsentState::Granted
         {
@@ -538,6 +549,7 @@ impl JurisdictionCheck<'_> {
                 separate,
                 scope,
                 notice_version: self.notice,
+                category: None,
             },
         )
     }
@@ -630,6 +642,7 @@ impl JurisdictionCheck<'_> {
                 separate: false,
                 scope: None,
                 notice_version: None,
+                category: None,
             },
         );
         if objection.state.is_refusal() {
@@ -641,6 +654,41 @@ impl JurisdictionCheck<'_> {
                 ),
                 &self.j.objection.personalization_cite,
             );
+        }
+    }
+
+    /// Selecting people by what reveals a sensitive category (PIPL Art 28, 29; GDPR Art 9):
+    /// the person's separate consent to the purpose naming that category (or an ancestor).
+    fn inferences(&self, out: &mut Outcome) {
+        let (j, id, purpose) = (self.j, self.id, self.purpose);
+        for category in &self.request.inferred {
+            let consent = resolve(
+                &self.subject.consents,
+                ConsentQuery {
+                    purpose,
+                    recipient: None,
+                    separate: true,
+                    scope: None,
+                    notice_version: self.notice,
+                    category: Some(category),
+                },
+            );
+            if consent.state != ConsentState::Granted {
+                let what = self
+                    .set
+                    .taxonomy
+                    .data_categories
+                    .get(category.as_str())
+                    .map(|def| def.description.trim_end_matches('.').to_lowercase())
+                    .unwrap_or_else(|| category.clone());
+                out.deny(
+                    format!("{id}.sensitive_inference"),
+                    format!(
+                        "the selection reveals {category} ({what}): {purpose} needs the person's separate consent naming it"
+                    ),
+                    &j.sensitive.cite,
+                );
+            }
         }
     }
 

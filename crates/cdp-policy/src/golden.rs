@@ -41,6 +41,9 @@ pub struct GoldenRequest {
     pub recipient: Option<RecipientFacts>,
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Sensitive categories the selection reveals (inferences.yaml).
+    #[serde(default)]
+    pub inferred: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +75,7 @@ impl GoldenRequest {
             }),
             recipient: self.recipient.clone(),
             fields: self.fields.clone(),
+            inferred: self.inferred.clone(),
         }
     }
 }

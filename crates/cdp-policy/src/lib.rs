@@ -14,6 +14,7 @@
 pub mod consent;
 mod decide;
 pub mod golden;
+pub mod inferences;
 mod load;
 pub mod model;
 mod role;
@@ -27,6 +28,7 @@ pub use decide::{
     Action, CallerFacts, Decision, DecisionRequest, Effect, Reason, ReasonKind, RecipientFacts,
     RecipientRole, SubjectFacts,
 };
+pub use inferences::Inference;
 pub use load::{PolicyError, PolicySet};
 pub use model::{LegalBasis, Transform};
 pub use role::{Role, UnknownRole};

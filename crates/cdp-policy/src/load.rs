@@ -1,6 +1,6 @@
 //! Loading and validating a policy directory.
 //!
-//! A directory holds `taxonomy.yaml`, `fields.yaml`, `roles.yaml` and one file per jurisdiction
+//! A directory holds `taxonomy.yaml`, `fields.yaml`, `roles.yaml`, `inferences.yaml` and one file per jurisdiction
 //! (every other `*.yaml`); `tests/` holds golden cases and is not part of the policy. Every
 //! error names the file, the line (where it can be found) and the rule.
 
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::inferences::{InferencesFile, normalise_value};
 use crate::model::{FieldsFile, JurisdictionFile, RolesFile, TaxonomyFile, Transform};
 
 /// Why a policy directory cannot be used.
@@ -28,12 +29,17 @@ pub enum PolicyError {
 const TAXONOMY: &str = "taxonomy.yaml";
 const FIELDS: &str = "fields.yaml";
 const ROLES: &str = "roles.yaml";
+const INFERENCES: &str = "inferences.yaml";
 
 /// The policies shipped with the binary (the repository's `policies/`).
 const BUILTIN: &[(&str, &str)] = &[
     (TAXONOMY, include_str!("../../../policies/taxonomy.yaml")),
     (FIELDS, include_str!("../../../policies/fields.yaml")),
     (ROLES, include_str!("../../../policies/roles.yaml")),
+    (
+        INFERENCES,
+        include_str!("../../../policies/inferences.yaml"),
+    ),
     ("pipl.yaml", include_str!("../../../policies/pipl.yaml")),
     ("gdpr.yaml", include_str!("../../../policies/gdpr.yaml")),
 ];
@@ -44,6 +50,8 @@ pub struct PolicySet {
     pub taxonomy: TaxonomyFile,
     pub fields: FieldsFile,
     pub roles: RolesFile,
+    /// What selector values (interests, tags, event names) reveal.
+    pub inferences: InferencesFile,
     pub jurisdictions: Vec<JurisdictionFile>,
     /// `sha256:` + 16 hex digits of the files' names and contents: which rules decided.
     pub version: String,
@@ -101,9 +109,10 @@ impl PolicySet {
         let taxonomy: TaxonomyFile = parse(TAXONOMY, take(TAXONOMY)?)?;
         let fields: FieldsFile = parse(FIELDS, take(FIELDS)?)?;
         let roles: RolesFile = parse(ROLES, take(ROLES)?)?;
+        let inferences: InferencesFile = parse(INFERENCES, take(INFERENCES)?)?;
         let mut jurisdictions = Vec::new();
         for (name, text) in &files {
-            if [TAXONOMY, FIELDS, ROLES].contains(&name.as_str()) {
+            if [TAXONOMY, FIELDS, ROLES, INFERENCES].contains(&name.as_str()) {
                 continue;
             }
             jurisdictions.push((name.clone(), parse::<JurisdictionFile>(name, text)?));
@@ -120,6 +129,7 @@ impl PolicySet {
         validator.taxonomy(&taxonomy)?;
         validator.fields(&fields, &taxonomy)?;
         validator.roles(&roles, &taxonomy)?;
+        validator.inferences(&inferences, &taxonomy)?;
         let mut ids = BTreeSet::new();
         for (name, jurisdiction) in &jurisdictions {
             if !ids.insert(jurisdiction.jurisdiction.clone()) {
@@ -146,6 +156,7 @@ impl PolicySet {
             taxonomy,
             fields,
             roles,
+            inferences,
             jurisdictions: jurisdictions.into_iter().map(|(_, j)| j).collect(),
             version,
             origin: origin.into(),
@@ -252,6 +263,44 @@ impl Validator<'_> {
                         &["consent_categories:", &format!("{name}:")],
                         &format!("consent_categories.{name}"),
                         format!("purpose {purpose} is not defined"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every category of the taxonomy, every term normalised and in one category only.
+    fn inferences(
+        &self,
+        inferences: &InferencesFile,
+        taxonomy: &TaxonomyFile,
+    ) -> Result<(), PolicyError> {
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (category, terms) in &inferences.categories {
+            if !taxonomy.data_categories.contains_key(category) {
+                return Err(self.error(
+                    INFERENCES,
+                    &[&format!("{category}:")],
+                    category,
+                    format!("{category} is not a data category of taxonomy.yaml"),
+                ));
+            }
+            for term in &terms.terms {
+                if term.is_empty() || normalise_value(term) != *term {
+                    return Err(self.error(
+                        INFERENCES,
+                        &[&format!("{category}:"), term],
+                        category,
+                        format!("term {term:?} must be lower case, with _ for spaces and dashes"),
+                    ));
+                }
+                if let Some(other) = seen.insert(term, category) {
+                    return Err(self.error(
+                        INFERENCES,
+                        &[&format!("{category}:"), term],
+                        category,
+                        format!("term {term} is listed under {other} too"),
                     ));
                 }
             }

@@ -12,6 +12,7 @@ fn files() -> BTreeMap<String, String> {
         "taxonomy.yaml",
         "fields.yaml",
         "roles.yaml",
+        "inferences.yaml",
         "pipl.yaml",
         "gdpr.yaml",
     ]
@@ -164,4 +165,27 @@ fn roles_yaml_defines_exactly_the_roles_of_the_api() {
     assert_eq!(file, "roles.yaml");
     assert_eq!(rule, "auditor");
     assert!(message.contains("role auditor is not defined"), "{message}");
+}
+
+#[test]
+fn inference_terms_name_known_categories_once() {
+    let (file, _, rule, message) = invalid(|files| {
+        let text = files["inferences.yaml"].replace("  user.minor:", "  user.astrology:");
+        files.insert("inferences.yaml".into(), text);
+    });
+    assert_eq!(
+        (file.as_str(), rule.as_str()),
+        ("inferences.yaml", "user.astrology")
+    );
+    assert!(message.contains("not a data category"), "{message}");
+    let (_, _, _, message) = invalid(|files| {
+        let text = files["inferences.yaml"].replace("[pharmacy,", "[pharmacy, shoes,");
+        files.insert("inferences.yaml".into(), text);
+    });
+    assert!(message.contains("term shoes is listed under"), "{message}");
+    let (_, _, _, message) = invalid(|files| {
+        let text = files["inferences.yaml"].replace("[pharmacy,", "[Pharmacy,");
+        files.insert("inferences.yaml".into(), text);
+    });
+    assert!(message.contains("lower case"), "{message}");
 }

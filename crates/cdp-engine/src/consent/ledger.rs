@@ -54,6 +54,32 @@ impl Engine {
                     .into(),
             ));
         }
+        // Categories name sensitive data the person agrees the purpose may use: explicit,
+        // hence a separate consent (PIPL Art 29, GDPR Art 9(2)(a)).
+        if !input.categories.is_empty() && !input.separate {
+            return Err(EngineError::InvalidRequest(
+                "categories belong to a separate consent (separate: true)".into(),
+            ));
+        }
+        if input.categories.len() > 16 {
+            return Err(EngineError::InvalidRequest(
+                "categories lists at most 16 data categories".into(),
+            ));
+        }
+        for category in &input.categories {
+            let sensitive = self
+                .policies()
+                .taxonomy
+                .data_categories
+                .contains_key(category)
+                && self.policies().is_sensitive(category);
+            if !sensitive {
+                return Err(EngineError::InvalidRequest(format!(
+                    "categories: {} is not a sensitive data category of the taxonomy",
+                    category.chars().take(64).collect::<String>()
+                )));
+            }
+        }
         if let Some(at) = input.at {
             // When the person gave it: a time ahead of the server's clock (beyond drift) is a
             // mistake, and recording it as "now" would misdate the evidence (GDPR 7(1)).
@@ -140,6 +166,7 @@ impl Engine {
             channel: input.channel,
             recipient: input.recipient,
             scopes: input.scopes,
+            categories: input.categories,
             separate: input.separate,
             guardian: input.guardian,
             evidence: input.evidence,
@@ -161,6 +188,7 @@ impl Engine {
                 separate: record.separate,
                 scope: record.scopes.first().copied(),
                 notice_version: self.policies().notice_version(&record.purpose),
+                category: None,
             },
         )
         .state;
@@ -257,6 +285,7 @@ impl Engine {
                         separate: false,
                         scope: None,
                         notice_version: notice,
+                        category: None,
                     },
                 );
                 PurposeState {

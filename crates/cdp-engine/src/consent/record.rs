@@ -66,6 +66,10 @@ pub struct ConsentRecord {
     /// transfer abroad (PIPL 39), or both. None stated: the provision only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<ConsentScope>,
+    /// Sensitive data categories a separate consent covers (`user.health`): the purpose may
+    /// select the person by what reveals them (PIPL Art 29, GDPR Art 9(2)(a)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
     /// Proof of the consent (notice shown, checkbox, signature reference...).
     pub evidence: Value,
     pub origin: ConsentOrigin,
@@ -97,6 +101,7 @@ impl ConsentRecord {
             separate: self.separate,
             guardian: self.guardian,
             scopes: self.scopes.clone(),
+            categories: self.categories.clone(),
             notice_version: self.notice_version.clone(),
             origin: self.origin.label(),
             at: self.at,
@@ -130,6 +135,8 @@ pub struct ConsentInput {
     pub guardian: bool,
     /// See [`ConsentRecord::scopes`].
     pub scopes: Vec<ConsentScope>,
+    /// See [`ConsentRecord::categories`].
+    pub categories: Vec<String>,
     pub evidence: Value,
     pub at: Option<OffsetDateTime>,
 }

@@ -104,6 +104,7 @@ impl Engine {
                     caller: Some(access.caller.clone()),
                     recipient: Some(recipient.facts()),
                     fields: Vec::new(),
+                    inferred: Vec::new(),
                 },
                 &cdp_policy::SubjectFacts::default(),
             ))));
@@ -221,6 +222,7 @@ impl Engine {
             caller: Some(access.caller.clone()),
             recipient: Some(recipient.facts()),
             fields: policy_fields,
+            inferred: Vec::new(),
         };
         let mut columns: Vec<String> = vec!["op".into()];
         columns.extend(job.fields.iter().cloned());

@@ -83,6 +83,7 @@ impl DecisionMemo {
                     separate: false,
                     scope: None,
                     notice_version: policies.notice_version(purpose),
+                    category: None,
                 },
             );
             consent.push((purpose.clone(), outcome.state.as_str().to_string()));

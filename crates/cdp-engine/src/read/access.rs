@@ -186,6 +186,7 @@ impl Engine {
             caller: Some(access.caller.clone()),
             recipient: None,
             fields: fields(&subject.record),
+            inferred: Vec::new(),
         };
         let decision = self.decide_audited(access, action, subject.id, request, &subject.facts)?;
         Ok(Some((subject, decision)))
@@ -254,6 +255,7 @@ impl Engine {
                     caller: Some(access.caller.clone()),
                     recipient: None,
                     fields: Vec::new(),
+                    inferred: Vec::new(),
                 },
                 &SubjectFacts::default(),
             );
@@ -463,6 +465,7 @@ impl Engine {
             caller: Some(access.caller.clone()),
             recipient: None,
             fields: fields.iter().cloned().collect(),
+            inferred: Vec::new(),
         };
         let mut decision = self
             .decide_audited(

@@ -115,6 +115,7 @@ impl Engine {
                     separate: false,
                     guardian: false,
                     scopes: Vec::new(),
+                    categories: Vec::new(),
                     evidence: serde_json::json!({ "request": request }),
                     at: None,
                 },

@@ -164,6 +164,7 @@ impl Engine {
                         channel: Some(source.channel),
                         recipient: None,
                         scopes: Vec::new(),
+                        categories: Vec::new(),
                         separate: false,
                         guardian: false,
                         evidence,

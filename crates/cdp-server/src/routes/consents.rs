@@ -45,6 +45,10 @@ pub(crate) struct ConsentBody {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     scopes: Vec<cdp_policy::ConsentScope>,
+    /// Sensitive data categories a separate consent covers (`user.health`): the purpose may
+    /// select the person by what reveals them (PIPL Art 29, GDPR Art 9(2)(a)).
+    #[serde(default)]
+    categories: Vec<String>,
     /// Proof: what was shown and how the person agreed (at most 4 KB of JSON).
     #[schema(value_type = Object)]
     evidence: serde_json::Value,
@@ -80,6 +84,7 @@ pub(crate) async fn record(
         separate: body.separate,
         guardian: body.guardian,
         scopes: body.scopes,
+        categories: body.categories,
         evidence: body.evidence,
         at: body.at,
     };

@@ -52,6 +52,10 @@ pub(crate) struct EvaluateBody {
     recipient: Option<RecipientFacts>,
     #[serde(default)]
     fields: Vec<String>,
+    /// Sensitive categories the selection reveals (`user.health`), as an audience selecting by
+    /// them would state.
+    #[serde(default)]
+    inferred: Vec<String>,
     #[schema(value_type = Option<Object>)]
     subject: Option<SubjectFacts>,
     profile_id: Option<String>,
@@ -86,6 +90,7 @@ pub(crate) async fn evaluate(
         caller: body.caller,
         recipient: body.recipient,
         fields: body.fields,
+        inferred: body.inferred,
     };
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();

@@ -19,6 +19,7 @@ fn policy_subjects(count: usize) -> Vec<cdp_policy::SubjectFacts> {
                     separate,
                     guardian: false,
                     scopes: Vec::new(),
+                    categories: Vec::new(),
                     notice_version: Some("2026-01".into()),
                     origin: origin.into(),
                     at,
@@ -82,6 +83,7 @@ pub(super) fn run(args: PolicyArgs) -> anyhow::Result<()> {
             "traits.city".into(),
             "traits.health_conditions".into(),
         ],
+        inferred: Vec::new(),
     };
     let audience = DecisionRequest {
         action: Action::Audience,
@@ -89,6 +91,7 @@ pub(super) fn run(args: PolicyArgs) -> anyhow::Result<()> {
         caller: None,
         recipient: None,
         fields: Vec::new(),
+        inferred: Vec::new(),
     };
     let mut allowed = 0u64;
     let rates = [
