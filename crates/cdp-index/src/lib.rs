@@ -40,6 +40,9 @@ pub const KEYWORD_FIELDS: &[&str] = &[
     "hesitating",
     "repurchase",
     "minor",
+    // `purpose|category` of each separate consent naming a sensitive category (the engine adds
+    // it to audiences that select by what reveals the category).
+    "sensitive_consent",
 ];
 
 /// Numeric attributes (computed traits) an audience can compare.
@@ -69,8 +72,8 @@ pub const EVENT_WINDOWS: &[u32] = &[7, 30, 90, 365];
 
 /// Bumped when the schema changes: an index of another version is rebuilt (3: `key_low`;
 /// 4: numbers and event counts columnar only, without `present` terms; 5: `key` columnar
-/// only; 6: `id` as 16 bytes, not stored).
-pub const SCHEMA_VERSION: u32 = 6;
+/// only; 6: `id` as 16 bytes, not stored; 7: `sensitive_consent`).
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// A document's id: the profile id's 16 bytes. Its first and last 8 bytes, big-endian, are
 /// the `key` and `key_low` columns ([`key_of`]).

@@ -292,6 +292,11 @@ impl PolicySet {
         by_role && by_token
     }
 
+    /// Whether `purpose` is a marketing purpose (advertising included).
+    pub fn is_marketing(&self, purpose: &str) -> bool {
+        self.purpose_flag(purpose, |p| p.marketing)
+    }
+
     /// Whether `purpose` (or an ancestor) carries a flag.
     fn purpose_flag(
         &self,

@@ -24,6 +24,8 @@ mod edge;
 mod export_erasure;
 #[path = "http/exports.rs"]
 mod exports;
+#[path = "http/inferences.rs"]
+mod inferences;
 #[path = "http/ingest.rs"]
 mod ingest;
 #[path = "http/policy.rs"]

@@ -109,6 +109,9 @@ impl Engine {
                 &cdp_policy::SubjectFacts::default(),
             ))));
         }
+        // What the selection reveals: an unclassified value for a marketing purpose is refused
+        // here, before anything runs.
+        self.inferred_categories(&audience, &request.purpose)?;
         // Purpose limitation (PIPL Art 6, GDPR Art 5(1)(b)): the members were selected for the
         // audience's purpose; an export serves that purpose or a narrower one of it.
         if !cdp_policy::covers(&audience.purpose, &request.purpose) {
@@ -222,7 +225,8 @@ impl Engine {
             caller: Some(access.caller.clone()),
             recipient: Some(recipient.facts()),
             fields: policy_fields,
-            inferred: Vec::new(),
+            // Each member needs a separate consent naming what the selection reveals.
+            inferred: self.inferred_categories(&audience, &job.purpose)?,
         };
         let mut columns: Vec<String> = vec!["op".into()];
         columns.extend(job.fields.iter().cloned());

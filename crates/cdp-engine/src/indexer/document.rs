@@ -23,6 +23,13 @@ const INDEXABLE_CATEGORIES: &[&str] = &[
     "user.location.region",
 ];
 
+/// Whether traits of `category` are indexed (and may be selected by).
+pub(crate) fn is_indexable(category: &str) -> bool {
+    INDEXABLE_CATEGORIES
+        .iter()
+        .any(|prefix| cdp_policy::consent::covers(prefix, category))
+}
+
 /// The profile id whose index keys are `(key, key_low)` (see [`cdp_index::key_of`]).
 pub(crate) fn profile_of_keys(key: u64, key_low: u64) -> ProfileId {
     ProfileId::from_bytes(cdp_index::id_of_keys(key, key_low))
@@ -42,6 +49,9 @@ pub(crate) struct PolicyPart {
     consent: Vec<(String, String)>,
     /// Purposes whose audience decision allows the person.
     allowed: Vec<String>,
+    /// `purpose|category` of each current separate consent naming a sensitive category: an
+    /// audience that selects by what reveals the category needs it (`sensitive_consent`).
+    sensitive_consents: Vec<String>,
 }
 
 /// Decisions of one index pass (or one thread of it), by facts. Kept for one pass only: a new
@@ -94,8 +104,31 @@ impl DecisionMemo {
                 allowed.push(purpose.clone());
             }
         }
+        let mut sensitive_consents = std::collections::BTreeSet::new();
+        for fact in &facts.consents {
+            if fact.status != cdp_policy::ConsentStatus::Granted || !fact.separate {
+                continue;
+            }
+            for category in &fact.categories {
+                let outcome = cdp_policy::consent::resolve(
+                    &facts.consents,
+                    cdp_policy::ConsentQuery {
+                        purpose: &fact.purpose,
+                        recipient: None,
+                        separate: true,
+                        scope: None,
+                        notice_version: policies.notice_version(&fact.purpose),
+                        category: Some(category),
+                    },
+                );
+                if outcome.state == cdp_policy::ConsentState::Granted {
+                    sensitive_consents.insert(format!("{}|{category}", fact.purpose));
+                }
+            }
+        }
         let (jurisdictions, _) = policies.jurisdictions_for(facts);
         PolicyPart {
+            sensitive_consents: sensitive_consents.into_iter().collect(),
             minor: policies.is_minor(facts),
             age: facts.age,
             residency: facts.residency.clone(),
@@ -165,10 +198,7 @@ impl Engine {
             let Some(category) = policies.category_of(&format!("traits.{name}")) else {
                 continue;
             };
-            let indexable = INDEXABLE_CATEGORIES
-                .iter()
-                .any(|prefix| cdp_policy::consent::covers(prefix, category))
-                && !policies.is_sensitive(category);
+            let indexable = is_indexable(category) && !policies.is_sensitive(category);
             let text = match &value.value {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
@@ -212,6 +242,9 @@ fn keywords_of(
     }
     for channel in record.channels.keys() {
         keywords.push(("channel", channel.as_str().to_string()));
+    }
+    for consent in &decided.sensitive_consents {
+        keywords.push(("sensitive_consent", consent.clone()));
     }
     for tag in derived.tags() {
         keywords.push(("tag", tag));

@@ -27,7 +27,7 @@ use crate::{Engine, EngineError};
 mod document;
 mod handoff;
 
-pub(crate) use document::{DecisionMemo, profile_of_keys};
+pub(crate) use document::{DecisionMemo, is_indexable, profile_of_keys};
 pub(crate) use handoff::WrittenProfiles;
 
 /// What the index has taken in, stored as its commit payload.

@@ -49,6 +49,10 @@ pub struct AudienceCount {
     pub matched: u64,
     /// Matched but excluded by the policies.
     pub removed_by_policy: u64,
+    /// What the selection reveals that is sensitive: members need a separate consent naming
+    /// each category (the others are among `removed_by_policy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<crate::read::selection::SensitiveSelector>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -94,8 +98,16 @@ impl Engine {
         purpose: &str,
     ) -> Result<Vec<ProfileId>, EngineError> {
         let index = self.search_index()?;
+        // With the consents its sensitive selectors need; an audience saved before a value it
+        // selects by was refused keeps its plain condition here (this lists, it does not use).
+        let condition = match self.sensitive_selection(&audience.condition, purpose) {
+            Ok(sensitive) => {
+                Self::with_sensitive_consents(&audience.condition, purpose, &sensitive)
+            }
+            Err(_) => audience.condition.clone(),
+        };
         Ok(index
-            .member_keys(&audience.condition, &self.purposes(), purpose)
+            .member_keys(&condition, &self.purposes(), purpose)
             .map_err(index_error)?
             .into_iter()
             .map(|(key, low)| crate::indexer::profile_of_keys(key, low))
@@ -134,22 +146,54 @@ impl Engine {
         }
     }
 
+    /// How many match `condition`, and how many of them the policies allow for `purpose`
+    /// (including a separate consent to each sensitive category the selection reveals).
     fn count_condition(
         &self,
         condition: &Condition,
-        purpose: Option<&str>,
+        purpose: &str,
     ) -> Result<AudienceCount, EngineError> {
-        let (matched, allowed) = self
-            .search_index()?
-            .count(condition, &self.purposes(), purpose)
-            .map_err(index_error)?;
+        let sensitive = self.sensitive_selection(condition, purpose)?;
+        let index = self.search_index()?;
+        let purposes = self.purposes();
+        let (matched, allowed) = if sensitive.is_empty() {
+            index
+                .count(condition, &purposes, Some(purpose))
+                .map_err(index_error)?
+        } else {
+            let (matched, _) = index
+                .count(condition, &purposes, None)
+                .map_err(index_error)?;
+            let narrowed = Self::with_sensitive_consents(condition, purpose, &sensitive);
+            let (_, allowed) = index
+                .count(&narrowed, &purposes, Some(purpose))
+                .map_err(index_error)?;
+            (matched, allowed)
+        };
         Ok(AudienceCount {
             count: allowed,
             matched,
             removed_by_policy: matched - allowed.min(matched),
-            purpose: purpose.map(str::to_string),
+            sensitive,
+            purpose: Some(purpose.to_string()),
             evaluated_at: OffsetDateTime::now_utc(),
         })
+    }
+
+    /// The sensitive categories an audience's selection reveals, for `purpose`.
+    pub(crate) fn inferred_categories(
+        &self,
+        audience: &AudienceRecord,
+        purpose: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut categories: Vec<String> = self
+            .sensitive_selection(&audience.condition, purpose)?
+            .into_iter()
+            .map(|s| s.category)
+            .collect();
+        categories.sort();
+        categories.dedup();
+        Ok(categories)
     }
 
     fn audit_audience(
@@ -178,10 +222,39 @@ impl Engine {
     ) -> Result<AudienceCount, EngineError> {
         let condition = self.audience_condition(query)?;
         self.check_purpose(Action::Audience, access, purpose)?;
-        let count = self.count_condition(&condition, Some(purpose))?;
+        let count = self.count_condition(&condition, purpose)?;
         self.audit_audience(access, "audience.count", Some(purpose), Vec::new())?
             .wait_durable()?;
         Ok(count)
+    }
+
+    /// The refusal of an audience that selects by sensitive categories nobody matched has
+    /// consented to: the decision for someone without that consent, its reasons about them.
+    fn sensitive_refusal(
+        &self,
+        access: &Access,
+        purpose: &str,
+        size: &AudienceCount,
+    ) -> EngineError {
+        let mut categories: Vec<String> =
+            size.sensitive.iter().map(|s| s.category.clone()).collect();
+        categories.dedup();
+        let mut decision = self.policies().decide(
+            &DecisionRequest {
+                action: Action::Audience,
+                purpose: purpose.to_string(),
+                caller: Some(access.caller.clone()),
+                recipient: None,
+                fields: Vec::new(),
+                inferred: categories,
+            },
+            &cdp_policy::SubjectFacts::default(),
+        );
+        decision
+            .reasons
+            .retain(|reason| reason.rule.ends_with(".sensitive_inference"));
+        decision.decision = cdp_policy::Effect::Deny;
+        EngineError::Denied(Box::new(decision))
     }
 
     /// The largest minimum audience size of the jurisdictions (20 under the built-in
@@ -225,7 +298,11 @@ impl Engine {
             created_by: access.actor.clone(),
             created_at: OffsetDateTime::now_utc(),
         };
-        let size = self.count_condition(&record.condition, Some(purpose))?;
+        let size = self.count_condition(&record.condition, purpose)?;
+        if !size.sensitive.is_empty() && size.count == 0 && size.matched > 0 {
+            // Nobody could be in it: refused, with the reason and its articles.
+            return Err(self.sensitive_refusal(access, purpose, &size));
+        }
         let sealed = self.seal_system(Keyspace::Audiences, id.as_bytes(), &record)?;
         let mut batch = WriteBatch::default();
         batch.put(Keyspace::Audiences, id.as_bytes().to_vec(), sealed);
@@ -273,7 +350,7 @@ impl Engine {
     /// `GET /v1/audiences/{id}`: the definition and its size now.
     pub fn audience(&self, id: &str, access: &Access) -> Result<AudienceView, EngineError> {
         let record = self.load_audience(id)?;
-        let size = self.count_condition(&record.condition, Some(&record.purpose))?;
+        let size = self.count_condition(&record.condition, &record.purpose)?;
         self.audit_audience(
             access,
             "audience.evaluate",
@@ -307,16 +384,19 @@ impl Engine {
             })
             .transpose()?;
         let limit = limit.clamp(1, 1000);
+        let sensitive = self.sensitive_selection(&record.condition, &purpose)?;
+        let condition = Self::with_sensitive_consents(&record.condition, &purpose, &sensitive);
         let page = self
             .search_index()?
-            .members(&record.condition, &self.purposes(), &purpose, after, limit)
+            .members(&condition, &self.purposes(), &purpose, after, limit)
             .map_err(index_error)?;
         let next_after = (page.len() == limit)
             .then(|| page.last().map(|(key, _)| key.to_string()))
             .flatten();
         let mut members = Vec::with_capacity(page.len());
         let mut removed = 0;
-        let request = DecisionRequest::audience(purpose.clone());
+        let mut request = DecisionRequest::audience(purpose.clone());
+        request.inferred = self.inferred_categories(&record, &purpose)?;
         for (_, id) in page {
             let profile = ProfileId::from_bytes(id);
             let allowed = match self.subject_facts_of(profile)? {

@@ -4,3 +4,4 @@
 pub mod access;
 pub mod audiences;
 pub(crate) mod profiles;
+pub mod selection;
