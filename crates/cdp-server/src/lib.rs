@@ -15,6 +15,7 @@ mod openapi;
 mod permissions;
 mod routes;
 mod serve;
+mod swap;
 
 pub use app::{AppState, ServerConfig, router};
 pub use auth::Caller;
@@ -22,3 +23,7 @@ pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use permissions::Permission;
 pub use serve::serve;
+pub use swap::{SwappableApp, recovering_app};
+
+/// The HTTP application (an axum router), as `cdp serve` builds and swaps it.
+pub type App = axum::Router;

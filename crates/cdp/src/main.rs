@@ -15,6 +15,7 @@ mod import;
 mod keys;
 mod logging;
 mod policy;
+mod recovery;
 mod reindex;
 mod requests;
 mod serve;

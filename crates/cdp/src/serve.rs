@@ -1,7 +1,7 @@
 //! `cdp serve`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use cdp_server::{HttpMetrics, ServerConfig};
@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// Policy directory (see docs/policies.md). Default: the built-in policies.
     #[arg(long, env = "CDP_POLICIES")]
     policies: Option<PathBuf>,
-    /// Storage engine of a new data directory: sled (default) or fjall. An existing directory
+    /// Storage engine of a new data directory: fjall (default) or sled. An existing directory
     /// keeps its engine; naming the other one is refused.
     #[arg(long, env = "CDP_STORE_ENGINE")]
     store_engine: Option<String>,
@@ -60,27 +60,26 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let token_key = Arc::new(token_key);
     let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
     tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
+    let engine_config = cdp_engine::EngineConfig::new(data_dir.root(), keyring.clone(), policies)
+        .with_rules(cdp_engine::EngineRules {
+            identity: settings.identity,
+            computed: settings.computed,
+            survivorship: settings.survivorship,
+            limits: Default::default(),
+            exports: cdp_engine::exports::ExportSettings {
+                file_lifetime: settings.export_file_lifetime,
+                ..Default::default()
+            },
+            dedup: settings.dedup,
+        })
+        .with_store(StoreOptions {
+            engine: settings.store_engine,
+            cache_capacity: settings.cache_capacity_bytes,
+            verify_on_open: settings.verify_on_open,
+        });
     let engine = Arc::new(
-        cdp_engine::Engine::open(
-            cdp_engine::EngineConfig::new(data_dir.root(), keyring.clone(), policies)
-                .with_rules(cdp_engine::EngineRules {
-                    identity: settings.identity,
-                    computed: settings.computed,
-                    survivorship: settings.survivorship,
-                    limits: Default::default(),
-                    exports: cdp_engine::exports::ExportSettings {
-                        file_lifetime: settings.export_file_lifetime,
-                        ..Default::default()
-                    },
-                    dedup: settings.dedup,
-                })
-                .with_store(StoreOptions {
-                    engine: settings.store_engine,
-                    cache_capacity: settings.cache_capacity_bytes,
-                    verify_on_open: settings.verify_on_open,
-                }),
-        )
-        .context("cannot open the data directory")?,
+        cdp_engine::Engine::open(engine_config.clone())
+            .context("cannot open the data directory")?,
     );
     if cdp_store::engine_of(&data_dir) == Some(cdp_store::StoreEngine::Sled) {
         tracing::warn!(
@@ -89,8 +88,11 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             data_dir.root().display()
         );
     }
-    let background =
-        Background::start(&engine, settings.index_refresh, settings.retention_interval)?;
+    let schedule = Schedule {
+        index_refresh: settings.index_refresh,
+        retention_interval: settings.retention_interval,
+    };
+    let background = Background::start(&engine, schedule)?;
     tracing::info!(
         data_dir = %data_dir.root().display(),
         key_source = %keyring.source(),
@@ -108,12 +110,25 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         request_timeout: settings.request_timeout,
         body_timeout: settings.body_timeout,
     };
-    let app = cdp_server::router(
-        engine.clone(),
-        token_key,
-        Arc::new(HttpMetrics::new()),
-        &server_config,
-    );
+    let metrics = Arc::new(HttpMetrics::new());
+    let make_app: AppMaker = Arc::new(move |engine: &Arc<cdp_engine::Engine>| {
+        cdp_server::router(
+            engine.clone(),
+            token_key.clone(),
+            metrics.clone(),
+            &server_config,
+        )
+    });
+    let app = cdp_server::SwappableApp::new(make_app(&engine));
+    let running = Arc::new(Mutex::new(Some(Running { engine, background })));
+    let recovery = crate::recovery::Recovery::start(crate::recovery::RecoveryPlan {
+        running: running.clone(),
+        app: app.clone(),
+        config: engine_config,
+        make_app,
+        schedule,
+        data_dir: data_dir.root().to_path_buf(),
+    })?;
     let served: anyhow::Result<()> = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -123,35 +138,71 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             .local_addr()
             .context("cannot read the listening address")?;
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-        cdp_server::serve(listener, app, shutdown, settings.shutdown_grace)
+        cdp_server::serve(listener, app.router(), shutdown, settings.shutdown_grace)
             .await
             .context("HTTP server failed")
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    recovery.stop();
+    let Some(Running { engine, background }) =
+        running.lock().unwrap_or_else(|p| p.into_inner()).take()
+    else {
+        // Stopped while the store was being reopened: it is closed already.
+        served?;
+        tracing::info!("shutdown complete (the store was closed for reopening)");
+        return Ok(());
+    };
     background.stop();
-    let closed = engine
-        .close()
-        .context("flushing the store on shutdown failed");
+    let failed_before = matches!(engine.store_health(), cdp_store::StoreHealth::Failed(_));
+    let closed = engine.close();
     served?;
-    closed?;
+    match closed {
+        Ok(()) => {}
+        // The store had refused writes since a failed flush: every acknowledged write is on
+        // disk, and what it refused was never acknowledged. Nothing is lost by stopping.
+        Err(error) if failed_before => tracing::error!(
+            error = %error,
+            "the store had failed earlier and could not be flushed on shutdown; every acknowledged write is on disk"
+        ),
+        Err(error) => return Err(error).context("flushing the store on shutdown failed"),
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
 
+/// Builds the HTTP application over an engine (again, after the store was reopened).
+pub(crate) type AppMaker = Arc<dyn Fn(&Arc<cdp_engine::Engine>) -> cdp_server::App + Send + Sync>;
+
+/// The engine being served and its background threads.
+pub(crate) struct Running {
+    pub(crate) engine: Arc<cdp_engine::Engine>,
+    pub(crate) background: Background,
+}
+
+/// When the background threads work.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    index_refresh: std::time::Duration,
+    retention_interval: std::time::Duration,
+}
+
 /// The threads beside the HTTP server: the indexer following the change feed, and the
 /// retention sweeper (every `[retention] interval_hours`, first after one interval).
-struct Background {
+pub(crate) struct Background {
     stop: Arc<std::sync::atomic::AtomicBool>,
     indexer: std::thread::JoinHandle<()>,
     retention: std::thread::JoinHandle<()>,
 }
 
 impl Background {
-    fn start(
+    pub(crate) fn start(
         engine: &Arc<cdp_engine::Engine>,
-        index_refresh: std::time::Duration,
-        retention_interval: std::time::Duration,
+        schedule: Schedule,
     ) -> anyhow::Result<Self> {
+        let Schedule {
+            index_refresh,
+            retention_interval,
+        } = schedule;
         let indexer = Arc::new(cdp_engine::Indexer::new(
             engine.clone(),
             cdp_engine::IndexerOptions {
@@ -208,7 +259,7 @@ impl Background {
     }
 
     /// Stops both threads and waits for them (the indexer finishes its pass).
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if self.indexer.join().is_err() {
             tracing::error!("the indexer thread panicked");

@@ -350,6 +350,9 @@ impl Indexer {
     /// Follows the change feed until `stop` is set: catch-up as soon as entries are durable,
     /// full refresh when due. Errors are logged and retried.
     pub fn run(&self, stop: &AtomicBool) {
+        // The same failure is logged once a minute, not once a second (a full disk would
+        // otherwise flood the log); a new one at once.
+        let mut last_logged: Option<(String, Instant)> = None;
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let due = {
@@ -371,7 +374,14 @@ impl Indexer {
                     }
                 }
                 Err(error) => {
-                    tracing::error!(error = %error, "search index update failed; retrying");
+                    let text = error.to_string();
+                    let repeated = last_logged.as_ref().is_some_and(|(previous, at)| {
+                        *previous == text && at.elapsed() < Duration::from_secs(60)
+                    });
+                    if !repeated {
+                        tracing::error!(error = %text, "search index update failed; retrying (the same failure is logged once a minute)");
+                        last_logged = Some((text, Instant::now()));
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
