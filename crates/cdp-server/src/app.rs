@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::edge::{EdgeLimits, enforce_limits};
 use crate::metrics::HttpMetrics;
-use crate::observe::{normalise_errors, observe, panic_response};
+use crate::observe::{normalise_errors, observe, observe_edge, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
     audiences, audit, consents, exports, identity, ingest, policies, profiles, requests, sources,
@@ -119,13 +119,14 @@ pub fn router(
     };
     let routed = routes
         .fallback(system::fallback)
-        .layer(middleware::from_fn_with_state(metrics, observe))
+        .layer(middleware::from_fn_with_state(metrics.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);
     // Each `layer` wraps what is above it, so the last one runs first: redact credentials
     // before anything can log them; give foreign error answers our shape; turn panics into
-    // `internal`; refuse oversized bodies before reading them; refuse long targets and
-    // header floods, read the body within its deadline (`edge.rs`); bound the handler's time.
+    // `internal`; count what the edge refuses; refuse oversized bodies before reading them;
+    // refuse long targets and header floods, read the body within its deadline (`edge.rs`);
+    // bound the handler's time.
     let limits = EdgeLimits {
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout,
@@ -139,6 +140,7 @@ pub fn router(
             enforce_limits(limits, request, next)
         }))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(metrics, observe_edge))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(normalise_errors))
         .layer(SetSensitiveHeadersLayer::new([

@@ -16,6 +16,12 @@ use crate::metrics::{HttpMetrics, method_label};
 
 /// Route label for requests that matched no route. Never the raw path: it could hold a value.
 const UNMATCHED: &str = "<unmatched>";
+/// The route label of requests the edge refused before routing (414, 431, 408, 413, timeouts).
+const EDGE: &str = "<edge>";
+
+/// Marks a response `observe` counted, so that the edge does not count it again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed;
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -39,6 +45,7 @@ pub(crate) async fn observe(
         REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let mut response = next.run(request).await;
+    response.extensions_mut().insert(Observed);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     metrics.record(method, &route, status, elapsed);
@@ -49,6 +56,32 @@ pub(crate) async fn observe(
         tracing::warn!(%request_id, method, route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
     } else {
         tracing::info!(%request_id, method, route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
+    response
+}
+
+/// Counts and logs what the edge answered before a route saw the request (a target too long,
+/// a header flood, a body too slow or too large, a handler past its timeout): the operator
+/// sees refusals and probes in the same metrics as everything else.
+pub(crate) async fn observe_edge(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    if response.extensions().get::<Observed>().is_none() {
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        metrics.record(method, EDGE, status, elapsed);
+        tracing::warn!(
+            method,
+            route = EDGE,
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "request refused at the edge"
+        );
     }
     response
 }

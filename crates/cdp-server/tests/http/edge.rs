@@ -46,6 +46,29 @@ async fn long_targets_and_header_floods_get_json_errors() {
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(error_code(&body), "headers_too_large");
 
+    // The refusals are in the request metrics, under the edge's label.
+    let (status, _, body) = call(
+        &h.app,
+        Request::get("/metrics")
+            .header("authorization", format!("Bearer {admin}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(body).unwrap();
+    for (code, times) in [("414", 1), ("431", 2)] {
+        let line = format!(
+            "cdp_http_requests_total{{method=\"GET\",route=\"<edge>\",status=\"{code}\"}} {times}"
+        );
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    // What a route answered is counted once, under its route.
+    assert!(
+        !metrics.contains("route=\"<edge>\",status=\"200\""),
+        "{metrics}"
+    );
+
     // Within the limits, the route answers.
     let (status, _, _) = call(
         &h.app,
