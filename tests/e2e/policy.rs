@@ -284,3 +284,31 @@ fn hs256_token_keys_are_configurable() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(server.stop_with("TERM").0.success());
 }
+
+/// A command's error is printed once, says each cause once and names the flag that fixes it
+/// (issue 21 item 8).
+#[test]
+fn cli_errors_are_one_line_naming_the_flag_to_fix() {
+    let empty = temp_dir();
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["token", "issue", "--role", "admin", "--data-dir"],
+            "--data-dir",
+        ),
+        (&["policy", "check", "--dir"], "--dir"),
+    ];
+    for (args, flag) in cases {
+        let output = run(cdp().args(args).arg(empty.path().join("missing")));
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = text(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        assert!(lines[0].contains(flag), "{stderr}");
+        assert_eq!(
+            lines[0].matches("No such file or directory").count(),
+            1,
+            "{stderr}"
+        );
+    }
+}

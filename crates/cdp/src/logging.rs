@@ -11,8 +11,16 @@ pub enum LogFormat {
     Json,
 }
 
+static INITIALIZED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`init`] ran (before it, nothing would show a log line).
+pub fn is_initialized() -> bool {
+    INITIALIZED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs the global subscriber. `CDP_LOG` (then `RUST_LOG`) overrides `default_level`.
 pub fn init(format: LogFormat, default_level: &str) {
+    INITIALIZED.store(true, std::sync::atomic::Ordering::Relaxed);
     let filter = std::env::var("CDP_LOG")
         .ok()
         .and_then(|value| EnvFilter::try_new(value).ok())

@@ -102,6 +102,7 @@ enum DemoCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, cli.log_format),
         Command::Keys(command) => {
@@ -160,9 +161,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "cdp stopped");
-            eprintln!("error: {error:#}");
+            let text = describe(&error);
+            // Once: `serve` writes its logs (JSON for collectors), so the error is a log line
+            // there; every other command is a person at a terminal, who gets one `error:` line.
+            if serving && logging::is_initialized() {
+                tracing::error!(error = text, "cdp stopped");
+            } else {
+                eprintln!("error: {text}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once (an I/O error wrapped by a message that already
+/// quotes it is not repeated).
+fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

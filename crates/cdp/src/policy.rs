@@ -45,8 +45,13 @@ pub fn load(dir: Option<&Path>) -> anyhow::Result<PolicySet> {
 pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Check { dir } => {
-            let policies = PolicySet::load_dir(&dir)
-                .map_err(|error| anyhow::anyhow!("{}/{error}", dir.display()))?;
+            let policies = PolicySet::load_dir(&dir).map_err(|error| match error {
+                // The directory itself: say which flag names it.
+                cdp_policy::PolicyError::Io { .. } => anyhow::anyhow!(
+                    "{error} (pass --dir with a policy directory: a copy of the repository's policies/)"
+                ),
+                invalid => anyhow::anyhow!("{}/{invalid}", dir.display()),
+            })?;
             println!(
                 "{}: valid ({} jurisdictions: {}; {} purposes, {} data categories; version {})",
                 dir.display(),

@@ -139,7 +139,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             let path = token_key_path(args.data_dir, args.token_key_file);
             let key = TokenKey::load_file(&path).with_context(|| {
                 format!(
-                    "cannot read the token key {} (it is created by the first `cdp serve`)",
+                    "cannot read the token key {} (the first `cdp serve` creates it in its data directory: pass that server's --data-dir, or --token-key-file)",
                     path.display()
                 )
             })?;
