@@ -51,6 +51,32 @@ fn cli_requests_erase_a_person_and_retention_runs() {
     ] {
         assert_eq!(server.profile_of(&admin, kind, value), None, "{kind}");
     }
+    // The same request again: nobody is known by that e-mail any more. The refusal is recorded
+    // and printed, and the command exits non-zero (issue 21 item 8).
+    let output = cli(&[
+        "requests",
+        "submit",
+        "--type",
+        "erasure",
+        "--identifier",
+        "email",
+        "--value",
+        "erase.me@example.cn",
+        "--verification",
+        "signed-in account",
+    ]);
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains(": refused (no person is known"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        text(&output.stderr).lines().count(),
+        1,
+        "{}",
+        text(&output.stderr)
+    );
     let output = cli(&["requests", "list"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(

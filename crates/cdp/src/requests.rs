@@ -118,17 +118,20 @@ pub fn run(command: RequestsCommand) -> anyhow::Result<()> {
                     "delete_tags": args.delete_tags, "lift": args.lift,
                 }),
             )?;
-            println!(
-                "request {}: {}{}",
-                answer["id"]
-                    .as_str()
-                    .context("no request id in the answer")?,
-                answer["status"].as_str().unwrap_or("-"),
-                answer["reason"]
-                    .as_str()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            );
+            let id = answer["id"]
+                .as_str()
+                .context("no request id in the answer")?;
+            let status = answer["status"].as_str().unwrap_or("-");
+            let reason = answer["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            println!("request {id}: {status}{reason}");
+            // A refused request is recorded (and answered to the person), but the command did
+            // not do what was asked: scripts see it in the exit status.
+            if status == "refused" {
+                anyhow::bail!("request {id} was refused{reason}");
+            }
             Ok(())
         }
     }
