@@ -77,3 +77,53 @@ fn the_index_follows_within_a_second_holds_nothing_personal_and_rebuilds() {
     assert_eq!(count(&server, &marketer, query), 1);
     assert!(server.stop_with("TERM").0.success());
 }
+
+/// After a bulk load into an empty store, tiers are cut against the new population within
+/// seconds of the load ending, not at the next daily refresh, and a count says as of when
+/// (issue 21 item 5).
+#[test]
+fn tiers_follow_a_bulk_load_without_waiting_for_the_daily_refresh() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let marketer = server.token(dir.path(), &["marketer"]);
+    let key = server.create_source(&admin, "shop", "web");
+    for chunk in 0..12 {
+        let mut batch = Vec::new();
+        for i in chunk * 100..(chunk + 1) * 100 {
+            // Recency, frequency and spend spread over the population: the best are VIPs.
+            let last_order =
+                time::OffsetDateTime::now_utc() - time::Duration::days((i % 90) as i64);
+            for order in 0..(1 + i % 5) {
+                let at = last_order - time::Duration::days(order as i64 * 3);
+                batch.push(json!({"type": "track", "userId": format!("bulk-{i}"),
+                    "messageId": format!("bulk-{i}-{order}"), "event": "Order Completed",
+                    "timestamp": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                    "properties": {"revenue": 10 + (i % 50) * 40}}));
+            }
+        }
+        let response = server.ingest("/v1/batch", &key, &json!({ "batch": batch }));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let started = Instant::now();
+    loop {
+        let response = server.post_with(
+            "/v1/audiences/count",
+            &marketer,
+            &json!({"query": "tier:vip", "purpose": "analytics"}),
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+        let answer = response.json();
+        if answer["matched"].as_u64().unwrap() > 0 {
+            assert!(answer["traits_as_of"].is_string(), "{answer}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no VIP 40 s after the load: {answer}\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(server.stop_with("TERM").0.success());
+}

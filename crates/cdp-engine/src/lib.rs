@@ -90,6 +90,9 @@ pub struct Engine {
     /// The population's RFM cut points as the index last computed them, so that exports
     /// score people as the index does.
     quintiles: RwLock<Arc<Quintiles>>,
+    /// Unix seconds of the index's last full refresh: computed traits cut against the
+    /// population (tiers, RFM scores) are as of then (0: never).
+    traits_as_of: std::sync::atomic::AtomicI64,
     /// Source id -> default region (sources never change once created).
     source_regions: Mutex<HashMap<String, Option<String>>>,
     /// Profiles just committed by ingestion, for the indexer (kept only with an index).
@@ -148,6 +151,7 @@ impl Engine {
             export_files: Mutex::new(()),
             suspects: suspects::SuspectState::default(),
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
+            traits_as_of: std::sync::atomic::AtomicI64::new(0),
             source_regions: Mutex::new(HashMap::new()),
             written_profiles: indexer::WrittenProfiles::default(),
         };
@@ -200,8 +204,18 @@ impl Engine {
             .clone()
     }
 
-    pub(crate) fn set_quintiles(&self, quintiles: Quintiles) {
+    pub(crate) fn set_quintiles(&self, quintiles: Quintiles, refreshed_at: i64) {
         *self.quintiles.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(quintiles);
+        self.traits_as_of
+            .store(refreshed_at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the population's quintiles (tiers, RFM scores) were last computed, if ever.
+    pub(crate) fn traits_as_of(&self) -> Option<time::OffsetDateTime> {
+        let at = self.traits_as_of.load(std::sync::atomic::Ordering::Relaxed);
+        (at > 0)
+            .then(|| time::OffsetDateTime::from_unix_timestamp(at).ok())
+            .flatten()
     }
 
     /// The policies every decision uses.

@@ -40,7 +40,28 @@ pub struct IndexProgress {
     pub quintiles: Quintiles,
     /// Unix seconds of the last full refresh.
     pub refreshed_at: i64,
+    /// People in the index at the last full refresh.
+    #[serde(default)]
+    pub people_at_refresh: u64,
+    /// People changed by catch-ups since (counted once per pass).
+    #[serde(default)]
+    pub changed_since_refresh: u64,
 }
+
+impl IndexProgress {
+    /// Whether so much of the population changed since the last refresh (a bulk load: more
+    /// than a tenth of it, and at least a thousand people) that tiers and RFM scores, cut
+    /// against the population's quintiles, would be stale.
+    fn population_moved(&self) -> bool {
+        self.changed_since_refresh >= BULK_CHANGE_MIN.max(self.people_at_refresh / 10)
+    }
+}
+
+/// People changed since the last refresh that can make a refresh due early.
+const BULK_CHANGE_MIN: u64 = 1000;
+/// How long the change feed must be quiet before such an early refresh (not in the middle of a
+/// load: a refresh pauses catch-ups, and the load would make it due again at once).
+const QUIET_BEFORE_REFRESH: Duration = Duration::from_secs(5);
 
 /// How the indexer behaves.
 #[derive(Debug, Clone)]
@@ -124,7 +145,8 @@ impl Indexer {
         });
         match usable {
             Some(progress) => {
-                self.engine.set_quintiles(progress.quintiles.clone());
+                self.engine
+                    .set_quintiles(progress.quintiles.clone(), progress.refreshed_at);
                 *self.progress() = progress;
                 self.catch_up()?;
             }
@@ -212,6 +234,8 @@ impl Indexer {
             policy_version: self.engine.policies().version.clone(),
             quintiles,
             refreshed_at: now.unix_timestamp(),
+            people_at_refresh: count,
+            changed_since_refresh: 0,
         };
         self.commit(progress)?;
         tracing::info!(
@@ -228,7 +252,8 @@ impl Indexer {
         self.index.commit(&payload).map_err(index_error)?;
         // Every follower (only this one) has the entries up to here.
         self.engine.store().trim_changes(progress.seq)?;
-        self.engine.set_quintiles(progress.quintiles.clone());
+        self.engine
+            .set_quintiles(progress.quintiles.clone(), progress.refreshed_at);
         *self.progress() = progress;
         Ok(())
     }
@@ -339,6 +364,7 @@ impl Indexer {
         }
         self.index.delete(&gone);
         progress.seq = last;
+        progress.changed_since_refresh += touched.len() as u64;
         self.commit(progress)?;
         self.last_pass_micros.store(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -353,18 +379,24 @@ impl Indexer {
         // The same failure is logged once a minute, not once a second (a full disk would
         // otherwise flood the log); a new one at once.
         let mut last_logged: Option<(String, Instant)> = None;
+        let mut last_change = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let started = Instant::now();
             let due = {
                 let progress = self.progress();
                 let age = OffsetDateTime::now_utc().unix_timestamp() - progress.refreshed_at;
                 age >= i64::try_from(self.options.refresh_every.as_secs()).unwrap_or(i64::MAX)
+                    || (progress.population_moved()
+                        && last_change.elapsed() >= QUIET_BEFORE_REFRESH)
             };
             let result = if due {
                 self.rebuild().map(|_| 0)
             } else {
                 self.catch_up()
             };
+            if matches!(result, Ok(changed) if changed > 0) {
+                last_change = Instant::now();
+            }
             match result {
                 Ok(0) => std::thread::sleep(self.options.poll),
                 Ok(_) => {

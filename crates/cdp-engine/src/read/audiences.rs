@@ -57,6 +57,14 @@ pub struct AudienceCount {
     pub purpose: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub evaluated_at: OffsetDateTime,
+    /// When tiers and RFM scores were last cut against the population's quintiles (a full
+    /// index refresh: daily, and after a bulk load); absent before the first.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub traits_as_of: Option<OffsetDateTime>,
 }
 
 /// A saved audience with its current size.
@@ -177,6 +185,7 @@ impl Engine {
             sensitive,
             purpose: Some(purpose.to_string()),
             evaluated_at: OffsetDateTime::now_utc(),
+            traits_as_of: self.traits_as_of(),
         })
     }
 
