@@ -5,6 +5,20 @@ use serde_json::json;
 
 use crate::support::{Server, cdp, run, temp_dir, text};
 
+/// `cdp requests submit` erasing the person known by erase.me@example.cn.
+const ERASE_BY_EMAIL: &[&str] = &[
+    "requests",
+    "submit",
+    "--type",
+    "erasure",
+    "--identifier",
+    "email",
+    "--value",
+    "erase.me@example.cn",
+    "--verification",
+    "signed-in account",
+];
+
 #[test]
 fn cli_requests_erase_a_person_and_retention_runs() {
     let dir = temp_dir();
@@ -26,18 +40,7 @@ fn cli_requests_erase_a_person_and_retention_runs() {
             .args(args)
             .args(["--server", &server.base_url(), "--token", &dpo]))
     };
-    let output = cli(&[
-        "requests",
-        "submit",
-        "--type",
-        "erasure",
-        "--identifier",
-        "email",
-        "--value",
-        "erase.me@example.cn",
-        "--verification",
-        "signed-in account",
-    ]);
+    let output = cli(ERASE_BY_EMAIL);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
         text(&output.stdout).contains(": done"),
@@ -53,18 +56,7 @@ fn cli_requests_erase_a_person_and_retention_runs() {
     }
     // The same request again: nobody is known by that e-mail any more. The refusal is recorded
     // and printed, and the command exits non-zero (issue 21 item 8).
-    let output = cli(&[
-        "requests",
-        "submit",
-        "--type",
-        "erasure",
-        "--identifier",
-        "email",
-        "--value",
-        "erase.me@example.cn",
-        "--verification",
-        "signed-in account",
-    ]);
+    let output = cli(ERASE_BY_EMAIL);
     assert!(!output.status.success(), "{}", text(&output.stdout));
     assert!(
         text(&output.stdout).contains(": refused (no person is known"),

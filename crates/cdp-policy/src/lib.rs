@@ -16,6 +16,7 @@ mod decide;
 pub mod golden;
 pub mod inferences;
 mod load;
+mod lookup;
 pub mod model;
 mod role;
 mod ropa;
