@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::support::{Server, temp_dir};
+use std::time::Duration;
+
+use crate::support::{Server, cdp, run, temp_dir, text};
 
 /// A data directory of `engine` that was started and stopped a few times, so that the store
 /// holds several flushed batches.
@@ -123,12 +125,10 @@ fn a_damaged_lsm_journal_is_refused() {
     }
 }
 
-/// A damaged LSM table (after a clean stop the data lives in tables) is refused at start: the
-/// start reads every block, checking its checksum.
-#[test]
-fn a_damaged_lsm_table_is_refused() {
-    let dir = populated_data_dir("fjall");
-    let mut tables: Vec<_> = std::fs::read_dir(dir.path().join("lsm/keyspaces"))
+/// Flips bytes in the middle of the largest LSM table of a cleanly stopped data directory
+/// (after a clean stop the data lives in tables).
+fn damage_largest_lsm_table(dir: &std::path::Path) {
+    let mut tables: Vec<_> = std::fs::read_dir(dir.join("lsm/keyspaces"))
         .unwrap()
         .flat_map(|keyspace| std::fs::read_dir(keyspace.unwrap().path().join("tables")))
         .flatten()
@@ -144,5 +144,88 @@ fn a_damaged_lsm_table_is_refused() {
         *byte = !*byte;
     }
     std::fs::write(&table, bytes).unwrap();
-    assert_refused(dir.path(), &["lsm"]);
+}
+
+/// A damaged LSM table is found by the verification the server runs beside serving (by
+/// default, so that a large store is ready in seconds): the server stops with an error naming
+/// the store's files, records the damage, and every later start refuses at once. `cdp store
+/// verify` finds it again and keeps the record.
+#[test]
+fn a_damaged_lsm_table_is_found_by_the_background_verification_and_refused() {
+    // Enough data that the damaged middle of the table is not a block the start reads.
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &["--store-engine", "fjall"], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "web", "web");
+    for batch in 0..30 {
+        let messages: Vec<_> = (0..100)
+            .map(|i| json!({"type": "track", "userId": format!("table-{batch}-{i}"), "event": "Product Viewed", "properties": {"sku": format!("sku-{i}")}, "messageId": format!("t-{batch}-{i}")}))
+            .collect();
+        let response = server.ingest("/v1/batch", &key, &json!({ "batch": messages }));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert!(server.stop_with("TERM").0.success());
+    damage_largest_lsm_table(dir.path());
+    match Server::start(dir.path(), &[], &[]) {
+        // A small store may be read through before the server listens.
+        Err(message) => panic!("the damage was found before serving:\n{message}"),
+        Ok(server) => {
+            let (status, logs) = server.wait_exit(Duration::from_secs(30));
+            assert!(!status.success(), "{logs}");
+            assert!(
+                logs.contains("lsm") && logs.contains("store.damaged"),
+                "{logs}"
+            );
+            assert!(!logs.contains("panicked"), "{logs}");
+        }
+    }
+    assert!(dir.path().join("store.damaged").exists());
+    assert_refused(dir.path(), &["lsm", "store.damaged", "cdp store verify"]);
+    let output = run(cdp()
+        .args(["store", "verify", "--data-dir"])
+        .arg(dir.path()));
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("lsm"), "{stderr}");
+    assert!(
+        dir.path().join("store.damaged").exists(),
+        "the record stays"
+    );
+}
+
+/// With `--store-verify at-start` the damage refuses the start itself, before serving.
+#[test]
+fn a_damaged_lsm_table_is_refused_at_start_when_verifying_there() {
+    let dir = populated_data_dir("fjall");
+    damage_largest_lsm_table(dir.path());
+    let message = Server::start(dir.path(), &["--store-verify", "at-start"], &[])
+        .err()
+        .expect("serve must refuse damaged data");
+    assert!(message.contains("lsm"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+/// A damage report over a store that reads clean (a restored disk, a transient read error):
+/// `serve` refuses until `cdp store verify` has read the store and removed the report.
+#[test]
+fn store_verify_clears_the_report_of_a_store_that_reads_clean() {
+    let dir = populated_data_dir("fjall");
+    std::fs::write(
+        dir.path().join("store.damaged"),
+        "store file lsm is damaged: checksum mismatch\n",
+    )
+    .unwrap();
+    assert_refused(dir.path(), &["store.damaged", "checksum mismatch"]);
+    let output = run(cdp()
+        .args(["store", "verify", "--data-dir"])
+        .arg(dir.path()));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("every block read and sound")
+            && stdout.contains("removed the damage report"),
+        "{stdout}"
+    );
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    assert!(server.stop_with("TERM").0.success());
 }

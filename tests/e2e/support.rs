@@ -104,6 +104,13 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits for the server to stop by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let status = wait_with_timeout(&mut self.child, timeout);
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.logs())
+    }
+
     /// Sends a signal (`TERM`, `INT`) and waits for the process to exit.
     pub fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
         signal_process(self.child.id(), signal);

@@ -173,7 +173,7 @@ impl HttpMetrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let gauges: [(&str, &str, &str, u64); 5] = [
+        let gauges: [(&str, &str, &str, u64); 6] = [
             (
                 "cdp_store_commits_total",
                 "counter",
@@ -197,6 +197,12 @@ impl HttpMetrics {
                 "gauge",
                 "Sequence number of the newest batch known to be on disk.",
                 store.durable_seq,
+            ),
+            (
+                "cdp_store_verified",
+                "gauge",
+                "1 once every block of the store was read and found sound since start.",
+                u64::from(store.verified),
             ),
             (
                 "cdp_ready",

@@ -12,11 +12,16 @@
 //! added before the batch becomes visible (see `SledStore::commit`). Deleted keys stay in the
 //! filter (a false "maybe", answered by sled), so erasure needs nothing here. The filters live
 //! in memory only and are rebuilt at every open.
+//!
+//! The LSM backend fills them in the background after open ([`AbsentFilters::pending`]): until
+//! the scan has absorbed every stored key, every probe answers "maybe" (fjall's own per-table
+//! filters answer), and committed keys go in as usual, so the filter is complete from the
+//! moment it is marked ready.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::Keyspace;
 
@@ -113,6 +118,19 @@ impl KeyspaceFilter {
         let filters = self.filters.read().unwrap_or_else(|p| p.into_inner());
         filters.iter().any(|bloom| bloom.may_contain(hashes))
     }
+
+    /// Adds a scan's keys in a filter of their own, sized for twice as many, which then takes
+    /// the keys committed later (it is the newest).
+    fn absorb(&self, hashes: &[u64]) {
+        let bloom = Bloom::with_capacity(hashes.len().saturating_mul(2).max(MIN_CAPACITY));
+        for hash in hashes {
+            bloom.insert(probes_of(*hash));
+        }
+        self.filters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(bloom);
+    }
 }
 
 /// Hashes of the keys of the filtered keyspaces, collected while the store is scanned at open,
@@ -153,6 +171,7 @@ impl FilterBuilder {
         AbsentFilters {
             state: self.state,
             filters,
+            ready: AtomicBool::new(true),
         }
     }
 }
@@ -171,6 +190,8 @@ fn probes_of(hash: u64) -> (u64, u64) {
 pub(crate) struct AbsentFilters {
     state: RandomState,
     filters: [KeyspaceFilter; FILTERED.len()],
+    /// False until the keys stored before open are in (see [`AbsentFilters::pending`]).
+    ready: AtomicBool,
 }
 
 impl std::fmt::Debug for AbsentFilters {
@@ -180,6 +201,39 @@ impl std::fmt::Debug for AbsentFilters {
 }
 
 impl AbsentFilters {
+    /// Filters that answer "maybe" to everything until [`AbsentFilters::absorb`] has put in
+    /// the keys of a scan started after this call (committed keys go in meanwhile).
+    pub(crate) fn pending() -> Self {
+        let builder = FilterBuilder::new();
+        Self {
+            state: builder.state,
+            filters: std::array::from_fn(|_| KeyspaceFilter::new(0)),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// A builder hashing as these filters do, for the scan that fills them.
+    pub(crate) fn builder(&self) -> FilterBuilder {
+        FilterBuilder {
+            state: self.state.clone(),
+            hashes: Default::default(),
+        }
+    }
+
+    /// Adds the stored keys a scan collected (in a filter sized for them, beside the keys
+    /// committed since) and starts answering "absent".
+    pub(crate) fn absorb(&self, builder: FilterBuilder) {
+        for (filter, hashes) in self.filters.iter().zip(builder.hashes) {
+            filter.absorb(&hashes);
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the filters answer "absent" yet.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// Records that `key` (without the keyspace tag) may exist in `keyspace`.
     pub(crate) fn insert(&self, keyspace: Keyspace, key: &[u8]) {
         if let Some(slot) = slot(keyspace) {
@@ -189,6 +243,9 @@ impl AbsentFilters {
 
     /// False only when `key` is certainly not in `keyspace`.
     pub(crate) fn may_contain(&self, keyspace: Keyspace, key: &[u8]) -> bool {
+        if !self.is_ready() {
+            return true;
+        }
         match slot(keyspace) {
             Some(slot) => self.filters[slot].may_contain(probes_of(self.state.hash_one(key))),
             None => true,
@@ -218,6 +275,32 @@ mod tests {
         let layers = filters.filters[0].filters.read().unwrap().len();
         assert!(layers >= 3, "{layers} filters");
         assert!((0..count).all(|n| filters.may_contain(Keyspace::IdentityEdges, &key(n))));
+    }
+
+    #[test]
+    fn pending_filters_say_maybe_until_a_scan_is_absorbed_and_keep_committed_keys() {
+        let filters = AbsentFilters::pending();
+        // A key committed while the scan runs, and one the scan finds.
+        filters.insert(Keyspace::Identifiers, &key(1));
+        let mut scan = filters.builder();
+        let mut stored = vec![Keyspace::Identifiers.tag()];
+        stored.extend_from_slice(&key(2));
+        scan.add_stored(&stored);
+        assert!(filters.may_contain(Keyspace::Identifiers, &key(3)));
+        filters.absorb(scan);
+        assert!(filters.is_ready());
+        assert!(filters.may_contain(Keyspace::Identifiers, &key(1)));
+        assert!(filters.may_contain(Keyspace::Identifiers, &key(2)));
+        let false_maybes = (1_000..11_000u64)
+            .filter(|n| filters.may_contain(Keyspace::Identifiers, &key(*n)))
+            .count();
+        assert!(
+            false_maybes < 200,
+            "{false_maybes} false positives of 10,000"
+        );
+        // Keys committed after the scan go in as well.
+        filters.insert(Keyspace::Identifiers, &key(4));
+        assert!(filters.may_contain(Keyspace::Identifiers, &key(4)));
     }
 
     #[test]

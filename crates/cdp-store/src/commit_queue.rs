@@ -5,7 +5,7 @@
 //! flusher has written the commit mark. The backends differ only in how the applier writes a
 //! group and what the final flush syncs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,6 +32,10 @@ pub(crate) struct CommitQueue {
     /// The applier's queue; `None` once the store is closed.
     applier_queue: Mutex<Option<Sender<Arc<PendingBatch>>>>,
     commits: AtomicU64,
+    /// Damage a verification found after open (see `damage.rs`): writes are refused.
+    damage: Mutex<Option<String>>,
+    /// Every block was read and found sound since open.
+    verified: AtomicBool,
     flusher: Mutex<Option<JoinHandle<()>>>,
     applier: Mutex<Option<JoinHandle<()>>>,
 }
@@ -73,6 +77,8 @@ impl CommitQueue {
             absent,
             applier_queue: Mutex::new(Some(queue)),
             commits: AtomicU64::new(0),
+            damage: Mutex::new(None),
+            verified: AtomicBool::new(false),
             flusher: Mutex::new(Some(flusher)),
             applier: Mutex::new(Some(applier)),
         })
@@ -82,7 +88,32 @@ impl CommitQueue {
         if let Some(failure) = self.durability.failure() {
             return Err(StoreError::Unavailable(failure));
         }
+        if let Some(problem) = self.damage() {
+            return Err(StoreError::Unavailable(format!(
+                "the store is damaged: {problem}"
+            )));
+        }
         Ok(())
+    }
+
+    fn damage(&self) -> Option<String> {
+        self.damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A verification after open found damage: refuse writes from now on.
+    pub(crate) fn mark_damaged(&self, problem: String) {
+        let mut damage = self.damage.lock().unwrap_or_else(|p| p.into_inner());
+        if damage.is_none() {
+            *damage = Some(problem);
+        }
+    }
+
+    /// Every block was read and found sound.
+    pub(crate) fn mark_verified(&self) {
+        self.verified.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
@@ -145,7 +176,11 @@ impl CommitQueue {
     pub(crate) fn wait_durable(&self) -> Result<(), StoreError> {
         let committed = *self.writer.lock().unwrap_or_else(|p| p.into_inner());
         self.in_flight.wait_through(committed);
-        self.check_writable()?;
+        // Damage found by a verification does not stop the applier: what was committed is
+        // still made durable.
+        if let Some(failure) = self.durability.failure() {
+            return Err(StoreError::Unavailable(failure));
+        }
         let seq = self.durability.applied.load(Ordering::Acquire);
         if seq > self.durability.durable() {
             self.durability.request(seq);
@@ -155,6 +190,9 @@ impl CommitQueue {
     }
 
     pub(crate) fn health(&self) -> StoreHealth {
+        if let Some(problem) = self.damage() {
+            return StoreHealth::Damaged(problem);
+        }
         if let Some(failure) = self.durability.failure() {
             return StoreHealth::Failed(failure);
         }
@@ -175,6 +213,7 @@ impl CommitQueue {
             flushes: self.durability.flushes(),
             last_seq: self.durability.applied.load(Ordering::Acquire),
             durable_seq: self.durability.durable(),
+            verified: self.verified.load(Ordering::Relaxed),
         }
     }
 

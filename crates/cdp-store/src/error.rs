@@ -74,8 +74,16 @@ pub enum StoreError {
         version: u32,
         source_name: String,
     },
-    #[error("the store stopped accepting writes after a failed flush: {0}")]
+    /// Writes are refused: after a failed flush, once damage was found, or once closed.
+    #[error("the store refuses writes: {0}")]
     Unavailable(String),
+    /// A verification found damage (now, or at an earlier start: `report` records it).
+    #[error(
+        "the store is damaged: {problem} (recorded in {report}); restore the data directory from \
+         a backup, or run `cdp store verify` to check the store again and remove the record if it \
+         reads clean"
+    )]
+    Damaged { report: PathBuf, problem: String },
     #[error("{what} exceeds the limit of {max}")]
     Limit { what: &'static str, max: usize },
     #[error("reserved: {0}")]

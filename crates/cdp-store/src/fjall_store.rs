@@ -11,13 +11,16 @@
 //! there (fjall issue #311), and the mark turns that into a refusal naming the lost writes
 //! instead of a store that silently misses acknowledged data.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use fjall::{Database, Keyspace as FjallKeyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_mark::CommitMark;
 use crate::commit_queue::CommitQueue;
+use crate::damage::{self, Verification};
 use crate::durability::Durability;
 use crate::encoding::{decode_change, prefix_end, prefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch};
@@ -30,16 +33,15 @@ use crate::{CommitTicket, DataDir, Keyspace, StoreError, WriteBatch};
 pub struct FjallStoreOptions {
     /// fjall's block cache, in bytes.
     pub cache_capacity: u64,
-    /// Read every entry at open, so that fjall checks the checksum of every block: damage
-    /// anywhere is found before the first request.
-    pub verify_on_open: bool,
+    /// When every entry is read, so that fjall checks the checksum of every block.
+    pub verification: Verification,
 }
 
 impl Default for FjallStoreOptions {
     fn default() -> Self {
         Self {
             cache_capacity: 256 * 1024 * 1024,
-            verify_on_open: true,
+            verification: Verification::InBackground,
         }
     }
 }
@@ -50,7 +52,17 @@ pub struct FjallStore {
     data: FjallKeyspace,
     data_dir: DataDir,
     /// Numbering, queueing, durability and the background threads (`commit_queue.rs`).
-    queue: CommitQueue,
+    queue: Arc<CommitQueue>,
+    /// The scan after open that fills the absent-key filters and verifies the rest.
+    scanner: Mutex<Option<JoinHandle<()>>>,
+    stop_scanner: Arc<AtomicBool>,
+}
+
+impl Drop for FjallStore {
+    /// A store dropped without `close` still stops its scan, which holds the fjall files open.
+    fn drop(&mut self) {
+        self.stop_scanner();
+    }
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -125,6 +137,7 @@ impl FjallStore {
     /// Opens (or creates) the store of a data directory, refusing damaged or foreign data.
     pub fn open(data_dir: &DataDir, options: &FjallStoreOptions) -> Result<Arc<Self>, StoreError> {
         data_dir.create()?;
+        damage::refuse_if_reported(data_dir)?;
         let dir = data_dir.lsm_dir();
         let fresh = !dir.exists();
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
@@ -206,22 +219,163 @@ impl FjallStore {
                 last_seq
             }
         };
-        let absent = absent_filters(data_dir, &data, options)?;
         db.persist(PersistMode::SyncAll)
             .map_err(|e| open_error(data_dir, e))?;
-        let queue = CommitQueue::start(last_seq, absent, mark, {
+        // The filters answer "maybe" until the scan below has put the stored keys in; keys
+        // committed from now on go in as they are committed.
+        let absent = AbsentFilters::pending();
+        let scan = absent.builder();
+        let queue = Arc::new(CommitQueue::start(last_seq, absent, mark, {
             let (db, data) = (db.clone(), data.clone());
             move |durability, in_flight, batches| {
                 run_applier(&db, &data, durability, in_flight, batches);
             }
-        })?;
+        })?);
+        let stop_scanner = Arc::new(AtomicBool::new(false));
+        let scanner = Scanner {
+            data: data.clone(),
+            queue: queue.clone(),
+            data_dir: data_dir.clone(),
+            verify: options.verification != Verification::Off,
+            stop: stop_scanner.clone(),
+        };
+        let scanner = if options.verification == Verification::AtOpen {
+            // Before anything is served: damage refuses the open.
+            if let Err(error) = scanner.run(scan) {
+                queue.close(|| Ok(()))?;
+                return Err(error);
+            }
+            None
+        } else {
+            Some(
+                std::thread::Builder::new()
+                    .name("cdp-store-verifier".into())
+                    .spawn(move || scanner.run_in_background(scan))
+                    .map_err(|e| StoreError::io("cannot start the store verifier thread", e))?,
+            )
+        };
         let store = Arc::new(Self {
             db,
             data,
             data_dir: data_dir.clone(),
             queue,
+            scanner: Mutex::new(scanner),
+            stop_scanner,
         });
         Ok(store)
+    }
+
+    /// Stops the scan after open, if it still runs, and waits for it.
+    fn stop_scanner(&self) {
+        self.stop_scanner.store(true, Ordering::Relaxed);
+        let handle = self
+            .scanner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the store verifier thread panicked");
+        }
+    }
+}
+
+/// The scan after open: the keys of the filtered keyspaces into the absent-key filters, then
+/// (verifying) every other entry, so that fjall checks the checksum of every block.
+struct Scanner {
+    data: FjallKeyspace,
+    queue: Arc<CommitQueue>,
+    data_dir: DataDir,
+    verify: bool,
+    stop: Arc<AtomicBool>,
+}
+
+/// Entries read between looks at the stop flag.
+const STOP_CHECK_EVERY: u64 = 4096;
+
+impl Scanner {
+    /// The whole scan; the first damage found ends it, and so does closing the store (then
+    /// the filters are left answering "maybe").
+    fn run(&self, mut filters: FilterBuilder) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut entries = 0u64;
+        for keyspace in FILTERED {
+            let iter = self.data.prefix([keyspace.tag()]);
+            match self.read(iter, |key| filters.add_stored(key))? {
+                Some(read) => entries += read,
+                None => return Ok(()),
+            }
+        }
+        self.queue.absent.absorb(filters);
+        tracing::debug!(
+            entries,
+            ms = started.elapsed().as_millis() as u64,
+            "absent-key filters filled"
+        );
+        if !self.verify {
+            return Ok(());
+        }
+        // Every other keyspace: the runs of tags around the filtered ones (read above).
+        let mut filtered: Vec<u8> = FILTERED.iter().map(|k| k.tag()).collect();
+        filtered.sort_unstable();
+        let mut ranges = Vec::new();
+        let mut from = 0u8;
+        for tag in filtered {
+            if tag > from {
+                ranges.push(self.data.range(vec![from]..vec![tag]));
+            }
+            from = tag.saturating_add(1);
+        }
+        ranges.push(self.data.range(vec![from]..));
+        for range in ranges {
+            match self.read(range, |_| {})? {
+                Some(read) => entries += read,
+                None => return Ok(()),
+            }
+        }
+        self.queue.mark_verified();
+        tracing::info!(
+            entries,
+            seconds = started.elapsed().as_secs_f64(),
+            "store verified: every block read and its checksum checked"
+        );
+        Ok(())
+    }
+
+    /// Reads every entry of `iter` (fjall checks each block as it loads it), giving `key` each
+    /// key, and counts them; `None` once the store is closing.
+    fn read(
+        &self,
+        iter: fjall::Iter,
+        mut key: impl FnMut(&[u8]),
+    ) -> Result<Option<u64>, StoreError> {
+        let mut entries = 0u64;
+        for guard in iter {
+            let (stored, _) = guard
+                .into_inner()
+                .map_err(|e| open_error(&self.data_dir, e))?;
+            key(&stored);
+            entries += 1;
+            if entries.is_multiple_of(STOP_CHECK_EVERY) && self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(entries))
+    }
+
+    /// The scan beside serving: damage found refuses writes from then on (health `Damaged`)
+    /// and is recorded for the next start.
+    fn run_in_background(&self, filters: FilterBuilder) {
+        if let Err(error) = self.run(filters) {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let problem = error.to_string();
+            tracing::error!(error = %problem, "store verification found damage; refusing writes");
+            damage::write_report(&self.data_dir, &problem);
+            self.queue.mark_damaged(problem);
+        }
     }
 }
 
@@ -264,34 +418,6 @@ fn stored_seq(data_dir: &DataDir, data: &FjallKeyspace) -> Result<u64, StoreErro
                 problem: "the sequence-number record is malformed".into(),
             }),
     }
-}
-
-/// The absent-key filters, filled from every key of the filtered keyspaces; with verification
-/// on, from a read of every entry (fjall checks each block's checksum as it reads it).
-fn absent_filters(
-    data_dir: &DataDir,
-    data: &FjallKeyspace,
-    options: &FjallStoreOptions,
-) -> Result<AbsentFilters, StoreError> {
-    let mut filters = FilterBuilder::new();
-    let mut add = |iter: fjall::Iter| -> Result<u64, StoreError> {
-        let mut entries = 0u64;
-        for guard in iter {
-            let (key, _) = guard.into_inner().map_err(|e| open_error(data_dir, e))?;
-            filters.add_stored(&key);
-            entries += 1;
-        }
-        Ok(entries)
-    };
-    if options.verify_on_open {
-        let entries = add(data.iter())?;
-        tracing::debug!(entries, "store verified");
-    } else {
-        for keyspace in FILTERED {
-            add(data.prefix([keyspace.tag()]))?;
-        }
-    }
-    Ok(filters.finish())
 }
 
 /// The applier thread: takes committed batches in order (all that are queued at once, as one
@@ -454,6 +580,7 @@ impl Store for FjallStore {
     /// Flushes, stops the applier and the flusher, makes every later commit fail, and writes
     /// the memtable out as a table. Idempotent.
     fn close(&self) -> Result<(), StoreError> {
+        self.stop_scanner();
         self.queue.close(|| self.flush())?;
         self.flush_memtable();
         Ok(())

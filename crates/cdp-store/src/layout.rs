@@ -7,7 +7,9 @@ use crate::StoreError;
 /// A data directory:
 /// ```text
 /// DIR/store/              sled files (db, conf, snap.*, blobs/)
+/// DIR/lsm/                fjall's journals and tables (the default engine)
 /// DIR/store.commit-mark   last durable sequence number (truncation detection)
+/// DIR/store.damaged       damage a background verification found (later opens refuse)
 /// DIR/keys/master.key     dev master key, created by `cdp serve` when no key is given
 /// DIR/keys/token.key      token signing key (default location), created by `cdp serve`
 /// ```
@@ -91,6 +93,12 @@ impl DataDir {
 
     pub fn commit_mark(&self) -> PathBuf {
         self.root.join("store.commit-mark")
+    }
+
+    /// Written when a verification after open finds damage; every later open refuses while it
+    /// exists (cdp-store `damage.rs`).
+    pub fn damage_report(&self) -> PathBuf {
+        self.root.join("store.damaged")
     }
 
     pub fn keys_dir(&self) -> PathBuf {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     DataDir, FjallStore, FjallStoreOptions, SledStore, SledStoreOptions, Store, StoreError,
+    Verification,
 };
 
 /// The embedded storage engines.
@@ -49,8 +50,9 @@ pub struct StoreOptions {
     pub engine: Option<StoreEngine>,
     /// The engine's cache, in bytes.
     pub cache_capacity: u64,
-    /// Read every entry at open, so that the engine checks every page or block's checksum.
-    pub verify_on_open: bool,
+    /// When every entry is read, so that the engine checks every page or block's checksum
+    /// (sled: at open unless `Off`).
+    pub verification: Verification,
 }
 
 impl Default for StoreOptions {
@@ -58,7 +60,7 @@ impl Default for StoreOptions {
         Self {
             engine: None,
             cache_capacity: 256 * 1024 * 1024,
-            verify_on_open: true,
+            verification: Verification::InBackground,
         }
     }
 }
@@ -98,14 +100,14 @@ pub fn open_store(
             data_dir,
             &SledStoreOptions {
                 cache_capacity: options.cache_capacity,
-                verify_on_open: options.verify_on_open,
+                verify_on_open: options.verification != Verification::Off,
             },
         )?,
         StoreEngine::Fjall => FjallStore::open(
             data_dir,
             &FjallStoreOptions {
                 cache_capacity: options.cache_capacity,
-                verify_on_open: options.verify_on_open,
+                verification: options.verification,
             },
         )?,
     })

@@ -104,6 +104,10 @@ impl SledStore {
                 run_applier(&db, durability, in_flight, batches, journal, last_seq);
             }
         })?;
+        if options.verify_on_open {
+            // Every page was read above.
+            queue.mark_verified();
+        }
         let store = Arc::new(Self {
             db,
             data_dir: data_dir.clone(),

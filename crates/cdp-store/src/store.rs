@@ -28,6 +28,9 @@ pub enum StoreHealth {
     /// A flush failed; the store refuses writes until restarted (acknowledging after a failed
     /// fsync could lose data silently).
     Failed(String),
+    /// The background verification found damage: writes are refused and the server stops
+    /// (the store's files must be restored; reopening would find the same damage).
+    Damaged(String),
     Closed,
 }
 
@@ -38,6 +41,8 @@ pub struct StoreStats {
     pub flushes: u64,
     pub last_seq: u64,
     pub durable_seq: u64,
+    /// Whether every block of the store has been read and found sound since open.
+    pub verified: bool,
 }
 
 /// An ordered key-value store with atomic multi-keyspace batches, a change feed and durable

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use cdp_store::{
     DataDir, FjallStore, FjallStoreOptions, Keyspace, SledStore, SledStoreOptions, Store,
-    StoreEngine, StoreError, StoreOptions, WriteBatch, engine_of, open_store,
+    StoreEngine, StoreError, StoreHealth, StoreOptions, Verification, WriteBatch, engine_of,
+    open_store,
 };
 
 struct Sled;
@@ -60,9 +61,14 @@ fn fjall_data(dir: &Path) -> (fjall::Database, fjall::Keyspace) {
 }
 
 impl conformance::Backend for Fjall {
+    /// Verifying at open, as the suite's damage checks expect a refusal from `open`; the
+    /// default, verification in the background, has its own test below.
     fn open(dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-        let store: Arc<dyn Store> =
-            FjallStore::open(&DataDir::new(dir), &FjallStoreOptions::default())?;
+        let options = FjallStoreOptions {
+            verification: Verification::AtOpen,
+            ..FjallStoreOptions::default()
+        };
+        let store: Arc<dyn Store> = FjallStore::open(&DataDir::new(dir), &options)?;
         Ok(store)
     }
 
@@ -120,6 +126,77 @@ mod fjall_store {
     use super::Fjall;
 
     conformance_suite!(Fjall);
+}
+
+/// The default verification reads the store after open, beside serving: a store with a
+/// damaged table opens, then the scan finds the damage, the store refuses writes and reports
+/// `Damaged`, and every later open refuses at once, naming the report, until the report is
+/// cleared; a clean store ends verified.
+#[test]
+fn fjall_damage_found_in_the_background_refuses_writes_and_later_opens() {
+    use conformance::Backend as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    let background = FjallStoreOptions::default();
+    assert_eq!(background.verification, Verification::InBackground);
+    {
+        let store = FjallStore::open(&data_dir, &background).unwrap();
+        conformance::write_durably(store.as_ref(), 200);
+        wait_for(|| store.stats().verified, "a clean store is verified");
+        store.close().unwrap();
+    }
+    let table = Fjall::main_file(dir.path());
+    let mut bytes = std::fs::read(&table).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 4096] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&table, &bytes).unwrap();
+
+    let store = FjallStore::open(&data_dir, &background).unwrap();
+    wait_for(
+        || matches!(store.health(), StoreHealth::Damaged(_)),
+        "the background verification finds the damage",
+    );
+    let StoreHealth::Damaged(problem) = store.health() else {
+        unreachable!()
+    };
+    assert!(problem.contains("lsm"), "{problem}");
+    assert!(!store.stats().verified);
+    let mut batch = WriteBatch::new();
+    batch.put(Keyspace::Profiles, b"p".to_vec(), b"v".to_vec());
+    assert!(matches!(
+        store.commit(batch),
+        Err(StoreError::Unavailable(message)) if message.contains("damaged")
+    ));
+    store.close().unwrap();
+    drop(store);
+
+    let refused = FjallStore::open(&data_dir, &background).unwrap_err();
+    let message = refused.to_string();
+    assert!(matches!(refused, StoreError::Damaged { .. }), "{message}");
+    assert!(
+        message.contains("store.damaged") && message.contains("lsm"),
+        "{message}"
+    );
+    // At open, the damage itself refuses (the report cleared, as `cdp store verify` does).
+    assert!(cdp_store::clear_damage_report(&data_dir).unwrap());
+    let at_open = FjallStoreOptions {
+        verification: Verification::AtOpen,
+        ..FjallStoreOptions::default()
+    };
+    let message = FjallStore::open(&data_dir, &at_open)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("lsm"), "{message}");
+}
+
+fn wait_for(condition: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A new directory gets the configured engine (fjall by default); an existing one is opened

@@ -104,6 +104,9 @@ pub struct StoreSection {
     /// mismatch is refused).
     pub engine: Option<String>,
     pub cache_capacity_mb: Option<u64>,
+    /// `background` (default), `at-start` or `off`.
+    pub verify: Option<String>,
+    /// The older spelling: `true` is `verify = "at-start"`, `false` is `"off"`.
     pub verify_on_open: Option<bool>,
 }
 
@@ -155,7 +158,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub store_engine: Option<cdp_store::StoreEngine>,
     pub cache_capacity_bytes: u64,
-    pub verify_on_open: bool,
+    pub verification: cdp_store::Verification,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -166,6 +169,7 @@ pub struct Overrides {
     pub key_file: Option<PathBuf>,
     pub policies: Option<PathBuf>,
     pub store_engine: Option<String>,
+    pub store_verify: Option<String>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -238,7 +242,21 @@ impl Settings {
                 None => None,
             },
             cache_capacity_bytes: file.store.cache_capacity_mb.unwrap_or(256).max(16) * 1024 * 1024,
-            verify_on_open: file.store.verify_on_open.unwrap_or(true),
+            verification: match (
+                overrides.store_verify,
+                file.store.verify,
+                file.store.verify_on_open,
+            ) {
+                (Some(name), _, _) | (None, Some(name), None) => {
+                    name.parse().map_err(|e: String| anyhow::anyhow!(e))?
+                }
+                (None, Some(_), Some(_)) => anyhow::bail!(
+                    "[store] sets both verify and verify_on_open; keep verify (background, at-start or off)"
+                ),
+                (None, None, Some(true)) => cdp_store::Verification::AtOpen,
+                (None, None, Some(false)) => cdp_store::Verification::Off,
+                (None, None, None) => cdp_store::Verification::InBackground,
+            },
             log_format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             log_level: file.log.level.unwrap_or_else(|| "info".to_string()),
         })
@@ -275,7 +293,7 @@ mod tests {
         assert!(file.ingest.dedup_max_messages.is_some());
         assert!(file.retention.interval_hours.is_some());
         assert!(file.retention.export_file_days.is_some());
-        assert!(file.store.verify_on_open.is_some());
+        assert!(file.store.verify.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
         let settings = Settings::resolve(
             file,
@@ -285,6 +303,7 @@ mod tests {
                 key_file: None,
                 policies: None,
                 store_engine: None,
+                store_verify: None,
                 log_format: None,
             },
         )
@@ -317,6 +336,7 @@ mod tests {
                 key_file: None,
                 policies: None,
                 store_engine: None,
+                store_verify: None,
                 log_format: None,
             },
         )

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// keeps its engine; naming the other one is refused.
     #[arg(long, env = "CDP_STORE_ENGINE")]
     store_engine: Option<String>,
+    /// When every block of the store is read to check it: background (default), at-start or
+    /// off (`[store] verify`).
+    #[arg(long, env = "CDP_STORE_VERIFY")]
+    store_verify: Option<String>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
@@ -48,6 +52,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             key_file: args.key_file,
             policies: args.policies,
             store_engine: args.store_engine,
+            store_verify: args.store_verify,
             log_format,
         },
     )?;
@@ -75,7 +80,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         .with_store(StoreOptions {
             engine: settings.store_engine,
             cache_capacity: settings.cache_capacity_bytes,
-            verify_on_open: settings.verify_on_open,
+            verification: settings.verification,
         });
     let engine = Arc::new(
         cdp_engine::Engine::open(engine_config.clone())
@@ -129,8 +134,20 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         schedule,
         data_dir: data_dir.root().to_path_buf(),
     })?;
+    let damage_found = Arc::new(Mutex::new(None::<String>));
     let served: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
+        let signal = shutdown_signal()?;
+        let damage = damage_watch(running.clone());
+        let found = damage_found.clone();
+        let shutdown = async move {
+            tokio::select! {
+                () = signal => {}
+                problem = damage => {
+                    tracing::error!(error = %problem, "the store's verification found damage: stopping");
+                    *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(problem);
+                }
+            }
+        };
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -153,9 +170,23 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         return Ok(());
     };
     background.stop();
-    let failed_before = matches!(engine.store_health(), cdp_store::StoreHealth::Failed(_));
+    let failed_before = matches!(
+        engine.store_health(),
+        cdp_store::StoreHealth::Failed(_) | cdp_store::StoreHealth::Damaged(_)
+    );
     let closed = engine.close();
     served?;
+    if let Some(problem) = damage_found
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        anyhow::bail!(
+            "{problem}. The server stopped; every later start refuses until the data directory \
+             is restored (the damage is recorded in {})",
+            data_dir.damage_report().display()
+        );
+    }
     match closed {
         Ok(()) => {}
         // The store had refused writes since a failed flush: every acknowledged write is on
@@ -273,6 +304,22 @@ impl Background {
 /// Registers SIGINT and SIGTERM handlers now (before the server says it is listening, so that
 /// a signal sent right after that line is never met by the default action, which would kill the
 /// process without a flush) and returns the future that resolves on the first of them.
+/// Resolves with the problem once the store's background verification finds damage (see
+/// cdp-store `damage.rs`): the server then stops instead of serving a store it cannot trust.
+async fn damage_watch(running: Arc<Mutex<Option<Running>>>) -> String {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let health = running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|running| running.engine.store_health());
+        if let Some(cdp_store::StoreHealth::Damaged(problem)) = health {
+            return problem;
+        }
+    }
+}
+
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {

@@ -36,6 +36,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
             ErrorCode::StoreUnavailable,
             "the store stopped accepting writes after a failed flush; see the server log",
         )),
+        StoreHealth::Damaged(_) => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the store's verification found damage; the server is stopping (see its log)",
+        )),
         StoreHealth::Closed => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "the store is closed",

@@ -40,7 +40,7 @@ fn profile_ids(data_dir: &DataDir, limit: usize) -> anyhow::Result<Vec<ProfileId
     let store = cdp_store::open_store(
         data_dir,
         &StoreOptions {
-            verify_on_open: false,
+            verification: cdp_store::Verification::Off,
             ..StoreOptions::default()
         },
     )?;

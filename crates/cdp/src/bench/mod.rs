@@ -313,10 +313,11 @@ impl BenchDir {
             self.keyring.clone(),
             Arc::new(crate::policy::load(None)?),
         )
+        // As `serve` opens it: the verification runs beside the work measured.
         .with_store(StoreOptions {
             engine: Some(engine),
             cache_capacity,
-            verify_on_open: false,
+            verification: cdp_store::Verification::InBackground,
         });
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }
