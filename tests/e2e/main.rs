@@ -16,6 +16,7 @@ mod import;
 mod ingest;
 mod keys;
 mod policy;
+mod postgres;
 mod requests;
 mod sdk;
 mod serve;

@@ -382,27 +382,152 @@ pub fn assert_no_clear_values(dir: &Path, values: &[&str]) {
     for file in all {
         let bytes = std::fs::read(&file).unwrap();
         scanned += bytes.len();
-        for value in values {
-            let utf16 = |big: bool| -> Vec<u8> {
-                value
-                    .encode_utf16()
-                    .flat_map(|u| {
-                        if big {
-                            u.to_be_bytes()
-                        } else {
-                            u.to_le_bytes()
-                        }
-                    })
-                    .collect()
-            };
-            for needle in [value.as_bytes().to_vec(), utf16(false), utf16(true)] {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
-                    "{} holds {value:?} in clear",
-                    file.display()
-                );
-            }
-        }
+        assert_bytes_hold_no_clear_values(&bytes, values, &file.display().to_string());
     }
     assert!(scanned > 10_000, "only {scanned} bytes scanned");
+}
+
+/// Fails if `bytes` (named `what`) hold one of `values` in UTF-8, UTF-16LE or UTF-16BE.
+pub fn assert_bytes_hold_no_clear_values(bytes: &[u8], values: &[&str], what: &str) {
+    for value in values {
+        let utf16 = |big: bool| -> Vec<u8> {
+            value
+                .encode_utf16()
+                .flat_map(|u| {
+                    if big {
+                        u.to_be_bytes()
+                    } else {
+                        u.to_le_bytes()
+                    }
+                })
+                .collect()
+        };
+        for needle in [value.as_bytes().to_vec(), utf16(false), utf16(true)] {
+            assert!(
+                memchr::memmem::find(bytes, &needle).is_none(),
+                "{what} holds {value:?} in clear"
+            );
+        }
+    }
+}
+
+/// A new database on the test cluster `scripts/test` starts (`CDP_TEST_POSTGRES`), with its
+/// URL without the password and a file holding the password (as production passes it).
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub password_file: std::path::PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        let admin = postgres_admin_url();
+        let name = format!(
+            "cdp_e2e_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        postgres_sql(&admin, &format!("CREATE DATABASE {name}"));
+        // postgres://USER:PASSWORD@HOST:PORT/postgres
+        let rest = admin.split_once("://").unwrap().1;
+        let (credentials, host_db) = rest.rsplit_once('@').unwrap();
+        let (user, password) = credentials.split_once(':').unwrap();
+        let host = host_db.split_once('/').unwrap().0;
+        let files = temp_dir();
+        let password_file = files.path().join("password");
+        std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        Self {
+            url: format!("postgres://{user}@{host}/{name}"),
+            name,
+            password_file,
+            _files: files,
+        }
+    }
+
+    /// The password (tests check it never shows).
+    pub fn password(&self) -> String {
+        std::fs::read_to_string(&self.password_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The environment a server or command needs to reach it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "CDP_STORE_PASSWORD_FILE",
+            self.password_file.display().to_string(),
+        )]
+    }
+
+    /// The database's files and the cluster's WAL, after a checkpoint.
+    pub fn files_on_disk(&self) -> Vec<std::path::PathBuf> {
+        let admin = postgres_admin_url();
+        postgres_sql(&admin, "CHECKPOINT");
+        let oid: u32 = postgres_runtime().block_on(async {
+            let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_one(
+                    "SELECT oid FROM pg_database WHERE datname = $1",
+                    &[&self.name],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        });
+        let data = std::path::PathBuf::from(std::env::var("CDP_TEST_POSTGRES_DATA").expect(
+            "CDP_TEST_POSTGRES_DATA names the test cluster's data directory (./scripts/test sets it)",
+        ));
+        vec![data.join("base").join(oid.to_string()), data.join("pg_wal")]
+    }
+
+    /// `pg_dump` of the database (plain SQL).
+    pub fn dump(&self) -> Vec<u8> {
+        let bin = std::env::var("CDP_TEST_POSTGRES_BIN").expect(
+            "CDP_TEST_POSTGRES_BIN names the test cluster's programs (./scripts/test sets it)",
+        );
+        let output = Command::new(std::path::Path::new(&bin).join("pg_dump"))
+            .arg("--dbname")
+            .arg(&self.url)
+            .env("PGPASSWORD", self.password())
+            .output()
+            .expect("pg_dump runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        output.stdout
+    }
+}
+
+/// The superuser URL of the test cluster; its absence fails the test with what to run.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CDP_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "CDP_TEST_POSTGRES is not set: this test needs PostgreSQL. Run the suite with \
+             ./scripts/test (it installs PostgreSQL if missing and starts a throw-away cluster), \
+             or set CDP_TEST_POSTGRES=postgres://USER:PASSWORD@127.0.0.1:PORT/postgres and \
+             CDP_TEST_POSTGRES_DATA / CDP_TEST_POSTGRES_BIN"
+        )
+    })
+}
+
+fn postgres_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn postgres_sql(url: &str, statements: &str) {
+    postgres_runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(statements).await.unwrap();
+    });
 }

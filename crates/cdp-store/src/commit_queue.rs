@@ -48,7 +48,7 @@ impl CommitQueue {
     pub(crate) fn start(
         last_seq: u64,
         absent: AbsentFilters,
-        mark: CommitMark,
+        mark: Option<CommitMark>,
         applier: impl FnOnce(&Durability, &InFlight, &Receiver<Arc<PendingBatch>>) + Send + 'static,
     ) -> Result<Self, StoreError> {
         let durability = Durability::new(last_seq);
@@ -62,12 +62,21 @@ impl CommitQueue {
                 .map_err(|e| StoreError::io("cannot start the applier thread", e))?
         };
         // The mark must reflect the store as opened (initialisation may have written to it).
-        mark.write(last_seq)?;
+        // Without one (PostgreSQL: a committed transaction is durable, and the database
+        // detects its own damage) the flusher only publishes what the applier made durable.
+        if let Some(mark) = &mark {
+            mark.write(last_seq)?;
+        }
         let flusher = {
             let durability = durability.clone();
             std::thread::Builder::new()
                 .name("cdp-store-flusher".into())
-                .spawn(move || durability.run_flusher(|target| mark.write(target)))
+                .spawn(move || {
+                    durability.run_flusher(|target| match &mark {
+                        Some(mark) => mark.write(target),
+                        None => Ok(()),
+                    })
+                })
                 .map_err(|e| StoreError::io("cannot start the flusher thread", e))?
         };
         Ok(Self {

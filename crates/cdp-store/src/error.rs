@@ -56,6 +56,13 @@ pub enum StoreError {
         found: &'static str,
         configured: &'static str,
     },
+    /// The store is configured in PostgreSQL, but the data directory holds an embedded one.
+    #[error(
+        "{path} holds a {found} store, but the store is configured in PostgreSQL: move it there \
+         with `cdp store copy --from {path} --to postgres://...` (the server stopped), then move \
+         or delete the data directory's store, or remove the PostgreSQL setting to serve it"
+    )]
+    EmbeddedBesideDatabase { path: PathBuf, found: &'static str },
     #[error(
         "the data in {data_dir} is sealed with master key version {version}, which {source_name} \
          lacks; give the key file that holds it"
@@ -98,6 +105,10 @@ pub enum StoreError {
     Crypto(#[from] cdp_crypto::CryptoError),
     #[error("store error: {0}")]
     Backend(String),
+    /// The PostgreSQL backend could not do what was asked (`location` names the server and
+    /// database, never the password).
+    #[error("PostgreSQL store {location}: {problem}")]
+    Database { location: String, problem: String },
 }
 
 impl StoreError {

@@ -225,7 +225,7 @@ impl FjallStore {
         // committed from now on go in as they are committed.
         let absent = AbsentFilters::pending();
         let scan = absent.builder();
-        let queue = Arc::new(CommitQueue::start(last_seq, absent, mark, {
+        let queue = Arc::new(CommitQueue::start(last_seq, absent, Some(mark), {
             let (db, data) = (db.clone(), data.clone());
             move |durability, in_flight, batches| {
                 run_applier(&db, &data, durability, in_flight, batches);

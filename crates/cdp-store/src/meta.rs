@@ -17,3 +17,36 @@ pub type SchemaVersion = u32;
 /// new number, and a build that knows only version 1 refuses the store instead of failing on
 /// its records one by one.
 pub const SCHEMA_VERSION: SchemaVersion = 2;
+
+/// What an existing store's schema record says.
+pub(crate) enum SchemaState {
+    Current,
+    /// Older than [`SCHEMA_VERSION`]: migrate (see there).
+    Older(SchemaVersion),
+}
+
+/// Checks a store's schema record: newer and unreadable versions are refused.
+pub(crate) fn check_schema(
+    bytes: &[u8],
+    path: &std::path::Path,
+) -> Result<SchemaState, crate::StoreError> {
+    let found = <[u8; 4]>::try_from(bytes)
+        .map(u32::from_be_bytes)
+        .map_err(|_| crate::StoreError::UnknownSchema {
+            path: path.to_path_buf(),
+        })?;
+    if found > SCHEMA_VERSION {
+        return Err(crate::StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    match found {
+        0 => Err(crate::StoreError::UnknownSchema {
+            path: path.to_path_buf(),
+        }),
+        SCHEMA_VERSION => Ok(SchemaState::Current),
+        older => Ok(SchemaState::Older(older)),
+    }
+}

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::{
-    DataDir, FjallStore, FjallStoreOptions, SledStore, SledStoreOptions, Store, StoreError,
-    Verification,
+    DataDir, FjallStore, FjallStoreOptions, PostgresStore, PostgresStoreOptions, SledStore,
+    SledStoreOptions, Store, StoreError, Verification,
 };
 
 /// The embedded storage engines.
@@ -53,6 +53,10 @@ pub struct StoreOptions {
     /// When every entry is read, so that the engine checks every page or block's checksum
     /// (sled: at open unless `Off`).
     pub verification: Verification,
+    /// A PostgreSQL database instead of the data directory's embedded store
+    /// (`postgres://...`; the data directory keeps the keys, the search index and export
+    /// files).
+    pub postgres: Option<PostgresStoreOptions>,
 }
 
 impl Default for StoreOptions {
@@ -61,6 +65,7 @@ impl Default for StoreOptions {
             engine: None,
             cache_capacity: 256 * 1024 * 1024,
             verification: Verification::InBackground,
+            postgres: None,
         }
     }
 }
@@ -83,6 +88,16 @@ pub fn open_store(
     options: &StoreOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
     let existing = engine_of(data_dir);
+    if let Some(postgres) = &options.postgres {
+        // An embedded store left beside it would silently stop being the truth.
+        if let Some(found) = existing {
+            return Err(StoreError::EmbeddedBesideDatabase {
+                path: data_dir.root().to_path_buf(),
+                found: found.as_str(),
+            });
+        }
+        return Ok(PostgresStore::open(postgres)?);
+    }
     let engine = match (options.engine, existing) {
         (Some(configured), Some(found)) if configured != found => {
             return Err(StoreError::OtherEngine {

@@ -98,7 +98,7 @@ impl SledStore {
         // Everything replayed or migrated is flushed before the journal starts empty.
         db.flush().map_err(backend)?;
         let journal = Journal::create(&data_dir.journal(), last_seq)?;
-        let queue = CommitQueue::start(last_seq, absent, mark, {
+        let queue = CommitQueue::start(last_seq, absent, Some(mark), {
             let db = db.clone();
             move |durability, in_flight, batches| {
                 run_applier(&db, durability, in_flight, batches, journal, last_seq);

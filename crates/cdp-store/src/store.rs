@@ -46,8 +46,9 @@ pub struct StoreStats {
 }
 
 /// An ordered key-value store with atomic multi-keyspace batches, a change feed and durable
-/// acknowledgement. Implementations: [`crate::SledStore`]. Every implementation passes the
-/// conformance suite in `tests/conformance/`.
+/// acknowledgement. Implementations: [`crate::FjallStore`] (the default), [`crate::SledStore`]
+/// and [`crate::PostgresStore`]. Every implementation passes the conformance suite in
+/// `tests/conformance/`.
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cdp_store::{
-    DataDir, FjallStore, FjallStoreOptions, Keyspace, SledStore, SledStoreOptions, Store,
-    StoreEngine, StoreError, StoreHealth, StoreOptions, Verification, WriteBatch, engine_of,
-    open_store,
+    DataDir, FjallStore, FjallStoreOptions, Keyspace, PostgresStore, PostgresStoreOptions,
+    SledStore, SledStoreOptions, Store, StoreEngine, StoreError, StoreHealth, StoreOptions,
+    Verification, WriteBatch, engine_of, open_store,
 };
 
 struct Sled;
@@ -48,6 +48,7 @@ mod sled_store {
     use super::Sled;
 
     conformance_suite!(Sled);
+    file_damage_suite!(Sled);
 }
 
 struct Fjall;
@@ -126,6 +127,167 @@ mod fjall_store {
     use super::Fjall;
 
     conformance_suite!(Fjall);
+    file_damage_suite!(Fjall);
+}
+
+/// The PostgreSQL backend against the cluster `scripts/test` starts (`CDP_TEST_POSTGRES`):
+/// each test directory stands for a database of its own.
+struct Postgres;
+
+mod postgres {
+    use std::path::{Path, PathBuf};
+
+    /// The superuser URL of the test cluster; its absence fails the test with what to run.
+    pub fn admin_url() -> String {
+        std::env::var("CDP_TEST_POSTGRES").unwrap_or_else(|_| {
+            panic!(
+                "CDP_TEST_POSTGRES is not set: these tests need PostgreSQL. Run the suite with \
+                 ./scripts/test (it installs PostgreSQL if missing and starts a throw-away \
+                 cluster), or set CDP_TEST_POSTGRES=postgres://USER:PASSWORD@127.0.0.1:PORT/postgres"
+            )
+        })
+    }
+
+    /// The URL of `database` on the test cluster.
+    pub fn url_of(database: &str) -> String {
+        let admin = admin_url();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        format!("{base}/{database}")
+    }
+
+    /// Runs SQL on a database of the test cluster.
+    pub fn sql(database: &str, statements: &str) {
+        let url = if database == "postgres" {
+            admin_url()
+        } else {
+            url_of(database)
+        };
+        runtime().block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(statements).await.unwrap();
+        });
+    }
+
+    pub fn query_bytes(database: &str, statement: &str, key: &[u8]) -> Option<Vec<u8>> {
+        runtime().block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&url_of(database), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_opt(statement, &[&key])
+                .await
+                .unwrap()
+                .map(|row| row.get::<_, Vec<u8>>(0))
+        })
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A database per test directory, created on first use.
+    pub fn database_of(dir: &Path) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut hasher);
+        let name = format!("cdp_test_{:016x}", hasher.finish());
+        let marker = dir.join(".postgres-database");
+        if !marker.exists() {
+            sql("postgres", &format!("CREATE DATABASE {name}"));
+            std::fs::write(&marker, &name).unwrap();
+        }
+        name
+    }
+
+    pub fn database_oid(database: &str) -> u32 {
+        runtime().block_on(async {
+            let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_one(
+                    "SELECT oid FROM pg_database WHERE datname = $1",
+                    &[&database],
+                )
+                .await
+                .unwrap()
+                .get::<_, u32>(0)
+        })
+    }
+
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from(std::env::var("CDP_TEST_POSTGRES_DATA").expect(
+            "CDP_TEST_POSTGRES_DATA names the test cluster's data directory (./scripts/test sets it)",
+        ))
+    }
+}
+
+impl conformance::Backend for Postgres {
+    fn open(dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+        let database = postgres::database_of(dir);
+        let store: Arc<dyn Store> =
+            PostgresStore::open(&PostgresStoreOptions::new(postgres::url_of(&database)))?;
+        Ok(store)
+    }
+
+    fn poke_raw(dir: &Path, key: &[u8], value: &[u8]) {
+        let database = postgres::database_of(dir);
+        postgres::sql(
+            &database,
+            "CREATE TABLE IF NOT EXISTS cdp_store (k bytea PRIMARY KEY, v bytea NOT NULL)",
+        );
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        postgres::sql(
+            &database,
+            &format!(
+                "INSERT INTO cdp_store (k, v) VALUES ('\\x{}', '\\x{}') ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                hex(key),
+                hex(value)
+            ),
+        );
+    }
+
+    fn read_raw(dir: &Path, key: &[u8]) -> Option<Vec<u8>> {
+        postgres::query_bytes(
+            &postgres::database_of(dir),
+            "SELECT v FROM cdp_store WHERE k = $1",
+            key,
+        )
+    }
+
+    /// The test database's files and the cluster's WAL, after a checkpoint wrote the tables'
+    /// pages (the WAL holds every write before that).
+    fn disk_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
+        postgres::sql("postgres", "CHECKPOINT");
+        let oid = postgres::database_oid(&postgres::database_of(dir));
+        let data = postgres::data_dir();
+        vec![data.join("base").join(oid.to_string()), data.join("pg_wal")]
+    }
+
+    fn main_file(_dir: &Path) -> std::path::PathBuf {
+        unreachable!("PostgreSQL runs no file damage checks")
+    }
+
+    fn main_file_name() -> &'static str {
+        "PostgreSQL"
+    }
+}
+
+mod postgres_store {
+    use super::Postgres;
+
+    conformance_suite!(Postgres);
 }
 
 /// The default verification reads the store after open, beside serving: a store with a

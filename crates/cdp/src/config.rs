@@ -106,6 +106,13 @@ pub struct StoreSection {
     pub cache_capacity_mb: Option<u64>,
     /// `background` (default), `at-start` or `off`.
     pub verify: Option<String>,
+    /// `postgres://user@host:port/database?sslmode=...`: the store in PostgreSQL instead of
+    /// the data directory (docs/operations.md, "Scale-out").
+    pub url: Option<String>,
+    /// A file holding the PostgreSQL password (kept out of the URL and the config).
+    pub password_file: Option<PathBuf>,
+    /// Connections each server keeps to PostgreSQL for reads. Default 8.
+    pub pool_size: Option<usize>,
     /// The older spelling: `true` is `verify = "at-start"`, `false` is `"off"`.
     pub verify_on_open: Option<bool>,
 }
@@ -159,6 +166,7 @@ pub struct Settings {
     pub store_engine: Option<cdp_store::StoreEngine>,
     pub cache_capacity_bytes: u64,
     pub verification: cdp_store::Verification,
+    pub postgres: Option<cdp_store::PostgresStoreOptions>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -170,6 +178,7 @@ pub struct Overrides {
     pub policies: Option<PathBuf>,
     pub store_engine: Option<String>,
     pub store_verify: Option<String>,
+    pub store_url: Option<String>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -242,6 +251,11 @@ impl Settings {
                 None => None,
             },
             cache_capacity_bytes: file.store.cache_capacity_mb.unwrap_or(256).max(16) * 1024 * 1024,
+            postgres: postgres_options(
+                overrides.store_url.or(file.store.url),
+                file.store.password_file.as_deref(),
+                file.store.pool_size,
+            )?,
             verification: match (
                 overrides.store_verify,
                 file.store.verify,
@@ -261,6 +275,41 @@ impl Settings {
             log_level: file.log.level.unwrap_or_else(|| "info".to_string()),
         })
     }
+}
+
+/// The PostgreSQL store's settings, when a URL is given. The password comes from the URL,
+/// `password_file` or `CDP_STORE_PASSWORD_FILE`, never from a command-line argument.
+fn postgres_options(
+    url: Option<String>,
+    password_file: Option<&std::path::Path>,
+    pool_size: Option<usize>,
+) -> anyhow::Result<Option<cdp_store::PostgresStoreOptions>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        cdp_store::is_postgres_url(&url),
+        "the store URL must start with postgres:// or postgresql://"
+    );
+    let mut options = cdp_store::PostgresStoreOptions::new(url);
+    let from_env = std::env::var_os("CDP_STORE_PASSWORD_FILE").map(PathBuf::from);
+    if let Some(path) = password_file.map(std::path::Path::to_path_buf).or(from_env) {
+        let password = std::fs::read_to_string(&path).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read the PostgreSQL password file {}: {error}",
+                path.display()
+            )
+        })?;
+        options.password = Some(password.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if let Some(size) = pool_size {
+        anyhow::ensure!(
+            (1..=256).contains(&size),
+            "[store] pool_size must be 1 to 256"
+        );
+        options.pool_size = size;
+    }
+    Ok(Some(options))
 }
 
 #[cfg(test)]
@@ -304,6 +353,7 @@ mod tests {
                 policies: None,
                 store_engine: None,
                 store_verify: None,
+                store_url: None,
                 log_format: None,
             },
         )
@@ -337,6 +387,7 @@ mod tests {
                 policies: None,
                 store_engine: None,
                 store_verify: None,
+                store_url: None,
                 log_format: None,
             },
         )

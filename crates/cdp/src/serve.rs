@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// off (`[store] verify`).
     #[arg(long, env = "CDP_STORE_VERIFY")]
     store_verify: Option<String>,
+    /// The store in PostgreSQL (`postgres://user@host:port/db`; `[store] url`); the password
+    /// from `[store] password_file` or CDP_STORE_PASSWORD_FILE. The data directory then keeps
+    /// the keys, the search index and export files.
+    #[arg(long = "store", env = "CDP_STORE")]
+    store_url: Option<String>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
@@ -53,6 +58,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             policies: args.policies,
             store_engine: args.store_engine,
             store_verify: args.store_verify,
+            store_url: args.store_url,
             log_format,
         },
     )?;
@@ -81,6 +87,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             engine: settings.store_engine,
             cache_capacity: settings.cache_capacity_bytes,
             verification: settings.verification,
+            postgres: settings.postgres.clone(),
         });
     let engine = Arc::new(
         cdp_engine::Engine::open(engine_config.clone())

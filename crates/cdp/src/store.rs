@@ -18,17 +18,23 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy a whole store into a new data directory, on another engine (default fjall).
+    /// Copy a whole store into a new data directory (on another engine, default fjall) or
+    /// into an empty PostgreSQL database. The password of a `postgres://` URL comes from
+    /// CDP_STORE_PASSWORD_FILE when the URL has none.
     Copy {
-        /// The data directory to copy (the server must be stopped).
+        /// The data directory or `postgres://` URL to copy (its servers stopped).
         #[arg(long)]
-        from: PathBuf,
-        /// A new data directory (nothing in it yet).
+        from: String,
+        /// A new data directory (nothing in it yet), or a `postgres://` URL of an empty database.
         #[arg(long)]
-        to: PathBuf,
-        /// The engine of the copy: fjall or sled.
+        to: String,
+        /// The engine of a data directory copy: fjall or sled.
         #[arg(long, default_value = "fjall")]
         engine: StoreEngine,
+        /// With a PostgreSQL target: the data directory the servers on it will use; the key
+        /// and export files of the source directory are copied there (it must hold no store).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Entries and bytes per keyspace, and the files' size on disk (the server must be
     /// stopped). Reads sealed bytes only: no key is needed and nothing personal is shown.
@@ -52,7 +58,12 @@ pub enum StoreCommand {
 
 pub fn run(command: StoreCommand) -> anyhow::Result<()> {
     match command {
-        StoreCommand::Copy { from, to, engine } => copy(&from, &to, engine),
+        StoreCommand::Copy {
+            from,
+            to,
+            engine,
+            data_dir,
+        } => copy(&from, &to, engine, data_dir.as_deref()),
         StoreCommand::Stats { data_dir, json } => stats(&data_dir, json),
         StoreCommand::Verify { data_dir } => verify(&data_dir),
     }
@@ -179,47 +190,122 @@ fn stats(dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
-fn copy(from: &Path, to: &Path, engine: StoreEngine) -> anyhow::Result<()> {
-    let source_dir = DataDir::new(from);
-    let target_dir = DataDir::new(to);
-    let Some(source_engine) = engine_of(&source_dir) else {
-        bail!("{} holds no store", from.display());
-    };
-    if target_dir.holds_store() {
-        bail!(
-            "{} already holds a store: copy only into a new data directory",
-            to.display()
-        );
+/// Where a store lives, as `cdp store copy` names it.
+enum Location {
+    Dir(DataDir),
+    Postgres(cdp_store::PostgresStoreOptions),
+}
+
+impl Location {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        if !cdp_store::is_postgres_url(text) {
+            return Ok(Self::Dir(DataDir::new(text)));
+        }
+        let mut options = cdp_store::PostgresStoreOptions::new(text);
+        if let Some(path) = std::env::var_os("CDP_STORE_PASSWORD_FILE") {
+            let password = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read the PostgreSQL password file {}",
+                    Path::new(&path).display()
+                )
+            })?;
+            options.password = Some(password.trim_end_matches(['\r', '\n']).to_string());
+        }
+        Ok(Self::Postgres(options))
     }
-    let source = open_on(&source_dir, source_engine)
-        .with_context(|| format!("cannot open the store of {}", from.display()))?;
-    let target = open_on(&target_dir, engine)
-        .with_context(|| format!("cannot create the store of {}", to.display()))?;
+
+    /// How messages name it (a URL without its password).
+    fn name(&self) -> String {
+        match self {
+            Self::Dir(dir) => dir.root().display().to_string(),
+            Self::Postgres(_) => "the PostgreSQL database".to_string(),
+        }
+    }
+
+    fn open(&self, engine: StoreEngine) -> anyhow::Result<std::sync::Arc<dyn cdp_store::Store>> {
+        Ok(match self {
+            Self::Dir(dir) => open_on(dir, engine)?,
+            Self::Postgres(options) => {
+                let store: std::sync::Arc<dyn cdp_store::Store> =
+                    cdp_store::PostgresStore::open(options)?;
+                store
+            }
+        })
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn copy(from: &str, to: &str, engine: StoreEngine, files_dir: Option<&Path>) -> anyhow::Result<()> {
+    let source = Location::parse(from)?;
+    let target = Location::parse(to)?;
+    let source_engine = match &source {
+        Location::Dir(dir) => {
+            let Some(found) = engine_of(dir) else {
+                bail!("{from} holds no store");
+            };
+            found.as_str()
+        }
+        Location::Postgres(_) => "PostgreSQL",
+    };
+    // Where the key and export files go: the target directory, or --data-dir beside a
+    // database.
+    let files_target = match (&target, files_dir) {
+        (Location::Dir(dir), None) => {
+            if dir.holds_store() {
+                bail!("{to} already holds a store: copy only into a new data directory");
+            }
+            Some(dir.clone())
+        }
+        (Location::Dir(_), Some(_)) => {
+            bail!(
+                "--data-dir is for a PostgreSQL target (a directory target takes the files itself)"
+            )
+        }
+        (Location::Postgres(_), Some(dir)) => {
+            let dir = DataDir::new(dir);
+            if dir.holds_store() {
+                bail!(
+                    "{} holds a store: the servers of a PostgreSQL store need a data directory without one",
+                    dir.root().display()
+                );
+            }
+            Some(dir)
+        }
+        (Location::Postgres(_), None) => None,
+    };
+    let target_engine = match &target {
+        Location::Dir(_) => engine.as_str(),
+        Location::Postgres(_) => "PostgreSQL",
+    };
+    let source_store = source
+        .open(engine_of_location(&source).unwrap_or(engine))
+        .with_context(|| format!("cannot open the store of {}", source.name()))?;
+    let target_store = target
+        .open(engine)
+        .with_context(|| format!("cannot open the store of {}", target.name()))?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(format!(
-        "copying the {} store of {} into a {} store",
-        source_engine.as_str(),
-        from.display(),
-        engine.as_str()
+        "copying the {source_engine} store of {} into a {target_engine} store",
+        source.name()
     ));
-    let copied = copy_store(source.as_ref(), target.as_ref(), |entries| {
+    let copied = copy_store(source_store.as_ref(), target_store.as_ref(), |entries| {
         bar.set_position(entries);
     });
     bar.finish_and_clear();
-    let closed = target.close();
-    source.close()?;
-    let report = copied.context("the copy failed; delete the target directory")?;
-    closed.context("flushing the copy failed; delete the target directory")?;
-    let files = copy_files(&source_dir, &target_dir)?;
+    let closed = target_store.close();
+    source_store.close()?;
+    let report = copied.context("the copy failed; delete the target")?;
+    closed.context("flushing the copy failed; delete the target")?;
+    let files = match (&source, &files_target) {
+        (Location::Dir(from), Some(to)) => copy_files(from, to)?,
+        _ => 0,
+    };
     println!(
-        "copied {} entries ({} bytes) from the {} store of {} into a {} store in {}; {files} key and export files; counts and digests verified:",
+        "copied {} entries ({} bytes) from the {source_engine} store of {} into a {target_engine} store in {}; {files} key and export files; counts and digests verified:",
         report.entries,
         report.bytes,
-        source_engine.as_str(),
-        from.display(),
-        engine.as_str(),
-        to.display()
+        source.name(),
+        target.name()
     );
     for (keyspace, summary) in &report.keyspaces {
         if summary.entries > 0 {
@@ -230,16 +316,31 @@ fn copy(from: &Path, to: &Path, engine: StoreEngine) -> anyhow::Result<()> {
             );
         }
     }
-    println!(
-        "Serve the copy with `cdp serve --data-dir {}` (its search index is rebuilt at start); keep {} until you have.",
-        to.display(),
-        from.display()
-    );
+    match (&target, &files_target) {
+        (Location::Dir(dir), _) => println!(
+            "Serve the copy with `cdp serve --data-dir {}` (its search index is rebuilt at start); keep {from} until you have.",
+            dir.root().display()
+        ),
+        (Location::Postgres(_), Some(dir)) => println!(
+            "Serve it with `cdp serve --data-dir {} --store URL` (the password from CDP_STORE_PASSWORD_FILE; the search index is rebuilt at start); keep {} until you have.",
+            dir.root().display(),
+            source.name()
+        ),
+        (Location::Postgres(_), None) => println!(
+            "Serve it with `cdp serve --store URL` on a data directory without a store, holding the keys (the master key by --key-file in production); keep {} until you have.",
+            source.name()
+        ),
+    }
     Ok(())
 }
 
-/// The data directory's other files that belong with the store: `keys/` (the development
-/// master key, the token key) and `exports/` (sealed files whose keys are in the store).
+fn engine_of_location(location: &Location) -> Option<StoreEngine> {
+    match location {
+        Location::Dir(dir) => engine_of(dir),
+        Location::Postgres(_) => None,
+    }
+}
+
 fn copy_files(from: &DataDir, to: &DataDir) -> anyhow::Result<usize> {
     let mut copied = 0;
     for dir in ["keys", "exports"] {

@@ -318,6 +318,7 @@ impl BenchDir {
             engine: Some(engine),
             cache_capacity,
             verification: cdp_store::Verification::InBackground,
+            postgres: None,
         });
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }

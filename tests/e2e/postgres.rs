@@ -1,0 +1,211 @@
+//! The store in PostgreSQL (issue 18): `cdp serve --store postgres://...` keeps people across
+//! restarts, the database's files and a dump hold nothing personal in clear, a wrong password
+//! or an unreachable server is named without the password, and a data directory's store
+//! copied up with `cdp store copy` answers the same. Against the throw-away cluster
+//! `./scripts/test` starts.
+
+use serde_json::json;
+
+use crate::support::{
+    Server, TestDatabase, assert_bytes_hold_no_clear_values, cdp, run, temp_dir, text,
+};
+
+const EMAIL: &str = "zz.pg.marker.4711@example.com";
+const PHONE: &str = "+8613812344711";
+const NAME: &str = "欧阳娜娜";
+const USER_ID: &str = "pg-marker-user-4711";
+
+fn start_on(database: &TestDatabase, dir: &std::path::Path) -> Result<Server, String> {
+    let env = database.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start(dir, &["--store", &database.url], &env)
+}
+
+/// Sends one person's identify and order, with every marker.
+fn send_person(server: &Server, write_key: &str) {
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": USER_ID, "messageId": "pg-1",
+         "traits": {"email": EMAIL, "phone": PHONE, "name": NAME}},
+        {"type": "track", "userId": USER_ID, "event": "Order Completed", "messageId": "pg-2",
+         "properties": {"order_id": "o-4711", "revenue": 88.5, "currency": "CNY"}},
+    ]});
+    let response = server.ingest("/v1/batch", write_key, &batch);
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
+/// The profile as the service desk sees it, without what changes between reads.
+fn profile_view(server: &Server, token: &str, id: &str) -> serde_json::Value {
+    let response = server.get_with(
+        &format!("/v1/profiles/{id}?purpose=essential.service"),
+        token,
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let mut profile = response.json();
+    profile.as_object_mut().unwrap().remove("computed");
+    profile
+}
+
+#[test]
+fn a_server_on_postgres_keeps_people_across_restarts_and_the_database_holds_nothing_in_clear() {
+    let database = TestDatabase::create();
+    let dir = temp_dir();
+    let server = start_on(&database, dir.path()).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "web", "web");
+    send_person(&server, &key);
+    let id = server
+        .profile_of(&admin, "email", EMAIL)
+        .expect("the person resolves");
+    assert_eq!(
+        server.profile_of(&admin, "user_id", USER_ID).as_deref(),
+        Some(id.as_str())
+    );
+    let before = profile_view(&server, &admin, &id);
+    let (status, logs) = server.stop_with("TERM");
+    assert!(status.success(), "{logs}");
+    assert!(
+        !logs.contains(&database.password()),
+        "the password reached the log"
+    );
+    assert!(
+        !dir.path().join("lsm").exists() && !dir.path().join("store").exists(),
+        "no embedded store beside the database"
+    );
+
+    let server = start_on(&database, dir.path()).unwrap();
+    assert_eq!(
+        server.profile_of(&admin, "phone", PHONE).as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(profile_view(&server, &admin, &id), before);
+    assert!(server.stop_with("TERM").0.success());
+
+    let markers = [EMAIL, PHONE, NAME, USER_ID];
+    let mut scanned = 0;
+    for place in database.files_on_disk() {
+        for file in files_under(&place) {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            scanned += bytes.len();
+            assert_bytes_hold_no_clear_values(&bytes, &markers, &file.display().to_string());
+        }
+    }
+    assert!(
+        scanned > 1_000_000,
+        "only {scanned} bytes of database files"
+    );
+    let dump = database.dump();
+    assert!(
+        String::from_utf8_lossy(&dump).contains("cdp_store"),
+        "the dump holds the store's table"
+    );
+    assert_bytes_hold_no_clear_values(&dump, &markers, "pg_dump's output");
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_wrong_password_or_an_unreachable_server_is_named_without_the_password() {
+    let database = TestDatabase::create();
+    let dir = temp_dir();
+    let wrong = temp_dir();
+    let wrong_file = wrong.path().join("password");
+    std::fs::write(&wrong_file, "not-the-password-4711\n").unwrap();
+    let message = Server::start(
+        dir.path(),
+        &["--store", &database.url],
+        &[("CDP_STORE_PASSWORD_FILE", wrong_file.to_str().unwrap())],
+    )
+    .err()
+    .expect("a wrong password refuses the start");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(
+        message.contains("password authentication failed"),
+        "{message}"
+    );
+    assert!(!message.contains("not-the-password-4711"), "{message}");
+
+    // Nothing listens on port 1.
+    let unreachable = database.url.replace(
+        &database.url[database.url.find('@').unwrap()..database.url.rfind('/').unwrap()],
+        "@127.0.0.1:1",
+    );
+    let env = database.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let message = Server::start(dir.path(), &["--store", &unreachable], &env)
+        .err()
+        .expect("an unreachable database refuses the start");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains(&database.password()), "{message}");
+}
+
+#[test]
+fn a_data_directory_store_copied_into_postgres_answers_the_same() {
+    let source = temp_dir();
+    let (id, before) = {
+        let server = Server::start(source.path(), &[], &[]).unwrap();
+        let admin = server.token(source.path(), &["admin"]);
+        let key = server.create_source(&admin, "web", "web");
+        send_person(&server, &key);
+        let id = server.profile_of(&admin, "email", EMAIL).unwrap();
+        let before = profile_view(&server, &admin, &id);
+        assert!(server.stop_with("TERM").0.success());
+        (id, before)
+    };
+    let database = TestDatabase::create();
+    let nodes = temp_dir();
+    let node_dir = nodes.path().join("node-1");
+    let mut command = cdp();
+    command
+        .args(["store", "copy", "--from"])
+        .arg(source.path())
+        .args(["--to", &database.url, "--data-dir"])
+        .arg(&node_dir);
+    for (name, value) in database.env() {
+        command.env(name, value);
+    }
+    let output = run(&mut command);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("counts and digests verified"), "{stdout}");
+    assert!(!stdout.contains(&database.password()), "{stdout}");
+
+    let server = start_on(&database, &node_dir).unwrap();
+    let admin = server.token(&node_dir, &["admin"]);
+    assert_eq!(
+        server.profile_of(&admin, "email", EMAIL).as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(profile_view(&server, &admin, &id), before);
+    // The search index was built from the database at start: the buyer is counted.
+    let marketer = server.token(&node_dir, &["marketer"]);
+    let count = server.post_with(
+        "/v1/audiences/count",
+        &marketer,
+        &json!({"query": "orders_total>=1", "purpose": "analytics"}),
+    );
+    assert!(server.stop_with("TERM").0.success());
+    assert_eq!(count.status, 200, "{}", count.text());
+    assert_eq!(count.json()["matched"], 1, "{}", count.text());
+
+    // The old directory, still holding its store, is refused beside the database.
+    let message = start_on(&database, source.path())
+        .err()
+        .expect("an embedded store beside the database is refused");
+    assert!(message.contains("cdp store copy"), "{message}");
+}
