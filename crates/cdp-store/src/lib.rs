@@ -47,7 +47,9 @@ pub use layout::DataDir;
 pub use meta::{SCHEMA_VERSION, SchemaVersion};
 pub use open::{StoreEngine, StoreOptions, engine_of, open_store};
 pub use overlay::Overlay;
-pub use postgres_store::{PostgresStore, PostgresStoreOptions, is_postgres_url};
+pub use postgres_store::{
+    PostgresStore, PostgresStoreOptions, is_postgres_url, postgres_database_bytes,
+};
 pub use sled_store::{SledStore, SledStoreOptions};
 pub use store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};
 pub use vault::Vault;

@@ -15,7 +15,9 @@
 //!
 //! One process writes a database at a time, as one process opens a data directory: a session
 //! advisory lock taken at open refuses a second one (the multi-node design replaces this with
-//! database-assigned sequence numbers and per-identifier locks; docs/operations.md).
+//! database-assigned sequence numbers and per-identifier locks; docs/operations.md). Being the
+//! only writer is also what lets the absent-key filters (`absent.rs`) answer "absent" without
+//! asking the database: a thread fills them from the identifier keyspaces after open.
 //!
 //! The client is tokio-postgres: its connections run on a small runtime of the store's own,
 //! and the store's synchronous interface waits on the client's futures with
@@ -31,7 +33,7 @@ use futures_executor::block_on;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use crate::absent::AbsentFilters;
+use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_queue::CommitQueue;
 use crate::durability::Durability;
 use crate::encoding::{decode_change, prefix_end, prefixed};
@@ -389,7 +391,9 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     /// The session that holds the writer lock for as long as the store is open.
     lock: Mutex<Option<Client>>,
-    queue: CommitQueue,
+    queue: Arc<CommitQueue>,
+    /// Ends the filter thread's scan at close.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -425,25 +429,30 @@ impl PostgresStore {
         }
         block_on(lock.batch_execute(CREATE_TABLE)).map_err(|e| pg_error(&location, &e))?;
         let last_seq = Self::check_schema(&pool)?;
-        let queue = CommitQueue::start(
-            last_seq,
-            // Always "maybe": another process may have written any key since (and a miss costs
-            // one indexed lookup in the database).
-            AbsentFilters::pending(),
-            None,
-            {
-                let pool = pool.clone();
-                move |durability, in_flight, batches| {
-                    run_applier(&pool, durability, in_flight, batches);
-                }
-            },
-        )?;
+        // "Maybe" to every probe until the thread below has read the stored keys.
+        let absent = AbsentFilters::pending();
+        let scan = absent.builder();
+        let queue = Arc::new(CommitQueue::start(last_seq, absent, None, {
+            let pool = pool.clone();
+            move |durability, in_flight, batches| {
+                run_applier(&pool, durability, in_flight, batches);
+            }
+        })?);
         queue.mark_verified();
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+            std::thread::Builder::new()
+                .name("cdp-store-filters".into())
+                .spawn(move || fill_filters(&pool, &queue, scan, &closing))
+                .map_err(|e| StoreError::io("cannot start the store's filter thread", e))?;
+        }
         tracing::info!(%location, last_seq, "PostgreSQL store open");
         Ok(Arc::new(Self {
             pool,
             lock: Mutex::new(Some(lock)),
             queue,
+            closing,
         }))
     }
 
@@ -528,6 +537,50 @@ impl PostgresStore {
             Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
         }
     }
+}
+
+/// Reads the keys of the filtered keyspaces into the absent-key filters (a failure leaves
+/// them answering "maybe", which costs lookups, never answers).
+fn fill_filters(
+    pool: &Arc<Pool>,
+    queue: &CommitQueue,
+    mut scan: FilterBuilder,
+    closing: &std::sync::atomic::AtomicBool,
+) {
+    let started = Instant::now();
+    let mut keys = 0u64;
+    for keyspace in FILTERED {
+        let start = vec![keyspace.tag()];
+        let range = PgRange {
+            pool: pool.clone(),
+            end: prefix_end(&start),
+            next: start,
+            inclusive: true,
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        for item in range {
+            match item {
+                Ok((key, _)) => {
+                    scan.add_stored(&key);
+                    keys += 1;
+                    if closing.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the identifier keys for the absent-key filters; lookups ask the database");
+                    return;
+                }
+            }
+        }
+    }
+    queue.absent.absorb(scan);
+    tracing::debug!(
+        keys,
+        ms = started.elapsed().as_millis() as u64,
+        "absent-key filters filled"
+    );
 }
 
 /// A scanned entry as the `Store` interface gives it: key without the keyspace tag.
@@ -694,6 +747,9 @@ impl Store for PostgresStore {
         if let Some(queued) = self.queue.in_flight.get(&full) {
             return Ok(queued.map(|value| value.to_vec()));
         }
+        if !self.queue.absent.may_contain(keyspace, key) {
+            return Ok(None);
+        }
         self.pool.with(|conn| {
             block_on(conn.client.query_opt(&conn.get, &[&full]))
                 .map(|row| row.map(|row| row.get::<_, Vec<u8>>(0)))
@@ -767,6 +823,8 @@ impl Store for PostgresStore {
     /// Waits for everything committed to be durable, stops the applier, and ends the session
     /// that holds the writer lock (PostgreSQL releases it). Idempotent.
     fn close(&self) -> Result<(), StoreError> {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let result = self.queue.close(|| self.flush());
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         result
@@ -777,4 +835,17 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// The size of the database a store lives in (`pg_database_size`), for benchmarks and sizing.
+pub fn postgres_database_bytes(options: &PostgresStoreOptions) -> Result<u64, StoreError> {
+    let pool = Arc::new(Pool::new(options)?);
+    let bytes: i64 = pool.with(|conn| {
+        block_on(
+            conn.client
+                .query_one("SELECT pg_database_size(current_database())", &[]),
+        )
+        .map(|row| row.get(0))
+    })?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
 }

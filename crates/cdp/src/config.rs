@@ -279,7 +279,7 @@ impl Settings {
 
 /// The PostgreSQL store's settings, when a URL is given. The password comes from the URL,
 /// `password_file` or `CDP_STORE_PASSWORD_FILE`, never from a command-line argument.
-fn postgres_options(
+pub(crate) fn postgres_options(
     url: Option<String>,
     password_file: Option<&std::path::Path>,
     pool_size: Option<usize>,

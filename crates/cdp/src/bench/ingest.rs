@@ -27,8 +27,13 @@ struct Platform {
 }
 
 impl Platform {
-    fn start(bench: &BenchDir, engine: StoreEngine, cache_capacity: u64) -> anyhow::Result<Self> {
-        let engine = bench.open_engine(engine, cache_capacity)?;
+    fn start(
+        bench: &BenchDir,
+        engine: StoreEngine,
+        cache_capacity: u64,
+        postgres: Option<cdp_store::PostgresStoreOptions>,
+    ) -> anyhow::Result<Self> {
+        let engine = bench.open_engine_on(engine, cache_capacity, postgres)?;
         let indexer = Arc::new(Indexer::new(engine.clone(), Default::default())?);
         indexer.start()?;
         let stop_indexer = Arc::new(AtomicBool::new(false));
@@ -300,7 +305,21 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         "--people, --batch-size and --clients must be at least 1"
     );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
-    let platform = Platform::start(&bench, args.engine, args.cache_mb.max(16) * 1024 * 1024)?;
+    let postgres = match &args.store_url {
+        Some(url) => Some(crate::config::postgres_options(
+            Some(url.clone()),
+            None,
+            None,
+        )?)
+        .flatten(),
+        None => None,
+    };
+    let platform = Platform::start(
+        &bench,
+        args.engine,
+        args.cache_mb.max(16) * 1024 * 1024,
+        postgres.clone(),
+    )?;
     let generated_at = Instant::now();
     let plan = crate::demo::plan(args.people, args.seed, args.events_per_person);
     let generation = generated_at.elapsed();
@@ -352,11 +371,20 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     );
     drop(engine);
     let data_dir = &bench.data_dir;
-    let store_bytes = disk_usage(&data_dir.lsm_dir())
-        + disk_usage(&data_dir.store_dir())
-        + std::fs::metadata(data_dir.journal()).map_or(0, |m| m.len());
+    let store_bytes = match &postgres {
+        Some(options) => cdp_store::postgres_database_bytes(options)?,
+        None => {
+            disk_usage(&data_dir.lsm_dir())
+                + disk_usage(&data_dir.store_dir())
+                + std::fs::metadata(data_dir.journal()).map_or(0, |m| m.len())
+        }
+    };
     let report = Report {
-        engine: args.engine,
+        store_name: if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            args.engine.as_str()
+        },
         store_bytes,
         lsm_journal_bytes: lsm_journal_bytes(&data_dir.lsm_dir()),
         peak_rss: process_memory("VmHWM"),
@@ -392,8 +420,9 @@ fn lsm_journal_bytes(lsm_dir: &std::path::Path) -> u64 {
 
 /// The figures of one run.
 struct Report {
-    engine: StoreEngine,
-    /// Bytes of the store's files (its engine's directory, and sled's journal) after close.
+    /// The engine, or PostgreSQL.
+    store_name: &'static str,
+    /// Bytes of the store's files (PostgreSQL: the database's size) (its engine's directory, and sled's journal) after close.
     store_bytes: u64,
     /// Of those, fjall's journal files: after a clean close only its active journal, which
     /// grows to 64 MiB whatever the store's size (a fixed cost that weighs on small runs).
@@ -433,7 +462,7 @@ impl Report {
         let quality = &self.quality;
         if json {
             let report = serde_json::json!({
-                "engine": self.engine.as_str(),
+                "engine": self.store_name,
                 "store_bytes": self.store_bytes,
                 "store_bytes_per_event": self.store_bytes / (self.events as u64).max(1),
                 "lsm_journal_bytes": self.lsm_journal_bytes,
@@ -466,12 +495,7 @@ impl Report {
         }
         println!(
             "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients, {} store",
-            self.people,
-            self.events,
-            self.batches,
-            self.batch_size,
-            self.clients,
-            self.engine.as_str()
+            self.people, self.events, self.batches, self.batch_size, self.clients, self.store_name
         );
         println!(
             "  generated in {:.2} s; ingested in {:.2} s",
@@ -501,16 +525,24 @@ impl Report {
             self.stats.commits,
             self.stats.flushes
         );
-        println!(
-            "  store on disk: {:.1} MB, {} bytes per event (budget <= 1,000), of which fjall's journal {:.1} MB (at most 64 MiB after a clean close, at any store size); bench process peak RSS {}",
-            self.store_bytes as f64 / 1e6,
-            self.store_bytes / (self.events as u64).max(1),
-            self.lsm_journal_bytes as f64 / 1e6,
-            self.peak_rss.map_or_else(
-                || "unknown".to_string(),
-                |b| format!("{:.0} MB", b as f64 / 1e6)
-            )
+        let peak = self.peak_rss.map_or_else(
+            || "unknown".to_string(),
+            |b| format!("{:.0} MB", b as f64 / 1e6),
         );
+        if self.store_name == "PostgreSQL" {
+            println!(
+                "  store in PostgreSQL: {:.1} MB (pg_database_size, with its indexes and free space), {} bytes per event; bench process peak RSS {peak}",
+                self.store_bytes as f64 / 1e6,
+                self.store_bytes / (self.events as u64).max(1),
+            );
+        } else {
+            println!(
+                "  store on disk: {:.1} MB, {} bytes per event (budget <= 1,000), of which fjall's journal {:.1} MB (at most 64 MiB after a clean close, at any store size); bench process peak RSS {peak}",
+                self.store_bytes as f64 / 1e6,
+                self.store_bytes / (self.events as u64).max(1),
+                self.lsm_journal_bytes as f64 / 1e6,
+            );
+        }
         println!(
             "  same-person pairs: precision {:.4}, recall {:.4}, F1 {:.4} ({} profiles for {} people; largest profile {} identifiers; {} identifiers unresolved; evaluated in {:.1} s)",
             quality.precision,

@@ -138,6 +138,10 @@ pub struct IngestArgs {
     /// sled page cache in MiB (the `[store] cache_capacity_mb` of the configuration).
     #[arg(long, default_value_t = 256)]
     cache_mb: u64,
+    /// The store in this PostgreSQL database (empty; the password from
+    /// CDP_STORE_PASSWORD_FILE when the URL has none) instead of an embedded engine.
+    #[arg(long = "store")]
+    store_url: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -308,6 +312,16 @@ impl BenchDir {
         engine: StoreEngine,
         cache_capacity: u64,
     ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
+        self.open_engine_on(engine, cache_capacity, None)
+    }
+
+    /// The engine over this directory, its store in PostgreSQL when `postgres` is given.
+    pub(super) fn open_engine_on(
+        &self,
+        engine: StoreEngine,
+        cache_capacity: u64,
+        postgres: Option<cdp_store::PostgresStoreOptions>,
+    ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
         let config = cdp_engine::EngineConfig::new(
             self.data_dir.root(),
             self.keyring.clone(),
@@ -318,7 +332,7 @@ impl BenchDir {
             engine: Some(engine),
             cache_capacity,
             verification: cdp_store::Verification::InBackground,
-            postgres: None,
+            postgres,
         });
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }
