@@ -209,3 +209,215 @@ fn a_data_directory_store_copied_into_postgres_answers_the_same() {
         .expect("an embedded store beside the database is refused");
     assert!(message.contains("cdp store copy"), "{message}");
 }
+
+/// A cluster of this test's own (the restart would cut every other test's connections).
+struct PrivateCluster {
+    dir: std::path::PathBuf,
+    admin: String,
+    data: String,
+    bin: String,
+}
+
+impl PrivateCluster {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cdp-e2e-pg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let output = run(std::process::Command::new(script()).arg("start").arg(&dir));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let exports = text(&output.stdout);
+        let value = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} missing from {exports}"))
+                .to_string()
+        };
+        Self {
+            admin: value("CDP_TEST_POSTGRES"),
+            data: value("CDP_TEST_POSTGRES_DATA"),
+            bin: value("CDP_TEST_POSTGRES_BIN"),
+            dir,
+        }
+    }
+
+    /// `pg_ctl restart -m fast`, as the cluster's owner.
+    fn restart(&self) {
+        let pg_ctl = format!("{}/pg_ctl", self.bin);
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&self.data).unwrap().uid()
+        };
+        let mut command = if owner == 0
+            || text(&run(std::process::Command::new("id").arg("-u")).stdout).trim() != "0"
+        {
+            std::process::Command::new(&pg_ctl)
+        } else {
+            let name = text(
+                &run(std::process::Command::new("id").args(["-nu", &owner.to_string()])).stdout,
+            )
+            .trim()
+            .to_string();
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", &name, "--", &pg_ctl]);
+            command
+        };
+        // -l: without it the new server writes to pg_ctl's output, which `run` waits to close.
+        let log = self.dir.join("server.log");
+        let output = run(command
+            .args(["-D", &self.data, "-m", "fast", "-w", "-l"])
+            .arg(&log)
+            .arg("restart"));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres")
+}
+
+/// PostgreSQL restarted during ingest: while it is away new writes get 503 and `/readyz`
+/// says so, no write is acknowledged that was not committed, every acknowledged one is there
+/// afterwards, and the server reconnects by itself.
+#[test]
+fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let cluster = PrivateCluster::start();
+    crate::support::postgres_sql(&cluster.admin, "CREATE DATABASE restart_test");
+    let (credentials, host) = cluster
+        .admin
+        .split_once("://")
+        .unwrap()
+        .1
+        .rsplit_once('@')
+        .map(|(c, rest)| (c.to_string(), rest.split_once('/').unwrap().0.to_string()))
+        .unwrap();
+    let (user, password) = credentials.split_once(':').unwrap();
+    let files = temp_dir();
+    let password_file = files.path().join("password");
+    std::fs::write(&password_file, password).unwrap();
+    let url = format!("postgres://{user}@{host}/restart_test");
+    let dir = temp_dir();
+    let server = Server::start(
+        dir.path(),
+        &["--store", &url],
+        &[("CDP_STORE_PASSWORD_FILE", password_file.to_str().unwrap())],
+    )
+    .unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "web", "web");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u32>::new()));
+    let addr = server.addr;
+    let sender = {
+        let (stop, acknowledged, statuses, key) = (
+            stop.clone(),
+            acknowledged.clone(),
+            statuses.clone(),
+            key.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut batch = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let messages: Vec<_> = (0..10)
+                    .map(|i| json!({"type": "track", "userId": format!("restart-{batch}"), "event": "Beat", "messageId": format!("r-{batch}-{i}")}))
+                    .collect();
+                let response =
+                    crate::support::ingest(addr, "/v1/batch", &key, &json!({ "batch": messages }));
+                *statuses.lock().unwrap().entry(response.status).or_default() += 1;
+                if response.status == 200 {
+                    acknowledged.lock().unwrap().push(batch);
+                }
+                batch += 1;
+            }
+        })
+    };
+    let unready = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, unready) = (stop.clone(), unready.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if crate::support::http(addr, "GET", "/readyz", &[], b"").status == 503 {
+                    unready.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = acknowledged.lock().unwrap().len();
+    cluster.restart();
+    // Writes resume by themselves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let resumed_from = acknowledged.lock().unwrap().len();
+    while acknowledged.lock().unwrap().len() < resumed_from + 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not resume after the restart: {:?}",
+            statuses.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    watcher.join().unwrap();
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(before >= 5, "only {before} batches before the restart");
+    assert!(
+        statuses
+            .keys()
+            .all(|status| *status == 200 || *status == 503),
+        "only 200 and 503 are expected: {statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&503),
+        "the gap gave no 503: {statuses:?}"
+    );
+    assert!(
+        unready.load(Ordering::Relaxed),
+        "/readyz never reported the outage"
+    );
+    assert_eq!(
+        crate::support::http(addr, "GET", "/readyz", &[], b"").status,
+        200,
+        "ready again"
+    );
+
+    for batch in acknowledged.lock().unwrap().iter() {
+        let profile = server
+            .profile_of(&admin, "user_id", &format!("restart-{batch}"))
+            .unwrap_or_else(|| panic!("acknowledged batch {batch} is missing"));
+        let events = server
+            .get_with(
+                &format!("/v1/profiles/{profile}/events?purpose=essential.service"),
+                &admin,
+            )
+            .json();
+        assert_eq!(
+            events["events"].as_array().unwrap().len(),
+            10,
+            "batch {batch}: {events}"
+        );
+    }
+    let (status, logs) = server.stop_with("TERM");
+    assert!(status.success(), "{logs}");
+    assert!(!logs.contains(password), "the password reached the log");
+}

@@ -34,6 +34,8 @@ pub(crate) struct CommitQueue {
     commits: AtomicU64,
     /// Damage a verification found after open (see `damage.rs`): writes are refused.
     damage: Mutex<Option<String>>,
+    /// The database cannot be reached (PostgreSQL): new writes are refused meanwhile.
+    outage: Mutex<Option<String>>,
     /// Every block was read and found sound since open.
     verified: AtomicBool,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -87,6 +89,7 @@ impl CommitQueue {
             applier_queue: Mutex::new(Some(queue)),
             commits: AtomicU64::new(0),
             damage: Mutex::new(None),
+            outage: Mutex::new(None),
             verified: AtomicBool::new(false),
             flusher: Mutex::new(Some(flusher)),
             applier: Mutex::new(Some(applier)),
@@ -102,7 +105,24 @@ impl CommitQueue {
                 "the store is damaged: {problem}"
             )));
         }
+        if let Some(problem) = self.outage() {
+            return Err(StoreError::Unavailable(format!(
+                "the database cannot be reached ({problem}); try again shortly"
+            )));
+        }
         Ok(())
+    }
+
+    fn outage(&self) -> Option<String> {
+        self.outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The database became unreachable (`Some`) or reachable again (`None`).
+    pub(crate) fn set_outage(&self, problem: Option<String>) {
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = problem;
     }
 
     fn damage(&self) -> Option<String> {
@@ -204,6 +224,9 @@ impl CommitQueue {
         }
         if let Some(failure) = self.durability.failure() {
             return StoreHealth::Failed(failure);
+        }
+        if let Some(problem) = self.outage() {
+            return StoreHealth::Unreachable(problem);
         }
         if self
             .flusher

@@ -51,8 +51,8 @@ pub struct PostgresStoreOptions {
     pub pool_size: usize,
     /// How long a connection attempt may take.
     pub connect_timeout: Duration,
-    /// How long the applier retries a group across lost connections before the store
-    /// refuses writes.
+    /// After how long an outage the applier's retries are logged as errors (it retries until
+    /// the database is back or the store closes).
     pub retry_for: Duration,
     /// The password, when it is kept out of the URL (a file's content).
     pub password: Option<String>,
@@ -205,6 +205,8 @@ struct Pool {
     handle: tokio::runtime::Handle,
     idle: Mutex<PoolState>,
     returned: Condvar,
+    /// Why the last connection attempt failed, until one succeeds (`/readyz` reports it).
+    unreachable: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -254,6 +256,7 @@ impl Pool {
             handle,
             idle: Mutex::new(PoolState::default()),
             returned: Condvar::new(),
+            unreachable: Mutex::new(None),
         })
     }
 
@@ -274,14 +277,27 @@ impl Pool {
             let _ = sender.send(connected);
         });
         // The connect timeout bounds the attempt; a runtime shut down drops the sender.
-        match receiver.recv() {
+        let result = match receiver.recv() {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(error)) => Err(Failure::from_client(&error)),
             Err(_) => Err(Failure {
                 problem: "the store is closed".into(),
                 transient: false,
             }),
-        }
+        };
+        *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = match &result {
+            Err(failure) if failure.transient => Some(failure.problem.clone()),
+            _ => None,
+        };
+        result
+    }
+
+    /// Why the database could not be reached at the last attempt, if it could not.
+    fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A pooled connection: an idle one, a new one while under the pool's size, else the
@@ -432,14 +448,22 @@ impl PostgresStore {
         // "Maybe" to every probe until the thread below has read the stored keys.
         let absent = AbsentFilters::pending();
         let scan = absent.builder();
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The applier reports outages to the queue, which exists only once started.
+        let outage: Arc<Mutex<Option<Arc<CommitQueue>>>> = Arc::new(Mutex::new(None));
         let queue = Arc::new(CommitQueue::start(last_seq, absent, None, {
-            let pool = pool.clone();
+            let (pool, closing, outage) = (pool.clone(), closing.clone(), outage.clone());
             move |durability, in_flight, batches| {
-                run_applier(&pool, durability, in_flight, batches);
+                let report = |problem: Option<String>| {
+                    if let Some(queue) = outage.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                        queue.set_outage(problem);
+                    }
+                };
+                run_applier(&pool, durability, in_flight, batches, &closing, &report);
             }
         })?);
+        *outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.clone());
         queue.mark_verified();
-        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
             std::thread::Builder::new()
@@ -643,14 +667,17 @@ impl Iterator for PgRange {
 /// The applier thread: takes committed batches in order (all queued at once, as one group),
 /// writes the group as one transaction, marks it applied (the commit made it durable) and
 /// drops it from the queue. A transaction that fails for a reason that may pass (a lost
-/// connection, a restarting server, a serialization failure) is retried for
-/// `retry_for`; after that, or after any other failure, nothing more is applied and the store
-/// refuses writes.
+/// connection, a restarting server, a serialization failure) is retried until it succeeds,
+/// with the outage reported (`report`: new writes are refused meanwhile, `/readyz` says so),
+/// or until the store closes; any other failure stops the applier and the store refuses
+/// writes.
 fn run_applier(
     pool: &Arc<Pool>,
     durability: &Durability,
     in_flight: &InFlight,
     batches: &std::sync::mpsc::Receiver<Arc<PendingBatch>>,
+    closing: &std::sync::atomic::AtomicBool,
+    report: &dyn Fn(Option<String>),
 ) {
     let mut group = Vec::new();
     while let Ok(first) = batches.recv() {
@@ -660,7 +687,7 @@ fn run_applier(
         if durability.failure().is_some() {
             continue;
         }
-        if let Err(failure) = apply_group(pool, &group) {
+        if let Err(failure) = apply_group(pool, &group, closing, report) {
             durability.fail(failure);
             in_flight.stop();
             continue;
@@ -674,7 +701,12 @@ fn run_applier(
     }
 }
 
-fn apply_group(pool: &Arc<Pool>, group: &[Arc<PendingBatch>]) -> Result<(), String> {
+fn apply_group(
+    pool: &Arc<Pool>,
+    group: &[Arc<PendingBatch>],
+    closing: &std::sync::atomic::AtomicBool,
+    report: &dyn Fn(Option<String>),
+) -> Result<(), String> {
     // Later writes to a key win, as in one engine batch (and one INSERT may not update a
     // row twice).
     let mut finals: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
@@ -720,13 +752,23 @@ fn apply_group(pool: &Arc<Pool>, group: &[Arc<PendingBatch>]) -> Result<(), Stri
         match result {
             Ok(()) => {
                 if attempt > 0 {
-                    tracing::info!(attempts = attempt + 1, location = %pool.location, "PostgreSQL reachable again: writes resumed");
+                    report(None);
+                    tracing::info!(attempts = attempt + 1, seconds = started.elapsed().as_secs_f64(), location = %pool.location, "PostgreSQL reachable again: writes resumed");
                 }
                 return Ok(());
             }
-            Err(failure) if failure.transient && started.elapsed() < pool.options.retry_for => {
+            Err(failure) if failure.transient => {
+                if closing.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(format!(
+                        "closing while {} cannot be reached: {} (these writes were never acknowledged)",
+                        pool.location, failure.problem
+                    ));
+                }
                 if attempt == 0 {
-                    tracing::warn!(problem = %failure.problem, location = %pool.location, "cannot write to PostgreSQL; retrying");
+                    report(Some(failure.problem.clone()));
+                    tracing::warn!(problem = %failure.problem, location = %pool.location, "cannot write to PostgreSQL; refusing new writes and retrying");
+                } else if started.elapsed() > pool.options.retry_for && attempt % 50 == 0 {
+                    tracing::error!(problem = %failure.problem, location = %pool.location, seconds = started.elapsed().as_secs_f64(), "PostgreSQL still cannot be reached; retrying");
                 }
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))));
@@ -813,7 +855,13 @@ impl Store for PostgresStore {
     }
 
     fn health(&self) -> StoreHealth {
-        self.queue.health()
+        match self.queue.health() {
+            StoreHealth::Ready => match self.pool.unreachable() {
+                Some(problem) => StoreHealth::Unreachable(problem),
+                None => StoreHealth::Ready,
+            },
+            other => other,
+        }
     }
 
     fn stats(&self) -> StoreStats {

@@ -31,6 +31,9 @@ pub enum StoreHealth {
     /// The background verification found damage: writes are refused and the server stops
     /// (the store's files must be restored; reopening would find the same damage).
     Damaged(String),
+    /// The database (PostgreSQL) cannot be reached: new writes are refused until it can,
+    /// writes already accepted are retried. Passes by itself.
+    Unreachable(String),
     Closed,
 }
 

@@ -179,7 +179,9 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     background.stop();
     let failed_before = matches!(
         engine.store_health(),
-        cdp_store::StoreHealth::Failed(_) | cdp_store::StoreHealth::Damaged(_)
+        cdp_store::StoreHealth::Failed(_)
+            | cdp_store::StoreHealth::Damaged(_)
+            | cdp_store::StoreHealth::Unreachable(_)
     );
     let closed = engine.close();
     served?;

@@ -77,6 +77,11 @@ pub(crate) fn engine_error(error: EngineError) -> ApiError {
         EngineError::Store(StoreError::Unavailable(_)) => {
             ApiError::from_code(ErrorCode::StoreUnavailable)
         }
+        // The database did not answer (down, restarting, unreachable): the caller may retry.
+        EngineError::Store(error @ StoreError::Database { .. }) => {
+            tracing::error!(error = %error, "database");
+            ApiError::from_code(ErrorCode::StoreUnavailable)
+        }
         other => {
             tracing::error!(error = %other, "request failed");
             ApiError::from_code(ErrorCode::Internal)

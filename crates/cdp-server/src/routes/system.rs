@@ -40,6 +40,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
             ErrorCode::StoreUnavailable,
             "the store's verification found damage; the server is stopping (see its log)",
         )),
+        StoreHealth::Unreachable(_) => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the database cannot be reached; writes resume by themselves once it can",
+        )),
         StoreHealth::Closed => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "the store is closed",
