@@ -767,7 +767,7 @@ fn apply_group(
                 if attempt == 0 {
                     report(Some(failure.problem.clone()));
                     tracing::warn!(problem = %failure.problem, location = %pool.location, "cannot write to PostgreSQL; refusing new writes and retrying");
-                } else if started.elapsed() > pool.options.retry_for && attempt % 50 == 0 {
+                } else if started.elapsed() > pool.options.retry_for && attempt.is_multiple_of(50) {
                     tracing::error!(problem = %failure.problem, location = %pool.location, seconds = started.elapsed().as_secs_f64(), "PostgreSQL still cannot be reached; retrying");
                 }
                 attempt += 1;
