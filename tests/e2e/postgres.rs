@@ -421,3 +421,61 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
     assert!(status.success(), "{logs}");
     assert!(!logs.contains(password), "the password reached the log");
 }
+
+/// `sslmode=require` (here libpq's `verify-full`) encrypts every connection and verifies the
+/// server's certificate: against the test's CA (`CDP_STORE_CA_FILE`) it connects, and the
+/// server's own view (`pg_stat_ssl`) shows TLS on each of cdp's sessions; without it the
+/// certificate chains to nothing trusted and the start is refused, naming the host.
+#[test]
+fn sslmode_require_uses_verified_tls_and_refuses_an_unknown_authority() {
+    let database = TestDatabase::create();
+    let ca = std::env::var("CDP_TEST_POSTGRES_CA").expect(
+        "CDP_TEST_POSTGRES_CA names the test cluster's CA certificate (./scripts/test sets it)",
+    );
+    let url = format!("{}?sslmode=verify-full", database.url);
+    let dir = temp_dir();
+    let password_file = database.password_file.display().to_string();
+    let message = Server::start(
+        dir.path(),
+        &["--store", &url],
+        &[("CDP_STORE_PASSWORD_FILE", &password_file)],
+    )
+    .err()
+    .expect("a certificate of an unknown authority refuses the start");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+
+    let server = Server::start(
+        dir.path(),
+        &["--store", &url],
+        &[
+            ("CDP_STORE_PASSWORD_FILE", &password_file),
+            ("CDP_STORE_CA_FILE", &ca),
+        ],
+    )
+    .unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "web", "web");
+    send_person(&server, &key);
+    assert!(server.profile_of(&admin, "email", EMAIL).is_some());
+    let (encrypted, sessions): (bool, i64) = crate::support::postgres_runtime().block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&crate::support::postgres_admin_url(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT coalesce(bool_and(s.ssl), false), count(*) FROM pg_stat_ssl s \
+                     JOIN pg_stat_activity a USING (pid) \
+                     WHERE a.datname = $1 AND a.application_name = 'cdp'",
+                &[&database.name],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    });
+    assert!(server.stop_with("TERM").0.success());
+    assert!(sessions >= 2, "{sessions} sessions of cdp");
+    assert!(encrypted, "a session of cdp is not encrypted");
+}

@@ -515,7 +515,7 @@ pub fn postgres_admin_url() -> String {
     })
 }
 
-fn postgres_runtime() -> tokio::runtime::Runtime {
+pub fn postgres_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

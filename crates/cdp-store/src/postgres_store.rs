@@ -56,6 +56,9 @@ pub struct PostgresStoreOptions {
     pub retry_for: Duration,
     /// The password, when it is kept out of the URL (a file's content).
     pub password: Option<String>,
+    /// PEM certificates of the authorities the server's certificate must chain to, with
+    /// `sslmode=require`/`verify-full` (default: the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresStoreOptions {
@@ -75,6 +78,7 @@ impl PostgresStoreOptions {
             connect_timeout: Duration::from_secs(10),
             retry_for: Duration::from_secs(30),
             password: None,
+            ca_file: None,
         }
     }
 }
@@ -197,6 +201,7 @@ impl Conn {
 /// Connections to one database, on the store's runtime.
 struct Pool {
     config: Config,
+    tls: Tls,
     location: String,
     options: PostgresStoreOptions,
     /// Drives the connections; shut down without blocking when the pool goes (a runtime
@@ -231,10 +236,23 @@ impl Drop for Pool {
 
 impl Pool {
     fn new(options: &PostgresStoreOptions) -> Result<Self, StoreError> {
-        let mut config = Config::from_str(&options.url).map_err(|error| StoreError::Database {
+        // libpq's verifying modes: this store verifies whenever it encrypts, so they are
+        // `require` to the client library.
+        let url = options
+            .url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
+        let mut config = Config::from_str(&url).map_err(|error| StoreError::Database {
             location: "the PostgreSQL URL".into(),
             problem: format!("cannot parse it: {error}"),
         })?;
+        let tls = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            Tls::Verified(tls_connector(options.ca_file.as_deref())?)
+        } else {
+            // No unverified encryption (libpq's `prefer`): plain, or verified with `require`.
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            Tls::Off
+        };
         config.connect_timeout(options.connect_timeout);
         if let Some(password) = &options.password {
             config.password(password.as_bytes());
@@ -250,6 +268,7 @@ impl Pool {
         let handle = runtime.handle().clone();
         Ok(Self {
             config,
+            tls,
             location,
             options: options.clone(),
             runtime: Mutex::new(Some(runtime)),
@@ -265,15 +284,20 @@ impl Pool {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let config = self.config.clone();
         let location = self.location.clone();
+        let tls = self.tls.clone();
         self.handle.spawn(async move {
-            let connected = config.connect(NoTls).await.map(|(client, connection)| {
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %location, "a PostgreSQL connection ended");
-                    }
-                });
-                client
-            });
+            let connected = match tls {
+                Tls::Off => config.connect(NoTls).await.map(|(client, connection)| {
+                    tokio::spawn(drive(connection, location));
+                    client
+                }),
+                Tls::Verified(connector) => {
+                    config.connect(connector).await.map(|(client, connection)| {
+                        tokio::spawn(drive(connection, location));
+                        client
+                    })
+                }
+            };
             let _ = sender.send(connected);
         });
         // The connect timeout bounds the attempt; a runtime shut down drops the sender.
@@ -344,6 +368,68 @@ impl Pool {
         let conn = self.get().map_err(|f| f.into_error(&self.location))?;
         work(&conn).map_err(|e| pg_error(&self.location, &e))
     }
+}
+
+/// Runs a connection until it ends.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>, location: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!(error = %describe(&error), %location, "a PostgreSQL connection ended");
+    }
+}
+
+/// How connections are made: plain, or TLS with the server's certificate verified.
+#[derive(Clone)]
+enum Tls {
+    Off,
+    Verified(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+/// A TLS connector that verifies the server's certificate chain and name against `ca_file`'s
+/// authorities or the system's roots.
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let tls_error = |problem: String| StoreError::Database {
+        location: "TLS".into(),
+        problem,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect())
+                .map_err(|error| {
+                    tls_error(format!(
+                        "cannot read the CA certificates in {}: {error}",
+                        path.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(tls_error(format!(
+                    "{} holds no usable CA certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| tls_error(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// A failed database operation: what went wrong (the server's or the socket's words, never

@@ -111,6 +111,9 @@ pub struct StoreSection {
     pub url: Option<String>,
     /// A file holding the PostgreSQL password (kept out of the URL and the config).
     pub password_file: Option<PathBuf>,
+    /// PEM certificates the PostgreSQL server's certificate must chain to, with
+    /// `sslmode=require` (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
     /// Connections each server keeps to PostgreSQL for reads. Default 8.
     pub pool_size: Option<usize>,
     /// The older spelling: `true` is `verify = "at-start"`, `false` is `"off"`.
@@ -254,6 +257,7 @@ impl Settings {
             postgres: postgres_options(
                 overrides.store_url.or(file.store.url),
                 file.store.password_file.as_deref(),
+                file.store.ca_file.as_deref(),
                 file.store.pool_size,
             )?,
             verification: match (
@@ -278,10 +282,12 @@ impl Settings {
 }
 
 /// The PostgreSQL store's settings, when a URL is given. The password comes from the URL,
-/// `password_file` or `CDP_STORE_PASSWORD_FILE`, never from a command-line argument.
+/// `password_file` or `CDP_STORE_PASSWORD_FILE`, never from a command-line argument; the CA
+/// of `sslmode=require` from `ca_file` or `CDP_STORE_CA_FILE`.
 pub(crate) fn postgres_options(
     url: Option<String>,
     password_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
     pool_size: Option<usize>,
 ) -> anyhow::Result<Option<cdp_store::PostgresStoreOptions>> {
     let Some(url) = url else {
@@ -302,6 +308,9 @@ pub(crate) fn postgres_options(
         })?;
         options.password = Some(password.trim_end_matches(['\r', '\n']).to_string());
     }
+    options.ca_file = ca_file
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("CDP_STORE_CA_FILE").map(PathBuf::from));
     if let Some(size) = pool_size {
         anyhow::ensure!(
             (1..=256).contains(&size),

@@ -211,6 +211,7 @@ impl Location {
             })?;
             options.password = Some(password.trim_end_matches(['\r', '\n']).to_string());
         }
+        options.ca_file = std::env::var_os("CDP_STORE_CA_FILE").map(PathBuf::from);
         Ok(Self::Postgres(options))
     }
 

@@ -305,15 +305,8 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         "--people, --batch-size and --clients must be at least 1"
     );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
-    let postgres = match &args.store_url {
-        Some(url) => Some(crate::config::postgres_options(
-            Some(url.clone()),
-            None,
-            None,
-        )?)
-        .flatten(),
-        None => None,
-    };
+    // The password and CA from CDP_STORE_PASSWORD_FILE / CDP_STORE_CA_FILE, as `serve` takes them.
+    let postgres = crate::config::postgres_options(args.store_url.clone(), None, None, None)?;
     let platform = Platform::start(
         &bench,
         args.engine,
