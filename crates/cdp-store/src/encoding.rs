@@ -37,6 +37,16 @@ pub(crate) fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
     out
 }
 
+/// A change-feed entry as stored: its full key (keyspace tag, sequence number) and value.
+pub(crate) fn decode_change_entry(full_key: &[u8], value: &[u8]) -> Result<Change, StoreError> {
+    let seq = full_key
+        .get(1..)
+        .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Backend("change-feed key is malformed".into()))?;
+    decode_change(seq, value)
+}
+
 pub(crate) fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, StoreError> {
     let malformed = || StoreError::Backend(format!("change-feed entry #{seq} is malformed"));
     let mut keys = Vec::new();

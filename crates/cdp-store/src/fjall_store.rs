@@ -22,7 +22,7 @@ use crate::commit_mark::CommitMark;
 use crate::commit_queue::CommitQueue;
 use crate::damage::{self, Verification};
 use crate::durability::Durability;
-use crate::encoding::{decode_change, prefix_end, prefixed};
+use crate::encoding::{decode_change_entry, prefix_end, prefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
@@ -546,10 +546,7 @@ impl Store for FjallStore {
         let mut changes = Vec::new();
         for guard in self.data.range(start..=end).take(limit) {
             let (key, value) = guard.into_inner().map_err(backend)?;
-            let seq = <[u8; 8]>::try_from(&key[1..])
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Backend("change-feed key is malformed".into()))?;
-            changes.push(decode_change(seq, &value)?);
+            changes.push(decode_change_entry(&key, &value)?);
         }
         Ok(changes)
     }

@@ -36,7 +36,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_queue::CommitQueue;
 use crate::durability::Durability;
-use crate::encoding::{decode_change, prefix_end, prefixed};
+use crate::encoding::{decode_change_entry, prefix_end, prefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION, SchemaState};
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
@@ -634,14 +634,7 @@ impl PostgresStore {
     /// Entries of `[start, end)` merged with the queued writes there.
     fn range(&self, start: Vec<u8>, end: Vec<u8>) -> ScanIter<'_> {
         let queued = self.queue.in_flight.range(&start, &end);
-        let base = PgRange {
-            pool: self.pool.clone(),
-            next: start,
-            inclusive: true,
-            end,
-            buffer: VecDeque::new(),
-            done: false,
-        };
+        let base = PgRange::new(self.pool.clone(), start, end);
         match queued {
             None => Box::new(base.map(unprefixed)),
             Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
@@ -661,14 +654,8 @@ fn fill_filters(
     let mut keys = 0u64;
     for keyspace in FILTERED {
         let start = vec![keyspace.tag()];
-        let range = PgRange {
-            pool: pool.clone(),
-            end: prefix_end(&start),
-            next: start,
-            inclusive: true,
-            buffer: VecDeque::new(),
-            done: false,
-        };
+        let end = prefix_end(&start);
+        let range = PgRange::new(pool.clone(), start, end);
         for item in range {
             match item {
                 Ok((key, _)) => {
@@ -709,6 +696,20 @@ struct PgRange {
     end: Vec<u8>,
     buffer: VecDeque<(Vec<u8>, Vec<u8>)>,
     done: bool,
+}
+
+impl PgRange {
+    /// The entries of `[start, end)`.
+    fn new(pool: Arc<Pool>, start: Vec<u8>, end: Vec<u8>) -> Self {
+        Self {
+            pool,
+            next: start,
+            inclusive: true,
+            end,
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
 }
 
 impl Iterator for PgRange {
@@ -905,21 +906,11 @@ impl Store for PostgresStore {
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let start = prefixed(Keyspace::Changes, &(after.saturating_add(1)).to_be_bytes());
         let end = vec![Keyspace::Changes.tag() + 1];
-        let base = PgRange {
-            pool: self.pool.clone(),
-            next: start,
-            inclusive: true,
-            end,
-            buffer: VecDeque::new(),
-            done: false,
-        };
+        let base = PgRange::new(self.pool.clone(), start, end);
         let mut changes = Vec::new();
         for item in base.take(limit) {
             let (key, value) = item?;
-            let seq = <[u8; 8]>::try_from(&key[1..])
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Backend("change-feed key is malformed".into()))?;
-            changes.push(decode_change(seq, &value)?);
+            changes.push(decode_change_entry(&key, &value)?);
         }
         Ok(changes)
     }

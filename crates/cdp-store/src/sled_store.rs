@@ -8,7 +8,7 @@ use crate::absent::{AbsentFilters, FILTERED, FilterBuilder};
 use crate::commit_mark::CommitMark;
 use crate::commit_queue::CommitQueue;
 use crate::durability::Durability;
-use crate::encoding::{decode_change, prefix_end, prefixed};
+use crate::encoding::{decode_change_entry, prefix_end, prefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::journal::{CHECKPOINT_BYTES, Journal};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
@@ -501,10 +501,7 @@ impl Store for SledStore {
         let mut changes = Vec::new();
         for item in self.db.range(start..=end).take(limit) {
             let (key, value) = item.map_err(backend)?;
-            let seq = <[u8; 8]>::try_from(&key[1..])
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::Backend("change-feed key is malformed".into()))?;
-            changes.push(decode_change(seq, &value)?);
+            changes.push(decode_change_entry(&key, &value)?);
         }
         Ok(changes)
     }
