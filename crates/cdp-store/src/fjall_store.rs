@@ -141,14 +141,19 @@ impl FjallStore {
         let dir = data_dir.lsm_dir();
         let fresh = !dir.exists();
         let (mark, acknowledged) = CommitMark::open(&data_dir.commit_mark())?;
-        let db = Database::builder(&dir)
-            .cache_size(options.cache_capacity)
-            .max_journaling_size(MAX_JOURNALS)
-            .open()
-            .map_err(|e| open_error(data_dir, e))?;
-        let data = db
-            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
-            .map_err(|e| open_error(data_dir, e))?;
+        // fjall's recovery panics on some damage to its journal (an entry whose length field
+        // is garbage fails an assertion) instead of returning an error: that is damage too.
+        let (db, data) = guard_panics(&dir, || {
+            let db = Database::builder(&dir)
+                .cache_size(options.cache_capacity)
+                .max_journaling_size(MAX_JOURNALS)
+                .open()
+                .map_err(|e| open_error(data_dir, e))?;
+            let data = db
+                .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+                .map_err(|e| open_error(data_dir, e))?;
+            Ok((db, data))
+        })?;
         let schema = data
             .get(prefixed(Keyspace::Meta, SCHEMA_KEY))
             .map_err(|e| open_error(data_dir, e))?;
@@ -376,6 +381,28 @@ impl Scanner {
             damage::write_report(&self.data_dir, &problem);
             self.queue.mark_damaged(problem);
         }
+    }
+}
+
+/// Runs a call into fjall that reads possibly damaged files, reporting a panic inside it as
+/// damage to `dir` (never a crash with a backtrace). The panic hook is silenced meanwhile.
+fn guard_panics<T>(
+    dir: &std::path::Path,
+    call: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(outcome) => outcome,
+        Err(payload) => Err(StoreError::Corrupt {
+            file: dir.to_path_buf(),
+            problem: format!(
+                "the storage engine failed while recovering it: {}",
+                crate::sled_store::describe_panic(payload.as_ref())
+            ),
+        }),
     }
 }
 

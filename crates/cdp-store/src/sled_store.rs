@@ -54,7 +54,7 @@ fn backend(error: sled::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
-fn describe_panic(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn describe_panic(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -427,8 +427,8 @@ fn crash_child_writes_and_exits_without_closing() {
 /// acknowledged writes live only in the journal, damage to it must be refused, naming the
 /// store's files, never opened with the writes silently missing. (After a clean close the
 /// data is in tables, which the conformance suite's damage tests cut and corrupt.)
-#[test]
-fn fjall_a_damaged_journal_after_a_crash_is_refused() {
+/// A crashed store (its writes in fjall's journal only), made by the child test.
+fn crashed_fjall_store() -> (tempfile::TempDir, std::path::PathBuf, usize) {
     use conformance::Backend as _;
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
@@ -453,5 +453,85 @@ fn fjall_a_damaged_journal_after_a_crash_is_refused() {
         used > 200 * 2048,
         "the writes are in the journal ({used} bytes)"
     );
+    (dir, journal, used)
+}
+
+#[test]
+fn fjall_a_damaged_journal_after_a_crash_is_refused() {
+    let (dir, journal, used) = crashed_fjall_store();
     conformance::cut_in_half_and_assert_refused::<Fjall>(dir.path(), &journal, used, "lsm");
+}
+
+/// Damage at many places of the journal (record headers and length fields among them: fjall
+/// fails an assertion on a garbage length instead of returning an error): every open either
+/// refuses, naming the store's files, or holds every acknowledged write; none panics.
+#[test]
+fn fjall_journal_damage_anywhere_is_refused_never_a_panic() {
+    use conformance::Backend as _;
+    let (dir, journal, used) = crashed_fjall_store();
+    let original = std::fs::read(&journal).unwrap();
+    let relative = journal.strip_prefix(dir.path()).unwrap().to_path_buf();
+    let (mut refused, mut opened) = (0, 0);
+    for step in 0..48usize {
+        let copy = tempfile::tempdir().unwrap();
+        copy_tree(dir.path(), copy.path());
+        let mut bytes = original.clone();
+        let at = step * used / 48;
+        for byte in &mut bytes[at..(at + 8).min(used)] {
+            *byte = 0xff;
+        }
+        std::fs::write(copy.path().join(&relative), &bytes).unwrap();
+        match Fjall::open(copy.path()) {
+            Err(error) => {
+                let message = error.to_string();
+                assert!(message.contains("lsm"), "offset {at}: {message}");
+                refused += 1;
+            }
+            Ok(store) => {
+                for index in 0..200u32 {
+                    assert!(
+                        store
+                            .get(Keyspace::Events, &index.to_be_bytes())
+                            .unwrap()
+                            .is_some(),
+                        "offset {at}: opened with write {index} missing"
+                    );
+                }
+                opened += 1;
+            }
+        }
+    }
+    eprintln!("{refused} refused, {opened} opened whole");
+    assert!(refused > 0);
+
+    // An item's value length made to disagree with its stored length: fjall's recovery
+    // asserts they agree (a panic in debug builds) rather than returning an error.
+    // Item header: ... key length u16 LE (5: the keyspace tag and the 4-byte key), value
+    // length u32 LE (2048), stored length u32 LE (2048).
+    let header = [5u8, 0, 0, 8, 0, 0, 0, 8, 0, 0];
+    let at = memchr::memmem::find(&original, &header)
+        .expect("an item header of the test's writes in the journal");
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(dir.path(), copy.path());
+    let mut bytes = original.clone();
+    bytes[at + 2..at + 6].copy_from_slice(&0xffff_ff7au32.to_le_bytes());
+    std::fs::write(copy.path().join(&relative), &bytes).unwrap();
+    let message = Fjall::open(copy.path())
+        .err()
+        .expect("a journal item with a garbage length is refused")
+        .to_string();
+    assert!(message.contains("lsm"), "{message}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
