@@ -517,8 +517,7 @@ fn fjall_journal_damage_anywhere_is_refused_never_a_panic() {
     bytes[at + 2..at + 6].copy_from_slice(&0xffff_ff7au32.to_le_bytes());
     std::fs::write(copy.path().join(&relative), &bytes).unwrap();
     let message = Fjall::open(copy.path())
-        .err()
-        .expect("a journal item with a garbage length is refused")
+        .expect_err("a journal item with a garbage length is refused")
         .to_string();
     assert!(message.contains("lsm"), "{message}");
 }
