@@ -68,3 +68,10 @@ pub(crate) fn decode_change(seq: u64, bytes: &[u8]) -> Result<Change, StoreError
     }
     Ok(Change { seq, keys })
 }
+
+/// A scanned entry as the `Store` interface gives it: key without the keyspace tag.
+pub(crate) fn unprefixed(
+    item: Result<(Vec<u8>, sled::IVec), StoreError>,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
+}

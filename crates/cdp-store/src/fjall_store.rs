@@ -22,7 +22,7 @@ use crate::commit_mark::CommitMark;
 use crate::commit_queue::CommitQueue;
 use crate::damage::{self, Verification};
 use crate::durability::Durability;
-use crate::encoding::{decode_change_entry, prefix_end, prefixed};
+use crate::encoding::{decode_change_entry, prefix_end, prefixed, unprefixed};
 use crate::in_flight::{InFlight, MergedRange, PendingBatch};
 use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
@@ -510,13 +510,6 @@ fn entries(iter: fjall::Iter) -> impl Iterator<Item = Result<(Vec<u8>, sled::IVe
             .map(|(key, value)| (key.to_vec(), sled::IVec::from(value.as_ref())))
             .map_err(backend)
     })
-}
-
-/// A scanned entry as the `Store` interface gives it: key without the keyspace tag.
-fn unprefixed(
-    item: Result<(Vec<u8>, sled::IVec), StoreError>,
-) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    item.map(|(key, value)| (key[1..].to_vec(), value.to_vec()))
 }
 
 impl Store for FjallStore {
