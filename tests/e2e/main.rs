@@ -8,6 +8,7 @@ mod support;
 
 mod audiences;
 mod bench;
+mod cluster;
 mod damaged_data;
 mod disk_full;
 mod durability;

@@ -67,10 +67,12 @@ struct Head {
     hash: String,
 }
 
-/// The in-memory head, loaded on first use; its lock orders appends.
+/// The in-memory head, loaded on first use (and again after another node on the same
+/// database appended: the generation of the store's write turns it was loaded in); its lock
+/// orders appends.
 #[derive(Debug, Default)]
 pub(crate) struct AuditState {
-    head: Mutex<Option<Head>>,
+    head: Mutex<Option<(Head, u64)>>,
 }
 
 /// The result of checking the chain.
@@ -132,14 +134,17 @@ impl Engine {
         mut batch: WriteBatch,
         records: &[AuditRecord],
     ) -> Result<CommitTicket, EngineError> {
+        // The turn first (nested when the caller holds one): the head read below stays the
+        // chain's head until this batch is committed, whichever node appends next.
+        let turn = self.store().write_turn()?;
         let mut guard = self
             .audit
             .head
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut head = match guard.as_ref() {
-            Some(head) => head.clone(),
-            None => self.load_head()?,
+            Some((head, generation)) if *generation == turn.generation() => head.clone(),
+            _ => self.load_head()?,
         };
         let key = self.vault().audit_key()?;
         let now = OffsetDateTime::now_utc();
@@ -175,7 +180,7 @@ impl Engine {
         let ticket = self.store().commit(batch);
         match ticket {
             Ok(ticket) => {
-                *guard = Some(head);
+                *guard = Some((head, turn.generation()));
                 Ok(ticket)
             }
             Err(error) => {

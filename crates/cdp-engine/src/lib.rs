@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use cdp_core::segment::MessageLimits;
 use cdp_index::PersonIndex;
 use cdp_policy::PolicySet;
-use cdp_store::{Keyspace, Overlay, Store, StoreHealth, StoreStats, Vault};
+use cdp_store::{Keyspace, Overlay, Store, StoreHealth, StoreStats, Vault, WriteTurn};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -63,6 +63,26 @@ pub use suspects::{SuspectDecision, SuspectStatus, SuspectView};
 pub use write::ingest::IngestReport;
 pub use write::split::{SplitReport, SplitRequest};
 pub use write::survivorship::{Survivorship, SurvivorshipRules};
+
+/// The engine's write lock held within a write turn of the store: the writer's state.
+pub(crate) struct WriteSection<'a> {
+    cache: MutexGuard<'a, write::cache::RecordCache>,
+    _turn: WriteTurn,
+}
+
+impl std::ops::Deref for WriteSection<'_> {
+    type Target = write::cache::RecordCache;
+
+    fn deref(&self) -> &Self::Target {
+        &self.cache
+    }
+}
+
+impl std::ops::DerefMut for WriteSection<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.cache
+    }
+}
 
 /// The application. Opened once per process with [`Engine::open`]; cheap to share (`Arc`).
 #[derive(Debug)]
@@ -114,6 +134,8 @@ impl Engine {
         } = config;
         let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
+        // What the writer's state below reflects (other nodes may write after it).
+        let synced_seq = store.stats().last_seq;
         let messages = write::dedup::MessageWindow::open(
             store.as_ref(),
             rules.dedup.window,
@@ -144,7 +166,7 @@ impl Engine {
             vault,
             config: rules,
             policies,
-            write_lock: Mutex::new(write::cache::RecordCache::new(messages)),
+            write_lock: Mutex::new(write::cache::RecordCache::new(messages, synced_seq)),
             audit: audit::AuditState::default(),
             index: index.map(Arc::new),
             exports_dir,
@@ -253,10 +275,67 @@ impl Engine {
         Ok(region)
     }
 
-    pub(crate) fn write_lock(&self) -> MutexGuard<'_, write::cache::RecordCache> {
+    /// The write lock, within a write turn of the store (several nodes on one database take
+    /// turns; `cdp-store` `WriteTurn`). Take it before any other lock of the engine but
+    /// `export_files_lock`: a turn waits for the node's other writers to finish.
+    pub(crate) fn write_lock(&self) -> Result<WriteSection<'_>, EngineError> {
         // The guarded state is the store, which stays consistent: a panic mid-batch never
         // commits a partial batch.
-        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+        let mut cache = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = self.store().write_turn()?;
+        if turn.generation() != cache.generation {
+            self.sync_with_other_nodes(&mut cache, &turn)?;
+        }
+        Ok(WriteSection { cache, _turn: turn })
+    }
+
+    /// Another node wrote the shared database since this one's last turn: what the writer
+    /// cached of the graph may be stale (dropped), the other node's messages join the
+    /// de-duplication window (read from the change feed, or the whole window when the feed
+    /// no longer lists them), and the quarantined identifiers are read again.
+    fn sync_with_other_nodes(
+        &self,
+        cache: &mut write::cache::RecordCache,
+        turn: &WriteTurn,
+    ) -> Result<(), EngineError> {
+        cache.clear_records();
+        let store = self.store().as_ref();
+        let mut after = cache.synced_seq;
+        let mut records = Vec::new();
+        'feed: while after < turn.synced_seq() {
+            let changes = match store.changes_after(after, 1000) {
+                Ok(changes) => changes,
+                Err(cdp_store::StoreError::FeedTrimmed { .. }) => {
+                    records.clear();
+                    cache.messages.reload(store)?;
+                    break 'feed;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if changes.is_empty() {
+                break;
+            }
+            for change in changes {
+                if change.seq > turn.synced_seq() {
+                    break 'feed;
+                }
+                after = change.seq;
+                for (keyspace, op, key) in change.keys {
+                    if keyspace == Keyspace::Messages && op == cdp_store::ChangeOp::Put {
+                        records.push(key);
+                    }
+                }
+            }
+        }
+        for key in records {
+            if let Some(value) = store.get(Keyspace::Messages, &key)? {
+                cache.messages.absorb(&key, &value)?;
+            }
+        }
+        self.load_suspects()?;
+        cache.generation = turn.generation();
+        cache.synced_seq = turn.synced_seq();
+        Ok(())
     }
 
     pub(crate) fn export_files_lock(&self) -> MutexGuard<'_, ()> {

@@ -43,7 +43,7 @@ impl Engine {
                 Some(region)
             }
         };
-        let _guard = self.write_lock();
+        let _guard = self.write_lock()?;
         let name_key = [b"name/".as_slice(), name.as_bytes()].concat();
         if self.store().get(Keyspace::Sources, &name_key)?.is_some() {
             return Err(EngineError::Conflict(format!(

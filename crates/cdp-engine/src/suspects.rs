@@ -193,6 +193,9 @@ impl Engine {
         if conflicts.is_empty() {
             return Ok(());
         }
+        // The turn before the lock (the engine's lock order): the records read below stay
+        // as read until this node commits, whichever node writes next.
+        let _turn = self.store().write_turn()?;
         let _updates = self
             .suspects
             .updates
@@ -330,6 +333,7 @@ impl Engine {
         access: &Access,
     ) -> Result<SuspectView, EngineError> {
         let node = node_of(id)?;
+        let turn = self.store().write_turn()?;
         let updates = self
             .suspects
             .updates
@@ -368,6 +372,8 @@ impl Engine {
         .wait_durable()?;
         self.set_unlinkable(node, !record.status.links());
         drop(updates);
+        // Before the split below takes the write lock (which comes before a turn).
+        drop(turn);
         if decision == SuspectDecision::Block
             && let Some(profile) = self
                 .get_system::<NodeRecord>(Keyspace::Identifiers, key)?

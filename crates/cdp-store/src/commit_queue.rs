@@ -96,6 +96,23 @@ impl CommitQueue {
         })
     }
 
+    /// The last sequence number this process handed out (or resumed at).
+    pub(crate) fn last_seq(&self) -> u64 {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Another process wrote the shared database through `seq` while this one did not write
+    /// (nothing of this process is queued): number the next batch after it, and let
+    /// followers of the feed see it.
+    pub(crate) fn resume_at(&self, seq: u64) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if seq > *writer {
+            *writer = seq;
+        }
+        drop(writer);
+        self.durability.advance_to(seq);
+    }
+
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         if let Some(failure) = self.durability.failure() {
             return Err(StoreError::Unavailable(failure));

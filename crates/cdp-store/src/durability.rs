@@ -70,8 +70,15 @@ impl Durability {
     pub(crate) fn mark_applied(&self, seq: u64) {
         // Under the lock, so a flusher deciding to sleep cannot miss the wake-up.
         let _state = self.lock();
-        self.applied.store(seq, Ordering::Release);
+        self.applied.fetch_max(seq, Ordering::AcqRel);
         self.wake_flusher.notify_one();
+    }
+
+    /// Another process committed everything up to `seq` (a shared database): it is applied
+    /// and durable here too, for followers of the change feed.
+    pub(crate) fn advance_to(&self, seq: u64) {
+        self.mark_applied(seq);
+        self.request(seq);
     }
 
     /// A write to the store failed: refuse further writes and fail every waiting ticket.

@@ -37,6 +37,19 @@ pub(crate) fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
     out
 }
 
+/// The entries a follower asked for, or [`StoreError::FeedTrimmed`] when the first one is not
+/// the next after `after`: every commit has an entry, so a gap means entries were trimmed
+/// before this follower read them.
+pub(crate) fn contiguous(after: u64, changes: Vec<Change>) -> Result<Vec<Change>, StoreError> {
+    match changes.first() {
+        Some(first) if first.seq > after.saturating_add(1) => Err(StoreError::FeedTrimmed {
+            after,
+            trimmed: first.seq - 1,
+        }),
+        _ => Ok(changes),
+    }
+}
+
 /// A change-feed entry as stored: its full key (keyspace tag, sequence number) and value.
 pub(crate) fn decode_change_entry(full_key: &[u8], value: &[u8]) -> Result<Change, StoreError> {
     let seq = full_key

@@ -109,6 +109,10 @@ pub enum StoreError {
     /// database, never the password).
     #[error("PostgreSQL store {location}: {problem}")]
     Database { location: String, problem: String },
+    /// The change feed no longer holds the entries after `after` (every follower that was
+    /// alive had them, and they were forgotten): rebuild from the store.
+    #[error("the change feed was trimmed through entry {trimmed}; entries after {after} are gone")]
+    FeedTrimmed { after: u64, trimmed: u64 },
 }
 
 impl StoreError {

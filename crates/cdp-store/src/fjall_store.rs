@@ -568,7 +568,7 @@ impl Store for FjallStore {
             let (key, value) = guard.into_inner().map_err(backend)?;
             changes.push(decode_change_entry(&key, &value)?);
         }
-        Ok(changes)
+        crate::encoding::contiguous(after, changes)
     }
 
     fn trim_changes(&self, upto: u64) -> Result<(), StoreError> {

@@ -105,11 +105,18 @@ impl Keyspace {
 
     /// Whether the change feed records writes to this keyspace: those derived views follow
     /// (the search index: profiles, consents, erasure through deleted keys, merges through
-    /// aliases). Events, graph records and bookkeeping are left out, so the feed stays small.
+    /// aliases), and the messages of the de-duplication window (one record per request),
+    /// which other nodes on a shared database read into theirs. Events, graph records and
+    /// bookkeeping are left out, so the feed stays small.
     pub const fn followed(self) -> bool {
         matches!(
             self,
-            Self::Profiles | Self::Keys | Self::Consents | Self::Aliases | Self::Audiences
+            Self::Profiles
+                | Self::Keys
+                | Self::Consents
+                | Self::Aliases
+                | Self::Audiences
+                | Self::Messages
         )
     }
 

@@ -81,6 +81,32 @@ impl DataDir {
         self.root.join("index")
     }
 
+    /// The name this node goes by among the nodes that share a database (`node-` and 12 hex
+    /// digits, made once and kept in `node.id`).
+    pub fn node_name(&self) -> Result<String, StoreError> {
+        let path = self.root.join("node.id");
+        match std::fs::read_to_string(&path) {
+            Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_string()),
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StoreError::io(
+                    format!("cannot read {}", path.display()),
+                    error,
+                ));
+            }
+        }
+        self.create()?;
+        let bytes = cdp_crypto::random_bytes::<6>()?;
+        let name = format!(
+            "node-{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        std::fs::write(&path, format!("{name}\n"))
+            .map_err(|e| StoreError::io(format!("cannot write {}", path.display()), e))?;
+        Ok(name)
+    }
+
     /// Export files, each sealed under its own data key.
     pub fn exports_dir(&self) -> PathBuf {
         self.root.join("exports")

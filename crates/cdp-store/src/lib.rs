@@ -51,5 +51,7 @@ pub use postgres_store::{
     PostgresStore, PostgresStoreOptions, is_postgres_url, postgres_database_bytes,
 };
 pub use sled_store::{SledStore, SledStoreOptions};
-pub use store::{Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats};
+pub use store::{
+    Change, ChangeOp, ScanIter, Store, StoreHealth, StoreStats, TurnRelease, WriteTurn,
+};
 pub use vault::Vault;

@@ -503,7 +503,7 @@ impl Store for SledStore {
             let (key, value) = item.map_err(backend)?;
             changes.push(decode_change_entry(&key, &value)?);
         }
-        Ok(changes)
+        crate::encoding::contiguous(after, changes)
     }
 
     fn trim_changes(&self, upto: u64) -> Result<(), StoreError> {

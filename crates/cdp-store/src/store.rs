@@ -37,6 +37,82 @@ pub enum StoreHealth {
     Closed,
 }
 
+/// Releases a [`WriteTurn`] (the backend's side of it).
+pub trait TurnRelease: Send + Sync {
+    fn leave(&self);
+}
+
+/// A turn at writing a store that several processes share (PostgreSQL with `cluster` on):
+/// while any thread of a process holds one, no other process commits, so what the process
+/// reads during the turn stays true until its batches are committed. A process that takes a
+/// turn after another one wrote gets a new [`WriteTurn::generation`]: whatever it cached of
+/// the store before is stale up to [`WriteTurn::synced_seq`]. A store only one process writes
+/// hands out turns that cost nothing and never change generation.
+///
+/// Held on one thread (turns nest on the thread that holds one) and for as short as a
+/// request's reads and commit: other processes wait meanwhile.
+#[must_use = "a turn covers only the writes made while it is held"]
+pub struct WriteTurn {
+    generation: u64,
+    synced_seq: u64,
+    release: Option<std::sync::Arc<dyn TurnRelease>>,
+    /// Left on the thread that took it (nesting is counted per thread).
+    _not_send: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+impl WriteTurn {
+    /// The turn of a store only this process writes.
+    pub fn solo() -> Self {
+        Self {
+            generation: 0,
+            synced_seq: 0,
+            release: None,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn shared(
+        generation: u64,
+        synced_seq: u64,
+        release: std::sync::Arc<dyn TurnRelease>,
+    ) -> Self {
+        Self {
+            generation,
+            synced_seq,
+            release: Some(release),
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Changes when another process wrote the store since this one last held a turn.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The store's last sequence number when this process's turn began: every change up to
+    /// it, another process's included, is committed.
+    pub fn synced_seq(&self) -> u64 {
+        self.synced_seq
+    }
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release.leave();
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTurn")
+            .field("generation", &self.generation)
+            .field("synced_seq", &self.synced_seq)
+            .finish()
+    }
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -65,10 +141,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// resolves when it is durable. Acknowledge the caller only after the ticket resolves.
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError>;
 
+    /// A turn at writing: read what a change depends on and commit it while holding one
+    /// ([`WriteTurn`]). Only stores that several processes write hand out real turns.
+    fn write_turn(&self) -> Result<WriteTurn, StoreError> {
+        Ok(WriteTurn::solo())
+    }
+
     /// Flushes everything committed so far, blocking.
     fn flush(&self) -> Result<(), StoreError>;
 
     /// Change-feed entries with a sequence number above `after`, at most `limit`.
+    /// [`StoreError::FeedTrimmed`] when entries after `after` were already forgotten (a
+    /// follower that far behind rebuilds what it derives).
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
 
     /// Forgets change-feed entries up to and including `upto` (every follower has them).

@@ -116,6 +116,11 @@ pub struct StoreSection {
     pub ca_file: Option<PathBuf>,
     /// Connections each server keeps to PostgreSQL for reads. Default 8.
     pub pool_size: Option<usize>,
+    /// Several `cdp serve` nodes share the PostgreSQL database (they take turns at writing;
+    /// docs/operations.md, "Scale-out"). Every node of the database must set it.
+    pub cluster: Option<bool>,
+    /// This node's name among them (default: made once and kept in DATA_DIR/node.id).
+    pub node: Option<String>,
     /// The older spelling: `true` is `verify = "at-start"`, `false` is `"off"`.
     pub verify_on_open: Option<bool>,
 }
@@ -170,6 +175,9 @@ pub struct Settings {
     pub cache_capacity_bytes: u64,
     pub verification: cdp_store::Verification,
     pub postgres: Option<cdp_store::PostgresStoreOptions>,
+    /// Several nodes share the PostgreSQL database; this one's name if configured.
+    pub store_cluster: bool,
+    pub store_node: Option<String>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -182,6 +190,7 @@ pub struct Overrides {
     pub store_engine: Option<String>,
     pub store_verify: Option<String>,
     pub store_url: Option<String>,
+    pub store_cluster: Option<bool>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -260,6 +269,11 @@ impl Settings {
                 file.store.ca_file.as_deref(),
                 file.store.pool_size,
             )?,
+            store_cluster: overrides
+                .store_cluster
+                .or(file.store.cluster)
+                .unwrap_or(false),
+            store_node: file.store.node,
             verification: match (
                 overrides.store_verify,
                 file.store.verify,

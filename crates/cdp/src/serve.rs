@@ -39,9 +39,48 @@ pub struct ServeArgs {
     /// the keys, the search index and export files.
     #[arg(long = "store", env = "CDP_STORE")]
     store_url: Option<String>,
+    /// Several nodes share the PostgreSQL store and take turns at writing (`[store] cluster`);
+    /// every node of the database must set it.
+    #[arg(long = "cluster", env = "CDP_STORE_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
+    store_cluster: Option<bool>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
+}
+
+/// The PostgreSQL options with this node's name when several nodes share the database.
+fn cluster_options(
+    settings: &Settings,
+    data_dir: &DataDir,
+) -> anyhow::Result<Option<cdp_store::PostgresStoreOptions>> {
+    let Some(mut options) = settings.postgres.clone() else {
+        anyhow::ensure!(
+            !settings.store_cluster,
+            "[store] cluster needs the store in PostgreSQL ([store] url or --store postgres://...): an embedded store has one node"
+        );
+        return Ok(None);
+    };
+    if settings.store_cluster {
+        let name = match &settings.store_node {
+            Some(name) => {
+                anyhow::ensure!(
+                    !name.is_empty()
+                        && name.len() <= 64
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                    "[store] node must be 1 to 64 letters, digits, '-', '_' or '.'"
+                );
+                name.clone()
+            }
+            None => data_dir
+                .node_name()
+                .context("cannot name this node (DATA_DIR/node.id)")?,
+        };
+        tracing::info!(node = %name, "one node of several on the PostgreSQL store");
+        options.cluster_node = Some(name);
+    }
+    Ok(Some(options))
 }
 
 pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
@@ -59,6 +98,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             store_engine: args.store_engine,
             store_verify: args.store_verify,
             store_url: args.store_url,
+            store_cluster: args.store_cluster,
             log_format,
         },
     )?;
@@ -71,6 +111,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let token_key = Arc::new(token_key);
     let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
     tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
+    let postgres = cluster_options(&settings, &data_dir)?;
     let engine_config = cdp_engine::EngineConfig::new(data_dir.root(), keyring.clone(), policies)
         .with_rules(cdp_engine::EngineRules {
             identity: settings.identity,
@@ -87,7 +128,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             engine: settings.store_engine,
             cache_capacity: settings.cache_capacity_bytes,
             verification: settings.verification,
-            postgres: settings.postgres.clone(),
+            postgres,
         });
     let engine = Arc::new(
         cdp_engine::Engine::open(engine_config.clone())

@@ -124,7 +124,7 @@ impl Engine {
         self.validate_consent(&input)?;
         // Under the identity lock: a merge must not move the person's records between
         // finding the profile and writing to it.
-        let _graph = self.write_lock();
+        let _graph = self.write_lock()?;
         let (profile, origin) = match &input.subject {
             ConsentSubject::Profile(id) => {
                 let resolved = self.resolve_id(*id)?;

@@ -148,7 +148,17 @@ impl Indexer {
                 self.engine
                     .set_quintiles(progress.quintiles.clone(), progress.refreshed_at);
                 *self.progress() = progress;
-                self.catch_up()?;
+                match self.catch_up() {
+                    Err(EngineError::Store(cdp_store::StoreError::FeedTrimmed { .. })) => {
+                        tracing::info!(
+                            "the change feed was trimmed past the search index; rebuilding it"
+                        );
+                        self.rebuild()?;
+                    }
+                    other => {
+                        other?;
+                    }
+                }
             }
             None => {
                 tracing::info!("building the search index from the store");
@@ -392,7 +402,17 @@ impl Indexer {
             let result = if due {
                 self.rebuild().map(|_| 0)
             } else {
-                self.catch_up()
+                match self.catch_up() {
+                    // Entries this index had not read were trimmed (another node's indexer
+                    // went on while this one was stopped for long): rebuild from the store.
+                    Err(EngineError::Store(cdp_store::StoreError::FeedTrimmed { .. })) => {
+                        tracing::warn!(
+                            "the change feed was trimmed past this index; rebuilding it"
+                        );
+                        self.rebuild().map(|_| 0)
+                    }
+                    other => other,
+                }
             };
             if matches!(result, Ok(changed) if changed > 0) {
                 last_change = Instant::now();

@@ -22,7 +22,7 @@ impl Engine {
         id: ProfileId,
         change: impl FnOnce(&mut crate::records::ProfileRecord) -> Result<Value, EngineError>,
     ) -> Result<Value, EngineError> {
-        let mut cache = self.write_lock();
+        let mut cache = self.write_lock()?;
         let view = cdp_store::Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
         let (mut record, key) = graph

@@ -86,7 +86,7 @@ impl Engine {
         id: ProfileId,
         extra: WriteBatch,
     ) -> Result<(BTreeMap<&'static str, u64>, cdp_store::CommitTicket), EngineError> {
-        let mut cache = self.write_lock();
+        let mut cache = self.write_lock()?;
         let view = cdp_store::Overlay::new(self.store().as_ref());
         let mut graph = StoreGraph::new(self, &view);
         let (record, key) = graph

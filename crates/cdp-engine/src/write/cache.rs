@@ -34,6 +34,10 @@ pub(crate) struct RecordCache {
     /// takes a profile back without a copy once the indexer has let go of it.
     pub(crate) profiles: LruCache<ProfileId, (Arc<ProfileRecord>, DataKey)>,
     pub(crate) messages: MessageWindow,
+    /// The generation of the store's write turns this state is as of, and the last change
+    /// it reflects (several nodes on one database: `sync_with_other_nodes`).
+    pub(crate) generation: u64,
+    pub(crate) synced_seq: u64,
 }
 
 impl std::fmt::Debug for RecordCache {
@@ -48,12 +52,15 @@ impl std::fmt::Debug for RecordCache {
 }
 
 impl RecordCache {
-    pub(crate) fn new(messages: MessageWindow) -> Self {
+    /// The writer's state as of change `synced_seq` of the store.
+    pub(crate) fn new(messages: MessageWindow, synced_seq: u64) -> Self {
         Self {
             nodes: LruCache::new(capacity(NODES)),
             evidence: LruCache::new(capacity(EVIDENCE)),
             profiles: LruCache::new(capacity(PROFILES)),
             messages,
+            generation: 0,
+            synced_seq,
         }
     }
 

@@ -136,6 +136,34 @@ impl MessageWindow {
         Ok(this)
     }
 
+    /// Another node's record of a request's messages (key and value as stored).
+    pub(crate) fn absorb(&mut self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        if key.len() != 12 {
+            return Err(EngineError::Corrupt("message de-duplication record".into()));
+        }
+        let minute = u32::from_be_bytes(key[..4].try_into().unwrap_or_default());
+        if minute < self.kept_from {
+            return Ok(());
+        }
+        for digest in value.chunks_exact(16) {
+            self.seen.insert(digest_of(digest)?, minute);
+        }
+        self.bound();
+        Ok(())
+    }
+
+    /// Reads every record of the window again (after other nodes wrote more than the change
+    /// feed still lists).
+    pub(crate) fn reload(&mut self, store: &dyn Store) -> Result<(), EngineError> {
+        for item in store.scan_from(Keyspace::Messages, &self.kept_from.to_be_bytes()) {
+            let (key, value) = item?;
+            if key.len() == 12 {
+                self.absorb(&key, &value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a message with this digest arrived within the window.
     pub(crate) fn contains(&self, digest: &[u8; 16]) -> bool {
         self.seen.contains_key(&u128::from_be_bytes(*digest))

@@ -56,7 +56,7 @@ impl Engine {
             prepared.push(self.prepare(source, message, batched.then_some(index))?);
         }
         let mut report = IngestReport::default();
-        let mut cache = self.write_lock();
+        let mut cache = self.write_lock()?;
         // The whole request is one atomic batch: staged message by message, committed once.
         let mut overlay = Overlay::new(self.store().as_ref());
         let mut staged = Staged::default();

@@ -40,7 +40,7 @@ impl Engine {
         id: ProfileId,
         request: &SplitRequest,
     ) -> Result<(SplitReport, Option<cdp_store::CommitTicket>), EngineError> {
-        let mut cache = self.write_lock();
+        let mut cache = self.write_lock()?;
         let resolved = self.resolve_id(id)?;
         let mut overlay = Overlay::new(self.store().as_ref());
         let mut staged = Staged::default();

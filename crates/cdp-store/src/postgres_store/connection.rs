@@ -29,6 +29,10 @@ pub struct PostgresStoreOptions {
     /// PEM certificates of the authorities the server's certificate must chain to, with
     /// `sslmode=require`/`verify-full` (default: the system's roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Several nodes write this database (`[store] cluster = true`): the name this node
+    /// goes by (its position in the change feed is kept under it). `None`: this process is
+    /// the only writer, and a second one is refused.
+    pub cluster_node: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresStoreOptions {
@@ -49,6 +53,7 @@ impl PostgresStoreOptions {
             retry_for: Duration::from_secs(30),
             password: None,
             ca_file: None,
+            cluster_node: None,
         }
     }
 }
@@ -125,6 +130,8 @@ pub(super) struct Conn {
     pub(super) page_after: Statement,
     pub(super) upsert: Statement,
     pub(super) delete: Statement,
+    /// The sequence-number row, locked for the transaction (the applier's fence).
+    pub(super) lock_seq: Statement,
 }
 
 impl Conn {
@@ -149,6 +156,9 @@ impl Conn {
         let delete = client
             .prepare("DELETE FROM cdp_store WHERE k = ANY($1::bytea[])")
             .await?;
+        let lock_seq = client
+            .prepare("SELECT v FROM cdp_store WHERE k = $1 FOR UPDATE")
+            .await?;
         Ok(Self {
             client,
             get,
@@ -156,6 +166,7 @@ impl Conn {
             page_after,
             upsert,
             delete,
+            lock_seq,
         })
     }
 }

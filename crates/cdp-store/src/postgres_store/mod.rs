@@ -13,11 +13,13 @@
 //! is the only writer). There is no commit mark: PostgreSQL detects its own damage (WAL and
 //! page checksums) and a committed transaction is never cut off silently.
 //!
-//! One process writes a database at a time, as one process opens a data directory: a session
-//! advisory lock taken at open refuses a second one (the multi-node design replaces this with
-//! database-assigned sequence numbers and per-identifier locks; docs/operations.md). Being the
-//! only writer is also what lets the absent-key filters (`absent.rs`) answer "absent" without
-//! asking the database: a thread fills them from the identifier keyspaces after open.
+//! One process writes a database, as one process opens a data directory: a session advisory
+//! lock taken at open refuses a second one. Being the only writer is also what lets the
+//! absent-key filters (`absent.rs`) answer "absent" without asking the database: a thread
+//! fills them from the identifier keyspaces after open. With `cluster` on, several processes
+//! (nodes) share the database and take turns at writing (`cluster.rs`); the lock is then
+//! taken shared, so that a node without `cluster` is refused beside them, and the filters
+//! stay off (another node's keys would be missed).
 //!
 //! The client is tokio-postgres: its connections run on a small runtime of the store's own,
 //! and the store's synchronous interface waits on the client's futures with
@@ -40,12 +42,15 @@ use crate::meta::{CREATED_KEY, LAST_SEQ_KEY, SCHEMA_KEY, SCHEMA_VERSION, SchemaS
 use crate::store::{Change, ScanIter, Store, StoreHealth, StoreStats};
 use crate::{CommitTicket, Keyspace, StoreError, WriteBatch};
 
+mod cluster;
 mod connection;
 
+use cluster::Turns;
 use connection::{Failure, Pool, pg_error};
 pub use connection::{PostgresStoreOptions, is_postgres_url};
 
-/// The advisory lock that keeps a second process from writing the same database.
+/// The advisory lock that keeps a second process from writing the same database (taken
+/// shared by the nodes of a cluster).
 const WRITER_LOCK: i64 = 0x0cd9_5707_e000_0001;
 /// Rows per page of a scan.
 const PAGE_ROWS: i64 = 512;
@@ -61,6 +66,9 @@ pub struct PostgresStore {
     queue: Arc<CommitQueue>,
     /// Ends the filter thread's scan at close.
     closing: Arc<std::sync::atomic::AtomicBool>,
+    /// With `cluster` on: this node's write turn, and its name in the feed's followers.
+    cluster: Option<(Arc<Turns>, String)>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -79,13 +87,22 @@ impl PostgresStore {
         let location = pool.location.clone();
         let fail = |failure: Failure| failure.into_error(&location);
         let lock = pool.connect().map_err(fail)?;
-        let locked: bool =
-            block_on(lock.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK]))
-                .map_err(|e| pg_error(&location, &e))?
-                .get(0);
+        let take = if options.cluster_node.is_some() {
+            "SELECT pg_try_advisory_lock_shared($1)"
+        } else {
+            "SELECT pg_try_advisory_lock($1)"
+        };
+        let locked: bool = block_on(lock.query_one(take, &[&WRITER_LOCK]))
+            .map_err(|e| pg_error(&location, &e))?
+            .get(0);
         if !locked {
-            return Err(StoreError::InUse {
-                path: location.clone().into(),
+            return Err(StoreError::Database {
+                location: location.clone(),
+                problem: if options.cluster_node.is_some() {
+                    "a process without `cluster = true` writes this database; stop it, or start it with `[store] cluster = true` too".into()
+                } else {
+                    "another process writes this database (is `cdp serve` running?); to run several nodes on it, start every one with `[store] cluster = true`".into()
+                },
             });
         }
         let fsync: String = block_on(lock.query_one("SHOW fsync", &[]))
@@ -95,6 +112,8 @@ impl PostgresStore {
             tracing::warn!(%location, "the PostgreSQL server runs with fsync = off: a crash of its machine can lose acknowledged writes");
         }
         block_on(lock.batch_execute(CREATE_TABLE)).map_err(|e| pg_error(&location, &e))?;
+        block_on(lock.batch_execute(cluster::CREATE_TABLES))
+            .map_err(|e| pg_error(&location, &e))?;
         let last_seq = Self::check_schema(&pool)?;
         // "Maybe" to every probe until the thread below has read the stored keys.
         let absent = AbsentFilters::pending();
@@ -115,19 +134,43 @@ impl PostgresStore {
         })?);
         *outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue.clone());
         queue.mark_verified();
-        {
-            let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+        let mut threads = Vec::new();
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
-                .name("cdp-store-filters".into())
-                .spawn(move || fill_filters(&pool, &queue, scan, &closing))
-                .map_err(|e| StoreError::io("cannot start the store's filter thread", e))?;
-        }
-        tracing::info!(%location, last_seq, "PostgreSQL store open");
+                .name(name.into())
+                .spawn(work)
+                .map_err(|e| StoreError::io("cannot start a thread of the store", e))
+        };
+        let cluster = match &options.cluster_node {
+            // Another node's keys would be missing from the filters: they stay "maybe".
+            Some(node) => {
+                let turns = Turns::new(pool.clone(), queue.clone(), last_seq);
+                let keeper = turns.clone();
+                threads.push(spawn("cdp-store-turn", Box::new(move || keeper.keep()))?);
+                let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+                threads.push(spawn(
+                    "cdp-store-follow",
+                    Box::new(move || cluster::follow(&pool, &queue, &closing)),
+                )?);
+                Some((turns, node.clone()))
+            }
+            None => {
+                let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+                spawn(
+                    "cdp-store-filters",
+                    Box::new(move || fill_filters(&pool, &queue, scan, &closing)),
+                )?;
+                None
+            }
+        };
+        tracing::info!(%location, last_seq, node = options.cluster_node.as_deref().unwrap_or("(the only writer)"), "PostgreSQL store open");
         Ok(Arc::new(Self {
             pool,
             lock: Mutex::new(Some(lock)),
             queue,
             closing,
+            cluster,
+            threads: Mutex::new(threads),
         }))
     }
 
@@ -346,6 +389,15 @@ fn run_applier(
     }
 }
 
+/// What a group's transaction found at the fence.
+enum Fence {
+    Committed,
+    /// An earlier try committed it (its acknowledgement was lost with the connection).
+    AlreadyCommitted,
+    /// Another node wrote through this sequence number meanwhile.
+    Overtaken(u64),
+}
+
 fn apply_group(
     pool: &Arc<Pool>,
     group: &[Arc<PendingBatch>],
@@ -370,12 +422,34 @@ fn apply_group(
             None => deletes.push(key),
         }
     }
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return Ok(());
+    };
+    let (before, through) = (first.seq - 1, last.seq);
+    let seq_key = prefixed(Keyspace::Meta, LAST_SEQ_KEY);
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
         let result = pool.get().and_then(|conn| {
             block_on(async {
                 conn.client.batch_execute("BEGIN").await?;
+                // The fence: the group follows the last change committed, or an earlier try
+                // of it committed already; anything else means another node wrote meanwhile
+                // (this node lost its turn with its session).
+                let found = conn
+                    .client
+                    .query_opt(&conn.lock_seq, &[&seq_key])
+                    .await?
+                    .and_then(|row| <[u8; 8]>::try_from(row.get::<_, Vec<u8>>(0).as_slice()).ok())
+                    .map_or(0, u64::from_be_bytes);
+                if found == through && attempt > 0 {
+                    conn.client.batch_execute("ROLLBACK").await?;
+                    return Ok(Fence::AlreadyCommitted);
+                }
+                if found != before {
+                    conn.client.batch_execute("ROLLBACK").await?;
+                    return Ok(Fence::Overtaken(found));
+                }
                 if !put_keys.is_empty() {
                     conn.client
                         .execute(&conn.upsert, &[&put_keys, &put_values])
@@ -384,7 +458,8 @@ fn apply_group(
                 if !deletes.is_empty() {
                     conn.client.execute(&conn.delete, &[&deletes]).await?;
                 }
-                conn.client.batch_execute("COMMIT").await
+                conn.client.batch_execute("COMMIT").await?;
+                Ok::<_, tokio_postgres::Error>(Fence::Committed)
             })
             .map_err(|error| {
                 // Whatever state the session is in, it is not reused mid-transaction.
@@ -395,7 +470,14 @@ fn apply_group(
             })
         });
         match result {
-            Ok(()) => {
+            Ok(Fence::Overtaken(found)) => {
+                return Err(format!(
+                    "another node wrote change #{found} of {} while this node's changes #{}-#{through} waited (its write turn was lost with its session); they were not acknowledged and are dropped",
+                    pool.location,
+                    before + 1
+                ));
+            }
+            Ok(Fence::Committed | Fence::AlreadyCommitted) => {
                 if attempt > 0 {
                     report(None);
                     tracing::info!(attempts = attempt + 1, seconds = started.elapsed().as_secs_f64(), location = %pool.location, "PostgreSQL reachable again: writes resumed");
@@ -454,7 +536,16 @@ impl Store for PostgresStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
+        // A node numbers and queues a batch only within a turn (nested in the caller's).
+        let _turn = self.write_turn()?;
         self.queue.commit(batch)
+    }
+
+    fn write_turn(&self) -> Result<crate::WriteTurn, StoreError> {
+        match &self.cluster {
+            Some((turns, _)) => turns.enter(),
+            None => Ok(crate::WriteTurn::solo()),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -470,19 +561,17 @@ impl Store for PostgresStore {
             let (key, value) = item?;
             changes.push(decode_change_entry(&key, &value)?);
         }
-        Ok(changes)
+        crate::encoding::contiguous(after, changes)
     }
 
     fn trim_changes(&self, upto: u64) -> Result<(), StoreError> {
-        let start = prefixed(Keyspace::Changes, &0u64.to_be_bytes());
-        let end = prefixed(Keyspace::Changes, &upto.to_be_bytes());
-        self.pool.with(|conn| {
-            block_on(conn.client.execute(
-                "DELETE FROM cdp_store WHERE k >= $1 AND k <= $2",
-                &[&start, &end],
-            ))
-            .map(|_| ())
-        })
+        match &self.cluster {
+            // Through the lowest position of the nodes' indexers.
+            Some((_, node)) => cluster::trim(&self.pool, node, upto),
+            None => self
+                .pool
+                .with(|conn| block_on(cluster::trim_through(&conn.client, upto))),
+        }
     }
 
     fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -509,6 +598,13 @@ impl Store for PostgresStore {
         self.closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let result = self.queue.close(|| self.flush());
+        // Nothing is queued any more: the keeper may let go of the turn.
+        if let Some((turns, _)) = &self.cluster {
+            turns.stop();
+        }
+        for thread in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner())) {
+            let _ = thread.join();
+        }
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         result
     }
