@@ -70,6 +70,10 @@ pub struct EngineConfig {
     pub rules: EngineRules,
     pub store: StoreOptions,
     pub index: IndexMode,
+    /// Where export files are written (sealed); default `<data dir>/exports`. Nodes that
+    /// share a PostgreSQL store share this directory too (a volume every node mounts), so
+    /// that any node serves a file another one wrote.
+    pub exports_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -85,7 +89,14 @@ impl EngineConfig {
             rules: EngineRules::default(),
             store: StoreOptions::default(),
             index: IndexMode::default(),
+            exports_dir: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_exports_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.exports_dir = dir;
+        self
     }
 
     #[must_use]

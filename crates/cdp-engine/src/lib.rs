@@ -131,6 +131,7 @@ impl Engine {
             rules,
             store,
             index,
+            exports_dir,
         } = config;
         let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
@@ -158,7 +159,7 @@ impl Engine {
             IndexMode::InMemory => Some(PersonIndex::in_memory().map_err(indexer::index_error)?),
             IndexMode::Absent => None,
         };
-        let exports_dir = data_dir.exports_dir();
+        let exports_dir = exports_dir.unwrap_or_else(|| data_dir.exports_dir());
         std::fs::create_dir_all(&exports_dir)
             .map_err(|source| EngineError::io("cannot create the export directory", source))?;
         let engine = Self {

@@ -47,6 +47,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub retention: RetentionSection,
     #[serde(default)]
+    pub exports: ExportsSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -77,6 +79,14 @@ pub struct RetentionSection {
     /// Days a finished export's file can be downloaded; the sweeper then deletes it with its
     /// key. Default 7, at most 30.
     pub export_file_days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportsSection {
+    /// Where export files are written, sealed. Default DATA_DIR/exports. Several nodes on one
+    /// PostgreSQL store share one directory (a volume every node mounts).
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +188,7 @@ pub struct Settings {
     /// Several nodes share the PostgreSQL database; this one's name if configured.
     pub store_cluster: bool,
     pub store_node: Option<String>,
+    pub exports_dir: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -191,6 +202,7 @@ pub struct Overrides {
     pub store_verify: Option<String>,
     pub store_url: Option<String>,
     pub store_cluster: Option<bool>,
+    pub store_node: Option<String>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -273,7 +285,8 @@ impl Settings {
                 .store_cluster
                 .or(file.store.cluster)
                 .unwrap_or(false),
-            store_node: file.store.node,
+            store_node: overrides.store_node.or(file.store.node),
+            exports_dir: file.exports.dir,
             verification: match (
                 overrides.store_verify,
                 file.store.verify,
@@ -377,6 +390,8 @@ mod tests {
                 store_engine: None,
                 store_verify: None,
                 store_url: None,
+                store_cluster: None,
+                store_node: None,
                 log_format: None,
             },
         )
@@ -411,6 +426,8 @@ mod tests {
                 store_engine: None,
                 store_verify: None,
                 store_url: None,
+                store_cluster: None,
+                store_node: None,
                 log_format: None,
             },
         )

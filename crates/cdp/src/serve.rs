@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// every node of the database must set it.
     #[arg(long = "cluster", env = "CDP_STORE_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
     store_cluster: Option<bool>,
+    /// This node's name among the nodes of the database (`[store] node`; default: made once
+    /// and kept in DATA_DIR/node.id). On Kubernetes, the pod's name.
+    #[arg(long = "node", env = "CDP_NODE_NAME")]
+    store_node: Option<String>,
     /// TOML config file for everything else (see deploy/cdp.toml).
     #[arg(long, env = "CDP_CONFIG")]
     config: Option<PathBuf>,
@@ -99,6 +103,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             store_verify: args.store_verify,
             store_url: args.store_url,
             store_cluster: args.store_cluster,
+            store_node: args.store_node,
             log_format,
         },
     )?;
@@ -129,7 +134,8 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             cache_capacity: settings.cache_capacity_bytes,
             verification: settings.verification,
             postgres,
-        });
+        })
+        .with_exports_dir(settings.exports_dir.clone());
     let engine = Arc::new(
         cdp_engine::Engine::open(engine_config.clone())
             .context("cannot open the data directory")?,
