@@ -27,13 +27,16 @@ struct Platform {
 }
 
 impl Platform {
+    /// A node: the engine over `root`, its indexer running; sources are made by the first
+    /// node (`write_keys: None`) and shared by the others.
     fn start(
         bench: &BenchDir,
-        engine: StoreEngine,
-        cache_capacity: u64,
+        root: &std::path::Path,
+        (engine, cache_capacity): (StoreEngine, u64),
         postgres: Option<cdp_store::PostgresStoreOptions>,
+        write_keys: Option<&BTreeMap<Channel, String>>,
     ) -> anyhow::Result<Self> {
-        let engine = bench.open_engine_on(engine, cache_capacity, postgres)?;
+        let engine = bench.open_node(root, engine, cache_capacity, postgres)?;
         let indexer = Arc::new(Indexer::new(engine.clone(), Default::default())?);
         indexer.start()?;
         let stop_indexer = Arc::new(AtomicBool::new(false));
@@ -44,6 +47,15 @@ impl Platform {
                 .name("cdp-indexer".into())
                 .spawn(move || indexer.run(&stop))?
         };
+        if let Some(write_keys) = write_keys {
+            return Ok(Self {
+                engine,
+                indexer,
+                stop_indexer,
+                indexer_thread,
+                write_keys: write_keys.clone(),
+            });
+        }
         let mut write_keys = BTreeMap::new();
         for channel in Channel::ALL {
             let (_, key, ticket) = engine.create_source(channel.as_str(), channel, Some("CN"))?;
@@ -147,7 +159,7 @@ struct Run {
 /// freshness.
 fn drive(
     platform: &Platform,
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     (plan, batches, carried): (&crate::demo::Plan, &[Batch], &Carried),
     clients: usize,
 ) -> anyhow::Result<Run> {
@@ -163,16 +175,19 @@ fn drive(
             .spawn_scoped(scope, || {
                 monitor_freshness(platform, &sending, &acknowledged, started)
             })?;
+        let counters = (&next, &acknowledged, &failures);
         let workers = (0..clients)
-            .map(|_| {
+            .map(|client| {
+                // Clients spread over the nodes, as behind a load balancer.
+                let addr = addrs[client % addrs.len()];
                 std::thread::Builder::new()
                     .name("bench-client".into())
-                    .spawn_scoped(scope, || {
+                    .spawn_scoped(scope, move || {
                         send_batches(
                             addr,
                             (plan, batches, carried),
                             &platform.write_keys,
-                            (&next, &acknowledged, &failures),
+                            counters,
                         )
                     })
             })
@@ -304,15 +319,46 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         args.people > 0 && args.batch_size > 0 && args.clients > 0,
         "--people, --batch-size and --clients must be at least 1"
     );
+    anyhow::ensure!(
+        (1..=8).contains(&args.nodes) && (args.nodes == 1 || args.store_url.is_some()),
+        "--nodes must be 1 to 8, and several nodes need --store postgres://..."
+    );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
     // The password and CA from CDP_STORE_PASSWORD_FILE / CDP_STORE_CA_FILE, as `serve` takes them.
     let postgres = crate::config::postgres_options(args.store_url.clone(), None, None, None)?;
+    let node_options = |node: usize| {
+        postgres.clone().map(|mut options| {
+            if args.nodes > 1 {
+                options.cluster_node = Some(format!("bench-node-{node}"));
+            }
+            options
+        })
+    };
+    let settings = (args.engine, args.cache_mb.max(16) * 1024 * 1024);
     let platform = Platform::start(
         &bench,
-        args.engine,
-        args.cache_mb.max(16) * 1024 * 1024,
-        postgres.clone(),
+        bench.data_dir.root(),
+        settings,
+        node_options(0),
+        None,
     )?;
+    // The other nodes: data directories of their own beside the first one's.
+    let mut others = Vec::new();
+    for node in 1..args.nodes {
+        let root = bench
+            .data_dir
+            .root()
+            .with_file_name(format!("bench-ingest-node-{node}"));
+        let other = Platform::start(
+            &bench,
+            &root,
+            settings,
+            node_options(node),
+            Some(&platform.write_keys),
+        )?;
+        let server = Server::start(other.engine.clone())?;
+        others.push((other, server));
+    }
     let generated_at = Instant::now();
     let plan = crate::demo::plan(args.people, args.seed, args.events_per_person);
     let generation = generated_at.elapsed();
@@ -320,16 +366,19 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     let batches = batches_of(&plan, args.batch_size);
     let carried = Carried::default();
     let server = Server::start(platform.engine.clone())?;
-    let mut run = drive(
-        &platform,
-        server.addr,
-        (&plan, &batches, &carried),
-        args.clients,
-    )?;
+    let addrs: Vec<std::net::SocketAddr> = std::iter::once(server.addr)
+        .chain(others.iter().map(|(_, server)| server.addr))
+        .collect();
+    let mut run = drive(&platform, &addrs, (&plan, &batches, &carried), args.clients)?;
     run.freshness.sort();
     run.latencies.sort();
     let last_fifth = last_fifth_rate(&run, total_events);
     server.stop();
+    for (other, server) in others {
+        server.stop();
+        let engine = other.drain_index(Duration::from_secs(600))?;
+        engine.close()?;
+    }
     // How long after the last acknowledgement the index holds everything.
     let drained_at = Instant::now();
     let index = platform.indexer.index().clone();
@@ -382,6 +431,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         lsm_journal_bytes: lsm_journal_bytes(&data_dir.lsm_dir()),
         peak_rss: process_memory("VmHWM"),
         people: args.people,
+        nodes: args.nodes,
         events: total_events,
         batches: batches.len(),
         batch_size: args.batch_size,
@@ -423,6 +473,8 @@ struct Report {
     /// The whole bench process's peak resident memory (it also holds the generated events).
     peak_rss: Option<u64>,
     people: u64,
+    /// Nodes sharing the PostgreSQL store.
+    nodes: usize,
     events: usize,
     batches: usize,
     batch_size: usize,
@@ -461,6 +513,7 @@ impl Report {
                 "lsm_journal_bytes": self.lsm_journal_bytes,
                 "peak_rss_bytes": self.peak_rss,
                 "people": self.people,
+                "nodes": self.nodes,
                 "events": self.events,
                 "batches": self.batches,
                 "seconds": run.elapsed.as_secs_f64(),
@@ -487,8 +540,21 @@ impl Report {
             return;
         }
         println!(
-            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients, {} store",
-            self.people, self.events, self.batches, self.batch_size, self.clients, self.store_name
+            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients, {} store{}",
+            self.people,
+            self.events,
+            self.batches,
+            self.batch_size,
+            self.clients,
+            self.store_name,
+            if self.nodes > 1 {
+                format!(
+                    ", {} nodes sharing it (clients spread over them)",
+                    self.nodes
+                )
+            } else {
+                String::new()
+            }
         );
         println!(
             "  generated in {:.2} s; ingested in {:.2} s",

@@ -142,6 +142,10 @@ pub struct IngestArgs {
     /// CDP_STORE_PASSWORD_FILE when the URL has none) instead of an embedded engine.
     #[arg(long = "store")]
     store_url: Option<String>,
+    /// Nodes sharing that database (`[store] cluster = true`), each with its own engine,
+    /// index and HTTP server in this process; the clients take turns among them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     #[arg(long)]
     json: bool,
 }
@@ -322,8 +326,20 @@ impl BenchDir {
         cache_capacity: u64,
         postgres: Option<cdp_store::PostgresStoreOptions>,
     ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
+        self.open_node(self.data_dir.root(), engine, cache_capacity, postgres)
+    }
+
+    /// An engine over `root` (this directory, or a node's beside it) with this directory's
+    /// keyring.
+    pub(super) fn open_node(
+        &self,
+        root: &std::path::Path,
+        engine: StoreEngine,
+        cache_capacity: u64,
+        postgres: Option<cdp_store::PostgresStoreOptions>,
+    ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
         let config = cdp_engine::EngineConfig::new(
-            self.data_dir.root(),
+            root,
             self.keyring.clone(),
             Arc::new(crate::policy::load(None)?),
         )
