@@ -344,3 +344,165 @@ fn a_node_killed_during_ingest_loses_nothing_it_acknowledged_and_the_other_keeps
     assert_eq!(health.status, 200, "{}", health.text());
     assert!(node_b.stop_with("TERM").0.success());
 }
+
+/// A node's config: the export directory every node shares.
+fn shared_exports_config(dir: &Path, exports: &Path) -> std::path::PathBuf {
+    let path = dir.join("cdp-node.toml");
+    std::fs::write(
+        &path,
+        format!("[exports]\ndir = \"{}\"\n", exports.display()),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn an_export_whose_node_is_killed_is_taken_over_and_finishes_on_the_other_node() {
+    let database = TestDatabase::create();
+    let (dir_a, dir_b, shared, configs) = (temp_dir(), temp_dir(), temp_dir(), temp_dir());
+    let start = |dir: &Path, name: &str| {
+        let config = shared_exports_config(&configs.path().join(name), shared.path());
+        let env = database.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Server::start(
+            dir,
+            &[
+                "--store",
+                &database.url,
+                "--cluster",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &env,
+        )
+        .unwrap()
+    };
+    std::fs::create_dir_all(configs.path().join("a")).unwrap();
+    std::fs::create_dir_all(configs.path().join("b")).unwrap();
+    let node_a = start(dir_a.path(), "a");
+    share_keys(dir_a.path(), dir_b.path());
+    let node_b = start(dir_b.path(), "b");
+    let admin = node_a.token(dir_a.path(), &["admin"]);
+    let marketer = node_a.token(dir_a.path(), &["marketer"]);
+    let key = node_a.create_source(&admin, "app", "ios");
+    // People who agreed to SMS marketing, their consents recorded by the service desk.
+    let people = 800;
+    let batches: Vec<Value> = (0..people)
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("x-{i}"), "messageId": format!("x-{i}"),
+                "traits": {"phone": format!("1371{i:07}"), "address": {"country": "CN", "city": "深圳"}}})
+        })
+        .collect();
+    send_all(&node_a, &key, &batches, 2, 100);
+    let service = node_a.token(dir_a.path(), &["customer_service"]);
+    std::thread::scope(|scope| {
+        for client in 0..4 {
+            let (node, service) = (if client % 2 == 0 { &node_a } else { &node_b }, &service);
+            scope.spawn(move || {
+                for i in (client..people).step_by(4) {
+                    let response = node.post_with("/v1/consents", service, &json!({
+                        "subject": {"type": "user_id", "value": format!("x-{i}")}, "purpose": "marketing.sms",
+                        "status": "granted", "notice_version": "2026-01", "source": "app", "evidence": {"screen": "sms"}}));
+                    assert_eq!(response.status, 200, "{}", response.text());
+                }
+            });
+        }
+    });
+    let recipient = node_a
+        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
+            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
+        .json();
+    let query = json!({"query": "city:深圳", "purpose": "marketing.sms"});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = node_a
+            .post_with("/v1/audiences/count", &marketer, &query)
+            .json();
+        if count["count"] == people {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the index did not count everyone: {count}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audience = node_a
+        .post_with(
+            "/v1/audiences",
+            &marketer,
+            &json!({"name": "深圳", "purpose": "marketing.sms", "query": "city:深圳"}),
+        )
+        .json();
+    let started = node_a.post_with(
+        "/v1/exports",
+        &marketer,
+        &json!({"audience": audience["id"], "purpose": "marketing.sms", "recipient": recipient["id"],
+            "fields": ["pseudonym", "identifiers.phone"], "format": "csv"}),
+    );
+    // Node A dies while its job runs.
+    node_a.kill();
+    assert_eq!(started.status, 202, "{}", started.text());
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    let first = node_b
+        .get_with(&format!("/v1/exports/{id}"), &marketer)
+        .json();
+    assert_eq!(
+        first["status"], "running",
+        "node A finished before it was killed: {first}"
+    );
+    // Node B takes it over once node A's lease expires (30 s) and runs it to the end.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let record = node_b
+            .get_with(&format!("/v1/exports/{id}"), &marketer)
+            .json();
+        if record["status"] != "running" {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the export was not taken over: {record}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["manifest"]["counts"]["included"], people, "{done}");
+    let file = node_b.get_with(&format!("/v1/exports/{id}/file"), &marketer);
+    assert_eq!(file.status, 200, "{}", file.text());
+    assert_eq!(file.text().lines().count(), 1 + people as usize);
+    // The audit log says who took it over.
+    let mut after = 0u64;
+    let mut resumed = Vec::new();
+    loop {
+        let page = node_b
+            .get_with(&format!("/v1/audit?after={after}&limit=1000"), &admin)
+            .json();
+        let entries = page["entries"].as_array().unwrap().clone();
+        if entries.is_empty() {
+            break;
+        }
+        resumed.extend(
+            entries
+                .into_iter()
+                .filter(|entry| entry["action"] == "export.resume"),
+        );
+        after = page["next_after"].as_u64().unwrap();
+    }
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(
+        resumed[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("node:node-"),
+        "{resumed:?}"
+    );
+    // In the shared directory: the finished file only (node A's partial one, sealed under a
+    // key never saved, was removed when node B took the job over).
+    let files: Vec<String> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec![format!("{id}.sealed")]);
+    assert!(node_b.stop_with("TERM").0.success());
+}

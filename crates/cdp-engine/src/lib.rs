@@ -22,6 +22,7 @@ pub mod derived;
 mod error;
 pub mod exports;
 pub mod indexer;
+pub mod jobs;
 pub mod read;
 pub mod recipients;
 pub mod records;
@@ -117,6 +118,9 @@ pub struct Engine {
     source_regions: Mutex<HashMap<String, Option<String>>>,
     /// Profiles just committed by ingestion, for the indexer (kept only with an index).
     written_profiles: indexer::WrittenProfiles,
+    /// This node's name among the nodes of a shared database (`local` alone): leases of
+    /// jobs name it (`jobs.rs`).
+    node: String,
 }
 
 impl Engine {
@@ -133,6 +137,11 @@ impl Engine {
             index,
             exports_dir,
         } = config;
+        let node = store
+            .postgres
+            .as_ref()
+            .and_then(|options| options.cluster_node.clone())
+            .unwrap_or_else(|| "local".to_string());
         let store = cdp_store::open_store(&data_dir, &store)?;
         let vault = Arc::new(Vault::open(store.clone(), keyring, &data_dir)?);
         // What the writer's state below reflects (other nodes may write after it).
@@ -177,6 +186,7 @@ impl Engine {
             traits_as_of: std::sync::atomic::AtomicI64::new(0),
             source_regions: Mutex::new(HashMap::new()),
             written_profiles: indexer::WrittenProfiles::default(),
+            node,
         };
         engine.load_suspects()?;
         Ok(engine)

@@ -273,13 +273,18 @@ pub(crate) struct Schedule {
     retention_interval: std::time::Duration,
 }
 
-/// The threads beside the HTTP server: the indexer following the change feed, and the
-/// retention sweeper (every `[retention] interval_hours`, first after one interval).
+/// The threads beside the HTTP server: the indexer following the change feed, the retention
+/// sweeper (every `[retention] interval_hours`, first after one interval; once across the
+/// nodes of a shared database) and the job sweeper (export jobs whose node stopped).
 pub(crate) struct Background {
     stop: Arc<std::sync::atomic::AtomicBool>,
     indexer: std::thread::JoinHandle<()>,
     retention: std::thread::JoinHandle<()>,
+    jobs: std::thread::JoinHandle<()>,
 }
+
+/// How often a node looks for export jobs whose lease expired.
+const JOB_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Background {
     pub(crate) fn start(
@@ -322,6 +327,21 @@ impl Background {
                         waited += std::time::Duration::from_millis(200);
                         if waited >= interval {
                             waited = std::time::Duration::ZERO;
+                            // Once across the nodes of a shared database: the node that
+                            // claims the sweep for the interval runs it.
+                            let hold = time::Duration::try_from(interval)
+                                .unwrap_or(time::Duration::DAY);
+                            match engine.claim_singleton("retention", hold) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    tracing::debug!("another node runs this retention sweep");
+                                    continue;
+                                }
+                                Err(error) => {
+                                    tracing::error!(error = %error, "cannot claim the retention sweep");
+                                    continue;
+                                }
+                            }
                             match engine.run_retention(false, "retention-sweeper") {
                                 Ok(report) => tracing::info!(
                                     events_deleted = report.events_deleted,
@@ -338,10 +358,33 @@ impl Background {
                 })
                 .context("cannot start the retention sweeper")?
         };
+        // Export jobs whose node stopped (another node of the database, or this one before
+        // a restart) are taken over once their lease expires.
+        let jobs = {
+            let engine = engine.clone();
+            let stop = stop_indexer.clone();
+            std::thread::Builder::new()
+                .name("cdp-jobs".into())
+                .spawn(move || {
+                    let mut waited = JOB_SWEEP;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if waited >= JOB_SWEEP {
+                            waited = std::time::Duration::ZERO;
+                            if let Err(error) = engine.resume_orphaned_exports() {
+                                tracing::warn!(error = %error, "cannot look for export jobs to take over");
+                            }
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        waited += std::time::Duration::from_millis(200);
+                    }
+                })
+                .context("cannot start the job sweeper")?
+        };
         Ok(Self {
             stop: stop_indexer,
             indexer: indexer_thread,
             retention,
+            jobs,
         })
     }
 
@@ -353,6 +396,9 @@ impl Background {
         }
         if self.retention.join().is_err() {
             tracing::error!("the retention thread panicked");
+        }
+        if self.jobs.join().is_err() {
+            tracing::error!("the job sweeper panicked");
         }
     }
 }

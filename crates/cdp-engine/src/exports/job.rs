@@ -134,6 +134,8 @@ impl Engine {
             manifest: None,
             created_by: access.actor.clone(),
             created_at: OffsetDateTime::now_utc(),
+            caller: Some(access.caller.clone()),
+            lease: Some(self.lease_until(OffsetDateTime::now_utc() + crate::jobs::LEASE)),
         };
         self.save_export(
             &record,
@@ -148,44 +150,37 @@ impl Engine {
             }],
         )?
         .wait_durable()?;
-        let engine = self.clone();
-        let job = record.clone();
-        let caller = access.clone();
-        std::thread::Builder::new()
-            .name("cdp-export".into())
-            .spawn(move || {
-                let id = job.id.clone();
-                if let Err(error) = engine.run_export(job, &caller) {
-                    tracing::error!(export = %id, error = %error, "export failed");
-                    // A partial file: its key was never saved, remove it.
-                    let _ = std::fs::remove_file(engine.export_file_path(&id, 0));
-                    if let Ok(Some(mut failed)) = engine.export(&id) {
-                        failed.status = ExportStatus::Failed;
-                        failed.reason = Some("the export failed; see the server log".into());
-                        let _ = engine.save_export(&failed, None, &[]);
-                    }
-                }
-            })
-            .map_err(|_| EngineError::Job("cannot start the export job".into()))?;
+        self.spawn_export(record.clone(), access.clone())?;
         Ok(record)
     }
 
-    fn run_export(&self, mut job: ExportRecord, access: &Access) -> Result<(), EngineError> {
+    /// Runs a job to its end: done, refused, or (another node took it over) nothing saved.
+    pub(super) fn run_export(
+        &self,
+        mut job: ExportRecord,
+        access: &Access,
+    ) -> Result<(), EngineError> {
         let plan = self.plan_export(&job, access)?;
         job.progress.total = plan.members.len() as u64;
         // The file is written as the rows come (removed again if the export is refused or
         // fails: its key is never saved then, so what was written is unreadable anyway).
         let (file_key, wrapped_key) = self.vault().new_file_key(job.id.as_bytes())?;
+        // A file of this node's own until the job is saved as done (a node that lost the job
+        // to another one never writes where the other one does).
         let mut writer = SealedFileWriter::create(
             self.vault(),
             &file_key,
             &job.id,
-            self.export_file_path(&job.id, 0),
+            self.partial_file_path(&job.id),
         )?;
         if job.format == ExportFormat::Csv {
             writer.write_row(&NO_MEMBER, &csv_line(&plan.columns))?;
         }
-        let mut tally = self.decide_members(&plan, &mut job, &mut writer)?;
+        let Some(mut tally) = self.decide_members(&plan, &mut job, &mut writer)? else {
+            writer.discard();
+            tracing::warn!(export = %job.id, "another node took this export over; this node's run ends");
+            return Ok(());
+        };
         if tally.strictest_k == 0 {
             tally.strictest_k = self.min_audience_size();
         }
@@ -248,11 +243,13 @@ impl Engine {
         plan: &ExportPlan,
         job: &mut ExportRecord,
         writer: &mut SealedFileWriter<'_>,
-    ) -> Result<Tally, EngineError> {
+    ) -> Result<Option<Tally>, EngineError> {
         let quintiles = self.quintiles();
+        // The job itself is saved (its lease renewed) between blocks.
+        let fields = job.fields.clone();
         let shape = RowShape {
             request: &plan.request,
-            fields: &job.fields,
+            fields: &fields,
             columns: &plan.columns,
             format: job.format,
             pseudonyms: &plan.pseudonyms,
@@ -289,7 +286,9 @@ impl Engine {
                 tally.add(result?);
             }
             job.progress.considered = tally.counts.considered;
-            let _ = self.save_export(job, None, &[]);
+            if let Ok(Err(super::lease::LeaseLost)) = self.save_if_ours(job, None, &[], None) {
+                return Ok(None);
+            }
         }
         job.progress.considered = tally.counts.considered;
         tally.counts.exclusions = tally
@@ -308,7 +307,7 @@ impl Engine {
                 .cmp(&a.people)
                 .then_with(|| a.reason.cmp(&b.reason))
         });
-        Ok(tally)
+        Ok(Some(tally))
     }
 
     /// Too few people remain after the policies: a smaller file could single people out.
@@ -346,23 +345,22 @@ impl Engine {
         }
         job.reason = Some(reason);
         job.counts = Some(tally.counts.clone());
-        self.save_export(
-            &job,
-            None,
-            &[AuditRecord {
-                actor: access.actor.clone(),
-                action: "export.refused".into(),
-                purpose: Some(job.purpose.clone()),
-                person: None,
-                decision: "deny".into(),
-                rules: vec![
-                    job.id.clone(),
-                    format!("included={included}"),
-                    format!("k={k}"),
-                ],
-            }],
-        )?
-        .wait_durable()?;
+        let audit = [AuditRecord {
+            actor: access.actor.clone(),
+            action: "export.refused".into(),
+            purpose: Some(job.purpose.clone()),
+            person: None,
+            decision: "deny".into(),
+            rules: vec![
+                job.id.clone(),
+                format!("included={included}"),
+                format!("k={k}"),
+            ],
+        }];
+        let saved = self.save_if_ours(&mut job, None, &audit, None)?;
+        if let Ok(ticket) = saved {
+            ticket.wait_durable()?;
+        }
         Ok(())
     }
 
@@ -429,19 +427,34 @@ impl Engine {
                 .filter_map(|chunk| chunk.first().cloned())
                 .collect(),
         };
-        self.save_export(
-            &job,
+        let (partial, done) = (
+            self.partial_file_path(&job.id),
+            self.export_file_path(&job.id, 0),
+        );
+        let publish = || {
+            std::fs::rename(&partial, &done)
+                .map_err(|source| EngineError::io("cannot move the export file in place", source))
+        };
+        let audit = [AuditRecord {
+            actor: access.actor.clone(),
+            action: "export.done".into(),
+            purpose: Some(job.purpose.clone()),
+            person: None,
+            decision: "allow".into(),
+            rules: summary,
+        }];
+        let saved = self.save_if_ours(
+            &mut job,
             Some((&secrets, latest, &tally.included)),
-            &[AuditRecord {
-                actor: access.actor.clone(),
-                action: "export.done".into(),
-                purpose: Some(job.purpose.clone()),
-                person: None,
-                decision: "allow".into(),
-                rules: summary,
-            }],
-        )?
-        .wait_durable()?;
+            &audit,
+            Some(&publish),
+        )?;
+        match saved {
+            Ok(ticket) => ticket.wait_durable()?,
+            Err(super::lease::LeaseLost) => {
+                tracing::warn!(export = %job.id, "another node took this export over; this node's file is dropped");
+            }
+        }
         Ok(())
     }
 
@@ -499,7 +512,7 @@ impl Engine {
         Ok(manifest)
     }
 
-    fn save_export(
+    pub(super) fn save_export(
         &self,
         record: &ExportRecord,
         extra: Option<(&ExportSecrets, Vec<u8>, &[String])>,
@@ -548,6 +561,13 @@ impl Engine {
             ));
         }
         self.get_system(Keyspace::Exports, &job_key(id))
+    }
+
+    /// Where this node writes the file of export `id` until the job is done (then it is
+    /// moved to [`Engine::export_file_path`]).
+    pub(super) fn partial_file_path(&self, id: &str) -> PathBuf {
+        self.exports_dir
+            .join(format!("{id}.{}.partial", self.node_name()))
     }
 
     /// Where revision `revision` of the file of export `id` lives:

@@ -23,6 +23,7 @@ mod format;
 pub mod hashes;
 mod job;
 mod keys;
+mod lease;
 mod members;
 pub(crate) mod revise;
 mod rows;
@@ -193,6 +194,13 @@ pub struct ExportRecord {
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The roles and purposes of the token that started it: a node that takes the job over
+    /// decides the members as they would have been decided for that caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<cdp_policy::CallerFacts>,
+    /// The node running it, until when without renewal (`jobs.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::jobs::JobLease>,
 }
 
 /// Tuning of export jobs.
