@@ -300,25 +300,28 @@ impl Engine {
         Ok(WriteSection { cache, _turn: turn })
     }
 
-    /// Another node wrote the shared database since this one's last turn: what the writer
-    /// cached of the graph may be stale (dropped), the other node's messages join the
-    /// de-duplication window (read from the change feed, or the whole window when the feed
-    /// no longer lists them), and the quarantined identifiers are read again.
+    /// Another node wrote the shared database since this one's last turn: the records of
+    /// the graph it rewrote leave the writer's cache (the change feed of a shared store lists
+    /// them; when it no longer does, the whole cache goes), its messages join the
+    /// de-duplication window, and the quarantined identifiers are read again if it changed
+    /// them.
     fn sync_with_other_nodes(
         &self,
         cache: &mut write::cache::RecordCache,
         turn: &WriteTurn,
     ) -> Result<(), EngineError> {
-        cache.clear_records();
         let store = self.store().as_ref();
         let mut after = cache.synced_seq;
         let mut records = Vec::new();
+        let mut suspects_changed = false;
         'feed: while after < turn.synced_seq() {
             let changes = match store.changes_after(after, 1000) {
                 Ok(changes) => changes,
                 Err(cdp_store::StoreError::FeedTrimmed { .. }) => {
                     records.clear();
+                    cache.clear_records();
                     cache.messages.reload(store)?;
+                    suspects_changed = true;
                     break 'feed;
                 }
                 Err(error) => return Err(error.into()),
@@ -332,8 +335,10 @@ impl Engine {
                 }
                 after = change.seq;
                 for (keyspace, op, key) in change.keys {
-                    if keyspace == Keyspace::Messages && op == cdp_store::ChangeOp::Put {
-                        records.push(key);
+                    match keyspace {
+                        Keyspace::Messages if op == cdp_store::ChangeOp::Put => records.push(key),
+                        Keyspace::Suspects => suspects_changed = true,
+                        _ => cache.forget(keyspace, &key),
                     }
                 }
             }
@@ -343,7 +348,9 @@ impl Engine {
                 cache.messages.absorb(&key, &value)?;
             }
         }
-        self.load_suspects()?;
+        if suspects_changed {
+            self.load_suspects()?;
+        }
         cache.generation = turn.generation();
         cache.synced_seq = turn.synced_seq();
         Ok(())

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use crate::absent::AbsentFilters;
 use crate::commit_mark::CommitMark;
 use crate::durability::Durability;
-use crate::encoding::{encode_change, prefixed};
+use crate::encoding::{encode_change_of, prefixed};
 use crate::in_flight::{InFlight, PendingBatch, Writes};
 use crate::meta::LAST_SEQ_KEY;
 use crate::store::{StoreHealth, StoreStats};
@@ -40,6 +40,9 @@ pub(crate) struct CommitQueue {
     verified: AtomicBool,
     flusher: Mutex<Option<JoinHandle<()>>>,
     applier: Mutex<Option<JoinHandle<()>>>,
+    /// The feed lists the identity graph's keys too (several nodes share the store:
+    /// [`Keyspace::followed_by_nodes`]).
+    feed_for_nodes: AtomicBool,
 }
 
 impl CommitQueue {
@@ -93,7 +96,14 @@ impl CommitQueue {
             verified: AtomicBool::new(false),
             flusher: Mutex::new(Some(flusher)),
             applier: Mutex::new(Some(applier)),
+            feed_for_nodes: AtomicBool::new(false),
         })
+    }
+
+    /// From now on the feed lists the identity graph's keys too (several nodes share the
+    /// store).
+    pub(crate) fn feed_for_nodes(&self) {
+        self.feed_for_nodes.store(true, Ordering::Relaxed);
     }
 
     /// The last sequence number this process handed out (or resumed at).
@@ -165,7 +175,11 @@ impl CommitQueue {
     pub(crate) fn commit(&self, batch: WriteBatch) -> Result<CommitTicket, StoreError> {
         batch.validate()?;
         self.check_writable()?;
-        let change = encode_change(&batch.ops);
+        let change = if self.feed_for_nodes.load(Ordering::Relaxed) {
+            encode_change_of(&batch.ops, Keyspace::followed_by_nodes)
+        } else {
+            encode_change_of(&batch.ops, Keyspace::followed)
+        };
         let mut writes = Writes::new();
         for op in batch.ops {
             // Later operations on the same key win, as in an engine's batch.

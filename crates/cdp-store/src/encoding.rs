@@ -25,9 +25,15 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
+#[cfg(test)]
 pub(crate) fn encode_change(ops: &[BatchOp]) -> Vec<u8> {
+    encode_change_of(ops, Keyspace::followed)
+}
+
+/// The change-feed entry of a batch listing the keys of the keyspaces `listed` picks.
+pub(crate) fn encode_change_of(ops: &[BatchOp], listed: impl Fn(Keyspace) -> bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(ops.len() * 40);
-    for op in ops.iter().filter(|op| op.keyspace.followed()) {
+    for op in ops.iter().filter(|op| listed(op.keyspace)) {
         out.push(op.keyspace.tag());
         out.push(u8::from(op.value.is_some()));
         // Keys are at most MAX_KEY_LEN (< 2^16).

@@ -120,6 +120,18 @@ impl Keyspace {
         )
     }
 
+    /// Whether the change feed of a store that several nodes share records writes to this
+    /// keyspace: the followed ones, the identity graph's records, which a node caches and
+    /// must drop when another node rewrites them, and the suspects, which it holds in memory
+    /// (events and bookkeeping stay out).
+    pub const fn followed_by_nodes(self) -> bool {
+        self.followed()
+            || matches!(
+                self,
+                Self::Identifiers | Self::IdentityEdges | Self::Suspects
+            )
+    }
+
     /// The stable name, bound into the associated data of records sealed in this keyspace.
     pub const fn name(self) -> &'static str {
         match self {

@@ -72,6 +72,30 @@ impl RecordCache {
         self.profiles.clear();
     }
 
+    /// Drops the cached record a write of another node to `keyspace`/`key` made stale.
+    pub(crate) fn forget(&mut self, keyspace: cdp_store::Keyspace, key: &[u8]) {
+        use cdp_store::Keyspace;
+        match keyspace {
+            Keyspace::Identifiers => {
+                if let Ok(bytes) = <[u8; 32]>::try_from(key) {
+                    self.nodes
+                        .pop(&NodeKey(cdp_crypto::BlindIndex::from_bytes(bytes)));
+                }
+            }
+            Keyspace::IdentityEdges => {
+                if let Ok(bytes) = <[u8; 16]>::try_from(key) {
+                    self.evidence.pop(&EvidenceId(bytes));
+                }
+            }
+            Keyspace::Profiles | Keyspace::Keys => {
+                if let Ok(bytes) = <[u8; 16]>::try_from(key) {
+                    self.profiles.pop(&ProfileId::from_bytes(bytes));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies what a committed request wrote.
     pub(crate) fn apply(&mut self, staged: Staged) {
         for (key, record) in staged.nodes {

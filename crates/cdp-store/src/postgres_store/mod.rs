@@ -144,6 +144,7 @@ impl PostgresStore {
         let cluster = match &options.cluster_node {
             // Another node's keys would be missing from the filters: they stay "maybe".
             Some(node) => {
+                queue.feed_for_nodes();
                 let turns = Turns::new(pool.clone(), queue.clone(), last_seq);
                 let keeper = turns.clone();
                 threads.push(spawn("cdp-store-turn", Box::new(move || keeper.keep()))?);
