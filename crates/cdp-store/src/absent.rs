@@ -229,6 +229,11 @@ impl AbsentFilters {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Stops answering "absent" for good (the keys of some writes could not be added).
+    pub(crate) fn give_up(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
     /// Whether the filters answer "absent" yet.
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

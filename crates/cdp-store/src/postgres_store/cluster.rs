@@ -77,6 +77,10 @@ pub(super) struct Turns {
     changed: Condvar,
     /// Set once the store has closed (its queue is empty): the keeper lets go and ends.
     stopping: AtomicBool,
+    /// How far the other nodes' keys are in this node's absent-key filters (the change feed
+    /// read through this sequence number; keys from before open come from the filters'
+    /// scan). Its lock orders the readers of the feed that add them.
+    absorbed: Mutex<u64>,
 }
 
 struct TurnState {
@@ -92,6 +96,8 @@ struct TurnState {
     draining: bool,
     generation: u64,
     synced_seq: u64,
+    /// Turns entered (outermost) since the write turn was taken, and when the last left.
+    sections: u64,
     /// What this node's caches reflect: the last sequence number it wrote or synced to.
     own_seq: u64,
 }
@@ -112,11 +118,13 @@ impl Turns {
                 last_left: now,
                 draining: false,
                 generation: 0,
+                sections: 0,
                 synced_seq: last_seq,
                 own_seq: last_seq,
             }),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
+            absorbed: Mutex::new(last_seq),
         })
     }
 
@@ -145,6 +153,7 @@ impl Turns {
         loop {
             if state.held && !state.draining {
                 state.open += 1;
+                state.sections += 1;
                 HELD.with(|held| held.borrow_mut().push((self.id, 1)));
                 return Ok(self.turn(&state));
             }
@@ -211,7 +220,13 @@ impl Turns {
                 client
             }
         };
-        if let Err(error) = block_on(client.execute("SELECT pg_advisory_lock($1)", &[&TURN_LOCK])) {
+        let waited = Instant::now();
+        let locked = block_on(client.execute("SELECT pg_advisory_lock($1)", &[&TURN_LOCK]));
+        tracing::debug!(
+            wait_us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "write turn taken"
+        );
+        if let Err(error) = locked {
             if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
                 return Err(StoreError::Unavailable(format!(
                     "another node of {location} kept the write turn for over {TURN_TIMEOUT_SECS} s; try again"
@@ -236,8 +251,50 @@ impl Turns {
                 ),
             });
         }
+        // Before any read of the turn: the filters must know every key written until now.
+        self.absorb_feed(db_seq);
         self.queue.resume_at(db_seq);
         Ok((client, db_seq))
+    }
+
+    /// Whether this thread holds a turn of this store: then the absent-key filters hold every
+    /// key that exists (none is written but by this node meanwhile).
+    pub(super) fn held_by_this_thread(&self) -> bool {
+        HELD.with(|held| held.borrow().iter().any(|(id, _)| *id == self.id))
+    }
+
+    /// How far the feed is read into the filters (a position the feed is not trimmed past).
+    pub(super) fn absorbed(&self) -> u64 {
+        *self.absorbed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the keys the feed lists through `through` (other nodes' writes, and this node's,
+    /// which are in already) to the absent-key filters. A feed that can no longer be read
+    /// (trimmed past this node: it should not be) turns the filters off.
+    pub(super) fn absorb_feed(&self, through: u64) {
+        let mut absorbed = self.absorbed.lock().unwrap_or_else(|p| p.into_inner());
+        while *absorbed < through {
+            let changes = match super::read_changes(&self.pool, *absorbed, 1000) {
+                Ok(changes) => changes,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the change feed into the absent-key filters; they are off until restart");
+                    self.queue.absent.give_up();
+                    *absorbed = through;
+                    return;
+                }
+            };
+            if changes.is_empty() {
+                break;
+            }
+            for change in changes {
+                for (keyspace, op, key) in &change.keys {
+                    if *op == crate::ChangeOp::Put {
+                        self.queue.absent.insert(*keyspace, key);
+                    }
+                }
+                *absorbed = change.seq;
+            }
+        }
     }
 
     /// Ends the keeper, which lets go of the turn (call once nothing is queued).
@@ -280,8 +337,18 @@ impl Turns {
                 {
                     state.client = None;
                 }
+                tracing::debug!(
+                    held_us =
+                        u64::try_from(state.held_since.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    draining = state.draining,
+                    sections = state.sections,
+                    idle_us =
+                        u64::try_from(state.last_left.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "write turn let go"
+                );
                 state.held = false;
                 state.draining = false;
+                state.sections = 0;
                 state.own_seq = own;
                 self.changed.notify_all();
                 continue;
@@ -335,25 +402,34 @@ pub(super) fn read_last_seq(client: &Client, location: &str) -> Result<u64, Stor
     }
 }
 
-/// The follower: publishes the other nodes' committed changes as durable here.
-pub(super) fn follow(pool: &Arc<Pool>, queue: &CommitQueue, closing: &AtomicBool) {
+/// The follower: publishes the other nodes' committed changes as durable here, and adds
+/// their keys to the absent-key filters.
+pub(super) fn follow(pool: &Arc<Pool>, turns: &Turns, closing: &AtomicBool) {
+    let queue = &turns.queue;
     while !closing.load(Ordering::Relaxed) {
         std::thread::sleep(POLL);
         let seq = pool
             .get()
             .map_err(|failure: Failure| failure.into_error(&pool.location))
             .and_then(|conn| read_last_seq(&conn.client, &pool.location));
-        if let Ok(seq) = seq
-            && seq > queue.durability.applied.load(Ordering::Acquire)
-        {
-            queue.durability.advance_to(seq);
+        if let Ok(seq) = seq {
+            if seq > queue.durability.applied.load(Ordering::Acquire) {
+                queue.durability.advance_to(seq);
+            }
+            turns.absorb_feed(seq);
         }
     }
 }
 
-/// Records `node`'s follower position and forgets the entries every live follower has.
-pub(super) fn trim(pool: &Arc<Pool>, node: &str, upto: u64) -> Result<(), StoreError> {
-    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+/// Records `node`'s follower position (its index's, or its filters' when they are behind)
+/// and forgets the entries every live follower has.
+pub(super) fn trim(
+    pool: &Arc<Pool>,
+    node: &str,
+    turns: &Turns,
+    upto: u64,
+) -> Result<(), StoreError> {
+    let upto = i64::try_from(upto.min(turns.absorbed())).unwrap_or(i64::MAX);
     pool.with(|conn| {
         block_on(async {
             conn.client

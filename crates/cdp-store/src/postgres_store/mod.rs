@@ -19,7 +19,7 @@
 //! fills them from the identifier keyspaces after open. With `cluster` on, several processes
 //! (nodes) share the database and take turns at writing (`cluster.rs`); the lock is then
 //! taken shared, so that a node without `cluster` is refused beside them, and the filters
-//! stay off (another node's keys would be missed).
+//! add the other nodes' keys from the change feed, answering "absent" only within a turn.
 //!
 //! The client is tokio-postgres: its connections run on a small runtime of the store's own,
 //! and the store's synchronous interface waits on the client's futures with
@@ -143,16 +143,24 @@ impl PostgresStore {
         };
         let cluster = match &options.cluster_node {
             // Another node's keys would be missing from the filters: they stay "maybe".
+            // The filters: the stored keys of a scan, then the other nodes' keys from the
+            // change feed (`cluster.rs`); they answer "absent" only within a write turn.
             Some(node) => {
                 queue.feed_for_nodes();
                 let turns = Turns::new(pool.clone(), queue.clone(), last_seq);
                 let keeper = turns.clone();
                 threads.push(spawn("cdp-store-turn", Box::new(move || keeper.keep()))?);
-                let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+                let (follower, closing_follow) = (turns.clone(), closing.clone());
+                let follow_pool = pool.clone();
                 threads.push(spawn(
                     "cdp-store-follow",
-                    Box::new(move || cluster::follow(&pool, &queue, &closing)),
+                    Box::new(move || cluster::follow(&follow_pool, &follower, &closing_follow)),
                 )?);
+                let (pool, queue, closing) = (pool.clone(), queue.clone(), closing.clone());
+                spawn(
+                    "cdp-store-filters",
+                    Box::new(move || fill_filters(&pool, &queue, scan, &closing)),
+                )?;
                 Some((turns, node.clone()))
             }
             None => {
@@ -249,6 +257,19 @@ impl PostgresStore {
             Some(queued) => Box::new(MergedRange::new(base, queued).map(unprefixed)),
         }
     }
+}
+
+/// Change-feed entries after `after` in the database, at most `limit`.
+fn read_changes(pool: &Arc<Pool>, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+    let start = prefixed(Keyspace::Changes, &(after.saturating_add(1)).to_be_bytes());
+    let end = vec![Keyspace::Changes.tag() + 1];
+    let base = PgRange::new(pool.clone(), start, end);
+    let mut changes = Vec::new();
+    for item in base.take(limit) {
+        let (key, value) = item?;
+        changes.push(decode_change_entry(&key, &value)?);
+    }
+    crate::encoding::contiguous(after, changes)
 }
 
 /// Reads the keys of the filtered keyspaces into the absent-key filters (a failure leaves
@@ -517,7 +538,13 @@ impl Store for PostgresStore {
         if let Some(queued) = self.queue.in_flight.get(&full) {
             return Ok(queued.map(|value| value.to_vec()));
         }
-        if !self.queue.absent.may_contain(keyspace, key) {
+        // With several nodes the filters hold another node's keys only as of this node's
+        // turn: outside one, ask the database.
+        let filtered = self
+            .cluster
+            .as_ref()
+            .is_none_or(|(turns, _)| turns.held_by_this_thread());
+        if filtered && !self.queue.absent.may_contain(keyspace, key) {
             return Ok(None);
         }
         self.pool.with(|conn| {
@@ -554,21 +581,13 @@ impl Store for PostgresStore {
     }
 
     fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        let start = prefixed(Keyspace::Changes, &(after.saturating_add(1)).to_be_bytes());
-        let end = vec![Keyspace::Changes.tag() + 1];
-        let base = PgRange::new(self.pool.clone(), start, end);
-        let mut changes = Vec::new();
-        for item in base.take(limit) {
-            let (key, value) = item?;
-            changes.push(decode_change_entry(&key, &value)?);
-        }
-        crate::encoding::contiguous(after, changes)
+        read_changes(&self.pool, after, limit)
     }
 
     fn trim_changes(&self, upto: u64) -> Result<(), StoreError> {
         match &self.cluster {
             // Through the lowest position of the nodes' indexers.
-            Some((_, node)) => cluster::trim(&self.pool, node, upto),
+            Some((turns, node)) => cluster::trim(&self.pool, node, turns, upto),
             None => self
                 .pool
                 .with(|conn| block_on(cluster::trim_through(&conn.client, upto))),

@@ -320,15 +320,16 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         "--people, --batch-size and --clients must be at least 1"
     );
     anyhow::ensure!(
-        (1..=8).contains(&args.nodes) && (args.nodes == 1 || args.store_url.is_some()),
-        "--nodes must be 1 to 8, and several nodes need --store postgres://..."
+        (1..=8).contains(&args.nodes)
+            && ((args.nodes == 1 && !args.cluster) || args.store_url.is_some()),
+        "--nodes must be 1 to 8, and several nodes (or --cluster) need --store postgres://..."
     );
     let bench = BenchDir::create(args.dir.as_deref(), "bench-ingest")?;
     // The password and CA from CDP_STORE_PASSWORD_FILE / CDP_STORE_CA_FILE, as `serve` takes them.
     let postgres = crate::config::postgres_options(args.store_url.clone(), None, None, None)?;
     let node_options = |node: usize| {
         postgres.clone().map(|mut options| {
-            if args.nodes > 1 {
+            if args.nodes > 1 || args.cluster {
                 options.cluster_node = Some(format!("bench-node-{node}"));
             }
             options

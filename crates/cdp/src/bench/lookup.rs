@@ -36,11 +36,16 @@ fn parse_server_timing(header: &str) -> Option<(Duration, Duration)> {
 
 /// The ids of the store's profiles (a stride over the keys, at most `limit`): profile ids are
 /// random and name no one; nothing is decrypted.
-fn profile_ids(data_dir: &DataDir, limit: usize) -> anyhow::Result<Vec<ProfileId>> {
+fn profile_ids(
+    data_dir: &DataDir,
+    postgres: Option<cdp_store::PostgresStoreOptions>,
+    limit: usize,
+) -> anyhow::Result<Vec<ProfileId>> {
     let store = cdp_store::open_store(
         data_dir,
         &StoreOptions {
             verification: cdp_store::Verification::Off,
+            postgres,
             ..StoreOptions::default()
         },
     )?;
@@ -146,17 +151,18 @@ pub(super) fn run(args: LookupArgs) -> anyhow::Result<()> {
             (Some(bench), data_dir)
         }
     };
+    let postgres = crate::config::postgres_options(args.store_url.clone(), None, None, None)?;
     anyhow::ensure!(
-        data_dir.holds_store(),
+        postgres.is_some() || data_dir.holds_store(),
         "{} holds no store",
         data_dir.root().display()
     );
-    let ids = profile_ids(&data_dir, 200_000)?;
+    let ids = profile_ids(&data_dir, postgres.clone(), 200_000)?;
     anyhow::ensure!(!ids.is_empty(), "the store holds no profile");
     let opened_at = Instant::now();
     let engine = match &bench {
         Some(bench) => bench.open_engine(StoreEngine::Fjall, 256 * 1024 * 1024)?,
-        None => BenchDir::open_existing(&data_dir)?,
+        None => BenchDir::open_existing(&data_dir, postgres)?,
     };
     let ready = opened_at.elapsed();
     let server = Server::start(engine.clone())?;

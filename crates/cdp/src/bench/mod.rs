@@ -56,6 +56,11 @@ pub struct LookupArgs {
     /// Directory to create the new store in (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// With --data-dir: the store in this PostgreSQL database (e.g. the one `bench ingest
+    /// --store` filled; the password from CDP_STORE_PASSWORD_FILE), the data directory
+    /// holding its keys.
+    #[arg(long = "store", requires = "data_dir")]
+    store_url: Option<String>,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -146,6 +151,10 @@ pub struct IngestArgs {
     /// index and HTTP server in this process; the clients take turns among them.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Run the node(s) as nodes of a cluster (write turns) even when there is one: what the
+    /// turns cost by themselves.
+    #[arg(long)]
+    cluster: bool,
     #[arg(long)]
     json: bool,
 }
@@ -408,13 +417,20 @@ impl Server {
 impl BenchDir {
     /// The engine over an existing data directory that holds its development key (as a
     /// benchmark run with `--dir` leaves it), opened as `serve` opens it.
-    pub(super) fn open_existing(data_dir: &DataDir) -> anyhow::Result<Arc<cdp_engine::Engine>> {
+    pub(super) fn open_existing(
+        data_dir: &DataDir,
+        postgres: Option<cdp_store::PostgresStoreOptions>,
+    ) -> anyhow::Result<Arc<cdp_engine::Engine>> {
         let keyring = crate::keys::keyring_for_serve(None, data_dir)?;
         let config = cdp_engine::EngineConfig::new(
             data_dir.root(),
             Arc::new(keyring),
             Arc::new(crate::policy::load(None)?),
-        );
+        )
+        .with_store(StoreOptions {
+            postgres,
+            ..StoreOptions::default()
+        });
         Ok(Arc::new(cdp_engine::Engine::open(config)?))
     }
 }
