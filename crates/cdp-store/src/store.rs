@@ -131,6 +131,22 @@ pub struct StoreStats {
 pub trait Store: Send + Sync + std::fmt::Debug {
     fn get(&self, keyspace: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The values of several keys of `keyspace`, in their order (what [`Store::get`] gives
+    /// for each). A store over the network answers in one round trip.
+    fn get_many(
+        &self,
+        keyspace: Keyspace,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(keyspace, key)).collect()
+    }
+
+    /// Whether reads cost a round trip each, so that a caller reading many known keys should
+    /// ask [`Store::get_many`] ahead of time.
+    fn reads_are_remote(&self) -> bool {
+        false
+    }
+
     /// Every entry of `keyspace` whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_>;
 

@@ -57,6 +57,7 @@ impl Engine {
         }
         let mut report = IngestReport::default();
         let mut cache = self.write_lock()?;
+        self.prefetch(&mut cache, &prepared)?;
         // The whole request is one atomic batch: staged message by message, committed once.
         let mut overlay = Overlay::new(self.store().as_ref());
         let mut staged = Staged::default();

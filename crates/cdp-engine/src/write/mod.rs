@@ -16,6 +16,7 @@ pub(crate) mod dedup;
 pub(crate) mod graph_store;
 pub mod ingest;
 pub(crate) mod message;
+pub(crate) mod prefetch;
 pub(crate) mod profile_update;
 pub(crate) mod recompute;
 pub(crate) mod resolve;

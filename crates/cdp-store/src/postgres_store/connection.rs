@@ -132,6 +132,7 @@ pub(super) struct Conn {
     pub(super) delete: Statement,
     /// The sequence-number row, locked for the transaction (the applier's fence).
     pub(super) lock_seq: Statement,
+    pub(super) get_many: Statement,
 }
 
 impl Conn {
@@ -159,6 +160,9 @@ impl Conn {
         let lock_seq = client
             .prepare("SELECT v FROM cdp_store WHERE k = $1 FOR UPDATE")
             .await?;
+        let get_many = client
+            .prepare("SELECT k, v FROM cdp_store WHERE k = ANY($1::bytea[])")
+            .await?;
         Ok(Self {
             client,
             get,
@@ -167,6 +171,7 @@ impl Conn {
             upsert,
             delete,
             lock_seq,
+            get_many,
         })
     }
 }

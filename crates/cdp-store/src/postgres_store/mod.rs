@@ -553,6 +553,55 @@ impl Store for PostgresStore {
         })
     }
 
+    fn get_many(
+        &self,
+        keyspace: Keyspace,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let filtered = self
+            .cluster
+            .as_ref()
+            .is_none_or(|(turns, _)| turns.held_by_this_thread());
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut asked: Vec<Vec<u8>> = Vec::new();
+        let mut at: std::collections::HashMap<Vec<u8>, Vec<usize>> = Default::default();
+        for (n, key) in keys.iter().enumerate() {
+            let full = prefixed(keyspace, key);
+            if let Some(queued) = self.queue.in_flight.get(&full) {
+                values[n] = queued.map(|value| value.to_vec());
+                continue;
+            }
+            if filtered && !self.queue.absent.may_contain(keyspace, key) {
+                continue;
+            }
+            let slots = at.entry(full.clone()).or_default();
+            if slots.is_empty() {
+                asked.push(full);
+            }
+            slots.push(n);
+        }
+        if asked.is_empty() {
+            return Ok(values);
+        }
+        let rows = self
+            .pool
+            .with(|conn| block_on(conn.client.query(&conn.get_many, &[&asked])))?;
+        for row in rows {
+            let key: Vec<u8> = row.get(0);
+            let value: Vec<u8> = row.get(1);
+            if let Some(slots) = at.get(&key) {
+                for slot in slots {
+                    values[*slot] = Some(value.clone());
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    fn reads_are_remote(&self) -> bool {
+        true
+    }
+
     fn scan_prefix(&self, keyspace: Keyspace, prefix: &[u8]) -> ScanIter<'_> {
         let start = prefixed(keyspace, prefix);
         let end = prefix_end(&start);

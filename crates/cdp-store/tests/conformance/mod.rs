@@ -134,12 +134,32 @@ pub fn batches_are_atomic_across_keyspaces_and_survive_reopen<B: Backend>() {
     );
     // Keyspaces are separate: the same key in another keyspace is absent.
     assert_eq!(store.get(Keyspace::Consents, b"p1").unwrap(), None);
+    // Several keys at once answer as one at a time, in the order asked, a key asked twice
+    // twice, a batch not yet applied included.
+    let mut later = WriteBatch::new();
+    later.put(Keyspace::Identifiers, b"bi2".to_vec(), b"p2".to_vec());
+    let ticket = store.commit(later).unwrap();
+    assert_eq!(
+        store
+            .get_many(
+                Keyspace::Identifiers,
+                &[b"bi2".as_slice(), b"none", b"bi1", b"bi2"]
+            )
+            .unwrap(),
+        vec![
+            Some(b"p2".to_vec()),
+            None,
+            Some(b"p1".to_vec()),
+            Some(b"p2".to_vec())
+        ]
+    );
+    ticket.wait_durable().unwrap();
     let events: Vec<_> = store
         .scan_prefix(Keyspace::Events, b"p1/")
         .map(Result::unwrap)
         .collect();
     assert_eq!(events, vec![(b"p1/0001".to_vec(), b"event".to_vec())]);
-    assert_eq!(store.stats().last_seq, 1);
+    assert_eq!(store.stats().last_seq, 2);
 }
 
 pub fn reserved_keys_cannot_be_written<B: Backend>() {
