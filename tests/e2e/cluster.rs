@@ -12,11 +12,38 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, TestDatabase, temp_dir};
 
-/// A node of the cluster: its own data directory, the database's URL, `--cluster`.
-fn start_node(database: &TestDatabase, dir: &Path) -> Server {
+/// A node of the cluster: its own data directory, the database's URL, `--cluster`, `extra`.
+fn start_node(database: &TestDatabase, dir: &Path, extra: &[&str]) -> Server {
     let env = database.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Server::start(dir, &["--store", &database.url, "--cluster"], &env).unwrap()
+    let mut args = vec!["--store", database.url.as_str(), "--cluster"];
+    args.extend_from_slice(extra);
+    Server::start(dir, &args, &env).unwrap()
+}
+
+/// Two nodes on `database` sharing their keys, and an admin token both accept. Bind every
+/// field: a data directory left out of a pattern is deleted under its running node.
+struct TwoNodes {
+    a: Server,
+    b: Server,
+    dir_a: tempfile::TempDir,
+    dir_b: tempfile::TempDir,
+    admin: String,
+}
+
+fn two_nodes(database: &TestDatabase, extra: &[&str]) -> TwoNodes {
+    let (dir_a, dir_b) = (temp_dir(), temp_dir());
+    let a = start_node(database, dir_a.path(), extra);
+    share_keys(dir_a.path(), dir_b.path());
+    let b = start_node(database, dir_b.path(), extra);
+    let admin = a.token(dir_a.path(), &["admin"]);
+    TwoNodes {
+        a,
+        b,
+        dir_a,
+        dir_b,
+        admin,
+    }
 }
 
 /// The second node gets the first one's keys (every node seals with the same master key and
@@ -172,11 +199,13 @@ fn two_nodes_ingesting_the_same_people_at_once_give_the_people_one_node_gives() 
     };
 
     let database = TestDatabase::create();
-    let (dir_a, dir_b) = (temp_dir(), temp_dir());
-    let node_a = start_node(&database, dir_a.path());
-    share_keys(dir_a.path(), dir_b.path());
-    let node_b = start_node(&database, dir_b.path());
-    let admin = node_a.token(dir_a.path(), &["admin"]);
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        dir_a,
+        dir_b: _dir_b,
+        admin,
+    } = two_nodes(&database, &[]);
     let key = node_a.create_source(&admin, "web", "web");
     // Half the shuffled events to each node, at the same time, two clients each.
     let (half_a, half_b) = events.split_at(events.len() / 2);
@@ -216,7 +245,8 @@ fn two_nodes_ingesting_the_same_people_at_once_give_the_people_one_node_gives() 
         }
         assert!(
             Instant::now() < deadline,
-            "the nodes' counts differ: {a} vs {b}"
+            "the nodes' counts differ: {a} vs {b}; node B's log:\n{}",
+            node_b.logs()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -250,11 +280,13 @@ fn a_node_killed_during_ingest_loses_nothing_it_acknowledged_and_the_other_keeps
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let database = TestDatabase::create();
-    let (dir_a, dir_b) = (temp_dir(), temp_dir());
-    let node_a = start_node(&database, dir_a.path());
-    share_keys(dir_a.path(), dir_b.path());
-    let node_b = start_node(&database, dir_b.path());
-    let admin = node_a.token(dir_a.path(), &["admin"]);
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        dir_a: _dir_a,
+        dir_b: _dir_b,
+        admin,
+    } = two_nodes(&database, &[]);
     let key = node_a.create_source(&admin, "web", "web");
     let addr_a = node_a.addr;
 
@@ -345,44 +377,24 @@ fn a_node_killed_during_ingest_loses_nothing_it_acknowledged_and_the_other_keeps
     assert!(node_b.stop_with("TERM").0.success());
 }
 
-/// A node's config: the export directory every node shares.
-fn shared_exports_config(dir: &Path, exports: &Path) -> std::path::PathBuf {
-    let path = dir.join("cdp-node.toml");
-    std::fs::write(
-        &path,
-        format!("[exports]\ndir = \"{}\"\n", exports.display()),
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn an_export_whose_node_is_killed_is_taken_over_and_finishes_on_the_other_node() {
     let database = TestDatabase::create();
-    let (dir_a, dir_b, shared, configs) = (temp_dir(), temp_dir(), temp_dir(), temp_dir());
-    let start = |dir: &Path, name: &str| {
-        let config = shared_exports_config(&configs.path().join(name), shared.path());
-        let env = database.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Server::start(
-            dir,
-            &[
-                "--store",
-                &database.url,
-                "--cluster",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            &env,
-        )
-        .unwrap()
-    };
-    std::fs::create_dir_all(configs.path().join("a")).unwrap();
-    std::fs::create_dir_all(configs.path().join("b")).unwrap();
-    let node_a = start(dir_a.path(), "a");
-    share_keys(dir_a.path(), dir_b.path());
-    let node_b = start(dir_b.path(), "b");
-    let admin = node_a.token(dir_a.path(), &["admin"]);
+    // The export directory every node shares.
+    let (shared, configs) = (temp_dir(), temp_dir());
+    let config = configs.path().join("cdp-node.toml");
+    std::fs::write(
+        &config,
+        format!("[exports]\ndir = \"{}\"\n", shared.path().display()),
+    )
+    .unwrap();
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        dir_a,
+        dir_b: _dir_b,
+        admin,
+    } = two_nodes(&database, &["--config", config.to_str().unwrap()]);
     let marketer = node_a.token(dir_a.path(), &["marketer"]);
     let key = node_a.create_source(&admin, "app", "ios");
     // People who agreed to SMS marketing, their consents recorded by the service desk.
