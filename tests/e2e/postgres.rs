@@ -246,8 +246,8 @@ impl PrivateCluster {
         }
     }
 
-    /// `pg_ctl restart -m fast`, as the cluster's owner.
-    fn restart(&self) {
+    /// `pg_ctl stop -m fast` or `pg_ctl start`, as the cluster's owner.
+    fn control(&self, action: &str) {
         let pg_ctl = format!("{}/pg_ctl", self.bin);
         let owner = {
             use std::os::unix::fs::MetadataExt;
@@ -269,10 +269,15 @@ impl PrivateCluster {
         };
         // -l: without it the new server writes to pg_ctl's output, which `run` waits to close.
         let log = self.dir.join("server.log");
-        let output = run(command
+        command
             .args(["-D", &self.data, "-m", "fast", "-w", "-l"])
-            .arg(&log)
-            .arg("restart"));
+            .arg(&log);
+        if action == "start" {
+            // The port and settings `scripts/postgres start` chose.
+            let options = std::fs::read_to_string(self.dir.join("server.options")).unwrap();
+            command.args(["-o", options.trim()]);
+        }
+        let output = run(command.arg(action));
         assert!(output.status.success(), "{}", text(&output.stderr));
     }
 }
@@ -324,28 +329,30 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
     let key = server.create_source(&admin, "web", "web");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    // The user ids of acknowledged batches (each batch is ten events of one person).
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u32>::new()));
     let addr = server.addr;
+    let send = {
+        let (acknowledged, statuses, key) = (acknowledged.clone(), statuses.clone(), key.clone());
+        move |user: String| {
+            let messages: Vec<_> = (0..10)
+                .map(|i| json!({"type": "track", "userId": user, "event": "Beat", "messageId": format!("{user}-{i}")}))
+                .collect();
+            let response =
+                crate::support::ingest(addr, "/v1/batch", &key, &json!({ "batch": messages }));
+            *statuses.lock().unwrap().entry(response.status).or_default() += 1;
+            if response.status == 200 {
+                acknowledged.lock().unwrap().push(user);
+            }
+        }
+    };
     let sender = {
-        let (stop, acknowledged, statuses, key) = (
-            stop.clone(),
-            acknowledged.clone(),
-            statuses.clone(),
-            key.clone(),
-        );
+        let (stop, send) = (stop.clone(), send.clone());
         std::thread::spawn(move || {
             let mut batch = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                let messages: Vec<_> = (0..10)
-                    .map(|i| json!({"type": "track", "userId": format!("restart-{batch}"), "event": "Beat", "messageId": format!("r-{batch}-{i}")}))
-                    .collect();
-                let response =
-                    crate::support::ingest(addr, "/v1/batch", &key, &json!({ "batch": messages }));
-                *statuses.lock().unwrap().entry(response.status).or_default() += 1;
-                if response.status == 200 {
-                    acknowledged.lock().unwrap().push(batch);
-                }
+                send(format!("restart-{batch}"));
                 batch += 1;
             }
         })
@@ -364,21 +371,38 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
     };
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let before = acknowledged.lock().unwrap().len();
-    cluster.restart();
+    cluster.control("stop");
+    // While the database is away, a write already in a group waits for it (and is answered
+    // once it is back); new writes are refused. The single sender may be the one waiting, so
+    // fresh requests probe the gap, each on its own thread, until one is refused.
+    let mut probes = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !statuses.lock().unwrap().contains_key(&503) && std::time::Instant::now() < deadline {
+        let send = send.clone();
+        let user = format!("probe-{}", probes.len());
+        probes.push(std::thread::spawn(move || send(user)));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let gap = statuses.lock().unwrap().clone();
+    cluster.control("start");
     // Writes resume by themselves.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let resumed_from = acknowledged.lock().unwrap().len();
     while acknowledged.lock().unwrap().len() < resumed_from + 20 {
         assert!(
             std::time::Instant::now() < deadline,
-            "writes did not resume after the restart: {:?}",
-            statuses.lock().unwrap()
+            "writes did not resume after the restart: {:?}\n{}",
+            statuses.lock().unwrap(),
+            server.logs()
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
     watcher.join().unwrap();
+    for probe in probes {
+        probe.join().unwrap();
+    }
     let statuses = statuses.lock().unwrap().clone();
     assert!(before >= 5, "only {before} batches before the restart");
     assert!(
@@ -387,10 +411,7 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
             .all(|status| *status == 200 || *status == 503),
         "only 200 and 503 are expected: {statuses:?}"
     );
-    assert!(
-        statuses.contains_key(&503),
-        "the gap gave no 503: {statuses:?}"
-    );
+    assert!(gap.contains_key(&503), "the gap gave no 503: {gap:?}");
     assert!(
         unready.load(Ordering::Relaxed),
         "/readyz never reported the outage"
@@ -401,10 +422,10 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
         "ready again"
     );
 
-    for batch in acknowledged.lock().unwrap().iter() {
+    for user in acknowledged.lock().unwrap().iter() {
         let profile = server
-            .profile_of(&admin, "user_id", &format!("restart-{batch}"))
-            .unwrap_or_else(|| panic!("acknowledged batch {batch} is missing"));
+            .profile_of(&admin, "user_id", user)
+            .unwrap_or_else(|| panic!("acknowledged batch of {user} is missing"));
         let events = server
             .get_with(
                 &format!("/v1/profiles/{profile}/events?purpose=essential.service"),
@@ -414,7 +435,7 @@ fn a_postgres_restart_during_ingest_gives_503_for_the_gap_and_loses_nothing_ackn
         assert_eq!(
             events["events"].as_array().unwrap().len(),
             10,
-            "batch {batch}: {events}"
+            "{user}: {events}"
         );
     }
     let (status, logs) = server.stop_with("TERM");
