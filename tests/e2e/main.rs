@@ -9,6 +9,7 @@ mod support;
 mod audiences;
 mod bench;
 mod cluster;
+mod console;
 mod damaged_data;
 mod disk_full;
 mod durability;

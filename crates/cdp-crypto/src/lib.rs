@@ -9,6 +9,7 @@
 //! - [`BlindIndexKey`]: HMAC-SHA256 of (identifier type, normalised value): how identifiers are
 //!   found without being stored in clear.
 //! - [`PseudonymKey`]: per-recipient keyed pseudonyms of profile ids.
+//! - [`hash_password`] / [`totp_match`]: operator passwords (argon2id) and second factors.
 //!
 //! Raw key bytes live in [`zeroize::Zeroizing`] buffers and are wiped on drop. `ring`'s own key
 //! schedules cannot be wiped (ring offers no hook); they live only as long as the keyring.
@@ -20,6 +21,7 @@ mod error;
 mod hkdf_subkey;
 mod keyfile;
 mod keyring;
+mod password;
 mod pseudonym;
 mod random;
 mod signing;
@@ -32,6 +34,11 @@ pub use envelope::{
 };
 pub use error::{CryptoError, KeyringError};
 pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKeyInfo};
+pub use password::{
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordRule, TOTP_STEP_SECONDS, base32,
+    check_new_password, decoy_password_hash, hash_password, new_totp_secret, totp_code, totp_match,
+    verify_password,
+};
 pub use pseudonym::{AuditKey, PseudonymKey};
 pub use random::{random_bytes, random_profile_id};
 pub use signing::{SigningKey, verify_signature};

@@ -13,6 +13,7 @@
 //! Identity changes are serialised by one write lock (the graph must not change between
 //! resolving an event and applying the result); durability waits happen outside it.
 
+pub mod accounts;
 pub mod audit;
 mod codec;
 pub mod computed;
@@ -44,6 +45,7 @@ use serde::de::DeserializeOwned;
 
 use crate::computed::Quintiles;
 
+pub use accounts::{AccountRecord, NewAccount, SessionRecord, SignInRefusal, SignedIn};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
 pub use config::{DedupSettings, EngineConfig, EngineRules, IndexMode};
 pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};

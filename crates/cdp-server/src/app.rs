@@ -23,8 +23,8 @@ use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, observe_edge, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    audiences, audit, consents, exports, identity, ingest, policies, profiles, requests, sources,
-    system,
+    accounts, audiences, audit, consents, exports, identity, ingest, policies, profiles, requests,
+    sources, system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -79,8 +79,16 @@ pub fn router(
         .routes(routes!(ingest::alias))
         .routes(routes!(ingest::batch))
         .routes(routes!(ingest::import))
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::disable))
+        .routes(routes!(accounts::unlock))
+        .routes(routes!(
+            accounts::sign_in,
+            accounts::current,
+            accounts::sign_out
+        ))
         .routes(routes!(sources::create_source, sources::list_sources))
-        .routes(routes!(profiles::lookup))
+        .routes(routes!(profiles::lookup, profiles::lookup_by_body))
         .routes(routes!(profiles::get_profile))
         .routes(routes!(profiles::identity))
         .routes(routes!(profiles::events))
@@ -90,7 +98,7 @@ pub fn router(
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
         .routes(routes!(audiences::count))
-        .routes(routes!(audiences::create))
+        .routes(routes!(audiences::create, audiences::list))
         .routes(routes!(audiences::get))
         .routes(routes!(audiences::members))
         .routes(routes!(exports::create_recipient, exports::list_recipients))
@@ -118,6 +126,7 @@ pub fn router(
         openapi_json,
     };
     let routed = routes
+        .merge(crate::console::routes())
         .fallback(system::fallback)
         .layer(middleware::from_fn_with_state(metrics.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

@@ -7,6 +7,7 @@
 
 mod app;
 mod auth;
+mod console;
 mod edge;
 mod error;
 mod metrics;

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document."),
         (name = "ingestion", description = "Segment-compatible event ingestion, authenticated by a source's write key (HTTP Basic user name)."),
+        (name = "accounts", description = "Named operator accounts and console sessions (a `cdp_session` cookie; requests that change something also send `X-CSRF-Token`)."),
         (name = "sources", description = "Ingestion sources and their write keys."),
         (name = "profiles", description = "Profiles, their identity graph, and unmerge."),
     ),

@@ -9,6 +9,7 @@ use cdp_policy::Role::{Admin, Analyst, Auditor, CustomerService, Dpo, Marketer};
 /// What a management route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    ManageAccounts,
     ManageSources,
     ReadProfiles,
     Import,
@@ -30,6 +31,7 @@ pub enum Permission {
 
 impl Permission {
     pub const ALL: &'static [Permission] = &[
+        Permission::ManageAccounts,
         Permission::ManageSources,
         Permission::ReadProfiles,
         Permission::Import,
@@ -52,7 +54,7 @@ impl Permission {
     /// The roles that hold the permission, in the order of [`Role::ALL`].
     pub fn roles(self) -> &'static [Role] {
         match self {
-            Permission::ManageSources | Permission::Import => &[Admin],
+            Permission::ManageAccounts | Permission::ManageSources | Permission::Import => &[Admin],
             Permission::ReadIdentityGraph
             | Permission::SplitProfiles
             | Permission::EvaluatePolicies
@@ -77,11 +79,18 @@ impl Permission {
     /// The routes (`METHOD /path` as in the router) that need it.
     pub fn routes(self) -> &'static [&'static str] {
         match self {
+            Permission::ManageAccounts => &[
+                "POST /v1/accounts",
+                "GET /v1/accounts",
+                "DELETE /v1/accounts/{name}",
+                "POST /v1/accounts/{name}/unlock",
+            ],
             Permission::ManageSources => &["POST /v1/sources", "GET /v1/sources"],
             Permission::Import => &["POST /v1/import"],
             Permission::ReadProfiles => &[
                 "GET /v1/profiles/{id}",
                 "GET /v1/profiles/lookup",
+                "POST /v1/profiles/lookup",
                 "GET /v1/profiles/{id}/consents",
             ],
             Permission::ReadIdentityGraph => &[
@@ -96,7 +105,11 @@ impl Permission {
             Permission::RecordConsents => &["POST /v1/consents"],
             Permission::ReadPolicies => &["GET /v1/policies", "GET /v1/policies/ropa"],
             Permission::EvaluatePolicies => &["POST /v1/policies/evaluate"],
-            Permission::CountAudiences => &["POST /v1/audiences/count", "GET /v1/audiences/{id}"],
+            Permission::CountAudiences => &[
+                "POST /v1/audiences/count",
+                "GET /v1/audiences",
+                "GET /v1/audiences/{id}",
+            ],
             Permission::BuildAudiences => &["POST /v1/audiences", "GET /v1/audiences/{id}/members"],
             Permission::ManageRecipients => &["POST /v1/recipients", "POST /v1/suppressions"],
             Permission::ListRecipients => &["GET /v1/recipients"],

@@ -47,10 +47,13 @@ pub enum Keyspace {
     /// Blind index -> sealed suspect record: identifiers that kept linking different people
     /// (watched, quarantined, blocked or released; cdp-engine `suspects.rs`).
     Suspects,
+    /// Console operator accounts (`acct/<name>`) and their sign-in sessions
+    /// (`sess/<hash of the session token>`), sealed (cdp-engine `accounts.rs`).
+    Accounts,
 }
 
 impl Keyspace {
-    pub const ALL: [Keyspace; 20] = [
+    pub const ALL: [Keyspace; 21] = [
         Self::Meta,
         Self::Profiles,
         Self::Identifiers,
@@ -71,6 +74,7 @@ impl Keyspace {
         Self::Messages,
         Self::Suppressions,
         Self::Suspects,
+        Self::Accounts,
     ];
 
     /// The key prefix of this keyspace in a single-tree backend.
@@ -96,6 +100,7 @@ impl Keyspace {
             Self::Messages => 17,
             Self::Suppressions => 18,
             Self::Suspects => 19,
+            Self::Accounts => 20,
         }
     }
 
@@ -155,6 +160,7 @@ impl Keyspace {
             Self::Messages => "messages",
             Self::Suppressions => "suppressions",
             Self::Suspects => "suspects",
+            Self::Accounts => "accounts",
         }
     }
 }

@@ -119,6 +119,15 @@ impl ServerArgs {
         Ok((status, body))
     }
 
+    pub fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let token = self.token()?;
+        let response = Self::agent()
+            .delete(&self.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call();
+        self.answer(response)
+    }
+
     pub fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let token = self.token()?;
         let response = Self::agent()

@@ -22,6 +22,7 @@ mod serve;
 mod sources;
 mod store;
 mod token;
+mod users;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,9 @@ enum Command {
     /// Issue management-API tokens (offline; works while `serve` runs).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Named operator accounts of the console (client of a running server).
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Manage ingestion sources (client of a running server).
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
@@ -112,6 +116,10 @@ fn main() -> ExitCode {
         Command::Token(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             token::run(command)
+        }
+        Command::Users(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            users::run(command)
         }
         Command::Sources(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

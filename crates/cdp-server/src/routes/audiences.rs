@@ -120,6 +120,21 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, as_json(view)?))
 }
 
+/// The saved audiences: definitions only (sizes are `GET /v1/audiences/{id}`, which counts
+/// and is audited).
+#[utoipa::path(get, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::CountAudiences)?;
+    let engine = state.engine.clone();
+    let audiences = blocking(move || engine.saved_audiences()).await?;
+    let Json(audiences) = as_json(audiences)?;
+    Ok(Json(serde_json::json!({ "audiences": audiences })))
+}
+
 /// An audience: its definition and its size now.
 #[utoipa::path(get, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),

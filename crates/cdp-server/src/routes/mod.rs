@@ -1,3 +1,4 @@
+pub(crate) mod accounts;
 pub(crate) mod audiences;
 pub(crate) mod audit;
 pub(crate) mod body;

@@ -147,6 +147,44 @@ pub(crate) async fn lookup(
     Ok((timing, as_json(profile)?))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LookupBody {
+    /// Identifier type: email, phone, user_id, anonymous_id, wechat_unionid...
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+    region: Option<String>,
+    purpose: Option<String>,
+}
+
+/// The profile an identifier belongs to, with the identifier in the body instead of the URL
+/// (what the console uses: a query string lands in proxies' logs and browsers' histories).
+#[utoipa::path(post, path = "/v1/profiles/lookup", tag = "profiles", security(("bearer" = [])), request_body = LookupBody,
+    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
+pub(crate) async fn lookup_by_body(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: crate::routes::body::JsonBody<LookupBody>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    caller.require(Permission::ReadProfiles)?;
+    let body = body.parse()?;
+    let kind: IdentifierType = body
+        .kind
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
+    let access = caller.access(body.purpose);
+    let engine = state.engine.clone();
+    let lookup_kind = kind.clone();
+    let (profile, timing) = timed_read(move || {
+        engine.read_lookup_audited(&lookup_kind, &body.value, body.region.as_deref(), &access)
+    })
+    .await?
+    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no profile has that {kind}")))?;
+    tracing::info!(profile = %profile.id, kind = %kind, subject = %caller.0.sub, "profile lookup");
+    Ok((timing, as_json(profile)?))
+}
+
 /// "Why are these one person": identifiers, the evidence that links them (with provenance and
 /// what merge protection dropped), and the merge log.
 #[utoipa::path(get, path = "/v1/profiles/{id}/identity", tag = "profiles", security(("bearer" = [])),

@@ -1,0 +1,436 @@
+// The console's pages. Each declares the roles that may open it (the same table the API
+// enforces: crates/cdp-server/src/permissions.rs) and renders into `root`; the API refuses
+// whatever a role may not do, whatever the page shows.
+
+import { api } from './api.js';
+import { h } from './dom.js';
+import { t, fmtNumber, fmtDate } from './i18n.js';
+import { barChart, funnelChart, identityGraph } from './charts.js';
+
+const COUNT_ROLES = ['admin', 'dpo', 'marketer', 'analyst'];
+const BUILD_ROLES = ['admin', 'dpo', 'marketer'];
+const PROFILE_ROLES = ['admin', 'dpo', 'marketer', 'customer_service'];
+const GRAPH_ROLES = ['admin', 'dpo'];
+const REQUEST_ROLES = ['admin', 'dpo', 'auditor'];
+const HANDLE_ROLES = ['admin', 'dpo'];
+const AUDIT_ROLES = ['admin', 'dpo', 'auditor'];
+
+const TIERS = ['vip', 'high_potential', 'ordinary', 'churn_warning'];
+const LIFECYCLE = ['acquisition', 'growth', 'maturity', 'decline', 'churned'];
+const CHANNELS = ['web', 'ios', 'android', 'mini_program', 'crm', 'pos', 'customer_service', 'social', 'email', 'sms'];
+const IDENTIFIER_TYPES = ['email', 'phone', 'user_id', 'anonymous_id', 'wechat_openid', 'wechat_unionid', 'alipay_user_id', 'member_id', 'crm_id', 'device_id', 'advertising_id'];
+const REQUEST_TYPES = ['access', 'erasure', 'rectification', 'restriction', 'objection'];
+
+const has = (session, roles) => session.roles.some((role) => roles.includes(role));
+
+function display(value) {
+  return typeof value === 'number' ? fmtNumber(value) : String(value);
+}
+
+function errorBox(error) {
+  const text = error && error.code ? t(`error.${error.code}`, { message: error.message }) : String(error);
+  return h('p', { class: 'error', role: 'alert', 'data-testid': 'error' }, text);
+}
+
+function purposePicker(session, preferred) {
+  const purposes = session.allowed_purposes;
+  const chosen = purposes.includes(preferred) ? preferred : purposes[0];
+  return h(
+    'select',
+    { name: 'purpose', 'data-testid': 'purpose', required: true },
+    purposes.map((purpose) => h('option', { value: purpose, selected: purpose === chosen }, t(`purpose.${purpose}`))),
+  );
+}
+
+function table(headers, rows, attrs = {}) {
+  return h(
+    'table',
+    attrs,
+    h('thead', {}, h('tr', {}, headers.map((header) => h('th', {}, header)))),
+    h('tbody', {}, rows.map((cells) => h('tr', {}, cells.map((cell) => h('td', {}, cell))))),
+  );
+}
+
+function jsonText(value) {
+  if (value === null || value === undefined) return '';
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+// Counts of `query` split by each value of a field: what the charts draw. Each count is an
+// audited, policy-filtered count like any other (small counts stay suppressed for analysts).
+async function breakdown(query, purpose, field, values) {
+  const scoped = (value) => (query.trim() ? `(${query}) AND ${field}:${value}` : `${field}:${value}`);
+  const answers = await Promise.all(
+    values.map((value) => api('POST', '/v1/audiences/count', { query: scoped(value), purpose })),
+  );
+  return values.map((value, i) => ({
+    label: t(`${field}.${value}`),
+    value: typeof answers[i].count === 'number' ? answers[i].count : 0,
+    display: display(answers[i].count),
+  }));
+}
+
+async function charts(container, query, purpose) {
+  container.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
+  try {
+    const [tiers, stages] = await Promise.all([
+      breakdown(query, purpose, 'tier', TIERS),
+      breakdown(query, purpose, 'lifecycle', LIFECYCLE),
+    ]);
+    container.replaceChildren(
+      h('div', { 'data-testid': 'tier-chart' }, barChart(t('chart.tiers'), tiers)),
+      h('div', { 'data-testid': 'lifecycle-chart' }, funnelChart(t('chart.lifecycle'), stages)),
+    );
+  } catch (error) {
+    container.replaceChildren(errorBox(error));
+  }
+}
+
+// ---- Overview ----
+
+function overview(root, { session }) {
+  root.append(
+    h('h1', {}, t('nav.overview')),
+    h('p', { 'data-testid': 'whoami' }, t('overview.signed_in_as', { name: session.name }), ' · ', session.roles.map((role) => t(`role.${role}`)).join(', ')),
+  );
+  if (has(session, COUNT_ROLES) && session.allowed_purposes.length) {
+    const picker = purposePicker(session, 'analytics');
+    const box = h('div', { class: 'charts' });
+    picker.addEventListener('change', () => charts(box, '', picker.value));
+    root.append(h('section', {}, h('h2', {}, t('overview.customers')), h('label', {}, t('common.purpose'), ' ', picker), box));
+    charts(box, '', picker.value);
+  }
+  if (has(session, REQUEST_ROLES)) {
+    const box = h('section', { 'data-testid': 'requests-due' }, h('h2', {}, t('overview.requests_due')));
+    root.append(box);
+    api('GET', '/v1/requests')
+      .then((answer) => {
+        const now = Date.now();
+        const open = answer.requests.filter((r) => !r.completed_at);
+        const overdue = open.filter((r) => Date.parse(r.due_at) < now).length;
+        const soon = open.filter((r) => Date.parse(r.due_at) >= now && Date.parse(r.due_at) - now < 7 * 86400e3).length;
+        box.append(h('p', {}, t('overview.overdue', { n: fmtNumber(overdue) }), ' · ', t('overview.due_soon', { n: fmtNumber(soon) })));
+      })
+      .catch((error) => box.append(errorBox(error)));
+  }
+}
+
+// ---- Audience builder ----
+
+function fieldsFor(session) {
+  const fields = [
+    { name: 'tier', kind: 'enum', values: TIERS },
+    { name: 'lifecycle', kind: 'enum', values: LIFECYCLE },
+    { name: 'channel', kind: 'enum', values: CHANNELS },
+    { name: 'city', kind: 'text' },
+    { name: 'region', kind: 'text' },
+    { name: 'interest', kind: 'text' },
+    { name: 'tag', kind: 'text' },
+    { name: 'rfm_score', kind: 'number' },
+    { name: 'orders_total', kind: 'number' },
+    { name: 'monetary_90d', kind: 'number' },
+    { name: 'frequency_365d', kind: 'number' },
+    { name: 'recency_days', kind: 'number' },
+    { name: 'churn_risk', kind: 'number' },
+    { name: 'clv_predicted', kind: 'number' },
+  ];
+  for (const purpose of session.allowed_purposes) {
+    fields.push({ name: `consent.${purpose.replaceAll('.', '_')}`, kind: 'enum', values: ['granted', 'denied', 'withdrawn'], purpose });
+  }
+  return fields;
+}
+
+function fieldLabel(field) {
+  return field.purpose ? t('field.consent', { purpose: t(`purpose.${field.purpose}`) }) : t(`field.${field.name}`);
+}
+
+function quote(value) {
+  return /^[\p{L}\p{N}_.-]+$/u.test(value) ? value : `"${value.replaceAll('"', '')}"`;
+}
+
+function clauseText(field, op, value) {
+  if (!value) return '';
+  return field.kind === 'number' ? `${field.name}${op}${Number(value)}` : `${field.name}:${quote(value)}`;
+}
+
+function audiences(root, { session }) {
+  const fields = fieldsFor(session);
+  const picker = purposePicker(session, 'marketing.email');
+  const clauses = h('div', { class: 'clauses', 'data-testid': 'clauses' });
+  const text = h('textarea', { name: 'query', rows: 3, 'data-testid': 'query', spellcheck: 'false' });
+  const result = h('div', { class: 'result', 'data-testid': 'count-result' });
+  const chartBox = h('div', { class: 'charts' });
+  const saved = h('div', { 'data-testid': 'saved-audiences' });
+  let timer = null;
+
+  const rebuildText = () => {
+    text.value = [...clauses.querySelectorAll('.clause')]
+      .map((row) => row.clauseText())
+      .filter(Boolean)
+      .join(' AND ');
+    schedule();
+  };
+  const schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(count, 250);
+  };
+  const count = async () => {
+    result.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
+    try {
+      const answer = await api('POST', '/v1/audiences/count', { query: text.value || 'tier:*', purpose: picker.value });
+      result.replaceChildren(
+        h('p', { class: 'big', 'data-testid': 'count' }, display(answer.count)),
+        h('p', {}, t('audience.matched', { n: display(answer.matched) }), ' · ',
+          h('span', { 'data-testid': 'removed' }, t('audience.removed_by_policy', { n: display(answer.removed_by_policy) }))),
+      );
+      charts(chartBox, text.value || 'tier:*', picker.value);
+    } catch (error) {
+      result.replaceChildren(errorBox(error));
+      chartBox.replaceChildren();
+    }
+  };
+
+  const addClause = () => {
+    const fieldSelect = h('select', { 'data-testid': 'clause-field' }, fields.map((f) => h('option', { value: f.name }, fieldLabel(f))));
+    const opSelect = h('select', { 'data-testid': 'clause-op' });
+    const valueBox = h('span');
+    const row = h('div', { class: 'clause' }, fieldSelect, opSelect, valueBox,
+      h('button', { type: 'button', class: 'link', onclick: () => { row.remove(); rebuildText(); } }, t('audience.remove_clause')));
+    let valueInput;
+    const setField = () => {
+      const field = fields.find((f) => f.name === fieldSelect.value);
+      opSelect.replaceChildren(...(field.kind === 'number' ? ['>=', '<=', '>', '<', '='] : [':']).map((op) => h('option', { value: op }, op === ':' ? t('audience.is') : op)));
+      valueInput = field.kind === 'enum'
+        ? h('select', { 'data-testid': 'clause-value' }, field.values.map((v) => h('option', { value: v }, t(`${field.purpose ? 'consent' : field.name}.${v}`))))
+        : h('input', { type: field.kind === 'number' ? 'number' : 'text', 'data-testid': 'clause-value', step: 'any' });
+      valueInput.addEventListener('change', rebuildText);
+      valueInput.addEventListener('input', rebuildText);
+      valueBox.replaceChildren(valueInput);
+      row.clauseText = () => clauseText(field, opSelect.value, valueInput.value);
+      rebuildText();
+    };
+    fieldSelect.addEventListener('change', setField);
+    opSelect.addEventListener('change', rebuildText);
+    clauses.append(row);
+    setField();
+  };
+
+  const name = h('input', { name: 'name', 'data-testid': 'audience-name', placeholder: t('audience.name') });
+  const saveMessage = h('span', { 'data-testid': 'save-message' });
+  const save = async () => {
+    try {
+      const answer = await api('POST', '/v1/audiences', { name: name.value, purpose: picker.value, query: text.value || 'tier:*' });
+      saveMessage.replaceChildren(t('audience.saved', { name: answer.audience.name }));
+      listSaved();
+    } catch (error) {
+      saveMessage.replaceChildren(errorBox(error));
+    }
+  };
+  const listSaved = async () => {
+    try {
+      const answer = await api('GET', '/v1/audiences');
+      saved.replaceChildren(table(
+        [t('audience.name'), t('common.purpose'), t('audience.query'), t('common.created_by'), ''],
+        answer.audiences.map((a) => [a.name, t(`purpose.${a.purpose}`), a.query || jsonText(a.condition), a.created_by,
+          h('button', { type: 'button', class: 'link', onclick: () => { text.value = a.query || ''; picker.value = a.purpose; count(); } }, t('audience.open'))]),
+        { 'data-testid': 'saved-table' },
+      ));
+    } catch (error) {
+      saved.replaceChildren(errorBox(error));
+    }
+  };
+
+  text.addEventListener('input', schedule);
+  picker.addEventListener('change', schedule);
+  root.append(
+    h('h1', {}, t('nav.audiences')),
+    h('div', { class: 'builder' },
+      h('section', {},
+        h('label', {}, t('common.purpose'), ' ', picker),
+        h('h2', {}, t('audience.clauses')), clauses,
+        h('button', { type: 'button', onclick: addClause, 'data-testid': 'add-clause' }, t('audience.add_clause')),
+        h('h2', {}, t('audience.text_query')), text),
+      h('section', {}, h('h2', {}, t('audience.size')), result, chartBox)),
+    has(session, BUILD_ROLES)
+      ? h('section', {}, h('h2', {}, t('audience.save')), name, ' ', h('button', { type: 'button', onclick: save, 'data-testid': 'save-audience' }, t('common.save')), ' ', saveMessage)
+      : null,
+    h('section', {}, h('h2', {}, t('audience.saved_list')), saved),
+  );
+  addClause();
+  listSaved();
+}
+
+// ---- Profile lookup ----
+
+function kvTable(object, testid) {
+  return table([t('common.field'), t('common.value')], Object.entries(object || {}).map(([key, value]) => [key, jsonText(value)]), { 'data-testid': testid });
+}
+
+function profiles(root, { session }) {
+  const picker = purposePicker(session, 'customer_service');
+  const kind = h('select', { name: 'type', 'data-testid': 'lookup-type' }, IDENTIFIER_TYPES.map((v) => h('option', { value: v }, t(`identifier.${v}`))));
+  const value = h('input', { name: 'value', 'data-testid': 'lookup-value', autocomplete: 'off', required: true });
+  const region = h('input', { name: 'region', size: 3, placeholder: 'CN', 'data-testid': 'lookup-region' });
+  const out = h('div', { 'data-testid': 'profile' });
+  const form = h('form', { class: 'inline' },
+    h('label', {}, t('common.purpose'), ' ', picker), ' ',
+    h('label', {}, t('profile.identifier'), ' ', kind), ' ', value, ' ', region, ' ',
+    h('button', { type: 'submit', 'data-testid': 'lookup' }, t('profile.look_up')));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    out.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
+    const purpose = picker.value;
+    try {
+      const profile = await api('POST', '/v1/profiles/lookup', { type: kind.value, value: value.value, region: region.value || undefined, purpose });
+      // The value typed is not kept on the page once answered.
+      value.value = '';
+      showProfile(out, session, profile, purpose);
+    } catch (error) {
+      out.replaceChildren(error.status === 404 ? h('p', { 'data-testid': 'not-found' }, t('profile.not_found')) : errorBox(error));
+    }
+  });
+  root.append(h('h1', {}, t('nav.profiles')), form, out);
+}
+
+function showProfile(out, session, profile, purpose) {
+  const identifiers = profile.identifiers || [];
+  const sections = [
+    h('h2', {}, t('profile.profile'), ' ', h('code', {}, profile.id)),
+    h('p', { class: 'muted' }, t('profile.policy_note', { purpose: t(`purpose.${purpose}`) }),
+      ' ', Object.entries((profile.policy && profile.policy.obligations) || {}).map(([field, how]) => `${field}: ${how}`).join(', ')),
+    h('h3', {}, t('profile.identifiers')),
+    table([t('common.type'), t('common.value'), t('profile.channel'), t('profile.last_seen')],
+      identifiers.map((i) => [t(`identifier.${i.type}`), i.value, i.channel ? t(`channel.${i.channel}`) : '', i.last_seen ? fmtDate(i.last_seen) : '']),
+      { 'data-testid': 'identifiers' }),
+  ];
+  if (profile.traits) sections.push(h('h3', {}, t('profile.traits')), kvTable(profile.traits, 'traits'));
+  if (profile.computed) sections.push(h('h3', {}, t('profile.computed')), kvTable(profile.computed, 'computed'), h('p', { class: 'muted' }, t('profile.computed_explained')));
+  const graphBox = h('div');
+  const consentBox = h('div');
+  const eventBox = h('div');
+  sections.push(graphBox, consentBox, eventBox);
+  out.replaceChildren(...sections);
+  const id = encodeURIComponent(profile.id);
+  const p = encodeURIComponent(purpose);
+  if (has(session, GRAPH_ROLES)) {
+    api('GET', `/v1/profiles/${id}/identity?purpose=${p}`)
+      .then((graph) => {
+        const nodes = (graph.identifiers || []).map((i) => ({ type: t(`identifier.${i.type}`), value: i.value }));
+        graphBox.replaceChildren(h('div', { 'data-testid': 'identity-graph' }, identityGraph(t('profile.graph'), t('profile.person'), nodes)));
+      })
+      .catch((error) => graphBox.replaceChildren(errorBox(error)));
+    api('GET', `/v1/profiles/${id}/events?purpose=${p}&limit=50`)
+      .then((answer) => eventBox.replaceChildren(h('h3', {}, t('profile.events')),
+        table([t('common.time'), t('common.type'), t('profile.event')],
+          (answer.events || []).map((e) => [e.timestamp ? fmtDate(e.timestamp) : '', e.type || '', e.event || e.name || '']),
+          { 'data-testid': 'events' })))
+      .catch((error) => eventBox.replaceChildren(errorBox(error)));
+  }
+  api('GET', `/v1/profiles/${id}/consents?purpose=${p}`)
+    .then((answer) => consentBox.replaceChildren(h('h3', {}, t('profile.consents')),
+      table([t('common.purpose'), t('consent.state')],
+        Object.entries(answer.current || {}).map(([purposeName, state]) => [t(`purpose.${purposeName}`), t(`consent.${typeof state === 'string' ? state : state.state}`)]),
+        { 'data-testid': 'consents' })))
+    .catch((error) => consentBox.replaceChildren(errorBox(error)));
+}
+
+// ---- Data-subject requests ----
+
+function requests(root, { session }) {
+  const list = h('div', { 'data-testid': 'request-list' });
+  const load = async () => {
+    try {
+      const answer = await api('GET', '/v1/requests');
+      const now = Date.now();
+      const rows = [...answer.requests].sort((a, b) => {
+        const late = (r) => (!r.completed_at && Date.parse(r.due_at) < now ? 0 : 1);
+        return late(a) - late(b) || Date.parse(a.due_at) - Date.parse(b.due_at);
+      });
+      list.replaceChildren(table(
+        [t('common.id'), t('common.type'), t('request.status'), t('request.due'), t('request.completed'), t('request.result')],
+        rows.map((r) => [r.id, t(`request.type.${r.type}`), t(`request.status.${r.status}`), fmtDate(r.due_at), r.completed_at ? fmtDate(r.completed_at) : '',
+          r.result && r.result.receipt ? h('code', { 'data-testid': 'receipt' }, jsonText(r.result.receipt)) : jsonText(r.reason || '')]),
+        { 'data-testid': 'requests-table' },
+      ));
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  root.append(h('h1', {}, t('nav.requests')));
+  if (has(session, HANDLE_ROLES)) {
+    const type = h('select', { name: 'type', 'data-testid': 'request-type' }, REQUEST_TYPES.map((v) => h('option', { value: v }, t(`request.type.${v}`))));
+    const kind = h('select', { name: 'subject-type', 'data-testid': 'request-subject-type' }, IDENTIFIER_TYPES.map((v) => h('option', { value: v }, t(`identifier.${v}`))));
+    const value = h('input', { name: 'subject-value', 'data-testid': 'request-subject-value', autocomplete: 'off', required: true });
+    const verification = h('input', { name: 'verification', 'data-testid': 'request-verification', required: true, placeholder: t('request.verification_hint') });
+    const message = h('div', { 'data-testid': 'request-message' });
+    const form = h('form', { class: 'inline' }, type, ' ', kind, ' ', value, ' ', verification, ' ',
+      h('button', { type: 'submit', 'data-testid': 'submit-request' }, t('request.submit')));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (type.value === 'erasure' && !window.confirm(t('request.confirm_erasure'))) return;
+      try {
+        const answer = await api('POST', '/v1/requests', {
+          type: type.value,
+          subject: { type: kind.value, value: value.value },
+          verification: { method: verification.value },
+        });
+        value.value = '';
+        message.replaceChildren(h('p', { 'data-testid': 'request-done' }, t('request.recorded', { id: answer.id, status: t(`request.status.${answer.status}`) })));
+        load();
+      } catch (error) {
+        message.replaceChildren(errorBox(error));
+      }
+    });
+    root.append(h('section', {}, h('h2', {}, t('request.new')), form, message));
+  }
+  root.append(h('section', {}, h('h2', {}, t('request.queue')), list));
+  load();
+}
+
+// ---- Audit log ----
+
+function audit(root) {
+  const actor = h('input', { placeholder: t('audit.actor'), 'data-testid': 'audit-actor' });
+  const action = h('input', { placeholder: t('audit.action'), 'data-testid': 'audit-action' });
+  const list = h('div', { 'data-testid': 'audit-list' });
+  const verdict = h('p', { 'data-testid': 'audit-verdict' });
+  let entries = [];
+  const show = () => {
+    const rows = entries.filter((e) => e.actor.includes(actor.value) && e.action.includes(action.value)).reverse();
+    list.replaceChildren(table(
+      ['#', t('common.time'), t('audit.actor'), t('audit.action'), t('common.purpose'), t('audit.decision'), t('audit.rules')],
+      rows.map((e) => [e.seq, fmtDate(e.at), e.actor, e.action, e.purpose ? t(`purpose.${e.purpose}`) : '', t(`decision.${e.decision}`), e.rules.join(', ')]),
+      { 'data-testid': 'audit-table' },
+    ));
+  };
+  const load = async () => {
+    try {
+      const check = await api('GET', '/v1/audit/verify');
+      verdict.replaceChildren(check.ok ? t('audit.chain_ok', { n: fmtNumber(check.entries) }) : t('audit.chain_broken', { problem: check.problem ? check.problem.message : '' }),
+        ' ', h('code', { 'data-testid': 'head-hash' }, check.head_hash));
+      verdict.className = check.ok ? 'ok' : 'error';
+      const after = Math.max(0, check.entries - 500);
+      const answer = await api('GET', `/v1/audit?after=${after}&limit=500`);
+      entries = answer.entries;
+      show();
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  actor.addEventListener('input', show);
+  action.addEventListener('input', show);
+  root.append(
+    h('h1', {}, t('nav.audit')),
+    h('section', {}, h('button', { type: 'button', onclick: load, 'data-testid': 'verify-chain' }, t('audit.verify')), verdict),
+    h('section', {}, actor, ' ', action, list),
+  );
+  load();
+}
+
+export const PAGES = [
+  { id: 'overview', roles: null, render: overview },
+  { id: 'audiences', roles: COUNT_ROLES, render: audiences },
+  { id: 'profiles', roles: PROFILE_ROLES, render: profiles },
+  { id: 'requests', roles: REQUEST_ROLES, render: requests },
+  { id: 'audit', roles: AUDIT_ROLES, render: audit },
+].map((page) => ({ ...page, allowed: (session) => page.roles === null || has(session, page.roles) }));
