@@ -8,6 +8,7 @@ mod support;
 
 mod audiences;
 mod bench;
+mod browser;
 mod cluster;
 mod console;
 mod damaged_data;

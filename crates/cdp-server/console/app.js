@@ -77,7 +77,7 @@ function render() {
     h('header', {},
       h('strong', {}, t('app.title')),
       nav,
-      h('span', { class: 'who' }, session.name, ' ',
+      h('span', { class: 'who' }, h('span', { 'data-raw': true }, session.name), ' ',
         h('button', { type: 'button', class: 'link', onclick: signOut, 'data-testid': 'signout' }, t('signin.sign_out'))),
       languageSwitch()),
     main);

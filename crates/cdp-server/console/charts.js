@@ -45,9 +45,16 @@ export function funnelChart(title, items) {
     const y = i * row + 4;
     const value = typeof item.value === 'number' ? item.value : 0;
     const barWidth = Math.max(2, Math.round(((width - 40) * value) / max));
+    // A label fits inside a wide bar; beside a narrow one it is written in the page's ink.
+    const inside = barWidth > 160;
     svg.append(
       s('rect', { x: (width - barWidth) / 2, y, width: barWidth, height: row - 6, rx: 4, class: `bar bar-${i % 6}` }),
-      s('text', { x: width / 2, y: y + 17, 'text-anchor': 'middle', class: 'funnel-label' }, `${item.label} · ${item.display}`),
+      s('text', {
+        x: inside ? width / 2 : (width + barWidth) / 2 + 6,
+        y: y + 17,
+        'text-anchor': inside ? 'middle' : 'start',
+        class: inside ? 'funnel-label' : 'label',
+      }, `${item.label} · ${item.display}`),
     );
   });
   return figure(title, svg);

@@ -23,6 +23,11 @@ const REQUEST_TYPES = ['access', 'erasure', 'rectification', 'restriction', 'obj
 
 const has = (session, roles) => session.roles.some((role) => roles.includes(role));
 
+// Data shown as it is (names people typed, ids, queries, audit actions): marked, so that a
+// test can tell labels, which must be translated, from data, which must not be.
+const raw = (value) => h('span', { 'data-raw': true }, value);
+const code = (value) => h('code', {}, value);
+
 function display(value) {
   return typeof value === 'number' ? fmtNumber(value) : String(value);
 }
@@ -91,7 +96,7 @@ async function charts(container, query, purpose) {
 function overview(root, { session }) {
   root.append(
     h('h1', {}, t('nav.overview')),
-    h('p', { 'data-testid': 'whoami' }, t('overview.signed_in_as', { name: session.name }), ' · ', session.roles.map((role) => t(`role.${role}`)).join(', ')),
+    h('p', { 'data-testid': 'whoami' }, t('overview.signed_in_as', { name: '' }), raw(session.name), ' · ', session.roles.map((role) => t(`role.${role}`)).join(', ')),
   );
   if (has(session, COUNT_ROLES) && session.allowed_purposes.length) {
     const picker = purposePicker(session, 'analytics');
@@ -220,7 +225,7 @@ function audiences(root, { session }) {
   const save = async () => {
     try {
       const answer = await api('POST', '/v1/audiences', { name: name.value, purpose: picker.value, query: text.value || 'tier:*' });
-      saveMessage.replaceChildren(t('audience.saved', { name: answer.audience.name }));
+      saveMessage.replaceChildren(t('audience.saved'), ' ', raw(answer.name));
       listSaved();
     } catch (error) {
       saveMessage.replaceChildren(errorBox(error));
@@ -231,7 +236,7 @@ function audiences(root, { session }) {
       const answer = await api('GET', '/v1/audiences');
       saved.replaceChildren(table(
         [t('audience.name'), t('common.purpose'), t('audience.query'), t('common.created_by'), ''],
-        answer.audiences.map((a) => [a.name, t(`purpose.${a.purpose}`), a.query || jsonText(a.condition), a.created_by,
+        answer.audiences.map((a) => [raw(a.name), t(`purpose.${a.purpose}`), code(a.query || jsonText(a.condition)), raw(a.created_by),
           h('button', { type: 'button', class: 'link', onclick: () => { text.value = a.query || ''; picker.value = a.purpose; count(); } }, t('audience.open'))]),
         { 'data-testid': 'saved-table' },
       ));
@@ -262,8 +267,18 @@ function audiences(root, { session }) {
 
 // ---- Profile lookup ----
 
+// Traits with their provenance: each is `{value, channel, source_id, at}` as the read shows it
+// (masked where the policy says); computed traits are plain values.
 function kvTable(object, testid) {
-  return table([t('common.field'), t('common.value')], Object.entries(object || {}).map(([key, value]) => [key, jsonText(value)]), { 'data-testid': testid });
+  const rows = Object.entries(object || {}).map(([key, entry]) => {
+    const traced = entry && typeof entry === 'object' && !Array.isArray(entry) && 'value' in entry;
+    const value = traced ? entry.value : entry;
+    return [code(key), raw(jsonText(value)),
+      traced && entry.channel ? t(`channel.${entry.channel}`) : '',
+      traced && entry.source_id ? code(entry.source_id) : '',
+      traced && entry.at ? fmtDate(entry.at) : ''];
+  });
+  return table([t('common.field'), t('common.value'), t('profile.channel'), t('profile.source'), t('profile.updated')], rows, { 'data-testid': testid });
 }
 
 function profiles(root, { session }) {
@@ -297,10 +312,10 @@ function showProfile(out, session, profile, purpose) {
   const sections = [
     h('h2', {}, t('profile.profile'), ' ', h('code', {}, profile.id)),
     h('p', { class: 'muted' }, t('profile.policy_note', { purpose: t(`purpose.${purpose}`) }),
-      ' ', Object.entries((profile.policy && profile.policy.obligations) || {}).map(([field, how]) => `${field}: ${how}`).join(', ')),
+      ' ', code(Object.entries((profile.policy && profile.policy.obligations) || {}).map(([field, how]) => `${field}: ${how}`).join(', '))),
     h('h3', {}, t('profile.identifiers')),
     table([t('common.type'), t('common.value'), t('profile.channel'), t('profile.last_seen')],
-      identifiers.map((i) => [t(`identifier.${i.type}`), i.value, i.channel ? t(`channel.${i.channel}`) : '', i.last_seen ? fmtDate(i.last_seen) : '']),
+      identifiers.map((i) => [t(`identifier.${i.type}`), code(i.value), i.channel ? t(`channel.${i.channel}`) : '', i.last_seen ? fmtDate(i.last_seen) : '']),
       { 'data-testid': 'identifiers' }),
   ];
   if (profile.traits) sections.push(h('h3', {}, t('profile.traits')), kvTable(profile.traits, 'traits'));
@@ -322,15 +337,19 @@ function showProfile(out, session, profile, purpose) {
     api('GET', `/v1/profiles/${id}/events?purpose=${p}&limit=50`)
       .then((answer) => eventBox.replaceChildren(h('h3', {}, t('profile.events')),
         table([t('common.time'), t('common.type'), t('profile.event')],
-          (answer.events || []).map((e) => [e.timestamp ? fmtDate(e.timestamp) : '', e.type || '', e.event || e.name || '']),
+          (answer.events || []).map((e) => [e.timestamp ? fmtDate(e.timestamp) : '', code(e.type || ''), raw(e.event || e.name || '')]),
           { 'data-testid': 'events' })))
       .catch((error) => eventBox.replaceChildren(errorBox(error)));
   }
   api('GET', `/v1/profiles/${id}/consents?purpose=${p}`)
     .then((answer) => consentBox.replaceChildren(h('h3', {}, t('profile.consents')),
       table([t('common.purpose'), t('consent.state')],
-        Object.entries(answer.current || {}).map(([purposeName, state]) => [t(`purpose.${purposeName}`), t(`consent.${typeof state === 'string' ? state : state.state}`)]),
-        { 'data-testid': 'consents' })))
+        (answer.current || []).map((c) => [t(`purpose.${c.purpose}`), t(`consent.${c.state}`)]),
+        { 'data-testid': 'consents' }),
+      h('h3', {}, t('profile.consent_history')),
+      h('ol', { class: 'timeline', 'data-testid': 'consent-history' }, (answer.history || []).map((r) =>
+        h('li', {}, fmtDate(r.at || r.recorded_at), ' · ', t(`purpose.${r.purpose}`), ' · ', t(`consent.${r.status}`),
+          r.source ? [' · ', code(r.source)] : null)))))
     .catch((error) => consentBox.replaceChildren(errorBox(error)));
 }
 
@@ -348,8 +367,8 @@ function requests(root, { session }) {
       });
       list.replaceChildren(table(
         [t('common.id'), t('common.type'), t('request.status'), t('request.due'), t('request.completed'), t('request.result')],
-        rows.map((r) => [r.id, t(`request.type.${r.type}`), t(`request.status.${r.status}`), fmtDate(r.due_at), r.completed_at ? fmtDate(r.completed_at) : '',
-          r.result && r.result.receipt ? h('code', { 'data-testid': 'receipt' }, jsonText(r.result.receipt)) : jsonText(r.reason || '')]),
+        rows.map((r) => [code(r.id), t(`request.type.${r.type}`), t(`request.status.${r.status}`), fmtDate(r.due_at), r.completed_at ? fmtDate(r.completed_at) : '',
+          r.result && r.result.receipt ? h('code', { 'data-testid': 'receipt' }, jsonText(r.result.receipt)) : raw(jsonText(r.reason || ''))]),
         { 'data-testid': 'requests-table' },
       ));
     } catch (error) {
@@ -375,7 +394,7 @@ function requests(root, { session }) {
           verification: { method: verification.value },
         });
         value.value = '';
-        message.replaceChildren(h('p', { 'data-testid': 'request-done' }, t('request.recorded', { id: answer.id, status: t(`request.status.${answer.status}`) })));
+        message.replaceChildren(h('p', { 'data-testid': 'request-done' }, code(answer.id), ' ', t('request.recorded', { status: t(`request.status.${answer.status}`) })));
         load();
       } catch (error) {
         message.replaceChildren(errorBox(error));
@@ -399,7 +418,7 @@ function audit(root) {
     const rows = entries.filter((e) => e.actor.includes(actor.value) && e.action.includes(action.value)).reverse();
     list.replaceChildren(table(
       ['#', t('common.time'), t('audit.actor'), t('audit.action'), t('common.purpose'), t('audit.decision'), t('audit.rules')],
-      rows.map((e) => [e.seq, fmtDate(e.at), e.actor, e.action, e.purpose ? t(`purpose.${e.purpose}`) : '', t(`decision.${e.decision}`), e.rules.join(', ')]),
+      rows.map((e) => [e.seq, fmtDate(e.at), raw(e.actor), code(e.action), e.purpose ? t(`purpose.${e.purpose}`) : '', t(`decision.${e.decision}`), code(e.rules.join(', '))]),
       { 'data-testid': 'audit-table' },
     ));
   };
