@@ -353,6 +353,159 @@ function showProfile(out, session, profile, purpose) {
     .catch((error) => consentBox.replaceChildren(errorBox(error)));
 }
 
+// ---- Exports ----
+
+const EXPORT_FIELDS = ['pseudonym', 'identifiers.email', 'identifiers.phone', 'email_sha256_google', 'email_sha256_meta',
+  'phone_sha256_google', 'phone_sha256_meta', 'traits.name', 'age_band', 'region', 'city', 'tier', 'lifecycle', 'rfm_score'];
+const EXPORT_ROLES = ['admin', 'dpo', 'marketer'];
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = h('a', { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// One export: progress while it runs; when done the signed manifest (counts, removals and
+// their reasons, each field's transform), the download, and the file checked against the
+// manifest's SHA-256 in the browser.
+function exportView(box, session, id) {
+  const progress = h('progress', { max: 1, value: 0, 'data-testid': 'export-progress' });
+  const status = h('p', { 'data-testid': 'export-status' });
+  const detail = h('div');
+  box.replaceChildren(h('h2', {}, t('export.job'), ' ', code(id)), status, progress, detail);
+  let stopped = false;
+  const poll = async () => {
+    if (stopped || !box.isConnected) return;
+    try {
+      const job = await api('GET', `/v1/exports/${encodeURIComponent(id)}`);
+      const total = job.progress ? job.progress.total : 0;
+      progress.max = Math.max(total, 1);
+      progress.value = job.progress ? job.progress.considered : 0;
+      status.replaceChildren(t(`export.status.${job.status}`), ...(job.reason ? [' · ', raw(job.reason)] : []));
+      if (job.status === 'running') {
+        setTimeout(poll, 400);
+        return;
+      }
+      stopped = true;
+      progress.value = progress.max;
+      detail.replaceChildren(...manifestView(session, job));
+    } catch (error) {
+      detail.replaceChildren(errorBox(error));
+    }
+  };
+  poll();
+}
+
+function manifestView(session, job) {
+  const parts = [];
+  const counts = (job.manifest && job.manifest.counts) || job.counts;
+  if (counts) {
+    parts.push(h('h3', {}, t('export.counts')), table([t('export.count'), t('common.value')],
+      Object.entries(counts).filter(([, v]) => typeof v === 'number').map(([k, v]) => [t(`export.counts.${k}`), fmtNumber(v)]), { 'data-testid': 'export-counts' }));
+    // Why people were left out: the rule, how many, what it says and its articles.
+    if (counts.exclusions && counts.exclusions.length) {
+      parts.push(h('h3', {}, t('export.exclusions')), table([t('export.reason'), t('export.count'), t('export.why'), t('export.cite')],
+        counts.exclusions.map((e) => [code(e.reason), fmtNumber(e.people), raw(e.why), code((e.cite || []).join('; '))]),
+        { 'data-testid': 'export-exclusions' }));
+    }
+  }
+  const manifest = job.manifest;
+  if (!manifest) return parts;
+  parts.push(
+    h('h3', {}, t('export.fields')),
+    table([t('common.field'), t('export.transform')], manifest.fields.map((f) => [code(f.field), code(f.transform)]), { 'data-testid': 'export-fields' }),
+    h('p', {}, t('export.recipient'), ' ', raw(manifest.recipient.name), ' · ', t('common.purpose'), ' ', t(`purpose.${manifest.purpose}`),
+      ' · ', t('export.expires'), ' ', fmtDate(manifest.expires_at)),
+    h('p', { class: 'muted' }, t('export.signed_by'), ' ', code(manifest.signing_key)),
+  );
+  if (has(session, EXPORT_ROLES) && job.status === 'done') {
+    const verdict = h('p', { 'data-testid': 'export-verdict' });
+    const download = async () => {
+      try {
+        const response = await fetch(`/v1/exports/${encodeURIComponent(job.id)}/file`, { credentials: 'same-origin' });
+        if (!response.ok) throw new Error(String(response.status));
+        const bytes = await response.arrayBuffer();
+        saveBlob(new Blob([bytes]), `${job.id}.${job.format}`);
+        saveBlob(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), `${job.id}.manifest.json`);
+        if (!window.crypto || !crypto.subtle) {
+          verdict.replaceChildren(t('export.verify_needs_https'));
+          return;
+        }
+        const digest = await sha256Hex(bytes);
+        const ok = digest === manifest.file_sha256 && bytes.byteLength === manifest.file_bytes;
+        verdict.className = ok ? 'ok' : 'error';
+        verdict.replaceChildren(ok ? t('export.verified') : t('export.mismatch'), ' ', code(digest));
+      } catch (error) {
+        verdict.replaceChildren(errorBox(error));
+      }
+    };
+    parts.push(
+      h('button', { type: 'button', onclick: download, 'data-testid': 'export-download' }, t('export.download')), verdict,
+      h('p', { class: 'muted' }, t('export.cli_verify'), ' ', code(`cdp export verify ${job.id}.manifest.json ${job.id}.${job.format} --server ${window.location.origin}`)),
+    );
+  }
+  return parts;
+}
+
+function exportsPage(root, { session }) {
+  const current = h('section', { 'data-testid': 'export-job' });
+  const list = h('div', { 'data-testid': 'export-list' });
+  const load = async () => {
+    try {
+      const answer = await api('GET', '/v1/exports');
+      list.replaceChildren(table([t('common.id'), t('export.status'), t('common.purpose'), t('common.created_by'), t('common.time'), ''],
+        answer.exports.map((job) => [code(job.id), t(`export.status.${job.status}`), t(`purpose.${job.purpose}`), raw(job.created_by), fmtDate(job.created_at),
+          h('button', { type: 'button', class: 'link', onclick: () => exportView(current, session, job.id) }, t('audience.open'))]),
+        { 'data-testid': 'exports-table' }));
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  root.append(h('h1', {}, t('nav.exports')));
+  if (has(session, EXPORT_ROLES)) {
+    const audience = h('select', { 'data-testid': 'export-audience', required: true });
+    const recipient = h('select', { 'data-testid': 'export-recipient', required: true });
+    const picker = purposePicker(session, 'marketing.email');
+    const format = h('select', { 'data-testid': 'export-format' }, ['csv', 'jsonl'].map((f) => h('option', { value: f }, f.toUpperCase())));
+    const fields = h('div', { class: 'fields', 'data-testid': 'export-fields-picker' }, EXPORT_FIELDS.map((field) =>
+      h('label', {}, h('input', { type: 'checkbox', value: field, checked: field === 'pseudonym' }), t(`export.field.${field}`))));
+    const message = h('div');
+    Promise.all([api('GET', '/v1/audiences'), api('GET', '/v1/recipients')]).then(([audiences, recipients]) => {
+      audience.replaceChildren(...audiences.audiences.map((a) => h('option', { value: a.id }, a.name)));
+      const recipientList = Array.isArray(recipients) ? recipients : recipients.recipients || [];
+      recipient.replaceChildren(...recipientList.map((r) => h('option', { value: r.id }, r.name)));
+    }).catch((error) => message.replaceChildren(errorBox(error)));
+    const form = h('form', {},
+      h('p', { class: 'inline' }, h('label', {}, t('export.audience'), ' ', audience), ' ', h('label', {}, t('common.purpose'), ' ', picker), ' ',
+        h('label', {}, t('export.recipient'), ' ', recipient), ' ', h('label', {}, t('export.format'), ' ', format)),
+      h('p', {}, t('export.fields_hint')), fields,
+      h('button', { type: 'submit', 'data-testid': 'export-start' }, t('export.start')), message);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const chosen = [...fields.querySelectorAll('input:checked')].map((input) => input.value);
+      try {
+        const job = await api('POST', '/v1/exports', { audience: audience.value, purpose: picker.value, recipient: recipient.value, fields: chosen, format: format.value });
+        message.replaceChildren();
+        exportView(current, session, job.id);
+        load();
+      } catch (error) {
+        message.replaceChildren(errorBox(error));
+      }
+    });
+    root.append(h('section', {}, h('h2', {}, t('export.new')), form));
+  }
+  root.append(current, h('section', {}, h('h2', {}, t('export.recent')), list));
+  load();
+}
+
 // ---- Data-subject requests ----
 
 function requests(root, { session }) {
@@ -450,6 +603,7 @@ export const PAGES = [
   { id: 'overview', roles: null, render: overview },
   { id: 'audiences', roles: COUNT_ROLES, render: audiences },
   { id: 'profiles', roles: PROFILE_ROLES, render: profiles },
+  { id: 'exports', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: exportsPage },
   { id: 'requests', roles: REQUEST_ROLES, render: requests },
   { id: 'audit', roles: AUDIT_ROLES, render: audit },
 ].map((page) => ({ ...page, allowed: (session) => page.roles === null || has(session, page.roles) }));

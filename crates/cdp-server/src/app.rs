@@ -103,7 +103,7 @@ pub fn router(
         .routes(routes!(audiences::members))
         .routes(routes!(exports::create_recipient, exports::list_recipients))
         .routes(routes!(exports::suppress))
-        .routes(routes!(exports::create_export))
+        .routes(routes!(exports::create_export, exports::list_exports))
         .routes(routes!(exports::get_export))
         .routes(routes!(exports::export_file))
         .routes(routes!(exports::export_key))

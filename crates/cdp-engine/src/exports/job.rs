@@ -553,6 +553,18 @@ impl Engine {
         }
     }
 
+    /// The most recent export jobs, newest first (at most `limit`).
+    pub fn exports(&self, limit: usize) -> Result<Vec<ExportRecord>, EngineError> {
+        let mut records: Vec<ExportRecord> = Vec::new();
+        for item in self.store().scan_prefix(Keyspace::Exports, b"job/") {
+            let (key, sealed) = item?;
+            records.push(self.open_system(Keyspace::Exports, &key, &sealed)?);
+        }
+        records.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        records.truncate(limit);
+        Ok(records)
+    }
+
     /// An export job.
     pub fn export(&self, id: &str) -> Result<Option<ExportRecord>, EngineError> {
         if !(id.len() == 20 && id.starts_with("exp_")) {

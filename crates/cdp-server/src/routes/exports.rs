@@ -161,6 +161,20 @@ pub(crate) async fn create_export(
     Ok((StatusCode::ACCEPTED, as_json(record)?))
 }
 
+/// The 100 most recent export jobs, newest first.
+#[utoipa::path(get, path = "/v1/exports", tag = "exports", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list_exports(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ReadExports)?;
+    let engine = state.engine.clone();
+    let records = blocking(move || engine.exports(100)).await?;
+    let Json(records) = as_json(records)?;
+    Ok(Json(serde_json::json!({ "exports": records })))
+}
+
 /// An export job: status (running, done, refused, failed), progress, reason, signed manifest.
 #[utoipa::path(get, path = "/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
