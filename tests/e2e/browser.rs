@@ -509,6 +509,23 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
         );
     }
     browser.screenshot("audit");
+    // The dry run of a decision: SMS marketing to someone in China without consent is denied,
+    // citing the PIPL.
+    browser.go("policies");
+    browser.click("[data-testid=policy-purpose] option[value='marketing.sms']");
+    browser.click("[data-testid=policy-evaluate]");
+    let decision = browser.wait_text("[data-testid=decision]", |t| t.contains("PIPL"));
+    assert!(decision.starts_with("Denied"), "{decision}");
+    browser.click("[data-testid=ropa-load]");
+    browser.wait_text("[data-testid=ropa]", |t| t.len() > 200);
+    browser.screenshot("policies");
+    browser.go("recipients");
+    browser.wait_text("[data-testid=recipients-table]", |t| {
+        t.contains("Analytics agency")
+    });
+    browser.type_into("[data-testid=suppress-value]", "buyer2@example.cn");
+    browser.click("[data-testid=suppress]");
+    browser.find("[data-testid=suppressed]");
 }
 
 /// Every label of every page the DPO sees is translated: switched to Chinese, no English
@@ -535,15 +552,17 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
     // Names that are the same in Chinese: brands, abbreviations, the language switch.
     let allowed = [
         "cdp", "RFM", "CLV", "VIP", "iOS", "OpenID", "UnionID", "WeChat", "English", "Meta", "SHA",
-        "HTTPS", "CSV", "JSONL",
+        "HTTPS", "CSV", "JSONL", "GDPR", "PIPL", "CAC",
     ];
     for page in [
         "overview",
         "audiences",
         "profiles",
         "exports",
+        "recipients",
         "requests",
         "audit",
+        "policies",
     ] {
         browser.go(page);
         // Let the page's requests answer and fill it.

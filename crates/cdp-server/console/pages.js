@@ -506,6 +506,137 @@ function exportsPage(root, { session }) {
   load();
 }
 
+// ---- Recipients and suppressions ----
+
+const MANAGE_RECIPIENT_ROLES = ['admin', 'dpo'];
+
+function recipientsPage(root, { session }) {
+  const list = h('div', { 'data-testid': 'recipient-list' });
+  const load = async () => {
+    try {
+      const answer = await api('GET', '/v1/recipients');
+      const rows = Array.isArray(answer) ? answer : answer.recipients || [];
+      list.replaceChildren(table([t('common.id'), t('recipient.name'), t('recipient.role'), t('recipient.region'), t('recipient.transfer'), t('recipient.purposes')],
+        rows.map((r) => [code(r.id), raw(r.name), t(`recipient.role.${r.role}`), raw(r.region), raw(r.transfer_mechanism),
+          (r.allowed_purposes || []).map((p) => t(`purpose.${p}`)).join(', ')]),
+        { 'data-testid': 'recipients-table' }));
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  root.append(h('h1', {}, t('nav.recipients')), h('section', {}, h('h2', {}, t('recipient.list')), list));
+  if (has(session, MANAGE_RECIPIENT_ROLES)) {
+    const name = h('input', { 'data-testid': 'recipient-name', required: true });
+    const contact = h('input', { 'data-testid': 'recipient-contact', required: true, type: 'email' });
+    const role = h('select', { 'data-testid': 'recipient-role' }, ['processor', 'controller'].map((r) => h('option', { value: r }, t(`recipient.role.${r}`))));
+    const region = h('input', { 'data-testid': 'recipient-region', required: true, size: 3, value: 'CN' });
+    const transfer = h('select', { 'data-testid': 'recipient-transfer' }, ['none', 'standard_contract', 'assessment', 'certification', 'adequacy', 'scc']
+      .map((m) => h('option', { value: m }, t(`recipient.transfer.${m}`))));
+    const purposes = h('div', { class: 'fields' }, session.allowed_purposes.map((p) =>
+      h('label', {}, h('input', { type: 'checkbox', value: p }), t(`purpose.${p}`))));
+    const message = h('div');
+    const form = h('form', {},
+      h('p', { class: 'inline' }, h('label', {}, t('recipient.name'), ' ', name), ' ', h('label', {}, t('recipient.contact'), ' ', contact), ' ',
+        h('label', {}, t('recipient.role'), ' ', role), ' ', h('label', {}, t('recipient.region'), ' ', region), ' ',
+        h('label', {}, t('recipient.transfer'), ' ', transfer)),
+      h('p', {}, t('recipient.purposes')), purposes,
+      h('button', { type: 'submit', 'data-testid': 'recipient-create' }, t('recipient.create')), message);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      try {
+        await api('POST', '/v1/recipients', {
+          name: name.value, contact: contact.value, role: role.value, region: region.value.toUpperCase(),
+          transfer_mechanism: transfer.value,
+          allowed_purposes: [...purposes.querySelectorAll('input:checked')].map((input) => input.value),
+        });
+        message.replaceChildren(h('p', { class: 'ok' }, t('recipient.created')));
+        load();
+      } catch (error) {
+        message.replaceChildren(errorBox(error));
+      }
+    });
+    const kind = h('select', { 'data-testid': 'suppress-type' }, IDENTIFIER_TYPES.map((v) => h('option', { value: v }, t(`identifier.${v}`))));
+    const value = h('input', { 'data-testid': 'suppress-value', autocomplete: 'off', required: true });
+    const suppressMessage = h('div');
+    const suppressForm = h('form', { class: 'inline' }, kind, ' ', value, ' ',
+      h('button', { type: 'submit', 'data-testid': 'suppress' }, t('recipient.suppress')), suppressMessage);
+    suppressForm.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      try {
+        await api('POST', '/v1/suppressions', { type: kind.value, value: value.value });
+        value.value = '';
+        suppressMessage.replaceChildren(h('span', { class: 'ok', 'data-testid': 'suppressed' }, t('recipient.suppressed')));
+      } catch (error) {
+        suppressMessage.replaceChildren(errorBox(error));
+      }
+    });
+    root.append(h('section', {}, h('h2', {}, t('recipient.new')), form),
+      h('section', {}, h('h2', {}, t('recipient.suppressions')), h('p', { class: 'muted' }, t('recipient.suppress_hint')), suppressForm));
+  }
+  load();
+}
+
+// ---- Policies ----
+
+function decisionView(decision) {
+  return h('div', { 'data-testid': 'decision' },
+    h('p', { class: decision.decision === 'allow' ? 'ok big' : 'error big' }, t(`decision.${decision.decision}`)),
+    h('p', {}, t('policy.jurisdictions'), ' ', code((decision.jurisdictions || []).join(', ')), ' · ', t('policy.version'), ' ', code(decision.policy_version)),
+    table([t('audit.rules'), t('policy.effect'), t('export.why'), t('export.cite')],
+      (decision.reasons || []).map((r) => [code(r.rule), code(r.effect), raw(r.message), code((r.cite || []).join('; '))]),
+      { 'data-testid': 'decision-reasons' }),
+    Object.keys(decision.obligations || {}).length
+      ? [h('h3', {}, t('policy.obligations')), table([t('common.field'), t('export.transform')],
+        Object.entries(decision.obligations).map(([field, how]) => [code(field), code(jsonText(how))]))]
+      : null);
+}
+
+function policiesPage(root, { session }) {
+  const info = h('p', { 'data-testid': 'policy-version' });
+  const result = h('div');
+  const ropa = h('pre', { class: 'ropa', 'data-testid': 'ropa', 'data-raw': true });
+  root.append(h('h1', {}, t('nav.policies')), info);
+  api('GET', '/v1/policies').then((policies) => {
+    info.replaceChildren(t('policy.version'), ' ', code(policies.version), ' · ', t('policy.jurisdictions'), ' ',
+      code((policies.jurisdictions || []).map((j) => (typeof j === 'string' ? j : j.jurisdiction || j.name)).join(', ')));
+    if (!has(session, HANDLE_ROLES)) return;
+    const purposes = Object.keys(policies.taxonomy.purposes);
+    const action = h('select', { 'data-testid': 'policy-action' }, ['read', 'audience', 'export', 'publish'].map((a) => h('option', { value: a }, t(`policy.action.${a}`))));
+    const purpose = h('select', { 'data-testid': 'policy-purpose' }, purposes.map((p) => h('option', { value: p }, t(`purpose.${p}`))));
+    const residency = h('input', { 'data-testid': 'policy-residency', size: 3, value: 'CN' });
+    const age = h('input', { 'data-testid': 'policy-age', type: 'number', min: 0, max: 130, value: 30 });
+    const consent = h('select', { 'data-testid': 'policy-consent' }, ['none', 'granted', 'denied', 'withdrawn'].map((c) => h('option', { value: c }, t(`consent.${c}`))));
+    const restricted = h('input', { type: 'checkbox', 'data-testid': 'policy-restricted' });
+    const form = h('form', {},
+      h('p', { class: 'inline' }, h('label', {}, t('policy.action'), ' ', action), ' ', h('label', {}, t('common.purpose'), ' ', purpose)),
+      h('p', { class: 'inline' }, h('label', {}, t('policy.residency'), ' ', residency), ' ', h('label', {}, t('policy.age'), ' ', age), ' ',
+        h('label', {}, t('policy.consent'), ' ', consent), ' ', h('label', {}, restricted, t('policy.restricted'))),
+      h('button', { type: 'submit', 'data-testid': 'policy-evaluate' }, t('policy.evaluate')));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const subject = { residency: residency.value.toUpperCase(), age: Number(age.value), restricted: restricted.checked, consents: [] };
+      if (consent.value !== 'none') subject.consents.push({ purpose: purpose.value, status: consent.value });
+      try {
+        const decision = await api('POST', '/v1/policies/evaluate', { action: action.value, purpose: purpose.value, subject });
+        result.replaceChildren(decisionView(decision.decision));
+      } catch (error) {
+        result.replaceChildren(errorBox(error));
+      }
+    });
+    info.after(h('section', {}, h('h2', {}, t('policy.dry_run')), form, result));
+  }).catch((error) => info.replaceChildren(errorBox(error)));
+  const loadRopa = async () => {
+    try {
+      const answer = await api('GET', '/v1/policies/ropa');
+      ropa.replaceChildren(answer.markdown);
+    } catch (error) {
+      ropa.replaceChildren(errorBox(error));
+    }
+  };
+  root.append(h('section', {}, h('h2', {}, t('policy.ropa')), h('p', { class: 'muted' }, t('policy.ropa_hint')),
+    h('button', { type: 'button', onclick: loadRopa, 'data-testid': 'ropa-load' }, t('policy.ropa_show')), ropa));
+}
+
 // ---- Data-subject requests ----
 
 function requests(root, { session }) {
@@ -604,6 +735,8 @@ export const PAGES = [
   { id: 'audiences', roles: COUNT_ROLES, render: audiences },
   { id: 'profiles', roles: PROFILE_ROLES, render: profiles },
   { id: 'exports', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: exportsPage },
+  { id: 'recipients', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: recipientsPage },
   { id: 'requests', roles: REQUEST_ROLES, render: requests },
   { id: 'audit', roles: AUDIT_ROLES, render: audit },
+  { id: 'policies', roles: ['admin', 'dpo', 'auditor'], render: policiesPage },
 ].map((page) => ({ ...page, allowed: (session) => page.roles === null || has(session, page.roles) }));
