@@ -385,6 +385,7 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
                 "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["analytics", "marketing.email"]}),
     );
     assert_eq!(recipient.status, 201, "{}", recipient.text());
+    add_user(&server, &admin, "ops.admin", &["admin"], &[]);
     add_user(&server, &admin, "mei.marketing", &["marketer"], &[]);
     add_user(&server, &admin, "dpo.zhou", &["dpo"], &[]);
     add_user(&server, &admin, "desk.wu", &["customer_service"], &[]);
@@ -393,6 +394,49 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
 
     let driver = Driver::start();
     let browser = driver.browser("en-US");
+
+    // An administrator adds a source, sees its key once, watches its events arrive (types and
+    // names only) and replaces the key: the old one stops working.
+    browser.sign_in(&server, "ops.admin");
+    browser.wait_text("[data-testid=people]", |t| t != "0");
+    browser.go("sources");
+    browser.type_into("[data-testid=source-name]", "mini program");
+    browser.click("[data-testid=source-channel] option[value=mini_program]");
+    browser.click("[data-testid=source-create]");
+    let first_key = browser.wait_text("[data-testid=write-key]", |t| t.starts_with("cdpwk_"));
+    let sent = server.ingest(
+        "/v1/track",
+        &first_key,
+        &json!({"userId": "mp-1", "event": "Coupon Claimed", "properties": {"phone": "13900001111"}}),
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    browser.click("[data-testid='watch-mini program']");
+    let events = browser.wait_text("[data-testid=debugger-table]", |t| {
+        t.contains("Coupon Claimed")
+    });
+    assert!(
+        !events.contains("13900001111") && !events.contains("mp-1"),
+        "{events}"
+    );
+    browser.screenshot("sources");
+    browser.click("[data-testid='rotate-mini program']");
+    browser.accept_alert();
+    let second_key = browser.wait_text("[data-testid=write-key]", |t| {
+        t.starts_with("cdpwk_") && t != first_key
+    });
+    let old = server.ingest(
+        "/v1/track",
+        &first_key,
+        &json!({"userId": "mp-1", "event": "X"}),
+    );
+    assert_eq!(old.status, 401, "the replaced key still works");
+    let new = server.ingest(
+        "/v1/track",
+        &second_key,
+        &json!({"userId": "mp-1", "event": "X"}),
+    );
+    assert_eq!(new.status, 200, "{}", new.text());
+    browser.sign_out();
 
     // A marketer builds an audience by clicking: the count and a chart appear, it is saved.
     browser.sign_in(&server, "mei.marketing");
@@ -528,7 +572,7 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     browser.find("[data-testid=suppressed]");
 }
 
-/// Every label of every page the DPO sees is translated: switched to Chinese, no English
+/// Every label of every page (an administrator sees them all) is translated: switched to Chinese, no English
 /// word is left but names that are the same in Chinese (RFM, VIP, iOS...), and both
 /// dictionaries have the same keys.
 #[test]
@@ -537,13 +581,13 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
     let server = Server::start(dir.path(), &[], &[]).unwrap();
     let admin = server.token(dir.path(), &["admin"]);
     seed(&server, &admin);
-    add_user(&server, &admin, "dpo.li", &["dpo"], &[]);
+    add_user(&server, &admin, "admin.li", &["admin"], &[]);
     let driver = Driver::start();
     // The browser asks for Chinese: the console starts in Chinese without being told.
     let browser = driver.browser("zh-CN");
     browser.open(&format!("{}/console/", server.base_url()));
     browser.wait_text("[data-testid=signin-submit]", |t| t == "登录");
-    browser.sign_in(&server, "dpo.li");
+    browser.sign_in(&server, "admin.li");
     let missing = browser.script_async(
         "const done = arguments[arguments.length - 1];
          import('/console/assets/i18n.js').then(m => done(m.missingKeys()));",
@@ -556,6 +600,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
     ];
     for page in [
         "overview",
+        "sources",
         "audiences",
         "profiles",
         "exports",

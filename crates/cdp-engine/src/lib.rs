@@ -14,6 +14,7 @@
 //! resolving an event and applying the result); durability waits happen outside it.
 
 pub mod accounts;
+pub mod activity;
 pub mod audit;
 mod codec;
 pub mod computed;
@@ -118,6 +119,7 @@ pub struct Engine {
     traits_as_of: std::sync::atomic::AtomicI64,
     /// Source id -> default region (sources never change once created).
     source_regions: Mutex<HashMap<String, Option<String>>>,
+    activity: activity::SourceActivity,
     /// Profiles just committed by ingestion, for the indexer (kept only with an index).
     written_profiles: indexer::WrittenProfiles,
     /// This node's name among the nodes of a shared database (`local` alone): leases of
@@ -187,6 +189,7 @@ impl Engine {
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
             traits_as_of: std::sync::atomic::AtomicI64::new(0),
             source_regions: Mutex::new(HashMap::new()),
+            activity: activity::SourceActivity::default(),
             written_profiles: indexer::WrittenProfiles::default(),
             node,
         };

@@ -188,6 +188,20 @@ pub struct SourceRecord {
     pub default_region: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When its write key was last replaced (`cdp sources rotate`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub key_rotated_at: Option<OffsetDateTime>,
+    /// When it was revoked: its write key no longer ingests anything.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// Where a piece of data came from.

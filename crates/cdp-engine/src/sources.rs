@@ -58,6 +58,8 @@ impl Engine {
             channel,
             default_region,
             created_at: OffsetDateTime::now_utc(),
+            key_rotated_at: None,
+            revoked_at: None,
         };
         let record_key = [b"src/".as_slice(), id.as_bytes()].concat();
         let sealed = self.seal_system(Keyspace::Sources, &record_key, &source)?;
@@ -70,6 +72,68 @@ impl Engine {
                 id.as_bytes().to_vec(),
             )
             .put(Keyspace::Sources, name_key, id.as_bytes().to_vec());
+        let ticket = self.store().commit(batch)?;
+        Ok((source, write_key, ticket))
+    }
+
+    /// Replaces a source's write key: the old one stops working at once, the new one is
+    /// returned (shown once). Refused for a revoked source.
+    pub fn rotate_source_key(
+        &self,
+        id: &str,
+    ) -> Result<(SourceRecord, String, cdp_store::CommitTicket), EngineError> {
+        self.replace_source_key(id, false)
+    }
+
+    /// Revokes a source: its write key stops working at once, for good (the record stays, so
+    /// what it ingested keeps its provenance).
+    pub fn revoke_source(
+        &self,
+        id: &str,
+    ) -> Result<(SourceRecord, cdp_store::CommitTicket), EngineError> {
+        let (source, _, ticket) = self.replace_source_key(id, true)?;
+        Ok((source, ticket))
+    }
+
+    fn replace_source_key(
+        &self,
+        id: &str,
+        revoke: bool,
+    ) -> Result<(SourceRecord, String, cdp_store::CommitTicket), EngineError> {
+        let _guard = self.write_lock()?;
+        let record_key = [b"src/".as_slice(), id.as_bytes()].concat();
+        let mut source: SourceRecord = self
+            .get_system(Keyspace::Sources, &record_key)?
+            .ok_or_else(|| EngineError::NotFound(format!("source {id}")))?;
+        if source.revoked_at.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "source {id} is revoked: create a new source"
+            )));
+        }
+        let mut batch = WriteBatch::new();
+        // The old key's entry: found by the id it points to (sources are few).
+        for item in self.store().scan_prefix(Keyspace::Sources, b"wk/") {
+            let (key, value) = item?;
+            if value == id.as_bytes() {
+                batch.delete(Keyspace::Sources, key);
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let write_key = if revoke {
+            source.revoked_at = Some(now);
+            String::new()
+        } else {
+            let write_key = format!("cdpwk_{}", hex::encode(&cdp_crypto::random_bytes::<24>()?));
+            batch.put(
+                Keyspace::Sources,
+                write_key_entry(&write_key),
+                id.as_bytes().to_vec(),
+            );
+            source.key_rotated_at = Some(now);
+            write_key
+        };
+        let sealed = self.seal_system(Keyspace::Sources, &record_key, &source)?;
+        batch.put(Keyspace::Sources, record_key, sealed);
         let ticket = self.store().commit(batch)?;
         Ok((source, write_key, ticket))
     }

@@ -93,17 +93,59 @@ async function charts(container, query, purpose) {
 
 // ---- Overview ----
 
+const COVERAGE_PURPOSES = ['analytics', 'personalization', 'marketing', 'marketing.email', 'marketing.sms', 'marketing.push'];
+
+// Consent coverage: of everyone indexed, how many granted each purpose (matched counts,
+// before the policies filter; each one an audited count).
+async function coverage(box, purpose) {
+  try {
+    const everyone = await api('POST', '/v1/audiences/count', { query: 'tier:*', purpose });
+    const answers = await Promise.all(COVERAGE_PURPOSES.map((p) =>
+      api('POST', '/v1/audiences/count', { query: `consent.${p.replaceAll('.', '_')}:granted`, purpose })));
+    const total = typeof everyone.matched === 'number' ? everyone.matched : 0;
+    box.replaceChildren(h('div', { 'data-testid': 'coverage-chart' }, barChart(t('overview.coverage'), COVERAGE_PURPOSES.map((p, i) => {
+      const matched = answers[i].matched;
+      const share = typeof matched === 'number' && total > 0 ? matched / total : 0;
+      return { label: t(`purpose.${p}`), value: share, display: typeof matched === 'number' ? `${fmtNumber(Math.round(share * 100))} %` : display(matched) };
+    }), { labelWidth: 150 })));
+  } catch (error) {
+    box.replaceChildren(errorBox(error));
+  }
+}
+
 function overview(root, { session }) {
+  const tiles = h('div', { class: 'tiles', 'data-testid': 'overview-tiles' });
+  const rates = h('div', { class: 'charts' });
   root.append(
     h('h1', {}, t('nav.overview')),
     h('p', { 'data-testid': 'whoami' }, t('overview.signed_in_as', { name: '' }), raw(session.name), ' · ', session.roles.map((role) => t(`role.${role}`)).join(', ')),
+    tiles, rates,
   );
+  api('GET', '/v1/overview').then((o) => {
+    const behind = Math.max(0, o.durable_seq - o.indexed_seq);
+    tiles.replaceChildren(
+      h('div', { class: 'tile' }, h('span', { class: 'big', 'data-testid': 'people' }, fmtNumber(o.people)), h('span', {}, t('overview.people'))),
+      h('div', { class: 'tile' }, h('span', { class: 'big' }, fmtNumber(behind)), h('span', {}, t('overview.index_behind'))),
+      h('div', { class: 'tile' }, h('span', { class: 'big' }, fmtNumber(Math.round(o.sources.reduce((sum, r) => sum + r.events_per_second, 0) * 10) / 10)), h('span', {}, t('overview.events_per_second'))),
+      o.refreshed_at ? h('div', { class: 'tile' }, h('span', {}, fmtDate(o.refreshed_at)), h('span', {}, t('overview.refreshed'))) : null,
+    );
+    const channels = {};
+    for (const r of o.sources) channels[r.channel] = (channels[r.channel] || 0) + r.last_hour;
+    rates.append(
+      h('div', { 'data-testid': 'channel-chart' }, barChart(t('overview.by_channel'), Object.entries(channels).map(([c, n]) => ({ label: t(`channel.${c}`), value: n, display: fmtNumber(n) })))),
+      h('div', {}, h('h3', {}, t('overview.by_source')), table([t('recipient.name'), t('field.channel'), t('overview.events_per_second'), t('overview.last_hour')],
+        o.sources.map((r) => [raw(r.name), t(`channel.${r.channel}`), fmtNumber(Math.round(r.events_per_second * 100) / 100), fmtNumber(r.last_hour)]),
+        { 'data-testid': 'source-rates' })),
+    );
+  }).catch((error) => tiles.replaceChildren(errorBox(error)));
   if (has(session, COUNT_ROLES) && session.allowed_purposes.length) {
     const picker = purposePicker(session, 'analytics');
     const box = h('div', { class: 'charts' });
-    picker.addEventListener('change', () => charts(box, '', picker.value));
-    root.append(h('section', {}, h('h2', {}, t('overview.customers')), h('label', {}, t('common.purpose'), ' ', picker), box));
+    const coverageBox = h('div', { class: 'charts' });
+    picker.addEventListener('change', () => { charts(box, '', picker.value); coverage(coverageBox, picker.value); });
+    root.append(h('section', {}, h('h2', {}, t('overview.customers')), h('label', {}, t('common.purpose'), ' ', picker), box, coverageBox));
     charts(box, '', picker.value);
+    coverage(coverageBox, picker.value);
   }
   if (has(session, REQUEST_ROLES)) {
     const box = h('section', { 'data-testid': 'requests-due' }, h('h2', {}, t('overview.requests_due')));
@@ -506,6 +548,77 @@ function exportsPage(root, { session }) {
   load();
 }
 
+// ---- Sources ----
+
+function sourcesPage(root) {
+  const list = h('div', { 'data-testid': 'source-list' });
+  const shown = h('div', { 'data-testid': 'write-key-box' });
+  const debug = h('section', { 'data-testid': 'debugger' });
+  let watching = null;
+  const showKey = (source) => shown.replaceChildren(h('p', { class: 'ok' }, t('source.key_once', { name: '' }), raw(source.name)),
+    h('p', {}, h('code', { 'data-testid': 'write-key' }, source.write_key)));
+  const watch = (source) => {
+    watching = source.id;
+    const tick = async () => {
+      if (watching !== source.id || !debug.isConnected) return;
+      try {
+        const activity = await api('GET', `/v1/sources/${encodeURIComponent(source.id)}/activity`);
+        debug.replaceChildren(
+          h('h2', {}, t('source.debugger'), ' ', raw(source.name)),
+          h('p', { 'data-testid': 'source-rate' }, t('source.rate', { n: fmtNumber(Math.round(activity.events_per_second * 100) / 100) })),
+          activity.per_minute.length ? barChart(t('source.per_minute'), activity.per_minute.slice(-10).map((m) => ({
+            label: fmtDate(m.minute), value: m.messages, display: fmtNumber(m.messages) })), { labelWidth: 170 }) : null,
+          table([t('common.time'), t('common.type'), t('profile.event')],
+            activity.recent.map((m) => [fmtDate(m.at), t(`message.${m.type}`), raw(m.name || '')]), { 'data-testid': 'debugger-table' }));
+      } catch (error) {
+        debug.replaceChildren(errorBox(error));
+      }
+      setTimeout(tick, 2000);
+    };
+    tick();
+  };
+  const load = async () => {
+    try {
+      const sources = await api('GET', '/v1/sources');
+      list.replaceChildren(table([t('recipient.name'), t('field.channel'), t('common.id'), t('source.state'), ''],
+        sources.map((source) => [raw(source.name), t(`channel.${source.channel}`), code(source.id),
+          source.revoked_at ? t('source.revoked') : t('source.active'),
+          source.revoked_at ? '' : h('span', {},
+            h('button', { type: 'button', class: 'link', 'data-testid': `watch-${source.name}`, onclick: () => watch(source) }, t('source.watch')),
+            h('button', { type: 'button', class: 'link', 'data-testid': `rotate-${source.name}`, onclick: async () => {
+              if (!window.confirm(t('source.confirm_rotate'))) return;
+              try { showKey(await api('POST', `/v1/sources/${encodeURIComponent(source.id)}/rotate`)); load(); } catch (error) { shown.replaceChildren(errorBox(error)); }
+            } }, t('source.rotate')),
+            h('button', { type: 'button', class: 'link', 'data-testid': `revoke-${source.name}`, onclick: async () => {
+              if (!window.confirm(t('source.confirm_revoke'))) return;
+              try { await api('DELETE', `/v1/sources/${encodeURIComponent(source.id)}`); shown.replaceChildren(); load(); } catch (error) { shown.replaceChildren(errorBox(error)); }
+            } }, t('source.revoke')))]),
+        { 'data-testid': 'sources-table' }));
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  const name = h('input', { 'data-testid': 'source-name', required: true });
+  const channel = h('select', { 'data-testid': 'source-channel' }, CHANNELS.map((c) => h('option', { value: c }, t(`channel.${c}`))));
+  const region = h('input', { 'data-testid': 'source-region', size: 3, value: 'CN' });
+  const form = h('form', { class: 'inline' }, h('label', {}, t('recipient.name'), ' ', name), ' ', h('label', {}, t('field.channel'), ' ', channel), ' ',
+    h('label', {}, t('source.default_region'), ' ', region), ' ', h('button', { type: 'submit', 'data-testid': 'source-create' }, t('source.create')));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      const source = await api('POST', '/v1/sources', { name: name.value, channel: channel.value, default_region: region.value || undefined });
+      name.value = '';
+      showKey(source);
+      load();
+    } catch (error) {
+      shown.replaceChildren(errorBox(error));
+    }
+  });
+  root.append(h('h1', {}, t('nav.sources')), h('section', {}, h('h2', {}, t('source.new')), form, shown),
+    h('section', {}, h('h2', {}, t('source.list')), list), debug);
+  load();
+}
+
 // ---- Recipients and suppressions ----
 
 const MANAGE_RECIPIENT_ROLES = ['admin', 'dpo'];
@@ -732,6 +845,7 @@ function audit(root) {
 
 export const PAGES = [
   { id: 'overview', roles: null, render: overview },
+  { id: 'sources', roles: ['admin'], render: sourcesPage },
   { id: 'audiences', roles: COUNT_ROLES, render: audiences },
   { id: 'profiles', roles: PROFILE_ROLES, render: profiles },
   { id: 'exports', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: exportsPage },

@@ -71,6 +71,7 @@ pub fn router(
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
+        .routes(routes!(system::overview))
         .routes(routes!(ingest::identify))
         .routes(routes!(ingest::track))
         .routes(routes!(ingest::page))
@@ -88,6 +89,9 @@ pub fn router(
             accounts::sign_out
         ))
         .routes(routes!(sources::create_source, sources::list_sources))
+        .routes(routes!(sources::rotate_source))
+        .routes(routes!(sources::revoke_source))
+        .routes(routes!(sources::source_activity))
         .routes(routes!(profiles::lookup, profiles::lookup_by_body))
         .routes(routes!(profiles::get_profile))
         .routes(routes!(profiles::identity))

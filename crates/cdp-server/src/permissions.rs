@@ -9,6 +9,7 @@ use cdp_policy::Role::{Admin, Analyst, Auditor, CustomerService, Dpo, Marketer};
 /// What a management route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    ReadOverview,
     ManageAccounts,
     ManageSources,
     ReadProfiles,
@@ -31,6 +32,7 @@ pub enum Permission {
 
 impl Permission {
     pub const ALL: &'static [Permission] = &[
+        Permission::ReadOverview,
         Permission::ManageAccounts,
         Permission::ManageSources,
         Permission::ReadProfiles,
@@ -54,6 +56,8 @@ impl Permission {
     /// The roles that hold the permission, in the order of [`Role::ALL`].
     pub fn roles(self) -> &'static [Role] {
         match self {
+            // Counts only: people indexed, index lag, messages per second per source.
+            Permission::ReadOverview => &[Admin, Dpo, Marketer, Analyst, CustomerService, Auditor],
             Permission::ManageAccounts | Permission::ManageSources | Permission::Import => &[Admin],
             Permission::ReadIdentityGraph
             | Permission::SplitProfiles
@@ -79,13 +83,20 @@ impl Permission {
     /// The routes (`METHOD /path` as in the router) that need it.
     pub fn routes(self) -> &'static [&'static str] {
         match self {
+            Permission::ReadOverview => &["GET /v1/overview"],
             Permission::ManageAccounts => &[
                 "POST /v1/accounts",
                 "GET /v1/accounts",
                 "DELETE /v1/accounts/{name}",
                 "POST /v1/accounts/{name}/unlock",
             ],
-            Permission::ManageSources => &["POST /v1/sources", "GET /v1/sources"],
+            Permission::ManageSources => &[
+                "POST /v1/sources",
+                "GET /v1/sources",
+                "POST /v1/sources/{id}/rotate",
+                "DELETE /v1/sources/{id}",
+                "GET /v1/sources/{id}/activity",
+            ],
             Permission::Import => &["POST /v1/import"],
             Permission::ReadProfiles => &[
                 "GET /v1/profiles/{id}",

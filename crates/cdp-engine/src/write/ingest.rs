@@ -51,6 +51,7 @@ impl Engine {
     ) -> Result<IngestReport, EngineError> {
         // Everything that needs no store (extraction, normalisation, blind indexes) happens
         // before the write lock, so it runs in parallel with other requests.
+        let seen = crate::activity::seen(&messages);
         let mut prepared = Vec::with_capacity(messages.len());
         for (index, message) in messages.into_iter().enumerate() {
             prepared.push(self.prepare(source, message, batched.then_some(index))?);
@@ -99,6 +100,8 @@ impl Engine {
         cache.apply(staged);
         cache.put_profiles(profiles);
         drop(cache);
+        self.activity
+            .record(&source.id, seen, report.accepted as u64);
         // Statistics for junk detection, after the request's own commit: a failure here
         // only delays a quarantine, it does not fail what was accepted.
         if let Err(error) = self.note_conflicts(conflicts) {

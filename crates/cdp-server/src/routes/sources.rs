@@ -1,7 +1,7 @@
 //! `POST /v1/sources`, `GET /v1/sources`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use cdp_core::Channel;
 use cdp_engine::records::SourceRecord;
@@ -31,13 +31,24 @@ pub(crate) struct SourceAnswer {
     channel: String,
     default_region: Option<String>,
     created_at: String,
-    /// Shown only once, at creation. Stored hashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_rotated_at: Option<String>,
+    /// Revoked sources ingest nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<String>,
+    /// Shown only once, at creation or rotation. Stored hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
     write_key: Option<String>,
 }
 
 fn answer(source: SourceRecord, write_key: Option<String>) -> SourceAnswer {
+    let format = |at: time::OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
     SourceAnswer {
+        key_rotated_at: source.key_rotated_at.map(format),
+        revoked_at: source.revoked_at.map(format),
         id: source.id,
         name: source.name,
         channel: source.channel.as_str().into(),
@@ -93,4 +104,63 @@ pub(crate) async fn list_sources(
     caller.require(Permission::ManageSources)?;
     let sources = state.engine.sources().map_err(engine_error)?;
     Ok(Json(sources.into_iter().map(|s| answer(s, None)).collect()))
+}
+
+/// Replaces a source's write key: the old one stops working at once; the new one is in the
+/// answer and nowhere else.
+#[utoipa::path(post, path = "/v1/sources/{id}/rotate", tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SourceAnswer), (status = 403, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody), (status = 409, description = "The source is revoked.", body = crate::ErrorBody)))]
+pub(crate) async fn rotate_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SourceAnswer>, ApiError> {
+    caller.require(Permission::ManageSources)?;
+    let engine = state.engine.clone();
+    let (source, write_key, ticket) =
+        crate::routes::profiles::blocking(move || engine.rotate_source_key(&id)).await?;
+    ticket.durable().await.map_err(|e| engine_error(e.into()))?;
+    tracing::info!(source = %source.id, subject = %caller.0.sub, "source write key rotated");
+    Ok(Json(answer(source, Some(write_key))))
+}
+
+/// Revokes a source: its write key stops working at once, for good.
+#[utoipa::path(delete, path = "/v1/sources/{id}", tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SourceAnswer), (status = 403, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub(crate) async fn revoke_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SourceAnswer>, ApiError> {
+    caller.require(Permission::ManageSources)?;
+    let engine = state.engine.clone();
+    let (source, ticket) =
+        crate::routes::profiles::blocking(move || engine.revoke_source(&id)).await?;
+    ticket.durable().await.map_err(|e| engine_error(e.into()))?;
+    tracing::info!(source = %source.id, subject = %caller.0.sub, "source revoked");
+    Ok(Json(answer(source, None)))
+}
+
+/// The live event debugger: the types and names of the source's latest accepted messages
+/// (never their values) and its messages per minute, as this node saw them.
+#[utoipa::path(get, path = "/v1/sources/{id}/activity", tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn source_activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ManageSources)?;
+    let engine = state.engine.clone();
+    let lookup = id.clone();
+    crate::routes::profiles::blocking(move || engine.source(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("source {id} not found")))?;
+    let view = state.engine.source_activity(&id);
+    Ok(Json(serde_json::to_value(view).unwrap_or_default()))
 }

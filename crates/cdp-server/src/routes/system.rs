@@ -79,3 +79,17 @@ pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
 pub(crate) async fn fallback() -> ApiError {
     ApiError::from_code(ErrorCode::RouteNotFound)
 }
+
+/// The console's overview: people in the index, how far the index is behind the store,
+/// messages per second per source. Counts only, no personal data.
+#[utoipa::path(get, path = "/v1/overview", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody)))]
+pub(crate) async fn overview(
+    State(state): State<AppState>,
+    caller: crate::Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(crate::Permission::ReadOverview)?;
+    let engine = state.engine.clone();
+    let overview = crate::routes::profiles::blocking(move || engine.overview()).await?;
+    Ok(Json(serde_json::to_value(overview).unwrap_or_default()))
+}
