@@ -560,7 +560,7 @@ impl Engine {
             let (key, sealed) = item?;
             records.push(self.open_system(Keyspace::Exports, &key, &sealed)?);
         }
-        records.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        records.sort_by_key(|record| std::cmp::Reverse(record.created_at));
         records.truncate(limit);
         Ok(records)
     }
