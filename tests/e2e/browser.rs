@@ -242,23 +242,30 @@ impl Browser<'_> {
         );
     }
 
+    /// The rendered text of the first element matching `css`, if there is one. Read by a
+    /// script in one step: the pages replace elements as answers arrive, and a reference
+    /// found first could be stale by the time its text is asked for.
+    fn text_now(&self, css: &str) -> Option<String> {
+        self.script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            json!([css]),
+        )
+        .as_str()
+        .map(str::to_string)
+    }
+
     fn text_of(&self, css: &str) -> String {
-        let element = self.find(css);
-        self.call("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.wait_text(css, |_| true)
     }
 
     /// Waits until the text of `css` satisfies `ready`, and returns it.
     fn wait_text(&self, css: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.find_now(css).is_some() {
-                let text = self.text_of(css);
-                if ready(&text) {
-                    return text;
-                }
+            if let Some(text) = self.text_now(css)
+                && ready(&text)
+            {
+                return text;
             }
             assert!(
                 Instant::now() < deadline,
@@ -519,6 +526,18 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
         "personal data in the URL: {url}"
     );
     browser.screenshot("profile");
+    // ... and records the consent she gives on the phone, with its evidence.
+    browser.go("consents");
+    browser.click("[data-testid=consent-subject-type] option[value=phone]");
+    browser.type_into("[data-testid=consent-subject-value]", PHONE);
+    browser.click("[data-testid=consent-purpose] option[value='marketing.sms']");
+    browser.type_into("[data-testid=consent-notice]", "2026-01");
+    browser.type_into(
+        "[data-testid=consent-evidence]",
+        "call of 3 December, recording 8812",
+    );
+    browser.click("[data-testid=consent-record]");
+    browser.wait_text("[data-testid=consent-recorded]", |t| t.contains("Granted"));
     browser.sign_out();
 
     // The DPO erases a person and sees the signed receipt.
@@ -540,6 +559,23 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
         server
             .profile_of(&admin, "email", "erase.me@example.cn")
             .is_none()
+    );
+    // The DPO splits a link from the identity graph, after confirming.
+    browser.go("profiles");
+    browser.click("[data-testid=purpose] option[value='essential.service']");
+    browser.click("[data-testid=lookup-type] option[value=email]");
+    browser.type_into("[data-testid=lookup-value]", "buyer4@example.cn");
+    browser.click("[data-testid=lookup]");
+    browser.find("[data-testid=identity-graph] svg circle");
+    browser.click("[data-testid=split-edge]");
+    browser.accept_alert();
+    browser.wait_text("[data-testid=split-message]", |t| {
+        t.contains("The link is cut")
+    });
+    assert_ne!(
+        server.profile_of(&admin, "email", "buyer4@example.cn"),
+        server.profile_of(&admin, "user_id", "b-4"),
+        "the split link joins nobody any more"
     );
     browser.go("audit");
     browser.wait_text("[data-testid=audit-verdict]", |t| t.contains("intact"));

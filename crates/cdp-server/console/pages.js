@@ -279,7 +279,12 @@ function audiences(root, { session }) {
       saved.replaceChildren(table(
         [t('audience.name'), t('common.purpose'), t('audience.query'), t('common.created_by'), ''],
         answer.audiences.map((a) => [raw(a.name), t(`purpose.${a.purpose}`), code(a.query || jsonText(a.condition)), raw(a.created_by),
-          h('button', { type: 'button', class: 'link', onclick: () => { text.value = a.query || ''; picker.value = a.purpose; count(); } }, t('audience.open'))]),
+          h('span', {},
+            h('button', { type: 'button', class: 'link', onclick: () => { text.value = a.query || ''; picker.value = a.purpose; count(); } }, t('audience.open')),
+            has(session, BUILD_ROLES) ? h('button', { type: 'button', class: 'link', 'data-testid': 'delete-audience', onclick: async () => {
+              if (!window.confirm(t('audience.confirm_delete'))) return;
+              try { await api('DELETE', `/v1/audiences/${encodeURIComponent(a.id)}`); listSaved(); } catch (error) { saved.replaceChildren(errorBox(error)); }
+            } }, t('audience.delete')) : null)]),
         { 'data-testid': 'saved-table' },
       ));
     } catch (error) {
@@ -373,7 +378,30 @@ function showProfile(out, session, profile, purpose) {
     api('GET', `/v1/profiles/${id}/identity?purpose=${p}`)
       .then((graph) => {
         const nodes = (graph.identifiers || []).map((i) => ({ type: t(`identifier.${i.type}`), value: i.value }));
-        graphBox.replaceChildren(h('div', { 'data-testid': 'identity-graph' }, identityGraph(t('profile.graph'), t('profile.person'), nodes)));
+        const splitMessage = h('div', { 'data-testid': 'split-message' });
+        const split = async (edge) => {
+          if (!window.confirm(t('profile.confirm_split'))) return;
+          try {
+            const report = await api('POST', `/v1/profiles/${id}/split`, { edge });
+            splitMessage.replaceChildren(h('p', { class: 'ok' }, t('profile.split_done'), ' ', (report.profiles || []).map((p) => [code(p), ' '])));
+          } catch (error) {
+            splitMessage.replaceChildren(errorBox(error));
+          }
+        };
+        graphBox.replaceChildren(
+          h('div', { 'data-testid': 'identity-graph' }, identityGraph(t('profile.graph'), t('profile.person'), nodes)),
+          h('h3', {}, t('profile.links')),
+          table([t('profile.first_seen'), t('profile.channel'), t('profile.source'), t('profile.identifiers'), ''],
+            (graph.edges || []).map((edge) => [
+              edge.first && edge.first.at ? fmtDate(edge.first.at) : '',
+              edge.first && edge.first.channel ? t(`channel.${edge.first.channel}`) : '',
+              edge.first ? code(edge.first.source_id || '') : '',
+              h('span', {}, (edge.identifiers || []).map((i) => h('span', { class: 'chip' }, t(`identifier.${i.type}`), ' ', code(i.value), ' ', t(`link.${i.status}`)))),
+              (edge.identifiers || []).length > 1
+                ? h('button', { type: 'button', class: 'link', 'data-testid': 'split-edge', onclick: () => split(edge.id) }, t('profile.split'))
+                : '',
+            ]), { 'data-testid': 'evidence' }),
+          splitMessage);
       })
       .catch((error) => graphBox.replaceChildren(errorBox(error)));
     api('GET', `/v1/profiles/${id}/events?purpose=${p}&limit=50`)
@@ -750,6 +778,52 @@ function policiesPage(root, { session }) {
     h('button', { type: 'button', onclick: loadRopa, 'data-testid': 'ropa-load' }, t('policy.ropa_show')), ropa));
 }
 
+// ---- Consents ----
+
+const CONSENT_ROLES = ['admin', 'dpo', 'customer_service'];
+
+function consentsPage(root, { session }) {
+  root.append(h('h1', {}, t('nav.consents')));
+  if (has(session, COUNT_ROLES) && session.allowed_purposes.length) {
+    const picker = purposePicker(session, 'analytics');
+    const box = h('div', { class: 'charts' });
+    picker.addEventListener('change', () => coverage(box, picker.value));
+    root.append(h('section', {}, h('h2', {}, t('consent.coverage')), h('label', {}, t('common.purpose'), ' ', picker), box));
+    coverage(box, picker.value);
+  }
+  if (!has(session, CONSENT_ROLES)) return;
+  const kind = h('select', { 'data-testid': 'consent-subject-type' }, IDENTIFIER_TYPES.map((v) => h('option', { value: v }, t(`identifier.${v}`))));
+  const value = h('input', { 'data-testid': 'consent-subject-value', autocomplete: 'off', required: true });
+  const region = h('input', { size: 3, value: 'CN', 'data-testid': 'consent-region' });
+  const purpose = h('select', { 'data-testid': 'consent-purpose' }, COVERAGE_PURPOSES.map((p) => h('option', { value: p }, t(`purpose.${p}`))));
+  const status = h('select', { 'data-testid': 'consent-status' }, ['granted', 'denied', 'withdrawn'].map((c) => h('option', { value: c }, t(`consent.${c}`))));
+  const notice = h('input', { 'data-testid': 'consent-notice', placeholder: '2026-01', size: 8 });
+  const where = h('input', { 'data-testid': 'consent-source', required: true, value: t('consent.default_source') });
+  const evidence = h('input', { 'data-testid': 'consent-evidence', required: true, placeholder: t('consent.evidence_hint') });
+  const message = h('div', { 'data-testid': 'consent-message' });
+  const form = h('form', {},
+    h('p', { class: 'inline' }, h('label', {}, t('profile.identifier'), ' ', kind), ' ', value, ' ', region),
+    h('p', { class: 'inline' }, h('label', {}, t('common.purpose'), ' ', purpose), ' ', h('label', {}, t('consent.state'), ' ', status), ' ',
+      h('label', {}, t('consent.notice'), ' ', notice)),
+    h('p', { class: 'inline' }, h('label', {}, t('consent.source'), ' ', where), ' ', h('label', {}, t('consent.evidence'), ' ', evidence)),
+    h('button', { type: 'submit', 'data-testid': 'consent-record' }, t('consent.record')), message);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await api('POST', '/v1/consents', {
+        subject: { type: kind.value, value: value.value, region: region.value || undefined },
+        purpose: purpose.value, status: status.value, notice_version: notice.value || undefined,
+        source: where.value, channel: 'customer_service', evidence: { note: evidence.value, recorded_in: 'console' },
+      });
+      value.value = '';
+      message.replaceChildren(h('p', { class: 'ok', 'data-testid': 'consent-recorded' }, t('consent.recorded', { state: t(`consent.${answer.state}`) })));
+    } catch (error) {
+      message.replaceChildren(error.status === 404 ? h('p', { class: 'error' }, t('profile.not_found')) : errorBox(error));
+    }
+  });
+  root.append(h('section', {}, h('h2', {}, t('consent.new')), h('p', { class: 'muted' }, t('consent.new_hint')), form));
+}
+
 // ---- Data-subject requests ----
 
 function requests(root, { session }) {
@@ -765,7 +839,16 @@ function requests(root, { session }) {
       list.replaceChildren(table(
         [t('common.id'), t('common.type'), t('request.status'), t('request.due'), t('request.completed'), t('request.result')],
         rows.map((r) => [code(r.id), t(`request.type.${r.type}`), t(`request.status.${r.status}`), fmtDate(r.due_at), r.completed_at ? fmtDate(r.completed_at) : '',
-          r.result && r.result.receipt ? h('code', { 'data-testid': 'receipt' }, jsonText(r.result.receipt)) : raw(jsonText(r.reason || ''))]),
+          r.result && r.result.receipt
+            ? h('code', { 'data-testid': 'receipt' }, jsonText(r.result.receipt))
+            : r.type === 'access' && r.status === 'done' && has(session, HANDLE_ROLES)
+              ? h('button', { type: 'button', class: 'link', 'data-testid': 'bundle', onclick: async () => {
+                try {
+                  const bundle = await api('GET', `/v1/requests/${encodeURIComponent(r.id)}/bundle`);
+                  saveBlob(new Blob([JSON.stringify(bundle, null, 2)], { type: 'application/json' }), `${r.id}.json`);
+                } catch (error) { list.append(errorBox(error)); }
+              } }, t('request.bundle'))
+              : raw(jsonText(r.reason || ''))]),
         { 'data-testid': 'requests-table' },
       ));
     } catch (error) {
@@ -808,11 +891,15 @@ function requests(root, { session }) {
 function audit(root) {
   const actor = h('input', { placeholder: t('audit.actor'), 'data-testid': 'audit-actor' });
   const action = h('input', { placeholder: t('audit.action'), 'data-testid': 'audit-action' });
+  const purpose = h('input', { placeholder: t('common.purpose'), 'data-testid': 'audit-purpose' });
+  const since = h('input', { type: 'datetime-local', 'data-testid': 'audit-since', title: t('audit.since') });
   const list = h('div', { 'data-testid': 'audit-list' });
   const verdict = h('p', { 'data-testid': 'audit-verdict' });
   let entries = [];
   const show = () => {
-    const rows = entries.filter((e) => e.actor.includes(actor.value) && e.action.includes(action.value)).reverse();
+    const from = since.value ? Date.parse(since.value) : 0;
+    const rows = entries.filter((e) => e.actor.includes(actor.value) && e.action.includes(action.value)
+      && (e.purpose || '').includes(purpose.value) && Date.parse(e.at) >= from).reverse();
     list.replaceChildren(table(
       ['#', t('common.time'), t('audit.actor'), t('audit.action'), t('common.purpose'), t('audit.decision'), t('audit.rules')],
       rows.map((e) => [e.seq, fmtDate(e.at), raw(e.actor), code(e.action), e.purpose ? t(`purpose.${e.purpose}`) : '', t(`decision.${e.decision}`), code(e.rules.join(', '))]),
@@ -833,12 +920,11 @@ function audit(root) {
       list.replaceChildren(errorBox(error));
     }
   };
-  actor.addEventListener('input', show);
-  action.addEventListener('input', show);
+  for (const input of [actor, action, purpose, since]) input.addEventListener('input', show);
   root.append(
     h('h1', {}, t('nav.audit')),
     h('section', {}, h('button', { type: 'button', onclick: load, 'data-testid': 'verify-chain' }, t('audit.verify')), verdict),
-    h('section', {}, actor, ' ', action, list),
+    h('section', {}, h('p', { class: 'inline' }, actor, ' ', action, ' ', purpose, ' ', h('label', {}, t('audit.since'), ' ', since)), list),
   );
   load();
 }
@@ -848,6 +934,7 @@ export const PAGES = [
   { id: 'sources', roles: ['admin'], render: sourcesPage },
   { id: 'audiences', roles: COUNT_ROLES, render: audiences },
   { id: 'profiles', roles: PROFILE_ROLES, render: profiles },
+  { id: 'consents', roles: ['admin', 'dpo', 'marketer', 'analyst', 'customer_service'], render: consentsPage },
   { id: 'exports', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: exportsPage },
   { id: 'recipients', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: recipientsPage },
   { id: 'requests', roles: REQUEST_ROLES, render: requests },

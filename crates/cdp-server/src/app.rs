@@ -103,7 +103,7 @@ pub fn router(
         .routes(routes!(consents::list))
         .routes(routes!(audiences::count))
         .routes(routes!(audiences::create, audiences::list))
-        .routes(routes!(audiences::get))
+        .routes(routes!(audiences::get, audiences::delete))
         .routes(routes!(audiences::members))
         .routes(routes!(exports::create_recipient, exports::list_recipients))
         .routes(routes!(exports::suppress))

@@ -121,7 +121,11 @@ impl Permission {
                 "GET /v1/audiences",
                 "GET /v1/audiences/{id}",
             ],
-            Permission::BuildAudiences => &["POST /v1/audiences", "GET /v1/audiences/{id}/members"],
+            Permission::BuildAudiences => &[
+                "POST /v1/audiences",
+                "DELETE /v1/audiences/{id}",
+                "GET /v1/audiences/{id}/members",
+            ],
             Permission::ManageRecipients => &["POST /v1/recipients", "POST /v1/suppressions"],
             Permission::ListRecipients => &["GET /v1/recipients"],
             Permission::Export => &["POST /v1/exports", "GET /v1/exports/{id}/file"],

@@ -346,6 +346,25 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("audience {id}")))
     }
 
+    /// Deletes a saved audience (audited). Exports made from it keep their files and
+    /// manifests, which hold the definition's hash.
+    pub fn delete_audience(&self, id: &str, access: &Access) -> Result<CommitTicket, EngineError> {
+        let record = self.load_audience(id)?;
+        let mut batch = cdp_store::WriteBatch::new();
+        batch.delete(Keyspace::Audiences, id.as_bytes().to_vec());
+        self.commit_audited(
+            batch,
+            &[AuditRecord {
+                actor: access.actor.clone(),
+                action: "audience.delete".into(),
+                purpose: Some(record.purpose),
+                person: None,
+                decision: "done".into(),
+                rules: vec![record.id],
+            }],
+        )
+    }
+
     /// Every saved audience.
     pub fn saved_audiences(&self) -> Result<Vec<AudienceRecord>, EngineError> {
         let mut out = Vec::new();

@@ -135,6 +135,26 @@ pub(crate) async fn list(
     Ok(Json(serde_json::json!({ "audiences": audiences })))
 }
 
+/// Deletes a saved audience (audited).
+#[utoipa::path(delete, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::BuildAudiences)?;
+    let access = caller.access(None);
+    let engine = state.engine.clone();
+    let ticket = blocking(move || engine.delete_audience(&id, &access)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// An audience: its definition and its size now.
 #[utoipa::path(get, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),
