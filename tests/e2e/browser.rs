@@ -135,7 +135,7 @@ impl Driver {
                     "args": [
                         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--disable-quic", "--window-size=1280,1100",
+                        "--disable-sync", "--disable-quic", "--window-size=1280,1500",
                         format!("--lang={language}"),
                         format!("--user-data-dir={}", profile.path().display()),
                     ],
@@ -300,6 +300,7 @@ impl Browser<'_> {
     }
 
     fn screenshot(&self, name: &str) {
+        self.script("window.scrollTo(0, 0);", json!([]));
         let png = self.call("GET", "/screenshot", None);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(png.as_str().unwrap())
@@ -464,6 +465,9 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     assert_eq!(shown, expected["count"].as_u64().unwrap().to_string());
     browser.find("[data-testid=tier-chart] svg rect");
     browser.find("[data-testid=lifecycle-chart] svg rect");
+    browser.find("[data-testid=rfm-chart] svg rect");
+    browser.find("[data-testid=channel-chart] svg rect");
+    browser.wait_text("[data-testid=city-chart]", |t| t.contains("上海"));
     browser.type_into("[data-testid=audience-name]", "上海 buyers");
     browser.click("[data-testid=save-audience]");
     browser.wait_text("[data-testid=save-message]", |t| t.contains("上海 buyers"));

@@ -483,3 +483,85 @@ fn the_console_is_served_with_a_strict_content_security_policy() {
     );
     assert_eq!(server.get("/console/assets/nothing.js").status, 404);
 }
+
+/// The charts' breakdown counts the members the policies allow per value, withholds every
+/// count below the minimum audience size (for every caller), and is audited once.
+#[test]
+fn an_audience_breakdown_withholds_small_counts_and_is_audited_once() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "shop", "web");
+    let batch: Vec<_> = (0..35)
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("c-{i}"),
+                   "traits": {"address": {"country": "CN", "city": if i < 30 { "上海" } else { "杭州" }}},
+                   "context": {"consent": {"categoryPreferences": {"analytics": true}}}})
+        })
+        .collect();
+    assert_eq!(
+        server
+            .ingest("/v1/batch", &key, &json!({ "batch": batch }))
+            .status,
+        200
+    );
+    let marketer = server.token(dir.path(), &["marketer"]);
+    let body =
+        json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["city", "tier", "rfm"]});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let answer = loop {
+        let answer = server
+            .post_with("/v1/audiences/breakdown", &marketer, &body)
+            .json();
+        if answer["tier"][2]["people"] == 35 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(answer["suppressed_below"], 20, "{answer}");
+    let city = |name: &str| {
+        answer["city"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["value"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {answer}"))
+    };
+    assert_eq!(city("上海")["people"], 30, "{answer}");
+    assert!(
+        city("杭州")["people"].is_null(),
+        "5 people are withheld: {answer}"
+    );
+    assert_eq!(
+        answer["tier"][2],
+        json!({"value": "ordinary", "people": 35})
+    );
+    assert!(answer["rfm"].is_array());
+    assert!(
+        answer.get("lifecycle").is_none(),
+        "only the dimensions asked for"
+    );
+
+    let bad = server.post_with(
+        "/v1/audiences/breakdown",
+        &marketer,
+        &json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["phone"]}),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("not a dimension"), "{}", bad.text());
+    let auditor = server.token(dir.path(), &["auditor"]);
+    assert_eq!(
+        server
+            .post_with("/v1/audiences/breakdown", &auditor, &body)
+            .status,
+        403
+    );
+    let entries = audit_entries(&server, &admin);
+    let breakdowns: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "audience.breakdown")
+        .collect();
+    assert!(!breakdowns.is_empty());
+    assert_eq!(breakdowns[0]["rules"], json!(["city", "tier", "rfm"]));
+}

@@ -11,6 +11,7 @@
 //! One writer per index (tantivy's lock): [`PersonIndex`] owns it behind a mutex; readers reload
 //! after each commit ([`PersonIndex::commit`]), so a count sees a change once it returns.
 
+mod breakdown;
 pub mod query;
 
 use std::collections::BTreeMap;

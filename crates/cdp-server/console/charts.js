@@ -90,3 +90,40 @@ export function identityGraph(title, centre, nodes) {
 function figure(title, svg) {
   return h('figure', { class: 'chart-box' }, h('figcaption', {}, title), svg);
 }
+
+// The RFM heat map: recency score down (5 = bought recently, at the top), frequency score
+// across; each cell's shade is its share of the fullest cell. Withheld cells (fewer people
+// than the minimum audience size) are drawn hatched, with the threshold written in.
+export function heatMap(title, cells, labels) {
+  const size = 5;
+  const cell = 62;
+  const left = 46;
+  const top = 8;
+  const width = left + size * cell + 140;
+  const height = top + size * cell + 40;
+  const max = Math.max(1, ...cells.map((c) => (typeof c.people === 'number' ? c.people : 0)));
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart heat', role: 'img', 'aria-label': title });
+  svg.append(s('defs', {}, s('pattern', { id: 'withheld', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' },
+    s('line', { x1: 0, y1: 0, x2: 0, y2: 6, class: 'hatch' }))));
+  for (let r = size; r >= 1; r -= 1) {
+    for (let f = 1; f <= size; f += 1) {
+      const found = cells.find((c) => c.r === r && c.f === f);
+      const x = left + (f - 1) * cell;
+      const y = top + (size - r) * cell;
+      const withheld = found && found.people === null;
+      const people = found && typeof found.people === 'number' ? found.people : 0;
+      const shade = withheld ? 0 : people / max;
+      svg.append(
+        s('rect', { x, y, width: cell - 2, height: cell - 2, rx: 3, class: withheld ? 'withheld' : 'heat-cell', 'fill-opacity': withheld ? 1 : (0.08 + 0.92 * shade).toFixed(2) }),
+        s('text', { x: x + cell / 2 - 1, y: y + cell / 2 + 4, 'text-anchor': 'middle', class: shade > 0.55 ? 'heat-label light' : 'heat-label' },
+          withheld ? labels.withheld : labels.format(people)),
+      );
+    }
+    svg.append(s('text', { x: left - 8, y: top + (size - r) * cell + cell / 2 + 4, 'text-anchor': 'end', class: 'label' }, `R${r}`));
+  }
+  for (let f = 1; f <= size; f += 1) {
+    svg.append(s('text', { x: left + (f - 1) * cell + cell / 2, y: top + size * cell + 16, 'text-anchor': 'middle', class: 'label' }, `F${f}`));
+  }
+  svg.append(s('text', { x: left, y: top + size * cell + 34, class: 'label' }, labels.axes));
+  return figure(title, svg);
+}

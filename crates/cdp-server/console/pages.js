@@ -5,7 +5,7 @@
 import { api } from './api.js';
 import { h } from './dom.js';
 import { t, fmtNumber, fmtDate } from './i18n.js';
-import { barChart, funnelChart, identityGraph } from './charts.js';
+import { barChart, funnelChart, heatMap, identityGraph } from './charts.js';
 
 const COUNT_ROLES = ['admin', 'dpo', 'marketer', 'analyst'];
 const BUILD_ROLES = ['admin', 'dpo', 'marketer'];
@@ -61,31 +61,29 @@ function jsonText(value) {
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }
 
-// Counts of `query` split by each value of a field: what the charts draw. Each count is an
-// audited, policy-filtered count like any other (small counts stay suppressed for analysts).
-async function breakdown(query, purpose, field, values) {
-  const scoped = (value) => (query.trim() ? `(${query}) AND ${field}:${value}` : `${field}:${value}`);
-  const answers = await Promise.all(
-    values.map((value) => api('POST', '/v1/audiences/count', { query: scoped(value), purpose })),
-  );
-  return values.map((value, i) => ({
-    label: t(`${field}.${value}`),
-    value: typeof answers[i].count === 'number' ? answers[i].count : 0,
-    display: display(answers[i].count),
-  }));
-}
-
-async function charts(container, query, purpose) {
+// The charts of an audience: one breakdown request (one audit entry) gives the members the
+// policies allow per tier, lifecycle stage, channel and city, and on the RFM grid; counts
+// below the minimum audience size come back withheld and are drawn as such.
+async function charts(container, query, purpose, dimensions = ['tier', 'lifecycle', 'channel', 'city', 'rfm']) {
   container.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
   try {
-    const [tiers, stages] = await Promise.all([
-      breakdown(query, purpose, 'tier', TIERS),
-      breakdown(query, purpose, 'lifecycle', LIFECYCLE),
-    ]);
-    container.replaceChildren(
-      h('div', { 'data-testid': 'tier-chart' }, barChart(t('chart.tiers'), tiers)),
-      h('div', { 'data-testid': 'lifecycle-chart' }, funnelChart(t('chart.lifecycle'), stages)),
-    );
+    const answer = await api('POST', '/v1/audiences/breakdown', { query: query.trim() || 'tier:*', purpose, dimensions });
+    const withheld = `<${answer.suppressed_below}`;
+    const bars = (field, buckets, label) => (buckets || []).map((b) => ({
+      label: label ? label(b.value) : t(`${field}.${b.value}`),
+      value: typeof b.people === 'number' ? b.people : 0,
+      display: typeof b.people === 'number' ? fmtNumber(b.people) : withheld,
+    }));
+    const parts = [];
+    if (answer.tier) parts.push(h('div', { 'data-testid': 'tier-chart' }, barChart(t('chart.tiers'), bars('tier', answer.tier))));
+    if (answer.lifecycle) parts.push(h('div', { 'data-testid': 'lifecycle-chart' }, funnelChart(t('chart.lifecycle'), bars('lifecycle', answer.lifecycle))));
+    if (answer.channel && answer.channel.length) parts.push(h('div', { 'data-testid': 'channel-chart' }, barChart(t('chart.channels'), bars('channel', answer.channel))));
+    if (answer.city && answer.city.length) parts.push(h('div', { 'data-testid': 'city-chart' }, barChart(t('chart.cities'), bars('city', answer.city, (v) => v))));
+    if (answer.rfm) {
+      parts.push(h('div', { 'data-testid': 'rfm-chart' }, heatMap(t('chart.rfm'), answer.rfm,
+        { withheld, format: (n) => fmtNumber(n), axes: t('chart.rfm_axes') })));
+    }
+    container.replaceChildren(...parts);
   } catch (error) {
     container.replaceChildren(errorBox(error));
   }
@@ -142,9 +140,9 @@ function overview(root, { session }) {
     const picker = purposePicker(session, 'analytics');
     const box = h('div', { class: 'charts' });
     const coverageBox = h('div', { class: 'charts' });
-    picker.addEventListener('change', () => { charts(box, '', picker.value); coverage(coverageBox, picker.value); });
+    picker.addEventListener('change', () => { charts(box, '', picker.value, ['tier', 'lifecycle', 'channel']); coverage(coverageBox, picker.value); });
     root.append(h('section', {}, h('h2', {}, t('overview.customers')), h('label', {}, t('common.purpose'), ' ', picker), box, coverageBox));
-    charts(box, '', picker.value);
+    charts(box, '', picker.value, ['tier', 'lifecycle', 'channel']);
     coverage(coverageBox, picker.value);
   }
   if (has(session, REQUEST_ROLES)) {

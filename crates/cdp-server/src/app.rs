@@ -102,6 +102,7 @@ pub fn router(
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
         .routes(routes!(audiences::count))
+        .routes(routes!(audiences::breakdown))
         .routes(routes!(audiences::create, audiences::list))
         .routes(routes!(audiences::get, audiences::delete))
         .routes(routes!(audiences::members))

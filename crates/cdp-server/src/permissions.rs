@@ -118,6 +118,7 @@ impl Permission {
             Permission::EvaluatePolicies => &["POST /v1/policies/evaluate"],
             Permission::CountAudiences => &[
                 "POST /v1/audiences/count",
+                "POST /v1/audiences/breakdown",
                 "GET /v1/audiences",
                 "GET /v1/audiences/{id}",
             ],

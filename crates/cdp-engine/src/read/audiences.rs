@@ -136,7 +136,7 @@ impl Engine {
             .collect())
     }
 
-    fn purposes(&self) -> Vec<String> {
+    pub(crate) fn purposes(&self) -> Vec<String> {
         self.policies().taxonomy.purposes.keys().cloned().collect()
     }
 
@@ -156,7 +156,7 @@ impl Engine {
 
     /// How many match `condition`, and how many of them the policies allow for `purpose`
     /// (including a separate consent to each sensitive category the selection reveals).
-    fn count_condition(
+    pub(crate) fn count_condition(
         &self,
         condition: &Condition,
         purpose: &str,
@@ -205,7 +205,7 @@ impl Engine {
         Ok(categories)
     }
 
-    fn audit_audience(
+    pub(crate) fn audit_audience(
         &self,
         access: &Access,
         action: &str,

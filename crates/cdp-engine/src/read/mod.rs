@@ -3,5 +3,6 @@
 
 pub mod access;
 pub mod audiences;
+pub mod breakdown;
 pub(crate) mod profiles;
 pub mod selection;

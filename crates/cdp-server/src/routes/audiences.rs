@@ -135,6 +135,48 @@ pub(crate) async fn list(
     Ok(Json(serde_json::json!({ "audiences": audiences })))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakdownBody {
+    query: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    condition: Option<Condition>,
+    purpose: String,
+    /// tier, lifecycle, channel, city, region, rfm (default: all).
+    #[serde(default)]
+    dimensions: Vec<String>,
+}
+
+/// An audience's members the policies allow, counted per tier, lifecycle stage, channel,
+/// city, region and on the RFM grid, for charts; counts below the minimum audience size are
+/// withheld (`null`) for every caller.
+#[utoipa::path(post, path = "/v1/audiences/breakdown", tag = "audiences", security(("bearer" = [])),
+    request_body = BreakdownBody,
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn breakdown(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody<BreakdownBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::CountAudiences)?;
+    let body = body.parse()?;
+    let query = query_of(body.query, body.condition)?;
+    let dimensions = if body.dimensions.is_empty() {
+        cdp_engine::read::breakdown::DIMENSIONS
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    } else {
+        body.dimensions
+    };
+    let access = caller.access(Some(body.purpose.clone()));
+    let engine = state.engine.clone();
+    let purpose = body.purpose;
+    as_json(
+        blocking(move || engine.audience_breakdown(&query, &purpose, &dimensions, &access)).await?,
+    )
+}
+
 /// Deletes a saved audience (audited).
 #[utoipa::path(delete, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),
