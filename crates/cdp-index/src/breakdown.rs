@@ -9,6 +9,9 @@ use tantivy::query::EnableScoring;
 use crate::query::{self, Condition};
 use crate::{IndexError, PersonIndex, tv};
 
+/// `((x, y), people)`: one cell of a grid.
+pub type GridCells = Vec<((i64, i64), u64)>;
+
 impl PersonIndex {
     /// The `limit` values of keyword field `field` held by the most people (in the whole
     /// index, by document frequency: deleted documents not yet merged away are counted
@@ -57,7 +60,7 @@ impl PersonIndex {
         purpose: &str,
         x: &str,
         y: &str,
-    ) -> Result<Vec<((i64, i64), u64)>, IndexError> {
+    ) -> Result<GridCells, IndexError> {
         query::validate(condition, purposes)?;
         let searcher = self.reader.searcher();
         let compiled = self.with_purpose(self.compile(condition, purposes)?, purpose);
