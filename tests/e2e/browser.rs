@@ -582,6 +582,7 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
         "the split link joins nobody any more"
     );
     browser.go("audit");
+    browser.click("[data-testid=verify-chain]");
     browser.wait_text("[data-testid=audit-verdict]", |t| t.contains("intact"));
     let audit = browser.wait_text("[data-testid=audit-table]", |t| {
         t.contains("request.erasure") || t.contains("erasure")

@@ -196,6 +196,14 @@ impl Engine {
         self.commit_audited(WriteBatch::default(), records)
     }
 
+    /// The last `limit` entries, oldest first, and the chain's length (from its head: no
+    /// walk of the chain).
+    pub fn latest_audit_entries(&self, limit: usize) -> Result<(Vec<AuditEntry>, u64), EngineError> {
+        let head = self.load_head()?;
+        let after = head.seq.saturating_sub(limit as u64);
+        Ok((self.audit_entries(after, limit)?, head.seq))
+    }
+
     /// Entries after `after`, at most `limit`, oldest first.
     pub fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, EngineError> {
         let mut out = Vec::new();

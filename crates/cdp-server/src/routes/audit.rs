@@ -15,6 +15,10 @@ pub(crate) struct AuditQuery {
     after: Option<u64>,
     /// At most this many (default 100, at most 1000).
     limit: Option<usize>,
+    /// `true`: the last `limit` entries instead (oldest first; `after` is ignored), with
+    /// `entries_total`, the chain's length.
+    #[serde(default)]
+    latest: bool,
 }
 
 /// Audit entries, oldest first: who did what, for which purpose, about which (pseudonymous)
@@ -30,6 +34,10 @@ pub(crate) async fn list(
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let engine = state.engine.clone();
+    if query.latest {
+        let (entries, total) = blocking(move || engine.latest_audit_entries(limit)).await?;
+        return as_json(serde_json::json!({ "entries": entries, "entries_total": total }));
+    }
     let entries = blocking(move || engine.audit_entries(after, limit)).await?;
     let next = entries.last().map(|entry| entry.seq);
     as_json(serde_json::json!({ "entries": entries, "next_after": next }))
