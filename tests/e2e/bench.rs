@@ -273,3 +273,34 @@ fn bench_export_reports_throughput() {
         "{report}"
     );
 }
+
+/// `bench console` loads every page's requests with a session cookie and reports each page.
+#[test]
+fn bench_console_reports_each_page() {
+    let output = run(cdp().args([
+        "bench",
+        "console",
+        "--profiles",
+        "3000",
+        "--loads",
+        "3",
+        "--json",
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let pages = report["pages"].as_array().unwrap();
+    for page in [
+        "overview",
+        "audiences",
+        "profile lookup",
+        "requests",
+        "audit log",
+        "exports",
+    ] {
+        let row = pages
+            .iter()
+            .find(|row| row["page"] == page)
+            .unwrap_or_else(|| panic!("no {page} in {report}"));
+        assert!(row["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
+    }
+}

@@ -198,7 +198,10 @@ impl Engine {
 
     /// The last `limit` entries, oldest first, and the chain's length (from its head: no
     /// walk of the chain).
-    pub fn latest_audit_entries(&self, limit: usize) -> Result<(Vec<AuditEntry>, u64), EngineError> {
+    pub fn latest_audit_entries(
+        &self,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, u64), EngineError> {
         let head = self.load_head()?;
         let after = head.seq.saturating_sub(limit as u64);
         Ok((self.audit_entries(after, limit)?, head.seq))

@@ -15,7 +15,7 @@ const BENCH_PURPOSES: &[&str] = &[
 ];
 
 /// A synthetic person as the engine would index them.
-fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
+pub(super) fn synthetic_doc(i: u64, rng: &mut Rng) -> cdp_index::IndexDoc {
     let buyer = rng.below(10) < 7;
     let orders = if buyer { 1 + rng.below(12) } else { 0 };
     let monetary_365 = orders as f64 * (50.0 + rng.below(800) as f64);

@@ -62,7 +62,7 @@ fn profile_ids(
 }
 
 /// People with a phone, an e-mail and a city, ingested through the engine.
-fn load_people(engine: &cdp_engine::Engine, people: u64) -> anyhow::Result<()> {
+pub(super) fn load_people(engine: &cdp_engine::Engine, people: u64) -> anyhow::Result<()> {
     let (source, _, ticket) = engine.create_source("bench", Channel::Crm, Some("CN"))?;
     ticket.wait_durable()?;
     let mut sent = 0u64;

@@ -2,6 +2,7 @@
 //! measurements; they do not pass or fail (CI runs them small to show they work).
 
 mod audience;
+mod console;
 mod crypto;
 mod export;
 mod ingest;
@@ -42,6 +43,24 @@ pub enum BenchCommand {
     /// Audited profile reads over HTTP from concurrent clients: the server's time before the
     /// audit entry is durable and with it, and reads per second.
     Lookup(LookupArgs),
+    /// The server's time to answer each console page (its API requests in parallel, with a
+    /// session cookie) over an index of N people.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// People in the index.
+    #[arg(long, default_value_t = 1_000_000)]
+    profiles: u64,
+    /// Measured loads of each page.
+    #[arg(long, default_value_t = 50)]
+    loads: usize,
+    /// Directory for the store and index (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +232,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Audience(args) => audience::run(args),
         BenchCommand::Export(args) => export::run(args),
         BenchCommand::Lookup(args) => lookup::run(args),
+        BenchCommand::Console(args) => console::run(args),
     }
 }
 
