@@ -459,6 +459,11 @@ fn the_console_is_served_with_a_strict_content_security_policy() {
         "i18n.js",
         "charts.js",
         "pages.js",
+        "ui.js",
+        "page-insight.js",
+        "page-people.js",
+        "page-data.js",
+        "page-governance.js",
         "console.css",
     ] {
         let file = server.get(&format!("/console/assets/{asset}"));

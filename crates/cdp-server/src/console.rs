@@ -53,6 +53,31 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../console/pages.js"),
     ),
     (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/ui.js"),
+    ),
+    (
+        "page-insight.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-insight.js"),
+    ),
+    (
+        "page-people.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-people.js"),
+    ),
+    (
+        "page-data.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-data.js"),
+    ),
+    (
+        "page-governance.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-governance.js"),
+    ),
+    (
         "console.css",
         "text/css; charset=utf-8",
         include_str!("../console/console.css"),
@@ -116,4 +141,36 @@ async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     // `no-cache`: revalidated each time, so a new binary's console is never mixed with an
     // old cached script.
     Ok(secured(body.into_response(), content_type, "no-cache"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of `console/` is served, and every module a script imports is one of them:
+    /// a file added but not listed would be a 404 in the browser.
+    #[test]
+    fn every_console_file_is_served_and_every_import_resolves() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                name == "index.html" || ASSETS.iter().any(|(file, _, _)| *file == name),
+                "console/{name} is not in ASSETS"
+            );
+        }
+        for (file, _, body) in ASSETS {
+            for line in body.lines().filter(|l| l.contains(" from './")) {
+                let target = line
+                    .split(" from './")
+                    .nth(1)
+                    .and_then(|rest| rest.split('\'').next())
+                    .unwrap_or_default();
+                assert!(
+                    ASSETS.iter().any(|(name, _, _)| *name == target),
+                    "{file} imports {target}, which is not served"
+                );
+            }
+        }
+    }
 }
