@@ -466,12 +466,19 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     browser.find("[data-testid=tier-chart] svg rect");
     browser.find("[data-testid=lifecycle-chart] svg rect");
     browser.find("[data-testid=rfm-chart] svg rect");
+    // Why people were removed: 15 of them denied analytics (fewer than 20: withheld).
+    let removed = browser.wait_text("[data-testid=removed-reasons]", |t| {
+        t.contains("Consent denied")
+    });
+    assert!(removed.contains("<20"), "{removed}");
     browser.find("[data-testid=channel-chart] svg rect");
     browser.wait_text("[data-testid=city-chart]", |t| t.contains("上海"));
     browser.type_into("[data-testid=audience-name]", "上海 buyers");
     browser.click("[data-testid=save-audience]");
     browser.wait_text("[data-testid=save-message]", |t| t.contains("上海 buyers"));
     browser.wait_text("[data-testid=saved-table]", |t| t.contains("city:上海"));
+    browser.find("[data-testid=rfm-chart] svg rect");
+    browser.find("[data-testid=removed-reasons] svg rect");
     browser.screenshot("audiences");
     // ... and exports it to the recipient: progress, the signed manifest with each field's
     // transform, the file checked against the manifest in the browser.

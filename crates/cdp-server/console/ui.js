@@ -64,7 +64,7 @@ export function jsonText(value) {
 // The charts of an audience: one breakdown request (one audit entry) gives the members the
 // policies allow per tier, lifecycle stage, channel and city, and on the RFM grid; counts
 // below the minimum audience size come back withheld and are drawn as such.
-export async function charts(container, query, purpose, dimensions = ['tier', 'lifecycle', 'channel', 'city', 'rfm']) {
+export async function charts(container, query, purpose, dimensions = ['removed', 'tier', 'lifecycle', 'channel', 'city', 'rfm']) {
   container.replaceChildren(h('p', { class: 'muted' }, t('common.loading')));
   try {
     const answer = await api('POST', '/v1/audiences/breakdown', { query: query.trim() || 'tier:*', purpose, dimensions });
@@ -75,6 +75,9 @@ export async function charts(container, query, purpose, dimensions = ['tier', 'l
       display: typeof b.people === 'number' ? fmtNumber(b.people) : withheld,
     }));
     const parts = [];
+    if (answer.removed && answer.removed.length) {
+      parts.push(h('div', { 'data-testid': 'removed-reasons' }, barChart(t('chart.removed'), bars('removed', answer.removed), { labelWidth: 200 })));
+    }
     if (answer.tier) parts.push(h('div', { 'data-testid': 'tier-chart' }, barChart(t('chart.tiers'), bars('tier', answer.tier))));
     if (answer.lifecycle) parts.push(h('div', { 'data-testid': 'lifecycle-chart' }, funnelChart(t('chart.lifecycle'), bars('lifecycle', answer.lifecycle))));
     if (answer.channel && answer.channel.length) parts.push(h('div', { 'data-testid': 'channel-chart' }, barChart(t('chart.channels'), bars('channel', answer.channel))));

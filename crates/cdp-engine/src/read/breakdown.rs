@@ -13,7 +13,17 @@ use crate::read::audiences::AudienceQuery;
 use crate::{Engine, EngineError};
 
 /// What a breakdown can split by.
-pub const DIMENSIONS: &[&str] = &["tier", "lifecycle", "channel", "city", "region", "rfm"];
+pub const DIMENSIONS: &[&str] = &[
+    "tier",
+    "lifecycle",
+    "channel",
+    "city",
+    "region",
+    "rfm",
+    "removed",
+];
+/// The consent states of the index, in the order removals are explained.
+const CONSENT_STATES: &[&str] = &["denied", "withdrawn", "stale", "none", "granted"];
 const TIERS: &[&str] = &["vip", "high_potential", "ordinary", "churn_warning"];
 const LIFECYCLE: &[&str] = &["acquisition", "growth", "maturity", "decline", "churned"];
 const CHANNELS: &[&str] = &[
@@ -63,6 +73,12 @@ pub struct Breakdown {
     pub region: Option<Vec<Bucket>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rfm: Option<Vec<GridCell>>,
+    /// Matched people the policies removed for the purpose, by their consent state for it:
+    /// `denied`, `withdrawn`, `stale` (given to an older notice or expired), `none`, and
+    /// `granted` (removed by another rule: an objection, a restriction, age, jurisdiction,
+    /// a sensitive selection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Vec<Bucket>>,
 }
 
 fn and_equals(condition: &Condition, field: &str, value: &str) -> Condition {
@@ -144,6 +160,20 @@ impl Engine {
                     } else {
                         out.region = Some(places);
                     }
+                }
+                "removed" => {
+                    let field = format!("consent.{}", purpose.replace('.', "_"));
+                    let mut removed = Vec::new();
+                    for state in CONSENT_STATES {
+                        let count =
+                            self.count_condition(&and_equals(&condition, &field, state), purpose)?;
+                        removed.push(Bucket {
+                            value: (*state).to_string(),
+                            people: shown(count.removed_by_policy),
+                        });
+                    }
+                    removed.retain(|bucket| bucket.people != Some(0));
+                    out.removed = Some(removed);
                 }
                 "rfm" => {
                     let sensitive = self.sensitive_selection(&condition, purpose)?;

@@ -72,7 +72,7 @@ fn pages(lookup_phone: &str) -> Vec<(&'static str, Vec<Call>)> {
                 ),
                 post(
                     "/v1/audiences/breakdown",
-                    serde_json::json!({"query": query, "purpose": "analytics", "dimensions": ["tier", "lifecycle", "channel", "city", "rfm"]}),
+                    serde_json::json!({"query": query, "purpose": "analytics", "dimensions": ["removed", "tier", "lifecycle", "channel", "city", "rfm"]}),
                 ),
                 get("/v1/audiences"),
             ],
