@@ -608,6 +608,7 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     browser.click("[data-testid=policy-evaluate]");
     let decision = browser.wait_text("[data-testid=decision]", |t| t.contains("PIPL"));
     assert!(decision.starts_with("Denied"), "{decision}");
+    browser.wait_text("[data-testid=golden]", |t| t.contains("cases pass"));
     browser.click("[data-testid=ropa-load]");
     browser.wait_text("[data-testid=ropa]", |t| t.len() > 200);
     browser.screenshot("policies");

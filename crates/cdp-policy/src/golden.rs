@@ -146,16 +146,51 @@ pub fn load_cases(dir: &Path) -> Result<Vec<(String, GoldenFile)>, PolicyError> 
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = std::fs::read_to_string(&path).map_err(|e| io(e.to_string()))?;
-        let file: GoldenFile =
-            serde_yaml_ng::from_str(&text).map_err(|error| PolicyError::Invalid {
-                file: format!("tests/{name}"),
-                line: error.location().map(|l| l.line()),
-                rule: "golden case".into(),
-                message: error.to_string(),
-            })?;
-        files.push((name, file));
+        files.push((name.clone(), parse_file(&name, &text)?));
     }
     Ok(files)
+}
+
+fn parse_file(name: &str, text: &str) -> Result<GoldenFile, PolicyError> {
+    serde_yaml_ng::from_str(text).map_err(|error| PolicyError::Invalid {
+        file: format!("tests/{name}"),
+        line: error.location().map(|l| l.line()),
+        rule: "golden case".into(),
+        message: error.to_string(),
+    })
+}
+
+/// The golden cases shipped with the built-in policies (the repository's `policies/tests`).
+const BUILTIN_CASES: &[(&str, &str)] = &[
+    (
+        "common.yaml",
+        include_str!("../../../policies/tests/common.yaml"),
+    ),
+    (
+        "gdpr.yaml",
+        include_str!("../../../policies/tests/gdpr.yaml"),
+    ),
+    (
+        "pipl.yaml",
+        include_str!("../../../policies/tests/pipl.yaml"),
+    ),
+];
+
+/// The golden cases that go with `policies`: the built-in ones, or the `tests/` directory
+/// beside a policy directory (none when it has no such directory).
+pub fn cases_for(policies: &PolicySet) -> Result<Vec<(String, GoldenFile)>, PolicyError> {
+    if policies.origin == "builtin" {
+        return BUILTIN_CASES
+            .iter()
+            .map(|(name, text)| Ok(((*name).to_string(), parse_file(name, text)?)))
+            .collect();
+    }
+    let tests = Path::new(&policies.origin).join("tests");
+    if tests.is_dir() {
+        load_cases(&tests)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// The result of running golden files: failures as `file: case: problem`.
@@ -181,4 +216,19 @@ pub fn run(policies: &PolicySet, files: &[(String, GoldenFile)]) -> GoldenReport
         }
     }
     report
+}
+
+#[cfg(test)]
+mod builtin_tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_policies_carry_their_golden_cases_and_pass_them() {
+        let policies = PolicySet::builtin().unwrap();
+        let files = cases_for(&policies).unwrap();
+        assert_eq!(files.len(), BUILTIN_CASES.len());
+        let report = run(&policies, &files);
+        assert!(report.passed > 0);
+        assert_eq!(report.failures, Vec::<String>::new());
+    }
 }

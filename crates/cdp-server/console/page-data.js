@@ -26,8 +26,8 @@ export function sourcesPage(root) {
         debug.replaceChildren(
           h('h2', {}, t('source.debugger'), ' ', raw(source.name)),
           h('p', { 'data-testid': 'source-rate' }, t('source.rate', { n: fmtNumber(Math.round(activity.events_per_second * 100) / 100) })),
-          activity.per_minute.length ? barChart(t('source.per_minute'), activity.per_minute.slice(-10).map((m) => ({
-            label: fmtDate(m.minute), value: m.messages, display: fmtNumber(m.messages) })), { labelWidth: 170 }) : null,
+          ...(activity.per_minute.length ? [barChart(t('source.per_minute'), activity.per_minute.slice(-10).map((m) => ({
+            label: fmtDate(m.minute), value: m.messages, display: fmtNumber(m.messages) })), { labelWidth: 170 })] : []),
           table([t('common.time'), t('common.type'), t('profile.event')],
             activity.recent.map((m) => [fmtDate(m.at), t(`message.${m.type}`), raw(m.name || '')]), { 'data-testid': 'debugger-table' }));
       } catch (error) {

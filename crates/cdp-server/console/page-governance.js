@@ -177,6 +177,13 @@ export function policiesPage(root, { session }) {
       ropa.replaceChildren(errorBox(error));
     }
   };
+  const golden = h('div', { 'data-testid': 'golden' });
+  api('GET', '/v1/policies/golden').then((report) => {
+    golden.replaceChildren(
+      h('p', { class: report.failures.length ? 'error' : 'ok' }, t('policy.golden_result', { passed: fmtNumber(report.passed), cases: fmtNumber(report.cases), files: fmtNumber(report.files) })),
+      ...(report.failures.length ? [h('ul', {}, report.failures.map((failure) => h('li', {}, code(failure))))] : []));
+  }).catch((error) => golden.replaceChildren(errorBox(error)));
+  root.append(h('section', {}, h('h2', {}, t('policy.golden')), h('p', { class: 'muted' }, t('policy.golden_hint')), golden));
   root.append(h('section', {}, h('h2', {}, t('policy.ropa')), h('p', { class: 'muted' }, t('policy.ropa_hint')),
     h('button', { type: 'button', onclick: loadRopa, 'data-testid': 'ropa-load' }, t('policy.ropa_show')), ropa));
 }

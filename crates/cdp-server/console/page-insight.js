@@ -24,7 +24,7 @@ export function overview(root, { session }) {
       h('div', { class: 'tile' }, h('span', { class: 'big', 'data-testid': 'people' }, fmtNumber(o.people)), h('span', {}, t('overview.people'))),
       h('div', { class: 'tile' }, h('span', { class: 'big' }, fmtNumber(behind)), h('span', {}, t('overview.index_behind'))),
       h('div', { class: 'tile' }, h('span', { class: 'big' }, fmtNumber(Math.round(o.sources.reduce((sum, r) => sum + r.events_per_second, 0) * 10) / 10)), h('span', {}, t('overview.events_per_second'))),
-      o.refreshed_at ? h('div', { class: 'tile' }, h('span', {}, fmtDate(o.refreshed_at)), h('span', {}, t('overview.refreshed'))) : null,
+      ...(o.refreshed_at ? [h('div', { class: 'tile' }, h('span', {}, fmtDate(o.refreshed_at)), h('span', {}, t('overview.refreshed')))] : []),
     );
     const channels = {};
     for (const r of o.sources) channels[r.channel] = (channels[r.channel] || 0) + r.last_hour;
@@ -200,9 +200,9 @@ export function audiences(root, { session }) {
         h('button', { type: 'button', onclick: addClause, 'data-testid': 'add-clause' }, t('audience.add_clause')),
         h('h2', {}, t('audience.text_query')), text),
       h('section', {}, h('h2', {}, t('audience.size')), result, chartBox)),
-    has(session, BUILD_ROLES)
-      ? h('section', {}, h('h2', {}, t('audience.save')), name, ' ', h('button', { type: 'button', onclick: save, 'data-testid': 'save-audience' }, t('common.save')), ' ', saveMessage)
-      : null,
+    ...(has(session, BUILD_ROLES)
+      ? [h('section', {}, h('h2', {}, t('audience.save')), name, ' ', h('button', { type: 'button', onclick: save, 'data-testid': 'save-audience' }, t('common.save')), ' ', saveMessage)]
+      : []),
     h('section', {}, h('h2', {}, t('audience.saved_list')), saved),
   );
   addClause();

@@ -121,6 +121,7 @@ pub fn router(
         .routes(routes!(policies::show))
         .routes(routes!(policies::evaluate))
         .routes(routes!(policies::ropa))
+        .routes(routes!(policies::golden))
         .split_for_parts();
     // Serialising a derived OpenApi value cannot fail (no maps with non-string keys).
     let openapi_json = Arc::new(api.to_pretty_json().unwrap_or_default());

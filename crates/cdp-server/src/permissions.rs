@@ -114,7 +114,11 @@ impl Permission {
                 "POST /v1/identity/suspects/{id}",
             ],
             Permission::RecordConsents => &["POST /v1/consents"],
-            Permission::ReadPolicies => &["GET /v1/policies", "GET /v1/policies/ropa"],
+            Permission::ReadPolicies => &[
+                "GET /v1/policies",
+                "GET /v1/policies/ropa",
+                "GET /v1/policies/golden",
+            ],
             Permission::EvaluatePolicies => &["POST /v1/policies/evaluate"],
             Permission::CountAudiences => &[
                 "POST /v1/audiences/count",

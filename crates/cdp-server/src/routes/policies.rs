@@ -129,3 +129,35 @@ pub(crate) async fn ropa(
     let markdown = state.engine.policies().ropa(&recipients, &now);
     as_json(serde_json::json!({ "markdown": markdown }))
 }
+
+/// The golden cases of the policies in force (the built-in ones, or the `tests/` beside a
+/// policy directory) run now: how many pass, and each failure.
+#[utoipa::path(get, path = "/v1/policies/golden", tag = "policies", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn golden(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ReadPolicies)?;
+    let policies = state.engine.policies().clone();
+    let report = tokio::task::spawn_blocking(move || {
+        cdp_policy::golden::cases_for(&policies).map(|files| {
+            let cases: usize = files.iter().map(|(_, file)| file.cases.len()).sum();
+            (
+                files.len(),
+                cases,
+                cdp_policy::golden::run(&policies, &files),
+            )
+        })
+    })
+    .await
+    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
+    .map_err(|error| ApiError::new(ErrorCode::Unprocessable, error.to_string()))?;
+    let (files, cases, report) = report;
+    as_json(serde_json::json!({
+        "files": files,
+        "cases": cases,
+        "passed": report.passed,
+        "failures": report.failures,
+    }))
+}
