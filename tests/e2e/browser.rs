@@ -502,7 +502,32 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     );
     browser.click("[data-testid=export-download]");
     let verdict = browser.wait_text("[data-testid=export-verdict]", |t| !t.is_empty());
-    assert!(verdict.contains("matches the signed manifest"), "{verdict}");
+    assert!(
+        verdict.contains("matches the signed manifest")
+            && verdict.contains("signature is valid")
+            && verdict.contains("signed by this server’s export key"),
+        "{verdict}"
+    );
+    // The same manifest, changed by one byte, fails the browser's check.
+    let tampered = browser.script_async(
+        "const done = arguments[arguments.length - 1];
+         const id = document.querySelector('[data-testid=export-job] h2 code').textContent;
+         fetch(`/v1/exports/${id}/manifest`).then(r => r.text()).then(async (text) => {
+           const changed = text.replace('\"included\":30', '\"included\":31');
+           const m = JSON.parse(changed);
+           const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+           const key = await crypto.subtle.importKey('raw', b64(m.signing_key), {name: 'Ed25519'}, false, ['verify']);
+           const unsigned = new TextEncoder().encode(changed.replace(/,\"signature\":\"[^\"]*\"}$/, '}'));
+           const original = new TextEncoder().encode(text.replace(/,\"signature\":\"[^\"]*\"}$/, '}'));
+           done([await crypto.subtle.verify({name: 'Ed25519'}, key, b64(m.signature), original),
+                 await crypto.subtle.verify({name: 'Ed25519'}, key, b64(m.signature), unsigned), changed !== text]);
+         });",
+    );
+    assert_eq!(
+        tampered,
+        json!([true, false, true]),
+        "a changed manifest must not verify"
+    );
     browser.screenshot("exports");
     // The audit page is not the marketer's: not in the navigation, refused when typed.
     browser.open(&format!("{}/console/#/audit", server.base_url()));

@@ -145,16 +145,37 @@ function manifestView(session, job) {
         const response = await fetch(`/v1/exports/${encodeURIComponent(job.id)}/file`, { credentials: 'same-origin' });
         if (!response.ok) throw new Error(String(response.status));
         const bytes = await response.arrayBuffer();
+        // The manifest as signed: its fields in their signed order, as `cdp export verify`
+        // reads it; the signed bytes are this text without its final signature field.
+        const manifestResponse = await fetch(`/v1/exports/${encodeURIComponent(job.id)}/manifest`, { credentials: 'same-origin' });
+        if (!manifestResponse.ok) throw new Error(String(manifestResponse.status));
+        const manifestText = await manifestResponse.text();
         saveBlob(new Blob([bytes]), `${job.id}.${job.format}`);
-        saveBlob(new Blob([JSON.stringify(manifest, null, 2)], { type: 'application/json' }), `${job.id}.manifest.json`);
+        saveBlob(new Blob([manifestText], { type: 'application/json' }), `${job.id}.manifest.json`);
         if (!window.crypto || !crypto.subtle) {
           verdict.replaceChildren(t('export.verify_needs_https'));
           return;
         }
+        const signed = JSON.parse(manifestText);
         const digest = await sha256Hex(bytes);
-        const ok = digest === manifest.file_sha256 && bytes.byteLength === manifest.file_bytes;
+        const fileOk = digest === signed.file_sha256 && bytes.byteLength === signed.file_bytes;
+        const published = await api('GET', '/v1/keys/export');
+        const unsigned = new TextEncoder().encode(manifestText.replace(/,"signature":"[^"]*"}$/, '}'));
+        const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+        let signatureOk = false;
+        try {
+          const key = await crypto.subtle.importKey('raw', fromBase64(signed.signing_key), { name: 'Ed25519' }, false, ['verify']);
+          signatureOk = await crypto.subtle.verify({ name: 'Ed25519' }, key, fromBase64(signed.signature || ''), unsigned);
+        } catch {
+          signatureOk = false;
+        }
+        const keyOk = published.public_key === signed.signing_key;
+        const ok = fileOk && signatureOk && keyOk;
         verdict.className = ok ? 'ok' : 'error';
-        verdict.replaceChildren(ok ? t('export.verified') : t('export.mismatch'), ' ', code(digest));
+        verdict.replaceChildren(
+          h('span', { 'data-testid': 'verdict-file' }, fileOk ? t('export.verified') : t('export.mismatch')), ' ', code(digest), ' · ',
+          h('span', { 'data-testid': 'verdict-signature' }, signatureOk ? t('export.signature_ok') : t('export.signature_bad')), ' · ',
+          h('span', {}, keyOk ? t('export.key_ok') : t('export.key_other')));
       } catch (error) {
         verdict.replaceChildren(errorBox(error));
       }

@@ -111,6 +111,7 @@ pub fn router(
         .routes(routes!(exports::create_export, exports::list_exports))
         .routes(routes!(exports::get_export))
         .routes(routes!(exports::export_file))
+        .routes(routes!(exports::export_manifest))
         .routes(routes!(exports::export_key))
         .routes(routes!(requests::submit, requests::list))
         .routes(routes!(requests::get))

@@ -134,7 +134,11 @@ impl Permission {
             Permission::ManageRecipients => &["POST /v1/recipients", "POST /v1/suppressions"],
             Permission::ListRecipients => &["GET /v1/recipients"],
             Permission::Export => &["POST /v1/exports", "GET /v1/exports/{id}/file"],
-            Permission::ReadExports => &["GET /v1/exports", "GET /v1/exports/{id}"],
+            Permission::ReadExports => &[
+                "GET /v1/exports",
+                "GET /v1/exports/{id}",
+                "GET /v1/exports/{id}/manifest",
+            ],
             Permission::HandleRequests => &[
                 "POST /v1/requests",
                 "GET /v1/requests/{id}/bundle",

@@ -220,6 +220,45 @@ pub(crate) async fn export_file(
         .map_err(|_| ApiError::from_code(ErrorCode::Internal))
 }
 
+/// The signed manifest of a finished export, as the file `cdp export verify` reads: its
+/// fields in their signed order, so that a client can check the Ed25519 signature over the
+/// bytes it received (the signed bytes are these without the final `signature` field).
+#[utoipa::path(get, path = "/v1/exports/{id}/manifest", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "application/json"), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+pub(crate) async fn export_manifest(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadExports)?;
+    let engine = state.engine.clone();
+    let lookup = id.clone();
+    let record = blocking(move || engine.export(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such export"))?;
+    let manifest = record.manifest.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "export {id} has no manifest: it is {}",
+                record.status.name()
+            ),
+        )
+    })?;
+    let bytes =
+        serde_json::to_vec(&manifest).map_err(|_| ApiError::from_code(ErrorCode::Internal))?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{id}.manifest.json\""),
+        )
+        .body(Body::from(bytes))
+        .map_err(|_| ApiError::from_code(ErrorCode::Internal))
+}
+
 /// The public key that verifies export manifests (Ed25519, base64).
 #[utoipa::path(get, path = "/v1/keys/export", tag = "exports",
     responses((status = 200, body = Object)))]
