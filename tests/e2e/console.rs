@@ -392,6 +392,21 @@ fn bad_account_requests_get_clear_errors() {
         b"[]",
     );
     assert_eq!(not_json.status, 400);
+    // Another site's page cannot sign the browser in (login CSRF).
+    let cross_site = http(
+        server.addr,
+        "POST",
+        "/v1/session",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "https://evil.example"),
+        ],
+        json!({"name": "a", "password": PASSWORD})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(cross_site.status, 403);
+    assert_eq!(cross_site.json()["error"]["code"], "csrf_rejected");
     let no_cookie = http(server.addr, "GET", "/v1/session", &[], b"");
     assert_eq!(no_cookie.status, 401);
     let bogus = http(

@@ -175,7 +175,17 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap, expected: &str) -> Resul
             .zip(expected.bytes())
             .fold(0u8, |diff, (a, b)| diff | (a ^ b))
             == 0;
-    let origin_ok = match headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+    let origin_ok = same_origin(headers);
+    if token_ok && origin_ok {
+        Ok(())
+    } else {
+        Err(ApiError::from_code(ErrorCode::CsrfRejected))
+    }
+}
+
+/// Whether a request's `Origin`, when the browser sends one, is this server's own host.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    match headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(origin) => {
             let host = headers
@@ -188,11 +198,6 @@ pub fn check_csrf(method: &Method, headers: &HeaderMap, expected: &str) -> Resul
                 .unwrap_or_default();
             !host.is_empty() && origin_host == host
         }
-    };
-    if token_ok && origin_ok {
-        Ok(())
-    } else {
-        Err(ApiError::from_code(ErrorCode::CsrfRejected))
     }
 }
 

@@ -265,6 +265,11 @@ pub(crate) async fn sign_in(
     headers: HeaderMap,
     body: JsonBody<SignInBody>,
 ) -> Result<Response, ApiError> {
+    // Another site's page must not sign a browser in to an account of its choosing (login
+    // CSRF: the victim would then act, and be audited, as the attacker's account).
+    if !crate::auth::same_origin(&headers) {
+        return Err(ApiError::from_code(ErrorCode::CsrfRejected));
+    }
     let body = body.parse()?;
     let engine = state.engine.clone();
     let outcome =
