@@ -240,26 +240,19 @@ impl Engine {
         actor: &str,
         name: &str,
     ) -> Result<cdp_store::CommitTicket, EngineError> {
-        let _guard = self.write_lock()?;
-        let key = account_key(name);
-        let mut account: AccountRecord = self
-            .get_system(Keyspace::Accounts, &key)?
-            .ok_or_else(|| EngineError::NotFound(format!("account {name:?}")))?;
-        account.disabled = true;
-        let mut batch = WriteBatch::new();
-        batch.put(
-            Keyspace::Accounts,
-            key.clone(),
-            self.seal_system(Keyspace::Accounts, &key, &account)?,
-        );
-        for (session_key, session) in self.sessions()? {
-            if session.account == name {
-                batch.delete(Keyspace::Accounts, session_key);
-            }
-        }
-        let mut record = account_event(actor, "account.disable");
-        record.rules = vec![format!("account:{name}")];
-        self.commit_audited(batch, &[record])
+        self.change_account(
+            actor,
+            name,
+            "account.disable",
+            |account, batch, sessions| {
+                account.disabled = true;
+                for (session_key, session) in sessions {
+                    if session.account == account.name {
+                        batch.delete(Keyspace::Accounts, session_key);
+                    }
+                }
+            },
+        )
     }
 
     /// Lifts a lock-out now (an administrator who has spoken with the operator).
@@ -268,20 +261,34 @@ impl Engine {
         actor: &str,
         name: &str,
     ) -> Result<cdp_store::CommitTicket, EngineError> {
+        self.change_account(actor, name, "account.unlock", |account, _, _| {
+            account.failed_sign_ins = 0;
+            account.locked_until = None;
+        })
+    }
+
+    /// An administrator's change to an account, under the write lock, with its audit entry
+    /// (`action`, the account named in the rules). `change` sees the live sessions too.
+    fn change_account(
+        &self,
+        actor: &str,
+        name: &str,
+        action: &str,
+        change: impl FnOnce(&mut AccountRecord, &mut WriteBatch, Vec<(Vec<u8>, SessionRecord)>),
+    ) -> Result<cdp_store::CommitTicket, EngineError> {
         let _guard = self.write_lock()?;
         let key = account_key(name);
         let mut account: AccountRecord = self
             .get_system(Keyspace::Accounts, &key)?
             .ok_or_else(|| EngineError::NotFound(format!("account {name:?}")))?;
-        account.failed_sign_ins = 0;
-        account.locked_until = None;
         let mut batch = WriteBatch::new();
+        change(&mut account, &mut batch, self.sessions()?);
         batch.put(
             Keyspace::Accounts,
             key.clone(),
             self.seal_system(Keyspace::Accounts, &key, &account)?,
         );
-        let mut record = account_event(actor, "account.unlock");
+        let mut record = account_event(actor, action);
         record.rules = vec![format!("account:{name}")];
         self.commit_audited(batch, &[record])
     }

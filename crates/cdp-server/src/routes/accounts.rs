@@ -140,6 +140,28 @@ pub(crate) async fn list(
     ))
 }
 
+/// An administrator's change to an account: permission, the engine call, durability, 204.
+async fn change_account(
+    state: AppState,
+    caller: Caller,
+    change: impl FnOnce(
+        &cdp_engine::Engine,
+        &str,
+    ) -> Result<cdp_store::CommitTicket, cdp_engine::EngineError>
+    + Send
+    + 'static,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageAccounts)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let ticket = blocking(move || change(&engine, &actor)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Disables an account and ends its sessions (kept, so the audit log still names it).
 #[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "accounts", security(("bearer" = [])),
     params(("name" = String, Path)),
@@ -149,15 +171,10 @@ pub(crate) async fn disable(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::ManageAccounts)?;
-    let engine = state.engine.clone();
-    let actor = caller.0.sub.clone();
-    let ticket = blocking(move || engine.disable_account(&actor, &name)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
-    Ok(StatusCode::NO_CONTENT)
+    change_account(state, caller, move |engine, actor| {
+        engine.disable_account(actor, &name)
+    })
+    .await
 }
 
 /// Lifts a lock-out.
@@ -169,15 +186,10 @@ pub(crate) async fn unlock(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::ManageAccounts)?;
-    let engine = state.engine.clone();
-    let actor = caller.0.sub.clone();
-    let ticket = blocking(move || engine.unlock_account(&actor, &name)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
-    Ok(StatusCode::NO_CONTENT)
+    change_account(state, caller, move |engine, actor| {
+        engine.unlock_account(actor, &name)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
