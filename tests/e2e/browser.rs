@@ -407,6 +407,8 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     // names only) and replaces the key: the old one stops working.
     browser.sign_in(&server, "ops.admin");
     browser.wait_text("[data-testid=people]", |t| t != "0");
+    let coverage = browser.wait_text("[data-testid=coverage-chart]", |t| t.contains('%'));
+    assert!(coverage.contains("Analytics"), "{coverage}");
     browser.go("sources");
     browser.type_into("[data-testid=source-name]", "mini program");
     browser.click("[data-testid=source-channel] option[value=mini_program]");

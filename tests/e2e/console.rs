@@ -562,6 +562,29 @@ fn an_audience_breakdown_withholds_small_counts_and_is_audited_once() {
         answer.get("lifecycle").is_none(),
         "only the dimensions asked for"
     );
+    assert_eq!(answer["matched"], 35);
+    let coverage = server
+        .post_with(
+            "/v1/audiences/breakdown",
+            &marketer,
+            &json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["consent"]}),
+        )
+        .json();
+    let granted = |purpose: &str| {
+        coverage["consent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["value"] == purpose)
+            .map(|b| b["people"].clone())
+            .unwrap_or_else(|| panic!("no {purpose} in {coverage}"))
+    };
+    assert_eq!(granted("analytics"), 35, "{coverage}");
+    assert_eq!(
+        granted("marketing"),
+        0,
+        "nobody granted marketing: {coverage}"
+    );
 
     let bad = server.post_with(
         "/v1/audiences/breakdown",

@@ -92,20 +92,23 @@ export async function charts(container, query, purpose, dimensions = ['removed',
   }
 }
 
+// The purposes consents are recorded for in the console (the coverage chart's purposes come
+// from the server: `POST /v1/audiences/breakdown` with the `consent` dimension).
 export const COVERAGE_PURPOSES = ['analytics', 'personalization', 'marketing', 'marketing.email', 'marketing.sms', 'marketing.push'];
 
-// Consent coverage: of everyone indexed, how many granted each purpose (matched counts,
-// before the policies filter; each one an audited count).
+// Consent coverage: of everyone indexed, the share who granted each main purpose (one
+// breakdown request, one audit entry; counts below the minimum audience size withheld).
 export async function coverage(box, purpose) {
   try {
-    const everyone = await api('POST', '/v1/audiences/count', { query: 'tier:*', purpose });
-    const answers = await Promise.all(COVERAGE_PURPOSES.map((p) =>
-      api('POST', '/v1/audiences/count', { query: `consent.${p.replaceAll('.', '_')}:granted`, purpose })));
-    const total = typeof everyone.matched === 'number' ? everyone.matched : 0;
-    box.replaceChildren(h('div', { 'data-testid': 'coverage-chart' }, barChart(t('overview.coverage'), COVERAGE_PURPOSES.map((p, i) => {
-      const matched = answers[i].matched;
-      const share = typeof matched === 'number' && total > 0 ? matched / total : 0;
-      return { label: t(`purpose.${p}`), value: share, display: typeof matched === 'number' ? `${fmtNumber(Math.round(share * 100))} %` : display(matched) };
+    const answer = await api('POST', '/v1/audiences/breakdown', { query: 'tier:*', purpose, dimensions: ['consent'] });
+    const total = answer.matched;
+    box.replaceChildren(h('div', { 'data-testid': 'coverage-chart' }, barChart(t('overview.coverage'), answer.consent.map((b) => {
+      const share = typeof b.people === 'number' && total > 0 ? b.people / total : 0;
+      return {
+        label: t(`purpose.${b.value}`),
+        value: share,
+        display: typeof b.people === 'number' ? `${fmtNumber(Math.round(share * 100))} %` : `<${answer.suppressed_below}`,
+      };
     }), { labelWidth: 150 })));
   } catch (error) {
     box.replaceChildren(errorBox(error));

@@ -21,6 +21,16 @@ pub const DIMENSIONS: &[&str] = &[
     "region",
     "rfm",
     "removed",
+    "consent",
+];
+/// The purposes whose consent coverage the `consent` dimension counts.
+const COVERAGE_PURPOSES: &[&str] = &[
+    "analytics",
+    "personalization",
+    "marketing",
+    "marketing.email",
+    "marketing.sms",
+    "marketing.push",
 ];
 /// The consent states of the index, in the order removals are explained.
 const CONSENT_STATES: &[&str] = &["denied", "withdrawn", "stale", "none", "granted"];
@@ -59,6 +69,8 @@ pub struct GridCell {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Breakdown {
     pub purpose: String,
+    /// Everyone the condition matches, whatever the policies allow (the base of shares).
+    pub matched: u64,
     /// Counts below this are withheld (`people: null`).
     pub suppressed_below: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +91,10 @@ pub struct Breakdown {
     /// a sensitive selection).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<Vec<Bucket>>,
+    /// Consent coverage: of the matched people, those who granted each purpose (whatever
+    /// else the policies say about them), for the taxonomy's main purposes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Vec<Bucket>>,
 }
 
 fn and_equals(condition: &Condition, field: &str, value: &str) -> Condition {
@@ -137,6 +153,7 @@ impl Engine {
         let index = self.search_index()?;
         let mut out = Breakdown {
             purpose: purpose.to_string(),
+            matched: self.count_condition(&condition, purpose)?.matched,
             suppressed_below: k,
             ..Breakdown::default()
         };
@@ -160,6 +177,23 @@ impl Engine {
                     } else {
                         out.region = Some(places);
                     }
+                }
+                "consent" => {
+                    let known = self.purposes();
+                    let mut granted = Vec::new();
+                    for coverage in COVERAGE_PURPOSES
+                        .iter()
+                        .filter(|p| known.iter().any(|k| k == *p))
+                    {
+                        let field = format!("consent.{}", coverage.replace('.', "_"));
+                        let count = self
+                            .count_condition(&and_equals(&condition, &field, "granted"), purpose)?;
+                        granted.push(Bucket {
+                            value: (*coverage).to_string(),
+                            people: shown(count.matched),
+                        });
+                    }
+                    out.consent = Some(granted);
                 }
                 "removed" => {
                     let field = format!("consent.{}", purpose.replace('.', "_"));

@@ -34,32 +34,18 @@ fn post(path: &str, body: serde_json::Value) -> Call {
 
 /// The requests each page makes when it opens (the audience page after one condition).
 fn pages(lookup_phone: &str) -> Vec<(&'static str, Vec<Call>)> {
-    let coverage = [
-        "analytics",
-        "personalization",
-        "marketing",
-        "marketing_email",
-        "marketing_sms",
-        "marketing_push",
-    ];
-    let mut overview = vec![
+    let overview = vec![
         get("/v1/overview"),
         post(
             "/v1/audiences/breakdown",
             serde_json::json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["tier", "lifecycle", "channel"]}),
         ),
-        post(
-            "/v1/audiences/count",
-            serde_json::json!({"query": "tier:*", "purpose": "analytics"}),
-        ),
         get("/v1/requests"),
+        post(
+            "/v1/audiences/breakdown",
+            serde_json::json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["consent"]}),
+        ),
     ];
-    for purpose in coverage {
-        overview.push(post(
-            "/v1/audiences/count",
-            serde_json::json!({"query": format!("consent.{purpose}:granted"), "purpose": "analytics"}),
-        ));
-    }
     let query = "city:上海 AND monetary_90d>=100";
     vec![
         ("overview", overview),
