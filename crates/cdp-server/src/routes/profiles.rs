@@ -131,15 +131,34 @@ pub(crate) async fn lookup(
             "type and value are required query parameters",
         )
     })?;
-    let kind: IdentifierType = query
-        .kind
+    lookup_profile(
+        state,
+        caller,
+        query.kind,
+        query.value,
+        query.region,
+        query.purpose,
+    )
+    .await
+}
+
+/// The lookup both routes make, wherever the identifier came from.
+async fn lookup_profile(
+    state: AppState,
+    caller: Caller,
+    kind: String,
+    value: String,
+    region: Option<String>,
+    purpose: Option<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let kind: IdentifierType = kind
         .parse()
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
-    let access = caller.access(query.purpose);
+    let access = caller.access(purpose);
     let engine = state.engine.clone();
     let lookup_kind = kind.clone();
     let (profile, timing) = timed_read(move || {
-        engine.read_lookup_audited(&lookup_kind, &query.value, query.region.as_deref(), &access)
+        engine.read_lookup_audited(&lookup_kind, &value, region.as_deref(), &access)
     })
     .await?
     .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no profile has that {kind}")))?;
@@ -169,20 +188,15 @@ pub(crate) async fn lookup_by_body(
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     caller.require(Permission::ReadProfiles)?;
     let body = body.parse()?;
-    let kind: IdentifierType = body
-        .kind
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
-    let access = caller.access(body.purpose);
-    let engine = state.engine.clone();
-    let lookup_kind = kind.clone();
-    let (profile, timing) = timed_read(move || {
-        engine.read_lookup_audited(&lookup_kind, &body.value, body.region.as_deref(), &access)
-    })
-    .await?
-    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no profile has that {kind}")))?;
-    tracing::info!(profile = %profile.id, kind = %kind, subject = %caller.0.sub, "profile lookup");
-    Ok((timing, as_json(profile)?))
+    lookup_profile(
+        state,
+        caller,
+        body.kind,
+        body.value,
+        body.region,
+        body.purpose,
+    )
+    .await
 }
 
 /// "Why are these one person": identifiers, the evidence that links them (with provenance and
