@@ -293,6 +293,7 @@ fn bench_console_reports_each_page() {
         "overview",
         "audiences",
         "profile lookup",
+        "consents",
         "requests",
         "audit log",
         "exports",

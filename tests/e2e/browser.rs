@@ -576,6 +576,18 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     );
     browser.click("[data-testid=consent-record]");
     browser.wait_text("[data-testid=consent-recorded]", |t| t.contains("Granted"));
+    // The page's trend: the tally the server took when it started (nobody yet), then the
+    // count of now, drawn as points of the chart.
+    browser.find("[data-testid=consent-trend] svg circle");
+    let points = browser.script(
+        "return document.querySelector('[data-testid=consent-trend]').dataset.points",
+        json!([]),
+    );
+    assert!(
+        points.as_str().unwrap().parse::<u32>().unwrap() >= 2,
+        "a stored tally and now: {points}"
+    );
+    browser.screenshot("consents");
     browser.sign_out();
 
     // The DPO erases a person and sees the signed receipt.
@@ -679,6 +691,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
         "sources",
         "audiences",
         "profiles",
+        "consents",
         "exports",
         "recipients",
         "requests",

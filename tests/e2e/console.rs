@@ -608,3 +608,139 @@ fn an_audience_breakdown_withholds_small_counts_and_is_audited_once() {
     assert!(!breakdowns.is_empty());
     assert_eq!(breakdowns[0]["rules"], json!(["city", "tier", "rfm"]));
 }
+
+/// The consent trend: a node tallies the states per purpose every `trend_every_secs`; the
+/// trend shows a grant and the later withdrawal as points in time, withholds small counts,
+/// survives a restart, and refuses bad parameters.
+#[test]
+fn the_consent_trend_shows_grants_then_withdrawals_over_time() {
+    let dir = temp_dir();
+    let config = dir.path().join("cdp.toml");
+    std::fs::write(&config, "[consent]\ntrend_every_secs = 1\n").unwrap();
+    let data = dir.path().join("data");
+    let config_arg = ["--config", config.to_str().unwrap()];
+    let server = Server::start(&data, &config_arg, &[]).unwrap();
+    let admin = server.token(&data, &["admin"]);
+    let key = server.create_source(&admin, "shop", "web");
+    // 25 people arrive without a consent signal, 3 who say no to e-mail.
+    let batch: Vec<_> = (0..28)
+        .map(|i| {
+            let mut message = json!({"type": "identify", "userId": format!("c-{i}")});
+            if i >= 25 {
+                message["context"] = json!({"consent": {"categoryPreferences": {"email": false}}});
+            }
+            message
+        })
+        .collect();
+    let sent = server.ingest("/v1/batch", &key, &json!({ "batch": batch }));
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let record = |server: &Server, i: usize, status: &str| {
+        let answer = server.post_with(
+            "/v1/consents",
+            &admin,
+            &json!({"subject": {"type": "user_id", "value": format!("c-{i}")},
+                    "purpose": "marketing.email", "status": status, "notice_version": "2026-01",
+                    "source": "service desk call", "evidence": {"note": "asked by phone"}}),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    };
+    let trend = |server: &Server, query: &str| {
+        let answer = server.get_with(&format!("/v1/consents/trend{query}"), &admin);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    };
+    // Waits for a stored tally (not the live count) where `test` holds for marketing.email.
+    let wait_for_tally = |server: &Server, test: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let answer = trend(server, "?step=tally");
+            let points = answer["points"].as_array().unwrap().clone();
+            if points
+                .iter()
+                .any(|p| p["live"] != true && test(&p["purposes"]["marketing.email"]))
+            {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such tally: {answer}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    for i in 0..25 {
+        record(&server, i, "granted");
+    }
+    let granted = wait_for_tally(&server, &|email| email["granted"] == 25);
+    assert_eq!(granted["suppressed_below"], 20, "{granted}");
+    let point = granted["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["purposes"]["marketing.email"]["granted"] == 25)
+        .unwrap()
+        .clone();
+    assert!(
+        point["purposes"]["marketing.email"]["denied"].is_null(),
+        "3 people who denied are withheld: {point}"
+    );
+    assert_eq!(point["people"], 28, "{point}");
+    assert_eq!(point["purposes"]["analytics"]["none"], 28, "{point}");
+
+    // Everyone who granted withdraws (at the service desk): a later tally says so, the
+    // earlier one stays.
+    for i in 0..25 {
+        record(&server, i, "withdrawn");
+    }
+    let withdrawn = wait_for_tally(&server, &|email| email["withdrawn"] == 25);
+    let points = withdrawn["points"].as_array().unwrap();
+    let first_granted = points
+        .iter()
+        .position(|p| p["purposes"]["marketing.email"]["granted"] == 25)
+        .expect("the grant is still in the trend");
+    let first_withdrawn = points
+        .iter()
+        .position(|p| p["purposes"]["marketing.email"]["withdrawn"] == 25)
+        .unwrap();
+    assert!(first_granted < first_withdrawn, "{withdrawn}");
+    assert_eq!(
+        points[first_withdrawn]["purposes"]["marketing.email"]["granted"],
+        0
+    );
+    let last = points.last().unwrap();
+    assert_eq!(last["live"], true, "the last point is counted now: {last}");
+    assert_eq!(last["purposes"]["marketing.email"]["withdrawn"], 25);
+    // By day: one stored point for today (its last tally), then the live one.
+    let daily = trend(&server, "");
+    assert_eq!(daily["points"].as_array().unwrap().len(), 2, "{daily}");
+    assert_eq!(daily["days"], 30);
+
+    // Every role may read it (counts only); nobody without credentials.
+    let auditor = server.token(&data, &["auditor"]);
+    assert_eq!(server.get_with("/v1/consents/trend", &auditor).status, 200);
+    assert_eq!(server.get("/v1/consents/trend").status, 401);
+    for bad in [
+        "?days=0",
+        "?days=401",
+        "?days=many",
+        "?step=hour",
+        "?phone=1",
+    ] {
+        let answer = server.get_with(&format!("/v1/consents/trend{bad}"), &admin);
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.text());
+    }
+
+    // The tallies are stored: a restarted server still has them.
+    let (status, _) = server.stop_with("TERM");
+    assert!(status.success());
+    let server = Server::start(&data, &config_arg, &[]).unwrap();
+    let again = trend(&server, "?step=tally");
+    assert!(
+        again["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["live"] != true && p["purposes"]["marketing.email"]["granted"] == 25),
+        "{again}"
+    );
+}

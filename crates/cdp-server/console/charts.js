@@ -60,6 +60,61 @@ export function funnelChart(title, items) {
   return figure(title, svg);
 }
 
+// Lines over time: `xs` the labels of the points (dates, formatted by the caller), `series`
+// [{label, values}] with one value per point; a withheld value (null) breaks its line, so a
+// small count is never drawn as zero. Each point carries its exact figure as a tooltip.
+export function lineChart(title, xs, series, labels) {
+  const width = 560;
+  const height = 230;
+  const left = 52;
+  const right = 12;
+  const top = 10;
+  const bottom = 58;
+  const plotWidth = width - left - right;
+  const plotHeight = height - top - bottom;
+  const all = series.flatMap((line) => line.values.filter((v) => typeof v === 'number'));
+  const max = Math.max(1, ...all);
+  const x = (i) => left + (xs.length < 2 ? plotWidth / 2 : (plotWidth * i) / (xs.length - 1));
+  const y = (v) => top + plotHeight - (plotHeight * v) / max;
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, class: 'chart lines', role: 'img', 'aria-label': title });
+  [0, 0.5, 1].forEach((share) => {
+    const value = Math.round(max * share);
+    svg.append(
+      s('line', { x1: left, x2: width - right, y1: y(value), y2: y(value), class: 'grid' }),
+      s('text', { x: left - 6, y: y(value) + 4, 'text-anchor': 'end', class: 'label' }, labels.format(value)),
+    );
+  });
+  // The first and last dates under the axis (more would crowd it).
+  [0, xs.length - 1].filter((i, n, list) => i >= 0 && list.indexOf(i) === n).forEach((i) => {
+    svg.append(s('text', { x: x(i), y: top + plotHeight + 16, 'text-anchor': i === 0 && xs.length > 1 ? 'start' : 'end', class: 'label' }, xs[i]));
+  });
+  series.forEach((line, n) => {
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) svg.append(s('polyline', { points: run.join(' '), class: `line stroke-${n % 6}` }));
+      run = [];
+    };
+    line.values.forEach((value, i) => {
+      if (typeof value !== 'number') {
+        flush();
+        return;
+      }
+      run.push(`${x(i).toFixed(1)},${y(value).toFixed(1)}`);
+      svg.append(s('circle', { cx: x(i), cy: y(value), r: 3, class: `dot bar-${n % 6}` },
+        s('title', {}, `${line.label} · ${xs[i]} · ${labels.format(value)}`)));
+    });
+    flush();
+    // The legend, in rows of four under the dates.
+    const lx = left + (n % 4) * 125;
+    const ly = top + plotHeight + 34 + Math.floor(n / 4) * 16;
+    svg.append(
+      s('rect', { x: lx, y: ly - 9, width: 10, height: 10, class: `bar-${n % 6}` }),
+      s('text', { x: lx + 14, y: ly, class: 'label legend' }, line.label),
+    );
+  });
+  return figure(title, svg);
+}
+
 // The identity graph of one person: the profile in the middle, its identifiers around it,
 // coloured by type; each spoke is a link the evidence made.
 export function identityGraph(title, centre, nodes) {

@@ -16,6 +16,12 @@ const en = {
   'nav.overview': 'Overview',
   'nav.consents': 'Consents',
   'consent.coverage': 'Who agreed to what',
+  'consent.trend': 'Consents over time',
+  'consent.trend_hint': 'People per state for the purpose: one tally per day (the last of the day) and the count of now. Counts under {k} are not drawn; people who never answered are left out.',
+  'consent.trend_now': 'now',
+  'consent.trend_days': 'Period',
+  'consent.trend_days_n': 'Last {n} days',
+  'consent.trend_first': 'The server tallies consents at a fixed interval; the trend grows from the first tally.',
   'consent.new': 'Record a consent',
   'consent.new_hint': 'As the customer said it (at the desk, on the phone): the record keeps who recorded it, when, and the evidence.',
   'consent.notice': 'Privacy notice version',
@@ -352,6 +358,12 @@ const zh = {
   'nav.overview': '概览',
   'nav.consents': '同意管理',
   'consent.coverage': '同意情况',
+  'consent.trend': '同意状态趋势',
+  'consent.trend_hint': '该目的下各状态的人数：每天一个统计点（当天最后一次统计），以及当前实时计数。少于 {k} 人的计数不显示；从未表示的人不计入图表。',
+  'consent.trend_now': '现在',
+  'consent.trend_days': '时间范围',
+  'consent.trend_days_n': '最近 {n} 天',
+  'consent.trend_first': '服务器按固定间隔统计同意状态；趋势从第一次统计开始累积。',
   'consent.new': '记录同意',
   'consent.new_hint': '按客户的表示记录（柜台、电话）：记录会保存记录人、时间和证据。',
   'consent.notice': '隐私政策版本',
@@ -714,6 +726,11 @@ export function t(key, values = {}) {
 
 export function fmtNumber(value) {
   return new Intl.NumberFormat(current).format(value);
+}
+
+export function fmtDay(value) {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : new Intl.DateTimeFormat(current, { dateStyle: 'medium' }).format(date);
 }
 
 export function fmtDate(value) {

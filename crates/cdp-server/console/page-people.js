@@ -2,8 +2,8 @@
 
 import { api } from './api.js';
 import { h } from './dom.js';
-import { t, fmtNumber, fmtDate } from './i18n.js';
-import { barChart, identityGraph } from './charts.js';
+import { t, fmtNumber, fmtDate, fmtDay } from './i18n.js';
+import { barChart, identityGraph, lineChart } from './charts.js';
 import {
   COUNT_ROLES, BUILD_ROLES, PROFILE_ROLES, GRAPH_ROLES, REQUEST_ROLES, HANDLE_ROLES, AUDIT_ROLES, TIERS, LIFECYCLE, CHANNELS, IDENTIFIER_TYPES, REQUEST_TYPES, has, raw, code, display, errorBox, purposePicker, table, jsonText, charts, COVERAGE_PURPOSES, coverage, sha256Hex, saveBlob,
 } from './ui.js';
@@ -123,8 +123,44 @@ function showProfile(out, session, profile, purpose) {
 
 const CONSENT_ROLES = ['admin', 'dpo', 'customer_service'];
 
+// The states drawn in the trend, in the legend's order ("none" would dwarf the others).
+const TREND_STATES = ['granted', 'stale', 'denied', 'withdrawn'];
+
+async function trend(box, purpose, days) {
+  try {
+    const answer = await api('GET', `/v1/consents/trend?days=${days}`);
+    const points = answer.points || [];
+    const xs = points.map((p) => (p.live ? t('consent.trend_now') : fmtDay(p.at)));
+    const series = TREND_STATES.map((state) => ({
+      label: t(`consent.${state}`),
+      values: points.map((p) => (p.purposes[purpose] || {})[state] ?? null),
+    }));
+    box.replaceChildren(
+      h('div', { class: 'wide', 'data-testid': 'consent-trend', 'data-points': String(points.length) },
+        lineChart(`${t('consent.trend')} · ${t(`purpose.${purpose}`)}`, xs, series, { format: fmtNumber })),
+      h('p', { class: 'muted' }, t('consent.trend_hint', { k: fmtNumber(answer.suppressed_below) })),
+      ...(points.length < 2 ? [h('p', { class: 'muted' }, t('consent.trend_first'))] : []),
+    );
+  } catch (error) {
+    box.replaceChildren(errorBox(error));
+  }
+}
+
+function trendSection(root) {
+  const purpose = h('select', { 'data-testid': 'trend-purpose' }, COVERAGE_PURPOSES.map((p) => h('option', { value: p }, t(`purpose.${p}`))));
+  const days = h('select', { 'data-testid': 'trend-days' }, [30, 90, 365].map((n) => h('option', { value: n }, t('consent.trend_days_n', { n }))));
+  const box = h('div', { class: 'charts' });
+  const draw = () => trend(box, purpose.value, days.value);
+  purpose.addEventListener('change', draw);
+  days.addEventListener('change', draw);
+  root.append(h('section', {}, h('h2', {}, t('consent.trend')),
+    h('p', { class: 'inline' }, h('label', {}, t('common.purpose'), ' ', purpose), ' ', h('label', {}, t('consent.trend_days'), ' ', days)), box));
+  draw();
+}
+
 export function consentsPage(root, { session }) {
   root.append(h('h1', {}, t('nav.consents')));
+  trendSection(root);
   if (has(session, COUNT_ROLES) && session.allowed_purposes.length) {
     const picker = purposePicker(session, 'analytics');
     const box = h('div', { class: 'charts' });

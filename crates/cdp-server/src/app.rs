@@ -101,6 +101,7 @@ pub fn router(
         .routes(routes!(identity::decide))
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
+        .routes(routes!(consents::trend))
         .routes(routes!(audiences::count))
         .routes(routes!(audiences::breakdown))
         .routes(routes!(audiences::create, audiences::list))

@@ -49,6 +49,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub exports: ExportsSection,
     #[serde(default)]
+    pub consent: ConsentSection,
+    #[serde(default)]
     pub log: LogSection,
 }
 
@@ -79,6 +81,14 @@ pub struct RetentionSection {
     /// Days a finished export's file can be downloaded; the sweeper then deletes it with its
     /// key. Default 7, at most 30.
     pub export_file_days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentSection {
+    /// Seconds between tallies of the consent states per purpose (the trend of
+    /// `GET /v1/consents/trend` and the console's consents page). Default 3600.
+    pub trend_every_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +185,7 @@ pub struct Settings {
     pub computed: cdp_engine::computed::ComputedRules,
     pub index_refresh: Duration,
     pub retention_interval: Duration,
+    pub consent_tally_every: Duration,
     pub export_file_lifetime: time::Duration,
     pub dedup: cdp_engine::DedupSettings,
     pub max_body_bytes: usize,
@@ -248,6 +259,9 @@ impl Settings {
             ),
             retention_interval: Duration::from_secs(
                 file.retention.interval_hours.unwrap_or(24).max(1) * 3600,
+            ),
+            consent_tally_every: Duration::from_secs(
+                file.consent.trend_every_secs.unwrap_or(3600).max(1),
             ),
             export_file_lifetime: time::Duration::days(i64::from(export_file_days)),
             dedup: cdp_engine::DedupSettings {
@@ -378,6 +392,7 @@ mod tests {
         assert!(file.ingest.dedup_max_messages.is_some());
         assert!(file.retention.interval_hours.is_some());
         assert!(file.retention.export_file_days.is_some());
+        assert!(file.consent.trend_every_secs.is_some());
         assert!(file.store.verify.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
         let settings = Settings::resolve(

@@ -150,6 +150,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let schedule = Schedule {
         index_refresh: settings.index_refresh,
         retention_interval: settings.retention_interval,
+        consent_tally_every: settings.consent_tally_every,
     };
     let background = Background::start(&engine, schedule)?;
     tracing::info!(
@@ -271,11 +272,13 @@ pub(crate) struct Running {
 pub(crate) struct Schedule {
     index_refresh: std::time::Duration,
     retention_interval: std::time::Duration,
+    consent_tally_every: std::time::Duration,
 }
 
 /// The threads beside the HTTP server: the indexer following the change feed, the retention
 /// sweeper (every `[retention] interval_hours`, first after one interval; once across the
-/// nodes of a shared database) and the job sweeper (export jobs whose node stopped).
+/// nodes of a shared database) and the job sweeper (export jobs whose node stopped; the
+/// consent tally of each `[consent] trend_every_secs`, once across the nodes).
 pub(crate) struct Background {
     stop: Arc<std::sync::atomic::AtomicBool>,
     indexer: std::thread::JoinHandle<()>,
@@ -294,6 +297,7 @@ impl Background {
         let Schedule {
             index_refresh,
             retention_interval,
+            consent_tally_every,
         } = schedule;
         let indexer = Arc::new(cdp_engine::Indexer::new(
             engine.clone(),
@@ -367,11 +371,21 @@ impl Background {
                 .name("cdp-jobs".into())
                 .spawn(move || {
                     let mut waited = JOB_SWEEP;
+                    let mut tally_due = time::OffsetDateTime::UNIX_EPOCH;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         if waited >= JOB_SWEEP {
                             waited = std::time::Duration::ZERO;
                             if let Err(error) = engine.resume_orphaned_exports() {
                                 tracing::warn!(error = %error, "cannot look for export jobs to take over");
+                            }
+                        }
+                        if time::OffsetDateTime::now_utc() >= tally_due {
+                            match engine.tally_consents_if_due(consent_tally_every) {
+                                Ok((_, next)) => tally_due = next,
+                                Err(error) => {
+                                    tracing::warn!(error = %error, "cannot take the consent tally");
+                                    tally_due = time::OffsetDateTime::now_utc() + JOB_SWEEP;
+                                }
                             }
                         }
                         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -24,7 +24,7 @@ pub const DIMENSIONS: &[&str] = &[
     "consent",
 ];
 /// The purposes whose consent coverage the `consent` dimension counts.
-const COVERAGE_PURPOSES: &[&str] = &[
+pub(crate) const COVERAGE_PURPOSES: &[&str] = &[
     "analytics",
     "personalization",
     "marketing",

@@ -1,4 +1,5 @@
-//! The consent ledger: `POST /v1/consents`, `GET /v1/profiles/{id}/consents`.
+//! The consent ledger: `POST /v1/consents`, `GET /v1/profiles/{id}/consents`, and coverage over
+//! time, `GET /v1/consents/trend`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -116,4 +117,42 @@ pub(crate) async fn list(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("profile {id} not found")))?;
     as_json(view)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrendQuery {
+    /// Days back from now (default 30, at most 400).
+    days: Option<u32>,
+    /// `day` (default): the last tally of each day (UTC); `tally`: every tally.
+    step: Option<String>,
+}
+
+/// Consent coverage over time: people per consent state (granted, stale, denied, withdrawn,
+/// none) for the main purposes, from the tallies taken every `[consent] trend_every_secs`,
+/// then the live count of now. Counts of the whole population only; counts below the minimum
+/// audience size are withheld (`null`).
+#[utoipa::path(get, path = "/v1/consents/trend", tag = "consent", security(("bearer" = [])),
+    params(TrendQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn trend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<TrendQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ReadOverview)?;
+    let step = match query.step.as_deref() {
+        None | Some("day") => cdp_engine::consent::trend::TrendStep::Day,
+        Some("tally") => cdp_engine::consent::trend::TrendStep::Tally,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("step {other:?} is not one of day, tally"),
+            ));
+        }
+    };
+    let days = query.days.unwrap_or(30);
+    let engine = state.engine.clone();
+    let trend = blocking(move || engine.consent_trend(days, step)).await?;
+    as_json(trend)
 }

@@ -70,6 +70,16 @@ fn pages(lookup_phone: &str) -> Vec<(&'static str, Vec<Call>)> {
                 serde_json::json!({"type": "phone", "value": lookup_phone, "region": "CN", "purpose": "customer_service"}),
             )],
         ),
+        (
+            "consents",
+            vec![
+                get("/v1/consents/trend?days=30"),
+                post(
+                    "/v1/audiences/breakdown",
+                    serde_json::json!({"query": "tier:*", "purpose": "analytics", "dimensions": ["consent"]}),
+                ),
+            ],
+        ),
         ("requests", vec![get("/v1/requests")]),
         ("audit log", vec![get("/v1/audit?latest=true&limit=500")]),
         (
