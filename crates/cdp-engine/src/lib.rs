@@ -29,7 +29,7 @@ pub mod read;
 pub mod recipients;
 pub mod records;
 pub mod requests;
-mod sources;
+pub mod sources;
 mod suspects;
 mod write;
 

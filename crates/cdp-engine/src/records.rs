@@ -202,6 +202,11 @@ pub struct SourceRecord {
         with = "time::serde::rfc3339::option"
     )]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Web origins (`https://shop.example.cn`) whose pages may send with its write key: a
+    /// request carrying an `Origin` header is refused unless it is listed, and only listed
+    /// origins get CORS answers. Empty: no browser page may use the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where a piece of data came from.

@@ -23,8 +23,8 @@ use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, observe_edge, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    accounts, audiences, audit, consents, exports, identity, ingest, policies, profiles, requests,
-    sources, system,
+    accounts, audiences, audit, browser, consents, exports, identity, ingest, policies, profiles,
+    requests, sources, system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -80,6 +80,14 @@ pub fn router(
         .routes(routes!(ingest::alias))
         .routes(routes!(ingest::batch))
         .routes(routes!(ingest::import))
+        .routes(routes!(ingest::identify_short))
+        .routes(routes!(ingest::track_short))
+        .routes(routes!(ingest::page_short))
+        .routes(routes!(ingest::screen_short))
+        .routes(routes!(ingest::group_short))
+        .routes(routes!(ingest::alias_short))
+        .routes(routes!(ingest::batch_short))
+        .routes(routes!(browser::settings))
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::unlock))
@@ -90,7 +98,7 @@ pub fn router(
         ))
         .routes(routes!(sources::create_source, sources::list_sources))
         .routes(routes!(sources::rotate_source))
-        .routes(routes!(sources::revoke_source))
+        .routes(routes!(sources::revoke_source, sources::update_source))
         .routes(routes!(sources::source_activity))
         .routes(routes!(profiles::lookup, profiles::lookup_by_body))
         .routes(routes!(profiles::get_profile))
@@ -136,6 +144,10 @@ pub fn router(
     let routed = routes
         .merge(crate::console::routes())
         .fallback(system::fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            browser::browser_cors,
+        ))
         .layer(middleware::from_fn_with_state(metrics.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state);

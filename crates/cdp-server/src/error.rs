@@ -47,6 +47,7 @@ error_codes! {
     CodeRequired => ("code_required", UNAUTHORIZED, "The password is right; the account also needs its one-time code (`code`)."),
     AccountLocked => ("account_locked", TOO_MANY_REQUESTS, "Too many failed sign-ins: the account is locked for a while (details say until when) or until an administrator unlocks it."),
     Forbidden => ("forbidden", FORBIDDEN, "The credentials do not allow this request."),
+    OriginNotAllowed => ("origin_not_allowed", FORBIDDEN, "A web page of an origin the source does not list in its allowed_origins sent with its write key (PATCH /v1/sources/{id} to add it)."),
     CsrfRejected => ("csrf_rejected", FORBIDDEN, "A console request that changes something must carry the session's X-CSRF-Token header and come from this server's own pages."),
     PurposeRequired => ("purpose_required", FORBIDDEN, "A read of personal data must state its purpose (`purpose` query parameter)."),
     PolicyDenied => ("policy_denied", FORBIDDEN, "The policies deny this use of personal data; details hold the decision with its reasons and articles."),

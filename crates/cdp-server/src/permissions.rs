@@ -83,7 +83,7 @@ impl Permission {
     /// The routes (`METHOD /path` as in the router) that need it.
     pub fn routes(self) -> &'static [&'static str] {
         match self {
-            Permission::ReadOverview => &["GET /v1/overview"],
+            Permission::ReadOverview => &["GET /v1/overview", "GET /v1/consents/trend"],
             Permission::ManageAccounts => &[
                 "POST /v1/accounts",
                 "GET /v1/accounts",
@@ -95,6 +95,7 @@ impl Permission {
                 "GET /v1/sources",
                 "POST /v1/sources/{id}/rotate",
                 "DELETE /v1/sources/{id}",
+                "PATCH /v1/sources/{id}",
                 "GET /v1/sources/{id}/activity",
             ],
             Permission::Import => &["POST /v1/import"],

@@ -128,6 +128,15 @@ impl ServerArgs {
         self.answer(response)
     }
 
+    pub fn patch(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let token = self.token()?;
+        let response = Self::agent()
+            .patch(&self.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body);
+        self.answer(response)
+    }
+
     pub fn post(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let token = self.token()?;
         let response = Self::agent()

@@ -1,4 +1,5 @@
-//! `cdp sources add|list`: clients of `POST/GET /v1/sources`.
+//! `cdp sources add|list|origins`: clients of `POST/GET /v1/sources` and
+//! `PATCH /v1/sources/{id}`.
 
 use clap::{Args, Subcommand};
 
@@ -10,6 +11,20 @@ pub enum SourcesCommand {
     Add(AddArgs),
     /// List sources.
     List(ServerArgs),
+    /// Set the web origins whose pages may send with a source's write key (replaces the list;
+    /// none: no web page may).
+    Origins(OriginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginsArgs {
+    /// The source's id (`cdp sources list`).
+    id: String,
+    /// A web origin such as https://shop.example.cn (repeat for several).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -22,6 +37,9 @@ pub struct AddArgs {
     /// Region for phone numbers without a country code (CN, DE...).
     #[arg(long)]
     default_region: Option<String>,
+    /// A web origin whose pages may send with the write key (repeat for several).
+    #[arg(long = "allow-origin")]
+    allow_origin: Vec<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -36,6 +54,7 @@ pub fn run(command: SourcesCommand) -> anyhow::Result<()> {
                     "name": args.name,
                     "channel": args.channel,
                     "default_region": args.default_region,
+                    "allowed_origins": args.allow_origin,
                 }),
             )?;
             println!("source    {}", answer["id"].as_str().unwrap_or_default());
@@ -49,6 +68,23 @@ pub fn run(command: SourcesCommand) -> anyhow::Result<()> {
                 answer["write_key"].as_str().unwrap_or_default()
             );
             println!("(the write key is shown only now; it is stored hashed)");
+        }
+        SourcesCommand::Origins(args) => {
+            let answer = args.server.patch(
+                &format!("/v1/sources/{}", args.id),
+                &serde_json::json!({ "allowed_origins": args.allow }),
+            )?;
+            let origins: Vec<&str> = answer["allowed_origins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o.as_str())
+                .collect();
+            if origins.is_empty() {
+                println!("no web page may send with this source's write key");
+            } else {
+                println!("pages of these origins may send: {}", origins.join(" "));
+            }
         }
         SourcesCommand::List(server) => {
             let answer = server.get("/v1/sources")?;

@@ -243,7 +243,7 @@ fn session_answer(state: &AppState, signed_in: &cdp_engine::SignedIn) -> Session
 
 /// Whether the browser reached us over TLS (a TLS-terminating proxy says so): the cookie is
 /// then `Secure`, never sent over plain HTTP.
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     let header = |name: &str| {
         headers
             .get(name)

@@ -1,4 +1,7 @@
-//! Segment-compatible ingestion: `POST /v1/{identify,track,page,screen,group,alias,batch}`.
+//! Segment-compatible ingestion: `POST /v1/{identify,track,page,screen,group,alias,batch}`,
+//! and the short paths Segment's browser library posts to (`/v1/{i,t,p,s,g,a,b}`), with
+//! `text/plain` bodies as browsers send them; a request from a web page is checked against
+//! its source's allowed origins (`browser.rs`).
 
 use std::io::Read;
 
@@ -118,7 +121,8 @@ async fn ingest(
         .ok_or_else(missing_write_key)?;
     let batched = implied.is_none();
     let engine = state.engine.clone();
-    run_ingest(state, parsed.messages, batched, move || {
+    let origin = crate::routes::browser::origin_of(&headers);
+    run_ingest(state, parsed.messages, batched, origin, move || {
         engine.source_for_write_key(&write_key)
     })
     .await
@@ -152,22 +156,31 @@ async fn authenticate(
 }
 
 /// Ingests as the source `source` finds, off the async threads; answers only once durable.
+/// A request from a web page (`origin`) is refused, before anything is stored, unless the
+/// source lists the page's origin.
 async fn run_ingest(
     state: AppState,
     messages: Vec<cdp_core::segment::Message>,
     batched: bool,
+    origin: Option<String>,
     source: impl FnOnce() -> Result<cdp_engine::records::SourceRecord, cdp_engine::EngineError>
     + Send
     + 'static,
 ) -> Result<Json<IngestAnswer>, ApiError> {
     let engine = state.engine.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let source = source()?;
-        engine.ingest(&source, messages, batched)
+        let source = source().map_err(engine_error)?;
+        if let Some(origin) = origin
+            && !source.allows_origin(&origin)
+        {
+            return Err(crate::routes::browser::origin_refused(&origin, &source));
+        }
+        engine
+            .ingest(&source, messages, batched)
+            .map_err(engine_error)
     })
     .await
-    .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
-    .map_err(engine_error)?;
+    .map_err(|_| ApiError::from_code(ErrorCode::Internal))??;
     if let Some(ticket) = report.ticket {
         // Acknowledged means durable: answer only after the group commit flushed this batch.
         ticket
@@ -196,6 +209,7 @@ macro_rules! ingest_route {
                 (status = 200, description = "Stored and durable.", body = IngestAnswer),
                 (status = 400, description = "Invalid JSON, encoding or message; nothing was stored.", body = crate::ErrorBody),
                 (status = 401, description = "Missing or unknown write key.", body = crate::ErrorBody),
+                (status = 403, description = "Sent by a web page of an origin the source does not list.", body = crate::ErrorBody),
                 (status = 413, description = "Body too large.", body = crate::ErrorBody),
             ))]
         pub(crate) async fn $name(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<IngestAnswer>, ApiError> {
@@ -247,6 +261,50 @@ ingest_route!(
     "Segment batch: up to 500 KB of messages, accepted or refused whole."
 );
 
+// The short paths of Segment's browser library (`{apiHost}/{first letter of the type}`).
+ingest_route!(
+    identify_short,
+    "/v1/i",
+    Some(MessageType::Identify),
+    "Segment identify, at the browser library's short path."
+);
+ingest_route!(
+    track_short,
+    "/v1/t",
+    Some(MessageType::Track),
+    "Segment track, at the browser library's short path."
+);
+ingest_route!(
+    page_short,
+    "/v1/p",
+    Some(MessageType::Page),
+    "Segment page, at the browser library's short path."
+);
+ingest_route!(
+    screen_short,
+    "/v1/s",
+    Some(MessageType::Screen),
+    "Segment screen, at the browser library's short path."
+);
+ingest_route!(
+    group_short,
+    "/v1/g",
+    Some(MessageType::Group),
+    "Segment group, at the browser library's short path."
+);
+ingest_route!(
+    alias_short,
+    "/v1/a",
+    Some(MessageType::Alias),
+    "Segment alias, at the browser library's short path."
+);
+ingest_route!(
+    batch_short,
+    "/v1/b",
+    None,
+    "Segment batch, where the browser library's batching delivery posts."
+);
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub(crate) struct ImportQuery {
     /// The source (by name) the messages are recorded as coming from.
@@ -277,7 +335,8 @@ pub(crate) async fn import(
     let body = decode_body(&headers, body, limits.max_batch_bytes)?;
     let parsed =
         parse_body(&body, None, OffsetDateTime::now_utc(), &limits).map_err(field_error)?;
-    run_ingest(state, parsed.messages, true, move || {
+    // Operators' imports come from programs, never from a web page's origin.
+    run_ingest(state, parsed.messages, true, None, move || {
         engine
             .source_by_name(&query.source)?
             .ok_or_else(|| cdp_engine::EngineError::NotFound(format!("source {:?}", query.source)))

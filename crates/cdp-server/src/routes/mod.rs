@@ -2,6 +2,7 @@ pub(crate) mod accounts;
 pub(crate) mod audiences;
 pub(crate) mod audit;
 pub(crate) mod body;
+pub(crate) mod browser;
 pub(crate) mod consents;
 pub(crate) mod exports;
 pub(crate) mod identity;

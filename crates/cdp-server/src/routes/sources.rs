@@ -1,4 +1,5 @@
-//! `POST /v1/sources`, `GET /v1/sources`.
+//! Sources and their write keys: `POST/GET /v1/sources`, `PATCH/DELETE /v1/sources/{id}`,
+//! `POST /v1/sources/{id}/rotate`, `GET /v1/sources/{id}/activity`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -22,6 +23,17 @@ pub(crate) struct CreateSource {
     channel: String,
     /// ISO 3166 alpha-2 region for phone numbers without a country code (CN, DE...).
     default_region: Option<String>,
+    /// Web origins (`https://shop.example.cn`) whose pages may send with the write key
+    /// (Segment's browser library, `sendBeacon`); none by default.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateSource {
+    /// Replaces the list of web origins whose pages may send with the write key.
+    allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,6 +48,8 @@ pub(crate) struct SourceAnswer {
     /// Revoked sources ingest nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked_at: Option<String>,
+    /// Web origins whose pages may send with the write key.
+    allowed_origins: Vec<String>,
     /// Shown only once, at creation or rotation. Stored hashed.
     #[serde(skip_serializing_if = "Option::is_none")]
     write_key: Option<String>,
@@ -53,6 +67,7 @@ fn answer(source: SourceRecord, write_key: Option<String>) -> SourceAnswer {
         name: source.name,
         channel: source.channel.as_str().into(),
         default_region: source.default_region,
+        allowed_origins: source.allowed_origins,
         created_at: source
             .created_at
             .format(&time::format_description::well_known::Rfc3339)
@@ -84,7 +99,12 @@ pub(crate) async fn create_source(
     })?;
     let engine = state.engine.clone();
     let (source, write_key, ticket) = tokio::task::spawn_blocking(move || {
-        engine.create_source(&body.name, channel, body.default_region.as_deref())
+        engine.create_source_for_origins(
+            &body.name,
+            channel,
+            body.default_region.as_deref(),
+            &body.allowed_origins,
+        )
     })
     .await
     .map_err(|_| ApiError::from_code(ErrorCode::Internal))?
@@ -124,6 +144,31 @@ pub(crate) async fn rotate_source(
     ticket.durable().await.map_err(|e| engine_error(e.into()))?;
     tracing::info!(source = %source.id, subject = %caller.0.sub, "source write key rotated");
     Ok(Json(answer(source, Some(write_key))))
+}
+
+/// Replaces the web origins whose pages may send with the source's write key (from the next
+/// request on).
+#[utoipa::path(patch, path = "/v1/sources/{id}", tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateSource,
+    responses((status = 200, body = SourceAnswer), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+        (status = 409, description = "The source is revoked.", body = crate::ErrorBody)))]
+pub(crate) async fn update_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<UpdateSource>,
+) -> Result<Json<SourceAnswer>, ApiError> {
+    caller.require(Permission::ManageSources)?;
+    let body = body.parse()?;
+    let engine = state.engine.clone();
+    let (source, ticket) = crate::routes::profiles::blocking(move || {
+        engine.set_source_origins(&id, &body.allowed_origins)
+    })
+    .await?;
+    ticket.durable().await.map_err(|e| engine_error(e.into()))?;
+    tracing::info!(source = %source.id, origins = source.allowed_origins.len(), subject = %caller.0.sub, "source origins changed");
+    Ok(Json(answer(source, None)))
 }
 
 /// Revokes a source: its write key stops working at once, for good.

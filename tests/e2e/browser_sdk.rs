@@ -1,0 +1,368 @@
+//! Browser tracking with Segment's real browser library: `@segment/analytics-next` from npm,
+//! bundled by `scripts/browser-sdk` as a shop would, on a shop page served from another
+//! origin than the API, in headless Chromium (`webdriver.rs`). The library is pointed at
+//! `cdp serve` with its `cdnURL` alone: it fetches its settings from the server, which points
+//! its `Segment.io` destination back at the server's short paths (`/v1/p`, `/v1/i`, `/v1/t`,
+//! and `/v1/b` when it batches). The browser enforces CORS for real: a page of an origin the
+//! source does not list cannot send, and the server stores nothing it sends.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Response, Server, http, temp_dir};
+use crate::webdriver::Driver;
+
+/// The bundled library (`scripts/browser-sdk` installs it from npm and bundles it once).
+fn bundle() -> Vec<u8> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser-sdk");
+    let output = Command::new(&script)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    assert!(
+        output.status.success(),
+        "scripts/browser-sdk failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+}
+
+/// A shop's web site: a page that loads the bundled library, on a port (an origin) of its
+/// own. Serves every GET until the test ends.
+struct ShopSite {
+    addr: SocketAddr,
+}
+
+impl ShopSite {
+    fn start(script: Vec<u8>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let page = b"<!doctype html><html><head><meta charset=utf-8><title>Tea shop</title>\
+            <script src=\"/analytics.js\"></script></head><body><h1>Tea shop</h1></body></html>"
+            .to_vec();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let (kind, body) = match path {
+                    "/analytics.js" => ("text/javascript", &script),
+                    "/" => ("text/html; charset=utf-8", &page),
+                    _ => ("text/plain", &Vec::new()),
+                };
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+            }
+        });
+        Self { addr }
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn events_of(server: &Server, admin: &str, profile: &str) -> Vec<Value> {
+    server
+        .get_with(
+            &format!("/v1/profiles/{profile}/events?purpose=essential.service"),
+            admin,
+        )
+        .json()["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits for a profile of `user_id` with at least `events` events; returns its id.
+fn wait_for_person(server: &Server, admin: &str, user_id: &str, events: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(id) = server.profile_of(admin, "user_id", user_id)
+            && events_of(server, admin, &id).len() >= events
+        {
+            return id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user_id} never arrived with {events} events"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn with_origin(server: &Server, method: &str, path: &str, origin: &str, body: &[u8]) -> Response {
+    http(
+        server.addr,
+        method,
+        path,
+        &[("Origin", origin), ("Content-Type", "text/plain")],
+        body,
+    )
+}
+
+#[test]
+fn segments_browser_library_tracks_a_shop_page_into_one_person() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let script = bundle();
+    let shop = ShopSite::start(script.clone());
+    let elsewhere = ShopSite::start(script);
+    let created = server.post_with(
+        "/v1/sources",
+        &admin,
+        &json!({"name": "web shop", "channel": "web", "default_region": "CN",
+                "allowed_origins": [format!("{}/", shop.origin())]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let created = created.json();
+    assert_eq!(created["allowed_origins"], json!([shop.origin()]));
+    let write_key = created["write_key"].as_str().unwrap().to_string();
+    let api = server.base_url();
+
+    let driver = Driver::start();
+    let browser = driver.browser("zh-CN");
+    browser.open(&format!("{}/", shop.origin()));
+    // The shop's page loads the library with only the cdnURL changed, as the README shows.
+    let sent = browser.script_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const [analytics] = await AnalyticsBrowser.load({{ writeKey: '{write_key}', cdnURL: '{api}' }});
+           const failed = [];
+           for (const ctx of [
+             await analytics.page('Home'),
+             await analytics.identify('web-1', {{ email: 'li.na@example.cn', name: '李娜' }}),
+             await analytics.track('Order Completed', {{ order_id: 'o-1', revenue: 199, currency: 'CNY' }}),
+           ]) {{ if (ctx.failedDelivery()) failed.push(String(ctx.failedDelivery().reason)); }}
+           done({{ failed, anonymousId: analytics.user().anonymousId() }});
+         }})().catch((error) => done({{ error: String(error) }}));"
+    ));
+    assert_eq!(sent["failed"], json!([]), "{sent}");
+    let anonymous_id = sent["anonymousId"].as_str().unwrap().to_string();
+    let person = wait_for_person(&server, &admin, "web-1", 3);
+    // The page view before identify and the events after it are one person's.
+    assert_eq!(
+        server
+            .profile_of(&admin, "anonymous_id", &anonymous_id)
+            .as_deref(),
+        Some(person.as_str())
+    );
+    assert_eq!(
+        server
+            .profile_of(&admin, "email", "li.na@example.cn")
+            .as_deref(),
+        Some(person.as_str())
+    );
+    let events = events_of(&server, &admin, &person);
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"]["type"].as_str())
+        .collect();
+    for kind in ["page", "identify", "track"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+    let track = events
+        .iter()
+        .find(|e| e["message"]["type"] == "track")
+        .unwrap();
+    assert_eq!(track["message"]["event"], "Order Completed");
+    assert_eq!(
+        track["message"]["context"]["page"]["url"],
+        format!("{}/", shop.origin()),
+        "the library's page context arrives: {track}"
+    );
+
+    // Batching delivery posts to /v1/b; sendBeacon (as pages do when they unload) to /v1/t.
+    let batched = browser.script_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const [analytics] = await AnalyticsBrowser.load(
+             {{ writeKey: '{write_key}', cdnURL: '{api}' }},
+             {{ integrations: {{ 'Segment.io': {{ deliveryStrategy: {{ strategy: 'batching', config: {{ size: 3, timeout: 200 }} }} }} }} }});
+           analytics.reset();
+           await analytics.identify('web-2');
+           await analytics.track('Product Viewed', {{ sku: 'tea-1' }});
+           await analytics.track('Product Added', {{ sku: 'tea-1' }});
+           const beacon = navigator.sendBeacon('{api}/v1/t', JSON.stringify({{
+             writeKey: '{write_key}', userId: 'web-3', event: 'Checkout Left', messageId: 'beacon-1' }}));
+           done({{ beacon }});
+         }})().catch((error) => done({{ error: String(error) }}));"
+    ));
+    assert_eq!(batched["beacon"], true, "{batched}");
+    wait_for_person(&server, &admin, "web-2", 3);
+    wait_for_person(&server, &admin, "web-3", 1);
+    // The library spoke the short paths and fetched its settings from the server.
+    let logs = server.logs();
+    for route in [
+        "/v1/projects/{write_key}/settings",
+        "/v1/p",
+        "/v1/i",
+        "/v1/t",
+        "/v1/b",
+    ] {
+        assert!(
+            logs.contains(&format!("\"route\":\"{route}\",\"status\":200")),
+            "no successful request to {route}:\n{logs}"
+        );
+    }
+
+    // A page of an origin the source does not list: the browser may not read the answer
+    // (no CORS headers), and the server stored nothing it sent.
+    browser.open(&format!("{}/", elsewhere.origin()));
+    let refused = browser.script_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         const body = JSON.stringify({{ writeKey: '{write_key}', userId: 'stolen-1', event: 'Fake Order' }});
+         navigator.sendBeacon('{api}/v1/t', body);
+         fetch('{api}/v1/t', {{ method: 'POST', headers: {{ 'Content-Type': 'text/plain' }}, body }})
+           .then((r) => done({{ status: r.status }}), (e) => done({{ blocked: e.name }}));"
+    ));
+    assert_eq!(refused["blocked"], "TypeError", "{refused}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.profile_of(&admin, "user_id", "stolen-1"), None);
+
+    // What the browser saw, spelt out over plain HTTP.
+    let preflight = http(
+        server.addr,
+        "OPTIONS",
+        "/v1/t",
+        &[
+            ("Origin", &shop.origin()),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            ),
+        ],
+        b"",
+    );
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    let head = preflight.head.to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("access-control-allow-origin: {}", shop.origin())),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-headers:"), "{head}");
+    let foreign = http(
+        server.addr,
+        "OPTIONS",
+        "/v1/t",
+        &[
+            ("Origin", &elsewhere.origin()),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(foreign.status, 403);
+    assert!(
+        !foreign
+            .head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{foreign:?}"
+    );
+    let body = json!({"writeKey": write_key, "userId": "stolen-2", "event": "Fake"}).to_string();
+    let stolen = with_origin(
+        &server,
+        "POST",
+        "/v1/t",
+        &elsewhere.origin(),
+        body.as_bytes(),
+    );
+    assert_eq!(stolen.status, 403, "{}", stolen.text());
+    assert_eq!(stolen.json()["error"]["code"], "origin_not_allowed");
+    assert!(
+        stolen.text().contains("allowed_origins"),
+        "{}",
+        stolen.text()
+    );
+    let settings = with_origin(
+        &server,
+        "GET",
+        &format!("/v1/projects/{write_key}/settings"),
+        &shop.origin(),
+        b"",
+    );
+    assert_eq!(settings.status, 200, "{}", settings.text());
+    assert_eq!(
+        settings.json()["integrations"]["Segment.io"]["apiHost"],
+        format!("{}/v1", server.addr)
+    );
+    assert_eq!(
+        server
+            .get("/v1/projects/cdpwk_000000000000/settings")
+            .status,
+        404
+    );
+
+    // The list can change: the other origin is allowed from the next request on.
+    let source = created["id"].as_str().unwrap();
+    let bad = http(
+        server.addr,
+        "PATCH",
+        &format!("/v1/sources/{source}"),
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"allowed_origins": ["https://*.example.cn"]}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("wildcard"), "{}", bad.text());
+    let both = json!({"allowed_origins": [shop.origin(), elsewhere.origin()]}).to_string();
+    let changed = http(
+        server.addr,
+        "PATCH",
+        &format!("/v1/sources/{source}"),
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        both.as_bytes(),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let body =
+        json!({"writeKey": write_key, "userId": "partner-1", "event": "Visited"}).to_string();
+    let accepted = with_origin(
+        &server,
+        "POST",
+        "/v1/t",
+        &elsewhere.origin(),
+        body.as_bytes(),
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    // Revoked: the settings are gone and the key sends nothing.
+    let revoked = http(
+        server.addr,
+        "DELETE",
+        &format!("/v1/sources/{source}"),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        b"",
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(
+        server
+            .get(&format!("/v1/projects/{write_key}/settings"))
+            .status,
+        404
+    );
+}
