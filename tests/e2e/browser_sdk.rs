@@ -328,18 +328,26 @@ fn segments_browser_library_tracks_a_shop_page_into_one_person() {
     );
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert!(bad.text().contains("wildcard"), "{}", bad.text());
-    let both = json!({"allowed_origins": [shop.origin(), elsewhere.origin()]}).to_string();
-    let changed = http(
-        server.addr,
-        "PATCH",
-        &format!("/v1/sources/{source}"),
-        &[
-            ("Authorization", &format!("Bearer {admin}")),
-            ("Content-Type", "application/json"),
-        ],
-        both.as_bytes(),
+    let changed = crate::support::run(crate::support::cdp().args([
+        "sources",
+        "origins",
+        source,
+        "--allow",
+        &shop.origin(),
+        "--allow",
+        &elsewhere.origin(),
+        "--server",
+        &server.base_url(),
+        "--token",
+        &admin,
+    ]));
+    let said = crate::support::text(&changed.stdout);
+    assert!(
+        changed.status.success(),
+        "{}",
+        crate::support::text(&changed.stderr)
     );
-    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert!(said.contains(&elsewhere.origin()), "{said}");
     let body =
         json!({"writeKey": write_key, "userId": "partner-1", "event": "Visited"}).to_string();
     let accepted = with_origin(
