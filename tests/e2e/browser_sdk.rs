@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use crate::support::{Response, Server, http, temp_dir};
 use crate::webdriver::Driver;
 
-/// The bundled library (`scripts/browser-sdk` installs it from npm and bundles it once).
-fn bundle() -> Vec<u8> {
+/// A library of `target/browser-sdk/` (`scripts/browser-sdk` installs them from npm and
+/// bundles Segment's once): `analytics.js` or `sensorsdata.min.js`.
+pub(crate) fn library(name: &str) -> Vec<u8> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser-sdk");
     let output = Command::new(&script)
         .output()
@@ -28,22 +29,22 @@ fn bundle() -> Vec<u8> {
         "scripts/browser-sdk failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let path = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
 
-/// A shop's web site: a page that loads the bundled library, on a port (an origin) of its
-/// own. Serves every GET until the test ends.
-struct ShopSite {
+/// A shop's web site: a page that loads a tracking library (`/library.js`), on a port (an
+/// origin) of its own. Serves every GET until the test ends.
+pub(crate) struct ShopSite {
     addr: SocketAddr,
 }
 
 impl ShopSite {
-    fn start(script: Vec<u8>) -> Self {
+    pub(crate) fn start(script: Vec<u8>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let page = b"<!doctype html><html><head><meta charset=utf-8><title>Tea shop</title>\
-            <script src=\"/analytics.js\"></script></head><body><h1>Tea shop</h1></body></html>"
+            <script src=\"/library.js\"></script></head><body><h1>Tea shop</h1></body></html>"
             .to_vec();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -56,7 +57,7 @@ impl ShopSite {
                 let head = String::from_utf8_lossy(&head);
                 let path = head.split_whitespace().nth(1).unwrap_or("/");
                 let (kind, body) = match path {
-                    "/analytics.js" => ("text/javascript", &script),
+                    "/library.js" => ("text/javascript", &script),
                     "/" => ("text/html; charset=utf-8", &page),
                     _ => ("text/plain", &Vec::new()),
                 };
@@ -76,7 +77,7 @@ impl ShopSite {
         Self { addr }
     }
 
-    fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -125,7 +126,7 @@ fn segments_browser_library_tracks_a_shop_page_into_one_person() {
     let dir = temp_dir();
     let server = Server::start(dir.path(), &[], &[]).unwrap();
     let admin = server.token(dir.path(), &["admin"]);
-    let script = bundle();
+    let script = library("analytics.js");
     let shop = ShopSite::start(script.clone());
     let elsewhere = ShopSite::start(script);
     let created = server.post_with(
@@ -372,5 +373,121 @@ fn segments_browser_library_tracks_a_shop_page_into_one_person() {
             .get(&format!("/v1/projects/{write_key}/settings"))
             .status,
         404
+    );
+}
+
+/// The Sensors Analytics web SDK (`sa-sdk-javascript`, as it ships on npm) on a shop page, by
+/// image requests (its default) and by AJAX: an anonymous visitor's page view and the events
+/// after `login` are one person, the same one a Segment library names by the login id; a page
+/// of an origin the source does not list is refused.
+#[test]
+fn the_sensors_web_sdk_tracks_a_shop_page_into_one_person() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let script = library("sensorsdata.min.js");
+    let shop = ShopSite::start(script.clone());
+    let elsewhere = ShopSite::start(script);
+    let created = server.post_with(
+        "/v1/sources",
+        &admin,
+        &json!({"name": "web shop (sensors)", "channel": "web", "default_region": "CN",
+                "allowed_origins": [shop.origin()]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let write_key = created.json()["write_key"].as_str().unwrap().to_string();
+    let server_url = format!("{}/sa?project=default&token={write_key}", server.base_url());
+
+    let driver = Driver::start();
+    for (send_type, user) in [("image", "sa-web-1"), ("ajax", "sa-web-2")] {
+        // A new visitor each time (a browser profile of its own: no cookie of the last one).
+        let browser = driver.browser("zh-CN");
+        browser.open(&format!("{}/", shop.origin()));
+        let sent = browser.script_async(&format!(
+            "const done = arguments[arguments.length - 1];
+             const sensors = window.sensorsDataAnalytic201505;
+             sensors.init({{ server_url: '{server_url}', send_type: '{send_type}', show_log: false,
+                             is_track_single_page: false, heatmap: {{}} }});
+             const anonymous = sensors.store.getDistinctId();
+             sensors.quick('autoTrack');
+             sensors.login('{user}');
+             sensors.track('BuyTea', {{ price: 88, tea: 'Longjing' }});
+             done({{ anonymous }});"
+        ));
+        let anonymous = sent["anonymous"].as_str().unwrap().to_string();
+        // $pageview, $SignUp and BuyTea (login aliases the page view's anonymous id).
+        let person = wait_for_person(&server, &admin, user, 3);
+        assert_eq!(
+            server
+                .profile_of(&admin, "anonymous_id", &anonymous)
+                .as_deref(),
+            Some(person.as_str()),
+            "{send_type}"
+        );
+        let events = events_of(&server, &admin, &person);
+        let summary: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                let message = &e["message"];
+                (
+                    message["type"].as_str().unwrap_or_default().to_string(),
+                    message["event"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            summary.contains(&("page".into(), String::new())),
+            "{send_type}: {summary:?}"
+        );
+        assert!(
+            summary.contains(&("track".into(), "BuyTea".into())),
+            "{send_type}: {summary:?}"
+        );
+        let buy = events
+            .iter()
+            .find(|e| e["message"]["event"] == "BuyTea")
+            .unwrap();
+        assert_eq!(buy["message"]["context"]["library"]["name"], "sensors-js");
+        // The same member through a Segment library lands on the same person.
+        let segment = server.ingest(
+            "/v1/track",
+            &write_key,
+            &json!({"userId": user, "event": "Order Completed"}),
+        );
+        assert_eq!(segment.status, 200);
+        assert_eq!(
+            server.profile_of(&admin, "user_id", user).as_deref(),
+            Some(person.as_str())
+        );
+    }
+    let logs = server.logs();
+    // Image requests (GET) and AJAX (POST), both to the `/sa.gif` the SDK makes of `/sa`.
+    for method in ["GET", "POST"] {
+        assert!(
+            logs.contains(&format!(
+                "\"method\":\"{method}\",\"route\":\"/sa.gif\",\"status\":200"
+            )),
+            "no {method} /sa.gif:\n{logs}"
+        );
+    }
+
+    // A page elsewhere with the same key: its image requests are refused (the Referer names
+    // its origin), and nothing is stored.
+    let browser = driver.browser("zh-CN");
+    browser.open(&format!("{}/", elsewhere.origin()));
+    browser.script_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         const sensors = window.sensorsDataAnalytic201505;
+         sensors.init({{ server_url: '{server_url}', show_log: false, is_track_single_page: false, heatmap: {{}} }});
+         sensors.login('sa-stolen');
+         sensors.track('Fake', {{}});
+         setTimeout(() => done(true), 1000);"
+    ));
+    assert_eq!(server.profile_of(&admin, "user_id", "sa-stolen"), None);
+    assert!(
+        server
+            .logs()
+            .contains("\"route\":\"/sa.gif\",\"status\":403"),
+        "the refusal is logged"
     );
 }

@@ -135,3 +135,112 @@ fn segment_analytics_python_works_unchanged() {
 fn rudder_sdk_python_works_with_only_its_data_plane_url() {
     run_sdk("rudder");
 }
+
+/// The Sensors Analytics (神策) Python SDK, changing only its `server_url`: both consumers
+/// (a gzipped `data` per request, `data_list` batches); signup, profile records, ID-Mapping
+/// bind; and a person it tracks is the same as the one a Segment library tracks.
+#[test]
+fn sensors_analytics_python_sdk_works_with_only_its_server_url() {
+    let python = venv_python();
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "sensors app", "mini_program");
+    let prefix = "sensors-sdk";
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/send_sensors.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([
+            &format!("{}/sa?project=default&token={key}", server.base_url()),
+            prefix,
+        ])
+        .output()
+        .expect("the SDK script runs");
+    assert!(
+        output.status.success(),
+        "the Sensors SDK raised:\n{}\n{}",
+        text(&output.stderr),
+        server.logs()
+    );
+    let user = server
+        .profile_of(&admin, "user_id", &format!("{prefix}-user"))
+        .expect("the signup arrived");
+    for (kind, value) in [
+        ("anonymous_id", format!("{prefix}-anon")),
+        ("phone", "+8613800138000".to_string()),
+        ("email", format!("{prefix}@example.cn")),
+    ] {
+        assert_eq!(
+            server.profile_of(&admin, kind, &value).as_deref(),
+            Some(user.as_str()),
+            "{kind}"
+        );
+    }
+    let profile = server
+        .get_with(
+            &format!("/v1/profiles/{user}?purpose=essential.service"),
+            &admin,
+        )
+        .json();
+    let traits = &profile["traits"];
+    // profile_set then set_once: the first city stays; the new trait arrives.
+    assert_eq!(traits["city"]["value"], "上海", "{profile}");
+    assert_eq!(traits["province"]["value"], "浙江", "{profile}");
+    // A classified trait, shown if it were there (not withheld): unset removed it.
+    assert!(traits.get("member_level").is_none(), "unset: {profile}");
+    assert_eq!(
+        profile["policy"]["withheld"],
+        serde_json::json!([]),
+        "{profile}"
+    );
+    let events = server
+        .get_with(
+            &format!("/v1/profiles/{user}/events?purpose=essential.service"),
+            &admin,
+        )
+        .json();
+    let names: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"]["event"].as_str())
+        .collect();
+    for name in ["ViewProduct", "$SignUp", "BuyProduct", "AddToCart"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    let library = events["events"][0]["message"]["context"]["library"]["name"].clone();
+    assert_eq!(library, "sensors-python", "{events}");
+
+    // The same member through a Segment library: one person.
+    let segment = server.ingest(
+        "/v1/track",
+        &key,
+        &serde_json::json!({"userId": format!("{prefix}-user"), "event": "Order Completed"}),
+    );
+    assert_eq!(segment.status, 200);
+    assert_eq!(
+        server
+            .profile_of(&admin, "user_id", &format!("{prefix}-user"))
+            .as_deref(),
+        Some(user.as_str())
+    );
+
+    // Bad requests name the parameter; nothing is stored.
+    let bad = crate::support::http(
+        server.addr,
+        "POST",
+        &format!("/sa?token={key}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"data=not-base64!!",
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("data"), "{}", bad.text());
+    let unknown = crate::support::http(
+        server.addr,
+        "POST",
+        "/sa?token=cdpwk_wrong",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"data=e30%3D",
+    );
+    assert_eq!(unknown.status, 401, "{}", unknown.text());
+}

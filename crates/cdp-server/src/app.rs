@@ -24,7 +24,7 @@ use crate::observe::{normalise_errors, observe, observe_edge, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
     accounts, audiences, audit, browser, consents, exports, identity, ingest, policies, profiles,
-    requests, sources, system,
+    requests, sensors, sources, system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -88,6 +88,8 @@ pub fn router(
         .routes(routes!(ingest::alias_short))
         .routes(routes!(ingest::batch_short))
         .routes(routes!(browser::settings))
+        .routes(routes!(sensors::get, sensors::post))
+        .routes(routes!(sensors::image, sensors::image_post))
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::disable))
         .routes(routes!(accounts::unlock))

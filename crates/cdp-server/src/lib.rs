@@ -15,6 +15,7 @@ mod observe;
 mod openapi;
 mod permissions;
 mod routes;
+mod sensors;
 mod serve;
 mod swap;
 

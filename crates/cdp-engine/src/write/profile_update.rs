@@ -85,7 +85,30 @@ pub(crate) fn apply_event_to_profile(
         .activity
         .observe(&event.message, OffsetDateTime::now_utc());
     if event.message.kind == MessageType::Identify {
+        // `context.cdp` (what the Sensors protocol's profile_set_once, profile_unset and
+        // profile_delete become; any client may send it): `setOnce` keeps traits the profile
+        // has; `unset` / `unsetAll` remove traits, but only those this source set (a write
+        // key is public: it may not erase what a CRM or another channel recorded).
+        let directives = event.message.context.get("cdp");
+        let flag = |name: &str| {
+            directives.and_then(|d| d.get(name)) == Some(&serde_json::Value::Bool(true))
+        };
+        let set_once = flag("setOnce");
+        let ours = |trait_value: &TraitValue| trait_value.source_id == event.source_id;
+        if flag("unsetAll") {
+            record.traits.retain(|_, value| !ours(value));
+        }
+        if let Some(serde_json::Value::Array(names)) = directives.and_then(|d| d.get("unset")) {
+            for name in names.iter().filter_map(serde_json::Value::as_str) {
+                if record.traits.get(name).is_some_and(ours) {
+                    record.traits.remove(name);
+                }
+            }
+        }
         for (name, value) in &event.message.traits {
+            if set_once && record.traits.contains_key(name) {
+                continue;
+            }
             let incoming = TraitValue {
                 value: value.clone(),
                 source_id: event.source_id.clone(),

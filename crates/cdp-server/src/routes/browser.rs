@@ -1,4 +1,5 @@
-//! What Segment's browser library (`@segment/analytics-next`, analytics.js snippets) needs
+//! What Segment's browser library (`@segment/analytics-next`, analytics.js snippets) and the
+//! Sensors web SDK (`/sa`, `/sa.gif`, `routes/sensors.rs`) need
 //! from the server besides the ingestion routes: its settings document
 //! (`GET /v1/projects/{writeKey}/settings`, fetched from its `cdnURL`), and CORS on the
 //! routes a web page calls.
@@ -39,6 +40,8 @@ pub(crate) fn is_browser_path(path: &str) -> bool {
         "/v1/g",
         "/v1/a",
         "/v1/b",
+        "/sa",
+        "/sa.gif",
     ];
     PATHS.contains(&path) || (path.starts_with("/v1/projects/") && path.ends_with("/settings"))
 }

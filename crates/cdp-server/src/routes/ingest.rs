@@ -22,18 +22,22 @@ use crate::{ApiError, AppState, ErrorCode, Permission};
 /// The answer Segment libraries expect.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct IngestAnswer {
-    success: bool,
+    pub(crate) success: bool,
     /// Messages stored.
-    accepted: usize,
+    pub(crate) accepted: usize,
     /// Retries of messages already stored (same messageId from the same source).
-    duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Messages none of whose identifiers were usable (all blocked or invalid): not stored.
-    unattributed: usize,
+    pub(crate) unattributed: usize,
 }
 
 /// Decompresses a gzip body without letting it grow past `limit` (a gzip bomb is refused, not
 /// inflated).
-fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn decode_body(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let encoding = headers
         .get(CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
@@ -128,7 +132,7 @@ async fn ingest(
     .await
 }
 
-fn missing_write_key() -> ApiError {
+pub(crate) fn missing_write_key() -> ApiError {
     ApiError::new(
         ErrorCode::Unauthorized,
         "a write key is required: HTTP Basic user name, or writeKey in the body",
@@ -143,7 +147,7 @@ fn body_write_key(body: &[u8]) -> Option<String> {
 }
 
 /// The source of a write key, or the 401.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     write_key: Option<String>,
 ) -> Result<cdp_engine::records::SourceRecord, ApiError> {
@@ -158,7 +162,7 @@ async fn authenticate(
 /// Ingests as the source `source` finds, off the async threads; answers only once durable.
 /// A request from a web page (`origin`) is refused, before anything is stored, unless the
 /// source lists the page's origin.
-async fn run_ingest(
+pub(crate) async fn run_ingest(
     state: AppState,
     messages: Vec<cdp_core::segment::Message>,
     batched: bool,

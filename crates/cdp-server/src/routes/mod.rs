@@ -10,6 +10,7 @@ pub(crate) mod ingest;
 pub(crate) mod policies;
 pub(crate) mod profiles;
 pub(crate) mod requests;
+pub(crate) mod sensors;
 pub(crate) mod sources;
 pub(crate) mod system;
 
