@@ -491,3 +491,64 @@ fn the_sensors_web_sdk_tracks_a_shop_page_into_one_person() {
         "the refusal is logged"
     );
 }
+
+/// The Sensors WeChat mini-program SDK (`sa-sdk-miniprogram`, as it ships) in Node under a
+/// minimal `wx` shim (`tests/browser-sdk/miniprogram.js`): its batches arrive, the login id,
+/// the mini-program's own id and the OpenID (scoped by the app id the SDK names it with) are
+/// one person, and a Segment message naming the same OpenID lands on that person.
+#[test]
+fn the_sensors_mini_program_sdk_tracks_a_member_under_a_wx_shim() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "mini program", "mini_program");
+    library("sensorsdata.min.js");
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser-sdk");
+    let output = Command::new("node")
+        .current_dir(&sdk)
+        .arg("miniprogram.js")
+        .arg(format!("{}/sa?token={key}", server.base_url()))
+        .args(["mp-member-1", "oOpenid-4711"])
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the mini-program SDK's requests failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.logs()
+    );
+    let person = wait_for_person(&server, &admin, "mp-member-1", 3);
+    let openid = "wx0123456789abcdef:oOpenid-4711";
+    assert_eq!(
+        server
+            .profile_of(&admin, "wechat_openid", openid)
+            .as_deref(),
+        Some(person.as_str())
+    );
+    let events = events_of(&server, &admin, &person);
+    assert!(
+        events.iter().any(|e| e["message"]["event"] == "BuyTea"),
+        "{events:?}"
+    );
+    let profile = server
+        .get_with(
+            &format!("/v1/profiles/{person}?purpose=essential.service"),
+            &admin,
+        )
+        .json();
+    assert_eq!(profile["traits"]["city"]["value"], "杭州", "{profile}");
+    // A Segment library in the same mini-program names the OpenID the same way.
+    let segment = server.ingest(
+        "/v1/identify",
+        &key,
+        &json!({"anonymousId": "segment-mp-anon", "context": {"externalIds": [
+            {"type": "wechat_openid", "id": "oOpenid-4711", "collection": "wx0123456789abcdef"}]}}),
+    );
+    assert_eq!(segment.status, 200, "{}", segment.text());
+    assert_eq!(
+        server
+            .profile_of(&admin, "anonymous_id", "segment-mp-anon")
+            .as_deref(),
+        Some(person.as_str())
+    );
+}

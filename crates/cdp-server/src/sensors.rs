@@ -20,8 +20,9 @@
 //!
 //! **Identities.** `login_id`, `$identity_login_id`, or `distinct_id` with
 //! `properties.$is_login_id` -> `userId`; `anonymous_id`, `$identity_anonymous_id`,
-//! `$identity_cookie_id`, or else `distinct_id` -> `anonymousId`; `$identity_mp_openid` ->
-//! `wechat_openid` (scoped by `$app_id`), `$identity_mp_unionid` -> `wechat_unionid`,
+//! `$identity_cookie_id`, `$identity_mp_id`, or else `distinct_id` -> `anonymousId`;
+//! `$identity_mp_<appid>_openid` and `$identity_mp_openid` -> `wechat_openid` (scoped by
+//! that app id, or `$app_id`), `$identity_mp_unionid` -> `wechat_unionid`,
 //! `$identity_mobile` / `$identity_phone` -> `phone`, `$identity_email` -> `email`, device
 //! identities -> `device_id` / `advertising_id`, any other `$identity_<type>` -> that type:
 //! all as `context.externalIds`.
@@ -280,6 +281,7 @@ fn identities(
     let anonymous_id = text(record.get("anonymous_id"))
         .or_else(|| text(identities.get("$identity_anonymous_id")))
         .or_else(|| text(identities.get("$identity_cookie_id")))
+        .or_else(|| text(identities.get("$identity_mp_id")))
         .or_else(|| distinct_id.filter(|id| !is_login && user_id.as_deref() != Some(id)));
     let app = text(properties.get("$app_id")).unwrap_or_else(|| "sensors".into());
     let mut external = Vec::new();
@@ -287,9 +289,22 @@ fn identities(
         let Some(id) = text(Some(value)) else {
             continue;
         };
+        // The mini-program SDK names an OpenID by its app: `$identity_mp_<appid>_openid`.
+        if let Some(app) = key
+            .strip_prefix("$identity_mp_")
+            .and_then(|rest| rest.strip_suffix("_openid"))
+            .filter(|app| !app.is_empty())
+        {
+            external.push(json!({"type": "wechat_openid", "id": id, "collection": app}));
+            continue;
+        }
         let kind = match key.as_str() {
-            "$identity_login_id" | "$identity_anonymous_id" | "$identity_cookie_id" => continue,
-            "$identity_mp_openid" | "$identity_mp_id" => {
+            // The mini-program's own random id (`$identity_mp_id`) is an anonymous id.
+            "$identity_login_id"
+            | "$identity_anonymous_id"
+            | "$identity_cookie_id"
+            | "$identity_mp_id" => continue,
+            "$identity_mp_openid" => {
                 external.push(json!({"type": "wechat_openid", "id": id, "collection": app}));
                 continue;
             }
@@ -552,6 +567,16 @@ mod tests {
         assert!(ids.contains(&json!({"type": "email", "id": "a@example.cn"})));
         assert!(ids.contains(&json!({"type": "crm_id", "id": "c-7"})));
         assert_eq!(ids.len(), 5, "{ids:?}");
+        let mini = convert_one(json!({
+            "type": "track", "event": "BuyTea", "distinct_id": "mp-anon",
+            "identities": {"$identity_mp_id": "mp-anon", "$identity_mp_wx42_openid": "o-1"}
+        }));
+        let track = &mini.messages[0];
+        assert_eq!(track.anonymous_id.as_deref(), Some("mp-anon"));
+        assert_eq!(
+            track.context["externalIds"],
+            json!([{"type": "wechat_openid", "id": "o-1", "collection": "wx42"}])
+        );
     }
 
     #[test]
