@@ -244,3 +244,36 @@ fn sensors_analytics_python_sdk_works_with_only_its_server_url() {
     );
     assert_eq!(unknown.status, 401, "{}", unknown.text());
 }
+
+/// `/openapi.json` is a valid OpenAPI 3.1 document as tools read it
+/// (`openapi-spec-validator`): unique operation ids, parameters where they are.
+#[test]
+fn the_openapi_document_passes_openapi_spec_validator() {
+    let python = venv_python();
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let document = server.get("/openapi.json");
+    assert_eq!(document.status, 200);
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, &document.body).unwrap();
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "import sys\n\
+             from openapi_spec_validator import OpenAPIV31SpecValidator\n\
+             from openapi_spec_validator.readers import read_from_filename\n\
+             spec, _ = read_from_filename(sys.argv[1])\n\
+             errors = [e.message for e in OpenAPIV31SpecValidator(spec).iter_errors()]\n\
+             print('\\n'.join(errors))\n\
+             sys.exit(1 if errors else 0)",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the OpenAPI document is invalid:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}

@@ -60,7 +60,7 @@ fn suppress_small_counts(count: &mut serde_json::Value, k: u64) {
 }
 
 /// How many people match, and how many the policies remove for the purpose.
-#[utoipa::path(post, path = "/v1/audiences/count", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "count_audience", path = "/v1/audiences/count", tag = "audiences", security(("bearer" = [])),
     request_body = CountBody,
     responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`; for a caller who may not read profiles, numbers below the minimum audience size are `\"<20\"` (`suppressed_below`)", body = Object),
         (status = 400, description = "A query error names where (`details.at`).", body = crate::ErrorBody),
@@ -97,7 +97,7 @@ pub(crate) struct CreateBody {
 }
 
 /// Saves an audience definition; answers it with its size now.
-#[utoipa::path(post, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_audience", path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
     request_body = CreateBody,
     responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn create(
@@ -122,7 +122,7 @@ pub(crate) async fn create(
 
 /// The saved audiences: definitions only (sizes are `GET /v1/audiences/{id}`, which counts
 /// and is audited).
-#[utoipa::path(get, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_audiences", path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -150,7 +150,7 @@ pub(crate) struct BreakdownBody {
 /// An audience's members the policies allow, counted per tier, lifecycle stage, channel,
 /// city, region and on the RFM grid, for charts; counts below the minimum audience size are
 /// withheld (`null`) for every caller.
-#[utoipa::path(post, path = "/v1/audiences/breakdown", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "audience_breakdown", path = "/v1/audiences/breakdown", tag = "audiences", security(("bearer" = [])),
     request_body = BreakdownBody,
     responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn breakdown(
@@ -178,7 +178,7 @@ pub(crate) async fn breakdown(
 }
 
 /// Deletes a saved audience (audited).
-#[utoipa::path(delete, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "delete_audience", path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn delete(
@@ -198,7 +198,7 @@ pub(crate) async fn delete(
 }
 
 /// An audience: its definition and its size now.
-#[utoipa::path(get, path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "get_audience", path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
@@ -228,7 +228,7 @@ pub(crate) struct MembersQuery {
 }
 
 /// Members the policies allow for the purpose (pseudonymous ids), paged.
-#[utoipa::path(get, path = "/v1/audiences/{id}/members", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_audience_members", path = "/v1/audiences/{id}/members", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path), MembersQuery),
     responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn members(

@@ -61,7 +61,7 @@ pub(crate) struct ConsentBody {
 
 /// Appends a consent record (encrypted, append-only) and answers once it is durable.
 /// Withdrawal takes effect for every later read, audience and export.
-#[utoipa::path(post, path = "/v1/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "record_consent", path = "/v1/consents", tag = "consent", security(("bearer" = [])),
     request_body = ConsentBody,
     responses((status = 200, description = "Recorded; `state` is the person's state for the purpose now.", body = Object),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, description = "No such person.", body = crate::ErrorBody)))]
@@ -100,7 +100,7 @@ pub(crate) async fn record(
 }
 
 /// A person's consent history and current state per purpose (a purpose-bound read).
-#[utoipa::path(get, path = "/v1/profiles/{id}/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_consents", path = "/v1/profiles/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = String, Path), PurposeQuery),
     responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn list(
@@ -132,7 +132,7 @@ pub(crate) struct TrendQuery {
 /// none) for the main purposes, from the tallies taken every `[consent] trend_every_secs`,
 /// then the live count of now. Counts of the whole population only; counts below the minimum
 /// audience size are withheld (`null`).
-#[utoipa::path(get, path = "/v1/consents/trend", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "consent_trend", path = "/v1/consents/trend", tag = "consent", security(("bearer" = [])),
     params(TrendQuery),
     responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn trend(

@@ -22,7 +22,7 @@ pub(crate) struct SuspectsQuery {
 }
 
 /// Identifiers quarantined as junk (or in another status), most conflicted first.
-#[utoipa::path(get, path = "/v1/identity/suspects", tag = "profiles", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_suspects", path = "/v1/identity/suspects", tag = "profiles", security(("bearer" = [])),
     params(SuspectsQuery),
     responses((status = 200, description = "`{suspects: [{id, type, value, status, distinct_conflicts, conflicts, profile, first_seen, last_seen, decided_by}]}`", body = Object),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
@@ -54,7 +54,7 @@ pub(crate) struct DecideBody {
 }
 
 /// Blocks or releases a suspect.
-#[utoipa::path(post, path = "/v1/identity/suspects/{id}", tag = "profiles", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "decide_suspect", path = "/v1/identity/suspects/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = DecideBody,
     responses((status = 200, description = "The suspect as it now stands.", body = Object),
         (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]

@@ -26,6 +26,7 @@ pub(crate) fn parse_id(id: &str) -> Result<ProfileId, ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PurposeQuery {
     /// Why the data is read: a purpose of the taxonomy (customer_service, marketing.email...).
     pub(crate) purpose: Option<String>,
@@ -105,6 +106,7 @@ pub(crate) async fn get_profile(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LookupQuery {
     /// Identifier type: email, phone, user_id, anonymous_id, wechat_unionid...
     #[serde(rename = "type")]
@@ -224,6 +226,7 @@ pub(crate) async fn identity(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsQuery {
     /// At most this many events, oldest first (default 100, at most 1000).
     limit: Option<usize>,

@@ -44,7 +44,7 @@ pub(crate) struct RequestBody {
 }
 
 /// Records a data-subject request and carries it out; answers its final state (201).
-#[utoipa::path(post, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "submit_request", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = RequestBody,
     responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn submit(
@@ -71,7 +71,7 @@ pub(crate) async fn submit(
 }
 
 /// Every request, oldest first.
-#[utoipa::path(get, path = "/v1/requests", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_requests", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -90,7 +90,7 @@ pub(crate) async fn list(
 }
 
 /// A request: status, due date, reason, result (the signed receipt of an erasure).
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "get_request", path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
@@ -110,7 +110,7 @@ pub(crate) async fn get(
 }
 
 /// The access bundle of a completed access request (JSON; docs/requests.md), audited.
-#[utoipa::path(get, path = "/v1/requests/{id}/bundle", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "request_bundle", path = "/v1/requests/{id}/bundle", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub(crate) async fn bundle(
@@ -135,7 +135,7 @@ pub(crate) struct RetentionBody {
 }
 
 /// Runs the retention sweeper now (it also runs on its schedule).
-#[utoipa::path(post, path = "/v1/retention/run", tag = "requests", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "run_retention", path = "/v1/retention/run", tag = "requests", security(("bearer" = [])),
     request_body = RetentionBody,
     responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn retention(

@@ -101,7 +101,7 @@ async fn receive(
 /// gzipped) in a form-encoded body or the query string; the write key as `token`.
 /// Answers once the messages are durable, with Segment's counts and `ignored` (records
 /// that are not about people: items, unbind, increments).
-#[utoipa::path(post, path = "/sa", tag = "ingestion",
+#[utoipa::path(post, operation_id = "sensors_post", path = "/sa", tag = "ingestion",
     params(("token" = String, Query, description = "The source's write key.")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "data=BASE64 or data_list=BASE64, gzip=1 when gzipped."),
@@ -121,7 +121,7 @@ pub(crate) async fn post(
 }
 
 /// The same records in the query string of a GET (`data`, `token`).
-#[utoipa::path(get, path = "/sa", tag = "ingestion",
+#[utoipa::path(get, operation_id = "sensors_get", path = "/sa", tag = "ingestion",
     params(("token" = String, Query), ("data" = String, Query, description = "Base64 of a JSON record.")),
     responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
 pub(crate) async fn get(
@@ -133,7 +133,7 @@ pub(crate) async fn get(
 }
 
 /// The web SDK's image requests: the records in the query string, answered with a 1x1 GIF.
-#[utoipa::path(get, path = "/sa.gif", tag = "ingestion",
+#[utoipa::path(get, operation_id = "sensors_image", path = "/sa.gif", tag = "ingestion",
     params(("token" = String, Query), ("data" = String, Query, description = "Base64 of a JSON record.")),
     responses((status = 200, description = "A 1x1 GIF, once stored and durable.", content_type = "image/gif"),
         (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
@@ -147,7 +147,7 @@ pub(crate) async fn image(
 
 /// The web SDK posts to its `server_url` rewritten to `/sa.gif` when it sends by AJAX or
 /// beacon: the same as `POST /sa`.
-#[utoipa::path(post, path = "/sa.gif", tag = "ingestion",
+#[utoipa::path(post, operation_id = "sensors_image_post", path = "/sa.gif", tag = "ingestion",
     params(("token" = String, Query)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
