@@ -145,3 +145,110 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
         text(&output.stderr)
     );
 }
+
+/// `cdp consents import`: consents with evidence per row from CSV and JSONL; rows the server
+/// refuses (nobody with that phone, a bad status) and rows that are not consents (no
+/// evidence) are listed by line in an errors file that holds no personal values; the others
+/// are recorded, audited under the token's subject, and read back.
+#[test]
+fn consents_import_records_good_rows_and_lists_the_others_by_line() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[], &[]).unwrap();
+    let admin = server.token(&data, &["admin"]);
+    let key = server.create_source(&admin, "crm", "crm");
+    let people = serde_json::json!({"batch": [
+        {"type": "identify", "userId": "m-1", "traits": {"phone": "13800138001"}},
+        {"type": "identify", "userId": "m-2", "traits": {"email": "li.lei@example.cn"}},
+    ]});
+    assert_eq!(server.ingest("/v1/batch", &key, &people).status, 200);
+    let csv = dir.path().join("consents.csv");
+    std::fs::write(
+        &csv,
+        "type,value,region,purpose,status,notice_version,source,evidence\n\
+         phone,138 0013 8001,CN,marketing.sms,granted,2026-01,store 12,paper form 2026-11-30\n\
+         email,li.lei@example.cn,,analytics,withdrawn,,cmp export,\"{\"\"banner\"\": \"\"v3\"\"}\"\n\
+         phone,13900000000,CN,marketing.sms,granted,2026-01,store 12,paper form\n\
+         email,li.lei@example.cn,,analytics,maybe,,cmp export,banner v3\n\
+         email,li.lei@example.cn,,analytics,granted,,cmp export,\n",
+    )
+    .unwrap();
+    let output = run(cdp().args(["consents", "import"]).arg(&csv).args([
+        "--server",
+        &server.base_url(),
+        "--token",
+        &admin,
+    ]));
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "refused rows exit non-zero");
+    assert!(stdout.contains("recorded 2 consent records"), "{stdout}");
+    assert!(
+        text(&output.stderr).contains("3 rows were refused"),
+        "{}",
+        text(&output.stderr)
+    );
+    let errors = std::fs::read_to_string(dir.path().join("consents.csv.errors.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = errors
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let numbers: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, vec![4, 5, 6], "{errors}");
+    assert!(
+        lines[0]["error"].as_str().unwrap().starts_with("not_found"),
+        "{errors}"
+    );
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("evidence"),
+        "{errors}"
+    );
+    for value in ["13900000000", "li.lei", "13800138001"] {
+        assert!(
+            !errors.contains(value),
+            "personal value in the errors file: {errors}"
+        );
+    }
+
+    let person = server.profile_of(&admin, "user_id", "m-1").unwrap();
+    let consents = server
+        .get_with(
+            &format!("/v1/profiles/{person}/consents?purpose=customer_service"),
+            &admin,
+        )
+        .json();
+    let record = &consents["history"][0];
+    assert_eq!(record["purpose"], "marketing.sms", "{consents}");
+    assert_eq!(record["evidence"]["note"], "paper form 2026-11-30");
+    assert_eq!(record["notice_version"], "2026-01");
+
+    // JSONL rows as the body of POST /v1/consents: all recorded, no errors file, exit 0.
+    let jsonl = dir.path().join("more.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"subject\": {\"type\": \"user_id\", \"value\": \"m-2\"}, \"purpose\": \"marketing.email\", \"status\": \"granted\", \"notice_version\": \"2026-01\", \"source\": \"app\", \"evidence\": {\"screen\": \"settings\"}}\n",
+    )
+    .unwrap();
+    let output = run(cdp().args(["consents", "import"]).arg(&jsonl).args([
+        "--server",
+        &server.base_url(),
+        "--token",
+        &admin,
+    ]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("recorded 1 consent records"));
+    assert!(!dir.path().join("more.jsonl.errors.jsonl").exists());
+    // A marketer may not record consents: the whole batch is refused, nothing recorded.
+    let marketer = server.token(&data, &["marketer"]);
+    let output = run(cdp().args(["consents", "import"]).arg(&jsonl).args([
+        "--server",
+        &server.base_url(),
+        "--token",
+        &marketer,
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("403"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -112,6 +112,7 @@ pub fn router(
         .routes(routes!(consents::record))
         .routes(routes!(consents::list))
         .routes(routes!(consents::trend))
+        .routes(routes!(consents::record_batch))
         .routes(routes!(audiences::count))
         .routes(routes!(audiences::breakdown))
         .routes(routes!(audiences::create, audiences::list))

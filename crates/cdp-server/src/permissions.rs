@@ -114,7 +114,7 @@ impl Permission {
                 "POST /v1/profiles/{id}/split",
                 "POST /v1/identity/suspects/{id}",
             ],
-            Permission::RecordConsents => &["POST /v1/consents"],
+            Permission::RecordConsents => &["POST /v1/consents", "POST /v1/consents/batch"],
             Permission::ReadPolicies => &[
                 "GET /v1/policies",
                 "GET /v1/policies/ropa",

@@ -9,6 +9,7 @@ mod audit;
 mod bench;
 mod client;
 mod config;
+mod consents;
 mod demo;
 mod export;
 mod import;
@@ -62,6 +63,9 @@ enum Command {
     Sources(sources::SourcesCommand),
     /// Import a CRM/POS file (CSV or JSONL) into the running server.
     Import(import::ImportArgs),
+    /// Consents: bulk import with evidence per row (client of a running server).
+    #[command(subcommand)]
+    Consents(consents::ConsentsCommand),
     /// Validate policies, run their golden cases, print the record of processing (offline).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -128,6 +132,10 @@ fn main() -> ExitCode {
         Command::Import(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             import::run(args)
+        }
+        Command::Consents(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            consents::run(command)
         }
         Command::Policy(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

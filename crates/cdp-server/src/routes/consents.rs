@@ -1,5 +1,6 @@
-//! The consent ledger: `POST /v1/consents`, `GET /v1/profiles/{id}/consents`, and coverage over
-//! time, `GET /v1/consents/trend`.
+//! The consent ledger: `POST /v1/consents` (one) and `POST /v1/consents/batch` (a bulk import's
+//! rows, each recorded or refused on its own), `GET /v1/profiles/{id}/consents`, and coverage
+//! over time, `GET /v1/consents/trend`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -59,6 +60,103 @@ pub(crate) struct ConsentBody {
     at: Option<time::OffsetDateTime>,
 }
 
+impl ConsentBody {
+    fn into_input(self) -> Result<ConsentInput, ApiError> {
+        Ok(ConsentInput {
+            subject: self.subject.parse()?,
+            purpose: self.purpose,
+            status: self.status,
+            legal_basis: self.legal_basis,
+            notice_version: self.notice_version,
+            source: self.source,
+            channel: self.channel,
+            recipient: self.recipient,
+            separate: self.separate,
+            guardian: self.guardian,
+            scopes: self.scopes,
+            categories: self.categories,
+            evidence: self.evidence,
+            at: self.at,
+        })
+    }
+}
+
+/// Rows one batch may hold.
+const MAX_BATCH_CONSENTS: usize = 500;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentBatchBody {
+    /// Up to 500 consents, each shaped as the body of `POST /v1/consents`.
+    #[schema(value_type = Vec<Object>)]
+    consents: Vec<serde_json::Value>,
+}
+
+/// Records many consents (a bulk import): each row is validated and recorded on its own, so
+/// one bad row refuses only itself. Answers once every recorded row is durable, with a result
+/// per row (`index`, and `id` + `state` or `error`). Each recorded row is audited as
+/// `POST /v1/consents` audits one.
+#[utoipa::path(post, path = "/v1/consents/batch", tag = "consent", operation_id = "record_consents", security(("bearer" = [])),
+    request_body = ConsentBatchBody,
+    responses((status = 200, description = "Per-row results; `recorded` and `failed` count them.", body = Object),
+        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn record_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody<ConsentBatchBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::RecordConsents)?;
+    let rows = body.parse()?.consents;
+    if rows.is_empty() || rows.len() > MAX_BATCH_CONSENTS {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("consents must hold 1 to {MAX_BATCH_CONSENTS} rows"),
+        ));
+    }
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (results, tickets) = blocking(move || {
+        let mut results = Vec::with_capacity(rows.len());
+        let mut tickets = Vec::new();
+        for (index, row) in rows.into_iter().enumerate() {
+            let input = serde_json::from_value::<ConsentBody>(row)
+                .map_err(|error| {
+                    // serde names the field and what it expected, never the value.
+                    ApiError::new(ErrorCode::InvalidJson, error.to_string())
+                })
+                .and_then(ConsentBody::into_input);
+            let outcome = input.and_then(|input| {
+                engine
+                    .record_consent(input, &actor)
+                    .map_err(crate::routes::engine_error)
+            });
+            match outcome {
+                Ok((receipt, ticket)) => {
+                    tickets.push(ticket);
+                    results.push(serde_json::json!({"index": index, "id": receipt.id, "state": receipt.state}));
+                }
+                Err(error) => results.push(serde_json::json!({"index": index, "error": {
+                    "code": error.code.as_str(), "message": error.message}})),
+            }
+        }
+        Ok::<_, cdp_engine::EngineError>((results, tickets))
+    })
+    .await?;
+    for ticket in tickets {
+        ticket
+            .durable()
+            .await
+            .map_err(|e| crate::routes::engine_error(e.into()))?;
+    }
+    let failed = results.iter().filter(|r| r.get("error").is_some()).count();
+    let recorded = results.len() - failed;
+    Ok(Json(serde_json::json!({
+        "recorded": recorded,
+        "failed": failed,
+        "results": results,
+    })))
+}
+
 /// Appends a consent record (encrypted, append-only) and answers once it is durable.
 /// Withdrawal takes effect for every later read, audience and export.
 #[utoipa::path(post, operation_id = "record_consent", path = "/v1/consents", tag = "consent", security(("bearer" = [])),
@@ -71,24 +169,7 @@ pub(crate) async fn record(
     body: JsonBody<ConsentBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Permission::RecordConsents)?;
-    let body = body.parse()?;
-    let subject = body.subject.parse()?;
-    let input = ConsentInput {
-        subject,
-        purpose: body.purpose,
-        status: body.status,
-        legal_basis: body.legal_basis,
-        notice_version: body.notice_version,
-        source: body.source,
-        channel: body.channel,
-        recipient: body.recipient,
-        separate: body.separate,
-        guardian: body.guardian,
-        scopes: body.scopes,
-        categories: body.categories,
-        evidence: body.evidence,
-        at: body.at,
-    };
+    let input = body.parse()?.into_input()?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let (receipt, ticket) = blocking(move || engine.record_consent(input, &actor)).await?;
