@@ -607,14 +607,100 @@ pub fn write(people: u64, seed: u64, out: &Path) -> anyhow::Result<()> {
         writeln!(truth, "{kind},{value},{person}")?;
     }
     truth.flush()?;
+    let consents = consents_of(&generated.truth, seed);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out.join("consents.jsonl"))?);
+    for consent in &consents {
+        writeln!(file, "{consent}")?;
+    }
+    file.flush()?;
     println!(
-        "{} people, {} events in {} ({} channel files, truth.csv)",
+        "{} people, {} events in {} ({} channel files, truth.csv, {} consent records in consents.jsonl)",
         people,
         generated.events.len(),
         out.display(),
-        files.len()
+        files.len(),
+        consents.len()
     );
     Ok(())
+}
+
+/// Consent records as a shop collects them, for `cdp consents import` (bodies of
+/// `POST /v1/consents`): SMS opt-ins on the store's membership form, e-mail newsletter
+/// sign-ups (some withdrawn later), analytics consent at the app's privacy prompt, some
+/// refusals; each with its notice version and evidence. Drawn from a stream of their own, so
+/// the events of a seed stay what they were.
+pub fn consents_of(truth: &[(String, String, u64)], seed: u64) -> Vec<Value> {
+    let mut rng = Rng::new(seed ^ 0xC0_15E7_u64);
+    let mut by_person: BTreeMap<u64, Vec<(&str, &str)>> = BTreeMap::new();
+    for (kind, value, person) in truth {
+        by_person
+            .entry(*person)
+            .or_default()
+            .push((kind.as_str(), value.as_str()));
+    }
+    let at = |rng: &mut Rng, after_days: u64| {
+        let seconds =
+            BASE_TIME + ((after_days + rng.below(120)) * 86_400 + rng.below(86_400)) as i64;
+        time::OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (person, ids) in by_person {
+        let first = |kind: &str| ids.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
+        if let Some(phone) = first("phone") {
+            let roll = rng.below(100);
+            if roll < 65 {
+                out.push(json!({
+                    "subject": {"type": "phone", "value": phone, "region": "CN"},
+                    "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
+                    "source": "store membership form", "channel": "pos", "at": at(&mut rng, 0),
+                    "evidence": {"form": "membership sign-up", "store": format!("SH-{:03}", person % 40), "signature": "on file"}
+                }));
+            } else if roll < 75 {
+                out.push(json!({
+                    "subject": {"type": "phone", "value": phone, "region": "CN"},
+                    "purpose": "marketing.sms", "status": "denied", "notice_version": "2026-01",
+                    "source": "store membership form", "channel": "pos", "at": at(&mut rng, 0),
+                    "evidence": {"form": "membership sign-up", "box": "unticked"}
+                }));
+            }
+        }
+        if let Some(email) = first("email") {
+            if rng.chance(50) {
+                let granted_at = at(&mut rng, 0);
+                out.push(json!({
+                    "subject": {"type": "email", "value": email},
+                    "purpose": "marketing.email", "status": "granted", "notice_version": "2026-01",
+                    "source": "newsletter sign-up", "channel": "web", "at": granted_at,
+                    "evidence": {"double_opt_in": true, "page": "/newsletter"}
+                }));
+                if rng.chance(10) {
+                    out.push(json!({
+                        "subject": {"type": "email", "value": email},
+                        "purpose": "marketing.email", "status": "withdrawn",
+                        "source": "unsubscribe link", "channel": "email", "at": at(&mut rng, 60),
+                        "evidence": {"link": "newsletter footer"}
+                    }));
+                }
+            }
+        }
+        if let Some(user) = first("user_id")
+            && rng.chance(70)
+        {
+            out.push(json!({
+                "subject": {"type": "user_id", "value": user},
+                "purpose": "analytics", "status": "granted", "notice_version": "2026-01",
+                "source": "app privacy prompt", "channel": "ios", "at": at(&mut rng, 0),
+                "evidence": {"prompt": "first launch", "choice": "agree"}
+            }));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
