@@ -670,23 +670,23 @@ pub fn consents_of(truth: &[(String, String, u64)], seed: u64) -> Vec<Value> {
                 }));
             }
         }
-        if let Some(email) = first("email") {
-            if rng.chance(50) {
-                let granted_at = at(&mut rng, 0);
+        if let Some(email) = first("email")
+            && rng.chance(50)
+        {
+            let granted_at = at(&mut rng, 0);
+            out.push(json!({
+                "subject": {"type": "email", "value": email},
+                "purpose": "marketing.email", "status": "granted", "notice_version": "2026-01",
+                "source": "newsletter sign-up", "channel": "web", "at": granted_at,
+                "evidence": {"double_opt_in": true, "page": "/newsletter"}
+            }));
+            if rng.chance(10) {
                 out.push(json!({
                     "subject": {"type": "email", "value": email},
-                    "purpose": "marketing.email", "status": "granted", "notice_version": "2026-01",
-                    "source": "newsletter sign-up", "channel": "web", "at": granted_at,
-                    "evidence": {"double_opt_in": true, "page": "/newsletter"}
+                    "purpose": "marketing.email", "status": "withdrawn",
+                    "source": "unsubscribe link", "channel": "email", "at": at(&mut rng, 60),
+                    "evidence": {"link": "newsletter footer"}
                 }));
-                if rng.chance(10) {
-                    out.push(json!({
-                        "subject": {"type": "email", "value": email},
-                        "purpose": "marketing.email", "status": "withdrawn",
-                        "source": "unsubscribe link", "channel": "email", "at": at(&mut rng, 60),
-                        "evidence": {"link": "newsletter footer"}
-                    }));
-                }
             }
         }
         if let Some(user) = first("user_id")
