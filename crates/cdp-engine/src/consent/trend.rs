@@ -17,12 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use cdp_index::{Condition, Leaf, Op};
 use cdp_store::{Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::read::breakdown::COVERAGE_PURPOSES;
+use crate::read::breakdown::{COVERAGE_PURPOSES, equals};
 use crate::{Engine, EngineError};
 
 /// How long tallies are kept.
@@ -77,19 +76,6 @@ fn tally_key(at: OffsetDateTime) -> Vec<u8> {
     // Zero-padded hex seconds: keys sort in time order.
     let seconds = u64::try_from(at.unix_timestamp()).unwrap_or(0);
     [TALLY_PREFIX, format!("{seconds:016x}").as_bytes()].concat()
-}
-
-fn equals(field: &str, value: &str) -> Condition {
-    Condition::Leaf(Leaf {
-        field: field.to_string(),
-        op: Op::Eq,
-        value: Some(serde_json::Value::String(value.to_string())),
-        values: None,
-        gte: None,
-        gt: None,
-        lte: None,
-        lt: None,
-    })
 }
 
 impl Engine {

@@ -97,21 +97,23 @@ pub struct Breakdown {
     pub consent: Option<Vec<Bucket>>,
 }
 
+/// `field` equals `value`.
+pub(crate) fn equals(field: &str, value: &str) -> Condition {
+    Condition::Leaf(Leaf {
+        field: field.to_string(),
+        op: Op::Eq,
+        value: Some(serde_json::Value::String(value.to_string())),
+        values: None,
+        gte: None,
+        gt: None,
+        lte: None,
+        lt: None,
+    })
+}
+
 fn and_equals(condition: &Condition, field: &str, value: &str) -> Condition {
     Condition::All {
-        all: vec![
-            condition.clone(),
-            Condition::Leaf(Leaf {
-                field: field.to_string(),
-                op: Op::Eq,
-                value: Some(serde_json::Value::String(value.to_string())),
-                values: None,
-                gte: None,
-                gt: None,
-                lte: None,
-                lt: None,
-            }),
-        ],
+        all: vec![condition.clone(), equals(field, value)],
     }
 }
 
