@@ -61,8 +61,23 @@ pub struct Generated {
     pub truth: Vec<(String, String, u64)>,
 }
 
-/// The start of the generated event times: 2026-05-28.
-const BASE_TIME: i64 = 1_780_000_000;
+/// How many days of history a generated population has: events fall in the 180 days from
+/// the window's start, consents up to 181 days after it.
+const HISTORY_DAYS: i64 = 181;
+
+/// Where the generated times start so that the history ends at the midnight (UTC) that begins
+/// `as_of`. Anchored to a date rather than fixed, so that data generated today is as lively
+/// as data generated on the day the generator was written: computed traits (recency, churn
+/// risk, tier, lifecycle) depend on how old the last order is. The same seed and `as_of`
+/// always give the same bytes.
+pub fn window_start(as_of: time::Date) -> i64 {
+    as_of.midnight().assume_utc().unix_timestamp() - HISTORY_DAYS * 86_400
+}
+
+/// The window ending today (UTC).
+pub fn window_start_today() -> i64 {
+    window_start(time::OffsetDateTime::now_utc().date())
+}
 
 struct Person {
     index: u64,
@@ -111,8 +126,8 @@ fn vary_case(rng: &mut Rng, email: &str) -> String {
 /// Generates the events of `people` people, deterministically from `seed`: 5 to 15 events per
 /// person, or exactly `events_per_person` when given. All in memory: for large runs use
 /// [`plan`] and render events as they are needed.
-pub fn generate(people: u64, seed: u64, events_per_person: Option<u64>) -> Generated {
-    let plan = plan(people, seed, events_per_person);
+pub fn generate(people: u64, seed: u64, events_per_person: Option<u64>, start: i64) -> Generated {
+    let plan = plan(people, seed, events_per_person, start);
     let mut renderer = plan.renderer();
     let mut used = BTreeSet::new();
     let mut events = Vec::with_capacity(plan.events.len());
@@ -148,6 +163,8 @@ pub struct PlannedEvent {
 /// The events of a generated population, planned in event-time order but not rendered.
 pub struct Plan {
     seed: u64,
+    /// The first second of the generated history ([`window_start`]).
+    start: i64,
     /// The generator's state where each person's draws start.
     person_states: Vec<u64>,
     pub events: Vec<PlannedEvent>,
@@ -155,7 +172,7 @@ pub struct Plan {
 
 /// Plans the events of `people` people (see [`generate`]): every draw is made, so the plan
 /// knows each event's time and channel, and where its draws start.
-pub fn plan(people: u64, seed: u64, events_per_person: Option<u64>) -> Plan {
+pub fn plan(people: u64, seed: u64, events_per_person: Option<u64>, start: i64) -> Plan {
     let mut rng = Rng::new(seed);
     let mut person_states = Vec::with_capacity(people as usize);
     for index in 0..people {
@@ -163,7 +180,7 @@ pub fn plan(people: u64, seed: u64, events_per_person: Option<u64>) -> Plan {
         generate_person(&mut rng, index);
     }
     let mut events = Vec::new();
-    let mut writer = EventWriter::new(seed);
+    let mut writer = EventWriter::new(seed, start);
     for index in 0..people {
         let person = person_at(person_states[index as usize], index);
         let household = index > 0 && rng.chance(3);
@@ -186,6 +203,7 @@ pub fn plan(people: u64, seed: u64, events_per_person: Option<u64>) -> Plan {
     events.sort_by_key(|event| (event.at, event.counter));
     Plan {
         seed,
+        start,
         person_states,
         events,
     }
@@ -200,7 +218,7 @@ impl Plan {
     pub fn renderer(&self) -> Renderer<'_> {
         Renderer {
             plan: self,
-            writer: EventWriter::new(self.seed),
+            writer: EventWriter::new(self.seed, self.start),
         }
     }
 
@@ -299,6 +317,8 @@ fn truth_of(person: &Person) -> Vec<(String, String, u64)> {
 /// Builds events and notes the identifiers they carry.
 struct EventWriter {
     seed: u64,
+    /// The first second of the generated history.
+    start: i64,
     counter: u64,
     /// (type, canonical value) of the identifiers the events built since the last `take` carry.
     used: BTreeSet<(String, String)>,
@@ -320,9 +340,10 @@ struct MessageParts {
 }
 
 impl EventWriter {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, start: i64) -> Self {
         Self {
             seed,
+            start,
             counter: 0,
             used: BTreeSet::new(),
         }
@@ -335,7 +356,7 @@ impl EventWriter {
     /// One event of `person` (the order of the draws from `rng` is the generator's contract).
     fn push(&mut self, rng: &mut Rng, person: &Person, household: bool) -> TimedEvent {
         self.counter += 1;
-        let at = BASE_TIME + rng.below(180 * 86_400) as i64;
+        let at = self.start + rng.below(180 * 86_400) as i64;
         let channel = pick_channel(rng);
         let (device, anon) =
             person.devices[rng.below(person.devices.len() as u64) as usize].clone();
@@ -581,9 +602,10 @@ pub fn quality<P: Ord>(assignments: &[(u64, Option<P>)]) -> Quality {
 /// `cdp demo generate`: one JSONL file per channel (import each with `cdp import --source`) and
 /// `truth.csv` (type,value,person).
 #[allow(clippy::print_stdout)]
-pub fn write(people: u64, seed: u64, out: &Path) -> anyhow::Result<()> {
+pub fn write(people: u64, seed: u64, as_of: time::Date, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let generated = generate(people, seed, None);
+    let start = window_start(as_of);
+    let generated = generate(people, seed, None, start);
     let mut files: BTreeMap<Channel, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
     for event in &generated.events {
         let file = match files.entry(event.channel) {
@@ -607,7 +629,7 @@ pub fn write(people: u64, seed: u64, out: &Path) -> anyhow::Result<()> {
         writeln!(truth, "{kind},{value},{person}")?;
     }
     truth.flush()?;
-    let consents = consents_of(&generated.truth, seed);
+    let consents = consents_of(&generated.truth, seed, start);
     let mut file = std::io::BufWriter::new(std::fs::File::create(out.join("consents.jsonl"))?);
     for consent in &consents {
         writeln!(file, "{consent}")?;
@@ -629,7 +651,7 @@ pub fn write(people: u64, seed: u64, out: &Path) -> anyhow::Result<()> {
 /// sign-ups (some withdrawn later), analytics consent at the app's privacy prompt, some
 /// refusals; each with its notice version and evidence. Drawn from a stream of their own, so
 /// the events of a seed stay what they were.
-pub fn consents_of(truth: &[(String, String, u64)], seed: u64) -> Vec<Value> {
+pub fn consents_of(truth: &[(String, String, u64)], seed: u64, start: i64) -> Vec<Value> {
     let mut rng = Rng::new(seed ^ 0xC0_15E7_u64);
     let mut by_person: BTreeMap<u64, Vec<(&str, &str)>> = BTreeMap::new();
     for (kind, value, person) in truth {
@@ -639,8 +661,7 @@ pub fn consents_of(truth: &[(String, String, u64)], seed: u64) -> Vec<Value> {
             .push((kind.as_str(), value.as_str()));
     }
     let at = |rng: &mut Rng, after_days: u64| {
-        let seconds =
-            BASE_TIME + ((after_days + rng.below(120)) * 86_400 + rng.below(86_400)) as i64;
+        let seconds = start + ((after_days + rng.below(120)) * 86_400 + rng.below(86_400)) as i64;
         time::OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
             .and_then(|t| {
@@ -707,10 +728,13 @@ pub fn consents_of(truth: &[(String, String, u64)], seed: u64) -> Vec<Value> {
 mod tests {
     use super::*;
 
+    /// The start the pinned digest was taken with (2026-05-28).
+    const PINNED_START: i64 = 1_780_000_000;
+
     #[test]
     fn the_same_seed_gives_the_same_data() {
-        let a = generate(50, 7, None);
-        let b = generate(50, 7, None);
+        let a = generate(50, 7, None, PINNED_START);
+        let b = generate(50, 7, None, PINNED_START);
         assert_eq!(a.events.len(), b.events.len());
         assert!(
             a.events
@@ -718,14 +742,14 @@ mod tests {
                 .zip(&b.events)
                 .all(|(x, y)| x.message == y.message)
         );
-        assert_eq!(generate(50, 8, Some(2)).events.len(), 100);
+        assert_eq!(generate(50, 8, Some(2), PINNED_START).events.len(), 100);
     }
 
     /// Benchmark figures are compared across versions only if the generator's output for a
     /// seed never changes: its events and truth are pinned by a digest.
     #[test]
     fn the_output_for_a_seed_never_changes() {
-        let generated = generate(60, 7, None);
+        let generated = generate(60, 7, None, PINNED_START);
         let mut hash = cdp_crypto::Sha256Stream::default();
         for event in &generated.events {
             hash.update(event.channel.as_str().as_bytes());
@@ -739,6 +763,38 @@ mod tests {
             hash.finish_hex(),
             "1dcd403c3e154d4973a2462e3ed99f9587f7e66e90d0df881963d3f0924583cf"
         );
+    }
+
+    /// Events and consents fall in the 181 days before the `as_of` date, so that data
+    /// generated on any day has recent orders (and buyers who are not all churning).
+    #[test]
+    fn the_history_ends_before_the_as_of_day() {
+        let as_of = time::macros::date!(2027 - 03 - 01);
+        let start = window_start(as_of);
+        let end = as_of.midnight().assume_utc().unix_timestamp();
+        let generated = generate(80, 3, None, start);
+        let times = generated.events.iter().map(|event| {
+            let text = event.message["timestamp"].as_str().unwrap_or_default();
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_or(0, |t| t.unix_timestamp())
+        });
+        let (first, last) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        assert!(
+            first >= start && last < end,
+            "{first}..{last} not in {start}..{end}"
+        );
+        assert!(
+            end - last < 7 * 86_400,
+            "the last event is more than a week old"
+        );
+        for consent in consents_of(&generated.truth, 3, start) {
+            let at = time::OffsetDateTime::parse(
+                consent["at"].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_or(0, |t| t.unix_timestamp());
+            assert!(at >= start && at < end, "consent at {at}");
+        }
     }
 
     #[test]

@@ -50,15 +50,19 @@ pub struct IndexProgress {
 
 impl IndexProgress {
     /// Whether so much of the population changed since the last refresh (a bulk load: more
-    /// than a tenth of it, and at least a thousand people) that tiers and RFM scores, cut
-    /// against the population's quintiles, would be stale.
+    /// than a tenth of it, and at least [`BULK_CHANGE_MIN`] people) that tiers and RFM scores,
+    /// cut against the population's quintiles, would be stale.
     fn population_moved(&self) -> bool {
         self.changed_since_refresh >= BULK_CHANGE_MIN.max(self.people_at_refresh / 10)
     }
 }
 
-/// People changed since the last refresh that can make a refresh due early.
-const BULK_CHANGE_MIN: u64 = 1000;
+/// People changed since the last refresh that can make a refresh due early. Small: a shop of a
+/// few hundred customers (or the README's demo data) loaded into a new store must get tiers
+/// and RFM scores at once, not at the next scheduled refresh; a refresh costs about as much as
+/// indexing the population once, so a tenth of it changing bounds the extra work at ten times
+/// the changes themselves, whatever the size.
+const BULK_CHANGE_MIN: u64 = 50;
 /// How long the change feed must be quiet before such an early refresh (not in the middle of a
 /// load: a refresh pauses catch-ups, and the load would make it due again at once).
 const QUIET_BEFORE_REFRESH: Duration = Duration::from_secs(5);

@@ -361,7 +361,12 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         others.push((other, server));
     }
     let generated_at = Instant::now();
-    let plan = crate::demo::plan(args.people, args.seed, args.events_per_person);
+    let plan = crate::demo::plan(
+        args.people,
+        args.seed,
+        args.events_per_person,
+        crate::demo::window_start_today(),
+    );
     let generation = generated_at.elapsed();
     let total_events = plan.events.len();
     let batches = batches_of(&plan, args.batch_size);
