@@ -375,6 +375,15 @@ fn marketers_dpos_and_the_service_desk_do_their_work_in_the_console() {
     browser.type_into("[data-testid=suppress-value]", "buyer2@example.cn");
     browser.click("[data-testid=suppress]");
     browser.find("[data-testid=suppressed]");
+    // The list shows the entry's type and who added it, never the value; removing it asks
+    // first.
+    let listed = browser.wait_text("[data-testid=suppressions-table]", |t| t.contains("sup_"));
+    assert!(!listed.contains("buyer2"), "{listed}");
+    browser.click("[data-testid=suppressions-table] button");
+    browser.accept_alert();
+    browser.wait_text("[data-testid=suppression-list]", |t| {
+        t.contains("Nothing is suppressed")
+    });
 }
 
 /// Every label of every page (an administrator sees them all) is translated: switched to Chinese, no English

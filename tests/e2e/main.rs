@@ -19,6 +19,7 @@ mod exports;
 mod import;
 mod ingest;
 mod keys;
+mod manage;
 mod policy;
 mod postgres;
 mod requests;

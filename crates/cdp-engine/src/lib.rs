@@ -55,12 +55,12 @@ pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manif
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
 pub use read::access::{Access, Audited, EvaluateSubject, PolicyNote, ProfileRead};
 pub use read::audiences::{
-    AudienceCount, AudienceQuery, AudienceRecord, AudienceView, MembersPage,
+    AudienceCount, AudiencePatch, AudienceQuery, AudienceRecord, AudienceView, MembersPage,
 };
 pub use read::profiles::{
     EdgeView, IdentifierView, IdentifierViewBrief, IdentityView, LinkedNode, ProfileView,
 };
-pub use recipients::{RecipientInput, RecipientRecord};
+pub use recipients::{RecipientInput, RecipientPatch, RecipientRecord, SuppressionEntry};
 pub use requests::retention::RetentionReport;
 pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
 pub use suspects::{SuspectDecision, SuspectStatus, SuspectView};

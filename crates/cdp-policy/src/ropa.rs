@@ -18,6 +18,9 @@ pub struct RopaRecipient {
     pub region: String,
     pub transfer_mechanism: String,
     pub allowed_purposes: Vec<String>,
+    /// The day (YYYY-MM-DD) from which nothing more is sent to it: a retired recipient stays
+    /// in the record, since what it received before remains disclosed.
+    pub retired_on: Option<String>,
 }
 
 fn cell(text: &str) -> String {
@@ -138,8 +141,12 @@ impl PolicySet {
             for r in recipients {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {}{} | {} | {} | {} | {} | {} |",
                     cell(&r.name),
+                    r.retired_on
+                        .as_deref()
+                        .map(|day| format!(" (retired {day})"))
+                        .unwrap_or_default(),
                     cell(&r.contact),
                     match r.role {
                         RecipientRole::Processor => "processor",

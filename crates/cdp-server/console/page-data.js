@@ -249,9 +249,15 @@ export function recipientsPage(root, { session }) {
     try {
       const answer = await api('GET', '/v1/recipients');
       const rows = Array.isArray(answer) ? answer : answer.recipients || [];
-      list.replaceChildren(table([t('common.id'), t('recipient.name'), t('recipient.role'), t('recipient.region'), t('recipient.transfer'), t('recipient.purposes')],
+      const manage = has(session, MANAGE_RECIPIENT_ROLES);
+      list.replaceChildren(table([t('common.id'), t('recipient.name'), t('recipient.role'), t('recipient.region'), t('recipient.transfer'), t('recipient.purposes'), t('source.state'), ''],
         rows.map((r) => [code(r.id), raw(r.name), t(`recipient.role.${r.role}`), raw(r.region), raw(r.transfer_mechanism),
-          (r.allowed_purposes || []).map((p) => t(`purpose.${p}`)).join(', ')]),
+          (r.allowed_purposes || []).map((p) => t(`purpose.${p}`)).join(', '),
+          r.retired_at ? t('recipient.retired_on', { date: fmtDate(r.retired_at) }) : t('source.active'),
+          manage && !r.retired_at ? h('button', { type: 'button', class: 'link', 'data-testid': `retire-${r.id}`, onclick: async () => {
+            if (!window.confirm(t('recipient.confirm_retire'))) return;
+            try { await api('DELETE', `/v1/recipients/${encodeURIComponent(r.id)}`); load(); } catch (error) { list.append(errorBox(error)); }
+          } }, t('recipient.retire')) : '']),
         { 'data-testid': 'recipients-table' }));
     } catch (error) {
       list.replaceChildren(errorBox(error));
@@ -293,18 +299,37 @@ export function recipientsPage(root, { session }) {
     const suppressMessage = h('div');
     const suppressForm = h('form', { class: 'inline' }, kind, ' ', value, ' ',
       h('button', { type: 'submit', 'data-testid': 'suppress' }, t('recipient.suppress')), suppressMessage);
+    const suppressions = h('div', { 'data-testid': 'suppression-list' });
+    // The list holds types and dates only: the values are stored as blind indexes.
+    const loadSuppressions = async () => {
+      try {
+        const page = await api('GET', '/v1/suppressions?limit=200');
+        suppressions.replaceChildren(page.suppressions.length === 0 ? h('p', { class: 'muted' }, t('recipient.no_suppressions')) :
+          table([t('common.id'), t('recipient.suppressed_type'), t('recipient.suppressed_at'), t('recipient.suppressed_by'), ''],
+            page.suppressions.map((entry) => [code(entry.id), t(`identifier.${entry.type}`), entry.added_at ? fmtDate(entry.added_at) : '-', raw(entry.added_by || '-'),
+              h('button', { type: 'button', class: 'link', 'data-testid': `unsuppress-${entry.id}`, onclick: async () => {
+                if (!window.confirm(t('recipient.confirm_unsuppress'))) return;
+                try { await api('DELETE', `/v1/suppressions/${encodeURIComponent(entry.id)}`); loadSuppressions(); } catch (error) { suppressions.append(errorBox(error)); }
+              } }, t('recipient.unsuppress'))]),
+            { 'data-testid': 'suppressions-table' }));
+      } catch (error) {
+        suppressions.replaceChildren(errorBox(error));
+      }
+    };
     suppressForm.addEventListener('submit', async (event) => {
       event.preventDefault();
       try {
         await api('POST', '/v1/suppressions', { type: kind.value, value: value.value });
         value.value = '';
         suppressMessage.replaceChildren(h('span', { class: 'ok', 'data-testid': 'suppressed' }, t('recipient.suppressed')));
+        loadSuppressions();
       } catch (error) {
         suppressMessage.replaceChildren(errorBox(error));
       }
     });
     root.append(h('section', {}, h('h2', {}, t('recipient.new')), form),
-      h('section', {}, h('h2', {}, t('recipient.suppressions')), h('p', { class: 'muted' }, t('recipient.suppress_hint')), suppressForm));
+      h('section', {}, h('h2', {}, t('recipient.suppressions')), h('p', { class: 'muted' }, t('recipient.suppress_hint')), suppressForm, suppressions));
+    loadSuppressions();
   }
   load();
 }

@@ -100,7 +100,11 @@ pub fn router(
         ))
         .routes(routes!(sources::create_source, sources::list_sources))
         .routes(routes!(sources::rotate_source))
-        .routes(routes!(sources::revoke_source, sources::update_source))
+        .routes(routes!(
+            sources::get_source,
+            sources::revoke_source,
+            sources::update_source
+        ))
         .routes(routes!(sources::source_activity))
         .routes(routes!(profiles::lookup, profiles::lookup_by_body))
         .routes(routes!(profiles::get_profile))
@@ -116,12 +120,23 @@ pub fn router(
         .routes(routes!(audiences::count))
         .routes(routes!(audiences::breakdown))
         .routes(routes!(audiences::create, audiences::list))
-        .routes(routes!(audiences::get, audiences::delete))
+        .routes(routes!(
+            audiences::get,
+            audiences::update,
+            audiences::delete
+        ))
         .routes(routes!(audiences::members))
         .routes(routes!(exports::create_recipient, exports::list_recipients))
-        .routes(routes!(exports::suppress))
+        .routes(routes!(
+            exports::get_recipient,
+            exports::update_recipient,
+            exports::retire_recipient
+        ))
+        .routes(routes!(exports::suppress, exports::list_suppressions))
+        .routes(routes!(exports::unsuppress))
+        .routes(routes!(exports::remove_suppression))
         .routes(routes!(exports::create_export, exports::list_exports))
-        .routes(routes!(exports::get_export))
+        .routes(routes!(exports::get_export, exports::delete_export))
         .routes(routes!(exports::export_file))
         .routes(routes!(exports::export_manifest))
         .routes(routes!(exports::export_key))

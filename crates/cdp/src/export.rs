@@ -16,6 +16,26 @@ pub enum ExportCommand {
     Create(CreateArgs),
     /// Check a file against its signed manifest.
     Verify(VerifyArgs),
+    /// The 100 most recent export jobs.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// An export job: status, counts, exclusions with their reasons.
+    Show {
+        /// exp_ and 16 hex digits.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a finished export's file (its key is destroyed; the manifest stays).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +77,78 @@ pub fn run(command: ExportCommand) -> anyhow::Result<()> {
     match command {
         ExportCommand::Create(args) => create(args),
         ExportCommand::Verify(args) => verify(args),
+        ExportCommand::List { json, server } => {
+            let answer = server.get("/v1/exports")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            for record in answer["exports"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<9} {}  {} -> {}  {}",
+                    record["id"].as_str().unwrap_or_default(),
+                    record["status"].as_str().unwrap_or_default(),
+                    record["created_at"].as_str().unwrap_or_default(),
+                    record["audience"].as_str().unwrap_or_default(),
+                    record["recipient"].as_str().unwrap_or_default(),
+                    record["purpose"].as_str().unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+        ExportCommand::Show { id, server } => {
+            let record = server.get(&format!("/v1/exports/{id}"))?;
+            print_record(&record);
+            Ok(())
+        }
+        ExportCommand::Delete { id, server } => {
+            let record = server.delete(&format!("/v1/exports/{id}"))?;
+            println!(
+                "export {id} {}: {}",
+                record["status"].as_str().unwrap_or_default(),
+                record["reason"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_record(record: &serde_json::Value) {
+    let field = |name: &str| record[name].as_str().unwrap_or("-").to_string();
+    println!("export    {}", field("id"));
+    println!("status    {}", field("status"));
+    if let Some(reason) = record["reason"].as_str() {
+        println!("reason    {reason}");
+    }
+    println!("audience  {}", field("audience"));
+    println!("recipient {}", field("recipient"));
+    println!("purpose   {}", field("purpose"));
+    println!(
+        "created   {} by {}",
+        field("created_at"),
+        field("created_by")
+    );
+    let counts = &record["manifest"]["counts"];
+    if counts.is_object() {
+        println!(
+            "included  {}   removals {}",
+            counts["included"], counts["removals"]
+        );
+        for line in counts["exclusions"].as_array().into_iter().flatten() {
+            println!(
+                "excluded  {:>6}  {} ({})",
+                line["people"],
+                line["reason"].as_str().unwrap_or_default(),
+                line["cite"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
 }
 

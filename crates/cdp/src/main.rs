@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout)] // A CLI prints its answers.
 
+mod audiences;
 mod audit;
 mod bench;
 mod client;
@@ -16,6 +17,7 @@ mod import;
 mod keys;
 mod logging;
 mod policy;
+mod recipients;
 mod recovery;
 mod reindex;
 mod requests;
@@ -61,6 +63,15 @@ enum Command {
     /// Manage ingestion sources (client of a running server).
     #[command(subcommand)]
     Sources(sources::SourcesCommand),
+    /// Saved audiences: list, show, count, create, update, delete (client of a running server).
+    #[command(subcommand)]
+    Audiences(audiences::AudiencesCommand),
+    /// Recipients of exports: list, show, add, update, retire (client of a running server).
+    #[command(subcommand)]
+    Recipients(recipients::RecipientsCommand),
+    /// The suppression list: list, add, remove (client of a running server).
+    #[command(subcommand)]
+    Suppressions(recipients::SuppressionsCommand),
     /// Import a CRM/POS file (CSV or JSONL) into the running server.
     Import(import::ImportArgs),
     /// Consents: bulk import with evidence per row (client of a running server).
@@ -139,6 +150,18 @@ fn main() -> ExitCode {
         Command::Sources(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             sources::run(command)
+        }
+        Command::Audiences(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            audiences::run(command)
+        }
+        Command::Recipients(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            recipients::run(command)
+        }
+        Command::Suppressions(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            recipients::run_suppressions(command)
         }
         Command::Import(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

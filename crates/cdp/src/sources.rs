@@ -1,5 +1,5 @@
-//! `cdp sources add|list|origins`: clients of `POST/GET /v1/sources` and
-//! `PATCH /v1/sources/{id}`.
+//! `cdp sources add|list|show|origins|rotate|revoke`: clients of `POST/GET /v1/sources`,
+//! `GET/PATCH/DELETE /v1/sources/{id}` and `POST /v1/sources/{id}/rotate`.
 
 use clap::{Args, Subcommand};
 
@@ -11,6 +11,25 @@ pub enum SourcesCommand {
     Add(AddArgs),
     /// List sources.
     List(ServerArgs),
+    /// Show a source (never its write key).
+    Show {
+        /// src_... (`cdp sources list`).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Replace a source's write key: the old one is refused at once; the new one is printed once.
+    Rotate {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a source for good: its write key is refused at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Set the web origins whose pages may send with a source's write key (replaces the list;
     /// none: no web page may).
     Origins(OriginsArgs),
@@ -68,6 +87,41 @@ pub fn run(command: SourcesCommand) -> anyhow::Result<()> {
                 answer["write_key"].as_str().unwrap_or_default()
             );
             println!("(the write key is shown only now; it is stored hashed)");
+        }
+        SourcesCommand::Show { id, server } => {
+            let source = server.get(&format!("/v1/sources/{id}"))?;
+            let field = |name: &str| source[name].as_str().unwrap_or("-").to_string();
+            println!("source      {}", field("id"));
+            println!("name        {}", field("name"));
+            println!("channel     {}", field("channel"));
+            println!("region      {}", field("default_region"));
+            println!("created     {}", field("created_at"));
+            if source["key_rotated_at"].is_string() {
+                println!("key rotated {}", field("key_rotated_at"));
+            }
+            if source["revoked_at"].is_string() {
+                println!("revoked     {}", field("revoked_at"));
+            }
+            let origins: Vec<&str> = source["allowed_origins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o.as_str())
+                .collect();
+            println!("origins     {}", origins.join(" "));
+        }
+        SourcesCommand::Rotate { id, server } => {
+            let answer =
+                server.post(&format!("/v1/sources/{id}/rotate"), &serde_json::json!({}))?;
+            println!(
+                "write key {}",
+                answer["write_key"].as_str().unwrap_or_default()
+            );
+            println!("(the old key is refused from now on; this one is shown only now)");
+        }
+        SourcesCommand::Revoke { id, server } => {
+            server.delete(&format!("/v1/sources/{id}"))?;
+            println!("source {id} revoked: its write key is refused from now on");
         }
         SourcesCommand::Origins(args) => {
             let answer = args.server.patch(

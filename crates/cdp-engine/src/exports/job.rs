@@ -92,6 +92,7 @@ impl Engine {
         let recipient = self
             .recipient(&request.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", request.recipient)))?;
+        refuse_retired(&recipient)?;
         self.known_purpose(&request.purpose)?;
         if !self
             .policies()
@@ -200,6 +201,8 @@ impl Engine {
         let recipient = self
             .recipient(&job.recipient)?
             .ok_or_else(|| EngineError::NotFound(format!("recipient {}", job.recipient)))?;
+        // Retired while the job waited (or its node died): nothing goes out.
+        refuse_retired(&recipient)?;
         // Everyone the condition matches, not only those the index allows for the purpose:
         // each is decided here, so that the manifest accounts for every person left out.
         let mut members = self.audience_matched_ids(&audience)?;
@@ -647,5 +650,17 @@ impl Engine {
         }])?
         .wait_durable()?;
         Ok((record, out))
+    }
+}
+
+/// Nothing is sent to a retired recipient (it stays registered for the record of processing).
+fn refuse_retired(recipient: &RecipientRecord) -> Result<(), EngineError> {
+    match recipient.retired_at {
+        Some(at) => Err(EngineError::Conflict(format!(
+            "recipient {} was retired on {}: nothing more is sent to it",
+            recipient.id,
+            at.date()
+        ))),
+        None => Ok(()),
     }
 }

@@ -142,6 +142,57 @@ impl Engine {
         Ok(deleted)
     }
 
+    /// `DELETE /v1/exports/{id}`: the file of a finished export is deleted and its key
+    /// destroyed (audited, naming the caller); the job and its signed manifest stay, as the
+    /// record of what was shared with whom. A running export cannot be deleted (it would
+    /// write its file after); one without a file (refused, failed, withdrawn) has nothing to
+    /// delete.
+    pub fn delete_export(
+        &self,
+        id: &str,
+        access: &crate::Access,
+    ) -> Result<ExportRecord, EngineError> {
+        let _files = self.export_files_lock();
+        let mut record = self
+            .export(id)?
+            .ok_or_else(|| EngineError::NotFound(format!("export {id}")))?;
+        if record.status != ExportStatus::Done {
+            return Err(EngineError::Conflict(format!(
+                "export {id} is {}: only a finished export's file can be deleted",
+                record.status.name()
+            )));
+        }
+        let mut secrets = self
+            .get_system::<ExportSecrets>(Keyspace::Exports, &secrets_key(id))?
+            .ok_or_else(|| EngineError::Corrupt(format!("export {id} has no secrets")))?;
+        let file = self.export_file_path(id, secrets.revision);
+        withdraw(
+            &mut record,
+            &mut secrets,
+            &format!("the file was deleted by {}", access.actor),
+        );
+        let mut batch = WriteBatch::default();
+        self.stage_export_record(&mut batch, &record, &secrets)?;
+        self.commit_audited(
+            batch,
+            &[crate::AuditRecord {
+                actor: access.actor.clone(),
+                action: "export.delete".into(),
+                purpose: Some(record.purpose.clone()),
+                person: None,
+                decision: "done".into(),
+                rules: vec![record.id.clone()],
+            }],
+        )?
+        .wait_durable()?;
+        ExportRevisions {
+            superseded: vec![file],
+            ..ExportRevisions::default()
+        }
+        .committed();
+        Ok(record)
+    }
+
     /// Writes the next revision of the file without the rows tagged with `pseudonym`, and
     /// updates the record and secrets to describe it.
     fn rewrite_without(

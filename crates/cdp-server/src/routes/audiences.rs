@@ -1,10 +1,10 @@
-//! Audiences: `POST /v1/audiences/count`, `POST /v1/audiences`, `GET /v1/audiences/{id}`,
-//! `GET /v1/audiences/{id}/members`.
+//! Audiences: `POST /v1/audiences/count`, `POST /v1/audiences`,
+//! `GET/PATCH/DELETE /v1/audiences/{id}`, `GET /v1/audiences/{id}/members`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use cdp_engine::AudienceQuery;
+use cdp_engine::{AudiencePatch, AudienceQuery};
 use cdp_index::Condition;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -175,6 +175,57 @@ pub(crate) async fn breakdown(
     as_json(
         blocking(move || engine.audience_breakdown(&query, &purpose, &dimensions, &access)).await?,
     )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateBody {
+    name: Option<String>,
+    /// A new purpose: the caller must be allowed it, and membership is filtered by it.
+    purpose: Option<String>,
+    /// A new definition, text form (or `condition`, not both).
+    query: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    condition: Option<Condition>,
+}
+
+/// Renames a saved audience, or changes its definition or purpose (checked as at creation;
+/// audited, naming the fields changed); answers it with its size now. Exports made before keep
+/// the hash of the definition they used.
+#[utoipa::path(patch, operation_id = "update_audience", path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = UpdateBody,
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<UpdateBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::BuildAudiences)?;
+    let body = body.parse()?;
+    let query = match (body.query, body.condition) {
+        (None, None) => None,
+        (query, condition) => Some(query_of(query, condition)?),
+    };
+    let access = caller.access(body.purpose.clone());
+    let patch = AudiencePatch {
+        name: body.name,
+        purpose: body.purpose,
+        query,
+    };
+    let engine = state.engine.clone();
+    let k = engine.min_audience_size();
+    let (view, ticket) = blocking(move || engine.update_audience(&id, patch, &access)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    let Json(mut view) = as_json(view)?;
+    if !Permission::ReadProfiles.granted_to(&caller.0.roles) {
+        suppress_small_counts(&mut view["size"], k);
+    }
+    Ok(Json(view))
 }
 
 /// Deletes a saved audience (audited).

@@ -1,17 +1,18 @@
 //! Recipients, the suppression list and exports: `POST|GET /v1/recipients`,
-//! `POST /v1/suppressions`, `POST /v1/exports`, `GET /v1/exports/{id}`,
-//! `GET /v1/exports/{id}/file`, `GET /v1/keys/export`.
+//! `GET|PATCH|DELETE /v1/recipients/{id}`, `POST|GET /v1/suppressions`,
+//! `POST /v1/suppressions/remove`, `DELETE /v1/suppressions/{id}`, `POST|GET /v1/exports`,
+//! `GET|DELETE /v1/exports/{id}`, `GET /v1/exports/{id}/file`, `GET /v1/keys/export`.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use cdp_core::IdentifierType;
-use cdp_engine::{ExportFormat, ExportRequest, RecipientInput};
+use cdp_engine::{ExportFormat, ExportRequest, RecipientInput, RecipientPatch};
 use cdp_policy::RecipientRole;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::routes::body::JsonBody;
@@ -80,6 +81,98 @@ pub(crate) async fn list_recipients(
     as_json(serde_json::json!({ "recipients": recipients }))
 }
 
+/// A recipient.
+#[utoipa::path(get, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path, description = "rcp_ and 16 hex digits")),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_recipient(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ListRecipients)?;
+    let engine = state.engine.clone();
+    let lookup = id.clone();
+    let record = blocking(move || engine.recipient(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("recipient {id} not found")))?;
+    as_json(record)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecipientPatchBody {
+    name: Option<String>,
+    contact: Option<String>,
+    region: Option<String>,
+    /// none, standard_contract, assessment, certification, adequacy, scc.
+    transfer_mechanism: Option<String>,
+    /// Replaces the list.
+    allowed_purposes: Option<Vec<String>>,
+}
+
+/// Changes a recipient's details (audited, naming the fields changed). Its role cannot change:
+/// a processor that becomes a controller is a new recipient.
+#[utoipa::path(patch, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = RecipientPatchBody,
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+        (status = 409, description = "The recipient is retired.", body = crate::ErrorBody)))]
+pub(crate) async fn update_recipient(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<RecipientPatchBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ManageRecipients)?;
+    let body = body.parse()?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (record, ticket) = blocking(move || {
+        engine.update_recipient(
+            &id,
+            RecipientPatch {
+                name: body.name,
+                contact: body.contact,
+                region: body.region,
+                transfer_mechanism: body.transfer_mechanism,
+                allowed_purposes: body.allowed_purposes,
+            },
+            &actor,
+        )
+    })
+    .await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    as_json(record)
+}
+
+/// Retires a recipient: every later export to it is refused (409). It stays listed, and in
+/// the record of processing, since what it already received remains disclosed.
+#[utoipa::path(delete, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+        (status = 409, description = "Already retired.", body = crate::ErrorBody)))]
+pub(crate) async fn retire_recipient(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ManageRecipients)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let (record, ticket) = blocking(move || engine.retire_recipient(&id, &actor)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    as_json(record)
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SuppressionBody {
@@ -100,10 +193,7 @@ pub(crate) async fn suppress(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Permission::ManageRecipients)?;
     let body = body.parse()?;
-    let kind: IdentifierType = body
-        .kind
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))?;
+    let kind = identifier_type(&body.kind)?;
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let ticket =
@@ -114,6 +204,84 @@ pub(crate) async fn suppress(
         .await
         .map_err(|e| crate::routes::engine_error(e.into()))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn identifier_type(kind: &str) -> Result<IdentifierType, ApiError> {
+    kind.parse()
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "type is not an identifier type"))
+}
+
+/// Takes an identifier off the suppression list, given as it was added: its people may be
+/// exported again (audited).
+#[utoipa::path(post, operation_id = "remove_suppression_by_value", path = "/v1/suppressions/remove", tag = "exports", security(("bearer" = [])),
+    request_body = SuppressionBody,
+    responses((status = 204), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
+        (status = 404, description = "Not on the list.", body = crate::ErrorBody)))]
+pub(crate) async fn unsuppress(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody<SuppressionBody>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageRecipients)?;
+    let body = body.parse()?;
+    let kind = identifier_type(&body.kind)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let ticket =
+        blocking(move || engine.unsuppress(&kind, &body.value, body.region.as_deref(), &actor))
+            .await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes the entry listed as `id` off the suppression list (audited).
+#[utoipa::path(delete, operation_id = "remove_suppression", path = "/v1/suppressions/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path, description = "sup_ and 16 hex digits")),
+    responses((status = 204), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn remove_suppression(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Permission::ManageRecipients)?;
+    let engine = state.engine.clone();
+    let actor = caller.0.sub.clone();
+    let ticket = blocking(move || engine.unsuppress_by_id(&id, &actor)).await?;
+    ticket
+        .durable()
+        .await
+        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct SuppressionsQuery {
+    /// `next_after` of the previous page.
+    after: Option<String>,
+    /// Page size (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// The suppression list, paged: each entry's type and when and by whom it was added. The
+/// values are not stored (only their blind indexes), so they cannot be listed.
+#[utoipa::path(get, operation_id = "list_suppressions", path = "/v1/suppressions", tag = "exports", security(("bearer" = [])),
+    params(SuppressionsQuery),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+pub(crate) async fn list_suppressions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<SuppressionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::ManageRecipients)?;
+    let engine = state.engine.clone();
+    let (entries, next_after) =
+        blocking(move || engine.suppressions(query.after.as_deref(), query.limit.unwrap_or(100)))
+            .await?;
+    as_json(serde_json::json!({ "suppressions": entries, "next_after": next_after }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,6 +358,24 @@ pub(crate) async fn get_export(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such export"))?;
     as_json(record)
+}
+
+/// Deletes a finished export's file and destroys its key (audited); the job and its signed
+/// manifest stay, with status `withdrawn`, as the record of what was shared with whom.
+#[utoipa::path(delete, path = "/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+        (status = 409, description = "Not finished, or no file left.", body = crate::ErrorBody)))]
+pub(crate) async fn delete_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::Export)?;
+    let access = caller.access(None);
+    let engine = state.engine.clone();
+    as_json(blocking(move || engine.delete_export(&id, &access)).await?)
 }
 
 /// The export file (decrypted for the download; audited).

@@ -1,4 +1,4 @@
-//! Sources and their write keys: `POST/GET /v1/sources`, `PATCH/DELETE /v1/sources/{id}`,
+//! Sources and their write keys: `POST/GET /v1/sources`, `GET/PATCH/DELETE /v1/sources/{id}`,
 //! `POST /v1/sources/{id}/rotate`, `GET /v1/sources/{id}/activity`.
 
 use axum::Json;
@@ -124,6 +124,25 @@ pub(crate) async fn list_sources(
     caller.require(Permission::ManageSources)?;
     let sources = state.engine.sources().map_err(engine_error)?;
     Ok(Json(sources.into_iter().map(|s| answer(s, None)).collect()))
+}
+
+/// A source (never its write key).
+#[utoipa::path(get, path = "/v1/sources/{id}", tag = "sources", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SourceAnswer), (status = 401, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+pub(crate) async fn get_source(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SourceAnswer>, ApiError> {
+    caller.require(Permission::ManageSources)?;
+    let engine = state.engine.clone();
+    let lookup = id.clone();
+    let source = crate::routes::profiles::blocking(move || engine.source(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("source {id} not found")))?;
+    Ok(Json(answer(source, None)))
 }
 
 /// Replaces a source's write key: the old one stops working at once; the new one is in the
