@@ -13,6 +13,7 @@ mod browser_sdk;
 mod cluster;
 mod console;
 mod damaged_data;
+mod deploy;
 mod disk_full;
 mod durability;
 mod exports;

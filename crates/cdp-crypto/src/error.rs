@@ -43,7 +43,9 @@ pub enum KeyringError {
     },
     #[error("key file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "key file {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}` (a file root owns may be 0640: readable by its group, for read-only mounts)"
+    )]
     InsecurePermissions { path: PathBuf, mode: u32 },
     #[error("environment variable {variable}: {message}")]
     Environment {

@@ -68,6 +68,49 @@ fn decode_material(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
     Ok(material)
 }
 
+/// The permission bits a secret file may not have, as PostgreSQL rules for its TLS key: a file
+/// of the process's own user (or of anyone but root) is for that user alone (0600 or less); a
+/// file root owns may also be read by its group (0640 or less), which is how a read-only
+/// mount hands a key to a service that is not root (a Kubernetes secret with `fsGroup`, a
+/// container's key mounted `root:cdp 0440`). Never readable by others, never group-writable.
+#[cfg(unix)]
+fn forbidden_bits(metadata: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's user; without /proc, the strict rule.
+    let own_uid = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    forbidden_bits_for(metadata.uid(), own_uid)
+}
+
+/// [`forbidden_bits`] for a file owned by `file_uid`, read by a process of `own_uid`.
+fn forbidden_bits_for(file_uid: u32, own_uid: Option<u32>) -> u32 {
+    if file_uid == 0 && own_uid.is_some_and(|uid| uid != 0) {
+        0o037
+    } else {
+        0o077
+    }
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::forbidden_bits_for;
+
+    #[test]
+    fn group_may_read_only_a_root_owned_key_of_a_service_that_is_not_root() {
+        // The service's own file: 0600 or less.
+        assert_eq!(forbidden_bits_for(999, Some(999)), 0o077);
+        // Root's file, read by the service (a read-only mount): 0640 or less.
+        assert_eq!(forbidden_bits_for(0, Some(999)), 0o037);
+        assert_eq!(0o440 & forbidden_bits_for(0, Some(999)), 0);
+        assert_ne!(0o444 & forbidden_bits_for(0, Some(999)), 0);
+        assert_ne!(0o460 & forbidden_bits_for(0, Some(999)), 0);
+        // Root reading its own file, or an unknown reader: strict.
+        assert_eq!(forbidden_bits_for(0, Some(0)), 0o077);
+        assert_eq!(forbidden_bits_for(0, None), 0o077);
+        // Someone else's file: strict as before.
+        assert_eq!(forbidden_bits_for(1000, Some(999)), 0o077);
+    }
+}
+
 /// Reads a secret file, refusing one that other users can read.
 pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyringError> {
     let read_error = |source| KeyringError::Read {
@@ -79,7 +122,7 @@ pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, Keyrin
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & forbidden_bits(&metadata) != 0 {
             return Err(KeyringError::InsecurePermissions {
                 path: path.to_path_buf(),
                 mode,

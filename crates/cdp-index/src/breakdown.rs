@@ -7,17 +7,18 @@ use std::collections::BTreeMap;
 use tantivy::query::EnableScoring;
 
 use crate::query::{self, Condition};
-use crate::{IndexError, PersonIndex, tv};
+use crate::{IndexError, IndexView, tv};
 
 /// `((x, y), people)`: one cell of a grid.
 pub type GridCells = Vec<((i64, i64), u64)>;
 
-impl PersonIndex {
+impl IndexView<'_> {
     /// The `limit` values of keyword field `field` held by the most people (in the whole
     /// index, by document frequency: deleted documents not yet merged away are counted
     /// too, which only orders the candidates; their counts are made exactly by the caller).
     pub fn top_terms(&self, field: &str, limit: usize) -> Result<Vec<String>, IndexError> {
         let Some(field) = self
+            .index
             .named
             .get(field)
             .copied()
@@ -28,7 +29,7 @@ impl PersonIndex {
                 message: format!("{field:?} is not a keyword field of the index"),
             }));
         };
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         let mut frequency: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for segment in searcher.segment_readers() {
             let inverted = tv(segment.inverted_index(field))?;
@@ -62,8 +63,10 @@ impl PersonIndex {
         y: &str,
     ) -> Result<GridCells, IndexError> {
         query::validate(condition, purposes)?;
-        let searcher = self.reader.searcher();
-        let compiled = self.with_purpose(self.compile(condition, purposes)?, purpose);
+        let searcher = &self.searcher;
+        let compiled = self
+            .index
+            .with_purpose(self.index.compile(condition, purposes)?, purpose);
         let collector = Grid {
             x: x.to_string(),
             y: y.to_string(),
@@ -71,8 +74,8 @@ impl PersonIndex {
         let cells = tv(searcher.search_with_executor(
             &compiled,
             &collector,
-            &self.executor,
-            EnableScoring::disabled_from_searcher(&searcher),
+            &self.index.executor,
+            EnableScoring::disabled_from_searcher(searcher),
         ))?;
         Ok(cells.into_iter().collect())
     }

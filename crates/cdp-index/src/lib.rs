@@ -569,38 +569,15 @@ impl PersonIndex {
         purposes: &[String],
         purpose: Option<&str>,
     ) -> Result<(u64, u64), IndexError> {
-        query::validate(condition, purposes)?;
-        let searcher = self.reader.searcher();
-        let compiled = self.compile(condition, purposes)?;
-        let scoring = tantivy::query::EnableScoring::disabled_from_searcher(&searcher);
-        let Some(purpose) = purpose else {
-            let matched =
-                tv(searcher.search_with_executor(&compiled, &Count, &self.executor, scoring))?;
-            return Ok((matched as u64, matched as u64));
-        };
-        if has_scan(condition, purposes) {
-            // Range clauses scan columns: one pass counts every match and checks it against
-            // the `allowed` column, instead of scanning twice.
-            let collector = MatchedAndAllowed {
-                purpose: Some(purpose.to_string()),
-            };
-            return tv(searcher.search_with_executor(
-                &compiled,
-                &collector,
-                &self.executor,
-                scoring,
-            ));
+        self.view().count(condition, purposes, purpose)
+    }
+
+    /// The index as it is now, for several questions that must see the same people.
+    pub fn view(&self) -> IndexView<'_> {
+        IndexView {
+            index: self,
+            searcher: self.reader.searcher(),
         }
-        // Term clauses only: two counts over postings are cheaper than a check per match.
-        let matched =
-            tv(searcher.search_with_executor(&compiled, &Count, &self.executor, scoring))?;
-        let allowed = tv(searcher.search_with_executor(
-            &self.with_purpose(compiled, purpose),
-            &Count,
-            &self.executor,
-            scoring,
-        ))?;
-        Ok((matched as u64, allowed as u64))
     }
 
     /// Members the policies allow for `purpose`, by sort key after `after`, at most `limit`:
@@ -843,4 +820,63 @@ fn bounds(leaf: &Leaf) -> (Bound<f64>, Bound<f64>) {
         (None, None) => Bound::Unbounded,
     };
     (lower, upper)
+}
+
+/// One point in time of the index (a tantivy searcher held open): the counts of a breakdown
+/// asked through one view see the same people, so its parts add up while the indexer commits.
+pub struct IndexView<'a> {
+    index: &'a PersonIndex,
+    searcher: tantivy::Searcher,
+}
+
+impl std::fmt::Debug for IndexView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexView")
+            .field("people", &self.searcher.num_docs())
+            .finish()
+    }
+}
+
+impl IndexView<'_> {
+    /// How many people match, and how many of them the policies allow for `purpose`.
+    pub fn count(
+        &self,
+        condition: &Condition,
+        purposes: &[String],
+        purpose: Option<&str>,
+    ) -> Result<(u64, u64), IndexError> {
+        query::validate(condition, purposes)?;
+        let searcher = &self.searcher;
+        let index = self.index;
+        let compiled = index.compile(condition, purposes)?;
+        let scoring = tantivy::query::EnableScoring::disabled_from_searcher(searcher);
+        let Some(purpose) = purpose else {
+            let matched =
+                tv(searcher.search_with_executor(&compiled, &Count, &index.executor, scoring))?;
+            return Ok((matched as u64, matched as u64));
+        };
+        if has_scan(condition, purposes) {
+            // Range clauses scan columns: one pass counts every match and checks it against
+            // the `allowed` column, instead of scanning twice.
+            let collector = MatchedAndAllowed {
+                purpose: Some(purpose.to_string()),
+            };
+            return tv(searcher.search_with_executor(
+                &compiled,
+                &collector,
+                &index.executor,
+                scoring,
+            ));
+        }
+        // Term clauses only: two counts over postings are cheaper than a check per match.
+        let matched =
+            tv(searcher.search_with_executor(&compiled, &Count, &index.executor, scoring))?;
+        let allowed = tv(searcher.search_with_executor(
+            &index.with_purpose(compiled, purpose),
+            &Count,
+            &index.executor,
+            scoring,
+        ))?;
+        Ok((matched as u64, allowed as u64))
+    }
 }

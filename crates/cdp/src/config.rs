@@ -375,7 +375,15 @@ mod tests {
         ));
         let file = ConfigFile::load(path).unwrap();
         assert!(file.listen.is_some() && file.data_dir.is_some() && file.key_file.is_some());
-        assert!(file.token_key_file.is_some() && file.policies.is_some());
+        assert!(file.policies.is_some());
+        // The token key is shown but left to its default, which the first start creates: a
+        // configured file must exist before, and nothing in the installation creates it.
+        assert!(file.token_key_file.is_none());
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.contains("\n# token_key_file = "),
+            "token_key_file is not shown"
+        );
         assert!(
             file.identity.types.len() >= 11
                 && file.identity.junk_threshold.is_some()

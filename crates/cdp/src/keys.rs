@@ -111,7 +111,12 @@ pub fn token_key_for_serve(
         return Ok(cdp_crypto::TokenKey::load_file(&path)?);
     }
     if configured.is_some() {
-        bail!("token key file {} does not exist", path.display());
+        bail!(
+            "token key file {} does not exist: create it with `cdp token init --token-key-file {}`, or remove token_key_file from the config to use {} (created on first start)",
+            path.display(),
+            path.display(),
+            data_dir.token_key_file().display()
+        );
     }
     data_dir.create()?;
     create_parent(&path)?;

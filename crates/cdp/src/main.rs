@@ -17,6 +17,7 @@ mod import;
 mod keys;
 mod logging;
 mod policy;
+mod probe;
 mod recipients;
 mod recovery;
 mod reindex;
@@ -89,6 +90,8 @@ enum Command {
     /// Retention: run the sweeper now (client of a running server).
     #[command(subcommand)]
     Retention(requests::RetentionCommand),
+    /// Exit 0 when a running server is ready (container health checks, exec probes).
+    Probe(probe::ProbeArgs),
     /// Rebuild the search index from the store (offline, server stopped).
     Reindex(reindex::ReindexArgs),
     /// Move a store to another engine (offline, server stopped).
@@ -186,6 +189,10 @@ fn main() -> ExitCode {
         Command::Retention(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             requests::retention(command)
+        }
+        Command::Probe(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            probe::run(args)
         }
         Command::Reindex(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

@@ -7,7 +7,7 @@
 //! moment ago never slips through while the index catches up.
 
 use cdp_core::ProfileId;
-use cdp_index::{Condition, PersonIndex};
+use cdp_index::{Condition, IndexView, PersonIndex};
 use cdp_policy::{Action, DecisionRequest};
 use cdp_store::{CommitTicket, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -187,8 +187,17 @@ impl Engine {
         condition: &Condition,
         purpose: &str,
     ) -> Result<AudienceCount, EngineError> {
+        self.count_condition_in(&self.search_index()?.view(), condition, purpose)
+    }
+
+    /// [`Self::count_condition`] in one view of the index (the counts of one breakdown).
+    pub(crate) fn count_condition_in(
+        &self,
+        index: &IndexView<'_>,
+        condition: &Condition,
+        purpose: &str,
+    ) -> Result<AudienceCount, EngineError> {
         let sensitive = self.sensitive_selection(condition, purpose)?;
-        let index = self.search_index()?;
         let purposes = self.purposes();
         let (matched, allowed) = if sensitive.is_empty() {
             index

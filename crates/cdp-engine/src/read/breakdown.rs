@@ -138,12 +138,17 @@ impl Engine {
         self.check_purpose(Action::Audience, access, purpose)?;
         let k = self.min_audience_size();
         let shown = |people: u64| (people >= k || people == 0).then_some(people);
+        // One view for every count: the buckets add up to `matched` while the indexer commits.
+        let index = self.search_index()?.view();
         let buckets = |field: &str, values: Vec<String>| -> Result<Vec<Bucket>, EngineError> {
             values
                 .into_iter()
                 .map(|value| {
-                    let count =
-                        self.count_condition(&and_equals(&condition, field, &value), purpose)?;
+                    let count = self.count_condition_in(
+                        &index,
+                        &and_equals(&condition, field, &value),
+                        purpose,
+                    )?;
                     Ok(Bucket {
                         value,
                         people: shown(count.count),
@@ -152,10 +157,11 @@ impl Engine {
                 .collect()
         };
         let fixed = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
-        let index = self.search_index()?;
         let mut out = Breakdown {
             purpose: purpose.to_string(),
-            matched: self.count_condition(&condition, purpose)?.matched,
+            matched: self
+                .count_condition_in(&index, &condition, purpose)?
+                .matched,
             suppressed_below: k,
             ..Breakdown::default()
         };
@@ -188,8 +194,11 @@ impl Engine {
                         .filter(|p| known.iter().any(|k| k == *p))
                     {
                         let field = format!("consent.{}", coverage.replace('.', "_"));
-                        let count = self
-                            .count_condition(&and_equals(&condition, &field, "granted"), purpose)?;
+                        let count = self.count_condition_in(
+                            &index,
+                            &and_equals(&condition, &field, "granted"),
+                            purpose,
+                        )?;
                         granted.push(Bucket {
                             value: (*coverage).to_string(),
                             people: shown(count.matched),
@@ -201,8 +210,11 @@ impl Engine {
                     let field = format!("consent.{}", purpose.replace('.', "_"));
                     let mut removed = Vec::new();
                     for state in CONSENT_STATES {
-                        let count =
-                            self.count_condition(&and_equals(&condition, &field, state), purpose)?;
+                        let count = self.count_condition_in(
+                            &index,
+                            &and_equals(&condition, &field, state),
+                            purpose,
+                        )?;
                         removed.push(Bucket {
                             value: (*state).to_string(),
                             people: shown(count.removed_by_policy),
