@@ -69,25 +69,21 @@ fn decode_material(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
 }
 
 /// The permission bits a secret file may not have, as PostgreSQL rules for its TLS key: a file
-/// of the process's own user (or of anyone but root) is for that user alone (0600 or less); a
-/// file root owns may also be read by its group (0640 or less), which is how a read-only
-/// mount hands a key to a service that is not root (a Kubernetes secret with `fsGroup`, a
-/// container's key mounted `root:cdp 0440`). Never readable by others, never group-writable.
+/// owned by anyone but root is for its owner alone (0600 or less); a file root owns may also
+/// be read by its group (0640 or less), which is how a read-only mount hands a key to a
+/// service that is not root (a Kubernetes secret with `fsGroup`, a container's key mounted
+/// `root:cdp 0440`, `/etc/cdp/master.key` as `root:cdp 0640`), and root's own commands
+/// (`cdp keys rotate`, `cdp audit verify`) read the same file. Never readable by others,
+/// never group-writable.
 #[cfg(unix)]
 fn forbidden_bits(metadata: &fs::Metadata) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's user; without /proc, the strict rule.
-    let own_uid = fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    forbidden_bits_for(metadata.uid(), own_uid)
+    forbidden_bits_for(metadata.uid())
 }
 
-/// [`forbidden_bits`] for a file owned by `file_uid`, read by a process of `own_uid`.
-fn forbidden_bits_for(file_uid: u32, own_uid: Option<u32>) -> u32 {
-    if file_uid == 0 && own_uid.is_some_and(|uid| uid != 0) {
-        0o037
-    } else {
-        0o077
-    }
+/// [`forbidden_bits`] for a file owned by `file_uid`.
+fn forbidden_bits_for(file_uid: u32) -> u32 {
+    if file_uid == 0 { 0o037 } else { 0o077 }
 }
 
 #[cfg(test)]
@@ -95,19 +91,15 @@ mod permission_tests {
     use super::forbidden_bits_for;
 
     #[test]
-    fn group_may_read_only_a_root_owned_key_of_a_service_that_is_not_root() {
-        // The service's own file: 0600 or less.
-        assert_eq!(forbidden_bits_for(999, Some(999)), 0o077);
-        // Root's file, read by the service (a read-only mount): 0640 or less.
-        assert_eq!(forbidden_bits_for(0, Some(999)), 0o037);
-        assert_eq!(0o440 & forbidden_bits_for(0, Some(999)), 0);
-        assert_ne!(0o444 & forbidden_bits_for(0, Some(999)), 0);
-        assert_ne!(0o460 & forbidden_bits_for(0, Some(999)), 0);
-        // Root reading its own file, or an unknown reader: strict.
-        assert_eq!(forbidden_bits_for(0, Some(0)), 0o077);
-        assert_eq!(forbidden_bits_for(0, None), 0o077);
-        // Someone else's file: strict as before.
-        assert_eq!(forbidden_bits_for(1000, Some(999)), 0o077);
+    fn group_may_read_only_a_root_owned_key() {
+        // A service's own file (or anyone's but root's): 0600 or less.
+        assert_eq!(forbidden_bits_for(999), 0o077);
+        assert_ne!(0o640 & forbidden_bits_for(999), 0);
+        // Root's file: its group may read it (0640, 0440), nobody else, never write.
+        assert_eq!(0o640 & forbidden_bits_for(0), 0);
+        assert_eq!(0o440 & forbidden_bits_for(0), 0);
+        assert_ne!(0o644 & forbidden_bits_for(0), 0);
+        assert_ne!(0o660 & forbidden_bits_for(0), 0);
     }
 }
 
@@ -283,6 +275,29 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Gives the replacement of `path` the old file's owner and group, and its group-read bit:
+/// `cdp keys rotate` run by root on `root:cdp 0640` (or on the service's own 0600 file) must
+/// leave a file the service can still read, or the next start fails for want of its key.
+#[cfg(unix)]
+fn keep_owner_and_group_read(path: &Path, replacement: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let old = fs::metadata(path)?;
+    let new = replacement.metadata()?;
+    if (old.uid(), old.gid()) != (new.uid(), new.gid()) {
+        std::os::unix::fs::fchown(replacement, Some(old.uid()), Some(old.gid()))?;
+    }
+    let group_read = old.mode() & 0o040;
+    if group_read != 0 {
+        replacement.set_permissions(fs::Permissions::from_mode(0o600 | group_read))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_owner_and_group_read(_path: &Path, _replacement: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
 pub(crate) fn create(keyring: &Keyring, path: &Path) -> Result<(), KeyringError> {
     create_private_file(path, render(keyring).as_bytes())
 }
@@ -316,6 +331,7 @@ pub(crate) fn replace(keyring: &Keyring, path: &Path) -> Result<(), KeyringError
     temporary.push(".new");
     let temporary = Path::new(&temporary);
     let mut file = open_private(temporary, false).map_err(write_error)?;
+    keep_owner_and_group_read(path, &file).map_err(write_error)?;
     let text = render(keyring);
     file.write_all(text.as_bytes()).map_err(write_error)?;
     file.sync_all().map_err(write_error)?;

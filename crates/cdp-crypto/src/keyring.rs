@@ -177,6 +177,21 @@ impl Keyring {
         Ok(next)
     }
 
+    /// Drops `version` from the keyring (`cdp keys retire`, once nothing the store holds is
+    /// sealed under it). The current version cannot be retired.
+    pub fn retire(&mut self, version: KeyVersion) -> Result<(), CryptoError> {
+        if version == self.current_version() {
+            return Err(CryptoError::Malformed(
+                "the current key version cannot be retired",
+            ));
+        }
+        if self.masters.remove(&version).is_none() {
+            return Err(CryptoError::MissingKeyVersion(version.get()));
+        }
+        self.derived.remove(&version);
+        Ok(())
+    }
+
     pub(crate) fn masters(&self) -> &BTreeMap<KeyVersion, MasterKey> {
         &self.masters
     }

@@ -188,6 +188,30 @@ fn key_file_is_created_private_and_never_overwritten() {
     );
 }
 
+/// `cdp keys rotate` on a key file the service reads through its group (root:cdp 0640) must
+/// leave a file the service can still read: same owner, same group, group-read kept.
+#[cfg(unix)]
+#[test]
+fn replacing_a_key_file_keeps_its_owner_group_and_group_read() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    let mut keyring = Keyring::generate().unwrap();
+    keyring.create_file(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let before = std::fs::metadata(&path).unwrap();
+    keyring.rotate().unwrap();
+    keyring.replace_file(&path).unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.mode() & 0o777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    // A private file stays private.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    keyring.rotate().unwrap();
+    keyring.replace_file(&path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+}
+
 #[test]
 fn blind_index_is_deterministic_keyed_and_type_separated() {
     let keyring = Keyring::generate().unwrap();

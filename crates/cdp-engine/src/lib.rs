@@ -29,6 +29,7 @@ pub mod read;
 pub mod recipients;
 pub mod records;
 pub mod requests;
+pub mod rewrap;
 pub mod sources;
 mod suspects;
 mod write;

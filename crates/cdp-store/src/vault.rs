@@ -112,6 +112,48 @@ impl Vault {
         })
     }
 
+    /// The version whose subkeys name things in this store (blind indexes, pseudonyms, the
+    /// audit chain, manifest signatures): it can never leave the keyring.
+    pub fn pinned_version(&self) -> KeyVersion {
+        self.pinned
+    }
+
+    /// Adds to `batch` the removal of `version`'s check record, so that opening the store no
+    /// longer demands that version (`cdp keys retire`, once nothing is sealed under it).
+    pub fn forget_key_version(&self, version: KeyVersion, batch: &mut WriteBatch) {
+        let mut key = KEY_CHECK_PREFIX.to_vec();
+        key.extend_from_slice(&version.get().to_be_bytes());
+        batch.delete(Keyspace::Meta, key);
+    }
+
+    /// The wrapped data key `wrapped` of `owner` under the current master version, or `None`
+    /// when it already is (`cdp keys rewrap`).
+    pub fn rewrap_data_key(
+        &self,
+        owner: &[u8],
+        keyspace: Keyspace,
+        wrapped: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let seal_error = |source| StoreError::Seal {
+            keyspace: keyspace.name(),
+            record: record_label(owner),
+            source,
+        };
+        let wrapped = WrappedDataKey::from_bytes(wrapped.to_vec()).map_err(seal_error)?;
+        if wrapped.master_version().map_err(seal_error)? == self.keyring.current_version() {
+            return Ok(None);
+        }
+        let key = self
+            .keyring
+            .unwrap_data_key(&wrapped, owner)
+            .map_err(seal_error)?;
+        let rewrapped = self
+            .keyring
+            .wrap_data_key(&key, owner)
+            .map_err(seal_error)?;
+        Ok(Some(rewrapped.as_bytes().to_vec()))
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -15,6 +15,58 @@ pub enum KeysCommand {
     Rotate(KeyFileArgs),
     /// List the key versions of a key file (never the keys).
     List(KeyFileArgs),
+    /// Re-seal everything sealed under older key versions with the current one: people's data
+    /// keys, records that belong to no person, export file keys (server stopped).
+    Rewrap(StoreKeyArgs),
+    /// Drop a key version from the key file once nothing in the store is sealed under it
+    /// (after `cdp keys rewrap`; server stopped).
+    Retire {
+        #[command(flatten)]
+        store: StoreKeyArgs,
+        /// The version to retire (`cdp keys list`).
+        #[arg(long)]
+        version: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StoreKeyArgs {
+    /// The key file (a rewrap and a retirement change the store and the file together).
+    #[arg(long, env = "CDP_KEY_FILE")]
+    key_file: PathBuf,
+    /// The data directory (default ./data). The server must be stopped.
+    #[arg(long, env = "CDP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreKeyArgs {
+    /// The store opened offline with the key file's keyring (no search index needed).
+    fn open(&self) -> anyhow::Result<cdp_engine::Engine> {
+        let data_dir = DataDir::new(
+            self.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)),
+        );
+        if !data_dir.holds_store() {
+            bail!("{} holds no store", data_dir.root().display());
+        }
+        let keyring = std::sync::Arc::new(Keyring::load_file(&self.key_file)?);
+        cdp_engine::Engine::open(
+            cdp_engine::EngineConfig::new(
+                data_dir.root(),
+                keyring,
+                std::sync::Arc::new(crate::policy::load(None)?),
+            )
+            .with_index(cdp_engine::IndexMode::Absent),
+        )
+        .context("cannot open the data directory")
+    }
+}
+
+/// Who ran an offline key command, for the audit log.
+fn operator() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +109,37 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             println!(
                 "added key version {version} to {}; new writes use it, older versions stay for reading",
                 path.display()
+            );
+        }
+        KeysCommand::Rewrap(args) => {
+            let engine = args.open()?;
+            let started = std::time::Instant::now();
+            let done = engine.rewrap_master_keys(&operator());
+            engine.close().context("flushing the store failed")?;
+            let done = done?;
+            println!(
+                "rewrapped {} data keys, {} records and {} export file keys under version {} in {:.1} s",
+                done.data_keys,
+                done.records,
+                done.file_keys,
+                Keyring::load_file(&args.key_file)?.current_version(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        KeysCommand::Retire { store, version } => {
+            let version = cdp_crypto::KeyVersion::new(version)
+                .ok_or_else(|| anyhow::anyhow!("key versions start at 1"))?;
+            let engine = store.open()?;
+            let retired = engine.retire_key_version(version, &operator());
+            engine.close().context("flushing the store failed")?;
+            retired?;
+            // The store no longer asks for the version; now the file forgets it.
+            let mut keyring = Keyring::load_file(&store.key_file)?;
+            keyring.retire(version)?;
+            keyring.replace_file(&store.key_file)?;
+            println!(
+                "retired key version {version}: removed from {} and no longer needed by the store; backups taken before the rewrap still need it",
+                store.key_file.display()
             );
         }
         KeysCommand::List(args) => {

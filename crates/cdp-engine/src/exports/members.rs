@@ -55,6 +55,35 @@ pub(super) fn sorted_difference(old: Vec<String>, new: &[String]) -> Vec<String>
 }
 
 impl Engine {
+    /// The master version the file key in the export secrets `plain` (decoded from the
+    /// record at `key`) is wrapped under (`None` once the file was withdrawn), and the record
+    /// with the file key wrapped under the current version when it was not (`cdp keys rewrap`).
+    pub(crate) fn rewrap_export_file_key(
+        &self,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<(Option<cdp_crypto::KeyVersion>, Option<Vec<u8>>), EngineError> {
+        let Some(id) = key.strip_prefix(b"secret/") else {
+            return Ok((None, None));
+        };
+        let mut secrets: ExportSecrets = self.open_system(Keyspace::Exports, key, sealed)?;
+        if secrets.wrapped_key.is_empty() {
+            return Ok((None, None));
+        }
+        let version = cdp_crypto::sealed_key_version(&secrets.wrapped_key)?;
+        let Some(rewrapped) =
+            self.vault()
+                .rewrap_data_key(id, Keyspace::Exports, &secrets.wrapped_key)?
+        else {
+            return Ok((Some(version), None));
+        };
+        secrets.wrapped_key = rewrapped;
+        Ok((
+            Some(version),
+            Some(self.seal_system(Keyspace::Exports, key, &secrets)?),
+        ))
+    }
+
     /// One chunk of a finished export's sorted member list.
     fn member_chunk(&self, id: &str, chunk: usize) -> Result<Vec<String>, EngineError> {
         let key = member_chunk_key(id, chunk);
