@@ -54,6 +54,35 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
         "{report}"
     );
     assert!(report.contains("row 5: not a CSV record"), "{report}");
+    // A row whose identifiers are all junk or invalid is not stored, and a phone that does
+    // not parse is left out of a row that is imported; each is named by row and field, never by value.
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(
+        &broken,
+        "user_id,email,phone,name\nnull,not-an-email,,甲\nu-yi,yi@example.com,12345,乙\n",
+    )
+    .unwrap();
+    let summary = import(&broken, &[]);
+    assert!(
+        summary.contains("2 rows: 1 imported, 0 already imported, 1 without a usable identifier"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("2 identifiers left out as invalid"),
+        "{summary}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("broken.csv.errors.txt")).unwrap();
+    for line in [
+        "row 2: traits.email: not a valid email: left out",
+        "row 2: no usable identifier (all missing, blocked or invalid): not stored",
+        "row 3: traits.phone: not a valid phone: left out (the row was imported)",
+    ] {
+        assert!(report.contains(line), "{line} missing in {report}");
+    }
+    assert!(
+        !report.contains("12345") && !report.contains("not-an-email"),
+        "{report}"
+    );
 
     // The CRM source has no region: the national number did not become an identifier, but
     // the e-mail, the member id and the crm id did, and the traits are there.

@@ -65,7 +65,7 @@ pub use recipients::{RecipientInput, RecipientPatch, RecipientRecord, Suppressio
 pub use requests::retention::RetentionReport;
 pub use requests::{RequestOptions, RequestRecord, RequestStatus, RequestSubject, RequestType};
 pub use suspects::{SuspectDecision, SuspectStatus, SuspectView};
-pub use write::ingest::IngestReport;
+pub use write::ingest::{IngestReport, IngestWarning};
 pub use write::split::{SplitReport, SplitRequest};
 pub use write::survivorship::{Survivorship, SurvivorshipRules};
 

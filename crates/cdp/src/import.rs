@@ -319,6 +319,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut errors: Vec<(usize, String)> = Vec::new();
+    let mut warnings: Vec<(usize, String)> = Vec::new();
     let (mut accepted, mut duplicates, mut unattributed) = (0u64, 0u64, 0u64);
     let mut pending: Vec<(usize, Value)> = Vec::new();
     let mut pending_bytes = 0usize;
@@ -334,6 +335,22 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             let (status, answer) = args.server.post_raw(&path, &json!({ "batch": batch }))?;
             match status {
                 200 => {
+                    // Identifiers left out as invalid, rows not stored for want of one.
+                    for warning in answer["warnings"].as_array().into_iter().flatten() {
+                        let Some(row) = warning["index"]
+                            .as_u64()
+                            .and_then(|index| pending.get(index as usize))
+                            .map(|(row, _)| *row)
+                        else {
+                            continue;
+                        };
+                        let problem = warning["problem"].as_str().unwrap_or("not used");
+                        let note = match warning["field"].as_str() {
+                            Some(field) => format!("{field}: {problem} (the row was imported)"),
+                            None => problem.to_string(),
+                        };
+                        warnings.push((row, note));
+                    }
                     accepted += answer["accepted"].as_u64().unwrap_or(0);
                     duplicates += answer["duplicates"].as_u64().unwrap_or(0);
                     unattributed += answer["unattributed"].as_u64().unwrap_or(0);
@@ -399,6 +416,17 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         "{total} rows: {accepted} imported, {duplicates} already imported, {unattributed} without a usable identifier, {} refused",
         errors.len()
     );
+    let left_out = warnings
+        .iter()
+        .filter(|(_, note)| note.ends_with("(the row was imported)"))
+        .count();
+    if left_out > 0 {
+        println!(
+            "{left_out} identifiers left out as invalid (a phone that does not parse, an e-mail without a domain)"
+        );
+    }
+    // One report: refused rows, rows not stored, and identifiers left out, by row.
+    errors.append(&mut warnings);
     if !errors.is_empty() {
         let report = args.report.clone().unwrap_or_else(|| {
             let mut name = args.file.as_os_str().to_owned();
@@ -412,7 +440,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             writeln!(file, "row {row}: {problem}")
                 .with_context(|| format!("cannot write {}", report.display()))?;
         }
-        println!("refused rows are listed in {}", report.display());
+        println!(
+            "refused rows, rows not stored and identifiers left out are listed by row in {}",
+            report.display()
+        );
     }
     Ok(())
 }

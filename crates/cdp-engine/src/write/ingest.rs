@@ -31,6 +31,24 @@ pub struct IngestReport {
     pub unattributed: usize,
     /// Resolves when everything above is durable. `None` when nothing was written.
     pub ticket: Option<CommitTicket>,
+    /// Identifiers left out as invalid and messages not stored for want of an identifier,
+    /// by place in the batch (at most [`MAX_WARNINGS`]; names fields, never values).
+    pub warnings: Vec<IngestWarning>,
+}
+
+/// The most warnings one request reports: a file of broken phone columns must not make
+/// every answer larger than its request.
+pub const MAX_WARNINGS: usize = 500;
+
+/// Something of a message the platform did not use. The message itself was accepted (or,
+/// with an empty `field`, not stored for want of a usable identifier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestWarning {
+    /// The message's place in the batch; `None` for a single message.
+    pub index: Option<usize>,
+    /// `traits.phone`, `context.externalIds[1]`; empty when the whole message is meant.
+    pub field: String,
+    pub problem: String,
 }
 
 enum Outcome {
@@ -62,14 +80,40 @@ impl Engine {
         // The whole request is one atomic batch: staged message by message, committed once.
         let mut overlay = Overlay::new(self.store().as_ref());
         let mut staged = Staged::default();
-        for message in prepared {
-            match self.ingest_one(&overlay, &mut staged, &mut cache, source, message)? {
+        for (position, mut message) in prepared.into_iter().enumerate() {
+            let index = batched.then_some(position);
+            let invalid = std::mem::take(&mut message.invalid);
+            let outcome = self.ingest_one(&overlay, &mut staged, &mut cache, source, message)?;
+            let mut warn = |field: String, problem: String| {
+                if report.warnings.len() < MAX_WARNINGS {
+                    report.warnings.push(IngestWarning {
+                        index,
+                        field,
+                        problem,
+                    });
+                }
+            };
+            if !matches!(outcome, Outcome::Duplicate) {
+                for (field, kind) in invalid {
+                    warn(
+                        field,
+                        format!("not a valid {}: left out", kind.as_str().replace('_', " ")),
+                    );
+                }
+            }
+            match outcome {
                 Outcome::Staged(batch) => {
                     overlay.stage(batch)?;
                     report.accepted += 1;
                 }
                 Outcome::Duplicate => report.duplicates += 1,
-                Outcome::Unattributed => report.unattributed += 1,
+                Outcome::Unattributed => {
+                    warn(
+                        String::new(),
+                        "no usable identifier (all missing, blocked or invalid): not stored".into(),
+                    );
+                    report.unattributed += 1;
+                }
             }
         }
         // The request's messages join the de-duplication window as one record.
@@ -179,12 +223,13 @@ impl Engine {
                 crate::records::hex::encode(&cdp_crypto::random_bytes::<16>()?)
             );
         }
-        let identifiers = self.normalised_identifiers(source, found);
+        let (identifiers, invalid) = self.normalised_identifiers(source, found);
         let signals = crate::write::consent_staging::signals_of(self.policies(), &message);
         Ok(PreparedMessage {
             message,
             identifiers,
             signals,
+            invalid,
         })
     }
 
@@ -200,6 +245,7 @@ impl Engine {
             message,
             identifiers,
             signals,
+            invalid: _,
         } = prepared;
         let digest = cdp_crypto::digest16(&[source.id.as_bytes(), message.message_id.as_bytes()]);
         // A server-made messageId cannot come again: only the caller's are remembered.

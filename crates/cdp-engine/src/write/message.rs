@@ -7,7 +7,7 @@ use cdp_core::IdentifierType;
 use cdp_core::segment::Message;
 use cdp_identity::extract::FoundIdentifier;
 use cdp_identity::graph::OrderKey;
-use cdp_identity::normalise::normalise;
+use cdp_identity::normalise::{Rejection, normalise};
 use cdp_policy::ConsentStatus;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -56,6 +56,9 @@ pub(crate) struct PreparedMessage {
     pub(crate) message: Message,
     pub(crate) identifiers: MessageIdentifiers,
     pub(crate) signals: Vec<ConsentSignal>,
+    /// Where the message sent identifiers that are not valid values of their type (a phone
+    /// that does not parse, an e-mail without a domain): left out, reported to the caller.
+    pub(crate) invalid: Vec<(String, IdentifierType)>,
 }
 
 /// What the steps after resolution need to know of the message being ingested.
@@ -144,20 +147,28 @@ impl<'a> EventToResolve<'a> {
 impl Engine {
     /// The usable identifiers of a message: normalised (blocked, quarantined and invalid ones
     /// left out) and blind-indexed.
+    /// Also the fields of identifiers that are not valid values of their type (junk from the
+    /// blocked list is left out silently: it is expected, not a mistake of the sender).
     pub(crate) fn normalised_identifiers(
         &self,
         source: &SourceRecord,
         found: Vec<FoundIdentifier>,
-    ) -> MessageIdentifiers {
+    ) -> (MessageIdentifiers, Vec<(String, IdentifierType)>) {
         let mut identifiers = BTreeMap::new();
+        let mut invalid = Vec::new();
         for item in found {
-            let Ok(value) = normalise(
+            let value = match normalise(
                 &item.kind,
                 &item.raw,
                 source.default_region.as_deref(),
                 &self.config.identity,
-            ) else {
-                continue;
+            ) {
+                Ok(value) => value,
+                Err(Rejection::Invalid) => {
+                    invalid.push((item.field, item.kind));
+                    continue;
+                }
+                Err(Rejection::Blocked) => continue,
             };
             let key = NodeKey(self.vault().blind_index(&item.kind, &value));
             // Quarantined or blocked as junk (`suspects.rs`): it links nobody.
@@ -170,7 +181,7 @@ impl Engine {
                 field: item.field,
             });
         }
-        identifiers
+        (identifiers, invalid)
     }
 }
 

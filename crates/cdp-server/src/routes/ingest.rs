@@ -29,6 +29,23 @@ pub(crate) struct IngestAnswer {
     pub(crate) duplicates: usize,
     /// Messages none of whose identifiers were usable (all blocked or invalid): not stored.
     pub(crate) unattributed: usize,
+    /// Identifiers left out as invalid (a phone that does not parse) and messages not stored
+    /// for want of an identifier, by place in the batch: at most 500, fields never values.
+    /// Absent when there are none (Segment's libraries read `success` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<IngestWarningBody>,
+}
+
+/// One thing of a message the platform did not use.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestWarningBody {
+    /// The message's place in `batch` (absent for a single message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<usize>,
+    /// The field, e.g. `traits.phone`; absent when the whole message is meant.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) field: String,
+    pub(crate) problem: String,
 }
 
 /// Decompresses a gzip body without letting it grow past `limit` (a gzip bomb is refused, not
@@ -200,6 +217,15 @@ pub(crate) async fn run_ingest(
         accepted: report.accepted,
         duplicates: report.duplicates,
         unattributed: report.unattributed,
+        warnings: report
+            .warnings
+            .into_iter()
+            .map(|warning| IngestWarningBody {
+                index: warning.index,
+                field: warning.field,
+                problem: warning.problem,
+            })
+            .collect(),
     }))
 }
 
