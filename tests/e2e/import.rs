@@ -83,6 +83,17 @@ fn csv_and_jsonl_import_with_mapping_report_and_idempotence() {
         !report.contains("12345") && !report.contains("not-an-email"),
         "{report}"
     );
+    // A source id where its name belongs is named as the mistake.
+    let by_id = run(cdp()
+        .args(["import", "--source", "src_0123456789abcdef"])
+        .arg(&broken)
+        .args(["--server", &server.base_url(), "--token", &admin]));
+    assert_eq!(by_id.status.code(), Some(1));
+    assert!(
+        text(&by_id.stderr).contains("--source takes the source's name, not its id"),
+        "{}",
+        text(&by_id.stderr)
+    );
 
     // The CRM source has no region: the national number did not become an identifier, but
     // the e-mail, the member id and the crm id did, and the traits are there.

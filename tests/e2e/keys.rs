@@ -191,7 +191,8 @@ fn rewrap_then_retire_a_key_version_and_everyone_stays_readable() {
             .success()
     );
     ingest_people(5, 10); // under version 2
-    // An export under version 2: its file key is wrapped under version 2 too.
+    // An export under version 2 (CSV, the default format): its file key is wrapped under
+    // version 2 too.
     let export_id = {
         let server = Server::start(&data, &key_arg, &[]).unwrap();
         let admin = server.token(&data, &["admin"]);
@@ -236,7 +237,7 @@ fn rewrap_then_retire_a_key_version_and_everyone_stays_readable() {
         while std::time::Instant::now() < deadline {
             let started = server.post_with("/v1/exports", &marketer, &serde_json::json!({
                 "audience": audience["id"], "purpose": "marketing.sms", "recipient": recipient["id"],
-                "fields": ["pseudonym", "identifiers.phone"], "format": "csv"}));
+                "fields": ["pseudonym", "identifiers.phone"]}));
             if started.status == 202 || started.status == 200 || started.status == 201 {
                 export = started.json();
                 break;

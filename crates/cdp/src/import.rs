@@ -372,6 +372,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                     errors.push((row, format!("{field}: {problem}")));
                     progress.inc(1);
                 }
+                404 if args.source.starts_with("src_") => bail!(
+                    "--source takes the source's name, not its id: `cdp sources list` shows both"
+                ),
                 _ => {
                     let message = answer["error"]["message"].as_str().unwrap_or("no message");
                     bail!("the server answered {status}: {message}");

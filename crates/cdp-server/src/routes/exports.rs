@@ -295,9 +295,15 @@ pub(crate) struct ExportBody {
     /// pseudonym, email_sha256_google, phone_sha256_meta, identifiers.<type>, traits.<name>,
     /// age_band, region, city, tier, lifecycle, rfm_score...
     fields: Vec<String>,
-    /// csv or jsonl.
-    #[schema(value_type = String)]
+    /// csv (the default) or jsonl.
+    #[serde(default = "csv")]
+    #[schema(value_type = String, default = "csv")]
     format: ExportFormat,
+}
+
+/// Most recipients load CSV; a body without `format` asks for it.
+fn csv() -> ExportFormat {
+    ExportFormat::Csv
 }
 
 /// Starts an export job; poll `GET /v1/exports/{id}`.
