@@ -500,3 +500,77 @@ fn sslmode_require_uses_verified_tls_and_refuses_an_unknown_authority() {
     assert!(sessions >= 2, "{sessions} sessions of cdp");
     assert!(encrypted, "a session of cdp is not encrypted");
 }
+
+/// `cdp keys rewrap` and `retire` on a store in PostgreSQL: a person and a source written
+/// under key version 2 are read after version 2 left the key file.
+#[test]
+fn key_versions_are_rewrapped_and_retired_on_postgres() {
+    let database = TestDatabase::create();
+    let dir = temp_dir();
+    let key = dir.path().join("master.key");
+    assert!(
+        run(cdp().args(["keys", "init", "--key-file"]).arg(&key))
+            .status
+            .success()
+    );
+    let env = database.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = [
+        "--store",
+        &database.url,
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    let first = Server::start(dir.path(), &args, &env).unwrap();
+    let admin = first.token(dir.path(), &["admin"]);
+    first.create_source(&admin, "before", "web");
+    assert!(first.stop_with("TERM").0.success());
+    assert!(
+        run(cdp().args(["keys", "rotate", "--key-file"]).arg(&key))
+            .status
+            .success()
+    );
+    let second = Server::start(dir.path(), &args, &env).unwrap();
+    let write_key = second.create_source(&admin, "under-v2", "web");
+    send_person(&second, &write_key);
+    assert!(second.stop_with("TERM").0.success());
+    assert!(
+        run(cdp().args(["keys", "rotate", "--key-file"]).arg(&key))
+            .status
+            .success()
+    );
+
+    let keys = |extra: &[&str]| {
+        let mut command = cdp();
+        command
+            .arg("keys")
+            .args(extra)
+            .args([
+                "--store",
+                &database.url,
+                "--key-file",
+                key.to_str().unwrap(),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path());
+        for (name, value) in &env {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    let rewrap = keys(&["rewrap"]);
+    assert!(rewrap.status.success(), "{}", text(&rewrap.stderr));
+    assert!(
+        text(&rewrap.stdout).contains("rewrapped 1 data keys"),
+        "{}",
+        text(&rewrap.stdout)
+    );
+    let retire = keys(&["retire", "--version", "2"]);
+    assert!(retire.status.success(), "{}", text(&retire.stderr));
+
+    let third = Server::start(dir.path(), &args, &env).unwrap();
+    assert!(third.profile_of(&admin, "email", EMAIL).is_some());
+    let sources = third.get_with("/v1/sources", &admin).json();
+    assert_eq!(sources.as_array().map(Vec::len), Some(2), "{sources}");
+    assert!(third.stop_with("TERM").0.success());
+}

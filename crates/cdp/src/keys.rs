@@ -37,6 +37,10 @@ pub struct StoreKeyArgs {
     /// The data directory (default ./data). The server must be stopped.
     #[arg(long, env = "CDP_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The store in PostgreSQL (`postgres://...`; the password from CDP_STORE_PASSWORD_FILE),
+    /// with every node stopped.
+    #[arg(long, env = "CDP_STORE")]
+    store: Option<String>,
 }
 
 impl StoreKeyArgs {
@@ -47,7 +51,8 @@ impl StoreKeyArgs {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)),
         );
-        if !data_dir.holds_store() {
+        let postgres = crate::config::postgres_options(self.store.clone(), None, None, None)?;
+        if postgres.is_none() && !data_dir.holds_store() {
             bail!("{} holds no store", data_dir.root().display());
         }
         let keyring = std::sync::Arc::new(Keyring::load_file(&self.key_file)?);
@@ -57,9 +62,13 @@ impl StoreKeyArgs {
                 keyring,
                 std::sync::Arc::new(crate::policy::load(None)?),
             )
-            .with_index(cdp_engine::IndexMode::Absent),
+            .with_index(cdp_engine::IndexMode::Absent)
+            .with_store(cdp_store::StoreOptions {
+                postgres,
+                ..cdp_store::StoreOptions::default()
+            }),
         )
-        .context("cannot open the data directory")
+        .context("cannot open the store")
     }
 }
 
