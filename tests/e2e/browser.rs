@@ -410,7 +410,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
     // Names that are the same in Chinese: brands, abbreviations, the language switch.
     let allowed = [
         "cdp", "RFM", "CLV", "VIP", "iOS", "OpenID", "UnionID", "WeChat", "English", "Meta", "SHA",
-        "HTTPS", "CSV", "JSONL", "GDPR", "PIPL", "CAC",
+        "HTTPS", "CSV", "JSONL", "GDPR", "PIPL", "CAC", "SFTP",
     ];
     for page in [
         "overview",
@@ -420,6 +420,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
         "consents",
         "exports",
         "recipients",
+        "deliveries",
         "requests",
         "audit",
         "policies",
@@ -451,4 +452,88 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
         );
         browser.screenshot(&format!("zh-{page}"));
     }
+}
+
+/// The deliveries page: an administrator adds a webhook and sees its secret once, schedules an
+/// export of a saved audience, runs it now and reads its run in the history.
+#[test]
+fn the_deliveries_page_adds_a_webhook_and_schedules_an_export_that_runs() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    seed(&server, &admin);
+    let recipient = server.post_with(
+        "/v1/recipients",
+        &admin,
+        &json!({"name": "Analytics agency", "contact": "dpo@agency.example.cn", "role": "processor",
+                "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["analytics"]}),
+    );
+    assert_eq!(recipient.status, 201, "{}", recipient.text());
+    let expected = count_by_api(&server, &admin, "city:上海", "analytics");
+    assert!(expected["count"].as_u64().unwrap() >= 20, "{expected}");
+    let audience = server.post_with(
+        "/v1/audiences",
+        &admin,
+        &json!({"name": "上海 buyers", "purpose": "analytics", "query": "city:上海"}),
+    );
+    assert_eq!(audience.status, 201, "{}", audience.text());
+    add_user(&server, &admin, "ops.admin", &["admin"], &[]);
+    let driver = Driver::start();
+    let browser = driver.browser("en-US");
+    browser.sign_in(&server, "ops.admin");
+    browser.go("deliveries");
+    browser.type_into("[data-testid=destination-name]", "agency hook");
+    browser.type_into(
+        "[data-testid=destination-url]",
+        "https://hooks.agency.example.cn/cdp",
+    );
+    browser.click("[data-testid=destination-create]");
+    let created = browser.wait_text("[data-testid=destination-created]", |t| {
+        t.contains("whsec_")
+    });
+    assert!(created.contains("shown this once"), "{created}");
+    browser.wait_text("[data-testid=destinations-table]", |t| {
+        t.contains("agency hook")
+    });
+    // Shown once: the list does not carry it.
+    let secret = created
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap();
+    assert!(
+        !browser
+            .text_of("[data-testid=destination-list]")
+            .contains(secret)
+    );
+
+    browser.type_into("[data-testid=schedule-name]", "weekly 上海 list");
+    browser.script(
+        "const select = document.querySelector('[data-testid=purpose]');
+         select.value = 'analytics';
+         select.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.click("[data-testid=schedule-create]");
+    browser.wait_text("[data-testid=schedule-created]", |t| {
+        t.contains("Scheduled")
+    });
+    let listed = browser.wait_text("[data-testid=schedules-table]", |t| t.contains("weekly"));
+    assert!(listed.contains("0 3 * * * +08:00"), "{listed}");
+    browser.click("[data-testid=schedules-table] button[data-testid^=run-]");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The table is redrawn after a run: the button is found again at each click.
+        browser.script(
+            "document.querySelector('[data-testid=schedules-table] button[data-testid^=history-]').click();",
+            json!([]),
+        );
+        let history = browser.wait_text("[data-testid=schedule-history]", |t| !t.is_empty());
+        if history.contains("Done") {
+            assert!(history.contains("Runs of weekly"), "{history}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{history}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    browser.screenshot("deliveries");
 }

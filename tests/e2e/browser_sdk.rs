@@ -552,3 +552,57 @@ fn the_sensors_mini_program_sdk_tracks_a_member_under_a_wx_shim() {
         Some(person.as_str())
     );
 }
+
+/// Sensors Analytics' Node SDK (`sa-sdk-node`, from npm) sends to `/sa` with only its URL
+/// changed: batches of gzipped `data_list` records; an anonymous visitor who signs up becomes
+/// one person with the phone and e-mail of the profile records; the catalogue item is ignored.
+#[test]
+fn the_sensors_node_sdk_sends_batches_that_resolve_to_one_person() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "node backend", "web");
+    library("sensorsdata.min.js");
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser-sdk");
+    let prefix = "node-sdk";
+    let output = Command::new("node")
+        .current_dir(&sdk)
+        .arg("node-sdk.js")
+        .args([&server.base_url(), &key, prefix])
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "the Node SDK's submissions failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.logs()
+    );
+    let person = wait_for_person(&server, &admin, &format!("{prefix}-user"), 3);
+    for (kind, value) in [
+        ("anonymous_id", format!("{prefix}-anon")),
+        ("phone", "+8613700137000".to_string()),
+        ("email", format!("{prefix}@example.cn")),
+    ] {
+        assert_eq!(
+            server.profile_of(&admin, kind, &value).as_deref(),
+            Some(person.as_str()),
+            "{kind}"
+        );
+    }
+    let events = events_of(&server, &admin, &person);
+    for name in ["ViewProduct", "BuyProduct"] {
+        assert!(
+            events.iter().any(|e| e["message"]["event"] == name),
+            "{name}: {events:?}"
+        );
+    }
+    let profile = server
+        .get_with(
+            &format!("/v1/profiles/{person}?purpose=essential.service"),
+            &admin,
+        )
+        .json();
+    // profileSet then profileSetOnce: the first city stays, the new trait arrives.
+    assert_eq!(profile["traits"]["city"]["value"], "杭州", "{profile}");
+    assert_eq!(profile["traits"]["province"]["value"], "浙江", "{profile}");
+}

@@ -518,3 +518,81 @@ fn an_export_whose_node_is_killed_is_taken_over_and_finishes_on_the_other_node()
     assert_eq!(files, vec![format!("{id}.sealed")]);
     assert!(node_b.stop_with("TERM").0.success());
 }
+
+/// A scheduled export runs once per due time across two nodes: both run the scheduler, the
+/// one that advances the schedule's next run within the write turn starts the run.
+#[test]
+fn a_scheduled_export_runs_once_across_two_nodes() {
+    let database = TestDatabase::create();
+    let TwoNodes {
+        a: node_a,
+        b: node_b,
+        dir_a,
+        dir_b: _dir_b,
+        admin,
+    } = two_nodes(&database, &[]);
+    let marketer = node_a.token(dir_a.path(), &["marketer"]);
+    let key = node_a.create_source(&admin, "app", "ios");
+    let people = 24;
+    let batch: Vec<Value> = (0..people)
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("s-{i}"),
+                "traits": {"phone": format!("1372{i:07}"), "address": {"country": "CN", "city": "深圳"}}})
+        })
+        .collect();
+    send_all(&node_a, &key, &batch, 1, 100);
+    for i in 0..people {
+        let node = if i % 2 == 0 { &node_a } else { &node_b };
+        let response = node.post_with("/v1/consents", &admin, &json!({
+            "subject": {"type": "user_id", "value": format!("s-{i}")}, "purpose": "marketing.sms",
+            "status": "granted", "notice_version": "2026-01", "source": "app", "evidence": {"screen": "sms"}}));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let recipient = node_a
+        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
+            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
+        .json();
+    let audience = node_a
+        .post_with(
+            "/v1/audiences",
+            &marketer,
+            &json!({"name": "深圳", "purpose": "marketing.sms", "query": "city:深圳"}),
+        )
+        .json();
+    let schedule = node_b.post_with(
+        "/v1/schedules",
+        &marketer,
+        &json!({"name": "every minute",
+        "audience": audience["id"], "purpose": "marketing.sms", "recipient": recipient["id"],
+        "fields": ["pseudonym"], "cron": "* * * * *"}),
+    );
+    assert_eq!(schedule.status, 201, "{}", schedule.text());
+    let id = schedule.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/schedules/{id}");
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let first = loop {
+        let view = node_a.get_with(&path, &marketer).json();
+        if let Some(run) = view["history"].as_array().and_then(|h| h.first()) {
+            break run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run: {view}\n{}\n{}",
+            node_a.logs(),
+            node_b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Both schedulers looked several times since: still one run for that minute.
+    std::thread::sleep(Duration::from_secs(4));
+    let view = node_b.get_with(&path, &marketer).json();
+    let history = view["history"].as_array().unwrap();
+    let same_minute = history
+        .iter()
+        .filter(|run| {
+            run["started_at"].as_str().map(|t| &t[..16])
+                == first["started_at"].as_str().map(|t| &t[..16])
+        })
+        .count();
+    assert_eq!(same_minute, 1, "{view}");
+}

@@ -223,7 +223,23 @@ fn rewrap_then_retire_a_key_version_and_everyone_stays_readable() {
             .json();
         let body =
             serde_json::json!({"name": "深圳", "purpose": "marketing.sms", "query": "city:深圳"});
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // The index follows the writes: export once it counts all twenty (a loaded machine,
+        // as CI is with every suite running, can take longer than the freshness budget).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let count = server
+                .post_with(
+                    "/v1/audiences/count",
+                    &marketer,
+                    &serde_json::json!({"query": "city:深圳", "purpose": "marketing.sms"}),
+                )
+                .json();
+            if count["count"] == 20 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{count}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let audience = loop {
             let created = server.post_with("/v1/audiences", &marketer, &body);
             if created.status == 201 || created.status == 200 {

@@ -277,3 +277,62 @@ fn the_openapi_document_passes_openapi_spec_validator() {
         text(&output.stderr)
     );
 }
+
+/// A client generated from `/openapi.json` by openapi-python-client runs the README's tour:
+/// every answer parses into its typed model and validates against the schema the document
+/// declares for its operation and status (`tests/sdk/tour_client.py`).
+#[test]
+fn a_client_generated_from_the_openapi_document_runs_the_tour() {
+    let python = venv_python();
+    let dir = temp_dir();
+    let server = Server::start(dir.path(), &[], &[]).unwrap();
+    let document = server.get("/openapi.json");
+    assert_eq!(document.status, 200);
+    let work = temp_dir();
+    let spec = work.path().join("openapi.json");
+    std::fs::write(&spec, &document.body).unwrap();
+    // No formatter runs after generation (ruff is not needed to use the client).
+    let config = work.path().join("config.yaml");
+    std::fs::write(&config, "post_hooks: []\n").unwrap();
+    let generator = python.with_file_name("openapi-python-client");
+    let output = Command::new(&generator)
+        .args(["generate", "--meta", "none", "--path"])
+        .arg(&spec)
+        .arg("--output-path")
+        .arg(work.path().join("cdp_client"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("openapi-python-client runs");
+    assert!(
+        output.status.success() && work.path().join("cdp_client/client.py").exists(),
+        "generation failed:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let tokens: Vec<String> = ["admin", "customer_service", "marketer", "dpo"]
+        .iter()
+        .map(|role| server.token(dir.path(), &[role]))
+        .collect();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk/tour_client.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(server.base_url())
+        .args(&tokens)
+        .arg(&spec)
+        .env("PYTHONPATH", work.path())
+        .output()
+        .expect("the tour runs");
+    assert!(
+        output.status.success(),
+        "the generated client's tour failed:\n{}{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        server.logs()
+    );
+    assert!(
+        text(&output.stdout).contains("tour done"),
+        "{}",
+        text(&output.stdout)
+    );
+}

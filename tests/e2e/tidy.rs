@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cdp-policy", 3),
     ("cdp-identity", 3),
     ("cdp-index", 3),
+    ("cdp-destinations", 3),
     ("cdp-engine", 4),
     ("cdp-server", 5),
     ("cdp", 6),
@@ -25,6 +26,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("utoipa", "cdp-server"),
     ("utoipa-axum", "cdp-server"),
     ("tower-http", "cdp-server"),
+    ("russh", "cdp-destinations"),
+    ("russh-sftp", "cdp-destinations"),
 ];
 
 #[test]

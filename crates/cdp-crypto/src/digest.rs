@@ -53,3 +53,22 @@ impl Sha256Stream {
         cdp_core::hex::encode(self.0.finish().as_ref())
     }
 }
+
+/// HMAC-SHA256 of `message` under `key`, in lower-case hex: the signature of a webhook
+/// delivery (the receiver recomputes it with the destination's secret).
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, message);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod hmac_tests {
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        assert_eq!(
+            super::hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -28,7 +28,7 @@ mod signing;
 mod tokens;
 
 pub use blind_index::{BlindIndex, BlindIndexKey};
-pub use digest::{Sha256Stream, digest16, secret_hash, sha256_parts};
+pub use digest::{Sha256Stream, digest16, hmac_sha256_hex, secret_hash, sha256_parts};
 pub use envelope::{
     DataKey, RecordAad, RecordKey, SEALED_OVERHEAD, WrappedDataKey, open, seal, sealed_key_version,
 };

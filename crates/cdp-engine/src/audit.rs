@@ -191,6 +191,20 @@ impl Engine {
         }
     }
 
+    /// Seals `value` with the system key under `key` and commits it with one audit entry.
+    pub(crate) fn put_system_audited<T: serde::Serialize>(
+        &self,
+        keyspace: Keyspace,
+        key: Vec<u8>,
+        value: &T,
+        record: AuditRecord,
+    ) -> Result<CommitTicket, EngineError> {
+        let mut batch = WriteBatch::default();
+        let sealed = self.seal_system(keyspace, &key, value)?;
+        batch.put(keyspace, key, sealed);
+        self.commit_audited(batch, &[record])
+    }
+
     /// Records `records` on their own.
     pub fn audit(&self, records: &[AuditRecord]) -> Result<CommitTicket, EngineError> {
         self.commit_audited(WriteBatch::default(), records)

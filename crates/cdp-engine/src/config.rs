@@ -23,6 +23,8 @@ pub struct EngineRules {
     pub limits: MessageLimits,
     pub exports: ExportSettings,
     pub dedup: DedupSettings,
+    /// Frequency caps and quiet hours of campaigns (`contact.rs`).
+    pub contact: crate::contact::ContactRules,
 }
 
 /// How long a (source, messageId) is remembered to recognise retries (`write/dedup.rs`).

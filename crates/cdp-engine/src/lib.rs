@@ -16,11 +16,17 @@
 pub mod accounts;
 pub mod activity;
 pub mod audit;
+pub mod campaign_facts;
+pub mod campaign_results;
+pub mod campaigns;
 mod codec;
 pub mod computed;
 mod config;
 pub mod consent;
+pub mod contact;
 pub mod derived;
+pub mod destinations;
+pub mod engagement;
 mod error;
 pub mod exports;
 pub mod indexer;
@@ -49,9 +55,19 @@ use crate::computed::Quintiles;
 
 pub use accounts::{AccountRecord, NewAccount, SessionRecord, SignInRefusal, SignedIn};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
+pub use campaign_results::{ArmResult, CampaignResults, Uplift};
+pub use campaigns::{
+    CampaignChannel, CampaignCost, CampaignInput, CampaignRecord, CampaignSend, CampaignView,
+    Conversion, Variant,
+};
 pub use config::{DedupSettings, EngineConfig, EngineRules, IndexMode};
 pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};
+pub use destinations::{
+    BatchState, BatchStatus, DeadLetter, DeliveryRecord, DeliveryState, DestinationInput,
+    DestinationKind, DestinationTest, DestinationView,
+};
 pub use error::EngineError;
+pub use exports::schedules::{ScheduleInput, SchedulePatch, ScheduleView};
 pub use exports::{ExportFormat, ExportRecord, ExportRequest, ExportStatus, Manifest};
 pub use indexer::{IndexProgress, Indexer, IndexerOptions};
 pub use read::access::{Access, Audited, EvaluateSubject, PolicyNote, ProfileRead};
@@ -126,6 +142,8 @@ pub struct Engine {
     /// This node's name among the nodes of a shared database (`local` alone): leases of
     /// jobs name it (`jobs.rs`).
     node: String,
+    /// The campaign facts the write path indexes (`campaign_facts.rs`).
+    facts: campaign_facts::FactState,
 }
 
 impl Engine {
@@ -176,6 +194,7 @@ impl Engine {
         let exports_dir = exports_dir.unwrap_or_else(|| data_dir.exports_dir());
         std::fs::create_dir_all(&exports_dir)
             .map_err(|source| EngineError::io("cannot create the export directory", source))?;
+        let facts = campaign_facts::FactState::new(&vault)?;
         let engine = Self {
             store,
             vault,
@@ -193,8 +212,10 @@ impl Engine {
             activity: activity::SourceActivity::default(),
             written_profiles: indexer::WrittenProfiles::default(),
             node,
+            facts,
         };
         engine.load_suspects()?;
+        engine.watch_campaign_conversions()?;
         Ok(engine)
     }
 

@@ -753,6 +753,9 @@ fn exports_finish_with_a_signed_manifest_or_are_refused_without_a_file() {
                     recipient: recipient.id.clone(),
                     fields: vec!["pseudonym".into(), "phone_sha256_google".into()],
                     format: ExportFormat::Csv,
+                    destination: None,
+                    schedule: None,
+                    campaign: None,
                 },
                 &marketer,
             )

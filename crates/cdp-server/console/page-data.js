@@ -211,21 +211,30 @@ export function exportsPage(root, { session }) {
     const fields = h('div', { class: 'fields', 'data-testid': 'export-fields-picker' }, EXPORT_FIELDS.map((field) =>
       h('label', {}, h('input', { type: 'checkbox', value: field, checked: field === 'pseudonym' }), t(`export.field.${field}`))));
     const message = h('div');
-    Promise.all([api('GET', '/v1/audiences'), api('GET', '/v1/recipients')]).then(([audiences, recipients]) => {
+    // The recipient's destinations: the file can be delivered as well as downloaded.
+    const destination = h('select', { 'data-testid': 'export-destination' }, h('option', { value: '' }, t('delivery.no_destination')));
+    let destinations = [];
+    const fillDestinations = () => destination.replaceChildren(h('option', { value: '' }, t('delivery.no_destination')),
+      ...destinations.filter((d) => d.recipient === recipient.value && !d.retired_at).map((d) => h('option', { value: d.id }, d.name)));
+    recipient.addEventListener('change', fillDestinations);
+    Promise.all([api('GET', '/v1/audiences'), api('GET', '/v1/recipients'), api('GET', '/v1/destinations')]).then(([audiences, recipients, found]) => {
       audience.replaceChildren(...audiences.audiences.map((a) => h('option', { value: a.id }, a.name)));
       const recipientList = Array.isArray(recipients) ? recipients : recipients.recipients || [];
       recipient.replaceChildren(...recipientList.map((r) => h('option', { value: r.id }, r.name)));
+      destinations = found.destinations || [];
+      fillDestinations();
     }).catch((error) => message.replaceChildren(errorBox(error)));
     const form = h('form', {},
       h('p', { class: 'inline' }, h('label', {}, t('export.audience'), ' ', audience), ' ', h('label', {}, t('common.purpose'), ' ', picker), ' ',
-        h('label', {}, t('export.recipient'), ' ', recipient), ' ', h('label', {}, t('export.format'), ' ', format)),
+        h('label', {}, t('export.recipient'), ' ', recipient), ' ', h('label', {}, t('delivery.destination'), ' ', destination), ' ',
+        h('label', {}, t('export.format'), ' ', format)),
       h('p', {}, t('export.fields_hint')), fields,
       h('button', { type: 'submit', 'data-testid': 'export-start' }, t('export.start')), message);
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       const chosen = [...fields.querySelectorAll('input:checked')].map((input) => input.value);
       try {
-        const job = await api('POST', '/v1/exports', { audience: audience.value, purpose: picker.value, recipient: recipient.value, fields: chosen, format: format.value });
+        const job = await api('POST', '/v1/exports', { audience: audience.value, purpose: picker.value, recipient: recipient.value, fields: chosen, format: format.value, destination: destination.value || null });
         message.replaceChildren();
         exportView(current, session, job.id);
         load();

@@ -23,8 +23,8 @@ use crate::metrics::HttpMetrics;
 use crate::observe::{normalise_errors, observe, observe_edge, panic_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    accounts, audiences, audit, browser, consents, exports, identity, ingest, policies, profiles,
-    requests, sensors, sources, system,
+    accounts, audiences, audit, browser, campaigns, consents, destinations, exports, identity,
+    ingest, policies, profiles, requests, sensors, sources, system,
 };
 
 /// Limits and timeouts of the HTTP edge.
@@ -140,6 +140,36 @@ pub fn router(
         .routes(routes!(exports::export_file))
         .routes(routes!(exports::export_manifest))
         .routes(routes!(exports::export_key))
+        .routes(routes!(destinations::export_delivery))
+        .routes(routes!(
+            destinations::create_destination,
+            destinations::list_destinations
+        ))
+        .routes(routes!(
+            destinations::get_destination,
+            destinations::retire_destination
+        ))
+        .routes(routes!(destinations::rotate_destination))
+        .routes(routes!(destinations::test_destination))
+        .routes(routes!(destinations::dead_letters))
+        .routes(routes!(destinations::retry_dead_letters))
+        .routes(routes!(
+            destinations::create_schedule,
+            destinations::list_schedules
+        ))
+        .routes(routes!(
+            destinations::get_schedule,
+            destinations::update_schedule,
+            destinations::delete_schedule
+        ))
+        .routes(routes!(destinations::run_schedule))
+        .routes(routes!(
+            campaigns::create_campaign,
+            campaigns::list_campaigns
+        ))
+        .routes(routes!(campaigns::get_campaign))
+        .routes(routes!(campaigns::send_campaign))
+        .routes(routes!(campaigns::campaign_results))
         .routes(routes!(requests::submit, requests::list))
         .routes(routes!(requests::get))
         .routes(routes!(requests::bundle))

@@ -73,6 +73,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../console/page-data.js"),
     ),
     (
+        "page-deliveries.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-deliveries.js"),
+    ),
+    (
         "page-governance.js",
         "text/javascript; charset=utf-8",
         include_str!("../console/page-governance.js"),

@@ -15,6 +15,7 @@ mod observe;
 mod openapi;
 mod permissions;
 mod routes;
+mod schemas;
 mod sensors;
 mod serve;
 mod swap;

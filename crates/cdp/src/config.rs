@@ -50,6 +50,9 @@ pub struct ConfigFile {
     pub exports: ExportsSection,
     #[serde(default)]
     pub consent: ConsentSection,
+    /// Frequency caps and quiet hours of campaigns, across all of them (docs/campaigns.md).
+    #[serde(default)]
+    pub campaigns: cdp_engine::contact::ContactRules,
     #[serde(default)]
     pub log: LogSection,
 }
@@ -183,6 +186,7 @@ pub struct Settings {
     pub identity: cdp_identity::IdentityRules,
     pub survivorship: cdp_engine::SurvivorshipRules,
     pub computed: cdp_engine::computed::ComputedRules,
+    pub contact: cdp_engine::contact::ContactRules,
     pub index_refresh: Duration,
     pub retention_interval: Duration,
     pub consent_tally_every: Duration,
@@ -254,6 +258,12 @@ impl Settings {
             identity: cdp_identity::IdentityRules::from_file(file.identity)?,
             survivorship: file.survivorship,
             computed: file.computed,
+            contact: {
+                file.campaigns
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("[campaigns] {e}"))?;
+                file.campaigns
+            },
             index_refresh: Duration::from_secs(
                 file.index.refresh_hours.unwrap_or(24).max(1) * 3600,
             ),
@@ -403,6 +413,8 @@ mod tests {
         assert!(file.consent.trend_every_secs.is_some());
         assert!(file.store.verify.is_some());
         assert!(file.log.format.is_some() && file.log.level.is_some());
+        // The contact rules written out are the built-in ones.
+        assert_eq!(file.campaigns, cdp_engine::contact::ContactRules::default());
         let settings = Settings::resolve(
             file,
             Overrides {

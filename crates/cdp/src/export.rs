@@ -56,6 +56,10 @@ pub struct CreateArgs {
     /// Where to write the file (the manifest goes to FILE.manifest.json).
     #[arg(long)]
     out: PathBuf,
+    /// Also deliver the file to this destination of the recipient (`cdp destinations list`);
+    /// the command then waits for the delivery and says how it went.
+    #[arg(long)]
+    destination: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +162,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         "/v1/exports",
         &serde_json::json!({
             "audience": args.audience, "purpose": args.purpose, "recipient": args.recipient,
-            "fields": args.fields, "format": args.format,
+            "fields": args.fields, "format": args.format, "destination": args.destination,
         }),
     )?;
     let id = started["id"]
@@ -211,6 +215,33 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         args.out.display(),
         manifest_path.display()
     );
+    if args.destination.is_some() {
+        // Retries can take hours: the command waits a minute, then leaves them to the server.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let delivery = loop {
+            let delivery = args.server.get(&format!("/v1/exports/{id}/delivery"))?;
+            if delivery["state"] == "delivered" || delivery["state"] == "failed" {
+                break delivery;
+            }
+            if std::time::Instant::now() > deadline {
+                println!(
+                    "export {id}: delivery still under way (retries pending); follow it with GET /v1/exports/{id}/delivery"
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let batches = delivery["batches"].as_array().cloned().unwrap_or_default();
+        let dead = batches.iter().filter(|b| b["status"] == "dead").count();
+        if dead > 0 {
+            bail!(
+                "export {id}: {dead} of {} batches not delivered (cdp destinations dead-letters {})",
+                batches.len(),
+                delivery["destination"].as_str().unwrap_or_default()
+            );
+        }
+        println!("export {id}: delivered in {} batches", batches.len());
+    }
     Ok(())
 }
 

@@ -8,10 +8,12 @@
 mod audiences;
 mod audit;
 mod bench;
+mod campaigns;
 mod client;
 mod config;
 mod consents;
 mod demo;
+mod demo_campaign;
 mod export;
 mod import;
 mod keys;
@@ -22,6 +24,7 @@ mod recipients;
 mod recovery;
 mod reindex;
 mod requests;
+mod schedules;
 mod serve;
 mod sources;
 mod store;
@@ -73,6 +76,18 @@ enum Command {
     /// The suppression list: list, add, remove (client of a running server).
     #[command(subcommand)]
     Suppressions(recipients::SuppressionsCommand),
+    /// Where exports are delivered: HTTPS webhooks and SFTP servers of recipients, their dead
+    /// letters (client of a running server).
+    #[command(subcommand)]
+    Destinations(schedules::DestinationsCommand),
+    /// Scheduled exports that send what changed since their previous run (client of a
+    /// running server).
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
+    /// Campaigns with holdouts and A/B variants, their sends and measured results (client of
+    /// a running server).
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
     /// Import a CRM/POS file (CSV or JSONL) into the running server.
     Import(import::ImportArgs),
     /// Consents: bulk import with evidence per row (client of a running server).
@@ -124,6 +139,8 @@ enum DemoCommand {
         /// give the same files.
         #[arg(long, value_parser = parse_date)]
         as_of: Option<time::Date>,
+        #[command(flatten)]
+        response: demo_campaign::ResponseArgs,
     },
 }
 
@@ -165,6 +182,18 @@ fn main() -> ExitCode {
         Command::Suppressions(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             recipients::run_suppressions(command)
+        }
+        Command::Destinations(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            schedules::run_destinations(command)
+        }
+        Command::Schedules(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            schedules::run_schedules(command)
+        }
+        Command::Campaigns(command) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            campaigns::run(command)
         }
         Command::Import(args) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
@@ -211,10 +240,15 @@ fn main() -> ExitCode {
             seed,
             out,
             as_of,
+            response,
         }) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             let as_of = as_of.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-            demo::write(people, seed, as_of, &out)
+            if response.respond_to.is_some() {
+                demo_campaign::write_response(people, seed, as_of, &out, &response)
+            } else {
+                demo::write(people, seed, as_of, &out)
+            }
         }
         Command::Bench(command) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

@@ -128,6 +128,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
                 ..Default::default()
             },
             dedup: settings.dedup,
+            contact: settings.contact,
         })
         .with_store(StoreOptions {
             engine: settings.store_engine,
@@ -284,7 +285,11 @@ pub(crate) struct Background {
     indexer: std::thread::JoinHandle<()>,
     retention: std::thread::JoinHandle<()>,
     jobs: std::thread::JoinHandle<()>,
+    deliveries: std::thread::JoinHandle<()>,
 }
+
+/// How often a node looks for deliveries to destinations that are due (new, or a retry's time).
+const DELIVERY_SWEEP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often a node looks for export jobs whose lease expired.
 const JOB_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
@@ -372,11 +377,26 @@ impl Background {
                 .spawn(move || {
                     let mut waited = JOB_SWEEP;
                     let mut tally_due = time::OffsetDateTime::UNIX_EPOCH;
+                    let mut schedules_checked = std::time::Instant::now();
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         if waited >= JOB_SWEEP {
                             waited = std::time::Duration::ZERO;
                             if let Err(error) = engine.resume_orphaned_exports() {
                                 tracing::warn!(error = %error, "cannot look for export jobs to take over");
+                            }
+                        }
+                        // Scheduled exports whose time has come (a schedule is to the
+                        // minute: once a second is soon enough, and one scan on a shared
+                        // database per node and second is cheap).
+                        if schedules_checked.elapsed() >= std::time::Duration::from_secs(1) {
+                            schedules_checked = std::time::Instant::now();
+                            if let Err(error) = engine.run_due_schedules() {
+                                tracing::warn!(error = %error, "cannot start the scheduled exports");
+                            }
+                            // Conversion events of campaigns made on other nodes of a
+                            // shared database are indexed from now on here too.
+                            if let Err(error) = engine.watch_campaign_conversions() {
+                                tracing::warn!(error = %error, "cannot read the campaigns' conversion events");
                             }
                         }
                         if time::OffsetDateTime::now_utc() >= tally_due {
@@ -394,11 +414,29 @@ impl Background {
                 })
                 .context("cannot start the job sweeper")?
         };
+        // Deliveries of finished exports to their destinations, and their retries: on a
+        // thread of their own, since a receiver may take its time to answer.
+        let deliveries = {
+            let engine = engine.clone();
+            let stop = stop_indexer.clone();
+            std::thread::Builder::new()
+                .name("cdp-deliveries".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Err(error) = engine.deliver_due() {
+                            tracing::warn!(error = %error, "cannot look for deliveries to make");
+                        }
+                        std::thread::sleep(DELIVERY_SWEEP);
+                    }
+                })
+                .context("cannot start the delivery worker")?
+        };
         Ok(Self {
             stop: stop_indexer,
             indexer: indexer_thread,
             retention,
             jobs,
+            deliveries,
         })
     }
 
@@ -413,6 +451,9 @@ impl Background {
         }
         if self.jobs.join().is_err() {
             tracing::error!("the job sweeper panicked");
+        }
+        if self.deliveries.join().is_err() {
+            tracing::error!("the delivery worker panicked");
         }
     }
 }

@@ -17,6 +17,8 @@ pub const DERIVED_FIELDS: &[&str] = &[
     "tier",
     "lifecycle",
     "rfm_score",
+    // A campaign's variant of the person (campaign sends only).
+    "arm",
 ];
 
 /// Checks the requested fields: 1 to 50, each of the vocabulary and classified in the

@@ -14,10 +14,13 @@ use time::OffsetDateTime;
 
 use super::fields::policy_field;
 use super::format::{csv_line, format_row};
-use super::keys::{job_key, latest_key, member_chunk_key, secrets_key};
-use super::members::{ExportSecrets, pseudonym_bytes, sorted_difference};
+use super::keys::{
+    campaign_arms_key, campaign_latest_key, job_key, latest_key, member_chunk_key,
+    schedule_latest_key, secrets_key,
+};
+use super::members::{ExportSecrets, Finished, pseudonym_bytes, sorted_difference};
 use super::rows::{MemberResults, RowShape};
-use super::sealed_file::{NO_MEMBER, SealedFileWriter, WrittenFile, framed_rows, read_sealed_file};
+use super::sealed_file::{NO_MEMBER, SealedFileWriter, WrittenFile};
 use super::{
     ExportCounts, ExportFormat, ExportProgress, ExportRecord, ExportRequest, ExportStatus,
     FieldTransform, Manifest, RecipientSummary,
@@ -42,6 +45,28 @@ struct ExportPlan {
     /// `op` and then the fields.
     columns: Vec<String>,
     pseudonyms: cdp_crypto::PseudonymKey,
+    /// Where the latest export of this audience to this recipient (or of this schedule) is
+    /// named, and that export with everyone it included (sorted).
+    latest: Vec<u8>,
+    previous: Option<(String, Vec<String>)>,
+    /// A scheduled run writes only the people the previous run did not include.
+    delta_only: bool,
+    /// A campaign send's arms.
+    arms: Option<crate::campaigns::ArmAssigner>,
+    /// A campaign send's frequency caps and quiet hours.
+    contact: Option<crate::contact::ContactGate>,
+}
+
+impl ExportPlan {
+    /// Whether a member's row goes into the file.
+    fn writes(&self, pseudonym: &str) -> bool {
+        match (&self.previous, self.delta_only) {
+            (Some((_, before)), true) => before
+                .binary_search_by(|p| p.as_str().cmp(pseudonym))
+                .is_err(),
+            _ => true,
+        }
+    }
 }
 
 /// What the members came to.
@@ -57,6 +82,10 @@ struct Tally {
     exclusions: BTreeMap<(String, String), (u64, Vec<String>)>,
     /// Formatted rows not yet in the file, with their member's pseudonym.
     pending: Vec<(String, Vec<u8>)>,
+    /// A campaign send's assignments.
+    assigned: Vec<([u8; 16], u8)>,
+    /// A campaign send's contact ledgers as it leaves them, sealed (key, value).
+    contacts: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Tally {
@@ -77,16 +106,20 @@ impl Tally {
             self.included.push(pseudonym.clone());
             self.pending.push((pseudonym, line));
         }
+        self.assigned.extend(part.assigned);
+        self.contacts.extend(part.contacts);
     }
 }
 
 impl Engine {
-    /// `POST /v1/exports`: checks the request and starts the job in the background.
-    pub fn start_export(
-        self: &Arc<Self>,
-        request: ExportRequest,
+    /// Everything an export must satisfy before it starts (also when a schedule is made):
+    /// known fields, audience, recipient (not retired) and purpose, a caller who may state the
+    /// purpose, an audience built for it, a destination of the same recipient.
+    pub(crate) fn check_export_request(
+        &self,
+        request: &ExportRequest,
         access: &Access,
-    ) -> Result<ExportRecord, EngineError> {
+    ) -> Result<(AudienceRecord, RecipientRecord), EngineError> {
         super::fields::validate(&request.fields, self.policies())?;
         let audience = self.load_audience(&request.audience)?;
         let recipient = self
@@ -121,6 +154,24 @@ impl Engine {
                 request.purpose, audience.purpose, request.purpose
             )));
         }
+        if let Some(destination) = &request.destination {
+            self.usable_destination(destination, &recipient.id)?;
+        }
+        if request.campaign.is_none() && request.fields.iter().any(|f| f == "arm") {
+            return Err(EngineError::InvalidRequest(
+                "the field arm belongs to a campaign's sends (POST /v1/campaigns)".into(),
+            ));
+        }
+        Ok((audience, recipient))
+    }
+
+    /// `POST /v1/exports`: checks the request and starts the job in the background.
+    pub fn start_export(
+        self: &Arc<Self>,
+        request: ExportRequest,
+        access: &Access,
+    ) -> Result<ExportRecord, EngineError> {
+        let (audience, recipient) = self.check_export_request(&request, access)?;
         let record = ExportRecord {
             id: format!("exp_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?)),
             audience: audience.id.clone(),
@@ -137,6 +188,9 @@ impl Engine {
             created_at: OffsetDateTime::now_utc(),
             caller: Some(access.caller.clone()),
             lease: Some(self.lease_until(OffsetDateTime::now_utc() + crate::jobs::LEASE)),
+            destination: request.destination,
+            schedule: request.schedule,
+            campaign: request.campaign,
         };
         self.save_export(
             &record,
@@ -177,7 +231,14 @@ impl Engine {
         if job.format == ExportFormat::Csv {
             writer.write_row(&NO_MEMBER, &csv_line(&plan.columns))?;
         }
-        let Some(mut tally) = self.decide_members(&plan, &mut job, &mut writer)? else {
+        // A campaign send decides its members in its channel's turn, held until its contacts
+        // are committed with the finished job: caps hold when campaigns run at once.
+        let turn = match &plan.contact {
+            Some(gate) => Some(self.take_contact_turn(gate.channel, &job.id)?),
+            None => None,
+        };
+        let Some(mut tally) = self.decide_members(&plan, &mut job, &mut writer, turn.as_ref())?
+        else {
             writer.discard();
             tracing::warn!(export = %job.id, "another node took this export over; this node's run ends");
             return Ok(());
@@ -190,7 +251,9 @@ impl Engine {
             return self.refuse_export(job, access, &tally);
         }
         for (pseudonym, line) in tally.pending.drain(..) {
-            writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)?;
+            if plan.writes(&pseudonym) {
+                writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)?;
+            }
         }
         self.finish_export(job, access, &plan, writer, tally, wrapped_key)
     }
@@ -228,6 +291,38 @@ impl Engine {
         };
         let mut columns: Vec<String> = vec!["op".into()];
         columns.extend(job.fields.iter().cloned());
+        // The export the delta is taken against: the last one of this audience to this
+        // recipient, or of this schedule.
+        let latest = match (&job.schedule, &job.campaign) {
+            (Some(schedule), _) => schedule_latest_key(schedule),
+            (None, Some(campaign)) => campaign_latest_key(campaign),
+            (None, None) => latest_key(&audience.id, &recipient.id),
+        };
+        let (arms, contact) = match &job.campaign {
+            Some(campaign) => {
+                let record = self.campaign(campaign)?;
+                let gate = crate::contact::ContactGate::new(
+                    &self.config.contact,
+                    record.channel,
+                    &record.contact,
+                    &record.id,
+                    &job.id,
+                    OffsetDateTime::now_utc(),
+                )?;
+                (Some(self.arm_assigner(campaign)?), Some(gate))
+            }
+            None => (None, None),
+        };
+        let mut previous = None;
+        if let Some(id) = self.store().get(Keyspace::Exports, &latest)? {
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(secrets) =
+                self.get_system::<ExportSecrets>(Keyspace::Exports, &secrets_key(&id))?
+            {
+                let members = self.past_members(&id, secrets)?;
+                previous = Some((id, members));
+            }
+        }
         Ok(ExportPlan {
             audience,
             recipient,
@@ -235,6 +330,11 @@ impl Engine {
             request,
             columns,
             pseudonyms,
+            latest,
+            previous,
+            delta_only: job.schedule.is_some(),
+            arms,
+            contact,
         })
     }
 
@@ -246,6 +346,7 @@ impl Engine {
         plan: &ExportPlan,
         job: &mut ExportRecord,
         writer: &mut SealedFileWriter<'_>,
+        turn: Option<&crate::contact::ContactTurn<'_>>,
     ) -> Result<Option<Tally>, EngineError> {
         let quintiles = self.quintiles();
         // The job itself is saved (its lease renewed) between blocks.
@@ -258,6 +359,8 @@ impl Engine {
             pseudonyms: &plan.pseudonyms,
             quintiles: &quintiles,
             now: OffsetDateTime::now_utc(),
+            arms: plan.arms.as_ref(),
+            contact: plan.contact.as_ref(),
         };
         let mut tally = Tally::default();
         for block in plan.members.chunks(BLOCK) {
@@ -271,9 +374,12 @@ impl Engine {
                         scope.spawn(move || self.export_members(half, shape))
                     })
                     .collect();
-                let written = pending.drain(..).try_for_each(|(pseudonym, line)| {
-                    writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)
-                });
+                let written = pending
+                    .drain(..)
+                    .filter(|(pseudonym, _)| plan.writes(pseudonym))
+                    .try_for_each(|(pseudonym, line)| {
+                        writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)
+                    });
                 let results: Vec<Result<MemberResults, EngineError>> = workers
                     .into_iter()
                     .map(|worker| {
@@ -289,6 +395,9 @@ impl Engine {
                 tally.add(result?);
             }
             job.progress.considered = tally.counts.considered;
+            if let Some(turn) = turn {
+                turn.renew()?;
+            }
             if let Ok(Err(super::lease::LeaseLost)) = self.save_if_ours(job, None, &[], None) {
                 return Ok(None);
             }
@@ -378,23 +487,24 @@ impl Engine {
         mut tally: Tally,
         wrapped_key: Vec<u8>,
     ) -> Result<(), EngineError> {
-        // The delta: pseudonyms of the last export of this audience to this recipient that are
-        // not in this one.
-        let latest = latest_key(&plan.audience.id, &plan.recipient.id);
-        let previous = self
-            .store()
-            .get(Keyspace::Exports, &latest)?
-            .map(|id| String::from_utf8_lossy(&id).into_owned());
-        // Sorted: the delta below, and erasure and access requests look a person up in every
-        // past export.
+        // The delta: pseudonyms of the previous export (`plan.latest`) that are not in this
+        // one. Sorted: erasure and access requests look a person up in every past export.
         tally.included.sort_unstable();
-        let mut removals = Vec::new();
-        if let Some(previous) = &previous {
-            let key = secrets_key(previous);
-            if let Some(secrets) = self.get_system::<ExportSecrets>(Keyspace::Exports, &key)? {
-                removals =
-                    sorted_difference(self.past_members(previous, secrets)?, &tally.included);
-            }
+        let latest = plan.latest.clone();
+        let (previous, removals) = match &plan.previous {
+            Some((id, before)) => (
+                Some(id.clone()),
+                sorted_difference(before.clone(), &tally.included),
+            ),
+            None => (None, Vec::new()),
+        };
+        if plan.delta_only {
+            let added = tally
+                .included
+                .iter()
+                .filter(|pseudonym| plan.writes(pseudonym))
+                .count();
+            tally.counts.added = Some(added as u64);
         }
         tally.counts.removals = removals.len() as u64;
         for pseudonym in &removals {
@@ -448,7 +558,13 @@ impl Engine {
         }];
         let saved = self.save_if_ours(
             &mut job,
-            Some((&secrets, latest, &tally.included)),
+            Some(Finished {
+                secrets: &secrets,
+                latest,
+                members: &tally.included,
+                arms: &tally.assigned,
+                contacts: &tally.contacts,
+            }),
             &audit,
             Some(&publish),
         )?;
@@ -505,6 +621,7 @@ impl Engine {
             file_sha256: written.sha256.clone(),
             file_bytes: written.delivered_bytes,
             previous_export: previous,
+            campaign: job.campaign.clone(),
             revised_at: None,
             created_at: job.created_at,
             expires_at: job.created_at + self.config.exports.file_lifetime,
@@ -518,7 +635,7 @@ impl Engine {
     pub(super) fn save_export(
         &self,
         record: &ExportRecord,
-        extra: Option<(&ExportSecrets, Vec<u8>, &[String])>,
+        extra: Option<Finished<'_>>,
         audit: &[AuditRecord],
     ) -> Result<cdp_store::CommitTicket, EngineError> {
         let key = job_key(&record.id);
@@ -528,7 +645,33 @@ impl Engine {
             key.clone(),
             self.seal_system(Keyspace::Exports, &key, record)?,
         );
-        if let Some((secrets, latest, members)) = extra {
+        if let Some(Finished {
+            secrets,
+            latest,
+            members,
+            arms,
+            contacts,
+        }) = extra
+        {
+            // The contacts of a campaign send count against the channel's caps from the moment
+            // the send is done (the channel's turn is held until then).
+            for (key, sealed) in contacts {
+                batch.put(Keyspace::Exports, key.clone(), sealed.clone());
+            }
+            // A campaign send: who was assigned where, for the measurement of its results.
+            for (n, chunk) in arms
+                .chunks(self.config.exports.member_chunk.max(1))
+                .enumerate()
+            {
+                let key = campaign_arms_key(&record.id, n);
+                let mut plain = Vec::with_capacity(chunk.len() * 17);
+                for (id, arm) in chunk {
+                    plain.extend_from_slice(id);
+                    plain.push(*arm);
+                }
+                let sealed = self.vault().seal_system(Keyspace::Exports, &key, &plain)?;
+                batch.put(Keyspace::Exports, key, sealed);
+            }
             for (n, chunk) in members
                 .chunks(self.config.exports.member_chunk.max(1))
                 .enumerate()
@@ -548,6 +691,13 @@ impl Engine {
                 self.seal_system(Keyspace::Exports, &key, secrets)?,
             );
             batch.put(Keyspace::Exports, latest, record.id.as_bytes().to_vec());
+            // Finished with a destination: its delivery is queued in the same transaction,
+            // so that no crash leaves a done export undelivered.
+            if let Some(destination) = &record.destination
+                && record.status == ExportStatus::Done
+            {
+                self.queue_delivery(&mut batch, record, destination)?;
+            }
         }
         if audit.is_empty() {
             Ok(self.store().commit(batch)?)
@@ -593,63 +743,6 @@ impl Engine {
         } else {
             self.exports_dir.join(format!("{id}.r{revision}.sealed"))
         }
-    }
-
-    /// The decrypted file of a finished export (audited as a download).
-    pub fn export_file(
-        &self,
-        id: &str,
-        access: &Access,
-    ) -> Result<(ExportRecord, Vec<u8>), EngineError> {
-        let record = self
-            .export(id)?
-            .ok_or_else(|| EngineError::NotFound(format!("export {id}")))?;
-        let Some(manifest) = record
-            .manifest
-            .clone()
-            .filter(|_| record.status == ExportStatus::Done)
-        else {
-            return Err(EngineError::Conflict(format!(
-                "export {id} has no file: it is {}",
-                record.status.name()
-            )));
-        };
-        if OffsetDateTime::now_utc() > manifest.expires_at {
-            return Err(EngineError::Conflict(format!("export {id} has expired")));
-        }
-        let secrets: ExportSecrets = self
-            .get_system(Keyspace::Exports, &secrets_key(id))?
-            .ok_or_else(|| EngineError::NotFound(format!("the file of export {id}")))?;
-        if secrets.wrapped_key.is_empty() {
-            return Err(EngineError::Conflict(format!(
-                "export {id} was withdrawn: {}",
-                record.reason.as_deref().unwrap_or("its file was deleted")
-            )));
-        }
-        let key = self
-            .vault()
-            .open_file_key(id.as_bytes(), secrets.wrapped_key)?;
-        let path = self.export_file_path(id, secrets.revision);
-        let out = if secrets.framed {
-            let framed = read_sealed_file(self.vault(), &key, id, &path, secrets.plain_bytes)?;
-            let mut lines = Vec::with_capacity(usize::try_from(manifest.file_bytes).unwrap_or(0));
-            for (_, line) in framed_rows(&framed)? {
-                lines.extend_from_slice(line);
-            }
-            lines
-        } else {
-            read_sealed_file(self.vault(), &key, id, &path, manifest.file_bytes)?
-        };
-        self.audit(&[AuditRecord {
-            actor: access.actor.clone(),
-            action: "export.download".into(),
-            purpose: Some(record.purpose.clone()),
-            person: None,
-            decision: "done".into(),
-            rules: vec![id.to_string()],
-        }])?
-        .wait_durable()?;
-        Ok((record, out))
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use time::OffsetDateTime;
 
 use super::keys::job_key;
-use super::members::ExportSecrets;
 use super::{ExportRecord, ExportStatus};
 use crate::audit::AuditRecord;
 use crate::jobs::{LEASE, RENEW_EVERY};
@@ -28,7 +27,7 @@ impl Engine {
     pub(super) fn save_if_ours(
         &self,
         job: &mut ExportRecord,
-        extra: Option<(&ExportSecrets, Vec<u8>, &[String])>,
+        extra: Option<super::members::Finished<'_>>,
         audit: &[AuditRecord],
         publish: Option<&dyn Fn() -> Result<(), EngineError>>,
     ) -> Result<Result<CommitTicket, LeaseLost>, EngineError> {

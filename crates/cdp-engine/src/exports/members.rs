@@ -38,6 +38,20 @@ pub(super) struct ExportSecrets {
     pub(super) chunk_starts: Vec<String>,
 }
 
+/// What the save that finishes a job writes beside it.
+pub(super) struct Finished<'a> {
+    pub(super) secrets: &'a ExportSecrets,
+    /// The key naming the latest export of its audience and recipient (or schedule, campaign).
+    pub(super) latest: Vec<u8>,
+    /// Everyone it included, sorted pseudonyms.
+    pub(super) members: &'a [String],
+    /// A campaign send: each eligible person's profile id and arm (0: the holdout, 1 + the
+    /// variant's index otherwise).
+    pub(super) arms: &'a [([u8; 16], u8)],
+    /// A campaign send: the contact ledgers of the people it contacted, sealed (key, value).
+    pub(super) contacts: &'a [(Vec<u8>, Vec<u8>)],
+}
+
 /// The bytes of a pseudonym (32 hex digits).
 pub(super) fn pseudonym_bytes(pseudonym: &str) -> Result<[u8; 16], EngineError> {
     hex::decode::<16>(pseudonym).ok_or_else(|| EngineError::Corrupt("export member list".into()))

@@ -18,6 +18,7 @@
 //! writer and reader), `members` (who a finished export included, for deltas and requests),
 //! `revise` (erasure rewrites the files that hold the person; expired files are deleted).
 
+mod download;
 mod fields;
 mod format;
 pub mod hashes;
@@ -27,6 +28,7 @@ mod lease;
 mod members;
 pub(crate) mod revise;
 mod rows;
+pub mod schedules;
 mod sealed_file;
 
 use std::collections::BTreeMap;
@@ -36,6 +38,7 @@ use time::OffsetDateTime;
 
 pub use fields::DERIVED_FIELDS;
 pub use hashes::{email_sha256_google, email_sha256_meta, phone_sha256_google, phone_sha256_meta};
+pub(crate) use keys::campaign_arms_key;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +79,13 @@ pub struct ExportRequest {
     pub recipient: String,
     pub fields: Vec<String>,
     pub format: ExportFormat,
+    /// A destination of the recipient that receives the file once it is done.
+    pub destination: Option<String>,
+    /// The schedule a run belongs to: the file then holds only the changes since the
+    /// schedule's previous run (adds and removals).
+    pub schedule: Option<String>,
+    /// The campaign a send belongs to: its holdout is kept out, each row names its arm.
+    pub campaign: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +113,10 @@ pub struct ExportCounts {
     pub exclusions: Vec<Exclusion>,
     /// Pseudonyms of an earlier export to this recipient that must be removed.
     pub removals: u64,
+    /// A scheduled run's file: the included people who were not in the previous run (the
+    /// others are unchanged and not repeated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<u64>,
 }
 
 /// People left out of an export for one reason.
@@ -138,6 +152,9 @@ pub struct Manifest {
     /// The export this one is a delta of, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_export: Option<String>,
+    /// The campaign this file is a send of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
     /// When an erasure last rewrote the file without the erased person (the counts, the
     /// SHA-256 and the length describe the file as it is now).
     #[serde(
@@ -201,6 +218,25 @@ pub struct ExportRecord {
     /// The node running it, until when without renewal (`jobs.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<crate::jobs::JobLease>,
+    /// Where the file is delivered once done (`GET /v1/exports/{id}/delivery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// The schedule this run belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The campaign this send belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+}
+
+impl ExportRecord {
+    /// What the job came to: a finished job's manifest counts, or a refused job's.
+    pub fn counts_now(&self) -> Option<ExportCounts> {
+        self.manifest
+            .as_ref()
+            .map(|m| m.counts.clone())
+            .or_else(|| self.counts.clone())
+    }
 }
 
 /// Tuning of export jobs.

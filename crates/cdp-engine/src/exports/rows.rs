@@ -40,6 +40,10 @@ pub(super) struct MemberResults {
     pub(super) transforms: BTreeMap<String, String>,
     /// (pseudonym, formatted line) of each included member, in order.
     pub(super) rows: Vec<(String, Vec<u8>)>,
+    /// A campaign send: each eligible member's profile id and arm (0: the holdout).
+    pub(super) assigned: Vec<([u8; 16], u8)>,
+    /// A campaign send: the contacted members' ledgers as it leaves them, sealed.
+    pub(super) contacts: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What every worker of one job needs to decide and format a member.
@@ -54,6 +58,10 @@ pub(super) struct RowShape<'a> {
     /// The population's RFM cut points (as the index scores people).
     pub(super) quintiles: &'a Quintiles,
     pub(super) now: OffsetDateTime,
+    /// A campaign send's arms.
+    pub(super) arms: Option<&'a crate::campaigns::ArmAssigner>,
+    /// A campaign send's frequency caps and quiet hours.
+    pub(super) contact: Option<&'a crate::contact::ContactGate>,
 }
 
 /// One included member, as the row builder sees them. Age and residency come from the policy
@@ -63,6 +71,8 @@ struct Member<'a> {
     facts: &'a SubjectFacts,
     decision: &'a cdp_policy::Decision,
     pseudonym: &'a str,
+    /// The campaign variant the member is in.
+    arm: Option<&'a str>,
 }
 
 impl MemberResults {
@@ -90,7 +100,7 @@ impl Engine {
         };
         for member in members {
             out.considered += 1;
-            let Some((record, facts)) = self.export_subject(&mut cursors, *member)? else {
+            let Some((record, facts, key)) = self.export_subject(&mut cursors, *member)? else {
                 out.exclude(
                     "gone",
                     "erased or merged into another profile since the search index saw them",
@@ -121,12 +131,59 @@ impl Engine {
                 );
                 continue;
             }
+            // Contact pressure is a gate like consent: decided before the arms are drawn.
+            let mut contact = None;
+            if let Some(gate) = shape.contact {
+                let check = gate.check(self, &key, &record, facts.residency.as_deref())?;
+                if let Some(held) = check.held_back {
+                    out.exclude(held.reason(), held.why(), &[]);
+                    continue;
+                }
+                contact = Some(check);
+            }
+            // A campaign's arms are drawn from the people every gate allowed: the holdout
+            // and the variants are then comparable.
+            let mut arm = None;
+            if let Some(arms) = shape.arms {
+                // Whether they had ordered before the send: new customers and repeat buyers
+                // among the converted are told apart by it.
+                let before = if record
+                    .activity
+                    .first_order_at
+                    .is_some_and(|t| t < shape.now.unix_timestamp())
+                {
+                    crate::campaigns::ORDERED_BEFORE
+                } else {
+                    0
+                };
+                match arms.assign(&record.id) {
+                    None => {
+                        out.assigned.push((*record.id.as_bytes(), before));
+                        out.exclude(
+                            "holdout",
+                            "the campaign's control group: kept from contact so that its effect can be measured",
+                            &[],
+                        );
+                        continue;
+                    }
+                    Some(variant) => {
+                        out.assigned
+                            .push((*record.id.as_bytes(), (variant as u8 + 1) | before));
+                        arm = arms.names.get(variant).map(String::as_str);
+                        if let (Some(gate), Some(check)) = (shape.contact, contact) {
+                            out.contacts
+                                .push(gate.record_contact(self, &key, &record.id, check)?);
+                        }
+                    }
+                }
+            }
             let pseudonym = shape.pseudonyms.pseudonym(&record.id);
             let member = Member {
                 record: &record,
                 facts: &facts,
                 decision: &decision,
                 pseudonym: &pseudonym,
+                arm,
             };
             let mut row = self.export_row(shape, &member, &mut out.transforms);
             row.insert("op".into(), Value::String("add".into()));
@@ -141,7 +198,7 @@ impl Engine {
         &self,
         cursors: &mut SubjectCursors<'_>,
         id: ProfileId,
-    ) -> Result<Option<(ProfileRecord, SubjectFacts)>, EngineError> {
+    ) -> Result<Option<(ProfileRecord, SubjectFacts, cdp_crypto::DataKey)>, EngineError> {
         // Members come from the index: current ids (one merged away since is simply gone, and
         // so is an erased person, whose key was destroyed).
         let Some(wrapped) = cursors.keys.get(id.as_bytes())? else {
@@ -155,7 +212,7 @@ impl Engine {
             self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
         let consents = self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
         let facts = self.subject_facts(&record, &consents)?;
-        Ok(Some((record, facts)))
+        Ok(Some((record, facts, key)))
     }
 
     /// The row of an included member: each field's value (absent when the obligations drop
@@ -186,6 +243,10 @@ impl Engine {
                 "region" => (
                     member.facts.residency.clone().map(Value::String),
                     "keep".to_string(),
+                ),
+                "arm" => (
+                    member.arm.map(|arm| Value::String(arm.to_string())),
+                    "campaign variant".to_string(),
                 ),
                 "city" => (
                     DerivedAttributes::of(member.record, shape.now)

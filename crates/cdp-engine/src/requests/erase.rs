@@ -142,6 +142,8 @@ impl Engine {
                     event.source_id.as_bytes(),
                     event.message.message_id.as_bytes(),
                 ]));
+                let suffix = crate::records::event_key_suffix(&event_key);
+                self.delete_facts(&mut batch, &event, &id, suffix);
             }
             batch.delete(Keyspace::Events, event_key);
             *counts.entry("events").or_default() += 1;
@@ -150,6 +152,10 @@ impl Engine {
             let (consent_key, _) = item?;
             batch.delete(Keyspace::Consents, consent_key);
             *counts.entry("consents").or_default() += 1;
+        }
+        let ledgers = crate::contact::delete_ledgers(self, &id, &mut batch)?;
+        if ledgers > 0 {
+            *counts.entry("contact_ledgers").or_default() += ledgers;
         }
         let mut nodes = BTreeSet::new();
         for identifier in &record.identifiers {

@@ -30,6 +30,8 @@ pub(crate) struct Changes {
     pub(crate) deleted_consents: BTreeSet<Vec<u8>>,
     pub(crate) aliases: BTreeMap<ProfileId, ProfileId>,
     pub(crate) merge_log: Vec<MergeLogEntry>,
+    /// Campaign facts of new events, sealed with their (surviving) person's key.
+    pub(crate) facts: Vec<crate::campaign_facts::PendingFact>,
     /// Wrapped data keys of profiles created by this change.
     pub(crate) batch: WriteBatch,
 }
@@ -112,6 +114,23 @@ impl Changes {
                 .1;
             let sealed = engine.seal_person(data_key, Keyspace::Consents, key, record)?;
             batch.put(Keyspace::Consents, key.clone(), sealed);
+        }
+        for pending in &self.facts {
+            // The event's person may have been absorbed later in this change.
+            let mut owner = pending.profile;
+            for _ in 0..16 {
+                match self.aliases.get(&owner) {
+                    Some(survivor) => owner = *survivor,
+                    None => break,
+                }
+            }
+            let Some((_, data_key)) = self.profiles.get(&owner) else {
+                continue;
+            };
+            let key =
+                crate::campaign_facts::fact_key(&pending.tag, pending.at, &owner, &pending.digest);
+            let sealed = engine.seal_person(data_key, Keyspace::Exports, &key, &pending.fact)?;
+            batch.put(Keyspace::Exports, key, sealed);
         }
         for (id, (record, key)) in &self.profiles {
             if self.deleted_profiles.contains(id) {

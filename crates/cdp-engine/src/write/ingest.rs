@@ -224,7 +224,8 @@ impl Engine {
             );
         }
         let (identifiers, invalid) = self.normalised_identifiers(source, found);
-        let signals = crate::write::consent_staging::signals_of(self.policies(), &message);
+        let mut signals = crate::write::consent_staging::signals_of(self.policies(), &message);
+        signals.extend(self.unsubscribe_signal(&message)?);
         Ok(PreparedMessage {
             message,
             identifiers,

@@ -50,6 +50,16 @@ impl Engine {
             }
         }
         apply_event_to_profile(&self.config.survivorship, record, &event);
+        for (tag, fact) in self.facts.facts_of(&event) {
+            changes.facts.push(crate::campaign_facts::PendingFact {
+                tag,
+                at: event.message.timestamp,
+                profile,
+                // As the event's key ends (`records::event_key_suffix`).
+                digest: digest[..8].to_vec(),
+                fact,
+            });
+        }
         let key = event_key(&profile, event.message.timestamp, digest);
         changes.events.insert(key, (profile, event));
         Ok(())

@@ -137,6 +137,13 @@ impl Engine {
             {
                 let stored: StoredEvent =
                     self.open_person(&key, Keyspace::Events, &event_key_bytes, &sealed)?;
+                // Its campaign facts are written again under its new owner (replay).
+                self.delete_facts(
+                    &mut changes.batch,
+                    &stored,
+                    id,
+                    event_key_suffix(&event_key_bytes),
+                );
                 component
                     .events
                     .push((event_key_suffix(&event_key_bytes).to_vec(), stored));
@@ -287,6 +294,15 @@ impl Engine {
             };
             if let Some((record, _)) = changes.profiles.get_mut(&owner) {
                 apply_event_to_profile(&self.config.survivorship, record, &event);
+            }
+            for (tag, fact) in self.facts.facts_of(&event) {
+                changes.facts.push(crate::campaign_facts::PendingFact {
+                    tag,
+                    at: event.message.timestamp,
+                    profile: owner,
+                    digest: suffix.clone(),
+                    fact,
+                });
             }
             let key = event_key(&owner, event.message.timestamp, &suffix);
             changes.events.insert(key, (owner, event));

@@ -215,10 +215,23 @@ impl Engine {
         from_key: &cdp_crypto::DataKey,
         to: ProfileId,
     ) -> Result<(), EngineError> {
-        // Events move to the survivor, re-sealed under its key.
+        let to_key = changes
+            .profiles
+            .get(&to)
+            .map(|(_, key)| key.clone())
+            .ok_or_else(|| EngineError::Corrupt(format!("merge into unloaded profile {to}")))?;
+        // Events move to the survivor, re-sealed under its key, and their campaign facts.
         for (key, sealed) in graph.view.scan_prefix(Keyspace::Events, from.as_bytes())? {
             let stored: StoredEvent =
                 self.open_person(from_key, Keyspace::Events, &key, &sealed)?;
+            self.move_facts(
+                graph.view,
+                &mut changes.batch,
+                &stored,
+                event_key_suffix(&key),
+                (from, from_key),
+                (to, &to_key),
+            )?;
             let new_key = event_key(&to, stored.message.timestamp, event_key_suffix(&key));
             changes.deleted_events.insert(key);
             changes.events.insert(new_key, (to, stored));
@@ -237,6 +250,15 @@ impl Engine {
                 .consents
                 .insert(consent_key(&to, &suffix), (to, record));
         }
+        // And contact ledgers: the merged person's frequency caps count both people's
+        // contacts.
+        crate::contact::move_ledgers(
+            self,
+            graph.view,
+            &mut changes.batch,
+            (from, from_key),
+            (to, &to_key),
+        )?;
         Ok(())
     }
 }

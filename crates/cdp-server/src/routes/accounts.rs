@@ -117,10 +117,7 @@ pub(crate) async fn create(
         )
     })
     .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     tracing::info!(account = %account.name, subject = %caller.0.sub, "account created");
     Ok((StatusCode::CREATED, Json(account_answer(&account, secret))))
 }
@@ -155,10 +152,7 @@ async fn change_account(
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let ticket = blocking(move || change(&engine, &actor)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

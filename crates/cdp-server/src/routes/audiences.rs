@@ -62,7 +62,7 @@ fn suppress_small_counts(count: &mut serde_json::Value, k: u64) {
 /// How many people match, and how many the policies remove for the purpose.
 #[utoipa::path(post, operation_id = "count_audience", path = "/v1/audiences/count", tag = "audiences", security(("bearer" = [])),
     request_body = CountBody,
-    responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`; for a caller who may not read profiles, numbers below the minimum audience size are `\"<20\"` (`suppressed_below`)", body = Object),
+    responses((status = 200, description = "`{count, matched, removed_by_policy, purpose, evaluated_at}`; for a caller who may not read profiles, numbers below the minimum audience size are `\"<20\"` (`suppressed_below`)", body = crate::schemas::AudienceCount),
         (status = 400, description = "A query error names where (`details.at`).", body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn count(
@@ -99,7 +99,7 @@ pub(crate) struct CreateBody {
 /// Saves an audience definition; answers it with its size now.
 #[utoipa::path(post, operation_id = "create_audience", path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
     request_body = CreateBody,
-    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 201, body = crate::schemas::Audience), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,17 +113,14 @@ pub(crate) async fn create(
     let (view, ticket) =
         blocking(move || engine.create_audience(&body.name, &body.purpose, &query, &access))
             .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok((StatusCode::CREATED, as_json(view)?))
 }
 
 /// The saved audiences: definitions only (sizes are `GET /v1/audiences/{id}`, which counts
 /// and is audited).
 #[utoipa::path(get, operation_id = "list_audiences", path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::AudienceList), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,7 +149,7 @@ pub(crate) struct BreakdownBody {
 /// withheld (`null`) for every caller.
 #[utoipa::path(post, operation_id = "audience_breakdown", path = "/v1/audiences/breakdown", tag = "audiences", security(("bearer" = [])),
     request_body = BreakdownBody,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Breakdown), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn breakdown(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +191,7 @@ pub(crate) struct UpdateBody {
 /// the hash of the definition they used.
 #[utoipa::path(patch, operation_id = "update_audience", path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = UpdateBody,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Audience), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
@@ -217,10 +214,7 @@ pub(crate) async fn update(
     let engine = state.engine.clone();
     let k = engine.min_audience_size();
     let (view, ticket) = blocking(move || engine.update_audience(&id, patch, &access)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     let Json(mut view) = as_json(view)?;
     if !Permission::ReadProfiles.granted_to(&caller.0.roles) {
         suppress_small_counts(&mut view["size"], k);
@@ -241,17 +235,14 @@ pub(crate) async fn delete(
     let access = caller.access(None);
     let engine = state.engine.clone();
     let ticket = blocking(move || engine.delete_audience(&id, &access)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// An audience: its definition and its size now.
 #[utoipa::path(get, operation_id = "get_audience", path = "/v1/audiences/{id}", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Audience), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -281,7 +272,7 @@ pub(crate) struct MembersQuery {
 /// Members the policies allow for the purpose (pseudonymous ids), paged.
 #[utoipa::path(get, operation_id = "list_audience_members", path = "/v1/audiences/{id}/members", tag = "audiences", security(("bearer" = [])),
     params(("id" = String, Path), MembersQuery),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::MembersPage), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn members(
     State(state): State<AppState>,
     caller: Caller,

@@ -24,7 +24,7 @@ pub(crate) struct AuditQuery {
 /// Audit entries, oldest first: who did what, for which purpose, about which (pseudonymous)
 /// person, with the decision, the rules that spoke and the policy version.
 #[utoipa::path(get, operation_id = "list_audit_entries", path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::AuditPage), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,7 +45,7 @@ pub(crate) async fn list(
 
 /// Checks the hash chain; `ok: false` names the first broken entry and how it broke.
 #[utoipa::path(get, operation_id = "verify_audit_log", path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::AuditVerification), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
     caller: Caller,

@@ -80,6 +80,16 @@ fn data_error(error: &serde_json::Error) -> ApiError {
         format!("the body is missing the field {field}")
     } else if let Some(field) = named("unknown field ") {
         format!("the body has an unknown field {field}")
+    } else if let Some(expected) = text
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once("`, expected "))
+        .map(|(_, expected)| expected.split(" at line").next().unwrap_or(expected))
+    {
+        // The allowed values are ours (an enum's names), safe to repeat; the given one is not.
+        format!(
+            "the body has a value that is not allowed there: expected {}",
+            expected.replace('`', "")
+        )
     } else {
         "the body has a field of the wrong type or value".to_string()
     };

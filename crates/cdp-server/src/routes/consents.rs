@@ -98,7 +98,7 @@ pub(crate) struct ConsentBatchBody {
 /// `POST /v1/consents` audits one.
 #[utoipa::path(post, path = "/v1/consents/batch", tag = "consent", operation_id = "record_consents", security(("bearer" = [])),
     request_body = ConsentBatchBody,
-    responses((status = 200, description = "Per-row results; `recorded` and `failed` count them.", body = Object),
+    responses((status = 200, description = "Per-row results; `recorded` and `failed` count them.", body = crate::schemas::ConsentBatchAnswer),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn record_batch(
     State(state): State<AppState>,
@@ -143,10 +143,7 @@ pub(crate) async fn record_batch(
     })
     .await?;
     for ticket in tickets {
-        ticket
-            .durable()
-            .await
-            .map_err(|e| crate::routes::engine_error(e.into()))?;
+        crate::routes::durable(ticket).await?;
     }
     let failed = results.iter().filter(|r| r.get("error").is_some()).count();
     let recorded = results.len() - failed;
@@ -161,7 +158,7 @@ pub(crate) async fn record_batch(
 /// Withdrawal takes effect for every later read, audience and export.
 #[utoipa::path(post, operation_id = "record_consent", path = "/v1/consents", tag = "consent", security(("bearer" = [])),
     request_body = ConsentBody,
-    responses((status = 200, description = "Recorded; `state` is the person's state for the purpose now.", body = Object),
+    responses((status = 200, description = "Recorded; `state` is the person's state for the purpose now.", body = crate::schemas::ConsentReceipt),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, description = "No such person.", body = crate::ErrorBody)))]
 pub(crate) async fn record(
     State(state): State<AppState>,
@@ -173,17 +170,14 @@ pub(crate) async fn record(
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let (receipt, ticket) = blocking(move || engine.record_consent(input, &actor)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     as_json(receipt)
 }
 
 /// A person's consent history and current state per purpose (a purpose-bound read).
 #[utoipa::path(get, operation_id = "list_consents", path = "/v1/profiles/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = String, Path), PurposeQuery),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::ConsentsView), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -215,7 +209,7 @@ pub(crate) struct TrendQuery {
 /// audience size are withheld (`null`).
 #[utoipa::path(get, operation_id = "consent_trend", path = "/v1/consents/trend", tag = "consent", security(("bearer" = [])),
     params(TrendQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::ConsentTrend), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn trend(
     State(state): State<AppState>,
     caller: Caller,

@@ -37,7 +37,7 @@ pub(crate) struct RecipientBody {
 /// Registers a recipient of exports.
 #[utoipa::path(post, path = "/v1/recipients", tag = "exports", security(("bearer" = [])),
     request_body = RecipientBody,
-    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 201, body = crate::schemas::Recipient), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn create_recipient(
     State(state): State<AppState>,
     caller: Caller,
@@ -61,16 +61,13 @@ pub(crate) async fn create_recipient(
         )
     })
     .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok((StatusCode::CREATED, as_json(record)?))
 }
 
 /// The registered recipients.
 #[utoipa::path(get, path = "/v1/recipients", tag = "exports", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::RecipientList), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list_recipients(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,7 +81,7 @@ pub(crate) async fn list_recipients(
 /// A recipient.
 #[utoipa::path(get, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path, description = "rcp_ and 16 hex digits")),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Recipient), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get_recipient(
     State(state): State<AppState>,
@@ -116,7 +113,7 @@ pub(crate) struct RecipientPatchBody {
 /// a processor that becomes a controller is a new recipient.
 #[utoipa::path(patch, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = RecipientPatchBody,
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Recipient), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
         (status = 409, description = "The recipient is retired.", body = crate::ErrorBody)))]
 pub(crate) async fn update_recipient(
@@ -143,10 +140,7 @@ pub(crate) async fn update_recipient(
         )
     })
     .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     as_json(record)
 }
 
@@ -154,7 +148,7 @@ pub(crate) async fn update_recipient(
 /// the record of processing, since what it already received remains disclosed.
 #[utoipa::path(delete, path = "/v1/recipients/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Recipient), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
         (status = 409, description = "Already retired.", body = crate::ErrorBody)))]
 pub(crate) async fn retire_recipient(
@@ -166,10 +160,7 @@ pub(crate) async fn retire_recipient(
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let (record, ticket) = blocking(move || engine.retire_recipient(&id, &actor)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     as_json(record)
 }
 
@@ -199,10 +190,7 @@ pub(crate) async fn suppress(
     let ticket =
         blocking(move || engine.suppress(&kind, &body.value, body.region.as_deref(), &actor))
             .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,10 +218,7 @@ pub(crate) async fn unsuppress(
     let ticket =
         blocking(move || engine.unsuppress(&kind, &body.value, body.region.as_deref(), &actor))
             .await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,10 +236,7 @@ pub(crate) async fn remove_suppression(
     let engine = state.engine.clone();
     let actor = caller.0.sub.clone();
     let ticket = blocking(move || engine.unsuppress_by_id(&id, &actor)).await?;
-    ticket
-        .durable()
-        .await
-        .map_err(|e| crate::routes::engine_error(e.into()))?;
+    crate::routes::durable(ticket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,7 +252,7 @@ pub(crate) struct SuppressionsQuery {
 /// values are not stored (only their blind indexes), so they cannot be listed.
 #[utoipa::path(get, operation_id = "list_suppressions", path = "/v1/suppressions", tag = "exports", security(("bearer" = [])),
     params(SuppressionsQuery),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::SuppressionPage), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list_suppressions(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,6 +281,9 @@ pub(crate) struct ExportBody {
     #[serde(default = "csv")]
     #[schema(value_type = String, default = "csv")]
     format: ExportFormat,
+    /// A destination (`dst_...`) of the recipient that receives the file once it is done
+    /// (`GET /v1/exports/{id}/delivery`).
+    destination: Option<String>,
 }
 
 /// Most recipients load CSV; a body without `format` asks for it.
@@ -309,7 +294,7 @@ fn csv() -> ExportFormat {
 /// Starts an export job; poll `GET /v1/exports/{id}`.
 #[utoipa::path(post, path = "/v1/exports", tag = "exports", security(("bearer" = [])),
     request_body = ExportBody,
-    responses((status = 202, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 202, body = crate::schemas::Export), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn create_export(
     State(state): State<AppState>,
     caller: Caller,
@@ -327,6 +312,9 @@ pub(crate) async fn create_export(
                 recipient: body.recipient,
                 fields: body.fields,
                 format: body.format,
+                destination: body.destination,
+                schedule: None,
+                campaign: None,
             },
             &access,
         )
@@ -337,7 +325,7 @@ pub(crate) async fn create_export(
 
 /// The 100 most recent export jobs, newest first.
 #[utoipa::path(get, path = "/v1/exports", tag = "exports", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::ExportList), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list_exports(
     State(state): State<AppState>,
     caller: Caller,
@@ -352,7 +340,7 @@ pub(crate) async fn list_exports(
 /// An export job: status (running, done, refused, failed), progress, reason, signed manifest.
 #[utoipa::path(get, path = "/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Export), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get_export(
     State(state): State<AppState>,
     caller: Caller,
@@ -370,7 +358,7 @@ pub(crate) async fn get_export(
 /// manifest stay, with status `withdrawn`, as the record of what was shared with whom.
 #[utoipa::path(delete, path = "/v1/exports/{id}", tag = "exports", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Export), (status = 400, body = crate::ErrorBody),
         (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
         (status = 409, description = "Not finished, or no file left.", body = crate::ErrorBody)))]
 pub(crate) async fn delete_export(
@@ -453,7 +441,7 @@ pub(crate) async fn export_manifest(
 
 /// The public key that verifies export manifests (Ed25519, base64).
 #[utoipa::path(get, path = "/v1/keys/export", tag = "exports",
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = crate::schemas::ExportKey)))]
 pub(crate) async fn export_key(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -24,7 +24,7 @@ pub(crate) struct SuspectsQuery {
 /// Identifiers quarantined as junk (or in another status), most conflicted first.
 #[utoipa::path(get, operation_id = "list_suspects", path = "/v1/identity/suspects", tag = "profiles", security(("bearer" = [])),
     params(SuspectsQuery),
-    responses((status = 200, description = "`{suspects: [{id, type, value, status, distinct_conflicts, conflicts, profile, first_seen, last_seen, decided_by}]}`", body = Object),
+    responses((status = 200, description = "`{suspects: [{id, type, value, status, distinct_conflicts, conflicts, profile, first_seen, last_seen, decided_by}]}`", body = crate::schemas::SuspectList),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -56,7 +56,7 @@ pub(crate) struct DecideBody {
 /// Blocks or releases a suspect.
 #[utoipa::path(post, operation_id = "decide_suspect", path = "/v1/identity/suspects/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = DecideBody,
-    responses((status = 200, description = "The suspect as it now stands.", body = Object),
+    responses((status = 200, description = "The suspect as it now stands.", body = crate::schemas::Suspect),
         (status = 400, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn decide(
     State(state): State<AppState>,

@@ -230,10 +230,10 @@ pub(crate) async fn run_ingest(
 }
 
 macro_rules! ingest_route {
-    ($name:ident, $path:literal, $kind:expr, $summary:literal) => {
+    ($name:ident, $path:literal, $kind:expr, $summary:literal, $body:ty) => {
         #[doc = $summary]
         #[utoipa::path(post, path = $path, tag = "ingestion",
-            request_body(content = Object, description = "A Segment-spec message or batch (JSON, optionally gzip)."),
+            request_body(content = $body, description = "A Segment-spec message or batch (JSON, optionally gzip; `text/plain` from browsers' sendBeacon)."),
             security(("write_key" = [])),
             responses(
                 (status = 200, description = "Stored and durable.", body = IngestAnswer),
@@ -252,43 +252,50 @@ ingest_route!(
     identify,
     "/v1/identify",
     Some(MessageType::Identify),
-    "Segment identify: who the user is, with traits."
+    "Segment identify: who the user is, with traits.",
+    crate::schemas::SegmentIdentify
 );
 ingest_route!(
     track,
     "/v1/track",
     Some(MessageType::Track),
-    "Segment track: an action the user performed."
+    "Segment track: an action the user performed.",
+    crate::schemas::SegmentTrack
 );
 ingest_route!(
     page,
     "/v1/page",
     Some(MessageType::Page),
-    "Segment page: a web page view."
+    "Segment page: a web page view.",
+    crate::schemas::SegmentView
 );
 ingest_route!(
     screen,
     "/v1/screen",
     Some(MessageType::Screen),
-    "Segment screen: an app screen view."
+    "Segment screen: an app screen view.",
+    crate::schemas::SegmentView
 );
 ingest_route!(
     group,
     "/v1/group",
     Some(MessageType::Group),
-    "Segment group: the user joined a group (account, household)."
+    "Segment group: the user joined a group (account, household).",
+    crate::schemas::SegmentGroup
 );
 ingest_route!(
     alias,
     "/v1/alias",
     Some(MessageType::Alias),
-    "Segment alias: previousId and userId are the same person."
+    "Segment alias: previousId and userId are the same person.",
+    crate::schemas::SegmentAlias
 );
 ingest_route!(
     batch,
     "/v1/batch",
     None,
-    "Segment batch: up to 500 KB of messages, accepted or refused whole."
+    "Segment batch: up to 500 KB of messages, accepted or refused whole.",
+    crate::schemas::SegmentBatch
 );
 
 // The short paths of Segment's browser library (`{apiHost}/{first letter of the type}`).
@@ -296,43 +303,50 @@ ingest_route!(
     identify_short,
     "/v1/i",
     Some(MessageType::Identify),
-    "Segment identify, at the browser library's short path."
+    "Segment identify, at the browser library's short path.",
+    crate::schemas::SegmentIdentify
 );
 ingest_route!(
     track_short,
     "/v1/t",
     Some(MessageType::Track),
-    "Segment track, at the browser library's short path."
+    "Segment track, at the browser library's short path.",
+    crate::schemas::SegmentTrack
 );
 ingest_route!(
     page_short,
     "/v1/p",
     Some(MessageType::Page),
-    "Segment page, at the browser library's short path."
+    "Segment page, at the browser library's short path.",
+    crate::schemas::SegmentView
 );
 ingest_route!(
     screen_short,
     "/v1/s",
     Some(MessageType::Screen),
-    "Segment screen, at the browser library's short path."
+    "Segment screen, at the browser library's short path.",
+    crate::schemas::SegmentView
 );
 ingest_route!(
     group_short,
     "/v1/g",
     Some(MessageType::Group),
-    "Segment group, at the browser library's short path."
+    "Segment group, at the browser library's short path.",
+    crate::schemas::SegmentGroup
 );
 ingest_route!(
     alias_short,
     "/v1/a",
     Some(MessageType::Alias),
-    "Segment alias, at the browser library's short path."
+    "Segment alias, at the browser library's short path.",
+    crate::schemas::SegmentAlias
 );
 ingest_route!(
     batch_short,
     "/v1/b",
     None,
-    "Segment batch, where the browser library's batching delivery posts."
+    "Segment batch, where the browser library's batching delivery posts.",
+    crate::schemas::SegmentBatch
 );
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -345,7 +359,7 @@ pub(crate) struct ImportQuery {
 /// bearer token instead of the source's write key (`cdp import` uses it). Same validation,
 /// identity path and durability as `/v1/batch`.
 #[utoipa::path(post, path = "/v1/import", tag = "ingestion", params(ImportQuery),
-    request_body(content = Object, description = "A Segment batch: {\"batch\": [...]}."),
+    request_body(content = crate::schemas::SegmentBatch, description = "A Segment batch: {\"batch\": [...]}."),
     security(("bearer" = [])),
     responses(
         (status = 200, body = IngestAnswer),

@@ -3,7 +3,9 @@ pub(crate) mod audiences;
 pub(crate) mod audit;
 pub(crate) mod body;
 pub(crate) mod browser;
+pub(crate) mod campaigns;
 pub(crate) mod consents;
+pub(crate) mod destinations;
 pub(crate) mod exports;
 pub(crate) mod identity;
 pub(crate) mod ingest;
@@ -18,6 +20,11 @@ use cdp_engine::EngineError;
 use cdp_store::StoreError;
 
 use crate::{ApiError, ErrorCode};
+
+/// Waits until an acknowledged write is durable: no answer is given before.
+pub(crate) async fn durable(ticket: cdp_store::CommitTicket) -> Result<(), ApiError> {
+    ticket.durable().await.map_err(|e| engine_error(e.into()))
+}
 
 /// The HTTP answer for an engine error.
 pub(crate) fn engine_error(error: EngineError) -> ApiError {

@@ -15,7 +15,7 @@ use crate::{ApiError, AppState, ErrorCode, Permission};
 /// The loaded policies: version, jurisdictions with their rules and citations, taxonomy,
 /// field map and roles.
 #[utoipa::path(get, operation_id = "show_policies", path = "/v1/policies", tag = "policies", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::PoliciesView), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,7 +64,7 @@ pub(crate) struct EvaluateBody {
 /// Dry run for the DPO: the decision, its obligations and its reasons with citations.
 #[utoipa::path(post, operation_id = "evaluate_policy", path = "/v1/policies/evaluate", tag = "policies", security(("bearer" = [])),
     request_body = EvaluateBody,
-    responses((status = 200, description = "The decision (allow or deny alike).", body = Object),
+    responses((status = 200, description = "The decision (allow or deny alike).", body = crate::schemas::Evaluation),
         (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn evaluate(
     State(state): State<AppState>,
@@ -111,7 +111,7 @@ pub(crate) async fn evaluate(
 /// The record of processing activities (GDPR Art 30, PIPL), markdown, from the policies and
 /// the registered recipients.
 #[utoipa::path(get, operation_id = "policy_ropa", path = "/v1/policies/ropa", tag = "policies", security(("bearer" = [])),
-    responses((status = 200, description = "`{\"markdown\": ...}`", body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, description = "`{\"markdown\": ...}`", body = crate::schemas::Ropa), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn ropa(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,7 +133,7 @@ pub(crate) async fn ropa(
 /// The golden cases of the policies in force (the built-in ones, or the `tests/` beside a
 /// policy directory) run now: how many pass, and each failure.
 #[utoipa::path(get, operation_id = "policy_golden_cases", path = "/v1/policies/golden", tag = "policies", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::GoldenRun), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn golden(
     State(state): State<AppState>,
     caller: Caller,

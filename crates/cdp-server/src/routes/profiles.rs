@@ -86,7 +86,7 @@ pub(crate) fn as_json<T: Serialize>(value: T) -> Result<Json<serde_json::Value>,
 /// field shown, masked or withheld as the policies decide (`policy` says which and why).
 #[utoipa::path(get, path = "/v1/profiles/{id}", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path, description = "Profile id (absorbed ids resolve to their survivor)"), PurposeQuery),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
+    responses((status = 200, body = crate::schemas::Profile), (status = 404, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody),
         (status = 403, description = "No purpose, a purpose the token may not state, or a policy denial (details: the decision).", body = crate::ErrorBody)))]
 pub(crate) async fn get_profile(
     State(state): State<AppState>,
@@ -120,7 +120,7 @@ pub(crate) struct LookupQuery {
 
 /// The profile an identifier belongs to.
 #[utoipa::path(get, path = "/v1/profiles/lookup", tag = "profiles", security(("bearer" = [])), params(LookupQuery),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Profile), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,7 +182,7 @@ pub(crate) struct LookupBody {
 /// The profile an identifier belongs to, with the identifier in the body instead of the URL
 /// (what the console uses: a query string lands in proxies' logs and browsers' histories).
 #[utoipa::path(post, path = "/v1/profiles/lookup", tag = "profiles", security(("bearer" = [])), request_body = LookupBody,
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Profile), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn lookup_by_body(
     State(state): State<AppState>,
     caller: Caller,
@@ -205,7 +205,7 @@ pub(crate) async fn lookup_by_body(
 /// what merge protection dropped), and the merge log.
 #[utoipa::path(get, path = "/v1/profiles/{id}/identity", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path), PurposeQuery),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::IdentityView), (status = 404, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn identity(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,7 +237,7 @@ pub(crate) struct EventsQuery {
 /// A profile's events, oldest first.
 #[utoipa::path(get, path = "/v1/profiles/{id}/events", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path), EventsQuery),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::EventsView), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -276,7 +276,7 @@ pub(crate) struct SplitBody {
 /// Removes an identifier or an edge; the component is re-resolved and events and traits follow.
 #[utoipa::path(post, path = "/v1/profiles/{id}/split", tag = "profiles", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = SplitBody,
-    responses((status = 200, description = "The profiles the component became.", body = Object), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
+    responses((status = 200, description = "The profiles the component became.", body = crate::schemas::SplitAnswer), (status = 404, body = crate::ErrorBody), (status = 400, body = crate::ErrorBody)))]
 pub(crate) async fn split(
     State(state): State<AppState>,
     caller: Caller,

@@ -46,7 +46,7 @@ pub(crate) struct RequestBody {
 /// Records a data-subject request and carries it out; answers its final state (201).
 #[utoipa::path(post, operation_id = "submit_request", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = RequestBody,
-    responses((status = 201, body = Object), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 201, body = crate::schemas::DataSubjectRequest), (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,7 +72,7 @@ pub(crate) async fn submit(
 
 /// Every request, oldest first.
 #[utoipa::path(get, operation_id = "list_requests", path = "/v1/requests", tag = "requests", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::RequestList), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,7 +92,7 @@ pub(crate) async fn list(
 /// A request: status, due date, reason, result (the signed receipt of an erasure).
 #[utoipa::path(get, operation_id = "get_request", path = "/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::DataSubjectRequest), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -112,7 +112,7 @@ pub(crate) async fn get(
 /// The access bundle of a completed access request (JSON; docs/requests.md), audited.
 #[utoipa::path(get, operation_id = "request_bundle", path = "/v1/requests/{id}/bundle", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::AccessBundle), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub(crate) async fn bundle(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,7 +137,7 @@ pub(crate) struct RetentionBody {
 /// Runs the retention sweeper now (it also runs on its schedule).
 #[utoipa::path(post, operation_id = "run_retention", path = "/v1/retention/run", tag = "requests", security(("bearer" = [])),
     request_body = RetentionBody,
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::RetentionReport), (status = 403, body = crate::ErrorBody)))]
 pub(crate) async fn retention(
     State(state): State<AppState>,
     caller: Caller,

@@ -106,7 +106,7 @@ async fn receive(
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "data=BASE64 or data_list=BASE64, gzip=1 when gzipped."),
     responses(
-        (status = 200, description = "Stored and durable.", body = Object),
+        (status = 200, description = "Stored and durable.", body = crate::schemas::SensorsAnswer),
         (status = 400, description = "A parameter or record is invalid; nothing was stored.", body = crate::ErrorBody),
         (status = 401, body = crate::ErrorBody),
         (status = 403, description = "Sent by a web page of an origin the source does not list.", body = crate::ErrorBody),
@@ -123,7 +123,7 @@ pub(crate) async fn post(
 /// The same records in the query string of a GET (`data`, `token`).
 #[utoipa::path(get, operation_id = "sensors_get", path = "/sa", tag = "ingestion",
     params(("token" = String, Query), ("data" = String, Query, description = "Base64 of a JSON record.")),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::SensorsAnswer), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -150,7 +150,7 @@ pub(crate) async fn image(
 #[utoipa::path(post, operation_id = "sensors_image_post", path = "/sa.gif", tag = "ingestion",
     params(("token" = String, Query)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = Object), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::SensorsAnswer), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody)))]
 pub(crate) async fn image_post(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,

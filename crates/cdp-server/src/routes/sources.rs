@@ -213,7 +213,7 @@ pub(crate) async fn revoke_source(
 /// (never their values) and its messages per minute, as this node saw them.
 #[utoipa::path(get, path = "/v1/sources/{id}/activity", tag = "sources", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::SourceActivity), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody)))]
 pub(crate) async fn source_activity(
     State(state): State<AppState>,
     caller: Caller,

@@ -83,7 +83,7 @@ pub(crate) async fn fallback() -> ApiError {
 /// The console's overview: people in the index, how far the index is behind the store,
 /// messages per second per source. Counts only, no personal data.
 #[utoipa::path(get, path = "/v1/overview", tag = "operations", security(("bearer" = [])),
-    responses((status = 200, body = Object), (status = 401, body = crate::ErrorBody)))]
+    responses((status = 200, body = crate::schemas::Overview), (status = 401, body = crate::ErrorBody)))]
 pub(crate) async fn overview(
     State(state): State<AppState>,
     caller: crate::Caller,

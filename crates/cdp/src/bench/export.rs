@@ -78,6 +78,9 @@ pub(super) fn run(args: ExportArgs) -> anyhow::Result<()> {
             .map(|f| (*f).to_string())
             .collect(),
             format: cdp_engine::ExportFormat::Csv,
+            destination: None,
+            schedule: None,
+            campaign: None,
         },
         &access,
     )?;

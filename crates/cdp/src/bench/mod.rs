@@ -2,6 +2,7 @@
 //! measurements; they do not pass or fail (CI runs them small to show they work).
 
 mod audience;
+mod campaign;
 mod console;
 mod crypto;
 mod export;
@@ -46,6 +47,27 @@ pub enum BenchCommand {
     /// The server's time to answer each console page (its API requests in parallel, with a
     /// session cookie) over an index of N people.
     Console(ConsoleArgs),
+    /// A campaign over a real store of N people: the send against a plain export of the same
+    /// audience, and the time of its results after conversions and engagement came back.
+    Campaign(CampaignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CampaignArgs {
+    /// People in the store (all in the audience).
+    #[arg(long, default_value_t = 100_000)]
+    profiles: u64,
+    /// Timed computations of the results (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Storage engine: fjall (the default of new data directories) or sled.
+    #[arg(long, default_value = "fjall")]
+    engine: StoreEngine,
+    /// Directory for the store (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +255,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Export(args) => export::run(args),
         BenchCommand::Lookup(args) => lookup::run(args),
         BenchCommand::Console(args) => console::run(args),
+        BenchCommand::Campaign(args) => campaign::run(args),
     }
 }
 

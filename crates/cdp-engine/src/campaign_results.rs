@@ -1,0 +1,604 @@
+//! What a campaign send did, measured against its holdout: per arm the members, the
+//! conversions (the campaign's conversion event within its window after the send), revenue,
+//! average order value; per variant the uplift in conversion rate over the holdout with its
+//! 95 % confidence interval and a two-sided test, the incremental revenue, ROI against the
+//! cost and CAC over the new customers it converted.
+//!
+//! Aggregates only: an arm below the minimum audience size has its figures withheld (`null`),
+//! and no list of people ever comes out. Members are those the send assigned
+//! (`campaign-arms/<export>`), whatever has happened to them since; a member who was erased
+//! since has no events left to read and counts as not converted (the figures of a send are
+//! therefore stable only until erasures: docs/campaigns.md says so). Reading events follows
+//! merges, so a member merged into another profile is measured on that profile.
+
+use std::collections::HashMap;
+
+use cdp_core::ProfileId;
+use cdp_store::Keyspace;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::campaigns::{ARM_MASK, ORDERED_BEFORE};
+use crate::exports::ExportStatus;
+use crate::{Engine, EngineError};
+
+/// One arm's figures (`None`: withheld below the minimum audience size).
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmResult {
+    pub arm: String,
+    pub members: Option<u64>,
+    pub conversions: Option<u64>,
+    pub conversion_rate: Option<f64>,
+    pub revenue: Option<f64>,
+    /// Revenue per conversion.
+    pub average_order_value: Option<f64>,
+    /// Members who converted without having ordered before the send.
+    pub new_customers: Option<u64>,
+    /// Members contacted (the variants' members; 0 for the holdout).
+    pub sent: Option<u64>,
+    /// Members with a delivery, open, click or unsubscribe event naming the campaign after
+    /// the send (an open or click implies the delivery).
+    pub delivered: Option<u64>,
+    pub opened: Option<u64>,
+    pub clicked: Option<u64>,
+    pub unsubscribed: Option<u64>,
+    /// Converted members whose conversion was a repeat purchase (they had ordered before the
+    /// send, or converted more than once in the window), over the converted members.
+    pub repurchase_rate: Option<f64>,
+    /// Conversions the attribution model credits to this campaign (the first or last contact
+    /// within the attribution window before the conversion was this campaign's).
+    pub attributed_conversions: Option<u64>,
+    pub attributed_revenue: Option<f64>,
+    /// Against the holdout (variants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplift: Option<Uplift>,
+}
+
+/// A variant's effect over the holdout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uplift {
+    /// Conversion rate minus the holdout's, in percentage points.
+    pub points: f64,
+    /// The 95 % confidence interval of `points`.
+    pub ci95: [f64; 2],
+    /// Two-sided p-value of the two-proportion z-test.
+    pub p_value: f64,
+    pub significant: bool,
+    /// (Revenue per member minus the holdout's) times the variant's members.
+    pub incremental_revenue: f64,
+}
+
+/// A send's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignResults {
+    pub campaign: String,
+    pub export_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    pub conversion_event: String,
+    pub window_days: u32,
+    /// The end of the conversion window (results are final after it).
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_ends: OffsetDateTime,
+    pub arms: Vec<ArmResult>,
+    /// The send's cost: the total, or per contact times the people contacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    pub currency: String,
+    /// (Incremental revenue of all variants minus the cost) / the cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roi: Option<f64>,
+    /// The cost per new customer the treated arms converted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cac: Option<f64>,
+    /// Arms below this many members have their figures withheld.
+    pub suppressed_below: u64,
+    /// Eligible people the send did not contact for contact pressure, before the arms were
+    /// drawn: `frequency_cap` and `quiet_hours` (as the manifest counts them).
+    pub held_back: std::collections::BTreeMap<String, u64>,
+    /// How conversions were credited across campaigns (`attributed_*` of each variant).
+    pub attribution: crate::campaigns::Attribution,
+}
+
+/// A fact's key and sealed value.
+type SealedFact = (Vec<u8>, Vec<u8>);
+
+/// What the facts of one converted member came to.
+struct Converted {
+    n: usize,
+    profile: ProfileId,
+    first: Option<OffsetDateTime>,
+    orders: u32,
+    revenue: f64,
+    contacts: Vec<crate::contact::ContactEntry>,
+}
+
+/// One member's outcome.
+#[derive(Default)]
+struct Outcome {
+    arm: u8,
+    /// The profile their conversions were found on (converted members only).
+    profile: Option<ProfileId>,
+    ordered_before: bool,
+    /// The first conversion in the window.
+    converted_at: Option<OffsetDateTime>,
+    orders_in_window: u32,
+    revenue: f64,
+    delivered: bool,
+    opened: bool,
+    clicked: bool,
+    unsubscribed: bool,
+    /// Every campaign contact of the member (any channel), oldest first.
+    contacts: Vec<crate::contact::ContactEntry>,
+}
+
+impl Outcome {
+    /// Whether the campaign's attribution model credits the conversion at `at` to it: of the
+    /// member's contacts within the window before the conversion, the first or the last.
+    fn credited_to(&self, campaign: &crate::campaigns::CampaignRecord, at: OffsetDateTime) -> bool {
+        let (at, window) = (
+            at.unix_timestamp(),
+            i64::from(campaign.attribution.window_days) * 86_400,
+        );
+        let mut touches = self
+            .contacts
+            .iter()
+            .filter(|c| c.at <= at && c.at >= at - window);
+        let touch = match campaign.attribution.model {
+            crate::campaigns::TouchModel::FirstTouch => touches.next(),
+            crate::campaigns::TouchModel::LastTouch => touches.next_back(),
+        };
+        touch.is_some_and(|c| c.campaign == campaign.id)
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    members: u64,
+    conversions: u64,
+    revenue: f64,
+    new_customers: u64,
+    delivered: u64,
+    opened: u64,
+    clicked: u64,
+    unsubscribed: u64,
+    repeat_buyers: u64,
+    attributed: u64,
+    attributed_revenue: f64,
+}
+
+/// The standard normal's cumulative distribution (Abramowitz-Stegun 7.1.26, error < 1.5e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() / std::f64::consts::SQRT_2);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-(x * x) / 2.0).exp();
+    if x >= 0.0 {
+        (1.0 + erf) / 2.0
+    } else {
+        (1.0 - erf) / 2.0
+    }
+}
+
+fn uplift(treated: Tally, control: Tally) -> Option<Uplift> {
+    if treated.members == 0 || control.members == 0 {
+        return None;
+    }
+    let (nt, nc) = (treated.members as f64, control.members as f64);
+    let (pt, pc) = (
+        treated.conversions as f64 / nt,
+        control.conversions as f64 / nc,
+    );
+    let diff = pt - pc;
+    let se = (pt * (1.0 - pt) / nt + pc * (1.0 - pc) / nc).sqrt();
+    let pooled = (treated.conversions + control.conversions) as f64 / (nt + nc);
+    let se0 = (pooled * (1.0 - pooled) * (1.0 / nt + 1.0 / nc)).sqrt();
+    let p_value = if se0 > 0.0 {
+        2.0 * (1.0 - normal_cdf((diff / se0).abs()))
+    } else if diff == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    Some(Uplift {
+        points: round(diff * 100.0),
+        ci95: [
+            round((diff - 1.96 * se) * 100.0),
+            round((diff + 1.96 * se) * 100.0),
+        ],
+        p_value: round(p_value),
+        significant: p_value < 0.05,
+        incremental_revenue: round((treated.revenue / nt - control.revenue / nc) * nt),
+    })
+}
+
+impl Engine {
+    /// The results of a campaign's send (`export`, default its latest finished one).
+    pub fn campaign_results(
+        &self,
+        id: &str,
+        export: Option<&str>,
+    ) -> Result<CampaignResults, EngineError> {
+        let campaign = self.campaign(id)?;
+        let export_id = match export {
+            Some(export) if campaign.sends.iter().any(|s| s == export) => export.to_string(),
+            Some(export) => {
+                return Err(EngineError::NotFound(format!(
+                    "send {export} of campaign {id}"
+                )));
+            }
+            None => {
+                let mut found = None;
+                for send in campaign.sends.iter().rev() {
+                    if self
+                        .export(send)?
+                        .is_some_and(|job| job.status == ExportStatus::Done)
+                    {
+                        found = Some(send.clone());
+                        break;
+                    }
+                }
+                found.ok_or_else(|| {
+                    EngineError::Conflict(format!(
+                        "campaign {id} has no finished send yet: POST /v1/campaigns/{id}/send"
+                    ))
+                })?
+            }
+        };
+        let job = self
+            .export(&export_id)?
+            .ok_or_else(|| EngineError::NotFound(format!("export {export_id}")))?;
+        if job.status != ExportStatus::Done {
+            return Err(EngineError::Conflict(format!(
+                "send {export_id} is {}: only a finished send has results",
+                job.status.name()
+            )));
+        }
+        let sent_at = job.created_at;
+        let window_ends =
+            sent_at + time::Duration::days(i64::from(campaign.conversion.within_days));
+        let mut tallies = vec![Tally::default(); campaign.variants.len() + 1];
+        for outcome in self.send_outcomes(&campaign, &export_id, sent_at, window_ends)? {
+            let Some(tally) = tallies.get_mut(outcome.arm as usize) else {
+                continue;
+            };
+            tally.members += 1;
+            tally.delivered += u64::from(outcome.delivered);
+            tally.opened += u64::from(outcome.opened);
+            tally.clicked += u64::from(outcome.clicked);
+            tally.unsubscribed += u64::from(outcome.unsubscribed);
+            if let Some(first) = outcome.converted_at {
+                tally.conversions += 1;
+                tally.revenue += outcome.revenue;
+                if !outcome.ordered_before {
+                    tally.new_customers += 1;
+                }
+                if outcome.ordered_before || outcome.orders_in_window > 1 {
+                    tally.repeat_buyers += 1;
+                }
+                if outcome.arm > 0 && outcome.credited_to(&campaign, first) {
+                    tally.attributed += 1;
+                    tally.attributed_revenue += outcome.revenue;
+                }
+            }
+        }
+        let k = self.min_audience_size();
+        let shown = |t: &Tally| t.members >= k;
+        let holdout = tallies[0];
+        let arm_result = |name: &str, t: &Tally, with_uplift: bool| {
+            let visible = shown(t);
+            let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+            ArmResult {
+                arm: name.to_string(),
+                members: visible.then_some(t.members),
+                conversions: visible.then_some(t.conversions),
+                conversion_rate: (visible && t.members > 0)
+                    .then(|| round(t.conversions as f64 / t.members as f64)),
+                revenue: visible.then(|| round(t.revenue)),
+                average_order_value: (visible && t.conversions > 0)
+                    .then(|| round(t.revenue / t.conversions as f64)),
+                new_customers: visible.then_some(t.new_customers),
+                sent: visible.then_some(if with_uplift { t.members } else { 0 }),
+                delivered: visible.then_some(t.delivered),
+                opened: visible.then_some(t.opened),
+                clicked: visible.then_some(t.clicked),
+                unsubscribed: visible.then_some(t.unsubscribed),
+                repurchase_rate: (visible && t.conversions > 0)
+                    .then(|| round(t.repeat_buyers as f64 / t.conversions as f64)),
+                attributed_conversions: (visible && with_uplift).then_some(t.attributed),
+                attributed_revenue: (visible && with_uplift).then(|| round(t.attributed_revenue)),
+                uplift: (with_uplift && visible && shown(&holdout))
+                    .then(|| uplift(*t, holdout))
+                    .flatten(),
+            }
+        };
+        let mut arms = vec![arm_result("holdout", &holdout, false)];
+        for (variant, tally) in campaign.variants.iter().zip(&tallies[1..]) {
+            arms.push(arm_result(&variant.name, tally, true));
+        }
+        let contacted: u64 = tallies[1..].iter().map(|t| t.members).sum();
+        let cost = campaign
+            .cost
+            .total
+            .or(campaign.cost.per_contact.map(|per| per * contacted as f64));
+        let incremental: Option<f64> = arms[1..]
+            .iter()
+            .map(|a| a.uplift.as_ref().map(|u| u.incremental_revenue))
+            .sum();
+        let new_customers: u64 = tallies[1..].iter().map(|t| t.new_customers).sum();
+        let every_arm_shown = tallies.iter().all(shown);
+        Ok(CampaignResults {
+            campaign: campaign.id.clone(),
+            export_id,
+            sent_at,
+            conversion_event: campaign.conversion.event.clone(),
+            window_days: campaign.conversion.within_days,
+            window_ends,
+            arms,
+            cost,
+            currency: campaign.cost.currency.clone(),
+            roi: match (cost, incremental) {
+                (Some(cost), Some(incremental)) if cost > 0.0 && every_arm_shown => {
+                    Some(((incremental - cost) / cost * 10_000.0).round() / 10_000.0)
+                }
+                _ => None,
+            },
+            cac: match cost {
+                Some(cost) if new_customers > 0 && every_arm_shown => {
+                    Some((cost / new_customers as f64 * 100.0).round() / 100.0)
+                }
+                _ => None,
+            },
+            suppressed_below: k,
+            held_back: ["frequency_cap", "quiet_hours"]
+                .into_iter()
+                .map(|reason| {
+                    let n = job
+                        .counts_now()
+                        .and_then(|c| c.excluded.get(reason).copied())
+                        .unwrap_or(0);
+                    (reason.to_string(), n)
+                })
+                .collect(),
+            attribution: campaign.attribution,
+        })
+    }
+
+    /// What became of each member of a send, from the campaign facts in its window (not from
+    /// the members' events: a million members have few facts in a fortnight).
+    fn send_outcomes(
+        &self,
+        campaign: &crate::campaigns::CampaignRecord,
+        export: &str,
+        sent_at: OffsetDateTime,
+        window_ends: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, EngineError> {
+        use crate::campaign_facts::{fact_range, parse_fact_key};
+        let mut outcomes = Vec::new();
+        let mut member_of: HashMap<ProfileId, usize> = HashMap::new();
+        for (id, arm) in self.send_arms(export)? {
+            member_of.insert(id, outcomes.len());
+            outcomes.push(Outcome {
+                arm: arm & ARM_MASK,
+                ordered_before: arm & ORDERED_BEFORE != 0,
+                ..Outcome::default()
+            });
+        }
+        // Members merged into another profile since the send: their facts are the survivor's.
+        let mut aliases: HashMap<ProfileId, ProfileId> = HashMap::new();
+        for item in self.store().scan_prefix(Keyspace::Aliases, b"") {
+            let (absorbed, survivor) = item?;
+            if let (Ok(a), Ok(s)) = (
+                <[u8; 16]>::try_from(absorbed.as_slice()),
+                <[u8; 16]>::try_from(survivor.as_slice()),
+            ) {
+                aliases.insert(ProfileId::from_bytes(a), ProfileId::from_bytes(s));
+            }
+        }
+        if !aliases.is_empty() {
+            let members: Vec<(ProfileId, usize)> =
+                member_of.iter().map(|(id, n)| (*id, *n)).collect();
+            for (id, n) in members {
+                let mut current = id;
+                for _ in 0..64 {
+                    match aliases.get(&current) {
+                        Some(next) => current = *next,
+                        None => break,
+                    }
+                }
+                if current != id {
+                    // Two members merged into one are measured once, in the first's arm.
+                    member_of.entry(current).or_insert(n);
+                }
+            }
+        }
+        // Conversions within the window: the facts found first (a key range, in order), then
+        // opened per member on both cores with the member's contacts when attribution needs
+        // them (treated members only).
+        let tag = self.facts.tag(&campaign.conversion.event, None);
+        let (start, end) = fact_range(&tag, sent_at, window_ends);
+        let mut found: HashMap<ProfileId, (usize, Vec<SealedFact>)> = HashMap::new();
+        for item in self.store().scan_from(Keyspace::Exports, &start) {
+            let (fact_key, sealed) = item?;
+            if fact_key.as_slice() >= end.as_slice() {
+                break;
+            }
+            let Some(id) = parse_fact_key(&fact_key) else {
+                continue;
+            };
+            let Some(&n) = member_of.get(&id) else {
+                continue;
+            };
+            found
+                .entry(id)
+                .or_insert_with(|| (n, Vec::new()))
+                .1
+                .push((fact_key, sealed));
+        }
+        let found: Vec<(ProfileId, (usize, Vec<SealedFact>))> = found.into_iter().collect();
+        let arms_of: Vec<u8> = found.iter().map(|(_, (n, _))| outcomes[*n].arm).collect();
+        let half = found.len().div_ceil(2).max(1);
+        let converted: Vec<Result<Vec<Converted>, EngineError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = found
+                .chunks(half)
+                .zip(arms_of.chunks(half))
+                .map(|(part, arms)| {
+                    scope.spawn(move || -> Result<Vec<Converted>, EngineError> {
+                        let mut out = Vec::with_capacity(part.len());
+                        for ((id, (n, facts)), arm) in part.iter().zip(arms) {
+                            // Erased since: the key is gone, the facts unreadable: not
+                            // converted.
+                            let Some(key) = self.vault().person_key(id)? else {
+                                continue;
+                            };
+                            let mut member = Converted {
+                                n: *n,
+                                profile: *id,
+                                first: None,
+                                orders: 0,
+                                revenue: 0.0,
+                                contacts: Vec::new(),
+                            };
+                            for (fact_key, sealed) in facts {
+                                let fact: crate::campaign_facts::CampaignFact =
+                                    self.open_person(&key, Keyspace::Exports, fact_key, sealed)?;
+                                let at = crate::campaign_facts::parse_fact_time(fact_key)
+                                    .unwrap_or(sent_at);
+                                member.first =
+                                    Some(member.first.map_or(at, |t: OffsetDateTime| t.min(at)));
+                                member.orders += 1;
+                                member.revenue += fact.revenue.unwrap_or(0.0);
+                            }
+                            if *arm > 0 {
+                                member.contacts = crate::contact::contacts_of(self, &key, id)?;
+                            }
+                            out.push(member);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(EngineError::Job(
+                            "a campaign results worker panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        for part in converted {
+            for member in part? {
+                let outcome = &mut outcomes[member.n];
+                outcome.converted_at = member.first;
+                outcome.orders_in_window = member.orders;
+                outcome.revenue = member.revenue;
+                outcome.profile = Some(member.profile);
+                outcome.contacts = member.contacts;
+            }
+        }
+        // Engagement naming the campaign, from the send on.
+        let until = OffsetDateTime::now_utc().max(window_ends);
+        for (name, engagement) in crate::engagement::ENGAGEMENT_EVENTS {
+            let tag = self.facts.tag(name, Some(&campaign.id));
+            let (start, end) = fact_range(&tag, sent_at, until);
+            for item in self.store().scan_from(Keyspace::Exports, &start) {
+                let (fact_key, _) = item?;
+                if fact_key.as_slice() >= end.as_slice() {
+                    break;
+                }
+                let Some(n) = parse_fact_key(&fact_key).and_then(|id| member_of.get(&id)) else {
+                    continue;
+                };
+                let outcome = &mut outcomes[*n];
+                use crate::engagement::Engagement;
+                outcome.delivered = true;
+                match engagement {
+                    Engagement::Delivered => {}
+                    Engagement::Opened => outcome.opened = true,
+                    Engagement::Clicked => (outcome.opened, outcome.clicked) = (true, true),
+                    Engagement::Unsubscribed => outcome.unsubscribed = true,
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Who a campaign send assigned where: (profile id, arm), 0 the holdout.
+    fn send_arms(&self, export: &str) -> Result<Vec<(ProfileId, u8)>, EngineError> {
+        let mut out = Vec::new();
+        for n in 0.. {
+            let key = crate::exports::campaign_arms_key(export, n);
+            let Some(sealed) = self.store().get(Keyspace::Exports, &key)? else {
+                break;
+            };
+            let plain = self.vault().open_system(Keyspace::Exports, &key, &sealed)?;
+            if plain.len() % 17 != 0 {
+                return Err(EngineError::Corrupt(format!("campaign arms of {export}")));
+            }
+            for entry in plain.chunks_exact(17) {
+                let id: [u8; 16] = entry[..16]
+                    .try_into()
+                    .map_err(|_| EngineError::Corrupt(format!("campaign arms of {export}")))?;
+                out.push((ProfileId::from_bytes(id), entry[16]));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_normal_cdf_matches_known_values() {
+        for (x, expected) in [
+            (0.0, 0.5),
+            (1.96, 0.975_002),
+            (-1.0, 0.158_655),
+            (3.0, 0.998_650),
+        ] {
+            assert!(
+                (normal_cdf(x) - expected).abs() < 1e-5,
+                "{x}: {}",
+                normal_cdf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn uplift_of_a_known_difference() {
+        let treated = Tally {
+            members: 1000,
+            conversions: 130,
+            revenue: 13_000.0,
+            ..Tally::default()
+        };
+        let control = Tally {
+            members: 1000,
+            conversions: 100,
+            revenue: 10_000.0,
+            ..Tally::default()
+        };
+        let u = uplift(treated, control).unwrap_or_else(|| panic!("no uplift"));
+        assert!((u.points - 3.0).abs() < 1e-9, "{u:?}");
+        // SE = sqrt(.13*.87/1000 + .1*.9/1000) = 0.014251; CI = 3 +- 2.7932 points.
+        assert!(
+            (u.ci95[0] - 0.2068).abs() < 1e-3 && (u.ci95[1] - 5.7932).abs() < 1e-3,
+            "{u:?}"
+        );
+        assert!(
+            u.significant && u.p_value < 0.05 && u.p_value > 0.02,
+            "{u:?}"
+        );
+        assert!((u.incremental_revenue - 3000.0).abs() < 1e-6, "{u:?}");
+        let none = uplift(control, control).unwrap_or_else(|| panic!("no uplift"));
+        assert!(!none.significant && none.points == 0.0 && (none.p_value - 1.0).abs() < 1e-9);
+    }
+}

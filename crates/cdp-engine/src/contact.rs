@@ -1,0 +1,738 @@
+//! Contact pressure: frequency caps per person and channel over rolling windows, across every
+//! campaign, and quiet hours per channel in the person's local time.
+//!
+//! **The ledger.** Every campaign send that contacts a person appends to their contact ledger
+//! for the channel (`contacts/<channel>/<profile id>/self` in `Keyspace::Exports`, sealed with
+//! the person's own data key: erasure shreds it with everything else). A merge moves the
+//! absorbed person's ledger beside the survivor's under its own key
+//! (`contacts/<channel>/<survivor>/<absorbed>`), so that the merged person's caps count both;
+//! only a send writes `self`.
+//!
+//! **Caps hold under concurrency.** A send takes its channel's turn (`contact-turn/<channel>`,
+//! a lease row with an expiry, taken in a write turn: one holder across the nodes of a shared
+//! database) before it reads any ledger and gives it back once its ledger entries are
+//! committed with the finished job. Two campaigns on one channel therefore run their member
+//! decisions one after the other, and the second sees the first's contacts.
+//!
+//! **Comparable arms.** Caps and quiet hours are gates like consent: a person held back is
+//! held back before the campaign's arms are drawn, so the holdout and the variants come from
+//! the same contactable population.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use cdp_core::ProfileId;
+use cdp_store::{Keyspace, WriteBatch};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::records::ProfileRecord;
+use crate::{Engine, EngineError};
+
+/// Where a campaign's message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignChannel {
+    Sms,
+    Email,
+    Push,
+    Wechat,
+    Ads,
+}
+
+impl CampaignChannel {
+    pub const ALL: [CampaignChannel; 5] =
+        [Self::Sms, Self::Email, Self::Push, Self::Wechat, Self::Ads];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::Email => "email",
+            Self::Push => "push",
+            Self::Wechat => "wechat",
+            Self::Ads => "ads",
+        }
+    }
+}
+
+/// Entries older than this leave the ledger when it is next written (the longest window a
+/// cap or an attribution may use).
+const KEEP_DAYS: i64 = 366;
+
+/// At most this many contacts a person at a channel (each send adds one).
+const MAX_ENTRIES: usize = 1000;
+
+/// A cap: at most `max` contacts within `window_days` (rolling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    pub max: u32,
+    pub window_days: u32,
+}
+
+/// A cap of one channel (config `[[campaigns.caps]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelCap {
+    pub channel: CampaignChannel,
+    pub max: u32,
+    pub window_days: u32,
+}
+
+/// A daily window in local time, `"21:00-08:00"` (across midnight when the end is earlier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct QuietHours {
+    /// Minutes after local midnight.
+    start: u16,
+    end: u16,
+}
+
+impl QuietHours {
+    /// Whether a local time (minutes after midnight) falls in the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl TryFrom<String> for QuietHours {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "quiet hours are HH:MM-HH:MM in the person's local time (e.g. 21:00-08:00), not {text:?}"
+            )
+        };
+        let minutes = |part: &str| -> Option<u16> {
+            let (h, m) = part.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && part.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let (start, end) = text.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (
+            minutes(start).ok_or_else(bad)?,
+            minutes(end).ok_or_else(bad)?,
+        );
+        if start == end {
+            return Err(format!(
+                "quiet hours {text:?} start and end at the same time: an empty window says nothing"
+            ));
+        }
+        Ok(Self { start, end })
+    }
+}
+
+impl From<QuietHours> for String {
+    fn from(q: QuietHours) -> String {
+        format!(
+            "{:02}:{:02}-{:02}:{:02}",
+            q.start / 60,
+            q.start % 60,
+            q.end / 60,
+            q.end % 60
+        )
+    }
+}
+
+/// Contact pressure across campaigns (config `[campaigns]`; the defaults are deploy/cdp.toml's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactRules {
+    /// The time zone of people whose own is unknown (no `timezone` trait, no country).
+    pub default_timezone: String,
+    pub caps: Vec<ChannelCap>,
+    pub quiet_hours: BTreeMap<CampaignChannel, QuietHours>,
+}
+
+impl Default for ContactRules {
+    fn default() -> Self {
+        let cap = |channel, max, window_days| ChannelCap {
+            channel,
+            max,
+            window_days,
+        };
+        let quiet = |text: &str| {
+            QuietHours::try_from(text.to_string()).unwrap_or(QuietHours {
+                start: 21 * 60,
+                end: 8 * 60,
+            })
+        };
+        Self {
+            default_timezone: "Asia/Shanghai".into(),
+            caps: vec![
+                cap(CampaignChannel::Sms, 2, 7),
+                cap(CampaignChannel::Email, 4, 30),
+                cap(CampaignChannel::Push, 3, 7),
+                cap(CampaignChannel::Wechat, 4, 30),
+            ],
+            quiet_hours: BTreeMap::from([
+                (CampaignChannel::Sms, quiet("21:00-08:00")),
+                (CampaignChannel::Push, quiet("22:00-08:00")),
+                (CampaignChannel::Wechat, quiet("22:00-08:00")),
+            ]),
+        }
+    }
+}
+
+impl ContactRules {
+    /// Refuses what would be silently wrong: an unknown time zone, an empty cap.
+    pub fn validate(&self) -> Result<(), String> {
+        TimeZone::get(&self.default_timezone).map_err(|_| {
+            format!(
+                "campaigns.default_timezone {:?} is not an IANA time zone (e.g. Asia/Shanghai)",
+                self.default_timezone
+            )
+        })?;
+        for cap in &self.caps {
+            valid_cap(cap.max, cap.window_days).map_err(|e| format!("campaigns.caps: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn valid_cap(max: u32, window_days: u32) -> Result<(), String> {
+    if max == 0 || max > 1000 {
+        return Err("a cap's max is 1 to 1000 contacts".into());
+    }
+    if !(1..=365).contains(&window_days) {
+        return Err("a cap's window_days is 1 to 365".into());
+    }
+    Ok(())
+}
+
+/// A campaign's own contact rules for its channel: added to the configured ones, so they can
+/// only be stricter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignContact {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<FrequencyCap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+impl CampaignContact {
+    pub(crate) fn validate(&self) -> Result<(), EngineError> {
+        if self.caps.len() > 10 {
+            return Err(EngineError::InvalidRequest(
+                "contact.caps: at most 10".into(),
+            ));
+        }
+        for cap in &self.caps {
+            valid_cap(cap.max, cap.window_days)
+                .map_err(|e| EngineError::InvalidRequest(format!("contact.caps: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// One contact of a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ContactEntry {
+    /// Unix seconds.
+    pub(crate) at: i64,
+    pub(crate) campaign: String,
+    pub(crate) export: String,
+}
+
+/// A person's contacts at one channel (sealed with their key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ContactLedger {
+    pub(crate) entries: Vec<ContactEntry>,
+}
+
+/// `contacts/<channel>/<profile id>/`: the prefix of a person's ledgers at a channel.
+pub(crate) fn ledger_prefix(channel: CampaignChannel, id: &ProfileId) -> Vec<u8> {
+    let mut key = format!("contacts/{}/", channel.name()).into_bytes();
+    key.extend_from_slice(id.as_bytes());
+    key.push(b'/');
+    key
+}
+
+fn own_ledger_key(channel: CampaignChannel, id: &ProfileId) -> Vec<u8> {
+    let mut key = ledger_prefix(channel, id);
+    key.extend_from_slice(b"self");
+    key
+}
+
+/// Why a person may not be contacted now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeldBack {
+    FrequencyCap,
+    QuietHours,
+}
+
+impl HeldBack {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::FrequencyCap => "frequency_cap",
+            Self::QuietHours => "quiet_hours",
+        }
+    }
+
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            Self::FrequencyCap => {
+                "contacted as often as the channel's frequency cap allows within its window, by this or other campaigns"
+            }
+            Self::QuietHours => "within the channel's quiet hours in the person's local time",
+        }
+    }
+}
+
+/// The contact rules of one send: the configured ones of its channel and the campaign's own.
+pub(crate) struct ContactGate {
+    pub(crate) channel: CampaignChannel,
+    caps: Vec<FrequencyCap>,
+    quiet: Vec<QuietHours>,
+    default_zone: TimeZone,
+    campaign: String,
+    export: String,
+    now: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ContactGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContactGate")
+            .field("channel", &self.channel)
+            .field("caps", &self.caps)
+            .field("quiet", &self.quiet)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A person's verdict and, when contacted, their ledger as the send leaves it.
+pub(crate) struct ContactCheck {
+    pub(crate) held_back: Option<HeldBack>,
+    own: ContactLedger,
+}
+
+impl ContactGate {
+    pub(crate) fn new(
+        rules: &ContactRules,
+        channel: CampaignChannel,
+        own: &CampaignContact,
+        campaign: &str,
+        export: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, EngineError> {
+        let mut caps: Vec<FrequencyCap> = rules
+            .caps
+            .iter()
+            .filter(|c| c.channel == channel)
+            .map(|c| FrequencyCap {
+                max: c.max,
+                window_days: c.window_days,
+            })
+            .collect();
+        caps.extend(own.caps.iter().copied());
+        let quiet = rules
+            .quiet_hours
+            .get(&channel)
+            .into_iter()
+            .chain(own.quiet_hours.as_ref())
+            .copied()
+            .collect();
+        let default_zone = TimeZone::get(&rules.default_timezone).map_err(|_| {
+            EngineError::InvalidRequest(format!(
+                "campaigns.default_timezone {:?} is not a time zone",
+                rules.default_timezone
+            ))
+        })?;
+        Ok(Self {
+            channel,
+            caps,
+            quiet,
+            default_zone,
+            campaign: campaign.to_string(),
+            export: export.to_string(),
+            now,
+        })
+    }
+
+    /// Whether the person may be contacted now, from their ledgers at the channel and their
+    /// local time.
+    pub(crate) fn check(
+        &self,
+        engine: &Engine,
+        key: &cdp_crypto::DataKey,
+        record: &ProfileRecord,
+        residency: Option<&str>,
+    ) -> Result<ContactCheck, EngineError> {
+        let now = self.now.unix_timestamp();
+        let mut own = ContactLedger::default();
+        let mut times = Vec::new();
+        let own_key = own_ledger_key(self.channel, &record.id);
+        for item in engine
+            .store()
+            .scan_prefix(Keyspace::Exports, &ledger_prefix(self.channel, &record.id))
+        {
+            let (ledger_key, sealed) = item?;
+            let ledger: ContactLedger =
+                engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
+            times.extend(ledger.entries.iter().map(|e| e.at));
+            if ledger_key == own_key {
+                own = ledger;
+            }
+        }
+        let capped = self.caps.iter().any(|cap| {
+            let since = now - i64::from(cap.window_days) * 86_400;
+            times.iter().filter(|at| **at > since).count() >= cap.max as usize
+        });
+        let held_back = if capped {
+            Some(HeldBack::FrequencyCap)
+        } else if !self.quiet.is_empty() && self.in_quiet_hours(record, residency) {
+            Some(HeldBack::QuietHours)
+        } else {
+            None
+        };
+        Ok(ContactCheck { held_back, own })
+    }
+
+    /// Quiet in any of the person's time zones (a country over several zones counts as
+    /// quiet when any of them is: the careful side).
+    fn in_quiet_hours(&self, record: &ProfileRecord, residency: Option<&str>) -> bool {
+        let zones = person_zones(record, residency, &self.default_zone);
+        let Ok(instant) = jiff::Timestamp::from_second(self.now.unix_timestamp()) else {
+            return true;
+        };
+        zones.iter().any(|zone| {
+            let local = zone.to_datetime(instant);
+            let minute = local.hour() as u16 * 60 + local.minute() as u16;
+            self.quiet.iter().any(|q| q.contains(minute))
+        })
+    }
+
+    /// The person's own ledger with this send's contact, sealed for the finished job's batch.
+    pub(crate) fn record_contact(
+        &self,
+        engine: &Engine,
+        key: &cdp_crypto::DataKey,
+        id: &ProfileId,
+        check: ContactCheck,
+    ) -> Result<(Vec<u8>, Vec<u8>), EngineError> {
+        let mut ledger = check.own;
+        let keep_after = self.now.unix_timestamp() - KEEP_DAYS * 86_400;
+        ledger.entries.retain(|e| e.at > keep_after);
+        if ledger.entries.len() >= MAX_ENTRIES {
+            ledger.entries.remove(0);
+        }
+        ledger.entries.push(ContactEntry {
+            at: self.now.unix_timestamp(),
+            campaign: self.campaign.clone(),
+            export: self.export.clone(),
+        });
+        let ledger_key = own_ledger_key(self.channel, id);
+        let sealed = engine.seal_person(key, Keyspace::Exports, &ledger_key, &ledger)?;
+        Ok((ledger_key, sealed))
+    }
+}
+
+/// The person's time zones: their `timezone` trait (IANA), else those of their country, else
+/// the configured default.
+fn person_zones(
+    record: &ProfileRecord,
+    residency: Option<&str>,
+    default_zone: &TimeZone,
+) -> Vec<TimeZone> {
+    if let Some(name) = record.traits.get("timezone").and_then(|t| t.value.as_str())
+        && let Ok(zone) = TimeZone::get(name)
+    {
+        return vec![zone];
+    }
+    let names = residency.map(country_zones).unwrap_or(&[]);
+    let zones: Vec<TimeZone> = names
+        .iter()
+        .filter_map(|name| TimeZone::get(name).ok())
+        .collect();
+    if zones.is_empty() {
+        vec![default_zone.clone()]
+    } else {
+        zones
+    }
+}
+
+/// The zones people of a country live in (several for the countries that span them; the
+/// inhabited extremes, so that "quiet in any" covers everyone).
+fn country_zones(country: &str) -> &'static [&'static str] {
+    match country {
+        "CN" => &["Asia/Shanghai"],
+        "HK" => &["Asia/Hong_Kong"],
+        "MO" => &["Asia/Macau"],
+        "TW" => &["Asia/Taipei"],
+        "SG" => &["Asia/Singapore"],
+        "MY" => &["Asia/Kuala_Lumpur"],
+        "JP" => &["Asia/Tokyo"],
+        "KR" => &["Asia/Seoul"],
+        "TH" => &["Asia/Bangkok"],
+        "VN" => &["Asia/Ho_Chi_Minh"],
+        "PH" => &["Asia/Manila"],
+        "IN" => &["Asia/Kolkata"],
+        "ID" => &["Asia/Jakarta", "Asia/Jayapura"],
+        "AE" => &["Asia/Dubai"],
+        "AU" => &["Australia/Perth", "Australia/Sydney"],
+        "NZ" => &["Pacific/Auckland"],
+        "GB" => &["Europe/London"],
+        "IE" => &["Europe/Dublin"],
+        "PT" => &["Europe/Lisbon"],
+        "ES" => &["Europe/Madrid"],
+        "FR" => &["Europe/Paris"],
+        "BE" => &["Europe/Brussels"],
+        "NL" => &["Europe/Amsterdam"],
+        "LU" => &["Europe/Luxembourg"],
+        "DE" => &["Europe/Berlin"],
+        "AT" => &["Europe/Vienna"],
+        "CH" => &["Europe/Zurich"],
+        "IT" => &["Europe/Rome"],
+        "DK" => &["Europe/Copenhagen"],
+        "SE" => &["Europe/Stockholm"],
+        "NO" => &["Europe/Oslo"],
+        "FI" => &["Europe/Helsinki"],
+        "PL" => &["Europe/Warsaw"],
+        "CZ" => &["Europe/Prague"],
+        "SK" => &["Europe/Bratislava"],
+        "HU" => &["Europe/Budapest"],
+        "SI" => &["Europe/Ljubljana"],
+        "HR" => &["Europe/Zagreb"],
+        "RO" => &["Europe/Bucharest"],
+        "BG" => &["Europe/Sofia"],
+        "GR" => &["Europe/Athens"],
+        "CY" => &["Asia/Nicosia"],
+        "MT" => &["Europe/Malta"],
+        "EE" => &["Europe/Tallinn"],
+        "LV" => &["Europe/Riga"],
+        "LT" => &["Europe/Vilnius"],
+        "US" => &["America/New_York", "Pacific/Honolulu"],
+        "CA" => &["America/St_Johns", "America/Vancouver"],
+        "MX" => &["America/Cancun", "America/Tijuana"],
+        "BR" => &["America/Noronha", "America/Rio_Branco"],
+        _ => &[],
+    }
+}
+
+/// A channel's turn: while a send holds it, no other send on the channel decides members.
+pub(crate) struct ContactTurn<'a> {
+    engine: &'a Engine,
+    key: Vec<u8>,
+    holder: String,
+}
+
+/// The lease row of a channel's turn.
+#[derive(Debug, Serialize, Deserialize)]
+struct TurnLease {
+    holder: String,
+    #[serde(with = "time::serde::rfc3339")]
+    until: OffsetDateTime,
+}
+
+/// Serialises the check-and-take of turns among this node's own threads (the write turn does
+/// it among nodes of a shared database).
+pub(crate) static LOCAL_TURNS: Mutex<()> = Mutex::new(());
+
+impl Engine {
+    /// Waits for channel `channel`'s turn and takes it for export `export` (held until the
+    /// returned guard is dropped, renewed by [`ContactTurn::renew`]).
+    pub(crate) fn take_contact_turn(
+        &self,
+        channel: CampaignChannel,
+        export: &str,
+    ) -> Result<ContactTurn<'_>, EngineError> {
+        let key = format!("contact-turn/{}", channel.name()).into_bytes();
+        let holder = format!("{}/{export}", self.node_name());
+        let mut waited = 0u32;
+        loop {
+            if self.try_turn(&key, &holder)? {
+                return Ok(ContactTurn {
+                    engine: self,
+                    key,
+                    holder,
+                });
+            }
+            if waited.is_multiple_of(50) {
+                tracing::info!(
+                    export,
+                    channel = channel.name(),
+                    "waiting for another send on the channel to finish (frequency caps)"
+                );
+            }
+            waited += 1;
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Takes (or renews) the turn if it is free, expired or already `holder`'s.
+    fn try_turn(&self, key: &[u8], holder: &str) -> Result<bool, EngineError> {
+        let _local = LOCAL_TURNS.lock().unwrap_or_else(|p| p.into_inner());
+        let _turn = self.store().write_turn()?;
+        let now = OffsetDateTime::now_utc();
+        if let Some(lease) = self.get_system::<TurnLease>(Keyspace::Exports, key)?
+            && lease.holder != holder
+            && lease.until > now
+        {
+            return Ok(false);
+        }
+        let lease = TurnLease {
+            holder: holder.to_string(),
+            until: now + crate::jobs::LEASE,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(
+            Keyspace::Exports,
+            key.to_vec(),
+            self.seal_system(Keyspace::Exports, key, &lease)?,
+        );
+        self.store().commit(batch)?.wait_durable()?;
+        Ok(true)
+    }
+}
+
+impl ContactTurn<'_> {
+    /// Extends the turn (a send renews it between blocks of members).
+    pub(crate) fn renew(&self) -> Result<(), EngineError> {
+        if self.engine.try_turn(&self.key, &self.holder)? {
+            Ok(())
+        } else {
+            Err(EngineError::Job(
+                "the channel's turn passed to another send while this one ran (it paused past the lease): run it again".into(),
+            ))
+        }
+    }
+}
+
+impl Drop for ContactTurn<'_> {
+    fn drop(&mut self) {
+        let give_back = || -> Result<(), EngineError> {
+            let _local = LOCAL_TURNS.lock().unwrap_or_else(|p| p.into_inner());
+            let _turn = self.engine.store().write_turn()?;
+            if let Some(lease) = self
+                .engine
+                .get_system::<TurnLease>(Keyspace::Exports, &self.key)?
+                && lease.holder == self.holder
+            {
+                let mut batch = WriteBatch::default();
+                batch.delete(Keyspace::Exports, self.key.clone());
+                self.engine.store().commit(batch)?.wait_durable()?;
+            }
+            Ok(())
+        };
+        if let Err(error) = give_back() {
+            tracing::warn!(%error, "could not give back a channel's turn; it expires by itself");
+        }
+    }
+}
+
+/// Moves `from`'s contact ledgers beside `to`'s (a merge), re-sealed under `to`'s key.
+pub(crate) fn move_ledgers(
+    engine: &Engine,
+    view: &cdp_store::Overlay<'_>,
+    batch: &mut WriteBatch,
+    (from, from_key): (ProfileId, &cdp_crypto::DataKey),
+    (to, to_key): (ProfileId, &cdp_crypto::DataKey),
+) -> Result<(), EngineError> {
+    for channel in CampaignChannel::ALL {
+        let prefix = ledger_prefix(channel, &from);
+        for (key, sealed) in view.scan_prefix(Keyspace::Exports, &prefix)? {
+            let ledger: ContactLedger =
+                engine.open_person(from_key, Keyspace::Exports, &key, &sealed)?;
+            // `self` becomes the absorbed id; an absorbed ledger keeps its own id.
+            let suffix = &key[prefix.len()..];
+            let mut new_key = ledger_prefix(channel, &to);
+            if suffix == b"self" {
+                new_key.extend_from_slice(crate::records::hex::encode(from.as_bytes()).as_bytes());
+            } else {
+                new_key.extend_from_slice(suffix);
+            }
+            batch.delete(Keyspace::Exports, key);
+            batch.put(
+                Keyspace::Exports,
+                new_key.clone(),
+                engine.seal_person(to_key, Keyspace::Exports, &new_key, &ledger)?,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a person's contact ledgers (erasure; their key is destroyed too).
+pub(crate) fn delete_ledgers(
+    engine: &Engine,
+    id: &ProfileId,
+    batch: &mut WriteBatch,
+) -> Result<u64, EngineError> {
+    let mut n = 0;
+    for channel in CampaignChannel::ALL {
+        for item in engine
+            .store()
+            .scan_prefix(Keyspace::Exports, &ledger_prefix(channel, id))
+        {
+            let (key, _) = item?;
+            batch.delete(Keyspace::Exports, key);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A person's contacts at every channel (for attribution), newest last.
+pub(crate) fn contacts_of(
+    engine: &Engine,
+    key: &cdp_crypto::DataKey,
+    id: &ProfileId,
+) -> Result<Vec<ContactEntry>, EngineError> {
+    let mut out = Vec::new();
+    for channel in CampaignChannel::ALL {
+        for item in engine
+            .store()
+            .scan_prefix(Keyspace::Exports, &ledger_prefix(channel, id))
+        {
+            let (ledger_key, sealed) = item?;
+            let ledger: ContactLedger =
+                engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
+            out.extend(ledger.entries);
+        }
+    }
+    out.sort_by_key(|e| e.at);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_hours_across_midnight_and_within_a_day() {
+        let night =
+            QuietHours::try_from("21:00-08:00".to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(night.contains(21 * 60) && night.contains(23 * 60 + 59) && night.contains(0));
+        assert!(night.contains(7 * 60 + 59) && !night.contains(8 * 60) && !night.contains(12 * 60));
+        let lunch =
+            QuietHours::try_from("12:00-13:30".to_string()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            lunch.contains(12 * 60)
+                && lunch.contains(13 * 60 + 29)
+                && !lunch.contains(13 * 60 + 30)
+        );
+        assert_eq!(String::from(night), "21:00-08:00");
+        for bad in ["21-08", "25:00-08:00", "21:00-21:00", "21:00", "9:00-10:00"] {
+            assert!(QuietHours::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_rules_are_valid_and_countries_have_real_zones() {
+        ContactRules::default()
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for country in ["CN", "DE", "US", "AU", "BR", "ID", "GB", "JP"] {
+            for zone in country_zones(country) {
+                assert!(TimeZone::get(zone).is_ok(), "{country}: {zone}");
+            }
+        }
+    }
+}
