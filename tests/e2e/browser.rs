@@ -410,7 +410,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
     // Names that are the same in Chinese: brands, abbreviations, the language switch.
     let allowed = [
         "cdp", "RFM", "CLV", "VIP", "iOS", "OpenID", "UnionID", "WeChat", "English", "Meta", "SHA",
-        "HTTPS", "CSV", "JSONL", "GDPR", "PIPL", "CAC", "SFTP",
+        "HTTPS", "CSV", "JSONL", "GDPR", "PIPL", "CAC", "SFTP", "ROI",
     ];
     for page in [
         "overview",
@@ -421,6 +421,7 @@ fn the_console_in_chinese_has_no_untranslated_labels() {
         "exports",
         "recipients",
         "deliveries",
+        "campaigns",
         "requests",
         "audit",
         "policies",
@@ -536,4 +537,123 @@ fn the_deliveries_page_adds_a_webhook_and_schedules_an_export_that_runs() {
         std::thread::sleep(Duration::from_millis(300));
     }
     browser.screenshot("deliveries");
+}
+
+/// The campaigns page: a marketer makes an A/B campaign with a holdout in the form, sends it,
+/// and reads its results per arm (members, conversion rate, uplift) once conversions came in.
+#[test]
+fn the_campaigns_page_makes_sends_and_measures_a_campaign() {
+    let dir = temp_dir();
+    let config = crate::campaigns::without_quiet_hours(dir.path());
+    let server = Server::start(dir.path(), &["--config", &config], &[]).unwrap();
+    let admin = server.token(dir.path(), &["admin"]);
+    let key = server.create_source(&admin, "app", "ios");
+    let people = 240;
+    let batch: Vec<Value> = (0..people)
+        .map(|i| {
+            json!({"type": "identify", "userId": format!("c-{i}"),
+                "traits": {"phone": crate::campaigns::phone(i), "address": {"country": "CN", "city": "苏州"}}})
+        })
+        .collect();
+    assert_eq!(
+        server
+            .ingest("/v1/batch", &key, &json!({ "batch": batch }))
+            .status,
+        200
+    );
+    let consents: Vec<Value> = (0..people)
+        .map(|i| {
+            json!({"subject": {"type": "user_id", "value": format!("c-{i}")},
+            "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
+            "source": "app", "evidence": {"screen": "sms"}})
+        })
+        .collect();
+    let recorded = server.post_with("/v1/consents/batch", &admin, &json!({"consents": consents}));
+    assert_eq!(recorded.json()["recorded"], people, "{}", recorded.text());
+    let expected = count_by_api(&server, &admin, "city:苏州", "marketing.sms");
+    assert!(expected["matched"].as_u64().unwrap() > 0, "{expected}");
+    let recipient = server.post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
+        "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}));
+    assert_eq!(recipient.status, 201, "{}", recipient.text());
+    let audience = server.post_with(
+        "/v1/audiences",
+        &admin,
+        &json!({"name": "苏州", "purpose": "marketing.sms", "query": "city:苏州"}),
+    );
+    assert_eq!(audience.status, 201, "{}", audience.text());
+    add_user(&server, &admin, "mkt.zhou", &["marketer"], &[]);
+    let driver = Driver::start();
+    let browser = driver.browser("en-US");
+    browser.sign_in(&server, "mkt.zhou");
+    browser.go("campaigns");
+    browser.type_into("[data-testid=campaign-name]", "双十二 SMS");
+    browser.script(
+        "const select = document.querySelector('[data-testid=purpose]');
+         select.value = 'marketing.sms';
+         select.dispatchEvent(new Event('change'));
+         document.querySelector('[data-testid=campaign-channel]').value = 'sms';
+         document.querySelector('[data-testid=campaign-holdout]').value = '20';
+         document.querySelector('[data-testid=campaign-format]').value = 'jsonl';
+         document.querySelector('input[value=\"identifiers.phone\"]').checked = true;",
+        json!([]),
+    );
+    browser.click("[data-testid=campaign-create]");
+    browser.wait_text("[data-testid=campaign-created]", |t| t.contains("created"));
+    let listed = browser.wait_text("[data-testid=campaigns-table]", |t| t.contains("双十二"));
+    assert!(
+        listed.contains("when sent") && listed.contains("20%"),
+        "{listed}"
+    );
+    let id = server.get_with("/v1/campaigns", &admin).json()["campaigns"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.click(&format!("[data-testid=send-{id}]"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let export = loop {
+        let campaign = server
+            .get_with(&format!("/v1/campaigns/{id}"), &admin)
+            .json();
+        if let Some(export) = campaign["sends"][0].as_str() {
+            break export.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the send did not start: {campaign}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let send = crate::campaigns::wait_done(&server, &admin, &export);
+    // A third of the contacted people order after the send; nobody in the holdout does.
+    let contacted = crate::campaigns::rows_of(&server, &admin, send["id"].as_str().unwrap());
+    let orders: Vec<Value> = contacted
+        .values()
+        .enumerate()
+        .filter(|(n, _)| n % 3 == 0)
+        .map(|(n, (_, phone))| {
+            let i = crate::campaigns::person_of(phone);
+            json!({"type": "track", "userId": format!("c-{i}"), "event": "Order Completed",
+                "messageId": format!("order-{n}"), "properties": {"revenue": 120}})
+        })
+        .collect();
+    assert_eq!(
+        server
+            .ingest("/v1/batch", &key, &json!({ "batch": orders }))
+            .status,
+        200
+    );
+    browser.click(&format!("[data-testid=open-{id}]"));
+    let arms = browser.wait_text("[data-testid=campaign-arms]", |t| t.contains("Holdout"));
+    assert!(
+        arms.contains("Conversion rate") && arms.contains("0.00%"),
+        "{arms}"
+    );
+    let uplift = browser.text_of("[data-testid=campaign-uplift]");
+    assert!(
+        uplift.contains("A") && uplift.contains("B") && uplift.contains("significant"),
+        "{uplift}"
+    );
+    let sends = browser.text_of("[data-testid=campaign-sends]");
+    assert!(sends.contains("Done"), "{sends}");
+    browser.screenshot("campaigns");
 }

@@ -11,6 +11,7 @@ mod bench;
 mod browser;
 mod browser_sdk;
 mod campaign_demo;
+mod campaign_schedule;
 mod campaigns;
 mod cluster;
 mod console;

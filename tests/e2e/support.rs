@@ -150,10 +150,24 @@ impl Server {
     }
 
     pub fn post_with(&self, path: &str, token: &str, body: &serde_json::Value) -> Response {
+        self.send_json("POST", path, token, body)
+    }
+
+    pub fn patch_with(&self, path: &str, token: &str, body: &serde_json::Value) -> Response {
+        self.send_json("PATCH", path, token, body)
+    }
+
+    fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Response {
         let body = body.to_string();
         http(
             self.addr,
-            "POST",
+            method,
             path,
             &[
                 ("Authorization", &format!("Bearer {token}")),

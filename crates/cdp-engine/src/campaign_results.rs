@@ -113,13 +113,20 @@ struct Converted {
     contacts: Vec<crate::contact::ContactEntry>,
 }
 
-/// One member's outcome.
+/// What became of a send's members: every member's arm, and the outcome of those with a
+/// conversion or engagement (a small share of a million: kept apart from the arms).
+struct SendOutcomes {
+    /// Each member's arm byte (`ARM_MASK`, `ORDERED_BEFORE`), in ascending id order.
+    arms: Vec<u8>,
+    /// By member index.
+    detail: HashMap<usize, Outcome>,
+}
+
+/// One converted or engaged member's outcome.
 #[derive(Default)]
 struct Outcome {
-    arm: u8,
     /// The profile their conversions were found on (converted members only).
     profile: Option<ProfileId>,
-    ordered_before: bool,
     /// The first conversion in the window.
     converted_at: Option<OffsetDateTime>,
     orders_in_window: u32,
@@ -261,11 +268,20 @@ impl Engine {
         let window_ends =
             sent_at + time::Duration::days(i64::from(campaign.conversion.within_days));
         let mut tallies = vec![Tally::default(); campaign.variants.len() + 1];
-        for outcome in self.send_outcomes(&campaign, &export_id, sent_at, window_ends)? {
-            let Some(tally) = tallies.get_mut(outcome.arm as usize) else {
+        let outcomes = self.send_outcomes(&campaign, &export_id, sent_at, window_ends)?;
+        for arm in &outcomes.arms {
+            if let Some(tally) = tallies.get_mut(usize::from(arm & ARM_MASK)) {
+                tally.members += 1;
+            }
+        }
+        for (n, outcome) in &outcomes.detail {
+            let Some(&byte) = outcomes.arms.get(*n) else {
                 continue;
             };
-            tally.members += 1;
+            let (arm, ordered_before) = (byte & ARM_MASK, byte & ORDERED_BEFORE != 0);
+            let Some(tally) = tallies.get_mut(usize::from(arm)) else {
+                continue;
+            };
             tally.delivered += u64::from(outcome.delivered);
             tally.opened += u64::from(outcome.opened);
             tally.clicked += u64::from(outcome.clicked);
@@ -273,13 +289,13 @@ impl Engine {
             if let Some(first) = outcome.converted_at {
                 tally.conversions += 1;
                 tally.revenue += outcome.revenue;
-                if !outcome.ordered_before {
+                if !ordered_before {
                     tally.new_customers += 1;
                 }
-                if outcome.ordered_before || outcome.orders_in_window > 1 {
+                if ordered_before || outcome.orders_in_window > 1 {
                     tally.repeat_buyers += 1;
                 }
-                if outcome.arm > 0 && outcome.credited_to(&campaign, first) {
+                if arm > 0 && outcome.credited_to(&campaign, first) {
                     tally.attributed += 1;
                     tally.attributed_revenue += outcome.revenue;
                 }
@@ -375,19 +391,17 @@ impl Engine {
         export: &str,
         sent_at: OffsetDateTime,
         window_ends: OffsetDateTime,
-    ) -> Result<Vec<Outcome>, EngineError> {
+    ) -> Result<SendOutcomes, EngineError> {
         use crate::campaign_facts::{fact_range, parse_fact_key};
-        let mut outcomes = Vec::new();
-        let mut member_of: HashMap<ProfileId, usize> = HashMap::new();
-        for (id, arm) in self.send_arms(export)? {
-            member_of.insert(id, outcomes.len());
-            outcomes.push(Outcome {
-                arm: arm & ARM_MASK,
-                ordered_before: arm & ORDERED_BEFORE != 0,
-                ..Outcome::default()
-            });
+        // Members in ascending id order (a send assigns them so; sorted again if an older
+        // store's were not): found by binary search, no map of a million entries.
+        let mut assigned = self.send_arms(export)?;
+        if !assigned.is_sorted_by_key(|(id, _)| *id) {
+            assigned.sort_unstable_by_key(|(id, _)| *id);
         }
+        let (members, arms): (Vec<ProfileId>, Vec<u8>) = assigned.into_iter().unzip();
         // Members merged into another profile since the send: their facts are the survivor's.
+        // Few people are merged away: the aliases are walked, not the members.
         let mut aliases: HashMap<ProfileId, ProfileId> = HashMap::new();
         for item in self.store().scan_prefix(Keyspace::Aliases, b"") {
             let (absorbed, survivor) = item?;
@@ -398,23 +412,33 @@ impl Engine {
                 aliases.insert(ProfileId::from_bytes(a), ProfileId::from_bytes(s));
             }
         }
-        if !aliases.is_empty() {
-            let members: Vec<(ProfileId, usize)> =
-                member_of.iter().map(|(id, n)| (*id, *n)).collect();
-            for (id, n) in members {
-                let mut current = id;
-                for _ in 0..64 {
-                    match aliases.get(&current) {
-                        Some(next) => current = *next,
-                        None => break,
-                    }
-                }
-                if current != id {
-                    // Two members merged into one are measured once, in the first's arm.
-                    member_of.entry(current).or_insert(n);
+        let mut merged_into: HashMap<ProfileId, usize> = HashMap::new();
+        let mut absorbed_members: Vec<(ProfileId, usize)> = aliases
+            .keys()
+            .filter_map(|id| members.binary_search(id).ok().map(|n| (*id, n)))
+            .collect();
+        // Two members merged into one are measured once, in the arm of the lower id (or the
+        // survivor's own when the survivor was a member too).
+        absorbed_members.sort_unstable_by_key(|(_, n)| *n);
+        for (id, n) in absorbed_members {
+            let mut current = id;
+            for _ in 0..64 {
+                match aliases.get(&current) {
+                    Some(next) => current = *next,
+                    None => break,
                 }
             }
+            if current != id && members.binary_search(&current).is_err() {
+                merged_into.entry(current).or_insert(n);
+            }
         }
+        let member_index = |id: &ProfileId| -> Option<usize> {
+            members
+                .binary_search(id)
+                .ok()
+                .or_else(|| merged_into.get(id).copied())
+        };
+        let mut detail: HashMap<usize, Outcome> = HashMap::new();
         // Conversions within the window: the facts found first (a key range, in order), then
         // opened per member on both cores with the member's contacts when attribution needs
         // them (treated members only).
@@ -429,7 +453,7 @@ impl Engine {
             let Some(id) = parse_fact_key(&fact_key) else {
                 continue;
             };
-            let Some(&n) = member_of.get(&id) else {
+            let Some(n) = member_index(&id) else {
                 continue;
             };
             found
@@ -439,7 +463,10 @@ impl Engine {
                 .push((fact_key, sealed));
         }
         let found: Vec<(ProfileId, (usize, Vec<SealedFact>))> = found.into_iter().collect();
-        let arms_of: Vec<u8> = found.iter().map(|(_, (n, _))| outcomes[*n].arm).collect();
+        let arms_of: Vec<u8> = found
+            .iter()
+            .map(|(_, (n, _))| arms.get(*n).map_or(0, |a| a & ARM_MASK))
+            .collect();
         let half = found.len().div_ceil(2).max(1);
         let converted: Vec<Result<Vec<Converted>, EngineError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = found
@@ -494,7 +521,7 @@ impl Engine {
         });
         for part in converted {
             for member in part? {
-                let outcome = &mut outcomes[member.n];
+                let outcome = detail.entry(member.n).or_default();
                 outcome.converted_at = member.first;
                 outcome.orders_in_window = member.orders;
                 outcome.revenue = member.revenue;
@@ -512,10 +539,10 @@ impl Engine {
                 if fact_key.as_slice() >= end.as_slice() {
                     break;
                 }
-                let Some(n) = parse_fact_key(&fact_key).and_then(|id| member_of.get(&id)) else {
+                let Some(n) = parse_fact_key(&fact_key).and_then(|id| member_index(&id)) else {
                     continue;
                 };
-                let outcome = &mut outcomes[*n];
+                let outcome = detail.entry(n).or_default();
                 use crate::engagement::Engagement;
                 outcome.delivered = true;
                 match engagement {
@@ -526,7 +553,7 @@ impl Engine {
                 }
             }
         }
-        Ok(outcomes)
+        Ok(SendOutcomes { arms, detail })
     }
 
     /// Who a campaign send assigned where: (profile id, arm), 0 the holdout.

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::audit::AuditRecord;
+use crate::campaign_schedule::{CampaignSchedule, CampaignScheduleInput};
 use crate::exports::{ExportFormat, ExportRecord, ExportRequest};
 use crate::read::access::Access;
 use crate::records::hex;
@@ -89,7 +90,10 @@ pub struct CampaignRecord {
     /// How conversions are attributed to campaigns that touched the member.
     #[serde(default)]
     pub attribution: Attribution,
-    /// Export ids of its sends, oldest first.
+    /// When it sends by itself (once or recurring); `None`: only when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<CampaignSchedule>,
+    /// Export ids of its sends, oldest first (the latest [`SENDS_KEPT`]).
     pub sends: Vec<String>,
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -117,7 +121,22 @@ pub struct CampaignInput {
     pub conversion: Conversion,
     pub contact: crate::contact::CampaignContact,
     pub attribution: Option<Attribution>,
+    pub schedule: Option<CampaignScheduleInput>,
 }
+
+/// What `PATCH /v1/campaigns/{id}` changes.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignPatch {
+    pub name: Option<String>,
+    /// `Some(None)` removes the schedule.
+    pub schedule: Option<Option<CampaignScheduleInput>>,
+    /// Pauses or resumes the schedule.
+    pub paused: Option<bool>,
+}
+
+/// Sends a campaign's record lists (a daily campaign keeps about three years of them; older
+/// sends stay among the exports).
+const SENDS_KEPT: usize = 1000;
 
 /// Which campaign a conversion is credited to when several touched the member within the
 /// attribution window: the first or the last contact before the conversion.
@@ -275,6 +294,10 @@ impl Engine {
         if !fields.iter().any(|f| f == "arm") {
             fields.push("arm".into());
         }
+        let schedule = input
+            .schedule
+            .map(|s| CampaignSchedule::new(s, OffsetDateTime::now_utc()))
+            .transpose()?;
         let id = format!("cmp_{}", hex::encode(&cdp_crypto::random_bytes::<8>()?));
         let request = ExportRequest {
             audience: input.audience,
@@ -303,6 +326,7 @@ impl Engine {
             conversion,
             contact: input.contact,
             attribution,
+            schedule,
             sends: Vec::new(),
             created_by: access.actor.clone(),
             created_at: OffsetDateTime::now_utc(),
@@ -364,7 +388,16 @@ impl Engine {
     /// each row's arm named (audited as the export and as `campaign.send`).
     pub fn send_campaign(self: &Arc<Self>, id: &str) -> Result<ExportRecord, EngineError> {
         let _turn = self.store().write_turn()?;
-        let mut record = self.campaign(id)?;
+        let record = self.campaign(id)?;
+        self.send_in_turn(record, "campaign.send")
+    }
+
+    /// Starts a send of `record` and lists it (the caller holds the write turn).
+    fn send_in_turn(
+        self: &Arc<Self>,
+        mut record: CampaignRecord,
+        action: &str,
+    ) -> Result<ExportRecord, EngineError> {
         let access = Access {
             actor: record.created_by.clone(),
             caller: record.caller.clone().unwrap_or_default(),
@@ -384,9 +417,104 @@ impl Engine {
             &access,
         )?;
         record.sends.push(job.id.clone());
-        self.save_campaign(&record, &access.actor, "campaign.send")?
+        if record.sends.len() > SENDS_KEPT {
+            let extra = record.sends.len() - SENDS_KEPT;
+            record.sends.drain(..extra);
+        }
+        self.save_campaign(&record, &access.actor, action)?
             .wait_durable()?;
         Ok(job)
+    }
+
+    /// Renames a campaign, sets, replaces or removes its schedule, or pauses and resumes it
+    /// (audited as `campaign.update`).
+    pub fn update_campaign(
+        &self,
+        id: &str,
+        patch: CampaignPatch,
+        actor: &str,
+    ) -> Result<(CampaignRecord, CommitTicket), EngineError> {
+        let _turn = self.store().write_turn()?;
+        let mut record = self.campaign(id)?;
+        if let Some(name) = patch.name {
+            record.name = valid_name("name", &name)?;
+        }
+        let now = OffsetDateTime::now_utc();
+        if let Some(schedule) = patch.schedule {
+            record.schedule = schedule
+                .map(|s| CampaignSchedule::new(s, now))
+                .transpose()?;
+        }
+        if let Some(paused) = patch.paused {
+            let schedule = record.schedule.as_mut().ok_or_else(|| {
+                EngineError::Conflict(format!("campaign {id} has no schedule to pause or resume"))
+            })?;
+            // Resumed: the next time from now on, not the times missed while paused.
+            if schedule.paused && !paused && schedule.cron.is_some() {
+                schedule.next_send_at = schedule.next_after(now)?;
+            }
+            schedule.paused = paused;
+        }
+        let ticket = self.save_campaign(&record, actor, "campaign.update")?;
+        Ok((record, ticket))
+    }
+
+    /// Starts the sends of every campaign whose scheduled time has come (once across the
+    /// nodes: the next time is advanced in the write turn that starts the send), and watches
+    /// every campaign's conversion event (campaigns made on other nodes of a shared database
+    /// included); returns how many sends started. A send that cannot start (audience
+    /// deleted, recipient retired...) is logged and audited as refused, and the schedule goes
+    /// on to its next time.
+    pub fn run_due_campaigns(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let now = OffsetDateTime::now_utc();
+        let mut due = Vec::new();
+        for campaign in self.campaigns()? {
+            self.facts.watch(&campaign.conversion.event);
+            if campaign.schedule.as_ref().is_some_and(|s| s.due(now)) {
+                due.push(campaign.id);
+            }
+        }
+        let mut started = 0;
+        for id in due {
+            let _turn = self.store().write_turn()?;
+            let Ok(mut record) = self.campaign(&id) else {
+                continue;
+            };
+            let now = OffsetDateTime::now_utc();
+            let Some(schedule) = record.schedule.as_mut() else {
+                continue;
+            };
+            // Another node sent it meanwhile, or it was paused.
+            if !schedule.due(now) {
+                continue;
+            }
+            schedule.next_send_at = schedule.next_after(now)?;
+            match self.send_in_turn(record.clone(), "campaign.scheduled_send") {
+                Ok(job) => {
+                    started += 1;
+                    tracing::info!(campaign = %id, export = %job.id, "scheduled campaign send started");
+                }
+                Err(error) => {
+                    tracing::warn!(campaign = %id, %error, "scheduled campaign send could not start");
+                    // The schedule moves on to its next time with the refusal, at once.
+                    self.put_system_audited(
+                        Keyspace::Exports,
+                        campaign_key(&id),
+                        &record,
+                        AuditRecord {
+                            actor: format!("campaign:{id}"),
+                            action: "campaign.scheduled_send".into(),
+                            purpose: Some(record.purpose.clone()),
+                            person: None,
+                            decision: "deny".into(),
+                            rules: vec![id.clone(), error.to_string()],
+                        },
+                    )?
+                    .wait_durable()?;
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// The assigner of campaign `id`'s arms.

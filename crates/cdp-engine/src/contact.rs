@@ -2,11 +2,13 @@
 //! campaign, and quiet hours per channel in the person's local time.
 //!
 //! **The ledger.** Every campaign send that contacts a person appends to their contact ledger
-//! for the channel (`contacts/<channel>/<profile id>/self` in `Keyspace::Exports`, sealed with
+//! for the channel (`contacts/<profile id>/<channel>/self` in `Keyspace::Exports`, sealed with
 //! the person's own data key: erasure shreds it with everything else). A merge moves the
 //! absorbed person's ledger beside the survivor's under its own key
-//! (`contacts/<channel>/<survivor>/<absorbed>`), so that the merged person's caps count both;
-//! only a send writes `self`.
+//! (`contacts/<survivor>/<channel>/<absorbed>`), so that the merged person's caps count both;
+//! only a send writes `self`. The person comes first in the key: a send reads the ledgers of
+//! its members (ascending ids) through one cursor, and attribution, merges and erasure read
+//! all of a person's channels with one scan.
 //!
 //! **Caps hold under concurrency.** A send takes its channel's turn (`contact-turn/<channel>`,
 //! a lease row with an expiry, taken in a write turn: one holder across the nodes of a shared
@@ -247,10 +249,19 @@ pub(crate) struct ContactLedger {
     pub(crate) entries: Vec<ContactEntry>,
 }
 
-/// `contacts/<channel>/<profile id>/`: the prefix of a person's ledgers at a channel.
-pub(crate) fn ledger_prefix(channel: CampaignChannel, id: &ProfileId) -> Vec<u8> {
-    let mut key = format!("contacts/{}/", channel.name()).into_bytes();
+/// `contacts/<profile id>/`: the prefix of a person's ledgers at every channel (ids are 16
+/// bytes: one person's prefix is never another's).
+fn person_ledgers_prefix(id: &ProfileId) -> Vec<u8> {
+    let mut key = b"contacts/".to_vec();
     key.extend_from_slice(id.as_bytes());
+    key.push(b'/');
+    key
+}
+
+/// `contacts/<profile id>/<channel>/`: the prefix of a person's ledgers at a channel.
+pub(crate) fn ledger_prefix(channel: CampaignChannel, id: &ProfileId) -> Vec<u8> {
+    let mut key = person_ledgers_prefix(id);
+    key.extend_from_slice(channel.name().as_bytes());
     key.push(b'/');
     key
 }
@@ -291,7 +302,10 @@ pub(crate) struct ContactGate {
     pub(crate) channel: CampaignChannel,
     caps: Vec<FrequencyCap>,
     quiet: Vec<QuietHours>,
-    default_zone: TimeZone,
+    /// Whether it is quiet now in the default zone and in each country of [`COUNTRY_ZONES`]:
+    /// `now` is fixed for the send, so a million members need no time-zone arithmetic.
+    quiet_by_default: bool,
+    quiet_by_country: std::collections::HashMap<&'static str, bool>,
     campaign: String,
     export: String,
     now: OffsetDateTime,
@@ -332,7 +346,7 @@ impl ContactGate {
             })
             .collect();
         caps.extend(own.caps.iter().copied());
-        let quiet = rules
+        let quiet: Vec<QuietHours> = rules
             .quiet_hours
             .get(&channel)
             .into_iter()
@@ -345,22 +359,37 @@ impl ContactGate {
                 rules.default_timezone
             ))
         })?;
+        let quiet_in = |zones: &[TimeZone]| quiet_in_any(&quiet, zones, now);
+        let quiet_by_default = quiet_in(std::slice::from_ref(&default_zone));
+        let quiet_by_country = COUNTRY_ZONES
+            .iter()
+            .filter_map(|(country, names)| {
+                let zones: Vec<TimeZone> = names
+                    .iter()
+                    .filter_map(|name| TimeZone::get(name).ok())
+                    .collect();
+                (!zones.is_empty()).then(|| (*country, quiet_in(&zones)))
+            })
+            .collect();
         Ok(Self {
             channel,
             caps,
             quiet,
-            default_zone,
+            quiet_by_default,
+            quiet_by_country,
             campaign: campaign.to_string(),
             export: export.to_string(),
             now,
         })
     }
 
-    /// Whether the person may be contacted now, from their ledgers at the channel and their
-    /// local time.
+    /// Whether the person may be contacted now, from their ledgers at the channel (read
+    /// through `ledgers`, a cursor over `Keyspace::Exports`: members come in ascending ids)
+    /// and their local time.
     pub(crate) fn check(
         &self,
         engine: &Engine,
+        ledgers: &mut cdp_store::Cursor<'_>,
         key: &cdp_crypto::DataKey,
         record: &ProfileRecord,
         residency: Option<&str>,
@@ -369,11 +398,7 @@ impl ContactGate {
         let mut own = ContactLedger::default();
         let mut times = Vec::new();
         let own_key = own_ledger_key(self.channel, &record.id);
-        for item in engine
-            .store()
-            .scan_prefix(Keyspace::Exports, &ledger_prefix(self.channel, &record.id))
-        {
-            let (ledger_key, sealed) = item?;
+        for (ledger_key, sealed) in ledgers.prefix(&ledger_prefix(self.channel, &record.id))? {
             let ledger: ContactLedger =
                 engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
             times.extend(ledger.entries.iter().map(|e| e.at));
@@ -395,18 +420,19 @@ impl ContactGate {
         Ok(ContactCheck { held_back, own })
     }
 
-    /// Quiet in any of the person's time zones (a country over several zones counts as
-    /// quiet when any of them is: the careful side).
+    /// Quiet in the person's time zone: their `timezone` trait (IANA), else any zone of their
+    /// country (a country over several zones counts as quiet when any of them is: the careful
+    /// side), else the configured default.
     fn in_quiet_hours(&self, record: &ProfileRecord, residency: Option<&str>) -> bool {
-        let zones = person_zones(record, residency, &self.default_zone);
-        let Ok(instant) = jiff::Timestamp::from_second(self.now.unix_timestamp()) else {
-            return true;
-        };
-        zones.iter().any(|zone| {
-            let local = zone.to_datetime(instant);
-            let minute = local.hour() as u16 * 60 + local.minute() as u16;
-            self.quiet.iter().any(|q| q.contains(minute))
-        })
+        if let Some(name) = record.traits.get("timezone").and_then(|t| t.value.as_str())
+            && let Ok(zone) = TimeZone::get(name)
+        {
+            return quiet_in_any(&self.quiet, &[zone], self.now);
+        }
+        residency
+            .and_then(|country| self.quiet_by_country.get(country))
+            .copied()
+            .unwrap_or(self.quiet_by_default)
     }
 
     /// The person's own ledger with this send's contact, sealed for the finished job's batch.
@@ -434,87 +460,74 @@ impl ContactGate {
     }
 }
 
-/// The person's time zones: their `timezone` trait (IANA), else those of their country, else
-/// the configured default.
-fn person_zones(
-    record: &ProfileRecord,
-    residency: Option<&str>,
-    default_zone: &TimeZone,
-) -> Vec<TimeZone> {
-    if let Some(name) = record.traits.get("timezone").and_then(|t| t.value.as_str())
-        && let Ok(zone) = TimeZone::get(name)
-    {
-        return vec![zone];
-    }
-    let names = residency.map(country_zones).unwrap_or(&[]);
-    let zones: Vec<TimeZone> = names
-        .iter()
-        .filter_map(|name| TimeZone::get(name).ok())
-        .collect();
-    if zones.is_empty() {
-        vec![default_zone.clone()]
-    } else {
-        zones
-    }
+/// Whether `now` falls in any of the quiet hours in any of the zones (unknowable instants
+/// count as quiet: the careful side).
+fn quiet_in_any(quiet: &[QuietHours], zones: &[TimeZone], now: OffsetDateTime) -> bool {
+    let Ok(instant) = jiff::Timestamp::from_second(now.unix_timestamp()) else {
+        return true;
+    };
+    zones.iter().any(|zone| {
+        let local = zone.to_datetime(instant);
+        let minute = local.hour() as u16 * 60 + local.minute() as u16;
+        quiet.iter().any(|q| q.contains(minute))
+    })
 }
 
 /// The zones people of a country live in (several for the countries that span them; the
-/// inhabited extremes, so that "quiet in any" covers everyone).
-fn country_zones(country: &str) -> &'static [&'static str] {
-    match country {
-        "CN" => &["Asia/Shanghai"],
-        "HK" => &["Asia/Hong_Kong"],
-        "MO" => &["Asia/Macau"],
-        "TW" => &["Asia/Taipei"],
-        "SG" => &["Asia/Singapore"],
-        "MY" => &["Asia/Kuala_Lumpur"],
-        "JP" => &["Asia/Tokyo"],
-        "KR" => &["Asia/Seoul"],
-        "TH" => &["Asia/Bangkok"],
-        "VN" => &["Asia/Ho_Chi_Minh"],
-        "PH" => &["Asia/Manila"],
-        "IN" => &["Asia/Kolkata"],
-        "ID" => &["Asia/Jakarta", "Asia/Jayapura"],
-        "AE" => &["Asia/Dubai"],
-        "AU" => &["Australia/Perth", "Australia/Sydney"],
-        "NZ" => &["Pacific/Auckland"],
-        "GB" => &["Europe/London"],
-        "IE" => &["Europe/Dublin"],
-        "PT" => &["Europe/Lisbon"],
-        "ES" => &["Europe/Madrid"],
-        "FR" => &["Europe/Paris"],
-        "BE" => &["Europe/Brussels"],
-        "NL" => &["Europe/Amsterdam"],
-        "LU" => &["Europe/Luxembourg"],
-        "DE" => &["Europe/Berlin"],
-        "AT" => &["Europe/Vienna"],
-        "CH" => &["Europe/Zurich"],
-        "IT" => &["Europe/Rome"],
-        "DK" => &["Europe/Copenhagen"],
-        "SE" => &["Europe/Stockholm"],
-        "NO" => &["Europe/Oslo"],
-        "FI" => &["Europe/Helsinki"],
-        "PL" => &["Europe/Warsaw"],
-        "CZ" => &["Europe/Prague"],
-        "SK" => &["Europe/Bratislava"],
-        "HU" => &["Europe/Budapest"],
-        "SI" => &["Europe/Ljubljana"],
-        "HR" => &["Europe/Zagreb"],
-        "RO" => &["Europe/Bucharest"],
-        "BG" => &["Europe/Sofia"],
-        "GR" => &["Europe/Athens"],
-        "CY" => &["Asia/Nicosia"],
-        "MT" => &["Europe/Malta"],
-        "EE" => &["Europe/Tallinn"],
-        "LV" => &["Europe/Riga"],
-        "LT" => &["Europe/Vilnius"],
-        "US" => &["America/New_York", "Pacific/Honolulu"],
-        "CA" => &["America/St_Johns", "America/Vancouver"],
-        "MX" => &["America/Cancun", "America/Tijuana"],
-        "BR" => &["America/Noronha", "America/Rio_Branco"],
-        _ => &[],
-    }
-}
+/// inhabited extremes, so that "quiet in any" covers everyone). Countries not listed take the
+/// configured default zone.
+const COUNTRY_ZONES: &[(&str, &[&str])] = &[
+    ("CN", &["Asia/Shanghai"]),
+    ("HK", &["Asia/Hong_Kong"]),
+    ("MO", &["Asia/Macau"]),
+    ("TW", &["Asia/Taipei"]),
+    ("SG", &["Asia/Singapore"]),
+    ("MY", &["Asia/Kuala_Lumpur"]),
+    ("JP", &["Asia/Tokyo"]),
+    ("KR", &["Asia/Seoul"]),
+    ("TH", &["Asia/Bangkok"]),
+    ("VN", &["Asia/Ho_Chi_Minh"]),
+    ("PH", &["Asia/Manila"]),
+    ("IN", &["Asia/Kolkata"]),
+    ("ID", &["Asia/Jakarta", "Asia/Jayapura"]),
+    ("AE", &["Asia/Dubai"]),
+    ("AU", &["Australia/Perth", "Australia/Sydney"]),
+    ("NZ", &["Pacific/Auckland"]),
+    ("GB", &["Europe/London"]),
+    ("IE", &["Europe/Dublin"]),
+    ("PT", &["Europe/Lisbon"]),
+    ("ES", &["Europe/Madrid"]),
+    ("FR", &["Europe/Paris"]),
+    ("BE", &["Europe/Brussels"]),
+    ("NL", &["Europe/Amsterdam"]),
+    ("LU", &["Europe/Luxembourg"]),
+    ("DE", &["Europe/Berlin"]),
+    ("AT", &["Europe/Vienna"]),
+    ("CH", &["Europe/Zurich"]),
+    ("IT", &["Europe/Rome"]),
+    ("DK", &["Europe/Copenhagen"]),
+    ("SE", &["Europe/Stockholm"]),
+    ("NO", &["Europe/Oslo"]),
+    ("FI", &["Europe/Helsinki"]),
+    ("PL", &["Europe/Warsaw"]),
+    ("CZ", &["Europe/Prague"]),
+    ("SK", &["Europe/Bratislava"]),
+    ("HU", &["Europe/Budapest"]),
+    ("SI", &["Europe/Ljubljana"]),
+    ("HR", &["Europe/Zagreb"]),
+    ("RO", &["Europe/Bucharest"]),
+    ("BG", &["Europe/Sofia"]),
+    ("GR", &["Europe/Athens"]),
+    ("CY", &["Asia/Nicosia"]),
+    ("MT", &["Europe/Malta"]),
+    ("EE", &["Europe/Tallinn"]),
+    ("LV", &["Europe/Riga"]),
+    ("LT", &["Europe/Vilnius"]),
+    ("US", &["America/New_York", "Pacific/Honolulu"]),
+    ("CA", &["America/St_Johns", "America/Vancouver"]),
+    ("MX", &["America/Cancun", "America/Tijuana"]),
+    ("BR", &["America/Noronha", "America/Rio_Branco"]),
+];
 
 /// A channel's turn: while a send holds it, no other send on the channel decides members.
 pub(crate) struct ContactTurn<'a> {
@@ -635,26 +648,27 @@ pub(crate) fn move_ledgers(
     (from, from_key): (ProfileId, &cdp_crypto::DataKey),
     (to, to_key): (ProfileId, &cdp_crypto::DataKey),
 ) -> Result<(), EngineError> {
-    for channel in CampaignChannel::ALL {
-        let prefix = ledger_prefix(channel, &from);
-        for (key, sealed) in view.scan_prefix(Keyspace::Exports, &prefix)? {
-            let ledger: ContactLedger =
-                engine.open_person(from_key, Keyspace::Exports, &key, &sealed)?;
-            // `self` becomes the absorbed id; an absorbed ledger keeps its own id.
-            let suffix = &key[prefix.len()..];
-            let mut new_key = ledger_prefix(channel, &to);
-            if suffix == b"self" {
+    let prefix = person_ledgers_prefix(&from);
+    for (key, sealed) in view.scan_prefix(Keyspace::Exports, &prefix)? {
+        let ledger: ContactLedger =
+            engine.open_person(from_key, Keyspace::Exports, &key, &sealed)?;
+        // `<channel>/self` becomes `<channel>/<absorbed id>`; an absorbed ledger keeps its id.
+        let suffix = &key[prefix.len()..];
+        let mut new_key = person_ledgers_prefix(&to);
+        match suffix.strip_suffix(b"/self") {
+            Some(channel) => {
+                new_key.extend_from_slice(channel);
+                new_key.push(b'/');
                 new_key.extend_from_slice(crate::records::hex::encode(from.as_bytes()).as_bytes());
-            } else {
-                new_key.extend_from_slice(suffix);
             }
-            batch.delete(Keyspace::Exports, key);
-            batch.put(
-                Keyspace::Exports,
-                new_key.clone(),
-                engine.seal_person(to_key, Keyspace::Exports, &new_key, &ledger)?,
-            );
+            None => new_key.extend_from_slice(suffix),
         }
+        batch.delete(Keyspace::Exports, key);
+        batch.put(
+            Keyspace::Exports,
+            new_key.clone(),
+            engine.seal_person(to_key, Keyspace::Exports, &new_key, &ledger)?,
+        );
     }
     Ok(())
 }
@@ -666,15 +680,13 @@ pub(crate) fn delete_ledgers(
     batch: &mut WriteBatch,
 ) -> Result<u64, EngineError> {
     let mut n = 0;
-    for channel in CampaignChannel::ALL {
-        for item in engine
-            .store()
-            .scan_prefix(Keyspace::Exports, &ledger_prefix(channel, id))
-        {
-            let (key, _) = item?;
-            batch.delete(Keyspace::Exports, key);
-            n += 1;
-        }
+    for item in engine
+        .store()
+        .scan_prefix(Keyspace::Exports, &person_ledgers_prefix(id))
+    {
+        let (key, _) = item?;
+        batch.delete(Keyspace::Exports, key);
+        n += 1;
     }
     Ok(n)
 }
@@ -686,16 +698,14 @@ pub(crate) fn contacts_of(
     id: &ProfileId,
 ) -> Result<Vec<ContactEntry>, EngineError> {
     let mut out = Vec::new();
-    for channel in CampaignChannel::ALL {
-        for item in engine
-            .store()
-            .scan_prefix(Keyspace::Exports, &ledger_prefix(channel, id))
-        {
-            let (ledger_key, sealed) = item?;
-            let ledger: ContactLedger =
-                engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
-            out.extend(ledger.entries);
-        }
+    for item in engine
+        .store()
+        .scan_prefix(Keyspace::Exports, &person_ledgers_prefix(id))
+    {
+        let (ledger_key, sealed) = item?;
+        let ledger: ContactLedger =
+            engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
+        out.extend(ledger.entries);
     }
     out.sort_by_key(|e| e.at);
     Ok(out)
@@ -730,7 +740,12 @@ mod tests {
             .validate()
             .unwrap_or_else(|e| panic!("{e}"));
         for country in ["CN", "DE", "US", "AU", "BR", "ID", "GB", "JP"] {
-            for zone in country_zones(country) {
+            let zones = COUNTRY_ZONES
+                .iter()
+                .find(|(c, _)| *c == country)
+                .map_or(&[][..], |(_, zones)| *zones);
+            assert!(!zones.is_empty(), "{country}");
+            for zone in zones {
                 assert!(TimeZone::get(zone).is_ok(), "{country}: {zone}");
             }
         }

@@ -18,6 +18,7 @@ pub mod activity;
 pub mod audit;
 pub mod campaign_facts;
 pub mod campaign_results;
+pub mod campaign_schedule;
 pub mod campaigns;
 mod codec;
 pub mod computed;
@@ -56,9 +57,10 @@ use crate::computed::Quintiles;
 pub use accounts::{AccountRecord, NewAccount, SessionRecord, SignInRefusal, SignedIn};
 pub use audit::{AuditEntry, AuditProblem, AuditRecord, AuditVerification};
 pub use campaign_results::{ArmResult, CampaignResults, Uplift};
+pub use campaign_schedule::{CampaignSchedule, CampaignScheduleInput};
 pub use campaigns::{
-    CampaignChannel, CampaignCost, CampaignInput, CampaignRecord, CampaignSend, CampaignView,
-    Conversion, Variant,
+    CampaignChannel, CampaignCost, CampaignInput, CampaignPatch, CampaignRecord, CampaignSend,
+    CampaignView, Conversion, Variant,
 };
 pub use config::{DedupSettings, EngineConfig, EngineRules, IndexMode};
 pub use consent::record::{ConsentInput, ConsentReceipt, ConsentSubject, ConsentsView};

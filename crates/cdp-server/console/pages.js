@@ -6,6 +6,7 @@ import { profiles, consentsPage } from './page-people.js';
 import { sourcesPage, exportsPage, recipientsPage } from './page-data.js';
 import { requests, audit, policiesPage } from './page-governance.js';
 import { deliveriesPage } from './page-deliveries.js';
+import { campaignsPage } from './page-campaigns.js';
 import { has, COUNT_ROLES, PROFILE_ROLES, REQUEST_ROLES, AUDIT_ROLES } from './ui.js';
 
 export const PAGES = [
@@ -17,6 +18,7 @@ export const PAGES = [
   { id: 'exports', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: exportsPage },
   { id: 'recipients', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: recipientsPage },
   { id: 'deliveries', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: deliveriesPage },
+  { id: 'campaigns', roles: ['admin', 'dpo', 'marketer', 'auditor'], render: campaignsPage },
   { id: 'requests', roles: REQUEST_ROLES, render: requests },
   { id: 'audit', roles: AUDIT_ROLES, render: audit },
   { id: 'policies', roles: ['admin', 'dpo', 'auditor'], render: policiesPage },

@@ -167,7 +167,7 @@ pub fn router(
             campaigns::create_campaign,
             campaigns::list_campaigns
         ))
-        .routes(routes!(campaigns::get_campaign))
+        .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
         .routes(routes!(campaigns::send_campaign))
         .routes(routes!(campaigns::campaign_results))
         .routes(routes!(requests::submit, requests::list))

@@ -43,6 +43,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../console/i18n.js"),
     ),
     (
+        "i18n-en.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/i18n-en.js"),
+    ),
+    (
+        "i18n-zh.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/i18n-zh.js"),
+    ),
+    (
         "charts.js",
         "text/javascript; charset=utf-8",
         include_str!("../console/charts.js"),
@@ -76,6 +86,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "page-deliveries.js",
         "text/javascript; charset=utf-8",
         include_str!("../console/page-deliveries.js"),
+    ),
+    (
+        "page-campaigns.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/page-campaigns.js"),
     ),
     (
         "page-governance.js",

@@ -1,4 +1,5 @@
-//! `cdp campaigns list|show|create|send|results`: a client of `/v1/campaigns`.
+//! `cdp campaigns list|show|create|schedule|pause|resume|send|results`: a client of
+//! `/v1/campaigns`.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -25,6 +26,29 @@ pub enum CampaignsCommand {
     },
     /// Make a campaign (checked as its sends' export would be now).
     Create(Box<CreateArgs>),
+    /// Set, replace or remove when it sends by itself.
+    Schedule {
+        id: String,
+        #[command(flatten)]
+        when: WhenArgs,
+        /// Remove the schedule: it sends only when sent.
+        #[arg(long, conflicts_with_all = ["cron", "at"])]
+        remove: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Pause its schedule.
+    Pause {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Resume its schedule at its next time from now.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Send it now: an export job with the holdout kept out and each row's variant named.
     Send {
         id: String,
@@ -42,6 +66,33 @@ pub enum CampaignsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+/// When a campaign sends by itself.
+#[derive(Debug, Args)]
+pub struct WhenArgs {
+    /// Recurring: five cron fields or a shorthand (`0 10 * * 1`: Mondays at 10:00).
+    #[arg(long, conflicts_with = "at")]
+    cron: Option<String>,
+    /// The offset --cron is read at, e.g. +08:00 (default +00:00).
+    #[arg(long, requires = "cron")]
+    utc_offset: Option<String>,
+    /// Once, at this time (RFC 3339, e.g. 2026-12-24T10:00:00+08:00).
+    #[arg(long)]
+    at: Option<String>,
+    /// No scheduled send after this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl WhenArgs {
+    /// The schedule's body, or null when neither --cron nor --at was given.
+    fn body(&self) -> Value {
+        if self.cron.is_none() && self.at.is_none() {
+            return Value::Null;
+        }
+        json!({"cron": self.cron, "utc_offset": self.utc_offset, "at": self.at, "until": self.until})
+    }
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +152,8 @@ pub struct CreateArgs {
     #[arg(long, default_value_t = 7)]
     attribution_days: u32,
     #[command(flatten)]
+    when: WhenArgs,
+    #[command(flatten)]
     server: ServerArgs,
 }
 
@@ -134,6 +187,7 @@ impl CreateArgs {
             "conversion": {"event": self.conversion_event, "within_days": self.conversion_days},
             "contact": {"caps": caps, "quiet_hours": self.quiet_hours},
             "attribution": {"model": self.attribution, "window_days": self.attribution_days},
+            "schedule": self.when.body(),
         }))
     }
 }
@@ -154,8 +208,26 @@ fn percent(value: &Value) -> String {
 
 #[allow(clippy::print_stdout)]
 fn print_campaign(c: &Value) {
+    let schedule = &c["schedule"];
+    let when = if schedule.is_null() {
+        "sent when sent".to_string()
+    } else {
+        let rule = match schedule["cron"].as_str() {
+            Some(cron) => format!("{cron} at {}", text(&schedule["utc_offset"])),
+            None => format!("once at {}", text(&schedule["at"])),
+        };
+        let state = if schedule["paused"].as_bool() == Some(true) {
+            "paused".to_string()
+        } else {
+            match schedule["next_send_at"].as_str() {
+                Some(next) => format!("next {next}"),
+                None => "no send left".to_string(),
+            }
+        };
+        format!("{rule}, {state}")
+    };
     println!(
-        "{}  {:<7} {}  holdout {}  {}",
+        "{}  {:<7} {}  holdout {}  {}  ({when})",
         text(&c["id"]),
         text(&c["channel"]),
         text(&c["audience"]),
@@ -270,6 +342,33 @@ pub fn run(command: CampaignsCommand) -> anyhow::Result<()> {
         }
         CampaignsCommand::Create(args) => {
             let answer = args.server.post("/v1/campaigns", &args.body()?)?;
+            print_campaign(&answer);
+        }
+        CampaignsCommand::Schedule {
+            id,
+            when,
+            remove,
+            server,
+        } => {
+            let schedule = when.body();
+            anyhow::ensure!(
+                remove || !schedule.is_null(),
+                "give --cron or --at (or --remove)"
+            );
+            let answer = server.patch(
+                &format!("/v1/campaigns/{id}"),
+                &json!({ "schedule": schedule }),
+            )?;
+            print_campaign(&answer);
+        }
+        CampaignsCommand::Pause { id, server } => {
+            let answer =
+                server.patch(&format!("/v1/campaigns/{id}"), &json!({ "paused": true }))?;
+            print_campaign(&answer);
+        }
+        CampaignsCommand::Resume { id, server } => {
+            let answer =
+                server.patch(&format!("/v1/campaigns/{id}"), &json!({ "paused": false }))?;
             print_campaign(&answer);
         }
         CampaignsCommand::Send { id, server } => {

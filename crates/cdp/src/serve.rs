@@ -393,10 +393,11 @@ impl Background {
                             if let Err(error) = engine.run_due_schedules() {
                                 tracing::warn!(error = %error, "cannot start the scheduled exports");
                             }
-                            // Conversion events of campaigns made on other nodes of a
-                            // shared database are indexed from now on here too.
-                            if let Err(error) = engine.watch_campaign_conversions() {
-                                tracing::warn!(error = %error, "cannot read the campaigns' conversion events");
+                            // Campaigns due to send (once across the nodes); conversion
+                            // events of campaigns made on other nodes of a shared database
+                            // are indexed from now on here too.
+                            if let Err(error) = engine.run_due_campaigns() {
+                                tracing::warn!(error = %error, "cannot send the scheduled campaigns");
                             }
                         }
                         if time::OffsetDateTime::now_utc() >= tally_due {

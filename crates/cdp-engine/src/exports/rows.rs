@@ -27,6 +27,8 @@ struct SubjectCursors<'a> {
     keys: Cursor<'a>,
     profiles: Cursor<'a>,
     consents: Cursor<'a>,
+    /// A campaign send's contact ledgers (`contacts/<profile id>/...` in `Keyspace::Exports`).
+    ledgers: Cursor<'a>,
 }
 
 /// What one worker made of its members.
@@ -97,6 +99,7 @@ impl Engine {
             keys: Cursor::new(self.store().as_ref(), Keyspace::Keys),
             profiles: Cursor::new(self.store().as_ref(), Keyspace::Profiles),
             consents: Cursor::new(self.store().as_ref(), Keyspace::Consents),
+            ledgers: Cursor::new(self.store().as_ref(), Keyspace::Exports),
         };
         for member in members {
             out.considered += 1;
@@ -134,7 +137,13 @@ impl Engine {
             // Contact pressure is a gate like consent: decided before the arms are drawn.
             let mut contact = None;
             if let Some(gate) = shape.contact {
-                let check = gate.check(self, &key, &record, facts.residency.as_deref())?;
+                let check = gate.check(
+                    self,
+                    &mut cursors.ledgers,
+                    &key,
+                    &record,
+                    facts.residency.as_deref(),
+                )?;
                 if let Some(held) = check.held_back {
                     out.exclude(held.reason(), held.why(), &[]);
                     continue;

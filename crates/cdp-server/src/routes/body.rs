@@ -43,7 +43,8 @@ where
             ))));
         }
         Ok(Self(
-            serde_json::from_value(value).map_err(|error| data_error(&error)),
+            serde_path_to_error::deserialize(value)
+                .map_err(|error| data_error(error.inner(), error.path())),
         ))
     }
 }
@@ -62,10 +63,37 @@ pub(crate) fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(ErrorCode::InvalidJson, message)
 }
 
+/// Where a value is, as `schedule.at` or `batch[3].timestamp`: field names and indices only
+/// (a map's keys are the caller's and are left out unless plain names); `None` at the top.
+fn field_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let plain = |name: &str| {
+        name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'))
+    };
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if plain(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Map { .. } => out.push_str(".(key)"),
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// The 400 for a JSON object of the wrong shape. A missing or unknown field is named (serde
 /// writes it between backticks); other problems are described without serde's text, which
 /// can quote the value (personal data must not come back in errors or go to logs).
-fn data_error(error: &serde_json::Error) -> ApiError {
+fn data_error(error: &serde_json::Error, path: &serde_path_to_error::Path) -> ApiError {
     let text = error.to_string();
     let named = |prefix: &str| {
         let rest = text.strip_prefix(prefix)?.strip_prefix('`')?;
@@ -91,7 +119,10 @@ fn data_error(error: &serde_json::Error) -> ApiError {
             expected.replace('`', "")
         )
     } else {
-        "the body has a field of the wrong type or value".to_string()
+        match field_path(path) {
+            Some(path) => format!("the body's field {path} has the wrong type or value"),
+            None => "the body has a field of the wrong type or value".to_string(),
+        }
     };
     ApiError::new(ErrorCode::InvalidJson, message)
 }

@@ -1,5 +1,5 @@
-//! Campaigns: `POST|GET /v1/campaigns`, `GET /v1/campaigns/{id}`, `POST /v1/campaigns/{id}/send`,
-//! `GET /v1/campaigns/{id}/results`.
+//! Campaigns: `POST|GET /v1/campaigns`, `GET|PATCH /v1/campaigns/{id}`,
+//! `POST /v1/campaigns/{id}/send`, `GET /v1/campaigns/{id}/results`.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -69,6 +69,35 @@ pub(crate) struct AttributionBody {
     window_days: Option<u32>,
 }
 
+/// When the campaign sends by itself: `cron` (recurring) or `at` (once).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CampaignScheduleBody {
+    /// Five cron fields or a shorthand (`0 10 * * 1`: Mondays at 10:00; `@daily`).
+    cron: Option<String>,
+    /// The offset the expression is read at, e.g. `+08:00` (default `+00:00`).
+    utc_offset: Option<String>,
+    /// One send at this time (RFC 3339), instead of `cron`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    at: Option<time::OffsetDateTime>,
+    /// No scheduled send after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    until: Option<time::OffsetDateTime>,
+}
+
+impl From<CampaignScheduleBody> for cdp_engine::CampaignScheduleInput {
+    fn from(body: CampaignScheduleBody) -> Self {
+        Self {
+            cron: body.cron,
+            utc_offset: body.utc_offset,
+            at: body.at,
+            until: body.until,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CampaignBody {
@@ -100,6 +129,8 @@ pub(crate) struct CampaignBody {
     #[serde(default)]
     contact: ContactBody,
     attribution: Option<AttributionBody>,
+    /// Sends by itself, once or recurring (default: only when sent).
+    schedule: Option<CampaignScheduleBody>,
 }
 
 fn csv() -> ExportFormat {
@@ -183,6 +214,7 @@ pub(crate) async fn create_campaign(
                 },
                 contact,
                 attribution,
+                schedule: body.schedule.map(Into::into),
             },
             &access,
         )
@@ -218,6 +250,60 @@ pub(crate) async fn get_campaign(
     caller.require(Permission::ReadExports)?;
     let engine = state.engine.clone();
     as_json(blocking(move || engine.campaign_view(&id)).await?)
+}
+
+/// What `PATCH /v1/campaigns/{id}` changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CampaignPatchBody {
+    name: Option<String>,
+    /// A new schedule; `null` removes it (the campaign then sends only when sent).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<CampaignScheduleBody>, nullable)]
+    schedule: Option<Option<CampaignScheduleBody>>,
+    /// Pauses (true) or resumes (false) the schedule; resumed, it sends at its next time
+    /// from now (missed times are not caught up).
+    paused: Option<bool>,
+}
+
+/// A field that may be given as `null` (`Some(None)`) or left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<CampaignScheduleBody>>, D::Error> {
+    Option::<CampaignScheduleBody>::deserialize(deserializer).map(Some)
+}
+
+/// Renames a campaign, sets or removes its schedule, pauses or resumes it (audited).
+#[utoipa::path(patch, path = "/v1/campaigns/{id}", tag = "exports", security(("bearer" = [])),
+    params(("id" = String, Path, description = "cmp_ and 16 hex digits")),
+    request_body = CampaignPatchBody,
+    responses((status = 200, body = crate::schemas::Campaign), (status = 400, body = crate::ErrorBody),
+        (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody),
+        (status = 409, description = "Pause or resume of a campaign without a schedule.", body = crate::ErrorBody)))]
+pub(crate) async fn update_campaign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<CampaignPatchBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Permission::Export)?;
+    let body = body.parse()?;
+    let actor = caller.0.sub.clone();
+    let engine = state.engine.clone();
+    let (record, ticket) = blocking(move || {
+        engine.update_campaign(
+            &id,
+            cdp_engine::CampaignPatch {
+                name: body.name,
+                schedule: body.schedule.map(|s| s.map(Into::into)),
+                paused: body.paused,
+            },
+            &actor,
+        )
+    })
+    .await?;
+    crate::routes::durable(ticket).await?;
+    as_json(record)
 }
 
 /// Sends the campaign now: an export job of its audience, the holdout kept out, each row's

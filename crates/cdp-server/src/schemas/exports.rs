@@ -375,6 +375,21 @@ pub(crate) struct Attribution {
     pub window_days: u32,
 }
 
+/// When a campaign sends by itself: recurring (`cron`) or once (`at`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CampaignSchedule {
+    pub cron: Option<String>,
+    pub utc_offset: String,
+    #[schema(format = DateTime)]
+    pub at: Option<Time>,
+    #[schema(format = DateTime)]
+    pub until: Option<Time>,
+    pub paused: bool,
+    /// The next scheduled send; null once none is left.
+    #[schema(format = DateTime)]
+    pub next_send_at: Option<Time>,
+}
+
 /// A campaign: an audience sent for a purpose on a channel, with a holdout and variants.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Campaign {
@@ -394,6 +409,7 @@ pub(crate) struct Campaign {
     pub conversion: CampaignConversion,
     pub contact: CampaignContact,
     pub attribution: Attribution,
+    pub schedule: Option<CampaignSchedule>,
     /// Export ids of its sends, oldest first.
     pub sends: Vec<String>,
     pub created_by: String,

@@ -160,6 +160,7 @@ pub(super) fn run(args: CampaignArgs) -> anyhow::Result<()> {
             },
             contact: Default::default(),
             attribution: None,
+            schedule: None,
         },
         &access,
     )?;
