@@ -157,6 +157,7 @@ impl Permission {
                 "POST /v1/schedules/{id}/run",
                 "POST /v1/campaigns",
                 "POST /v1/campaigns/{id}/send",
+                "PATCH /v1/campaigns/{id}",
             ],
             Permission::ReadExports => &[
                 "GET /v1/exports",
