@@ -561,15 +561,7 @@ fn the_campaigns_page_makes_sends_and_measures_a_campaign() {
             .status,
         200
     );
-    let consents: Vec<Value> = (0..people)
-        .map(|i| {
-            json!({"subject": {"type": "user_id", "value": format!("c-{i}")},
-            "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
-            "source": "app", "evidence": {"screen": "sms"}})
-        })
-        .collect();
-    let recorded = server.post_with("/v1/consents/batch", &admin, &json!({"consents": consents}));
-    assert_eq!(recorded.json()["recorded"], people, "{}", recorded.text());
+    crate::campaigns::grant_sms(&server, &admin, "c", people);
     let expected = count_by_api(&server, &admin, "city:苏州", "marketing.sms");
     assert!(expected["matched"].as_u64().unwrap() > 0, "{expected}");
     let recipient = server.post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",

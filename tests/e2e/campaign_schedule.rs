@@ -75,15 +75,7 @@ fn scheduled_campaigns_send_by_themselves_in_the_same_arms_and_within_the_caps()
             .status,
         200
     );
-    let consents: Vec<Value> = (0..people)
-        .map(|i| {
-            json!({"subject": {"type": "user_id", "value": format!("s-{i}")},
-            "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
-            "source": "app", "evidence": {"screen": "sms"}})
-        })
-        .collect();
-    let recorded = server.post_with("/v1/consents/batch", &admin, &json!({"consents": consents}));
-    assert_eq!(recorded.json()["recorded"], people, "{}", recorded.text());
+    crate::campaigns::grant_sms(&server, &admin, "s", people);
     let started = Instant::now();
     while server
         .post_with(

@@ -27,6 +27,19 @@ pub(crate) fn wait_done(server: &Server, token: &str, export: &str) -> Value {
     }
 }
 
+/// Users `<prefix>-0..n` grant SMS marketing, as an app's consent screen records it.
+pub(crate) fn grant_sms(server: &Server, admin: &str, prefix: &str, n: usize) {
+    let consents: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"subject": {"type": "user_id", "value": format!("{prefix}-{i}")},
+            "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
+            "source": "app", "evidence": {"screen": "sms"}})
+        })
+        .collect();
+    let recorded = server.post_with("/v1/consents/batch", admin, &json!({"consents": consents}));
+    assert_eq!(recorded.json()["recorded"], n, "{}", recorded.text());
+}
+
 /// A config file with the default frequency caps and no quiet hours.
 pub(crate) fn without_quiet_hours(dir: &std::path::Path) -> String {
     let config = dir.join("campaigns.toml");
@@ -404,15 +417,7 @@ fn contact_pressure_holds_across_campaigns_sent_at_once_and_engagement_comes_bac
             .status,
         200
     );
-    let consents: Vec<Value> = (0..people)
-        .map(|i| {
-            json!({"subject": {"type": "user_id", "value": format!("p-{i}")},
-            "purpose": "marketing.sms", "status": "granted", "notice_version": "2026-01",
-            "source": "app", "evidence": {"screen": "sms"}})
-        })
-        .collect();
-    let recorded = server.post_with("/v1/consents/batch", &admin, &json!({"consents": consents}));
-    assert_eq!(recorded.json()["recorded"], people, "{}", recorded.text());
+    grant_sms(&server, &admin, "p", people);
     let count = || {
         server
             .post_with(
