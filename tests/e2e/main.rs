@@ -12,6 +12,7 @@ mod browser;
 mod browser_sdk;
 mod campaign_demo;
 mod campaign_schedule;
+mod campaign_split;
 mod campaigns;
 mod cluster;
 mod console;

@@ -137,10 +137,19 @@ pub fn open(key: &RecordKey, aad: RecordAad<'_>, sealed: &[u8]) -> Result<Vec<u8
 
 /// One person's data key (DEK). Records of that person are sealed with it; it is stored only
 /// wrapped by a master key ([`WrappedDataKey`]). Clones are zeroised on drop like the original.
-#[derive(Clone)]
 pub struct DataKey {
     generation: KeyVersion,
     material: Zeroizing<[u8; 32]>,
+    /// The AES key schedule, made on first use: a person's records are usually opened
+    /// several at a time (profile, consents, ledgers), and expanding the key for each was
+    /// 3 % of an export. It lives exactly as long as the material it comes from.
+    schedule: std::sync::OnceLock<RecordKey>,
+}
+
+impl Clone for DataKey {
+    fn clone(&self) -> Self {
+        Self::from_parts(self.generation, self.material.clone())
+    }
 }
 
 impl std::fmt::Debug for DataKey {
@@ -154,16 +163,17 @@ impl std::fmt::Debug for DataKey {
 impl DataKey {
     /// A fresh random data key, generation 1.
     pub fn generate() -> Result<Self, CryptoError> {
-        Ok(Self {
-            generation: KeyVersion::FIRST,
-            material: Zeroizing::new(random_bytes()?),
-        })
+        Ok(Self::from_parts(
+            KeyVersion::FIRST,
+            Zeroizing::new(random_bytes()?),
+        ))
     }
 
     pub(crate) fn from_parts(generation: KeyVersion, material: Zeroizing<[u8; 32]>) -> Self {
         Self {
             generation,
             material,
+            schedule: std::sync::OnceLock::new(),
         }
     }
 
@@ -178,6 +188,15 @@ impl DataKey {
     /// The AEAD key for this person's records.
     pub fn record_key(&self) -> Result<RecordKey, CryptoError> {
         RecordKey::new(self.generation, &self.material)
+    }
+
+    /// The AEAD key for this person's records, expanded once per `DataKey`.
+    pub fn sealing_key(&self) -> Result<&RecordKey, CryptoError> {
+        if let Some(key) = self.schedule.get() {
+            return Ok(key);
+        }
+        let key = self.record_key()?;
+        Ok(self.schedule.get_or_init(|| key))
     }
 }
 

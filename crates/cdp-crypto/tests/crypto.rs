@@ -24,6 +24,33 @@ fn data_key_round_trip() {
 }
 
 #[test]
+fn the_cached_key_schedule_opens_what_a_fresh_one_seals_and_so_does_a_clone() {
+    let dek = DataKey::generate().unwrap();
+    let sealed = seal(dek.sealing_key().unwrap(), aad(b"p1"), b"x").unwrap();
+    // Opened with a freshly expanded key, with the cached one twice, and with a clone's.
+    assert_eq!(
+        open(&dek.record_key().unwrap(), aad(b"p1"), &sealed).unwrap(),
+        b"x"
+    );
+    assert_eq!(
+        open(dek.sealing_key().unwrap(), aad(b"p1"), &sealed).unwrap(),
+        b"x"
+    );
+    assert_eq!(
+        open(dek.sealing_key().unwrap(), aad(b"p1"), &sealed).unwrap(),
+        b"x"
+    );
+    let clone = dek.clone();
+    assert_eq!(
+        open(clone.sealing_key().unwrap(), aad(b"p1"), &sealed).unwrap(),
+        b"x"
+    );
+    // Another person's key, cached or not, opens nothing of theirs.
+    let other = DataKey::generate().unwrap();
+    assert!(open(other.sealing_key().unwrap(), aad(b"p1"), &sealed).is_err());
+}
+
+#[test]
 fn flipping_any_byte_fails() {
     let key = DataKey::generate().unwrap().record_key().unwrap();
     let sealed = seal(&key, aad(b"p1"), &[7u8; 512]).unwrap();

@@ -130,6 +130,11 @@ pub struct Engine {
     /// Serialises rewrites of finished export files (erasure, retention); taken before
     /// `write_lock`, never after it.
     export_files: Mutex<()>,
+    /// Serialises the check-and-save of running export jobs on this node (`exports/lease.rs`):
+    /// a lease renewal that read a job before its finishing save and wrote after it would put
+    /// the finished job back to running. Across the nodes of a shared database the store's
+    /// write turn does the same; an embedded store's turn is no lock. Taken before the turn.
+    job_saves: Mutex<()>,
     /// The population's RFM cut points as the index last computed them, so that exports
     /// score people as the index does.
     quintiles: RwLock<Arc<Quintiles>>,
@@ -207,6 +212,7 @@ impl Engine {
             index: index.map(Arc::new),
             exports_dir,
             export_files: Mutex::new(()),
+            job_saves: Mutex::new(()),
             suspects: suspects::SuspectState::default(),
             quintiles: RwLock::new(Arc::new(Quintiles::default())),
             traits_as_of: std::sync::atomic::AtomicI64::new(0),

@@ -258,7 +258,7 @@ impl Vault {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         Ok(cdp_crypto::seal(
-            &key.record_key()?,
+            key.sealing_key()?,
             RecordAad::new(keyspace.name(), record_id),
             plaintext,
         )?)
@@ -272,7 +272,7 @@ impl Vault {
         sealed: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         cdp_crypto::open(
-            &key.record_key()?,
+            key.sealing_key()?,
             RecordAad::new(keyspace.name(), record_id),
             sealed,
         )

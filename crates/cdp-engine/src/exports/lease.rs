@@ -31,6 +31,7 @@ impl Engine {
         audit: &[AuditRecord],
         publish: Option<&dyn Fn() -> Result<(), EngineError>>,
     ) -> Result<Result<CommitTicket, LeaseLost>, EngineError> {
+        let _saves = self.job_saves_lock();
         let _turn = self.store().write_turn()?;
         let stored: Option<ExportRecord> = self.get_system(Keyspace::Exports, &job_key(&job.id))?;
         let ours = stored
@@ -52,6 +53,14 @@ impl Engine {
         Ok(Ok(self.save_export(job, extra, audit)?))
     }
 
+    /// This node's turn at checking and saving a running job (`Engine::job_saves`).
+    fn job_saves_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding it left no half-saved job (the save is one batch).
+        self.job_saves
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Renews the lease of job `id` every few seconds until `done` is set or the lease is
     /// lost (runs beside the job).
     fn keep_lease(&self, id: &str, done: &AtomicBool) {
@@ -65,6 +74,7 @@ impl Engine {
             }
             waited = std::time::Duration::ZERO;
             let renewed = (|| -> Result<bool, EngineError> {
+                let _saves = self.job_saves_lock();
                 let _turn = self.store().write_turn()?;
                 let Some(mut stored) = self.export(id)? else {
                     return Ok(false);

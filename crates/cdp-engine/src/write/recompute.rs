@@ -37,6 +37,9 @@ struct Component {
     consents: Vec<(ProfileId, [u8; 16], ConsentRecord)>,
     /// The evidence of the event that caused the recompute (not in the store yet).
     new_evidence: Option<EvidenceRecord>,
+    /// (old owner, stored key, key suffix, ledger): contact ledgers, given to every new
+    /// profile (`contact::redistribute_ledgers`).
+    ledgers: Vec<(ProfileId, Vec<u8>, Vec<u8>, crate::contact::ContactLedger)>,
 }
 
 /// Which profile each group, identifier and evidence went to.
@@ -157,6 +160,11 @@ impl Engine {
                 component.consents.push((*id, suffix, record));
                 changes.deleted_consents.insert(ledger_key);
             }
+            for (stored, suffix, ledger) in
+                crate::contact::read_ledgers(self, graph.view, id, &key)?
+            {
+                component.ledgers.push((*id, stored, suffix, ledger));
+            }
             for entry in &record.identifiers {
                 component.entries.insert(entry.node, entry.clone());
             }
@@ -180,6 +188,7 @@ impl Engine {
             events,
             consents,
             new_evidence,
+            ledgers,
         } = component;
         let mut assignment = self.assign_ids(changes, &old, partition.groups)?;
         place_identifiers(changes, &mut assignment, &entries)?;
@@ -204,6 +213,16 @@ impl Engine {
         place_evidence(graph, changes, new_evidence, partition.dropped, &assignment)?;
         retire_old_ids(changes, old, &assignment);
         move_consents(changes, consents, &assignment);
+        if !ledgers.is_empty() {
+            let new: Vec<(ProfileId, cdp_crypto::DataKey)> = assignment
+                .group_ids
+                .iter()
+                .filter_map(|id| changes.profiles.get(id).map(|(_, key)| (*id, key.clone())))
+                .collect();
+            let new: Vec<(ProfileId, &cdp_crypto::DataKey)> =
+                new.iter().map(|(id, key)| (*id, key)).collect();
+            crate::contact::redistribute_ledgers(self, &mut changes.batch, ledgers, &new)?;
+        }
         for (group, id) in assignment.groups.iter().zip(&assignment.group_ids) {
             let absorbed: Vec<ProfileId> = changes
                 .aliases

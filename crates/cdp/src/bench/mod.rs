@@ -66,6 +66,9 @@ pub struct CampaignArgs {
     /// Directory for the store (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Block cache in MiB (the `[store] cache_capacity_mb` of the configuration).
+    #[arg(long, default_value_t = 256)]
+    cache_mb: u64,
     #[arg(long)]
     json: bool,
 }
@@ -542,6 +545,38 @@ pub(super) fn process_memory(field: &str) -> Option<u64> {
     })?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// CPU seconds this process has used (user and system), from /proc/self/stat.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (user, system): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    // Clock ticks: 100 a second on Linux (USER_HZ).
+    Some((user + system) / 100.0)
+}
+
+/// Waits (at most `limit`) until this process's background work (the search index merging
+/// the segments of a bulk load) uses less than a tenth of a core, so that the next
+/// measurement times its own work; how long it waited.
+pub(super) fn settle(limit: Duration) -> Duration {
+    let started = Instant::now();
+    let Some(mut before) = process_cpu_seconds() else {
+        return Duration::ZERO;
+    };
+    while started.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(now) = process_cpu_seconds() else {
+            break;
+        };
+        if now - before < 0.1 {
+            break;
+        }
+        before = now;
+    }
+    started.elapsed()
 }
 
 /// Bytes of the file `path`, or of the files under it.
