@@ -1,5 +1,6 @@
-//! A split never frees anyone from a frequency cap: the contacts of a merged person count
-//! against every person the split makes of them (which of them a message reached is unknown).
+//! A recurring campaign: each send counts its own engagement, and a split never frees anyone
+//! from a frequency cap (the contacts of a merged person count against every person the split
+//! makes of them: which of them a message reached is unknown).
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ fn held_back_by_cap(job: &Value) -> u64 {
 }
 
 #[test]
-fn after_a_split_both_people_carry_the_merged_persons_contacts() {
+fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_contacts() {
     let dir = temp_dir();
     // The default caps (two SMS a week per person) and no quiet hours.
     let config = without_quiet_hours(dir.path());
@@ -109,10 +110,52 @@ fn after_a_split_both_people_carry_the_merged_persons_contacts() {
         wait_done(&server, &marketer, started.json()["id"].as_str().unwrap())
     };
     // Two sends: every member, the merged person among them, has had the week's two SMS.
-    for _ in 0..2 {
-        let job = send();
+    let sends: Vec<Value> = (0..2).map(|_| send()).collect();
+    for job in &sends {
         assert_eq!(job["manifest"]["counts"]["included"], members, "{job}");
     }
+    // The gateway reports deliveries now: they belong to the second send (engagement names
+    // the campaign, not the send; the first send's count ends where the second began).
+    let deliveries: Vec<Value> = (0..members)
+        .map(|i| {
+            json!({"type": "track", "userId": format!("x-{i}"), "event": "SMS Delivered",
+                "properties": {"campaign_id": campaign}})
+        })
+        .collect();
+    assert_eq!(
+        server
+            .ingest("/v1/batch", &key, &json!({ "batch": deliveries }))
+            .status,
+        200
+    );
+    // The treated arm's results of a send (or of `all` of them): (sends, members, delivered).
+    let treated = |export: &str| {
+        let results = server
+            .get_with(
+                &format!("/v1/campaigns/{campaign}/results?export={export}"),
+                &marketer,
+            )
+            .json();
+        let arm = results["arms"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{results}"))
+            .iter()
+            .find(|arm| arm["arm"] != "holdout")
+            .unwrap_or_else(|| panic!("{results}"))
+            .clone();
+        let figure = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("{results}"));
+        (
+            figure(&results["sends"]),
+            figure(&arm["members"]),
+            figure(&arm["delivered"]),
+        )
+    };
+    let id_of = |job: &Value| job["id"].as_str().unwrap().to_string();
+    assert_eq!(treated(&id_of(&sends[0])), (1, members as u64, 0));
+    assert_eq!(
+        treated(&id_of(&sends[1])),
+        (1, members as u64, members as u64)
+    );
 
     // The guest was someone else after all: split off. Two people now, each with their phone.
     let split = server.post_with(
@@ -147,4 +190,12 @@ fn after_a_split_both_people_carry_the_merged_persons_contacts() {
     // reached "x-0 or the guest" counts for both.
     assert_eq!(held_back_by_cap(&third), members as u64 + 1, "{third}");
     assert_eq!(third["manifest"]["counts"]["included"], fresh, "{third}");
+
+    // The three sends together: each member once (the first two sends' 30 and the 25 new),
+    // the deliveries once.
+    assert_eq!(treated(&id_of(&third)), (1, fresh as u64, 0));
+    assert_eq!(
+        treated("all"),
+        (3, (members + fresh) as u64, members as u64)
+    );
 }

@@ -98,7 +98,13 @@ pub struct CampaignResults {
     pub held_back: std::collections::BTreeMap<String, u64>,
     /// How conversions were credited across campaigns (`attributed_*` of each variant).
     pub attribution: crate::campaigns::Attribution,
+    /// How many sends the figures cover (several with `export=all`: every member once, in
+    /// their arm, converted within the window from the first send to the last one's end).
+    pub sends: usize,
 }
+
+/// The `export` that asks for the results of every finished send of a campaign together.
+pub const ALL_SENDS: &str = "all";
 
 /// A fact's key and sealed value.
 type SealedFact = (Vec<u8>, Vec<u8>);
@@ -233,45 +239,49 @@ impl Engine {
         export: Option<&str>,
     ) -> Result<CampaignResults, EngineError> {
         let campaign = self.campaign(id)?;
-        let export_id = match export {
-            Some(export) if campaign.sends.iter().any(|s| s == export) => export.to_string(),
-            Some(export) => {
-                return Err(EngineError::NotFound(format!(
-                    "send {export} of campaign {id}"
-                )));
-            }
-            None => {
-                let mut found = None;
-                for send in campaign.sends.iter().rev() {
-                    if self
-                        .export(send)?
-                        .is_some_and(|job| job.status == ExportStatus::Done)
-                    {
-                        found = Some(send.clone());
-                        break;
-                    }
-                }
-                found.ok_or_else(|| {
-                    EngineError::Conflict(format!(
-                        "campaign {id} has no finished send yet: POST /v1/campaigns/{id}/send"
-                    ))
-                })?
-            }
-        };
-        let job = self
-            .export(&export_id)?
-            .ok_or_else(|| EngineError::NotFound(format!("export {export_id}")))?;
-        if job.status != ExportStatus::Done {
+        let jobs = self.measured_sends(&campaign, export)?;
+        let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else {
             return Err(EngineError::Conflict(format!(
-                "send {export_id} is {}: only a finished send has results",
-                job.status.name()
+                "campaign {id} has no finished send yet: POST /v1/campaigns/{id}/send"
             )));
-        }
-        let sent_at = job.created_at;
+        };
+        let combined = export == Some(ALL_SENDS);
+        let export_id = if combined {
+            ALL_SENDS.to_string()
+        } else {
+            first.id.clone()
+        };
+        let sent_at = first.created_at;
         let window_ends =
-            sent_at + time::Duration::days(i64::from(campaign.conversion.within_days));
+            last.created_at + time::Duration::days(i64::from(campaign.conversion.within_days));
+        // Engagement names the campaign, not the send: a recurring campaign's later send
+        // starts its own count.
+        let mut engaged_until = OffsetDateTime::now_utc().max(window_ends);
+        if !combined
+            && let Some(next) = campaign
+                .sends
+                .iter()
+                .skip_while(|send| **send != first.id)
+                .nth(1)
+            && let Some(next) = self.export(next)?
+        {
+            engaged_until = next.created_at;
+        }
+        // Every send's members, each once, in the arm of the first send that had them (a
+        // person's arm is the same at every send; whether they had ordered before is as of
+        // their first send).
+        let mut assigned = Vec::new();
+        for job in &jobs {
+            assigned.extend(self.send_arms(&job.id)?);
+        }
+        if jobs.len() > 1 {
+            // Stable: each member's first send first.
+            assigned.sort_by_key(|(id, _)| *id);
+            assigned.dedup_by_key(|(id, _)| *id);
+        }
         let mut tallies = vec![Tally::default(); campaign.variants.len() + 1];
-        let outcomes = self.send_outcomes(&campaign, &export_id, sent_at, window_ends)?;
+        let outcomes =
+            self.send_outcomes(&campaign, assigned, (sent_at, window_ends), engaged_until)?;
         for arm in &outcomes.arms {
             if let Some(tally) = tallies.get_mut(usize::from(arm & ARM_MASK)) {
                 tally.members += 1;
@@ -344,11 +354,23 @@ impl Engine {
         for (variant, tally) in campaign.variants.iter().zip(&tallies[1..]) {
             arms.push(arm_result(&variant.name, tally, true));
         }
+        // Each send's cost: its total, or per contact times the people it contacted.
         let contacted: u64 = tallies[1..].iter().map(|t| t.members).sum();
-        let cost = campaign
-            .cost
-            .total
-            .or(campaign.cost.per_contact.map(|per| per * contacted as f64));
+        let cost = if combined {
+            let per_send = jobs.iter().map(|job| {
+                let included = job.counts_now().map_or(0, |c| c.included);
+                campaign
+                    .cost
+                    .total
+                    .or(campaign.cost.per_contact.map(|per| per * included as f64))
+            });
+            per_send.sum::<Option<f64>>()
+        } else {
+            campaign
+                .cost
+                .total
+                .or(campaign.cost.per_contact.map(|per| per * contacted as f64))
+        };
         let incremental: Option<f64> = arms[1..]
             .iter()
             .map(|a| a.uplift.as_ref().map(|u| u.incremental_revenue))
@@ -381,30 +403,78 @@ impl Engine {
             held_back: ["frequency_cap", "quiet_hours"]
                 .into_iter()
                 .map(|reason| {
-                    let n = job
-                        .counts_now()
-                        .and_then(|c| c.excluded.get(reason).copied())
-                        .unwrap_or(0);
+                    let n = jobs
+                        .iter()
+                        .filter_map(|job| job.counts_now()?.excluded.get(reason).copied())
+                        .sum();
                     (reason.to_string(), n)
                 })
                 .collect(),
             attribution: campaign.attribution,
+            sends: jobs.len(),
         })
     }
 
-    /// What became of each member of a send, from the campaign facts in its window (not from
-    /// the members' events: a million members have few facts in a fortnight).
+    /// The finished sends results are computed over: `export` (a send of the campaign), every
+    /// finished send ([`ALL_SENDS`]), or the latest finished one.
+    fn measured_sends(
+        &self,
+        campaign: &crate::campaigns::CampaignRecord,
+        export: Option<&str>,
+    ) -> Result<Vec<crate::exports::ExportRecord>, EngineError> {
+        let id = &campaign.id;
+        let done = |send: &str| -> Result<Option<crate::exports::ExportRecord>, EngineError> {
+            Ok(self
+                .export(send)?
+                .filter(|job| job.status == ExportStatus::Done))
+        };
+        match export {
+            Some(ALL_SENDS) => {
+                let mut jobs = Vec::new();
+                for send in &campaign.sends {
+                    jobs.extend(done(send)?);
+                }
+                Ok(jobs)
+            }
+            Some(export) if campaign.sends.iter().any(|s| s == export) => {
+                let job = self
+                    .export(export)?
+                    .ok_or_else(|| EngineError::NotFound(format!("export {export}")))?;
+                if job.status != ExportStatus::Done {
+                    return Err(EngineError::Conflict(format!(
+                        "send {export} is {}: only a finished send has results",
+                        job.status.name()
+                    )));
+                }
+                Ok(vec![job])
+            }
+            Some(export) => Err(EngineError::NotFound(format!(
+                "send {export} of campaign {id}"
+            ))),
+            None => {
+                for send in campaign.sends.iter().rev() {
+                    if let Some(job) = done(send)? {
+                        return Ok(vec![job]);
+                    }
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// What became of each member of a send, from the campaign facts in its conversion window
+    /// and of its engagement until `engaged_until` (not from the members' events: a million
+    /// members have few facts in a fortnight).
     fn send_outcomes(
         &self,
         campaign: &crate::campaigns::CampaignRecord,
-        export: &str,
-        sent_at: OffsetDateTime,
-        window_ends: OffsetDateTime,
+        mut assigned: Vec<(ProfileId, u8)>,
+        (sent_at, window_ends): (OffsetDateTime, OffsetDateTime),
+        engaged_until: OffsetDateTime,
     ) -> Result<SendOutcomes, EngineError> {
         use crate::campaign_facts::{fact_range, parse_fact_key};
         // Members in ascending id order (a send assigns them so; sorted again if an older
         // store's were not): found by binary search, no map of a million entries.
-        let mut assigned = self.send_arms(export)?;
         if !assigned.is_sorted_by_key(|(id, _)| *id) {
             assigned.sort_unstable_by_key(|(id, _)| *id);
         }
@@ -503,7 +573,6 @@ impl Engine {
         // Engagement naming the campaign, from the send on.
         let mut engaged = vec![0u8; arms.len()];
         let mut engagements: Vec<(ProfileId, u8)> = Vec::new();
-        let until = OffsetDateTime::now_utc().max(window_ends);
         for (name, engagement) in crate::engagement::ENGAGEMENT_EVENTS {
             use crate::engagement::Engagement;
             // An open or a click implies the delivery.
@@ -514,7 +583,7 @@ impl Engine {
                 Engagement::Unsubscribed => DELIVERED | UNSUBSCRIBED,
             };
             let tag = self.facts.tag(name, Some(&campaign.id));
-            let (start, end) = fact_range(&tag, sent_at, until);
+            let (start, end) = fact_range(&tag, sent_at, engaged_until);
             for item in self.store().scan_from(Keyspace::Exports, &start) {
                 let (fact_key, _) = item?;
                 if fact_key.as_slice() >= end.as_slice() {

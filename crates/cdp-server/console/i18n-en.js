@@ -478,5 +478,6 @@ export const en = {
   'campaign.model.first_touch': 'first touch',
   'campaign.model.last_touch': 'last touch',
   'campaign.withheld': 'withheld',
+  'campaign.all_sends': 'All {n} sends together',
   'campaign.withheld_hint': 'Figures of an arm with fewer than {k} members are withheld; no list of people is ever shown.',
 };

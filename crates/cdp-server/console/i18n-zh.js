@@ -478,5 +478,6 @@ export const zh = {
   'campaign.model.first_touch': '首次触达',
   'campaign.model.last_touch': '末次触达',
   'campaign.withheld': '已隐藏',
+  'campaign.all_sends': '全部 {n} 次发送合计',
   'campaign.withheld_hint': '成员少于 {k} 人的分组不显示数据；从不显示个人名单。',
 };

@@ -68,7 +68,10 @@ function detailView(box, session, id) {
     try {
       const c = await api('GET', `/v1/campaigns/${encodeURIComponent(id)}`);
       const done = c.send_history.filter((s) => s.status === 'done');
-      const picker = h('select', { 'data-testid': 'campaign-send' }, done.map((s) => h('option', { value: s.export_id }, `${fmtDate(s.started_at)} · ${s.export_id}`)));
+      // Newest first as listed; with several finished sends, all of them together too.
+      const options = done.map((s) => h('option', { value: s.export_id }, `${fmtDate(s.started_at)} · ${s.export_id}`));
+      if (done.length > 1) options.push(h('option', { value: 'all' }, t('campaign.all_sends', { n: done.length })));
+      const picker = h('select', { 'data-testid': 'campaign-send' }, options);
       const show = async () => {
         try {
           const r = await api('GET', `/v1/campaigns/${encodeURIComponent(id)}/results?export=${encodeURIComponent(picker.value)}`);

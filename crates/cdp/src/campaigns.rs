@@ -58,7 +58,8 @@ pub enum CampaignsCommand {
     /// What a send did against its holdout: per arm, uplift, ROI, CAC (aggregates only).
     Results {
         id: String,
-        /// A send (exp_...); default the latest finished one.
+        /// A send (exp_...), or `all` for every finished send together; default the latest
+        /// finished one.
         #[arg(long)]
         export: Option<String>,
         #[arg(long)]
@@ -238,9 +239,12 @@ fn print_campaign(c: &Value) {
 
 #[allow(clippy::print_stdout)]
 fn print_results(r: &Value) {
+    let which = match r["sends"].as_u64() {
+        Some(n) if n > 1 => format!("{n} sends from"),
+        _ => format!("send {} at", text(&r["export_id"])),
+    };
     println!(
-        "send {} at {}: {} within {} days (final after {})",
-        text(&r["export_id"]),
+        "{which} {}: {} within {} days (final after {})",
         text(&r["sent_at"]),
         text(&r["conversion_event"]),
         text(&r["window_days"]),

@@ -327,7 +327,9 @@ pub(crate) async fn send_campaign(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResultsQuery {
-    /// A send of the campaign (`exp_...`); default its latest finished one.
+    /// A send of the campaign (`exp_...`), or `all`: every finished send together (each
+    /// member once, converted within the window from the first send to the last one's end);
+    /// default the latest finished send.
     export: Option<String>,
 }
 

@@ -497,4 +497,6 @@ pub(crate) struct CampaignResults {
     /// People not contacted for contact pressure: `frequency_cap`, `quiet_hours`.
     pub held_back: std::collections::BTreeMap<String, u64>,
     pub attribution: Attribution,
+    /// How many sends the figures cover (several with `export=all`).
+    pub sends: u64,
 }
