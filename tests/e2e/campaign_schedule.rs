@@ -89,10 +89,7 @@ fn scheduled_campaigns_send_by_themselves_in_the_same_arms_and_within_the_caps()
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }
-    let recipient = server
-        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
-            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
-        .json();
+    let recipient = crate::campaigns::sms_gateway(&server, &admin);
     let audience = server
         .post_with(
             "/v1/audiences",

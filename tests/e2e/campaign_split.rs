@@ -78,10 +78,7 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
     };
     count(members);
 
-    let recipient = server
-        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
-            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
-        .json();
+    let recipient = crate::campaigns::sms_gateway(&server, &admin);
     let audience = server
         .post_with(
             "/v1/audiences",

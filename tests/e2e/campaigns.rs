@@ -27,6 +27,14 @@ pub(crate) fn wait_done(server: &Server, token: &str, export: &str) -> Value {
     }
 }
 
+/// The SMS gateway every SMS campaign test sends to: a processor in CN for SMS marketing.
+pub(crate) fn sms_gateway(server: &Server, admin: &str) -> Value {
+    let recipient = server.post_with("/v1/recipients", admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
+        "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}));
+    assert_eq!(recipient.status, 201, "{}", recipient.text());
+    recipient.json()
+}
+
 /// Users `<prefix>-0..n` grant SMS marketing, as an app's consent screen records it.
 pub(crate) fn grant_sms(server: &Server, admin: &str, prefix: &str, n: usize) {
     let consents: Vec<Value> = (0..n)
@@ -129,10 +137,7 @@ fn a_campaign_keeps_its_holdout_from_contact_and_assigns_the_same_arms_at_every_
         assert!(started.elapsed() < Duration::from_secs(10), "{count}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let recipient = server
-        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
-            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
-        .json();
+    let recipient = crate::campaigns::sms_gateway(&server, &admin);
     let audience = server
         .post_with(
             "/v1/audiences",
@@ -434,10 +439,7 @@ fn contact_pressure_holds_across_campaigns_sent_at_once_and_engagement_comes_bac
         assert!(started.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }
-    let recipient = server
-        .post_with("/v1/recipients", &admin, &json!({"name": "SMS gateway", "contact": "dpo@sms.example.cn",
-            "role": "processor", "region": "CN", "transfer_mechanism": "none", "allowed_purposes": ["marketing.sms"]}))
-        .json();
+    let recipient = crate::campaigns::sms_gateway(&server, &admin);
     let audience = server
         .post_with(
             "/v1/audiences",
