@@ -124,7 +124,7 @@ struct Converted {
     revenue: f64,
     /// Every campaign contact of the member (any channel), oldest first (treated members
     /// only: attribution needs them).
-    contacts: Vec<crate::contact::ContactEntry>,
+    contacts: Vec<crate::contact_ledger::ContactEntry>,
 }
 
 impl Converted {
@@ -646,7 +646,7 @@ impl Engine {
                 member.revenue += fact.revenue.unwrap_or(0.0);
             }
             if arms.get(*n).is_some_and(|a| a & ARM_MASK > 0) {
-                member.contacts = crate::contact::contacts_of(self, &key, id)?;
+                member.contacts = crate::contact_ledger::contacts_of(self, &key, id)?;
             }
             out.push(member);
         }

@@ -25,6 +25,7 @@ pub mod computed;
 mod config;
 pub mod consent;
 pub mod contact;
+pub(crate) mod contact_ledger;
 pub mod derived;
 pub mod destinations;
 pub mod engagement;

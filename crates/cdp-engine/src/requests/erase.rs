@@ -153,7 +153,7 @@ impl Engine {
             batch.delete(Keyspace::Consents, consent_key);
             *counts.entry("consents").or_default() += 1;
         }
-        let ledgers = crate::contact::delete_ledgers(self, &id, &mut batch)?;
+        let ledgers = crate::contact_ledger::delete_ledgers(self, &id, &mut batch)?;
         if ledgers > 0 {
             *counts.entry("contact_ledgers").or_default() += ledgers;
         }

@@ -38,8 +38,13 @@ struct Component {
     /// The evidence of the event that caused the recompute (not in the store yet).
     new_evidence: Option<EvidenceRecord>,
     /// (old owner, stored key, key suffix, ledger): contact ledgers, given to every new
-    /// profile (`contact::redistribute_ledgers`).
-    ledgers: Vec<(ProfileId, Vec<u8>, Vec<u8>, crate::contact::ContactLedger)>,
+    /// profile (`contact_ledger::redistribute_ledgers`).
+    ledgers: Vec<(
+        ProfileId,
+        Vec<u8>,
+        Vec<u8>,
+        crate::contact_ledger::ContactLedger,
+    )>,
 }
 
 /// Which profile each group, identifier and evidence went to.
@@ -161,7 +166,7 @@ impl Engine {
                 changes.deleted_consents.insert(ledger_key);
             }
             for (stored, suffix, ledger) in
-                crate::contact::read_ledgers(self, graph.view, id, &key)?
+                crate::contact_ledger::read_ledgers(self, graph.view, id, &key)?
             {
                 component.ledgers.push((*id, stored, suffix, ledger));
             }
@@ -221,7 +226,7 @@ impl Engine {
                 .collect();
             let new: Vec<(ProfileId, &cdp_crypto::DataKey)> =
                 new.iter().map(|(id, key)| (*id, key)).collect();
-            crate::contact::redistribute_ledgers(self, &mut changes.batch, ledgers, &new)?;
+            crate::contact_ledger::redistribute_ledgers(self, &mut changes.batch, ledgers, &new)?;
         }
         for (group, id) in assignment.groups.iter().zip(&assignment.group_ids) {
             let absorbed: Vec<ProfileId> = changes

@@ -252,7 +252,7 @@ impl Engine {
         }
         // And contact ledgers: the merged person's frequency caps count both people's
         // contacts.
-        crate::contact::move_ledgers(
+        crate::contact_ledger::move_ledgers(
             self,
             graph.view,
             &mut changes.batch,
