@@ -112,8 +112,11 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
         assert_eq!(job["manifest"]["counts"]["included"], members, "{job}");
     }
     // The gateway reports deliveries now: they belong to the second send (engagement names
-    // the campaign, not the send; the first send's count ends where the second began).
-    let deliveries: Vec<Value> = (0..members)
+    // the campaign, not the send; the first send's count ends where the second began). Not
+    // for x-0, whom the split below makes two people: only one of them keeps the profile id
+    // the sends recorded (docs/campaigns.md), so their delivery would count or not by which.
+    let delivered = members - 1;
+    let deliveries: Vec<Value> = (1..members)
         .map(|i| {
             json!({"type": "track", "userId": format!("x-{i}"), "event": "SMS Delivered",
                 "properties": {"campaign_id": campaign}})
@@ -151,7 +154,7 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
     assert_eq!(treated(&id_of(&sends[0])), (1, members as u64, 0));
     assert_eq!(
         treated(&id_of(&sends[1])),
-        (1, members as u64, members as u64)
+        (1, members as u64, delivered as u64)
     );
 
     // The guest was someone else after all: split off. Two people now, each with their phone.
@@ -193,6 +196,6 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
     assert_eq!(treated(&id_of(&third)), (1, fresh as u64, 0));
     assert_eq!(
         treated("all"),
-        (3, (members + fresh) as u64, members as u64)
+        (3, (members + fresh) as u64, delivered as u64)
     );
 }

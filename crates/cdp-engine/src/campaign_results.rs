@@ -109,11 +109,6 @@ pub const ALL_SENDS: &str = "all";
 /// A fact's key and sealed value.
 type SealedFact = (Vec<u8>, Vec<u8>);
 
-/// Later than any conversion (the start of a minimum).
-fn window_never() -> OffsetDateTime {
-    time::macros::datetime!(9999-12-31 23:59:59 UTC)
-}
-
 /// What the facts of one converted member came to.
 struct Converted {
     /// The member's index in [`SendOutcomes::arms`].
@@ -632,7 +627,11 @@ impl Engine {
             };
             let mut member = Converted {
                 n: *n,
-                first: window_never(),
+                // A member's facts are in time order (grouped by a stable sort of the scan).
+                first: facts
+                    .first()
+                    .and_then(|(fact_key, _)| crate::campaign_facts::parse_fact_time(fact_key))
+                    .unwrap_or(sent_at),
                 orders: 0,
                 revenue: 0.0,
                 contacts: Vec::new(),
@@ -640,8 +639,6 @@ impl Engine {
             for (fact_key, sealed) in facts {
                 let fact: crate::campaign_facts::CampaignFact =
                     self.open_person(&key, Keyspace::Exports, fact_key, sealed)?;
-                let at = crate::campaign_facts::parse_fact_time(fact_key).unwrap_or(sent_at);
-                member.first = member.first.min(at);
                 member.orders += 1;
                 member.revenue += fact.revenue.unwrap_or(0.0);
             }
