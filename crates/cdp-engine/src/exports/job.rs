@@ -563,7 +563,7 @@ impl Engine {
                 latest,
                 members: &tally.included,
                 arms: &tally.assigned,
-                contacts: &tally.contacts,
+                contacts: std::mem::take(&mut tally.contacts),
             }),
             &audit,
             Some(&publish),
@@ -656,7 +656,7 @@ impl Engine {
             // The contacts of a campaign send count against the channel's caps from the moment
             // the send is done (the channel's turn is held until then).
             for (key, sealed) in contacts {
-                batch.put(Keyspace::Exports, key.clone(), sealed.clone());
+                batch.put(Keyspace::Exports, key, sealed);
             }
             // A campaign send: who was assigned where, for the measurement of its results.
             for (n, chunk) in arms
