@@ -197,7 +197,7 @@ impl FjallStore {
                     });
                 }
                 if found < SCHEMA_VERSION {
-                    // Version 1 -> 2 rewrites nothing (see `SCHEMA_VERSION`).
+                    // Versions 1 and 2 -> 3 rewrite nothing (see `SCHEMA_VERSION`).
                     data.insert(
                         prefixed(Keyspace::Meta, SCHEMA_KEY),
                         SCHEMA_VERSION.to_be_bytes(),

@@ -16,7 +16,9 @@ pub type SchemaVersion = u32;
 /// stores hold JSON records, which version 2 still reads, so the migration only records the
 /// new number, and a build that knows only version 1 refuses the store instead of failing on
 /// its records one by one.
-pub const SCHEMA_VERSION: SchemaVersion = 2;
+/// 3: times in profiles and consents may be unix nanoseconds (cdp-engine `records::instant`).
+/// Version 3 reads the text times of 1 and 2: again the migration only records the number.
+pub const SCHEMA_VERSION: SchemaVersion = 3;
 
 /// What an existing store's schema record says.
 pub(crate) enum SchemaState {

@@ -84,7 +84,7 @@ impl SledStore {
             checked_position(data_dir, &db, schema.as_deref(), acknowledged, fresh)?;
         let absent = absent_filters(data_dir, &db, options)?;
 
-        // Migrations, once every check has passed. 1 -> 2: nothing to rewrite (see
+        // Migrations, once every check has passed. 1 or 2 -> 3: nothing to rewrite (see
         // `SCHEMA_VERSION`); the flush below makes the new number durable.
         if let Some(found) = older {
             db.insert(

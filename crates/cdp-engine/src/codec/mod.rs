@@ -259,6 +259,64 @@ mod tests {
     }
 
     #[test]
+    fn times_are_integers_in_messagepack_and_records_with_text_times_still_read() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Times {
+            #[serde(with = "crate::records::instant")]
+            utc: time::OffsetDateTime,
+            #[serde(with = "crate::records::instant")]
+            shanghai: time::OffsetDateTime,
+            #[serde(with = "crate::records::instant")]
+            far: time::OffsetDateTime,
+        }
+        #[derive(Serialize)]
+        struct AsSchema2 {
+            #[serde(with = "time::serde::rfc3339")]
+            utc: time::OffsetDateTime,
+            #[serde(with = "time::serde::rfc3339")]
+            shanghai: time::OffsetDateTime,
+            #[serde(with = "time::serde::rfc3339")]
+            far: time::OffsetDateTime,
+        }
+        let times = Times {
+            utc: time::macros::datetime!(2026-11-23 04:05:06.123456789 UTC),
+            shanghai: time::macros::datetime!(2026-11-23 12:05:06 +08:00),
+            far: time::macros::datetime!(2300-01-01 00:00 UTC),
+        };
+        let mut msgpack = Vec::new();
+        times
+            .serialize(&mut rmp_serde::Serializer::new(&mut msgpack).with_struct_map())
+            .unwrap();
+        let text = String::from_utf8_lossy(&msgpack);
+        // UTC as an integer; another offset, or beyond the integer's range, as text.
+        assert!(!text.contains("2026-11-23T04:05:06"), "{text}");
+        assert!(text.contains("2026-11-23T12:05:06+08:00"), "{text}");
+        assert!(text.contains("2300-01-01T00:00:00Z"), "{text}");
+        let back = decode::<Times>(&encode(&times).unwrap()).unwrap();
+        assert_eq!(back, times);
+        assert_eq!(back.shanghai.offset(), times.shanghai.offset());
+        // As schema 2 wrote them (text in MessagePack), and in JSON: the same times.
+        let old = AsSchema2 {
+            utc: times.utc,
+            shanghai: times.shanghai,
+            far: times.far,
+        };
+        let mut plain = vec![MSGPACK];
+        old.serialize(&mut rmp_serde::Serializer::new(&mut plain).with_struct_map())
+            .unwrap();
+        assert_eq!(decode::<Times>(&plain).unwrap(), times);
+        let json = serde_json::to_vec(&times).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains("2026-11-23T04:05:06.123456789Z"));
+        assert_eq!(decode::<Times>(&json).unwrap(), times);
+        // Every integer is a time (within year 2554); text that is no time is an error.
+        let mut huge = vec![MSGPACK];
+        serde_json::json!({"utc": u64::MAX, "shanghai": "yesterday", "far": 0})
+            .serialize(&mut rmp_serde::Serializer::new(&mut huge).with_struct_map())
+            .unwrap();
+        assert_eq!(decode::<Times>(&huge), Err(CodecError));
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bad in [
             &[][..],

@@ -76,9 +76,9 @@ pub struct ConsentRecord {
     /// `api`, `ingest:consent_preferences` or `ingest:gpc`.
     pub via: String,
     /// When the person gave it.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::records::instant")]
     pub at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::records::instant")]
     pub recorded_at: OffsetDateTime,
     /// Token subject, or `ingest:<source id>`.
     pub recorded_by: String,

@@ -311,33 +311,37 @@ pub fn newer_unknown_and_foreign_stores_are_refused<B: Backend>() {
     ));
 }
 
-/// A version 1 store (JSON records) opens and is recorded as the current version, its data
-/// intact; a build that knows only version 1 would now refuse it rather than misread it.
+/// A version 1 store (JSON records) and a version 2 one (text times) open and are recorded as
+/// the current version, their data intact; a build that knows only an older version would now
+/// refuse the store rather than misread it.
 pub fn an_older_schema_is_migrated_at_open<B: Backend>() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = B::open(dir.path()).unwrap();
-        let mut batch = WriteBatch::new();
-        batch.put(Keyspace::Profiles, b"p1".to_vec(), b"{\"json\":1}".to_vec());
-        store.commit(batch).unwrap().wait_durable().unwrap();
-        store.close().unwrap();
-    }
-    let mut schema_key = vec![Keyspace::Meta.tag()];
-    schema_key.extend_from_slice(b"store/schema_version");
-    B::poke_raw(dir.path(), &schema_key, &1u32.to_be_bytes());
-    {
-        let store = B::open(dir.path()).unwrap();
+    assert_eq!(cdp_store::SCHEMA_VERSION, 3);
+    for older in [1u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = B::open(dir.path()).unwrap();
+            let mut batch = WriteBatch::new();
+            batch.put(Keyspace::Profiles, b"p1".to_vec(), b"{\"json\":1}".to_vec());
+            store.commit(batch).unwrap().wait_durable().unwrap();
+            store.close().unwrap();
+        }
+        let mut schema_key = vec![Keyspace::Meta.tag()];
+        schema_key.extend_from_slice(b"store/schema_version");
+        B::poke_raw(dir.path(), &schema_key, &older.to_be_bytes());
+        {
+            let store = B::open(dir.path()).unwrap();
+            assert_eq!(
+                store.get(Keyspace::Profiles, b"p1").unwrap().as_deref(),
+                Some(&b"{\"json\":1}"[..])
+            );
+            store.close().unwrap();
+        }
         assert_eq!(
-            store.get(Keyspace::Profiles, b"p1").unwrap().as_deref(),
-            Some(&b"{\"json\":1}"[..])
+            B::read_raw(dir.path(), &schema_key).as_deref(),
+            Some(&cdp_store::SCHEMA_VERSION.to_be_bytes()[..]),
+            "from version {older}"
         );
-        store.close().unwrap();
     }
-    assert_eq!(
-        B::read_raw(dir.path(), &schema_key).as_deref(),
-        Some(&cdp_store::SCHEMA_VERSION.to_be_bytes()[..])
-    );
-    assert_eq!(cdp_store::SCHEMA_VERSION, 2);
 }
 
 fn write_some<B: Backend>(dir: &Path, batches: u32) {
