@@ -189,10 +189,11 @@ pub(crate) mod instant {
     use time::{OffsetDateTime, UtcOffset};
 
     pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
-        if !serializer.is_human_readable() && at.offset() == UtcOffset::UTC {
-            if let Ok(nanos) = i64::try_from(at.unix_timestamp_nanos()) {
-                return serializer.serialize_i64(nanos);
-            }
+        if !serializer.is_human_readable()
+            && at.offset() == UtcOffset::UTC
+            && let Ok(nanos) = i64::try_from(at.unix_timestamp_nanos())
+        {
+            return serializer.serialize_i64(nanos);
         }
         time::serde::rfc3339::serialize(at, serializer)
     }
