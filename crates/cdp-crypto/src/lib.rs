@@ -9,6 +9,7 @@
 //! - [`BlindIndexKey`]: HMAC-SHA256 of (identifier type, normalised value): how identifiers are
 //!   found without being stored in clear.
 //! - [`PseudonymKey`]: per-recipient keyed pseudonyms of profile ids.
+//! - [`FuzzyKey`]: keyed Bloom filters, tokens and blocking keys for fuzzy matching.
 //! - [`hash_password`] / [`totp_match`]: operator passwords (argon2id) and second factors.
 //!
 //! Raw key bytes live in [`zeroize::Zeroizing`] buffers and are wiped on drop. `ring`'s own key
@@ -18,6 +19,7 @@ mod blind_index;
 mod digest;
 mod envelope;
 mod error;
+mod fuzzy;
 mod hkdf_subkey;
 mod keyfile;
 mod keyring;
@@ -33,6 +35,7 @@ pub use envelope::{
     DataKey, RecordAad, RecordKey, SEALED_OVERHEAD, WrappedDataKey, open, seal, sealed_key_version,
 };
 pub use error::{CryptoError, KeyringError};
+pub use fuzzy::{FuzzyKey, MAX_POSITIONS as FUZZY_MAX_POSITIONS};
 pub use keyring::{KeyCheck, KeySource, KeyVersion, Keyring, MASTER_KEY_ENV, MasterKeyInfo};
 pub use password::{
     MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordRule, TOTP_STEP_SECONDS, base32,

