@@ -415,8 +415,21 @@ fn the_sensors_web_sdk_tracks_a_shop_page_into_one_person() {
              done({{ anonymous }});"
         ));
         let anonymous = sent["anonymous"].as_str().unwrap().to_string();
-        // $pageview, $SignUp and BuyTea (login aliases the page view's anonymous id).
+        // $pageview, $SignUp and BuyTea (login aliases the page view's anonymous id). The
+        // library sends each on its own request, in no fixed order: wait for the last one
+        // rather than for a count (with ajax, identify and alias arrive as events too).
         let person = wait_for_person(&server, &admin, user, 3);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !events_of(&server, &admin, &person)
+            .iter()
+            .any(|e| e["message"]["event"] == "BuyTea")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{send_type}: BuyTea never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert_eq!(
             server
                 .profile_of(&admin, "anonymous_id", &anonymous)

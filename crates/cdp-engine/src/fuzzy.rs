@@ -57,6 +57,71 @@ pub struct FuzzySchema {
 }
 
 impl FuzzySchema {
+    /// The fields of a profile fuzzy matching compares, by trait name: names, birth date,
+    /// gender, phone (as text: a digit typed wrong still compares close), street, city and
+    /// postcode; blocked by the surname's Soundex with the birth year, the given name's with
+    /// the postcode, both names, the birth date, the phone, and the street with the city.
+    pub fn standard() -> Self {
+        let field = |name: &str, kind| FuzzyField {
+            name: name.into(),
+            kind,
+            positions: DEFAULT_POSITIONS,
+        };
+        let pass = |name: &str, parts: Vec<BlockPart>| BlockingPass {
+            name: name.into(),
+            parts,
+        };
+        let sdx = |f: &str| BlockPart::Soundex(f.into());
+        let whole = |f: &str| BlockPart::Whole(f.into());
+        Self {
+            fields: vec![
+                field("first_name", FieldKind::Text),
+                field("last_name", FieldKind::Text),
+                field("birthday", FieldKind::Date),
+                field("gender", FieldKind::Exact),
+                field("phone", FieldKind::Text),
+                field("address.street", FieldKind::Text),
+                field("address.city", FieldKind::Text),
+                field("address.postal_code", FieldKind::Text),
+            ],
+            passes: vec![
+                pass(
+                    "surname+year",
+                    vec![sdx("last_name"), BlockPart::Year("birthday".into())],
+                ),
+                pass(
+                    "given+postcode",
+                    vec![sdx("first_name"), whole("address.postal_code")],
+                ),
+                pass("given+surname", vec![sdx("first_name"), sdx("last_name")]),
+                pass("birthday", vec![whole("birthday")]),
+                pass("phone", vec![whole("phone")]),
+                pass(
+                    "street+city",
+                    vec![whole("address.street"), whole("address.city")],
+                ),
+            ],
+        }
+    }
+
+    /// The fields (indexes into `fields`) each blocking pass is made of.
+    pub fn pass_fields(&self) -> Vec<Vec<usize>> {
+        self.passes
+            .iter()
+            .map(|pass| {
+                pass.parts
+                    .iter()
+                    .filter_map(|part| {
+                        let (BlockPart::Whole(name)
+                        | BlockPart::Soundex(name)
+                        | BlockPart::Year(name)) = part;
+                        self.fields.iter().position(|f| &f.name == name)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The model's view of the fields.
     pub fn specs(&self) -> Vec<FieldSpec> {
         self.fields
@@ -104,7 +169,8 @@ impl FuzzySchema {
         let blocks = self
             .passes
             .iter()
-            .filter_map(|pass| {
+            .enumerate()
+            .filter_map(|(index, pass)| {
                 let parts: Option<Vec<String>> = pass
                     .parts
                     .iter()
@@ -117,7 +183,10 @@ impl FuzzySchema {
                             .map(|(y, _, _)| y.to_string()),
                     })
                     .collect();
-                Some(key.blocking_key(&pass.name, &parts?.join("|")))
+                Some((
+                    u8::try_from(index).ok()?,
+                    key.blocking_key(&pass.name, &parts?.join("|")),
+                ))
             })
             .collect();
         FuzzyRecord {

@@ -14,6 +14,7 @@ mod config;
 mod consents;
 mod demo;
 mod demo_campaign;
+mod demo_noisy;
 mod export;
 mod import;
 mod keys;

@@ -34,21 +34,31 @@ impl Default for LinkSettings {
     }
 }
 
-/// The candidate pairs `(i, j)`, `i < j`, of records sharing a blocking key, each once, for
-/// which `allowed(i, j)` holds (a one-to-one linkage allows only pairs across sources).
+/// A candidate pair `(i, j)`, `i < j`, and the blocking passes that found it (bit `p`: pass
+/// `p`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub a: u32,
+    pub b: u32,
+    pub passes: u64,
+}
+
+/// The candidate pairs of records sharing a blocking key, each once with every pass that
+/// found it, for which `allowed(i, j)` holds (a one-to-one linkage allows only pairs across
+/// sources).
 pub fn candidates(
     records: &[FuzzyRecord],
     max_block: usize,
     allowed: impl Fn(usize, usize) -> bool,
-) -> Vec<(u32, u32)> {
-    let mut blocks: HashMap<[u8; 16], Vec<u32>> = HashMap::new();
+) -> Vec<Candidate> {
+    let mut blocks: HashMap<(u8, [u8; 16]), Vec<u32>> = HashMap::new();
     for (index, record) in records.iter().enumerate() {
         for key in &record.blocks {
             blocks.entry(*key).or_default().push(index as u32);
         }
     }
-    let mut pairs: Vec<u64> = Vec::new();
-    for members in blocks.values() {
+    let mut pairs: Vec<(u64, u64)> = Vec::new();
+    for ((pass, _), members) in &blocks {
         if members.len() < 2 || members.len() > max_block {
             continue;
         }
@@ -56,17 +66,21 @@ pub fn candidates(
             for &j in &members[n + 1..] {
                 let (a, b) = if i < j { (i, j) } else { (j, i) };
                 if a != b && allowed(a as usize, b as usize) {
-                    pairs.push((u64::from(a) << 32) | u64::from(b));
+                    pairs.push(((u64::from(a) << 32) | u64::from(b), 1 << (pass % 64)));
                 }
             }
         }
     }
     pairs.sort_unstable();
-    pairs.dedup();
-    pairs
-        .into_iter()
-        .map(|p| ((p >> 32) as u32, p as u32))
-        .collect()
+    let mut out: Vec<Candidate> = Vec::with_capacity(pairs.len());
+    for (pair, pass) in pairs {
+        let (a, b) = ((pair >> 32) as u32, pair as u32);
+        match out.last_mut() {
+            Some(last) if (last.a, last.b) == (a, b) => last.passes |= pass,
+            _ => out.push(Candidate { a, b, passes: pass }),
+        }
+    }
+    out
 }
 
 /// A scored candidate pair.
@@ -109,25 +123,70 @@ pub struct RunCounts {
     pub training: Option<Training>,
 }
 
-/// Estimates the model on `records` and their candidate pairs, then links. `model` comes
-/// with its fields; its probabilities are replaced by the estimates.
+/// Estimates the model on `records` and their candidates, then links. `model` comes with its
+/// fields; its probabilities are replaced by the estimates. `pass_fields[p]`: the fields
+/// blocking pass `p` is made of.
+///
+/// As Splink does, m is estimated pass by pass with the pass's own fields left out: the
+/// candidates of "same surname code and birth year" agree on the surname because they were
+/// chosen for it, not because they are matches, and an EM that saw that agreement would take
+/// the surname's namesakes for matches. Each field's m is the mean over the passes that did
+/// not use it; the match share is then estimated over all candidates with m and u held.
 pub fn train_and_link(
     model: &mut Model,
     records: &[FuzzyRecord],
-    pairs: &[(u32, u32)],
+    pairs: &[Candidate],
+    pass_fields: &[Vec<usize>],
     settings: &LinkSettings,
 ) -> (Outcome, RunCounts) {
     let random = model.estimate_u(records, settings.random_pairs, 0x5eed);
     let patterns: Vec<Pattern> = pairs
         .iter()
-        .map(|&(a, b)| compare(&records[a as usize], &records[b as usize]))
+        .map(|c| compare(&records[c.a as usize], &records[c.b as usize]))
         .collect();
+    let fields = model.fields.len();
+    let mut m_sums: Vec<Vec<f64>> = model.m.iter().map(|m| vec![0.0; m.len()]).collect();
+    let mut m_passes = vec![0usize; fields];
+    let mut iterations = 0;
+    let mut converged = true;
+    for (pass, masked) in pass_fields.iter().enumerate().take(64) {
+        let mut counts: HashMap<Pattern, u64> = HashMap::new();
+        for (candidate, pattern) in pairs.iter().zip(&patterns) {
+            if candidate.passes & (1 << pass) != 0 {
+                *counts.entry(pattern.masked(masked)).or_insert(0) += 1;
+            }
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        let mut trial = Model::new(model.fields.clone());
+        trial.u = model.u.clone();
+        let training = trial.train(&counts, settings.em_iterations);
+        iterations += training.iterations;
+        converged &= training.converged;
+        for field in (0..fields).filter(|f| !masked.contains(f)) {
+            for (sum, m) in m_sums[field].iter_mut().zip(&trial.m[field]) {
+                *sum += m;
+            }
+            m_passes[field] += 1;
+        }
+    }
+    for field in 0..fields {
+        if m_passes[field] > 0 {
+            model.m[field] = m_sums[field]
+                .iter()
+                .map(|s| s / m_passes[field] as f64)
+                .collect();
+        }
+    }
     let mut counts: HashMap<Pattern, u64> = HashMap::new();
     for pattern in &patterns {
         *counts.entry(*pattern).or_insert(0) += 1;
     }
-    let mut training = model.train(&counts, settings.em_iterations);
+    let mut training = model.train_match_share(&counts, settings.em_iterations);
     training.random_pairs = random;
+    training.iterations += iterations;
+    training.converged &= converged;
     let outcome = link(model, records, pairs, &patterns, settings);
     let run = RunCounts {
         records: records.len(),
@@ -144,18 +203,18 @@ pub fn train_and_link(
 pub fn link(
     model: &Model,
     records: &[FuzzyRecord],
-    pairs: &[(u32, u32)],
+    pairs: &[Candidate],
     patterns: &[Pattern],
     settings: &LinkSettings,
 ) -> Outcome {
     let mut scored: Vec<Scored> = pairs
         .iter()
         .zip(patterns)
-        .map(|(&(a, b), &pattern)| {
+        .map(|(c, &pattern)| {
             let weight = model.weight(pattern);
             Scored {
-                a,
-                b,
+                a: c.a,
+                b: c.b,
                 pattern,
                 weight,
                 probability: model.probability(weight),
@@ -298,27 +357,33 @@ mod tests {
     fn record(token: u64, block: u8, exclusive: u64) -> FuzzyRecord {
         FuzzyRecord {
             fields: vec![Some(Encoded::Token(token))],
-            blocks: vec![[block; 16]],
+            blocks: vec![(0, [block; 16])],
             exclusive: vec![exclusive],
         }
+    }
+
+    fn ab(pairs: &[Candidate]) -> Vec<(u32, u32, u64)> {
+        pairs.iter().map(|c| (c.a, c.b, c.passes)).collect()
     }
 
     #[test]
     fn candidates_come_from_shared_blocks_once_and_as_allowed() {
         let mut records = vec![record(1, 1, 0), record(1, 1, 1), record(2, 1, 1)];
-        records[0].blocks.push([9; 16]);
-        records[1].blocks.push([9; 16]);
+        records[0].blocks.push((1, [9; 16]));
+        records[1].blocks.push((1, [9; 16]));
+        // (0, 1) found by both passes.
         assert_eq!(
-            candidates(&records, 10, |_, _| true),
-            [(0, 1), (0, 2), (1, 2)]
+            ab(&candidates(&records, 10, |_, _| true)),
+            [(0, 1, 0b11), (0, 2, 0b01), (1, 2, 0b01)]
         );
         assert_eq!(
-            candidates(&records, 10, |a, b| records[a].exclusive
-                != records[b].exclusive),
-            [(0, 1), (0, 2)]
+            ab(&candidates(&records, 10, |a, b| {
+                records[a].exclusive != records[b].exclusive
+            })),
+            [(0, 1, 0b11), (0, 2, 0b01)]
         );
         // A block over the limit is no key.
-        assert_eq!(candidates(&records, 2, |_, _| true), [(0, 1)]);
+        assert_eq!(ab(&candidates(&records, 2, |_, _| true)), [(0, 1, 0b10)]);
     }
 
     #[test]
@@ -342,7 +407,7 @@ mod tests {
         let pairs = candidates(&records, 10, |_, _| true);
         let patterns: Vec<Pattern> = pairs
             .iter()
-            .map(|&(a, b)| compare(&records[a as usize], &records[b as usize]))
+            .map(|c| compare(&records[c.a as usize], &records[c.b as usize]))
             .collect();
         let outcome = link(
             &model,

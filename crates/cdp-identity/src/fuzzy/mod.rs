@@ -100,13 +100,15 @@ pub struct FieldSpec {
 }
 
 /// A person (or a record of one) as the matcher sees them: one slot per field of the model
-/// (`None`: missing), the keyed blocking keys, and exclusivity keys: two records sharing
-/// none of theirs may be linked only if no key appears on both sides of the link (the
-/// source of a one-to-one linkage, or an identifier type limited to one per person).
+/// (`None`: missing), the keyed blocking keys, and exclusivity keys: two people may be linked
+/// only if no key appears on both sides of the link (the source of a one-to-one linkage, or
+/// an identifier type limited to one per person).
 #[derive(Clone, Debug, Default)]
 pub struct FuzzyRecord {
     pub fields: Vec<Option<Encoded>>,
-    pub blocks: Vec<[u8; 16]>,
+    /// (blocking pass, keyed blocking key): the pass tells training which fields made the
+    /// candidates it found.
+    pub blocks: Vec<(u8, [u8; 16])>,
     pub exclusive: Vec<u64>,
 }
 

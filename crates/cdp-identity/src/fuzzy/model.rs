@@ -92,6 +92,15 @@ impl Pattern {
     pub fn level(self, field: usize) -> u8 {
         ((self.0 >> (4 * field)) & 0xF) as u8
     }
+
+    /// The pattern with `fields` as missing.
+    pub fn masked(self, fields: &[usize]) -> Self {
+        let mut packed = self.0;
+        for field in fields.iter().filter(|f| **f < MAX_FIELDS) {
+            packed |= 0xF << (4 * field);
+        }
+        Self(packed)
+    }
 }
 
 /// Compares two records field by field.
@@ -208,6 +217,25 @@ impl Model {
 
     /// Estimates m and λ by EM over the candidates' patterns (pattern -> pairs), u held.
     pub fn train(&mut self, patterns: &HashMap<Pattern, u64>, max_iterations: usize) -> Training {
+        self.expectation_maximisation(patterns, max_iterations, true)
+    }
+
+    /// Estimates λ alone, m and u held: the share of matches among candidates once the
+    /// fields' probabilities are known.
+    pub fn train_match_share(
+        &mut self,
+        patterns: &HashMap<Pattern, u64>,
+        max_iterations: usize,
+    ) -> Training {
+        self.expectation_maximisation(patterns, max_iterations, false)
+    }
+
+    fn expectation_maximisation(
+        &mut self,
+        patterns: &HashMap<Pattern, u64>,
+        max_iterations: usize,
+        fit_m: bool,
+    ) -> Training {
         let total: u64 = patterns.values().sum();
         let mut training = Training {
             random_pairs: 0,
@@ -240,7 +268,7 @@ impl Model {
             let lambda = (matched / total as f64).clamp(FLOOR, 1.0 - FLOOR);
             change = change.max((lambda - self.lambda).abs());
             self.lambda = lambda;
-            for (m, sums) in self.m.iter_mut().zip(&m_sums) {
+            for (m, sums) in self.m.iter_mut().zip(&m_sums).filter(|_| fit_m) {
                 let sum: f64 = sums.iter().sum();
                 if sum <= 0.0 {
                     continue;

@@ -10,11 +10,23 @@ pub const Q: usize = 2;
 
 /// Lowercase, compatibility-normalised (full-width digits and letters fold), letters and
 /// digits only, runs of anything else as one space, trimmed. `"  O'Brien-Smith "` ->
-/// `"o brien smith"`.
+/// `"o brien smith"`. Chinese characters become their toneless pinyin, a word each: `"張三"`,
+/// `"张三"` and `"Zhang San"` are all `"zhang san"`, so simplified and traditional writing and
+/// a name typed in Latin letters at a till compare equal (homophones do too: the other fields
+/// tell them apart).
 pub fn normalise_text(raw: &str) -> String {
+    use pinyin::ToPinyin;
     let mut out = String::with_capacity(raw.len());
     let mut space = false;
     for c in raw.nfkc().flat_map(char::to_lowercase) {
+        if let Some(syllable) = c.to_pinyin() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(syllable.plain());
+            space = true;
+            continue;
+        }
         if c.is_alphanumeric() {
             if space && !out.is_empty() {
                 out.push(' ');
@@ -119,7 +131,13 @@ mod tests {
     fn text_is_lowercased_folded_and_stripped() {
         assert_eq!(normalise_text("  O'Brien-Smith "), "o brien smith");
         assert_eq!(normalise_text("ＡＢＣ１２３"), "abc123");
-        assert_eq!(normalise_text("张 三"), "张 三");
+        assert_eq!(normalise_text("张三"), "zhang san");
+        assert_eq!(normalise_text("張三"), "zhang san");
+        assert_eq!(normalise_text("Zhang San"), "zhang san");
+        assert_eq!(
+            normalise_text("上海市中山路88号"),
+            "shang hai shi zhong shan lu 88 hao"
+        );
         assert_eq!(normalise_text("--"), "");
     }
 

