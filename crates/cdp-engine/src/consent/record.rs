@@ -36,7 +36,9 @@ impl ConsentOrigin {
         match self {
             Self::Profile => cdp_policy::consent::PROFILE_ORIGIN.into(),
             Self::Identifier { kind, node } => {
-                format!("{kind}:{}", &hex::encode(node.0.as_bytes())[..16])
+                // The first 8 bytes' hex: the label every reader knows (16 digits), without
+                // encoding the other 24 bytes per consent of every member an export reads.
+                format!("{kind}:{}", hex::encode(&node.0.as_bytes()[..8]))
             }
         }
     }
