@@ -432,16 +432,7 @@ impl Engine {
                 Ok(jobs)
             }
             Some(export) if campaign.sends.iter().any(|s| s == export) => {
-                let job = self
-                    .export(export)?
-                    .ok_or_else(|| EngineError::NotFound(format!("export {export}")))?;
-                if job.status != ExportStatus::Done {
-                    return Err(EngineError::Conflict(format!(
-                        "send {export} is {}: only a finished send has results",
-                        job.status.name()
-                    )));
-                }
-                Ok(vec![job])
+                Ok(vec![self.finished_export(export, "send", "has results")?])
             }
             Some(export) => Err(EngineError::NotFound(format!(
                 "send {export} of campaign {id}"

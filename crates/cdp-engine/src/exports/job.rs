@@ -728,6 +728,26 @@ impl Engine {
         self.get_system(Keyspace::Exports, &job_key(id))
     }
 
+    /// The export `id` once it finished; any other state is a conflict saying what only a
+    /// finished `noun` (export, send) allows.
+    pub(crate) fn finished_export(
+        &self,
+        id: &str,
+        noun: &str,
+        only: &str,
+    ) -> Result<ExportRecord, EngineError> {
+        let record = self
+            .export(id)?
+            .ok_or_else(|| EngineError::NotFound(format!("export {id}")))?;
+        if record.status != ExportStatus::Done {
+            return Err(EngineError::Conflict(format!(
+                "{noun} {id} is {}: only a finished {noun} {only}",
+                record.status.name()
+            )));
+        }
+        Ok(record)
+    }
+
     /// Where this node writes the file of export `id` until the job is done (then it is
     /// moved to [`Engine::export_file_path`]).
     pub(super) fn partial_file_path(&self, id: &str) -> PathBuf {

@@ -153,15 +153,7 @@ impl Engine {
         access: &crate::Access,
     ) -> Result<ExportRecord, EngineError> {
         let _files = self.export_files_lock();
-        let mut record = self
-            .export(id)?
-            .ok_or_else(|| EngineError::NotFound(format!("export {id}")))?;
-        if record.status != ExportStatus::Done {
-            return Err(EngineError::Conflict(format!(
-                "export {id} is {}: only a finished export's file can be deleted",
-                record.status.name()
-            )));
-        }
+        let mut record = self.finished_export(id, "export", "has a file to delete")?;
         let mut secrets = self
             .get_system::<ExportSecrets>(Keyspace::Exports, &secrets_key(id))?
             .ok_or_else(|| EngineError::Corrupt(format!("export {id} has no secrets")))?;
