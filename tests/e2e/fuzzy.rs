@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::{cdp, run, text};
+use crate::support::{Server, cdp, run, temp_dir, text};
 
 /// The FEBRL files, written once per test run.
 fn febrl_dir() -> PathBuf {
@@ -85,4 +85,61 @@ fn febrl_is_linked_from_keyed_encodings_with_the_target_quality() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// The noisy people as files: each system's records import through `cdp import` as the
+/// identify messages of its own ids; nothing deterministic joins a person's records but a
+/// phone written the same in two systems, so most people stay several profiles, which is
+/// what fuzzy matching is for.
+#[test]
+fn noisy_demo_people_import_as_separate_records_of_three_systems() {
+    let dir = temp_dir();
+    let out = dir.path().join("noisy");
+    let generated = run(cdp()
+        .args([
+            "demo", "generate", "--noisy", "--people", "60", "--seed", "3", "--out",
+        ])
+        .arg(&out));
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let truth = std::fs::read_to_string(out.join("truth.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = truth
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(rows.len() >= 120 && rows.len() <= 180, "{}", rows.len());
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[], &[]).unwrap();
+    let admin = server.token(&data, &["admin"]);
+    for (system, channel) in [("crm", "crm"), ("pos", "pos"), ("online", "web")] {
+        server.create_source(&admin, system, channel);
+        let output = run(cdp()
+            .args(["import", "--source", system])
+            .arg(out.join(format!("{system}.jsonl")))
+            .args(["--server", &server.base_url(), "--token", &admin]));
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    // Every record is a profile; the people of the truth are fewer than the profiles.
+    let mut profiles = std::collections::BTreeSet::new();
+    let mut people = std::collections::BTreeSet::new();
+    for row in &rows {
+        let profile = server
+            .profile_of(&admin, row[0], row[1])
+            .unwrap_or_else(|| panic!("{} {} was not imported", row[0], row[1]));
+        profiles.insert(profile);
+        people.insert(row[2]);
+    }
+    assert!(
+        profiles.len() > people.len(),
+        "{} profiles for {} people",
+        profiles.len(),
+        people.len()
+    );
+    // A person's records joined by a shared phone are one person's (never two people's).
+    let mut person_of_profile = std::collections::BTreeMap::new();
+    for row in &rows {
+        let profile = server.profile_of(&admin, row[0], row[1]).unwrap();
+        let person = person_of_profile.entry(profile).or_insert(row[2]);
+        assert_eq!(*person, row[2], "two people in one profile");
+    }
 }

@@ -1,7 +1,8 @@
 //! People who reach a retailer through several systems with nothing deterministic in common:
 //! a CRM record, a store POS record and an online account per person (each present or not),
 //! their names, birth dates, addresses and phones written with the variants real systems hold.
-//! The truth (who is whom) comes with them. Used by `cdp bench identity --noisy N`.
+//! The truth (who is whom) comes with them. Used by `cdp bench identity --noisy N` and written
+//! as files to import by `cdp demo generate --noisy`.
 //!
 //! Variants, per record: Chinese names in simplified or traditional characters or typed in
 //! pinyin at a till; Latin names with a typo (substitution, deletion, insertion or two
@@ -396,6 +397,68 @@ pub fn generate(people: usize, seed: u64) -> Vec<NoisyRecord> {
     records
 }
 
+/// What each system calls its record: (file, identifier type, prefix).
+const SYSTEMS: [(&str, &str, &str); 3] = [
+    ("crm", "crm_id", "C"),
+    ("pos", "member_card", "M"),
+    ("online", "user_id", "u-"),
+];
+
+/// One record as a Segment `identify` of its system: the record's own id (a CRM id, a member
+/// card, a user id) and the traits as written, the address nested as Segment's spec has it.
+pub fn message(record: &NoisyRecord, number: usize) -> serde_json::Value {
+    let (_, kind, prefix) = SYSTEMS[record.source];
+    let id = format!("{prefix}{number:07}");
+    let mut traits = serde_json::Map::new();
+    let mut address = serde_json::Map::new();
+    for (name, value) in &record.values {
+        match name.strip_prefix("address.") {
+            Some(part) => address.insert(part.to_string(), value.clone().into()),
+            None => traits.insert(name.clone(), value.clone().into()),
+        };
+    }
+    if !address.is_empty() {
+        traits.insert("address".into(), address.into());
+    }
+    if kind == "user_id" {
+        serde_json::json!({"type": "identify", "userId": id, "traits": traits})
+    } else {
+        serde_json::json!({"type": "identify", "anonymousId": format!("import:{id}"),
+            "context": {"externalIds": [{"id": id, "type": kind, "collection": "users",
+                "encoding": "none"}]},
+            "traits": traits})
+    }
+}
+
+/// `cdp demo generate --noisy`: crm.jsonl, pos.jsonl and online.jsonl (import each with
+/// `cdp import`) and truth.csv (`type,value,person`: each record's id and its person).
+pub fn write(people: u64, seed: u64, out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let records = generate(usize::try_from(people)?, seed);
+    let mut files = Vec::new();
+    for (name, _, _) in SYSTEMS {
+        let path = out.join(format!("{name}.jsonl"));
+        files.push(std::io::BufWriter::new(
+            std::fs::File::create(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ));
+    }
+    let mut truth = std::io::BufWriter::new(std::fs::File::create(out.join("truth.csv"))?);
+    writeln!(truth, "type,value,person")?;
+    for (number, record) in records.iter().enumerate() {
+        let (_, kind, prefix) = SYSTEMS[record.source];
+        writeln!(files[record.source], "{}", message(record, number))?;
+        writeln!(truth, "{kind},{prefix}{number:07},p{}", record.entity)?;
+    }
+    for file in &mut files {
+        file.flush()?;
+    }
+    truth.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +487,17 @@ mod tests {
         );
         assert!(records.iter().any(|r| !r.values.contains_key("birthday")));
         assert_eq!(generate(500, 1).len(), records.len());
+        let chinese = records
+            .iter()
+            .find(|r| r.source == 1 && r.values.contains_key("address.street"))
+            .unwrap();
+        let message = message(chinese, 3);
+        assert_eq!(message["context"]["externalIds"][0]["id"], "M0000003");
+        assert_eq!(message["context"]["externalIds"][0]["type"], "member_card");
+        assert!(
+            message["traits"]["address"]["street"].is_string(),
+            "{message}"
+        );
+        assert!(message["traits"].get("address.street").is_none());
     }
 }

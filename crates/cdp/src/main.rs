@@ -142,6 +142,11 @@ enum DemoCommand {
         as_of: Option<time::Date>,
         #[command(flatten)]
         response: demo_campaign::ResponseArgs,
+        /// Write instead people in a CRM, a POS and an online shop with nothing deterministic
+        /// in common and Chinese and English variants of names, birth dates and addresses
+        /// (crm.jsonl, pos.jsonl, online.jsonl, truth.csv): what fuzzy matching links.
+        #[arg(long, conflicts_with = "respond_to")]
+        noisy: bool,
     },
 }
 
@@ -242,10 +247,13 @@ fn main() -> ExitCode {
             out,
             as_of,
             response,
+            noisy,
         }) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             let as_of = as_of.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
-            if response.respond_to.is_some() {
+            if noisy {
+                demo_noisy::write(people, seed, &out)
+            } else if response.respond_to.is_some() {
                 demo_campaign::write_response(people, seed, as_of, &out, &response)
             } else {
                 demo::write(people, seed, as_of, &out)
