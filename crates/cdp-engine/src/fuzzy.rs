@@ -26,6 +26,17 @@ pub struct FuzzyField {
     pub positions: usize,
 }
 
+impl FuzzyField {
+    /// A field with [`DEFAULT_POSITIONS`].
+    pub fn new(name: &str, kind: FieldKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            positions: DEFAULT_POSITIONS,
+        }
+    }
+}
+
 fn default_positions() -> usize {
     DEFAULT_POSITIONS
 }
@@ -49,6 +60,35 @@ pub struct BlockingPass {
     pub parts: Vec<BlockPart>,
 }
 
+impl BlockingPass {
+    pub fn new(name: &str, parts: Vec<BlockPart>) -> Self {
+        Self {
+            name: name.into(),
+            parts,
+        }
+    }
+}
+
+impl BlockPart {
+    pub fn whole(field: &str) -> Self {
+        Self::Whole(field.into())
+    }
+
+    pub fn soundex(field: &str) -> Self {
+        Self::Soundex(field.into())
+    }
+
+    pub fn year(field: &str) -> Self {
+        Self::Year(field.into())
+    }
+
+    /// The field the part is made of.
+    pub fn field(&self) -> &str {
+        let (Self::Whole(name) | Self::Soundex(name) | Self::Year(name)) = self;
+        name
+    }
+}
+
 /// The fields and blocking passes of fuzzy matching.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FuzzySchema {
@@ -62,17 +102,8 @@ impl FuzzySchema {
     /// postcode; blocked by the surname's Soundex with the birth year, the given name's with
     /// the postcode, both names, the birth date, the phone, and the street with the city.
     pub fn standard() -> Self {
-        let field = |name: &str, kind| FuzzyField {
-            name: name.into(),
-            kind,
-            positions: DEFAULT_POSITIONS,
-        };
-        let pass = |name: &str, parts: Vec<BlockPart>| BlockingPass {
-            name: name.into(),
-            parts,
-        };
-        let sdx = |f: &str| BlockPart::Soundex(f.into());
-        let whole = |f: &str| BlockPart::Whole(f.into());
+        use BlockPart as P;
+        let field = FuzzyField::new;
         Self {
             fields: vec![
                 field("first_name", FieldKind::Text),
@@ -85,20 +116,23 @@ impl FuzzySchema {
                 field("address.postal_code", FieldKind::Text),
             ],
             passes: vec![
-                pass(
+                BlockingPass::new(
                     "surname+year",
-                    vec![sdx("last_name"), BlockPart::Year("birthday".into())],
+                    vec![P::soundex("last_name"), P::year("birthday")],
                 ),
-                pass(
+                BlockingPass::new(
                     "given+postcode",
-                    vec![sdx("first_name"), whole("address.postal_code")],
+                    vec![P::soundex("first_name"), P::whole("address.postal_code")],
                 ),
-                pass("given+surname", vec![sdx("first_name"), sdx("last_name")]),
-                pass("birthday", vec![whole("birthday")]),
-                pass("phone", vec![whole("phone")]),
-                pass(
+                BlockingPass::new(
+                    "given+surname",
+                    vec![P::soundex("first_name"), P::soundex("last_name")],
+                ),
+                BlockingPass::new("birthday", vec![P::whole("birthday")]),
+                BlockingPass::new("phone", vec![P::whole("phone")]),
+                BlockingPass::new(
                     "street+city",
-                    vec![whole("address.street"), whole("address.city")],
+                    vec![P::whole("address.street"), P::whole("address.city")],
                 ),
             ],
         }
@@ -111,12 +145,7 @@ impl FuzzySchema {
             .map(|pass| {
                 pass.parts
                     .iter()
-                    .filter_map(|part| {
-                        let (BlockPart::Whole(name)
-                        | BlockPart::Soundex(name)
-                        | BlockPart::Year(name)) = part;
-                        self.fields.iter().position(|f| &f.name == name)
-                    })
+                    .filter_map(|part| self.fields.iter().position(|f| f.name == part.field()))
                     .collect()
             })
             .collect()
@@ -204,29 +233,14 @@ mod tests {
     fn schema() -> FuzzySchema {
         FuzzySchema {
             fields: vec![
-                FuzzyField {
-                    name: "surname".into(),
-                    kind: FieldKind::Text,
-                    positions: 16,
-                },
-                FuzzyField {
-                    name: "dob".into(),
-                    kind: FieldKind::Date,
-                    positions: 16,
-                },
-                FuzzyField {
-                    name: "state".into(),
-                    kind: FieldKind::Exact,
-                    positions: 16,
-                },
+                FuzzyField::new("surname", FieldKind::Text),
+                FuzzyField::new("dob", FieldKind::Date),
+                FuzzyField::new("state", FieldKind::Exact),
             ],
-            passes: vec![BlockingPass {
-                name: "surname+year".into(),
-                parts: vec![
-                    BlockPart::Soundex("surname".into()),
-                    BlockPart::Year("dob".into()),
-                ],
-            }],
+            passes: vec![BlockingPass::new(
+                "surname+year",
+                vec![BlockPart::soundex("surname"), BlockPart::year("dob")],
+            )],
         }
     }
 

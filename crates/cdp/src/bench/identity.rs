@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cdp_engine::fuzzy::{BlockPart, BlockingPass, DEFAULT_POSITIONS, FuzzyField, FuzzySchema};
+use cdp_engine::fuzzy::{BlockPart, BlockingPass, FuzzyField, FuzzySchema};
 use cdp_identity::fuzzy::FieldKind;
 use cdp_identity::fuzzy::FuzzyRecord;
 use cdp_identity::fuzzy::link::{LinkSettings, candidates, pairwise_quality, train_and_link};
@@ -19,18 +19,8 @@ use super::*;
 /// The FEBRL columns as fields: names, address lines and the social security number as
 /// text, the state as a category, the birth date as a date.
 fn febrl_schema() -> FuzzySchema {
-    let text = |name: &str| FuzzyField {
-        name: name.into(),
-        kind: FieldKind::Text,
-        positions: DEFAULT_POSITIONS,
-    };
-    let pass = |name: &str, parts: Vec<BlockPart>| BlockingPass {
-        name: name.into(),
-        parts,
-    };
-    let sdx = |f: &str| BlockPart::Soundex(f.into());
-    let whole = |f: &str| BlockPart::Whole(f.into());
-    let year = |f: &str| BlockPart::Year(f.into());
+    use BlockPart as P;
+    let text = |name: &str| FuzzyField::new(name, FieldKind::Text);
     FuzzySchema {
         fields: vec![
             text("given_name"),
@@ -40,29 +30,33 @@ fn febrl_schema() -> FuzzySchema {
             text("address_2"),
             text("suburb"),
             text("postcode"),
-            FuzzyField {
-                name: "state".into(),
-                kind: FieldKind::Exact,
-                positions: DEFAULT_POSITIONS,
-            },
-            FuzzyField {
-                name: "date_of_birth".into(),
-                kind: FieldKind::Date,
-                positions: DEFAULT_POSITIONS,
-            },
+            FuzzyField::new("state", FieldKind::Exact),
+            FuzzyField::new("date_of_birth", FieldKind::Date),
             text("soc_sec_id"),
         ],
         passes: vec![
-            pass("surname+year", vec![sdx("surname"), year("date_of_birth")]),
-            pass("given+postcode", vec![sdx("given_name"), whole("postcode")]),
-            pass("given+surname", vec![sdx("given_name"), sdx("surname")]),
-            pass("birth date", vec![whole("date_of_birth")]),
-            pass("social security number", vec![whole("soc_sec_id")]),
-            pass(
-                "postcode+number",
-                vec![whole("postcode"), whole("street_number")],
+            BlockingPass::new(
+                "surname+year",
+                vec![P::soundex("surname"), P::year("date_of_birth")],
             ),
-            pass("suburb+year", vec![whole("suburb"), year("date_of_birth")]),
+            BlockingPass::new(
+                "given+postcode",
+                vec![P::soundex("given_name"), P::whole("postcode")],
+            ),
+            BlockingPass::new(
+                "given+surname",
+                vec![P::soundex("given_name"), P::soundex("surname")],
+            ),
+            BlockingPass::new("birth date", vec![P::whole("date_of_birth")]),
+            BlockingPass::new("social security number", vec![P::whole("soc_sec_id")]),
+            BlockingPass::new(
+                "postcode+number",
+                vec![P::whole("postcode"), P::whole("street_number")],
+            ),
+            BlockingPass::new(
+                "suburb+year",
+                vec![P::whole("suburb"), P::year("date_of_birth")],
+            ),
         ],
     }
 }
@@ -213,11 +207,9 @@ pub(super) fn run(args: IdentityArgs) -> anyhow::Result<()> {
                 .join(", ")
         );
         schema.fields.retain(|f| &f.name != field);
-        schema.passes.retain(|p| {
-            !p.parts.iter().any(|part| match part {
-                BlockPart::Whole(f) | BlockPart::Soundex(f) | BlockPart::Year(f) => f == field,
-            })
-        });
+        schema
+            .passes
+            .retain(|p| !p.parts.iter().any(|part| part.field() == field));
     }
     let settings = LinkSettings {
         link_probability: args.link_probability,
