@@ -25,6 +25,8 @@ pub struct EngineRules {
     pub dedup: DedupSettings,
     /// Frequency caps and quiet hours of campaigns (`contact.rs`).
     pub contact: crate::contact::ContactRules,
+    /// Fuzzy identity matching (`matching/`): off until jurisdictions are named.
+    pub matching: crate::matching::MatchingRules,
 }
 
 /// How long a (source, messageId) is remembered to recognise retries (`write/dedup.rs`).

@@ -293,7 +293,7 @@ pub struct DroppedNode {
 
 /// One evidence (Keyspace::IdentityEdges, key = evidence id), sealed with the system key: the
 /// identifiers that occurred together, and the provenance of the first event that showed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceRecord {
     pub id: EvidenceId,
     pub nodes: Vec<(IdentifierType, NodeKey)>,
@@ -309,6 +309,31 @@ pub struct EvidenceRecord {
     /// What the rules dropped when it was last resolved.
     #[serde(default)]
     pub dropped: Vec<DroppedNode>,
+    /// Set when the evidence is a fuzzy match (cdp-engine `matching/`), not an event: why
+    /// the two people were taken for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuzzy: Option<FuzzyLinkNote>,
+}
+
+/// Why fuzzy matching linked two people: the pair's match probability and weight, each
+/// field's part of the weight, and who decided (the matcher above its threshold, or the
+/// operator who accepted a suggestion).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FuzzyLinkNote {
+    pub probability: f64,
+    /// log2 of the likelihood ratio (Fellegi-Sunter match weight).
+    pub weight: f64,
+    pub fields: Vec<FieldContribution>,
+    pub decided_by: String,
+}
+
+/// One field's part of a fuzzy match weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldContribution {
+    pub field: String,
+    /// The comparison level (`exact`, `close`, `different`, `missing`, ...).
+    pub level: String,
+    pub weight: f64,
 }
 
 impl EvidenceRecord {

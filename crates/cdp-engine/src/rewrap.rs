@@ -21,7 +21,7 @@ use crate::{Engine, EngineError};
 /// pointers, write-key hashes): a value that is not a sealed record is left alone, and so is
 /// one that does not open under the version it names (it is unreadable with or without that
 /// version, so retiring the version loses nothing).
-const SYSTEM_KEYSPACES: [Keyspace; 13] = [
+const SYSTEM_KEYSPACES: [Keyspace; 14] = [
     Keyspace::Meta,
     Keyspace::Identifiers,
     Keyspace::IdentityEdges,
@@ -35,6 +35,7 @@ const SYSTEM_KEYSPACES: [Keyspace; 13] = [
     Keyspace::Suppressions,
     Keyspace::Suspects,
     Keyspace::Accounts,
+    Keyspace::Matching,
 ];
 
 /// Values rewritten per atomic batch: a crash leaves a mix of versions, all still readable,

@@ -50,10 +50,15 @@ pub enum Keyspace {
     /// Console operator accounts (`acct/<name>`) and their sign-in sessions
     /// (`sess/<hash of the session token>`), sealed (cdp-engine `accounts.rs`).
     Accounts,
+    /// Fuzzy identity matching (cdp-engine `matching/`): `enc/<profile id>` -> the person's
+    /// keyed encodings, sealed with their data key; `blk/<pass><blocking key><profile id>` ->
+    /// () (blind indexes for candidate search); `sug/<id>` -> a sealed review suggestion;
+    /// `model` -> the sealed trained model.
+    Matching,
 }
 
 impl Keyspace {
-    pub const ALL: [Keyspace; 21] = [
+    pub const ALL: [Keyspace; 22] = [
         Self::Meta,
         Self::Profiles,
         Self::Identifiers,
@@ -75,6 +80,7 @@ impl Keyspace {
         Self::Suppressions,
         Self::Suspects,
         Self::Accounts,
+        Self::Matching,
     ];
 
     /// The key prefix of this keyspace in a single-tree backend.
@@ -101,6 +107,7 @@ impl Keyspace {
             Self::Suppressions => 18,
             Self::Suspects => 19,
             Self::Accounts => 20,
+            Self::Matching => 21,
         }
     }
 
@@ -161,6 +168,7 @@ impl Keyspace {
             Self::Suppressions => "suppressions",
             Self::Suspects => "suspects",
             Self::Accounts => "accounts",
+            Self::Matching => "matching",
         }
     }
 }

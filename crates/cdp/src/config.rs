@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// Frequency caps and quiet hours of campaigns, across all of them (docs/campaigns.md).
     #[serde(default)]
     pub campaigns: cdp_engine::contact::ContactRules,
+    /// Fuzzy identity matching: off until jurisdictions are named (docs/identity.md).
+    #[serde(default)]
+    pub matching: cdp_engine::matching::MatchingFile,
     #[serde(default)]
     pub log: LogSection,
 }
@@ -187,6 +190,7 @@ pub struct Settings {
     pub survivorship: cdp_engine::SurvivorshipRules,
     pub computed: cdp_engine::computed::ComputedRules,
     pub contact: cdp_engine::contact::ContactRules,
+    pub matching: cdp_engine::matching::MatchingRules,
     pub index_refresh: Duration,
     pub retention_interval: Duration,
     pub consent_tally_every: Duration,
@@ -264,6 +268,8 @@ impl Settings {
                     .map_err(|e| anyhow::anyhow!("[campaigns] {e}"))?;
                 file.campaigns
             },
+            matching: cdp_engine::matching::MatchingRules::from_file(file.matching)
+                .map_err(|e| anyhow::anyhow!("[matching] {e}"))?,
             index_refresh: Duration::from_secs(
                 file.index.refresh_hours.unwrap_or(24).max(1) * 3600,
             ),

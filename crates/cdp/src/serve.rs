@@ -116,6 +116,25 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let token_key = Arc::new(token_key);
     let policies = Arc::new(crate::policy::load(settings.policies.as_deref())?);
     tracing::info!(policies = %policies.origin, version = %policies.version, "policies loaded");
+    for name in &settings.matching.jurisdictions {
+        anyhow::ensure!(
+            name == "*"
+                || policies
+                    .jurisdictions
+                    .iter()
+                    .any(|j| &j.jurisdiction == name),
+            "[matching] jurisdictions names {name:?}, which is none of the policies' jurisdictions ({})",
+            policies
+                .jurisdictions
+                .iter()
+                .map(|j| j.jurisdiction.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if settings.matching.enabled() {
+        tracing::info!(jurisdictions = ?settings.matching.jurisdictions, "fuzzy identity matching is on");
+    }
     let postgres = cluster_options(&settings, &data_dir)?;
     let engine_config = cdp_engine::EngineConfig::new(data_dir.root(), keyring.clone(), policies)
         .with_rules(cdp_engine::EngineRules {
@@ -129,6 +148,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
             },
             dedup: settings.dedup,
             contact: settings.contact,
+            matching: settings.matching.clone(),
         })
         .with_store(StoreOptions {
             engine: settings.store_engine,
@@ -152,6 +172,7 @@ pub fn run(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         index_refresh: settings.index_refresh,
         retention_interval: settings.retention_interval,
         consent_tally_every: settings.consent_tally_every,
+        matching_interval: settings.matching.interval,
     };
     let background = Background::start(&engine, schedule)?;
     tracing::info!(
@@ -274,16 +295,20 @@ pub(crate) struct Schedule {
     index_refresh: std::time::Duration,
     retention_interval: std::time::Duration,
     consent_tally_every: std::time::Duration,
+    /// Fuzzy matching runs (`[matching] interval_minutes`; `None`: on demand only).
+    matching_interval: Option<std::time::Duration>,
 }
 
 /// The threads beside the HTTP server: the indexer following the change feed, the retention
 /// sweeper (every `[retention] interval_hours`, first after one interval; once across the
-/// nodes of a shared database) and the job sweeper (export jobs whose node stopped; the
-/// consent tally of each `[consent] trend_every_secs`, once across the nodes).
+/// nodes of a shared database), fuzzy matching (every `[matching] interval_minutes` when set,
+/// the same way) and the job sweeper (export jobs whose node stopped; the consent tally of
+/// each `[consent] trend_every_secs`, once across the nodes).
 pub(crate) struct Background {
     stop: Arc<std::sync::atomic::AtomicBool>,
     indexer: std::thread::JoinHandle<()>,
     retention: std::thread::JoinHandle<()>,
+    matching: Option<std::thread::JoinHandle<()>>,
     jobs: std::thread::JoinHandle<()>,
     deliveries: std::thread::JoinHandle<()>,
 }
@@ -303,6 +328,7 @@ impl Background {
             index_refresh,
             retention_interval,
             consent_tally_every,
+            matching_interval,
         } = schedule;
         let indexer = Arc::new(cdp_engine::Indexer::new(
             engine.clone(),
@@ -323,49 +349,34 @@ impl Background {
                 .spawn(move || indexer.run(&stop))
                 .context("cannot start the indexer")?
         };
-        let retention = {
-            let engine = engine.clone();
-            let stop = stop_indexer.clone();
-            let interval = retention_interval;
-            std::thread::Builder::new()
-                .name("cdp-retention".into())
-                .spawn(move || {
-                    let mut waited = std::time::Duration::ZERO;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        waited += std::time::Duration::from_millis(200);
-                        if waited >= interval {
-                            waited = std::time::Duration::ZERO;
-                            // Once across the nodes of a shared database: the node that
-                            // claims the sweep for the interval runs it.
-                            let hold = time::Duration::try_from(interval)
-                                .unwrap_or(time::Duration::DAY);
-                            match engine.claim_singleton("retention", hold) {
-                                Ok(true) => {}
-                                Ok(false) => {
-                                    tracing::debug!("another node runs this retention sweep");
-                                    continue;
-                                }
-                                Err(error) => {
-                                    tracing::error!(error = %error, "cannot claim the retention sweep");
-                                    continue;
-                                }
-                            }
-                            match engine.run_retention(false, "retention-sweeper") {
-                                Ok(report) => tracing::info!(
-                                    events_deleted = report.events_deleted,
-                                    people_erased = report.people_erased,
-                                    export_files_deleted = report.export_files_deleted,
-                                    "retention run"
-                                ),
-                                Err(error) => {
-                                    tracing::error!(error = %error, "retention run failed")
-                                }
-                            }
-                        }
+        let retention = periodic(
+            engine,
+            &stop_indexer,
+            "retention",
+            retention_interval,
+            |engine| match engine.run_retention(false, "retention-sweeper") {
+                Ok(report) => tracing::info!(
+                    events_deleted = report.events_deleted,
+                    people_erased = report.people_erased,
+                    export_files_deleted = report.export_files_deleted,
+                    "retention run"
+                ),
+                Err(error) => tracing::error!(error = %error, "retention run failed"),
+            },
+        )?;
+        let matching = match matching_interval {
+            Some(interval) => Some(periodic(
+                engine,
+                &stop_indexer,
+                "matching",
+                interval,
+                |engine| {
+                    if let Err(error) = engine.run_matching("fuzzy-matching-scheduler") {
+                        tracing::error!(error = %error, "fuzzy matching run failed");
                     }
-                })
-                .context("cannot start the retention sweeper")?
+                },
+            )?),
+            None => None,
         };
         // Export jobs whose node stopped (another node of the database, or this one before
         // a restart) are taken over once their lease expires.
@@ -436,6 +447,7 @@ impl Background {
             stop: stop_indexer,
             indexer: indexer_thread,
             retention,
+            matching,
             jobs,
             deliveries,
         })
@@ -450,6 +462,9 @@ impl Background {
         if self.retention.join().is_err() {
             tracing::error!("the retention thread panicked");
         }
+        if self.matching.is_some_and(|thread| thread.join().is_err()) {
+            tracing::error!("the fuzzy matching thread panicked");
+        }
         if self.jobs.join().is_err() {
             tracing::error!("the job sweeper panicked");
         }
@@ -457,6 +472,42 @@ impl Background {
             tracing::error!("the delivery worker panicked");
         }
     }
+}
+
+/// A thread that runs `work` every `interval` (first after one interval), once across the
+/// nodes of a shared database: the node that claims the lease `name` for the interval runs it.
+fn periodic(
+    engine: &Arc<cdp_engine::Engine>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    name: &'static str,
+    interval: std::time::Duration,
+    work: impl Fn(&cdp_engine::Engine) + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let engine = engine.clone();
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name(format!("cdp-{name}"))
+        .spawn(move || {
+            let tick = std::time::Duration::from_millis(200);
+            let mut waited = std::time::Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited < interval {
+                    continue;
+                }
+                waited = std::time::Duration::ZERO;
+                let hold = time::Duration::try_from(interval).unwrap_or(time::Duration::DAY);
+                match engine.claim_singleton(name, hold) {
+                    Ok(true) => work(&engine),
+                    Ok(false) => tracing::debug!(work = name, "another node runs this"),
+                    Err(error) => {
+                        tracing::error!(error = %error, work = name, "cannot claim the work")
+                    }
+                }
+            }
+        })
+        .with_context(|| format!("cannot start the {name} thread"))
 }
 
 /// Registers SIGINT and SIGTERM handlers now (before the server says it is listening, so that

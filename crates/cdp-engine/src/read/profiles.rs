@@ -60,16 +60,20 @@ pub struct LinkedNode {
 }
 
 /// One evidence: identifiers seen together, with provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EdgeView {
     pub id: EvidenceId,
     pub identifiers: Vec<LinkedNode>,
-    /// The first event (in event order) that carried these identifiers together.
+    /// The first event (in event order) that carried these identifiers together (for a
+    /// fuzzy link: the matching run or the operator's decision).
     pub first: Provenance,
+    /// A fuzzy link's probability, weight and field contributions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuzzy: Option<crate::records::FuzzyLinkNote>,
 }
 
 /// "Why are these one person": identifiers, the evidence linking them, the merge log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IdentityView {
     pub id: ProfileId,
     pub identifiers: Vec<IdentifierViewBrief>,
@@ -280,6 +284,7 @@ impl Engine {
                 id: evidence.id,
                 identifiers,
                 first: evidence.first,
+                fuzzy: evidence.fuzzy,
             });
         }
         edges.sort_by_key(|edge| edge.first.at);

@@ -187,6 +187,10 @@ impl Engine {
             *counts.entry("identifiers").or_default() += 1;
         }
         let released_suspects = self.stage_suspect_erasure(&nodes, &mut batch)?;
+        let matching = self.stage_matching_erasure(record, key, &mut batch)?;
+        if matching > 0 {
+            *counts.entry("matching_records").or_default() += matching;
+        }
         for item in self.store().scan_prefix(Keyspace::MergeLog, id.as_bytes()) {
             let (entry, _) = item?;
             batch.delete(Keyspace::MergeLog, entry);

@@ -340,7 +340,7 @@ impl Engine {
     /// the `last_order` of each identifier's profile. So an identifier needs its record
     /// rewritten only when this evidence is anchored outside its profile (it was dropped,
     /// or it has no profile); most events with a new identifier set rewrite no node.
-    fn note_mentions(
+    pub(crate) fn note_mentions(
         graph: &mut StoreGraph<'_>,
         changes: &mut Changes,
         nodes: &[GraphNode],

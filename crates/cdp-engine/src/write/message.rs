@@ -77,12 +77,18 @@ pub(crate) struct EventToResolve<'a> {
     pub(crate) evidence: EvidenceRecord,
     /// What resolution sees of it.
     pub(crate) graph_evidence: GraphEvidence,
-    pub(crate) event: StoredEvent,
+    /// `None` for a link that is no event (a fuzzy match, `write/fuzzy_link.rs`).
+    pub(crate) event: Option<StoredEvent>,
     pub(crate) digest: [u8; 16],
     pub(crate) identifiers: &'a MessageIdentifiers,
     pub(crate) provenance: Provenance,
     pub(crate) order: OrderKey,
+    /// What the merge log says when this evidence merges profiles.
+    pub(crate) merge_rule: &'static str,
 }
+
+/// The merge log's rule for a merge by an event.
+pub(crate) const EVENT_MERGE_RULE: &str = "an event carried identifiers of both profiles and the merged profile stays within every type limit";
 
 /// An event as it arrives, with what resolution needs to place it.
 pub(crate) struct Arrival<'a> {
@@ -131,15 +137,17 @@ impl<'a> EventToResolve<'a> {
             // Set once resolution has placed it.
             profile: cdp_core::ProfileId::from_bytes([0; 16]),
             dropped: Vec::new(),
+            fuzzy: None,
         };
         Self {
             evidence,
             graph_evidence,
-            event,
+            event: Some(event),
             digest,
             identifiers,
             provenance,
             order,
+            merge_rule: EVENT_MERGE_RULE,
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod apply;
 pub(crate) mod cache;
 pub(crate) mod consent_staging;
 pub(crate) mod dedup;
+pub(crate) mod fuzzy_link;
 pub(crate) mod graph_store;
 pub mod ingest;
 pub(crate) mod message;

@@ -93,14 +93,16 @@ impl Engine {
                     kind: identifier.kind.clone(),
                     value: identifier.value.clone(),
                     node: *node,
-                    source_id: event.source_id.clone(),
-                    channel: event.channel,
+                    source_id: provenance.source_id.clone(),
+                    channel: provenance.channel,
                     field: identifier.field.clone(),
-                    first_seen: event.message.timestamp,
-                    last_seen: event.message.timestamp,
+                    first_seen: provenance.at,
+                    last_seen: provenance.at,
                 });
         }
-        component.events.push((digest[..8].to_vec(), event));
+        if let Some(event) = event {
+            component.events.push((digest[..8].to_vec(), event));
+        }
         component.new_evidence = Some(evidence);
         let log = RecomputeLog {
             kind: "recompute",

@@ -83,6 +83,7 @@ impl Engine {
             identifiers,
             provenance,
             order,
+            merge_rule,
             ..
         } = event;
         let evidence_id = evidence.id;
@@ -104,10 +105,16 @@ impl Engine {
                 absorbed,
                 Some(evidence_id),
                 Some(&provenance),
+                merge_rule,
             )?;
         }
         for node in &attachment.attached {
-            let identifier = &identifiers[&node.key];
+            let identifier = identifiers.get(&node.key).ok_or_else(|| {
+                EngineError::Corrupt(format!(
+                    "identifier {} of the evidence has no value",
+                    node.kind
+                ))
+            })?;
             let entry = IdentifierEntry {
                 kind: identifier.kind.clone(),
                 value: identifier.value.clone(),
@@ -147,7 +154,10 @@ impl Engine {
             record.evidence.insert(evidence_id);
         }
         changes.evidence.insert(evidence_id, evidence);
-        self.add_event(changes, target, event, &digest, identifiers, order)
+        match event {
+            Some(event) => self.add_event(changes, target, event, &digest, identifiers, order),
+            None => Ok(()),
+        }
     }
 
     /// Moves everything of `absorbed` into `target` (loaded in `changes`).
@@ -159,6 +169,7 @@ impl Engine {
         absorbed: ProfileId,
         evidence: Option<EvidenceId>,
         cause: Option<&Provenance>,
+        rule: &str,
     ) -> Result<(), EngineError> {
         let (old, old_key) = graph.profile(absorbed)?.ok_or_else(|| {
             EngineError::Corrupt(format!("profile {absorbed} to merge is missing"))
@@ -200,7 +211,7 @@ impl Engine {
             absorbed: vec![absorbed],
             evidence,
             cause: cause.cloned(),
-            rule: "an event carried identifiers of both profiles and the merged profile stays within every type limit".into(),
+            rule: rule.into(),
         });
         Ok(())
     }

@@ -57,8 +57,25 @@ pub fn candidates(
             blocks.entry(*key).or_default().push(index as u32);
         }
     }
+    candidates_of_blocks(
+        blocks
+            .into_iter()
+            .map(|((pass, _), members)| (pass, members)),
+        max_block,
+        allowed,
+    )
+}
+
+/// The candidate pairs of blocks given as (pass, the records holding one blocking key of
+/// it): from [`candidates`], or from a blind index read in key order (cdp-engine
+/// `matching/`).
+pub fn candidates_of_blocks(
+    blocks: impl IntoIterator<Item = (u8, Vec<u32>)>,
+    max_block: usize,
+    allowed: impl Fn(usize, usize) -> bool,
+) -> Vec<Candidate> {
     let mut pairs: Vec<(u64, u64)> = Vec::new();
-    for ((pass, _), members) in &blocks {
+    for (pass, members) in blocks {
         if members.len() < 2 || members.len() > max_block {
             continue;
         }
@@ -131,7 +148,7 @@ pub struct RunCounts {
 /// candidates of "same surname code and birth year" agree on the surname because they were
 /// chosen for it, not because they are matches, and an EM that saw that agreement would take
 /// the surname's namesakes for matches. Each field's m is the mean over the passes that did
-/// not use it; the match share is then estimated over all candidates with m and u held.
+/// not use it (and observed it); the match share is then estimated over all candidates with m and u held.
 pub fn train_and_link(
     model: &mut Model,
     records: &[FuzzyRecord],
@@ -164,7 +181,14 @@ pub fn train_and_link(
         let training = trial.train(&counts, settings.em_iterations);
         iterations += training.iterations;
         converged &= training.converged;
-        for field in (0..fields).filter(|f| !masked.contains(f)) {
+        // A field no candidate of this pass has on both sides taught this pass nothing: its
+        // m here is the starting value and stays out of the mean.
+        let observed = |field: usize| {
+            counts
+                .keys()
+                .any(|pattern| pattern.level(field) != super::model::NULL)
+        };
+        for field in (0..fields).filter(|f| !masked.contains(f) && observed(*f)) {
             for (sum, m) in m_sums[field].iter_mut().zip(&trial.m[field]) {
                 *sum += m;
             }

@@ -23,7 +23,9 @@ pub mod prepare;
 pub const FILTER_BITS: usize = 512;
 
 /// One field's Bloom filter: bit `i` is word `i / 64`, bit `i % 64`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct FieldFilter(pub [u64; FILTER_BITS / 64]);
 
 impl FieldFilter {
@@ -72,7 +74,7 @@ impl FieldFilter {
 }
 
 /// One field of a person as the matcher sees it: an encoding, never a clear value.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Encoded {
     /// Text (names, address lines, postcode, phone): the Bloom filter of its q-grams.
     Text(FieldFilter),
@@ -103,7 +105,7 @@ pub struct FieldSpec {
 /// (`None`: missing), the keyed blocking keys, and exclusivity keys: two people may be linked
 /// only if no key appears on both sides of the link (the source of a one-to-one linkage, or
 /// an identifier type limited to one per person).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FuzzyRecord {
     pub fields: Vec<Option<Encoded>>,
     /// (blocking pass, keyed blocking key): the pass tells training which fields made the

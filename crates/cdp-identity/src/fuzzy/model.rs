@@ -129,7 +129,7 @@ pub struct Contribution {
 }
 
 /// How training went.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Training {
     pub random_pairs: u64,
     pub candidate_pairs: u64,
