@@ -8,8 +8,10 @@ use std::process::Command;
 
 use crate::support::{Server, cdp, run, temp_dir, text};
 
-/// The FEBRL files, written once per test run.
-fn febrl_dir() -> PathBuf {
+/// The FEBRL files, written once per test run (tests running at once wait for the first).
+pub(crate) fn febrl_dir() -> PathBuf {
+    static WRITTEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = WRITTEN.lock().unwrap_or_else(|p| p.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("febrl");
     if !dir.join("febrl3.jsonl").exists() {
         let script =

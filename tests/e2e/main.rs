@@ -27,6 +27,7 @@ mod import;
 mod ingest;
 mod keys;
 mod manage;
+mod matching;
 mod policy;
 mod postgres;
 mod requests;

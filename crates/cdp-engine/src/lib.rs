@@ -133,8 +133,8 @@ pub struct Engine {
     /// Serialises rewrites of finished export files (erasure, retention); taken before
     /// `write_lock`, never after it.
     export_files: Mutex<()>,
-    /// Serialises fuzzy matching runs and review decisions on this node (`matching/`).
-    matching: Mutex<()>,
+    /// Fuzzy matching runs on this node (`matching/`).
+    matching: matching::RunState,
     /// Serialises the check-and-save of running export jobs on this node (`exports/lease.rs`):
     /// a lease renewal that read a job before its finishing save and wrote after it would put
     /// the finished job back to running. Across the nodes of a shared database the store's
@@ -217,7 +217,7 @@ impl Engine {
             index: index.map(Arc::new),
             exports_dir,
             export_files: Mutex::new(()),
-            matching: Mutex::new(()),
+            matching: matching::RunState::default(),
             job_saves: Mutex::new(()),
             suspects: suspects::SuspectState::default(),
             quintiles: RwLock::new(Arc::new(Quintiles::default())),

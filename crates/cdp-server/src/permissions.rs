@@ -109,10 +109,14 @@ impl Permission {
                 "GET /v1/profiles/{id}/identity",
                 "GET /v1/profiles/{id}/events",
                 "GET /v1/identity/suspects",
+                "GET /v1/identity/matching",
+                "GET /v1/identity/suggestions",
             ],
             Permission::SplitProfiles => &[
                 "POST /v1/profiles/{id}/split",
                 "POST /v1/identity/suspects/{id}",
+                "POST /v1/identity/matching/run",
+                "POST /v1/identity/suggestions/{id}",
             ],
             Permission::RecordConsents => &["POST /v1/consents", "POST /v1/consents/batch"],
             Permission::ReadPolicies => &[

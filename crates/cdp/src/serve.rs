@@ -371,7 +371,7 @@ impl Background {
                 "matching",
                 interval,
                 |engine| {
-                    if let Err(error) = engine.run_matching("fuzzy-matching-scheduler") {
+                    if let Err(error) = engine.run_matching("fuzzy-matching-scheduler", false) {
                         tracing::error!(error = %error, "fuzzy matching run failed");
                     }
                 },

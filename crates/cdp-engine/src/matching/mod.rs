@@ -28,8 +28,10 @@ use std::collections::HashMap;
 
 use cdp_core::ProfileId;
 use cdp_identity::fuzzy::FuzzyRecord;
-use cdp_identity::fuzzy::link::{LinkSettings, candidates_of_blocks, train_and_link};
-use cdp_identity::fuzzy::model::{Model, Training};
+use cdp_identity::fuzzy::link::{
+    LinkSettings, Outcome, candidates_of_blocks, link, train_and_link,
+};
+use cdp_identity::fuzzy::model::{Model, Training, compare};
 use cdp_store::{Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -172,6 +174,8 @@ pub struct MatchingReport {
     pub candidate_pairs: u64,
     /// Pairs compared: candidates and the random pairs that estimate u.
     pub comparisons: u64,
+    /// The estimation, when this run trained the model (the first run, a changed schema, or
+    /// asked to); otherwise the run scored with the model of an earlier run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<Training>,
     /// Pairs linked as one person.
@@ -203,12 +207,20 @@ impl MatchingReport {
     }
 }
 
-/// The last run, and the model it trained (`model` in `Keyspace::Matching`, sealed).
+/// The last run, and the model runs score with (`model` in `Keyspace::Matching`, sealed).
+///
+/// The model is estimated once and kept: a later run over a population whose duplicates
+/// were linked has few matches left among its candidates, and an EM run on it would take
+/// namesakes for matches. It is estimated again when the schema changes or when asked
+/// (`{"retrain": true}`, e.g. after a large import of a new system).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatchingState {
     pub report: MatchingReport,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Model>,
+    /// Hex digest of the schema the model was estimated for.
+    #[serde(default)]
+    pub schema: String,
 }
 
 const STATE_KEY: &[u8] = b"model";
@@ -224,41 +236,162 @@ struct Population {
     position: HashMap<ProfileId, u32>,
 }
 
+/// Runs of this node: one at a time, and what became of one started in the background.
+#[derive(Debug, Default)]
+pub(crate) struct RunState {
+    /// Serialises runs and review decisions.
+    lock: std::sync::Mutex<()>,
+    /// A run started by [`Engine::start_matching`] has not finished.
+    running: std::sync::atomic::AtomicBool,
+    /// Why the last background run failed, if it did.
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// `GET /v1/identity/matching`: whether matching is on and where, its thresholds, whether a
+/// run is under way, and the last run with its model.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatchingOverview {
+    pub enabled: bool,
+    pub jurisdictions: Vec<String>,
+    pub link_probability: f64,
+    pub review_probability: f64,
+    pub fields: Vec<String>,
+    pub running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<MatchingState>,
+}
+
 impl Engine {
     pub(crate) fn matching_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.matching.lock().unwrap_or_else(|p| p.into_inner())
+        self.matching.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `GET /v1/identity/matching`: the last run and its model, if any.
-    pub fn matching_state(&self) -> Result<Option<MatchingState>, EngineError> {
-        self.get_system(Keyspace::Matching, STATE_KEY)
+    /// `GET /v1/identity/matching`.
+    pub fn matching_overview(&self) -> Result<MatchingOverview, EngineError> {
+        let rules = &self.config.matching;
+        Ok(MatchingOverview {
+            enabled: rules.enabled(),
+            jurisdictions: rules.jurisdictions.clone(),
+            link_probability: rules.link.link_probability,
+            review_probability: rules.link.review_probability,
+            fields: rules.schema.fields.iter().map(|f| f.name.clone()).collect(),
+            running: self
+                .matching
+                .running
+                .load(std::sync::atomic::Ordering::SeqCst),
+            last_error: self
+                .matching
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            last_run: self.get_system(Keyspace::Matching, STATE_KEY)?,
+        })
     }
 
-    /// Runs fuzzy matching over everyone who may take part (see the module documentation).
-    pub fn run_matching(&self, actor: &str) -> Result<MatchingReport, EngineError> {
+    /// `POST /v1/identity/matching/run`: starts a run on a thread of its own (a run over
+    /// millions of people outlasts an HTTP request); `GET /v1/identity/matching` follows it.
+    pub fn start_matching(
+        self: &std::sync::Arc<Self>,
+        actor: &str,
+        retrain: bool,
+    ) -> Result<(), EngineError> {
+        if !self.config.matching.enabled() {
+            return Err(matching_off());
+        }
+        if self
+            .matching
+            .running
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(EngineError::Conflict(
+                "a matching run is under way: follow it at GET /v1/identity/matching".into(),
+            ));
+        }
+        let engine = self.clone();
+        let actor = actor.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("cdp-matching-run".into())
+            .spawn(move || {
+                let outcome = engine
+                    .run_matching(&actor, retrain)
+                    .err()
+                    .map(|e| e.to_string());
+                if let Some(error) = &outcome {
+                    tracing::error!(error = %error, "fuzzy matching run failed");
+                }
+                *engine
+                    .matching
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = outcome;
+                engine
+                    .matching
+                    .running
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+            });
+        if let Err(error) = spawned {
+            self.matching
+                .running
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return Err(EngineError::Job(format!(
+                "cannot start a matching run: {error}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs fuzzy matching over everyone who may take part (see the module documentation);
+    /// `retrain`: estimate the model again even if one for the schema is kept.
+    pub fn run_matching(&self, actor: &str, retrain: bool) -> Result<MatchingReport, EngineError> {
         let rules = &self.config.matching;
         if !rules.enabled() {
-            return Err(EngineError::Conflict(
-                "fuzzy matching is off: name the jurisdictions where it may run in [matching] jurisdictions of the configuration".into(),
-            ));
+            return Err(matching_off());
         }
         let _run = self.matching_lock();
         let started = std::time::Instant::now();
         let mut report = MatchingReport::new(OffsetDateTime::now_utc());
+        let schema = schema_digest(&rules.schema);
+        let kept = self
+            .get_system::<MatchingState>(Keyspace::Matching, STATE_KEY)?
+            .filter(|state| state.schema == schema && !retrain)
+            .and_then(|state| state.model);
         let population = self.encode_population(&mut report)?;
         let pairs = self.candidates_from_index(&population, &mut report)?;
         let mut model = Model::new(rules.schema.specs());
         if population.records.len() >= 2 && !pairs.is_empty() {
-            let (outcome, counts) = train_and_link(
-                &mut model,
-                &population.records,
-                &pairs,
-                &rules.schema.pass_fields(),
-                &rules.link,
-            );
-            report.candidate_pairs = counts.candidate_pairs;
-            report.comparisons = counts.comparisons;
-            report.training = counts.training;
+            let outcome: Outcome = match kept {
+                Some(kept) => {
+                    model = kept;
+                    let patterns: Vec<_> = pairs
+                        .iter()
+                        .map(|c| {
+                            compare(
+                                &population.records[c.a as usize],
+                                &population.records[c.b as usize],
+                            )
+                        })
+                        .collect();
+                    report.candidate_pairs = pairs.len() as u64;
+                    report.comparisons = pairs.len() as u64;
+                    link(&model, &population.records, &pairs, &patterns, &rules.link)
+                }
+                None => {
+                    let (outcome, counts) = train_and_link(
+                        &mut model,
+                        &population.records,
+                        &pairs,
+                        &rules.schema.pass_fields(),
+                        &rules.link,
+                    );
+                    report.candidate_pairs = counts.candidate_pairs;
+                    report.comparisons = counts.comparisons;
+                    report.training = counts.training;
+                    outcome
+                }
+            };
             report.refused = outcome.refused_by_limits;
             let note = |pair: &cdp_identity::fuzzy::link::Scored, by: &str| FuzzyLinkNote {
                 probability: pair.probability,
@@ -319,7 +452,8 @@ impl Engine {
         report.seconds = started.elapsed().as_secs_f64();
         let state = MatchingState {
             report: report.clone(),
-            model: report.training.is_some().then_some(model),
+            model: (!pairs.is_empty()).then_some(model),
+            schema,
         };
         let mut batch = WriteBatch::new();
         batch.put(
@@ -480,6 +614,20 @@ impl Engine {
             |_, _| true,
         ))
     }
+}
+
+/// Hex digest naming a schema (kept with the model it was estimated for).
+fn schema_digest(schema: &FuzzySchema) -> String {
+    crate::records::hex::encode(&cdp_crypto::digest16(&[
+        b"fuzzy-schema/v1",
+        &serde_json::to_vec(schema).unwrap_or_default(),
+    ]))
+}
+
+fn matching_off() -> EngineError {
+    EngineError::Conflict(
+        "fuzzy matching is off: name the jurisdictions where it may run in [matching] jurisdictions of the configuration".into(),
+    )
 }
 
 /// Each field's part of a pair's weight, as the explanation and the review queue show it.
