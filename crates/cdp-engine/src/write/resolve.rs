@@ -31,6 +31,13 @@ struct Attachment {
     dropped: Vec<(GraphNode, DropReason)>,
 }
 
+/// What merged two profiles, as the merge log records it.
+struct MergeCause<'a> {
+    evidence: EvidenceId,
+    provenance: &'a Provenance,
+    rule: &'a str,
+}
+
 impl Engine {
     /// Resolves the evidence of an event and stages the outcome.
     pub(crate) fn resolve_event(
@@ -98,15 +105,12 @@ impl Engine {
             None => self.new_profile(changes, provenance.at, order)?,
         };
         for absorbed in attachment.merged {
-            self.absorb(
-                graph,
-                changes,
-                target,
-                absorbed,
-                Some(evidence_id),
-                Some(&provenance),
-                merge_rule,
-            )?;
+            let cause = MergeCause {
+                evidence: evidence_id,
+                provenance: &provenance,
+                rule: merge_rule,
+            };
+            self.absorb(graph, changes, target, absorbed, &cause)?;
         }
         for node in &attachment.attached {
             let identifier = identifiers.get(&node.key).ok_or_else(|| {
@@ -167,9 +171,7 @@ impl Engine {
         changes: &mut Changes,
         target: ProfileId,
         absorbed: ProfileId,
-        evidence: Option<EvidenceId>,
-        cause: Option<&Provenance>,
-        rule: &str,
+        cause: &MergeCause<'_>,
     ) -> Result<(), EngineError> {
         let (old, old_key) = graph.profile(absorbed)?.ok_or_else(|| {
             EngineError::Corrupt(format!("profile {absorbed} to merge is missing"))
@@ -209,9 +211,9 @@ impl Engine {
             kind: "merge".into(),
             survivor: target,
             absorbed: vec![absorbed],
-            evidence,
-            cause: cause.cloned(),
-            rule: rule.into(),
+            evidence: Some(cause.evidence),
+            cause: Some(cause.provenance.clone()),
+            rule: cause.rule.into(),
         });
         Ok(())
     }
