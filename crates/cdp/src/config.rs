@@ -409,7 +409,9 @@ mod tests {
         assert!(file.survivorship.default.is_some() && !file.survivorship.traits.is_empty());
         // Fuzzy matching is shown, and off.
         assert_eq!(file.matching.jurisdictions.as_deref(), Some(&[][..]));
-        assert!(file.matching.link_probability.is_some() && file.matching.interval_minutes.is_some());
+        assert!(
+            file.matching.link_probability.is_some() && file.matching.interval_minutes.is_some()
+        );
         assert!(file.http.max_body_bytes.is_some());
         assert!(file.http.request_timeout_secs.is_some());
         assert!(file.http.shutdown_grace_secs.is_some());

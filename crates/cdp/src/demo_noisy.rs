@@ -400,7 +400,7 @@ pub fn generate(people: usize, seed: u64) -> Vec<NoisyRecord> {
 /// What each system calls its record: (file, identifier type, prefix).
 const SYSTEMS: [(&str, &str, &str); 3] = [
     ("crm", "crm_id", "C"),
-    ("pos", "member_card", "M"),
+    ("pos", "member_id", "M"),
     ("online", "user_id", "u-"),
 ];
 
@@ -493,7 +493,7 @@ mod tests {
             .unwrap();
         let message = message(chinese, 3);
         assert_eq!(message["context"]["externalIds"][0]["id"], "M0000003");
-        assert_eq!(message["context"]["externalIds"][0]["type"], "member_card");
+        assert_eq!(message["context"]["externalIds"][0]["type"], "member_id");
         assert!(
             message["traits"]["address"]["street"].is_string(),
             "{message}"

@@ -4,7 +4,8 @@
 //!
 //! A run ([`Engine::run_matching`]):
 //! 1. **Encodes** each person who may take part (every jurisdiction that applies to them is
-//!    enabled in `[matching] jurisdictions`, and their processing is not restricted) into
+//!    enabled in `[matching] jurisdictions`, their processing is not restricted, and they are
+//!    not a minor under the policies) into
 //!    keyed Bloom filters and tokens (`fuzzy.rs`), sealed with their data key, and their
 //!    blocking keys as blind indexes (`encodings.rs`); unchanged values are not encoded again,
 //!    and the encodings of people who no longer take part (or no longer exist) are removed.
@@ -164,7 +165,8 @@ pub struct MatchingReport {
     pub started_at: OffsetDateTime,
     /// People read.
     pub profiles: u64,
-    /// People who took part (an enabled jurisdiction, not restricted, something to compare).
+    /// People who took part (an enabled jurisdiction, not restricted, not a minor, something
+    /// to compare).
     pub eligible: u64,
     /// People encoded anew this run (new or changed values).
     pub encoded: u64,
@@ -521,7 +523,11 @@ impl Engine {
                 .iter()
                 .map(|j| j.jurisdiction.as_str())
                 .collect();
-            let takes_part = !record.restricted && rules.allows(&names);
+            // Minors' records are not joined by inference: their data is sensitive (PIPL Art
+            // 28 and 31, GDPR Art 8), and a guardian consented to what was collected, not to
+            // profiling it.
+            let takes_part =
+                !record.restricted && !self.policies.is_minor(&facts) && rules.allows(&names);
             let encoded = if takes_part {
                 self.encode_person(
                     (&rules.schema, &schema_digest, &key),
