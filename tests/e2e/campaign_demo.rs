@@ -169,11 +169,22 @@ fn the_uplift_planted_in_demo_data_is_measured_within_its_confidence_interval() 
     near(&treated["delivered"], &truth["treated"]["delivered"]);
     near(&treated["clicked"], &truth["treated"]["clicked"]);
     near(&treated["opened"], &truth["treated"]["clicked"]);
-    // The measured uplift is the planted one (to the rounding of whole people), inside its
-    // 95 % confidence interval.
+    // The measured uplift is the planted one, inside its 95 % confidence interval. Planted
+    // means the generator's exact rates (whole people: 37 of 463 is 7.99 %, not 8 %); each arm
+    // may be off by the same three people as its counts above (one conversion in an arm of
+    // ~450 moves the uplift by 0.22 points), and no more.
     let uplift = &treated["uplift"];
     let points = uplift["points"].as_f64().unwrap();
-    assert!((points - 3.0).abs() < 0.5, "{uplift}");
+    let rate = |group: &Value| group["conversion_rate"].as_f64().unwrap() * 100.0;
+    let planted = rate(&truth["treated"]) - rate(&truth["eligible_untreated"]);
+    let people = |group: &Value| group["people"].as_f64().unwrap();
+    let slack = 100.0
+        * 3.0
+        * (1.0 / people(&truth["treated"]) + 1.0 / people(&truth["eligible_untreated"]));
+    assert!(
+        (points - planted).abs() <= slack,
+        "{uplift}: planted {planted:.2} ± {slack:.2}"
+    );
     let ci = uplift["ci95"].as_array().unwrap();
     assert!(
         ci[0].as_f64().unwrap() < 3.0 && 3.0 < ci[1].as_f64().unwrap(),
