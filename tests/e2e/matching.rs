@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{Server, cdp, run, temp_dir, text};
 
@@ -346,15 +346,25 @@ fn febrl4_imported_through_cdp_import_is_linked_by_the_platform() {
     );
     assert_eq!(bad.status, 400, "{}", bad.text());
 
-    // Decisions and runs are in the audit log.
+    // Decisions and runs are in the audit log, under the purpose of identity resolution.
     let audit = server
         .get_with("/v1/audit?latest=true&limit=200", &admin)
-        .text();
+        .json();
     for action in [
         "identity.matching",
         "identity.suggestions",
         "identity.suggestion_rejected",
+        "identity.split",
     ] {
-        assert!(audit.contains(action), "{action} not audited");
+        let entries: Vec<&Value> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action)
+            .collect();
+        assert!(!entries.is_empty(), "{action} not audited");
+        for entry in entries {
+            assert_eq!(entry["purpose"], "essential.identity", "{entry}");
+        }
     }
 }

@@ -50,6 +50,11 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// The purpose (taxonomy) under which the platform links and unlinks people's records:
+/// matching runs, the review of its suggestions and of suspect identifiers, splits. Their
+/// audit entries carry it, so that the log says why those operations touched personal data.
+pub const IDENTITY_PURPOSE: &str = "essential.identity";
+
 /// What a caller wants recorded (the engine numbers and chains it).
 #[derive(Debug, Clone)]
 pub struct AuditRecord {

@@ -245,7 +245,7 @@ impl Engine {
                 audit.push(AuditRecord {
                     actor: "junk-detection".into(),
                     action: "identity.quarantined".into(),
-                    purpose: None,
+                    purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
                     person: None,
                     decision: "done".into(),
                     rules: vec![record.kind.to_string(), id],
@@ -294,7 +294,7 @@ impl Engine {
         self.audit(&[AuditRecord {
             actor: access.actor.clone(),
             action: "identity.suspects".into(),
-            purpose: None,
+            purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
             person: None,
             decision: "done".into(),
             rules: vec![
@@ -363,7 +363,7 @@ impl Engine {
                     SuspectDecision::Release => "identity.suspect_released",
                 }
                 .into(),
-                purpose: None,
+                purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
                 person: None,
                 decision: "done".into(),
                 rules: vec![record.kind.to_string(), id.to_string()],

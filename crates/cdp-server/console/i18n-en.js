@@ -203,6 +203,7 @@ export const en = {
   'role.auditor': 'Auditor',
   'purpose.essential': 'Essential',
   'purpose.essential.service': 'Providing the service',
+  'purpose.essential.identity': 'Keeping one profile per person',
   'purpose.customer_service': 'Customer service',
   'purpose.analytics': 'Analytics',
   'purpose.personalization': 'Personalisation',

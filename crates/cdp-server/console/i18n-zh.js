@@ -203,6 +203,7 @@ export const zh = {
   'role.auditor': '审计员',
   'purpose.essential': '必要处理',
   'purpose.essential.service': '提供服务',
+  'purpose.essential.identity': '识别同一客户（身份解析）',
   'purpose.customer_service': '客户服务',
   'purpose.analytics': '统计分析',
   'purpose.personalization': '个性化',

@@ -468,7 +468,7 @@ impl Engine {
             &[AuditRecord {
                 actor: actor.to_string(),
                 action: "identity.matching".into(),
-                purpose: None,
+                purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
                 person: None,
                 decision: "done".into(),
                 rules: vec![

@@ -159,7 +159,7 @@ impl Engine {
         self.audit(&[AuditRecord {
             actor: access.actor.clone(),
             action: "identity.suggestions".into(),
-            purpose: None,
+            purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
             person: None,
             decision: "done".into(),
             rules: vec![
@@ -235,7 +235,7 @@ impl Engine {
                     SuggestionDecision::Reject => "identity.suggestion_rejected",
                 }
                 .into(),
-                purpose: None,
+                purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
                 person: None,
                 decision: "done".into(),
                 rules,

@@ -69,7 +69,7 @@ impl Engine {
         let ticket = self.audit(&[crate::AuditRecord {
             actor: actor.to_string(),
             action: "identity.split".into(),
-            purpose: None,
+            purpose: Some(crate::audit::IDENTITY_PURPOSE.into()),
             person: report.profiles.first().copied(),
             decision: "done".into(),
             rules: Vec::new(),
