@@ -312,3 +312,28 @@ fn cli_errors_are_one_line_naming_the_flag_to_fix() {
         );
     }
 }
+
+/// Output piped into a reader that stops early (`cdp policy ropa | head -1`) ends the command
+/// quietly, as a Unix tool killed by SIGPIPE: no panic message, status 141.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    // The shell waits so that the pipe's reader is surely gone before cdp writes.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "sleep 0.3; exec \"$0\" policy ropa",
+            crate::support::CDP,
+        ])
+        .env_remove("CDP_POLICIES")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command has written anything.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}

@@ -156,9 +156,33 @@ fn parse_date(text: &str) -> Result<time::Date, String> {
     time::Date::parse(text, &format).map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))
 }
 
+/// `cdp policy ropa | head -1`: once the reader is gone, `println!` panics ("failed printing to
+/// stdout: Broken pipe"), since Rust ignores SIGPIPE and `unsafe` (to restore it) is denied
+/// here. The command then ends as a Unix tool killed by SIGPIPE does: no message, status 141
+/// (128 + SIGPIPE), so that `set -o pipefail` still sees it did not finish. Not for `serve`,
+/// whose output is logs.
+fn end_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
+    if !serving {
+        end_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args, cli.log_format),
         Command::Keys(command) => {
