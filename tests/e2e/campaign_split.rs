@@ -113,8 +113,7 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
     }
     // The gateway reports deliveries now: they belong to the second send (engagement names
     // the campaign, not the send; the first send's count ends where the second began). Not
-    // for x-0, whom the split below makes two people: only one of them keeps the profile id
-    // the sends recorded (docs/campaigns.md), so their delivery would count or not by which.
+    // yet for x-0, whom the split below makes two people.
     let delivered = members - 1;
     let deliveries: Vec<Value> = (1..members)
         .map(|i| {
@@ -171,6 +170,25 @@ fn each_send_counts_its_own_engagement_and_after_a_split_both_people_carry_the_c
         .profile_of(&admin, "user_id", "x-0")
         .expect("x-0 after the split");
     assert_ne!(guest, member, "the split made two people");
+    // One of them kept the profile id the sends recorded; the other was born of the split.
+    // A delivery reported for the one born of it is the member's: measured in the member's
+    // arm, once.
+    let born = if guest == merged {
+        json!({"type": "track", "userId": "x-0", "event": "SMS Delivered",
+            "properties": {"campaign_id": campaign}})
+    } else {
+        assert_eq!(member, merged, "one side keeps the id");
+        // By the guest's phone (the SMS went to it): g-0 itself was cut loose by the split.
+        json!({"type": "track", "anonymousId": "gateway-0", "event": "SMS Delivered",
+            "context": {"traits": {"phone": GUEST_PHONE}},
+            "properties": {"campaign_id": campaign}})
+    };
+    assert_eq!(server.ingest("/v1/track", &key, &born).status, 200);
+    let delivered = delivered + 1;
+    assert_eq!(
+        treated(&id_of(&sends[1])),
+        (1, members as u64, delivered as u64)
+    );
 
     // New people join, so that the third send has enough people to go out.
     let fresh = 25;

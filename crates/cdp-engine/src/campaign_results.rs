@@ -142,6 +142,29 @@ impl Converted {
     }
 }
 
+/// One entry per member: a member split after the send has facts under two profile ids.
+fn merge_converted(mut converted: Vec<Converted>) -> Vec<Converted> {
+    converted.sort_by_key(|c| c.n);
+    let mut out: Vec<Converted> = Vec::with_capacity(converted.len());
+    for member in converted {
+        match out.last_mut() {
+            Some(last) if last.n == member.n => {
+                last.first = last.first.min(member.first);
+                last.orders += member.orders;
+                last.revenue += member.revenue;
+                // Both sides carry the member's ledgers (copied at the split): each contact once.
+                last.contacts.extend(member.contacts);
+                last.contacts.sort_by(|a, b| {
+                    (a.at, &a.campaign, &a.export).cmp(&(b.at, &b.campaign, &b.export))
+                });
+                last.contacts.dedup();
+            }
+            _ => out.push(member),
+        }
+    }
+    out
+}
+
 /// Engagement bits of a member in [`SendOutcomes::engaged`].
 const DELIVERED: u8 = 1;
 const OPENED: u8 = 2;
@@ -497,6 +520,15 @@ impl Engine {
                 merged_into.entry(current).or_insert(n);
             }
         }
+        // Members split after the send: the side that did not keep the member's id is
+        // measured as the member, in its arm (a split of a split too). Both sides' facts then
+        // count once for the member (`merge_converted`).
+        crate::contact_ledger::measure_heirs_as_members(
+            self,
+            &members,
+            &mut merged_into,
+            sent_at.unix_timestamp(),
+        )?;
         let member_index = |id: &ProfileId| -> Option<usize> {
             members
                 .binary_search(id)
@@ -556,6 +588,7 @@ impl Engine {
         for part in parts {
             converted.extend(part?);
         }
+        let converted = merge_converted(converted);
         // Engagement naming the campaign, from the send on.
         let mut engaged = vec![0u8; arms.len()];
         let mut engagements: Vec<(ProfileId, u8)> = Vec::new();
@@ -667,6 +700,35 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_sides_of_a_split_member_count_once() {
+        let contact = |at| crate::contact_ledger::ContactEntry {
+            at,
+            campaign: "cmp_1".into(),
+            export: "exp_1".into(),
+        };
+        let side = |n, day, contacts| Converted {
+            n,
+            first: OffsetDateTime::UNIX_EPOCH + time::Duration::days(day),
+            orders: 1,
+            revenue: 10.0,
+            contacts,
+        };
+        let merged = merge_converted(vec![
+            side(3, 2, vec![contact(5), contact(9)]),
+            side(1, 4, vec![]),
+            side(3, 1, vec![contact(9)]),
+        ]);
+        assert_eq!(merged.iter().map(|c| c.n).collect::<Vec<_>>(), [1, 3]);
+        let member = &merged[1];
+        assert_eq!((member.orders, member.revenue), (2, 20.0));
+        assert_eq!(
+            member.first,
+            OffsetDateTime::UNIX_EPOCH + time::Duration::days(1)
+        );
+        assert_eq!(member.contacts, [contact(5), contact(9)]);
+    }
 
     #[test]
     fn the_normal_cdf_matches_known_values() {

@@ -157,3 +157,107 @@ pub(crate) fn contacts_of(
     out.sort_by_key(|e| e.at);
     Ok(out)
 }
+
+/// `split-heirs/<profile id>`: the profiles a profile born of a split (or of a recomputed
+/// component) took its identifiers from. A send recorded its members by profile id; the
+/// results read these to measure both sides of a member who was split after the send, in the
+/// member's arm, holdout and treated alike (a contact ledger would say it only of the treated).
+/// System-sealed: pseudonymous ids, no values.
+pub(crate) fn split_heir_key(id: &ProfileId) -> Vec<u8> {
+    let mut key = SPLIT_HEIRS.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+const SPLIT_HEIRS: &[u8] = b"split-heirs/";
+
+/// A profile born of a split: when (Unix seconds), and whose identifiers it took.
+pub(crate) struct SplitHeir {
+    pub(crate) at: i64,
+    pub(crate) parents: Vec<ProfileId>,
+}
+
+/// Records that `heir` (a new profile) took identifiers from each of `parents`, now.
+pub(crate) fn note_split_heir(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    heir: &ProfileId,
+    parents: &[ProfileId],
+) -> Result<(), EngineError> {
+    let key = split_heir_key(heir);
+    let ids: Vec<[u8; 16]> = parents.iter().map(|p| *p.as_bytes()).collect();
+    let at = time::OffsetDateTime::now_utc().unix_timestamp();
+    batch.put(
+        Keyspace::Exports,
+        key.clone(),
+        engine.seal_system(Keyspace::Exports, &key, &(at, ids))?,
+    );
+    Ok(())
+}
+
+/// Every profile born of a split (few: splits are rare).
+fn split_heirs(
+    engine: &Engine,
+) -> Result<std::collections::HashMap<ProfileId, SplitHeir>, EngineError> {
+    let mut out = std::collections::HashMap::new();
+    for item in engine.store().scan_prefix(Keyspace::Exports, SPLIT_HEIRS) {
+        let (key, sealed) = item?;
+        let heir: [u8; 16] = key[SPLIT_HEIRS.len()..]
+            .try_into()
+            .map_err(|_| EngineError::Corrupt("split heir key".into()))?;
+        let (at, parents): (i64, Vec<[u8; 16]>) =
+            engine.open_system(Keyspace::Exports, &key, &sealed)?;
+        out.insert(
+            ProfileId::from_bytes(heir),
+            SplitHeir {
+                at,
+                parents: parents.into_iter().map(ProfileId::from_bytes).collect(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Campaign results: each profile born of a split after the send (`since`, Unix seconds) that
+/// is not a member itself is measured as the member it came from (through a split of a
+/// split too), added to `measured_as` (profile -> member index; `members` ascending).
+pub(crate) fn measure_heirs_as_members(
+    engine: &Engine,
+    members: &[ProfileId],
+    measured_as: &mut std::collections::HashMap<ProfileId, usize>,
+    since: i64,
+) -> Result<(), EngineError> {
+    let heirs = split_heirs(engine)?;
+    for (heir, born) in &heirs {
+        if born.at < since || members.binary_search(heir).is_ok() || measured_as.contains_key(heir)
+        {
+            continue;
+        }
+        let mut generation = born.parents.clone();
+        for _ in 0..8 {
+            let found = generation
+                .iter()
+                .filter_map(|p| {
+                    members
+                        .binary_search(p)
+                        .ok()
+                        .or_else(|| measured_as.get(p).copied())
+                })
+                .min();
+            if let Some(n) = found {
+                measured_as.insert(*heir, n);
+                break;
+            }
+            generation = generation
+                .iter()
+                .filter_map(|p| heirs.get(p))
+                .filter(|older| older.at >= since)
+                .flat_map(|older| older.parents.iter().copied())
+                .collect();
+            if generation.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

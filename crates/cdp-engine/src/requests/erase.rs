@@ -154,6 +154,11 @@ impl Engine {
             *counts.entry("consents").or_default() += 1;
         }
         let ledgers = crate::contact_ledger::delete_ledgers(self, &id, &mut batch)?;
+        // Which profiles the person was split from (campaign results): no longer anyone's.
+        batch.delete(
+            Keyspace::Exports,
+            crate::contact_ledger::split_heir_key(&id),
+        );
         if ledgers > 0 {
             *counts.entry("contact_ledgers").or_default() += ledgers;
         }

@@ -218,6 +218,11 @@ impl Engine {
             }
         }
         place_evidence(graph, changes, new_evidence, partition.dropped, &assignment)?;
+        // A profile born here (a split) remembers whose identifiers it took, so that a send
+        // that recorded the old profile measures both people (campaign results).
+        for (heir, parents) in split_heirs_of(&old, &assignment) {
+            crate::contact_ledger::note_split_heir(self, &mut changes.batch, &heir, &parents)?;
+        }
         retire_old_ids(changes, old, &assignment);
         move_consents(changes, consents, &assignment);
         if !ledgers.is_empty() {
@@ -434,6 +439,28 @@ fn place_evidence(
 }
 
 /// Old ids that did not survive resolve to the group holding most of their identifiers.
+/// The new profiles of a recomputed component (ids none of its old profiles had), each with
+/// the old profiles it took identifiers from.
+fn split_heirs_of(
+    old: &BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
+    assignment: &Assignment,
+) -> BTreeMap<ProfileId, Vec<ProfileId>> {
+    let mut heirs: BTreeMap<ProfileId, Vec<ProfileId>> = BTreeMap::new();
+    for (id, (record, _)) in old {
+        for entry in &record.identifiers {
+            if let Some(owner) = assignment.node_group.get(&entry.node)
+                && !old.contains_key(owner)
+            {
+                let parents = heirs.entry(*owner).or_default();
+                if !parents.contains(id) {
+                    parents.push(*id);
+                }
+            }
+        }
+    }
+    heirs
+}
+
 fn retire_old_ids(
     changes: &mut Changes,
     old: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
