@@ -438,7 +438,6 @@ fn place_evidence(
     Ok(())
 }
 
-/// Old ids that did not survive resolve to the group holding most of their identifiers.
 /// The new profiles of a recomputed component (ids none of its old profiles had), each with
 /// the old profiles it took identifiers from.
 fn split_heirs_of(
@@ -461,6 +460,7 @@ fn split_heirs_of(
     heirs
 }
 
+/// Old ids that did not survive resolve to the group holding most of their identifiers.
 fn retire_old_ids(
     changes: &mut Changes,
     old: BTreeMap<ProfileId, (ProfileRecord, DataKey)>,
