@@ -215,13 +215,27 @@ impl Browser<'_> {
         }
     }
 
+    /// Clicks the first element matching `css`. While the page is still laying out (a chart
+    /// drawn above a button moves it), the click may land on another element or the element
+    /// may be replaced: the driver refuses it ("element click intercepted", "stale element
+    /// reference"), and the click is tried again on the element found anew, for up to 10 s.
     pub(crate) fn click(&self, css: &str) {
-        let element = self.find(css);
-        self.call(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self.find(css);
+            let path = format!("/session/{}/element/{element}/click", self.id);
+            let (status, value) = self.driver.request("POST", &path, Some(json!({})));
+            if status < 400 {
+                return;
+            }
+            let error = value["value"]["error"].as_str().unwrap_or_default();
+            let retry = ["element click intercepted", "stale element reference"].contains(&error);
+            assert!(
+                retry && Instant::now() < deadline,
+                "WebDriver POST {path}: {status} {value}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub(crate) fn type_into(&self, css: &str, text: &str) {
