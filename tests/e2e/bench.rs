@@ -88,6 +88,11 @@ fn bench_ingest_reports_throughput_and_quality() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["events"].as_u64().unwrap() >= 150 * 5, "{report}");
     assert!(report["events_per_second"].as_f64().unwrap() > 0.0);
+    // Where the run's time went: the process's cores and the writer's serial part (a share of
+    // the wall time, so between 0 and 1; some of it is always spent under the lock).
+    let writer = report["writer_busy_share"].as_f64().unwrap();
+    assert!(writer > 0.0 && writer <= 1.0, "{report}");
+    assert!(report["cores_busy"].as_f64().unwrap() > 0.0, "{report}");
     // Deterministic rules on this data: few false merges (household devices), some people
     // left split where nothing links their identifiers.
     assert!(report["precision"].as_f64().unwrap() > 0.95, "{report}");

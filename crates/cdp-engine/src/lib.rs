@@ -94,6 +94,18 @@ pub use write::survivorship::{Survivorship, SurvivorshipRules};
 pub(crate) struct WriteSection<'a> {
     cache: MutexGuard<'a, write::cache::RecordCache>,
     _turn: WriteTurn,
+    /// When the section was entered, and where its length is added on leaving
+    /// ([`Engine::writer_busy`]).
+    entered: std::time::Instant,
+    busy_nanos: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Drop for WriteSection<'_> {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.entered.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::ops::Deref for WriteSection<'_> {
@@ -121,6 +133,9 @@ pub struct Engine {
     policies: Arc<PolicySet>,
     /// Serialises changes to the identity graph; guards the cache of committed records.
     write_lock: Mutex<write::cache::RecordCache>,
+    /// Nanoseconds the write lock was held since the engine opened: ingestion's serial part,
+    /// which bounds its rate whatever the cores (`cdp bench ingest` reports its share).
+    writer_busy_nanos: std::sync::atomic::AtomicU64,
     /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
     /// before it).
     audit: audit::AuditState,
@@ -213,6 +228,7 @@ impl Engine {
             config: rules,
             policies,
             write_lock: Mutex::new(write::cache::RecordCache::new(messages, synced_seq)),
+            writer_busy_nanos: std::sync::atomic::AtomicU64::new(0),
             audit: audit::AuditState::default(),
             index: index.map(Arc::new),
             exports_dir,
@@ -327,6 +343,14 @@ impl Engine {
         Ok(region)
     }
 
+    /// How long the write lock has been held in all since the engine opened.
+    pub fn writer_busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.writer_busy_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// The write lock, within a write turn of the store (several nodes on one database take
     /// turns; `cdp-store` `WriteTurn`). Take it before any other lock of the engine but
     /// `export_files_lock`: a turn waits for the node's other writers to finish.
@@ -338,7 +362,12 @@ impl Engine {
         if turn.generation() != cache.generation {
             self.sync_with_other_nodes(&mut cache, &turn)?;
         }
-        Ok(WriteSection { cache, _turn: turn })
+        Ok(WriteSection {
+            cache,
+            _turn: turn,
+            entered: std::time::Instant::now(),
+            busy_nanos: &self.writer_busy_nanos,
+        })
     }
 
     /// Another node wrote the shared database since this one's last turn: the records of

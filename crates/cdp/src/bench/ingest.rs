@@ -153,6 +153,10 @@ struct Run {
     /// (seconds since the start, events acknowledged).
     progress: Vec<(f64, usize)>,
     failures: usize,
+    /// CPU seconds the process used while sending (server, indexer and clients).
+    cpu: Option<f64>,
+    /// How long the first node's write lock was held while sending: ingestion's serial part.
+    writer_busy: Duration,
 }
 
 /// Sends the batches from `clients` concurrent clients while a monitor samples the index's
@@ -167,6 +171,8 @@ fn drive(
     let failures = AtomicUsize::new(0);
     let sending = AtomicBool::new(true);
     let acknowledged = AtomicUsize::new(0);
+    let cpu_before = super::process_cpu_seconds();
+    let busy_before = platform.engine.writer_busy();
     let started = Instant::now();
     let (latencies, elapsed, (freshness, progress)) = std::thread::scope(|scope| {
         // Named threads, so that a profile of the benchmark tells its CPU from the server's.
@@ -214,6 +220,10 @@ fn drive(
         freshness,
         progress,
         failures: failures.load(Ordering::Relaxed),
+        cpu: cpu_before
+            .zip(super::process_cpu_seconds())
+            .map(|(a, b)| b - a),
+        writer_busy: platform.engine.writer_busy().saturating_sub(busy_before),
     })
 }
 
@@ -527,6 +537,8 @@ impl Report {
                 "last_fifth_events_per_second": self.last_fifth.round(),
                 "p50_ms": ms(p50),
                 "p99_ms": ms(p99),
+                "cores_busy": run.cpu.map(|cpu| cpu / run.elapsed.as_secs_f64()),
+                "writer_busy_share": run.writer_busy.as_secs_f64() / run.elapsed.as_secs_f64(),
                 "commits": self.stats.commits,
                 "flushes": self.stats.flushes,
                 "precision": quality.precision,
@@ -589,6 +601,15 @@ impl Report {
             ms(p99),
             self.stats.commits,
             self.stats.flushes
+        );
+        println!(
+            "  while sending: {} cores busy (of the process: server, indexer, clients); the write lock held {:.0} % of the time{}",
+            run.cpu.map_or_else(
+                || "unknown".to_string(),
+                |cpu| format!("{:.2}", cpu / run.elapsed.as_secs_f64())
+            ),
+            100.0 * run.writer_busy.as_secs_f64() / run.elapsed.as_secs_f64(),
+            if self.nodes > 1 { " (first node)" } else { "" }
         );
         let peak = self.peak_rss.map_or_else(
             || "unknown".to_string(),

@@ -580,7 +580,7 @@ pub(super) fn process_memory(field: &str) -> Option<u64> {
 }
 
 /// CPU seconds this process has used (user and system), from /proc/self/stat.
-fn process_cpu_seconds() -> Option<f64> {
+pub(super) fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')')?.1;
