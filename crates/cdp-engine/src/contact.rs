@@ -651,6 +651,90 @@ mod tests {
         }
     }
 
+    fn lease(engine: &Engine, key: &[u8]) -> Option<TurnLease> {
+        engine
+            .get_system::<TurnLease>(Keyspace::Exports, key)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A send that holds its channel's turn past the renewal cadence extends the lease (so a
+    /// send of another export keeps waiting), and one whose lease was taken over while it
+    /// paused learns so instead of deciding members beside the other send.
+    #[test]
+    fn a_held_turn_is_renewed_at_the_cadence_and_a_lost_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::open(
+            crate::EngineConfig::new(
+                dir.path(),
+                std::sync::Arc::new(
+                    cdp_crypto::Keyring::generate().unwrap_or_else(|e| panic!("{e}")),
+                ),
+                std::sync::Arc::new(
+                    cdp_policy::PolicySet::builtin().unwrap_or_else(|e| panic!("{e}")),
+                ),
+            )
+            .with_index(crate::IndexMode::InMemory),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let turn = engine
+            .take_contact_turn(CampaignChannel::Sms, "export-a")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = lease(&engine, &turn.key).unwrap_or_else(|| panic!("no lease row"));
+        assert_eq!(first.holder, turn.holder);
+
+        // Within the cadence, a renewal writes nothing.
+        turn.renew().unwrap_or_else(|e| panic!("{e}"));
+        let unchanged = lease(&engine, &turn.key).unwrap_or_else(|| panic!("no lease row"));
+        assert_eq!(unchanged.until, first.until);
+
+        // Past it, the lease is extended, and another export's send still finds it taken.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let past = std::time::Instant::now()
+            .checked_sub(crate::jobs::RENEW_EVERY)
+            .unwrap_or_else(|| panic!("the clock is too young"));
+        turn.renewed_at.set(past);
+        turn.renew().unwrap_or_else(|e| panic!("{e}"));
+        let renewed = lease(&engine, &turn.key).unwrap_or_else(|| panic!("no lease row"));
+        assert!(renewed.until > first.until, "{renewed:?} vs {first:?}");
+        assert!(turn.renewed_at.get() > past);
+        let other = format!("{}/export-b", engine.node_name());
+        assert!(
+            !engine
+                .try_turn(&turn.key, &other)
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+
+        // Taken over (as after a pause past the lease): the next renewal refuses to go on, and
+        // giving the turn back leaves the new holder's lease alone.
+        let taken = TurnLease {
+            holder: other.clone(),
+            until: OffsetDateTime::now_utc() + crate::jobs::LEASE,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(
+            Keyspace::Exports,
+            turn.key.clone(),
+            engine
+                .seal_system(Keyspace::Exports, &turn.key, &taken)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        engine
+            .store()
+            .commit(batch)
+            .and_then(|ticket| ticket.wait_durable())
+            .unwrap_or_else(|e| panic!("{e}"));
+        turn.renewed_at.set(past);
+        let refused = turn
+            .renew()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("passed to another send"), "{refused}");
+        let key = turn.key.clone();
+        drop(turn);
+        assert_eq!(lease(&engine, &key).map(|l| l.holder), Some(other));
+    }
+
     #[test]
     fn the_default_rules_are_valid_and_countries_have_real_zones() {
         ContactRules::default()
