@@ -265,6 +265,12 @@ impl Engine {
         *self.store.subscribe_durable().borrow()
     }
 
+    /// Whether a store read is a network round trip (PostgreSQL) rather than a read of memory
+    /// or the page cache: the server then keeps reads off its async workers.
+    pub fn store_reads_are_remote(&self) -> bool {
+        self.store.reads_are_remote()
+    }
+
     /// Counters of the store, for `/metrics`.
     pub fn store_stats(&self) -> StoreStats {
         self.store.stats()

@@ -25,6 +25,29 @@ pub(crate) struct Observed;
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// When the request entered the application (set by [`observe_edge`], the outermost
+/// middleware that sees every request): the start of the server-side times a route reports
+/// (`Server-Timing`), so that they include the wait for a worker, not only the work.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrived(pub(crate) Instant);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Arrived {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Absent only when a route is served without the edge (tests of one router): from
+        // here is then the best estimate.
+        Ok(parts
+            .extensions
+            .get::<Arrived>()
+            .copied()
+            .unwrap_or_else(|| Arrived(Instant::now())))
+    }
+}
+
 /// Records metrics and a log line per request, labelled by route template. Added with
 /// `Router::layer`, so it sees `MatchedPath`.
 pub(crate) async fn observe(
@@ -70,6 +93,8 @@ pub(crate) async fn observe_edge(
 ) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
+    let mut request = request;
+    request.extensions_mut().insert(Arrived(started));
     let response = next.run(request).await;
     if response.extensions().get::<Observed>().is_none() {
         let elapsed = started.elapsed();
