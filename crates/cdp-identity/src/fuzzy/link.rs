@@ -355,14 +355,7 @@ pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
     let predicted_pairs: u64 = by_person.values().map(|n| pairs(*n)).sum();
     let true_pairs: u64 = by_truth.values().map(|n| pairs(*n)).sum();
     let correct_pairs: u64 = by_both.values().map(|n| pairs(*n)).sum();
-    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let precision = ratio(correct_pairs, predicted_pairs);
-    let recall = ratio(correct_pairs, true_pairs);
-    let f1 = if precision + recall == 0.0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
+    let (precision, recall, f1) = precision_recall_f1(correct_pairs, predicted_pairs, true_pairs);
     Quality {
         predicted_pairs,
         true_pairs,
@@ -371,6 +364,19 @@ pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
         recall,
         f1,
     }
+}
+
+/// Of `found` things, `right` were right, against `wanted` true ones (nothing to find or
+/// nothing found counts as perfect on that side).
+fn precision_recall_f1(right: u64, found: u64, wanted: u64) -> (f64, f64, f64) {
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let (precision, recall) = (ratio(right, found), ratio(right, wanted));
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    (precision, recall, f1)
 }
 
 /// Cluster quality of a partition against the truth: a person found is right only when it
@@ -407,14 +413,8 @@ pub fn cluster_quality(people: &[u32], truth: &[u64]) -> ClusterQuality {
         .filter(|((person, entity), n)| by_person[person] == **n && by_truth[entity] == **n)
         .count() as u64;
     let (predicted_clusters, true_clusters) = (by_person.len() as u64, by_truth.len() as u64);
-    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let precision = ratio(exact_clusters, predicted_clusters);
-    let recall = ratio(exact_clusters, true_clusters);
-    let f1 = if precision + recall == 0.0 {
-        0.0
-    } else {
-        2.0 * precision * recall / (precision + recall)
-    };
+    let (precision, recall, f1) =
+        precision_recall_f1(exact_clusters, predicted_clusters, true_clusters);
     ClusterQuality {
         predicted_clusters,
         true_clusters,
