@@ -344,14 +344,7 @@ pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
     fn pairs(n: u64) -> u64 {
         n * n.saturating_sub(1) / 2
     }
-    let mut by_person: HashMap<u32, u64> = HashMap::new();
-    let mut by_truth: HashMap<u64, u64> = HashMap::new();
-    let mut by_both: HashMap<(u32, u64), u64> = HashMap::new();
-    for (person, entity) in people.iter().zip(truth) {
-        *by_person.entry(*person).or_insert(0) += 1;
-        *by_truth.entry(*entity).or_insert(0) += 1;
-        *by_both.entry((*person, *entity)).or_insert(0) += 1;
-    }
+    let (by_person, by_truth, by_both) = record_counts(people, truth);
     let predicted_pairs: u64 = by_person.values().map(|n| pairs(*n)).sum();
     let true_pairs: u64 = by_truth.values().map(|n| pairs(*n)).sum();
     let correct_pairs: u64 = by_both.values().map(|n| pairs(*n)).sum();
@@ -364,6 +357,25 @@ pub fn pairwise_quality(people: &[u32], truth: &[u64]) -> Quality {
         recall,
         f1,
     }
+}
+
+/// Records per person found, per true entity, and per (person, entity).
+type RecordCounts = (
+    HashMap<u32, u64>,
+    HashMap<u64, u64>,
+    HashMap<(u32, u64), u64>,
+);
+
+fn record_counts(people: &[u32], truth: &[u64]) -> RecordCounts {
+    let mut by_person: HashMap<u32, u64> = HashMap::new();
+    let mut by_truth: HashMap<u64, u64> = HashMap::new();
+    let mut by_both: HashMap<(u32, u64), u64> = HashMap::new();
+    for (person, entity) in people.iter().zip(truth) {
+        *by_person.entry(*person).or_insert(0) += 1;
+        *by_truth.entry(*entity).or_insert(0) += 1;
+        *by_both.entry((*person, *entity)).or_insert(0) += 1;
+    }
+    (by_person, by_truth, by_both)
 }
 
 /// Of `found` things, `right` were right, against `wanted` true ones (nothing to find or
@@ -398,14 +410,7 @@ pub struct ClusterQuality {
 
 /// `people[i]`: the person of record `i`; `truth[i]`: its true entity.
 pub fn cluster_quality(people: &[u32], truth: &[u64]) -> ClusterQuality {
-    let mut by_person: HashMap<u32, u64> = HashMap::new();
-    let mut by_truth: HashMap<u64, u64> = HashMap::new();
-    let mut by_both: HashMap<(u32, u64), u64> = HashMap::new();
-    for (person, entity) in people.iter().zip(truth) {
-        *by_person.entry(*person).or_insert(0) += 1;
-        *by_truth.entry(*entity).or_insert(0) += 1;
-        *by_both.entry((*person, *entity)).or_insert(0) += 1;
-    }
+    let (by_person, by_truth, by_both) = record_counts(people, truth);
     // A person is exact when all its records are of one entity and that entity has no
     // record elsewhere: the three counts agree.
     let exact_clusters = by_both
