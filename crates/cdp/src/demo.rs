@@ -155,7 +155,8 @@ pub struct PlannedEvent {
     pub at: i64,
     rng: u64,
     counter: u64,
-    person: u32,
+    /// The generated person's index (the truth's id).
+    pub person: u32,
     pub channel: Channel,
     household: bool,
 }

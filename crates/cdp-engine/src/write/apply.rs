@@ -53,21 +53,40 @@ impl Changes {
         engine: &Engine,
         staged: &mut Staged,
     ) -> Result<WriteBatch, EngineError> {
-        let batch = self.seal(engine)?;
+        let mut batch = self.seal_except_graph(engine)?;
+        seal_graph(
+            engine,
+            &mut batch,
+            &self.nodes,
+            &self.evidence,
+            self.profiles
+                .iter()
+                .filter(|(id, _)| !self.deleted_profiles.contains(id)),
+        )?;
         staged.take(self);
         Ok(batch)
     }
 
-    fn seal(&mut self, engine: &Engine) -> Result<WriteBatch, EngineError> {
+    /// As [`Self::into_staged_batch`], for one message of a request of several: the nodes,
+    /// evidence and profiles it writes are left to [`Staged::seal_graph`] at the request's
+    /// end, so a person with twenty events in one request (an SDK's batch) has their profile
+    /// encrypted once, not twenty times with nineteen thrown away. Later messages read those
+    /// records decoded from `staged`, never from the store, so they need no sealed bytes.
+    /// Events and consents are sealed here: a merge later in the request moves them by
+    /// reading the request's staged writes.
+    pub(crate) fn into_request_batch(
+        mut self,
+        engine: &Engine,
+        staged: &mut Staged,
+    ) -> Result<WriteBatch, EngineError> {
+        let batch = self.seal_except_graph(engine)?;
+        staged.take(self);
+        Ok(batch)
+    }
+
+    /// Everything but the puts of nodes, evidence and profiles (deletions included).
+    fn seal_except_graph(&mut self, engine: &Engine) -> Result<WriteBatch, EngineError> {
         let mut batch = std::mem::take(&mut self.batch);
-        for (key, record) in &self.nodes {
-            let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
-            batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
-        }
-        for (id, record) in &self.evidence {
-            let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
-            batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
-        }
         for (node, evidence) in &self.removed_mentions {
             if !self.mentions.contains(&(*node, *evidence)) {
                 batch.delete(
@@ -132,13 +151,6 @@ impl Changes {
             let sealed = engine.seal_person(data_key, Keyspace::Exports, &key, &pending.fact)?;
             batch.put(Keyspace::Exports, key, sealed);
         }
-        for (id, (record, key)) in &self.profiles {
-            if self.deleted_profiles.contains(id) {
-                continue;
-            }
-            let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
-            batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
-        }
         for id in &self.deleted_profiles {
             batch.delete(Keyspace::Profiles, id.as_bytes().to_vec());
             engine.vault().destroy_person_key(id, &mut batch);
@@ -161,6 +173,29 @@ impl Changes {
         }
         Ok(batch)
     }
+}
+
+/// Seals the final state of nodes, evidence and (existing) profiles into `batch`.
+fn seal_graph<'a>(
+    engine: &Engine,
+    batch: &mut WriteBatch,
+    nodes: &BTreeMap<NodeKey, NodeRecord>,
+    evidence: &BTreeMap<EvidenceId, EvidenceRecord>,
+    profiles: impl Iterator<Item = (&'a ProfileId, &'a (ProfileRecord, DataKey))>,
+) -> Result<(), EngineError> {
+    for (key, record) in nodes {
+        let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
+        batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
+    }
+    for (id, record) in evidence {
+        let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
+        batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
+    }
+    for (id, (record, key)) in profiles {
+        let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
+        batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
+    }
+    Ok(())
 }
 
 /// Merge protection kept `node` from linking to `counterpart` for one event.
@@ -190,6 +225,23 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
+    /// The request's nodes, evidence and profiles in their final state, sealed once (after
+    /// the messages staged with [`Changes::into_request_batch`]; profiles merged away
+    /// were deleted by the message that merged them).
+    pub(crate) fn seal_graph(&self, engine: &Engine) -> Result<WriteBatch, EngineError> {
+        let mut batch = WriteBatch::new();
+        seal_graph(
+            engine,
+            &mut batch,
+            &self.nodes,
+            &self.evidence,
+            self.profiles
+                .iter()
+                .filter_map(|(id, profile)| profile.as_ref().map(|profile| (id, profile))),
+        )?;
+        Ok(batch)
+    }
+
     /// Takes the final state of one change, once it is sealed into a batch.
     pub(crate) fn take(&mut self, changes: Changes) {
         self.nodes.extend(changes.nodes);

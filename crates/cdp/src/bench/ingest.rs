@@ -94,22 +94,40 @@ impl Platform {
     }
 }
 
-/// The planned events as batches per channel, in event-time order (a source sends its events
-/// roughly in order).
-fn batches_of(plan: &crate::demo::Plan, batch_size: usize) -> Vec<Batch> {
-    let mut pending: BTreeMap<Channel, Vec<u32>> = BTreeMap::new();
+/// How `cdp bench ingest` puts the planned events into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchOrder {
+    /// A channel's events in event-time order, many people per batch.
+    Time,
+    /// One person's events on one channel per batch (a device's queue).
+    Device,
+}
+
+/// The planned events as batches per channel (`Time`: in event-time order, as a source sends
+/// its events roughly in order) or per person and channel (`Device`: up to `batch_size` of a
+/// device's events, the batches sent in the order of their first event).
+fn batches_of(plan: &crate::demo::Plan, batch_size: usize, order: BatchOrder) -> Vec<Batch> {
+    let mut pending: BTreeMap<(u32, Channel), Vec<u32>> = BTreeMap::new();
     let mut batches = Vec::new();
     for (index, event) in plan.events.iter().enumerate() {
-        let list = pending.entry(event.channel).or_default();
+        let queue = match order {
+            BatchOrder::Time => 0,
+            BatchOrder::Device => event.person,
+        };
+        let list = pending.entry((queue, event.channel)).or_default();
         list.push(u32::try_from(index).unwrap_or(u32::MAX));
         if list.len() >= batch_size {
             batches.push((event.channel, std::mem::take(list)));
         }
     }
-    for (channel, list) in pending {
-        if !list.is_empty() {
-            batches.push((channel, list));
-        }
+    batches.extend(
+        pending
+            .into_iter()
+            .filter(|(_, list)| !list.is_empty())
+            .map(|((_, channel), list)| (channel, list)),
+    );
+    if order == BatchOrder::Device {
+        batches.sort_by_key(|(_, list)| list[0]);
     }
     batches
 }
@@ -379,7 +397,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
     );
     let generation = generated_at.elapsed();
     let total_events = plan.events.len();
-    let batches = batches_of(&plan, args.batch_size);
+    let batches = batches_of(&plan, args.batch_size, args.order);
     let carried = Carried::default();
     let server = Server::start(platform.engine.clone())?;
     let addrs: Vec<std::net::SocketAddr> = std::iter::once(server.addr)
@@ -451,6 +469,7 @@ pub(super) fn run(args: IngestArgs) -> anyhow::Result<()> {
         events: total_events,
         batches: batches.len(),
         batch_size: args.batch_size,
+        order: args.order,
         clients: args.clients,
         generation,
         evaluation,
@@ -494,6 +513,7 @@ struct Report {
     events: usize,
     batches: usize,
     batch_size: usize,
+    order: BatchOrder,
     clients: usize,
     generation: Duration,
     evaluation: Duration,
@@ -532,6 +552,7 @@ impl Report {
                 "nodes": self.nodes,
                 "events": self.events,
                 "batches": self.batches,
+                "order": format!("{:?}", self.order).to_lowercase(),
                 "seconds": run.elapsed.as_secs_f64(),
                 "events_per_second": per_second.round(),
                 "last_fifth_events_per_second": self.last_fifth.round(),
@@ -558,11 +579,15 @@ impl Report {
             return;
         }
         println!(
-            "cdp bench ingest: {} people, {} events, {} batches of <= {} over HTTP, {} clients, {} store{}",
+            "cdp bench ingest: {} people, {} events, {} batches of <= {} ({}) over HTTP, {} clients, {} store{}",
             self.people,
             self.events,
             self.batches,
             self.batch_size,
+            match self.order {
+                BatchOrder::Time => "many people each, in event-time order",
+                BatchOrder::Device => "one person and channel each",
+            },
             self.clients,
             self.store_name,
             if self.nodes > 1 {

@@ -209,6 +209,11 @@ pub struct IngestArgs {
     /// Messages per HTTP batch.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    /// How the events are batched: `time` (a channel's events in event-time order, many
+    /// people per batch, as a server-side source sends them) or `device` (one person's
+    /// events on one channel per batch, as a web or mobile SDK flushes its queue).
+    #[arg(long, value_enum, default_value_t = ingest::BatchOrder::Time)]
+    order: ingest::BatchOrder,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 8)]
     clients: usize,
