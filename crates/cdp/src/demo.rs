@@ -155,7 +155,6 @@ pub struct PlannedEvent {
     pub at: i64,
     rng: u64,
     counter: u64,
-    /// The generated person's index (the truth's id).
     pub person: u32,
     pub channel: Channel,
     household: bool,

@@ -46,35 +46,14 @@ impl Changes {
         self.nodes.entry(key).or_insert_with(current)
     }
 
-    /// Seals the change into a batch and hands its decoded records to `staged` for the later
-    /// messages of the request (moved, not copied).
+    /// Seals the change into a batch and hands its decoded records to `staged` (moved, not
+    /// copied). The nodes, evidence and profiles it writes are left to [`Staged::seal_graph`]
+    /// at the end of the request or operation, so a person with twenty events in one request
+    /// (an SDK's batch) has their profile encrypted once, not twenty times with nineteen
+    /// thrown away. Later messages read those records decoded from `staged`, never from the
+    /// store. Events and consents are sealed here: a merge later in the request moves them
+    /// by reading the request's staged writes.
     pub(crate) fn into_staged_batch(
-        mut self,
-        engine: &Engine,
-        staged: &mut Staged,
-    ) -> Result<WriteBatch, EngineError> {
-        let mut batch = self.seal_except_graph(engine)?;
-        seal_graph(
-            engine,
-            &mut batch,
-            &self.nodes,
-            &self.evidence,
-            self.profiles
-                .iter()
-                .filter(|(id, _)| !self.deleted_profiles.contains(id)),
-        )?;
-        staged.take(self);
-        Ok(batch)
-    }
-
-    /// As [`Self::into_staged_batch`], for one message of a request of several: the nodes,
-    /// evidence and profiles it writes are left to [`Staged::seal_graph`] at the request's
-    /// end, so a person with twenty events in one request (an SDK's batch) has their profile
-    /// encrypted once, not twenty times with nineteen thrown away. Later messages read those
-    /// records decoded from `staged`, never from the store, so they need no sealed bytes.
-    /// Events and consents are sealed here: a merge later in the request moves them by
-    /// reading the request's staged writes.
-    pub(crate) fn into_request_batch(
         mut self,
         engine: &Engine,
         staged: &mut Staged,
@@ -175,29 +154,6 @@ impl Changes {
     }
 }
 
-/// Seals the final state of nodes, evidence and (existing) profiles into `batch`.
-fn seal_graph<'a>(
-    engine: &Engine,
-    batch: &mut WriteBatch,
-    nodes: &BTreeMap<NodeKey, NodeRecord>,
-    evidence: &BTreeMap<EvidenceId, EvidenceRecord>,
-    profiles: impl Iterator<Item = (&'a ProfileId, &'a (ProfileRecord, DataKey))>,
-) -> Result<(), EngineError> {
-    for (key, record) in nodes {
-        let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
-        batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
-    }
-    for (id, record) in evidence {
-        let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
-        batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
-    }
-    for (id, (record, key)) in profiles {
-        let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
-        batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
-    }
-    Ok(())
-}
-
 /// Merge protection kept `node` from linking to `counterpart` for one event.
 #[derive(Debug, Clone)]
 pub(crate) struct Conflict {
@@ -225,20 +181,24 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
-    /// The request's nodes, evidence and profiles in their final state, sealed once (after
-    /// the messages staged with [`Changes::into_request_batch`]; profiles merged away
-    /// were deleted by the message that merged them).
+    /// The nodes, evidence and profiles of the changes taken, in their final state, sealed
+    /// once (profiles merged away are left out: the change that merged them deleted them).
     pub(crate) fn seal_graph(&self, engine: &Engine) -> Result<WriteBatch, EngineError> {
         let mut batch = WriteBatch::new();
-        seal_graph(
-            engine,
-            &mut batch,
-            &self.nodes,
-            &self.evidence,
-            self.profiles
-                .iter()
-                .filter_map(|(id, profile)| profile.as_ref().map(|profile| (id, profile))),
-        )?;
+        for (key, record) in &self.nodes {
+            let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
+            batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
+        }
+        for (id, record) in &self.evidence {
+            let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
+            batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
+        }
+        for (id, profile) in &self.profiles {
+            if let Some((record, key)) = profile {
+                let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
+                batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
+            }
+        }
         Ok(batch)
     }
 

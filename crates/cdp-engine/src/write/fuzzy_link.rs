@@ -155,6 +155,7 @@ impl Engine {
         drop(graph);
         let batch = changes.into_staged_batch(self, &mut staged)?;
         overlay.stage(batch)?;
+        overlay.stage(staged.seal_graph(self)?)?;
         let ticket = overlay.commit()?;
         // Committed: keep the ingest cache equal to the store.
         cache.apply(staged);

@@ -117,10 +117,7 @@ impl Engine {
             }
         }
         // The graph records the messages changed, each once in its final state.
-        let graph = staged.seal_graph(self)?;
-        if !graph.is_empty() {
-            overlay.stage(graph)?;
-        }
+        overlay.stage(staged.seal_graph(self)?)?;
         // The request's messages join the de-duplication window as one record.
         let minute = crate::write::dedup::minute_of(time::OffsetDateTime::now_utc());
         let digests: Vec<[u8; 16]> = staged.messages.iter().copied().collect();
@@ -331,7 +328,7 @@ impl Engine {
         }
         self.stage_signals(&mut graph, &mut changes, &incoming, signals)?;
         drop(graph);
-        let batch = changes.into_request_batch(self, staged)?;
+        let batch = changes.into_staged_batch(self, staged)?;
         staged.conflicts.extend(conflicts);
         if remembered {
             staged.messages.insert(digest);

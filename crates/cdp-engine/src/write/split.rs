@@ -46,6 +46,7 @@ impl Engine {
         let mut staged = Staged::default();
         let (batch, survivors) = self.split_batch(&overlay, &mut staged, id, resolved, request)?;
         overlay.stage(batch)?;
+        overlay.stage(staged.seal_graph(self)?)?;
         let ticket = overlay.commit()?;
         // Committed: keep the ingest cache equal to the store.
         cache.apply(staged);
