@@ -333,4 +333,114 @@ mod tests {
             assert_eq!(decode::<Sample>(bad), Err(CodecError));
         }
     }
+
+    /// What an export reads of a profile and of a consent equals what the whole record holds,
+    /// in both stored forms, and the fields it skips come back empty.
+    #[test]
+    fn batch_readers_keep_what_decisions_and_rows_use() {
+        use crate::consent::record::{ConsentForBatch, ConsentRecord};
+        use crate::records::{IdentifierEntry, ProfileForBatch, ProfileRecord, TraitValue};
+        use cdp_core::Channel;
+        let at = time::macros::datetime!(2026-11-23 04:05:06 UTC);
+        let node = NodeKey(cdp_crypto::BlindIndex::from_bytes([7; 32]));
+        let mut record =
+            ProfileRecord::new(cdp_core::ProfileId::from_bytes([5; 16]), at, (1, [1; 16]));
+        record.identifiers.push(IdentifierEntry {
+            kind: cdp_core::IdentifierType::Email,
+            value: "zhang.san@example.cn".into(),
+            node,
+            source_id: "src_web".into(),
+            channel: Channel::Web,
+            field: "traits.email".into(),
+            first_seen: at,
+            last_seen: at,
+        });
+        record.traits.insert(
+            "address".into(),
+            TraitValue {
+                value: serde_json::json!({"country": "CN", "city": "上海"}),
+                source_id: "src_web".into(),
+                channel: Channel::Web,
+                at,
+                first_seen: at,
+            },
+        );
+        record.channels.insert(
+            Channel::Web,
+            crate::records::ChannelSummary {
+                first_seen: at,
+                last_seen: at,
+                events: 4,
+            },
+        );
+        record.evidence.insert(EvidenceId([9; 16]));
+        record
+            .merged_from
+            .push(cdp_core::ProfileId::from_bytes([6; 16]));
+        record.consent_marks.insert("web".into(), "digest".into());
+        record.event_count = 4;
+        record.activity.first_order_at = Some(1_700_000_000);
+        record.activity.lifetime_orders = 2;
+        record.restricted = true;
+        record.tags_removed.insert("vip".into());
+        let consent = ConsentRecord {
+            id: "cns_1".into(),
+            purpose: "marketing.email".into(),
+            status: cdp_policy::ConsentStatus::Granted,
+            legal_basis: None,
+            notice_version: Some("2026-01".into()),
+            source: "newsletter sign-up".into(),
+            channel: Some(Channel::Web),
+            recipient: Some("rcp_1".into()),
+            separate: true,
+            guardian: false,
+            scopes: Vec::new(),
+            categories: vec!["user.health".into()],
+            evidence: serde_json::json!({"double_opt_in": true}),
+            origin: ConsentOrigin::Identifier {
+                kind: cdp_core::IdentifierType::Email,
+                node,
+            },
+            via: "api".into(),
+            at,
+            recorded_at: at,
+            recorded_by: "dpo".into(),
+            detached: false,
+        };
+        for (profile_bytes, consent_bytes) in [
+            (encode(&record).unwrap(), encode(&consent).unwrap()),
+            (
+                serde_json::to_vec(&record).unwrap(),
+                serde_json::to_vec(&consent).unwrap(),
+            ),
+        ] {
+            let read = decode::<ProfileForBatch>(&profile_bytes).unwrap();
+            assert_eq!(read.id, record.id);
+            assert_eq!(read.identifiers, record.identifiers);
+            assert_eq!(read.traits, record.traits);
+            assert_eq!(read.activity, record.activity);
+            assert!(read.restricted);
+            assert_eq!(read.tags_removed, record.tags_removed);
+            assert!(read.channels.is_empty() && read.evidence.is_empty());
+            assert!(read.merged_from.is_empty() && read.consent_marks.is_empty());
+            let counted = decode::<ConsentForBatch>(&consent_bytes).unwrap();
+            let counted: &ConsentRecord = std::borrow::Borrow::borrow(&counted);
+            assert_eq!(counted.fact(), consent.fact());
+            assert_eq!(
+                (&counted.id, counted.recorded_at),
+                (&consent.id, consent.recorded_at)
+            );
+            assert_eq!(counted.evidence, serde_json::Value::Null);
+        }
+        // A detached grant does not count, read either way.
+        let detached = ConsentRecord {
+            detached: true,
+            ..consent
+        };
+        let counted = decode::<ConsentForBatch>(&encode(&detached).unwrap()).unwrap();
+        assert_eq!(
+            std::borrow::Borrow::<ConsentRecord>::borrow(&counted).fact(),
+            None
+        );
+    }
 }

@@ -248,18 +248,28 @@ impl Engine {
 
     /// A person's ledger from its sealed entries (as scanned: key, sealed value), in the order
     /// they were recorded.
-    pub(crate) fn open_consent_records(
+    /// `R`: the whole record, or what a batch reader counts of it (`ConsentForBatch`).
+    pub(crate) fn open_consent_records<R>(
         &self,
         key: &cdp_crypto::DataKey,
         sealed: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Vec<ConsentRecord>, EngineError> {
+    ) -> Result<Vec<R>, EngineError>
+    where
+        R: serde::de::DeserializeOwned + std::borrow::Borrow<ConsentRecord>,
+    {
         let mut records = sealed
             .iter()
             .map(|(ledger_key, value)| {
-                self.open_person::<ConsentRecord>(key, Keyspace::Consents, ledger_key, value)
+                self.open_person::<R>(key, Keyspace::Consents, ledger_key, value)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        records.sort_by(|a, b| (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id)));
+        records.sort_by(|a, b| {
+            let (a, b): (&ConsentRecord, &ConsentRecord) = (
+                std::borrow::Borrow::borrow(a),
+                std::borrow::Borrow::borrow(b),
+            );
+            (a.recorded_at, &a.id).cmp(&(b.recorded_at, &b.id))
+        });
         Ok(records)
     }
 

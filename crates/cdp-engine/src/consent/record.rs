@@ -200,6 +200,73 @@ impl ConsentRecord {
     }
 }
 
+/// A consent record as a batch reader counts it (an export decides a million members): the
+/// fields of its [`ConsentFact`] and of the ledger's order, without the evidence, source and
+/// recorder only the consent history shows (skipped by the decoder). It lends a
+/// [`ConsentRecord`] whose skipped fields are empty, and offers no way to get that record
+/// out: it can never be written back.
+#[derive(Debug)]
+pub(crate) struct ConsentForBatch(ConsentRecord);
+
+impl std::borrow::Borrow<ConsentRecord> for ConsentForBatch {
+    fn borrow(&self) -> &ConsentRecord {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsentForBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The fields read; the others are skipped as unknown ones are.
+        #[derive(Deserialize)]
+        struct Read {
+            id: String,
+            purpose: String,
+            status: ConsentStatus,
+            #[serde(default)]
+            notice_version: Option<String>,
+            #[serde(default)]
+            recipient: Option<String>,
+            #[serde(default)]
+            separate: bool,
+            #[serde(default)]
+            guardian: bool,
+            #[serde(default)]
+            scopes: Vec<ConsentScope>,
+            #[serde(default)]
+            categories: Vec<String>,
+            origin: ConsentOrigin,
+            #[serde(with = "crate::records::instant")]
+            at: OffsetDateTime,
+            #[serde(with = "crate::records::instant")]
+            recorded_at: OffsetDateTime,
+            #[serde(default)]
+            detached: bool,
+        }
+        let read = Read::deserialize(deserializer)?;
+        Ok(Self(ConsentRecord {
+            id: read.id,
+            purpose: read.purpose,
+            status: read.status,
+            legal_basis: None,
+            notice_version: read.notice_version,
+            source: String::new(),
+            channel: None,
+            recipient: read.recipient,
+            separate: read.separate,
+            guardian: read.guardian,
+            scopes: read.scopes,
+            categories: read.categories,
+            evidence: Value::Null,
+            origin: read.origin,
+            via: String::new(),
+            at: read.at,
+            recorded_at: read.recorded_at,
+            recorded_by: String::new(),
+            detached: read.detached,
+        }))
+    }
+}
+
 /// Who a consent is about.
 #[derive(Debug, Clone)]
 pub enum ConsentSubject {

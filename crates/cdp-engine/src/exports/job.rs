@@ -367,11 +367,14 @@ impl Engine {
             let halves: Vec<&[ProfileId]> = block.chunks(block.len().div_ceil(2).max(1)).collect();
             let mut pending = std::mem::take(&mut tally.pending);
             let (results, written) = std::thread::scope(|scope| {
+                // Named: `top -H` and profiles tell the deciding from the file writing.
                 let workers: Vec<_> = halves
                     .iter()
                     .map(|half| {
                         let shape = &shape;
-                        scope.spawn(move || self.export_members(half, shape))
+                        std::thread::Builder::new()
+                            .name("cdp-export-decide".into())
+                            .spawn_scoped(scope, move || self.export_members(half, shape))
                     })
                     .collect();
                 let written = pending
@@ -383,9 +386,12 @@ impl Engine {
                 let results: Vec<Result<MemberResults, EngineError>> = workers
                     .into_iter()
                     .map(|worker| {
-                        worker.join().unwrap_or_else(|_| {
-                            Err(EngineError::Job("an export worker panicked".into()))
-                        })
+                        worker
+                            .map_err(|e| EngineError::Job(format!("no export worker: {e}")))?
+                            .join()
+                            .unwrap_or_else(|_| {
+                                Err(EngineError::Job("an export worker panicked".into()))
+                            })
                     })
                     .collect();
                 (results, written)

@@ -17,7 +17,7 @@ use super::hashes::{
 };
 use crate::computed::{ComputedTraits, Quintiles, compute};
 use crate::derived::{DerivedAttributes, age_band, rfm_score};
-use crate::records::ProfileRecord;
+use crate::records::{ProfileForBatch, ProfileRecord};
 use crate::{Engine, EngineError};
 
 /// Where an export worker reads its members' records: one forward cursor per keyspace, so
@@ -210,7 +210,7 @@ impl Engine {
         &self,
         cursors: &mut SubjectCursors<'_>,
         id: ProfileId,
-    ) -> Result<Option<(ProfileRecord, SubjectFacts, cdp_crypto::DataKey)>, EngineError> {
+    ) -> Result<Option<(ProfileForBatch, SubjectFacts, cdp_crypto::DataKey)>, EngineError> {
         // Members come from the index: current ids (one merged away since is simply gone, and
         // so is an erased person, whose key was destroyed).
         let Some(wrapped) = cursors.keys.get(id.as_bytes())? else {
@@ -220,9 +220,10 @@ impl Engine {
             return Ok(None);
         };
         let key = self.vault().unwrap_person_key(&id, wrapped)?;
-        let record: ProfileRecord =
+        let record: ProfileForBatch =
             self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
-        let consents = self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
+        let consents: Vec<crate::consent::record::ConsentForBatch> =
+            self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
         let facts = self.subject_facts(&record, &consents)?;
         Ok(Some((record, facts, key)))
     }

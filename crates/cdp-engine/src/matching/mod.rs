@@ -517,7 +517,8 @@ impl Engine {
             let record: ProfileRecord =
                 self.open_person(&data_key, Keyspace::Profiles, &id_bytes, &sealed)?;
             report.profiles += 1;
-            let facts = self.subject_facts(&record, &[])?;
+            let facts =
+                self.subject_facts(&record, &[] as &[crate::consent::record::ConsentRecord])?;
             let (jurisdictions, _) = self.policies.jurisdictions_for(&facts);
             let names: Vec<&str> = jurisdictions
                 .iter()

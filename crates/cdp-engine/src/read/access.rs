@@ -119,7 +119,7 @@ impl Engine {
     pub(crate) fn subject_facts(
         &self,
         record: &ProfileRecord,
-        consents: &[ConsentRecord],
+        consents: &[impl std::borrow::Borrow<ConsentRecord>],
     ) -> Result<SubjectFacts, EngineError> {
         let derived = DerivedAttributes::of(record, OffsetDateTime::now_utc());
         let sources: BTreeSet<&str> = record
@@ -139,7 +139,10 @@ impl Engine {
             regions: regions.into_iter().collect(),
             age: derived.age(),
             restricted: record.restricted,
-            consents: consents.iter().filter_map(ConsentRecord::fact).collect(),
+            consents: consents
+                .iter()
+                .filter_map(|c| std::borrow::Borrow::<ConsentRecord>::borrow(c).fact())
+                .collect(),
         })
     }
 
