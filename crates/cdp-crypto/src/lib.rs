@@ -43,7 +43,7 @@ pub use password::{
     verify_password,
 };
 pub use pseudonym::{AuditKey, PseudonymKey};
-pub use random::{random_bytes, random_profile_id};
+pub use random::{public_random, random_bytes, random_profile_id};
 pub use signing::{SigningKey, verify_signature};
 pub use tokens::{
     DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenAlgorithm, TokenClaims, TokenError, TokenKey,

@@ -36,6 +36,12 @@ thread_local! {
     };
 }
 
+/// `N` random bytes that will be public (a nonce, a uniquifier in a store key), cut from the
+/// per-thread pool: never for keys or ids that must stay secret or unguessable.
+pub fn public_random<const N: usize>() -> Result<[u8; N], CryptoError> {
+    random_nonce()
+}
+
 pub(crate) fn random_nonce<const N: usize>() -> Result<[u8; N], CryptoError> {
     NONCE_POOL.with(|pool| {
         let mut pool = pool.borrow_mut();

@@ -1,14 +1,14 @@
 //! Contact pressure: frequency caps per person and channel over rolling windows, across every
 //! campaign, and quiet hours per channel in the person's local time.
 //!
-//! **The ledger.** Every campaign send that contacts a person appends to their contact ledger
-//! for the channel (`contacts/<profile id>/<channel>/self` in `Keyspace::Exports`, sealed with
-//! the person's own data key: erasure shreds it with everything else). A merge moves the
-//! absorbed person's ledger beside the survivor's under its own key
-//! (`contacts/<survivor>/<channel>/<absorbed>`), so that the merged person's caps count both;
-//! only a send writes `self`. The person comes first in the key: a send reads the ledgers of
-//! its members (ascending ids) through one cursor, and attribution, merges and erasure read
-//! all of a person's channels with one scan.
+//! **The ledger.** Every campaign send that contacts a person writes one contact record for
+//! the channel (`contacts/<profile id>/<channel>/@<time><random>` in `Keyspace::Exports`, the
+//! campaign and export sealed with the person's own data key: erasure shreds it with
+//! everything else; `contact_ledger.rs`). A merge moves the absorbed person's records beside
+//! the survivor's under its key, so that the merged person's caps count both. The person
+//! comes first in the key and the time next: a send counts the recent contacts of its
+//! members (ascending ids) by walking keys through one cursor, and attribution, merges and
+//! erasure read all of a person's channels with one scan.
 //!
 //! **Caps hold under concurrency.** A send takes its channel's turn (`contact-turn/<channel>`,
 //! a lease row with an expiry, taken in a write turn: one holder across the nodes of a shared
@@ -29,7 +29,9 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::contact_ledger::{ContactEntry, ContactLedger, person_ledgers_prefix};
+use crate::contact_ledger::{
+    ContactEntry, ContactLedger, contact_key, contact_time, person_ledgers_prefix,
+};
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
@@ -59,8 +61,8 @@ impl CampaignChannel {
     }
 }
 
-/// Entries older than this leave the ledger when it is next written (the longest window a
-/// cap or an attribution may use).
+/// Contacts older than this are deleted when the person is next contacted at the channel
+/// (the longest window a cap or an attribution may use).
 const KEEP_DAYS: i64 = 366;
 
 /// At most this many contacts a person at a channel (each send adds one).
@@ -243,12 +245,6 @@ pub(crate) fn ledger_prefix(channel: CampaignChannel, id: &ProfileId) -> Vec<u8>
     key
 }
 
-fn own_ledger_key(channel: CampaignChannel, id: &ProfileId) -> Vec<u8> {
-    let mut key = ledger_prefix(channel, id);
-    key.extend_from_slice(b"self");
-    key
-}
-
 /// Why a person may not be contacted now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeldBack {
@@ -298,11 +294,16 @@ impl std::fmt::Debug for ContactGate {
     }
 }
 
-/// A person's verdict and, when contacted, their ledger as the send leaves it.
+/// A person's verdict and, when contacted, the records the send leaves behind.
 pub(crate) struct ContactCheck {
     pub(crate) held_back: Option<HeldBack>,
-    own: ContactLedger,
+    /// Records past [`KEEP_DAYS`] (or beyond [`MAX_ENTRIES`]), deleted with the next contact.
+    stale: Vec<Vec<u8>>,
 }
+
+/// A write of a finished send: a contact record (`Some`: the sealed entry) or the deletion
+/// of a stale one (`None`).
+pub(crate) type ContactWrite = (Vec<u8>, Option<Vec<u8>>);
 
 impl ContactGate {
     pub(crate) fn new(
@@ -372,17 +373,33 @@ impl ContactGate {
         residency: Option<&str>,
     ) -> Result<ContactCheck, EngineError> {
         let now = self.now.unix_timestamp();
-        let mut own = ContactLedger::default();
+        let keep_after = now - KEEP_DAYS * 86_400;
+        let prefix = ledger_prefix(self.channel, &record.id);
         let mut times = Vec::new();
-        let own_key = own_ledger_key(self.channel, &record.id);
-        for (ledger_key, sealed) in ledgers.prefix(&ledger_prefix(self.channel, &record.id))? {
-            let ledger: ContactLedger =
-                engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
-            times.extend(ledger.entries.iter().map(|e| e.at));
-            if ledger_key == own_key {
-                own = ledger;
+        let mut stale = Vec::new();
+        // Contact records in time order (the time is in the key: nothing to open); a ledger
+        // of earlier stores is opened, and dropped once all of it is past keeping.
+        let mut recent = Vec::new();
+        for (ledger_key, sealed) in ledgers.prefix(&prefix)? {
+            match contact_time(&ledger_key[prefix.len()..]) {
+                Some(at) if at <= keep_after => stale.push(ledger_key),
+                Some(at) => {
+                    times.push(at);
+                    recent.push(ledger_key);
+                }
+                None => {
+                    let ledger: ContactLedger =
+                        engine.open_person(key, Keyspace::Exports, &ledger_key, &sealed)?;
+                    times.extend(ledger.entries.iter().map(|e| e.at));
+                    if ledger.entries.iter().all(|e| e.at <= keep_after) {
+                        stale.push(ledger_key);
+                    }
+                }
             }
         }
+        // The oldest go when the channel holds as many as it keeps (this send adds one).
+        let over = (recent.len() + 1).saturating_sub(MAX_ENTRIES);
+        stale.extend(recent.into_iter().take(over));
         let capped = self.caps.iter().any(|cap| {
             let since = now - i64::from(cap.window_days) * 86_400;
             times.iter().filter(|at| **at > since).count() >= cap.max as usize
@@ -394,7 +411,7 @@ impl ContactGate {
         } else {
             None
         };
-        Ok(ContactCheck { held_back, own })
+        Ok(ContactCheck { held_back, stale })
     }
 
     /// Quiet in the person's time zone: their `timezone` trait (IANA), else any zone of their
@@ -412,28 +429,27 @@ impl ContactGate {
             .unwrap_or(self.quiet_by_default)
     }
 
-    /// The person's own ledger with this send's contact, sealed for the finished job's batch.
+    /// This send's contact record of the person, sealed, and the deletions of their stale
+    /// ones, for the finished job's batch (appended to `writes`).
     pub(crate) fn record_contact(
         &self,
         engine: &Engine,
         key: &cdp_crypto::DataKey,
         id: &ProfileId,
         check: ContactCheck,
-    ) -> Result<(Vec<u8>, Vec<u8>), EngineError> {
-        let mut ledger = check.own;
-        let keep_after = self.now.unix_timestamp() - KEEP_DAYS * 86_400;
-        ledger.entries.retain(|e| e.at > keep_after);
-        if ledger.entries.len() >= MAX_ENTRIES {
-            ledger.entries.remove(0);
-        }
-        ledger.entries.push(ContactEntry {
-            at: self.now.unix_timestamp(),
+        writes: &mut Vec<ContactWrite>,
+    ) -> Result<(), EngineError> {
+        writes.extend(check.stale.into_iter().map(|stale| (stale, None)));
+        let at = self.now.unix_timestamp();
+        let record_key = contact_key(&ledger_prefix(self.channel, id), at)?;
+        let entry = ContactEntry {
+            at,
             campaign: self.campaign.clone(),
             export: self.export.clone(),
-        });
-        let ledger_key = own_ledger_key(self.channel, id);
-        let sealed = engine.seal_person(key, Keyspace::Exports, &ledger_key, &ledger)?;
-        Ok((ledger_key, sealed))
+        };
+        let sealed = engine.seal_person(key, Keyspace::Exports, &record_key, &entry)?;
+        writes.push((record_key, Some(sealed)));
+        Ok(())
     }
 }
 

@@ -189,3 +189,39 @@ fn inference_terms_name_known_categories_once() {
     });
     assert!(message.contains("lower case"), "{message}");
 }
+
+#[test]
+fn an_exports_minimum_audience_is_the_strictest_of_the_jurisdictions_decided() {
+    use cdp_policy::{Action, DecisionRequest, SubjectFacts};
+    let mut files = files();
+    let pipl = files["pipl.yaml"].replace("  min_audience_size: 20", "  min_audience_size: 50");
+    assert_ne!(pipl, files["pipl.yaml"], "the fixture's edit must apply");
+    files.insert("pipl.yaml".into(), pipl);
+    let policies = PolicySet::from_files(files, "test").unwrap();
+    let request = |purpose: &str| DecisionRequest {
+        action: Action::Export,
+        purpose: purpose.into(),
+        caller: None,
+        recipient: None,
+        fields: Vec::new(),
+        inferred: Vec::new(),
+    };
+    let person = |residency: Option<&str>| SubjectFacts {
+        residency: residency.map(str::to_string),
+        ..SubjectFacts::default()
+    };
+    // Found from the decision's jurisdictions, it equals what finding them again gives.
+    for (residency, expected) in [(Some("CN"), 50), (Some("DE"), 20), (None, 50)] {
+        let facts = person(residency);
+        let decision = policies.decide(&request("marketing"), &facts);
+        let again = (policies.jurisdictions_for(&facts).0.iter())
+            .map(|j| j.export.min_audience_size)
+            .max();
+        assert_eq!(policies.min_audience_of(&decision), Some(expected));
+        assert_eq!(again, Some(expected), "{residency:?}");
+    }
+    // A decision that ended before any jurisdiction applied names none.
+    let decision = policies.decide(&request("no-such-purpose"), &person(Some("CN")));
+    assert!(decision.jurisdictions.is_empty());
+    assert_eq!(policies.min_audience_of(&decision), None);
+}

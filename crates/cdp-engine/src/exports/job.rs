@@ -84,8 +84,8 @@ struct Tally {
     pending: Vec<(String, Vec<u8>)>,
     /// A campaign send's assignments.
     assigned: Vec<([u8; 16], u8)>,
-    /// A campaign send's contact ledgers as it leaves them, sealed (key, value).
-    contacts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A campaign send's contact records, sealed, and stale ones to delete.
+    contacts: Vec<crate::contact::ContactWrite>,
 }
 
 impl Tally {
@@ -662,7 +662,10 @@ impl Engine {
             // The contacts of a campaign send count against the channel's caps from the moment
             // the send is done (the channel's turn is held until then).
             for (key, sealed) in contacts {
-                batch.put(Keyspace::Exports, key, sealed);
+                match sealed {
+                    Some(sealed) => batch.put(Keyspace::Exports, key, sealed),
+                    None => batch.delete(Keyspace::Exports, key),
+                };
             }
             // A campaign send: who was assigned where, for the measurement of its results.
             for (n, chunk) in arms

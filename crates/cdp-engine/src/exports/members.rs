@@ -48,9 +48,9 @@ pub(super) struct Finished<'a> {
     /// A campaign send: each eligible person's profile id and arm (0: the holdout, 1 + the
     /// variant's index otherwise).
     pub(super) arms: &'a [([u8; 16], u8)],
-    /// A campaign send: the contact ledgers of the people it contacted, sealed (key, value);
-    /// moved into the batch, not copied (900,000 of them at 1M members, in the write turn).
-    pub(super) contacts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A campaign send: the contact records of the people it contacted, sealed, and stale
+    /// ones to delete; moved into the batch, not copied (900,000 at 1M members).
+    pub(super) contacts: Vec<crate::contact::ContactWrite>,
 }
 
 /// The bytes of a pseudonym (32 hex digits).

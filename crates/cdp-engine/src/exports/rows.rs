@@ -44,8 +44,8 @@ pub(super) struct MemberResults {
     pub(super) rows: Vec<(String, Vec<u8>)>,
     /// A campaign send: each eligible member's profile id and arm (0: the holdout).
     pub(super) assigned: Vec<([u8; 16], u8)>,
-    /// A campaign send: the contacted members' ledgers as it leaves them, sealed.
-    pub(super) contacts: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A campaign send: the contacted members' new contact records and stale ones deleted.
+    pub(super) contacts: Vec<crate::contact::ContactWrite>,
 }
 
 /// What every worker of one job needs to decide and format a member.
@@ -114,10 +114,15 @@ impl Engine {
                 );
                 continue;
             };
-            for j in self.policies().jurisdictions_for(&facts).0 {
-                out.strictest_k = out.strictest_k.max(j.export.min_audience_size);
-            }
             let decision = self.policies().decide(shape.request, &facts);
+            let k = match self.policies().min_audience_of(&decision) {
+                Some(k) => k,
+                None => (self.policies().jurisdictions_for(&facts).0.iter())
+                    .map(|j| j.export.min_audience_size)
+                    .max()
+                    .unwrap_or(0),
+            };
+            out.strictest_k = out.strictest_k.max(k);
             if !decision.allowed() {
                 match decision
                     .reasons
@@ -183,8 +188,7 @@ impl Engine {
                             .push((*record.id.as_bytes(), (variant as u8 + 1) | before));
                         arm = arms.names.get(variant).map(String::as_str);
                         if let (Some(gate), Some(check)) = (shape.contact, contact) {
-                            out.contacts
-                                .push(gate.record_contact(self, &key, &record.id, check)?);
+                            gate.record_contact(self, &key, &record.id, check, &mut out.contacts)?;
                         }
                     }
                 }

@@ -37,14 +37,9 @@ struct Component {
     consents: Vec<(ProfileId, [u8; 16], ConsentRecord)>,
     /// The evidence of the event that caused the recompute (not in the store yet).
     new_evidence: Option<EvidenceRecord>,
-    /// (old owner, stored key, key suffix, ledger): contact ledgers, given to every new
-    /// profile (`contact_ledger::redistribute_ledgers`).
-    ledgers: Vec<(
-        ProfileId,
-        Vec<u8>,
-        Vec<u8>,
-        crate::contact_ledger::ContactLedger,
-    )>,
+    /// (old owner, contact record): contact records, given to every new profile
+    /// (`contact_ledger::redistribute_ledgers`).
+    ledgers: Vec<(ProfileId, crate::contact_ledger::StoredLedger)>,
 }
 
 /// Which profile each group, identifier and evidence went to.
@@ -167,10 +162,8 @@ impl Engine {
                 component.consents.push((*id, suffix, record));
                 changes.deleted_consents.insert(ledger_key);
             }
-            for (stored, suffix, ledger) in
-                crate::contact_ledger::read_ledgers(self, graph.view, id, &key)?
-            {
-                component.ledgers.push((*id, stored, suffix, ledger));
+            for stored in crate::contact_ledger::read_ledgers(self, graph.view, id, &key)? {
+                component.ledgers.push((*id, stored));
             }
             for entry in &record.identifiers {
                 component.entries.insert(entry.node, entry.clone());

@@ -269,11 +269,11 @@ pub(super) fn run(args: CampaignArgs) -> anyhow::Result<()> {
             plain.split()
         );
         println!(
-            "  campaign send {send_rate:.0} profiles/s with contact pressure, arms and ledgers ({})",
+            "  campaign send {send_rate:.0} profiles/s with contact pressure, arms and contact records ({})",
             send.split()
         );
         println!(
-            "  its next send {again_rate:.0} profiles/s, every member's ledger read and extended ({})",
+            "  its next send {again_rate:.0} profiles/s, every member's contacts counted and one added ({})",
             again.split()
         );
         println!(
