@@ -2,8 +2,6 @@
 //! lookups decisions are made of, shared with the engine (the index, exports, reads). The
 //! decision itself is `decide.rs`.
 
-use std::collections::BTreeSet;
-
 use crate::consent::covers;
 use crate::decide::{CallerFacts, Decision, SubjectFacts};
 use crate::load::{PolicySet, ancestors, parent};
@@ -116,21 +114,26 @@ impl PolicySet {
 
     /// The jurisdictions that apply to a person; all of them when none can be told.
     pub fn jurisdictions_for(&self, subject: &SubjectFacts) -> (Vec<&JurisdictionFile>, bool) {
-        let places: BTreeSet<&str> = subject
+        let mut matched: Vec<usize> = subject
             .residency
             .iter()
             .chain(subject.regions.iter())
-            .map(String::as_str)
-            .collect();
-        let matched: Vec<&JurisdictionFile> = self
-            .jurisdictions
-            .iter()
-            .filter(|j| j.regions.iter().any(|r| places.contains(r.as_str())))
+            .filter_map(|place| self.by_region.get(place))
+            .flatten()
+            .copied()
             .collect();
         if matched.is_empty() {
-            (self.jurisdictions.iter().collect(), true)
-        } else {
-            (matched, false)
+            return (self.jurisdictions.iter().collect(), true);
         }
+        // In file order, each once (as a filter over the files gave them).
+        matched.sort_unstable();
+        matched.dedup();
+        (
+            matched
+                .into_iter()
+                .filter_map(|n| self.jurisdictions.get(n))
+                .collect(),
+            false,
+        )
     }
 }

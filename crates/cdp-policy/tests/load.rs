@@ -225,3 +225,41 @@ fn an_exports_minimum_audience_is_the_strictest_of_the_jurisdictions_decided() {
     assert!(decision.jurisdictions.is_empty());
     assert_eq!(policies.min_audience_of(&decision), None);
 }
+
+#[test]
+fn a_persons_jurisdictions_are_every_file_naming_a_place_of_theirs_in_file_order() {
+    let policies = PolicySet::from_files(files(), "test").unwrap();
+    let names = |residency: Option<&str>, regions: &[&str]| {
+        let facts = cdp_policy::SubjectFacts {
+            residency: residency.map(str::to_string),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            ..cdp_policy::SubjectFacts::default()
+        };
+        let (found, all) = policies.jurisdictions_for(&facts);
+        // What testing every region of every file gives.
+        let naive: Vec<&str> = (policies.jurisdictions.iter())
+            .filter(|j| {
+                (j.regions.iter()).any(|r| residency == Some(r.as_str()) || regions.contains(&&**r))
+            })
+            .map(|j| j.jurisdiction.as_str())
+            .collect();
+        let found: Vec<String> = found.iter().map(|j| j.jurisdiction.clone()).collect();
+        if naive.is_empty() {
+            assert!(all, "{residency:?} {regions:?}");
+        } else {
+            assert!(!all);
+            assert_eq!(found, naive, "{residency:?} {regions:?}");
+        }
+        found
+    };
+    let order: Vec<String> = (policies.jurisdictions.iter())
+        .map(|j| j.jurisdiction.clone())
+        .collect();
+    assert_eq!(names(Some("CN"), &[]), ["pipl"]);
+    assert_eq!(names(Some("DE"), &["DE", "EU"]), ["gdpr"]);
+    assert_eq!(names(Some("CN"), &["EU"]), order);
+    assert_eq!(names(Some("FR"), &["CN"]), order);
+    // No file names the place: every jurisdiction applies, the most restrictive wins.
+    assert_eq!(names(Some("US"), &[]), order);
+    assert_eq!(names(None, &[]), order);
+}
