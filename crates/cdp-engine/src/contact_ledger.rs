@@ -7,9 +7,13 @@
 //! contacts by walking keys, without opening or decoding anything, and records a contact by
 //! writing one small record instead of re-sealing a ledger that grows with every send (at 1M
 //! members that read-modify-write was 1.5 s of deciding and 0.7 s of committing a send).
-//! Stores written before December 7 hold one ledger record per person and channel
-//! (`<channel>/self`, and `<channel>/<absorbed id in hex>` after a merge): they are still
+//! Stores written before this layout (December 6, 2026) hold one ledger record per person
+//! and channel (`<channel>/self`, and `<channel>/<absorbed id in hex>` after a merge): still
 //! read, and deleted once every entry in them is older than the longest window.
+//!
+//! What a key shows to someone reading the raw store: that a random profile id was contacted
+//! at a channel at a second. The campaign, the export and everything about the person stay
+//! sealed, and erasure deletes the records with the person's key.
 
 use cdp_core::ProfileId;
 use cdp_store::{Keyspace, WriteBatch};
@@ -27,7 +31,7 @@ pub(crate) struct ContactEntry {
     pub(crate) export: String,
 }
 
-/// A person's contacts at one channel as stores before December 7 kept them: one record.
+/// A person's contacts at one channel as stores before this layout kept them: one record.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ContactLedger {
     pub(crate) entries: Vec<ContactEntry>,
