@@ -155,7 +155,7 @@ fn merge_converted(mut converted: Vec<Converted>) -> Vec<Converted> {
                 // Both sides carry the member's ledgers (copied at the split): each contact once.
                 last.contacts.extend(member.contacts);
                 last.contacts.sort_by(|a, b| {
-                    (a.at, &a.campaign, &a.export).cmp(&(b.at, &b.campaign, &b.export))
+                    (a.order(), &a.campaign, &a.export).cmp(&(b.order(), &b.campaign, &b.export))
                 });
                 last.contacts.dedup();
             }
@@ -705,6 +705,7 @@ mod tests {
     fn both_sides_of_a_split_member_count_once() {
         let contact = |at| crate::contact_ledger::ContactEntry {
             at,
+            at_us: None,
             campaign: "cmp_1".into(),
             export: "exp_1".into(),
         };

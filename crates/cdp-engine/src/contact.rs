@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::contact_ledger::{
-    ContactEntry, ContactLedger, contact_key, contact_time, person_ledgers_prefix,
+    ContactEntry, ContactLedger, contact_key, contact_micros, person_ledgers_prefix,
 };
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
@@ -381,7 +381,7 @@ impl ContactGate {
         // of earlier stores is opened, and dropped once all of it is past keeping.
         let mut recent = Vec::new();
         for (ledger_key, sealed) in ledgers.prefix(&prefix)? {
-            match contact_time(&ledger_key[prefix.len()..]) {
+            match contact_micros(&ledger_key[prefix.len()..]).map(|us| us.div_euclid(1_000_000)) {
                 Some(at) if at <= keep_after => stale.push(ledger_key),
                 Some(at) => {
                     times.push(at);
@@ -440,10 +440,11 @@ impl ContactGate {
         writes: &mut Vec<ContactWrite>,
     ) -> Result<(), EngineError> {
         writes.extend(check.stale.into_iter().map(|stale| (stale, None)));
-        let at = self.now.unix_timestamp();
-        let record_key = contact_key(&ledger_prefix(self.channel, id), at)?;
+        let at_us = i64::try_from(self.now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+        let record_key = contact_key(&ledger_prefix(self.channel, id), at_us)?;
         let entry = ContactEntry {
-            at,
+            at: self.now.unix_timestamp(),
+            at_us: Some(at_us),
             campaign: self.campaign.clone(),
             export: self.export.clone(),
         };

@@ -27,8 +27,20 @@ use crate::{Engine, EngineError};
 pub(crate) struct ContactEntry {
     /// Unix seconds.
     pub(crate) at: i64,
+    /// Unix microseconds (contact records; ledgers of earlier stores have none): contacts of
+    /// one second still come in the order of their sends, which first and last touch need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) at_us: Option<i64>,
     pub(crate) campaign: String,
     pub(crate) export: String,
+}
+
+impl ContactEntry {
+    /// Where the contact falls among a person's contacts (microseconds).
+    pub(crate) fn order(&self) -> i64 {
+        self.at_us
+            .unwrap_or_else(|| self.at.saturating_mul(1_000_000))
+    }
 }
 
 /// A person's contacts at one channel as stores before this layout kept them: one record.
@@ -50,23 +62,23 @@ pub(crate) fn person_ledgers_prefix(id: &ProfileId) -> Vec<u8> {
 /// has `self` or hex digits there).
 const CONTACT_MARK: u8 = b'@';
 
-/// The key of one contact: `<prefix><channel>/@<time: 8 bytes, order-preserving><8 random
-/// bytes>` (`prefix`: [`person_ledgers_prefix`] followed by the channel and `/`). The random
-/// part keeps apart the contacts of one second: two profiles contacted by one send and
-/// merged since, two sends started within a second.
-pub(crate) fn contact_key(channel_prefix: &[u8], at: i64) -> Result<Vec<u8>, EngineError> {
+/// The key of one contact: `<prefix><channel>/@<time: 8 bytes, microseconds,
+/// order-preserving><8 random bytes>` (`prefix`: [`person_ledgers_prefix`] followed by the
+/// channel and `/`). The random part keeps apart contacts of one instant: two profiles
+/// contacted by one send and merged since.
+pub(crate) fn contact_key(channel_prefix: &[u8], at_us: i64) -> Result<Vec<u8>, EngineError> {
     let unique: [u8; 8] = cdp_crypto::public_random()?;
     let mut key = Vec::with_capacity(channel_prefix.len() + 17);
     key.extend_from_slice(channel_prefix);
     key.push(CONTACT_MARK);
-    key.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&((at_us as u64) ^ (1 << 63)).to_be_bytes());
     key.extend_from_slice(&unique);
     Ok(key)
 }
 
-/// When a contact record's contact was (`after_channel`: its key after `<channel>/`); `None`
-/// for a ledger of earlier stores.
-pub(crate) fn contact_time(after_channel: &[u8]) -> Option<i64> {
+/// When a contact record's contact was, in Unix microseconds (`after_channel`: its key after
+/// `<channel>/`); `None` for a ledger of earlier stores.
+pub(crate) fn contact_micros(after_channel: &[u8]) -> Option<i64> {
     match after_channel {
         [CONTACT_MARK, rest @ ..] if rest.len() == 16 => {
             let bytes: [u8; 8] = rest[..8].try_into().ok()?;
@@ -82,7 +94,7 @@ fn is_contact_record(suffix: &[u8]) -> bool {
     suffix
         .iter()
         .position(|b| *b == b'/')
-        .is_some_and(|slash| contact_time(&suffix[slash + 1..]).is_some())
+        .is_some_and(|slash| contact_micros(&suffix[slash + 1..]).is_some())
 }
 
 /// Where a record of `from` (`suffix`: its key after `contacts/<from>/`) lives once it is
@@ -193,7 +205,7 @@ pub(crate) fn delete_ledgers(
     Ok(n)
 }
 
-/// A person's contacts at every channel (for attribution), oldest first.
+/// A person's contacts at every channel (for attribution), in the order they were made.
 pub(crate) fn contacts_of(
     engine: &Engine,
     key: &cdp_crypto::DataKey,
@@ -211,7 +223,8 @@ pub(crate) fn contacts_of(
             out.extend(ledger.entries);
         }
     }
-    out.sort_by_key(|e| e.at);
+    // Stable: a ledger's entries of one second keep their order.
+    out.sort_by_key(ContactEntry::order);
     Ok(out)
 }
 
@@ -389,6 +402,7 @@ mod tests {
         };
         let entry = |at: i64, export: &str| ContactEntry {
             at,
+            at_us: None,
             campaign: "campaign-a".into(),
             export: export.into(),
         };
@@ -406,7 +420,7 @@ mod tests {
         // And a contact record past keeping (the SMS cap is 2 a week).
         let ancient = or_panic(contact_key(
             &crate::contact::ledger_prefix(CampaignChannel::Sms, &id),
-            now.unix_timestamp() - 367 * day,
+            (now.unix_timestamp() - 367 * day) * 1_000_000,
         ));
         let ancient_sealed = or_panic(engine.seal_person(
             &key,
@@ -437,8 +451,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no contact record written"));
         let prefix = crate::contact::ledger_prefix(CampaignChannel::Sms, &id);
         assert_eq!(
-            contact_time(&new_key[prefix.len()..]),
-            Some(now.unix_timestamp())
+            contact_micros(&new_key[prefix.len()..]),
+            Some(now.unix_timestamp() * 1_000_000)
         );
         commit(&engine, writes);
         assert_eq!(keys_of(&engine, &id), vec![new_key.clone(), legacy.clone()]);
@@ -448,12 +462,24 @@ mod tests {
             check(&gate("send-2")).held_back,
             Some(HeldBack::FrequencyCap)
         );
-        // Attribution reads both forms, oldest first.
-        let exports: Vec<String> = or_panic(contacts_of(&engine, &key, &id))
-            .into_iter()
-            .map(|e| e.export)
-            .collect();
-        assert_eq!(exports, ["old", "legacy", "send-1"]);
+        // Attribution reads both forms in the order of the contacts, down to contacts of one
+        // second (a record written half a second after the first, whatever its random part).
+        let half_second = or_panic(ContactGate::new(
+            &ContactRules::default(),
+            CampaignChannel::Sms,
+            &CampaignContact::default(),
+            "campaign-a",
+            "send-2",
+            now + time::Duration::milliseconds(500),
+        ));
+        let mut writes = Vec::new();
+        let verdict = check(&half_second);
+        or_panic(half_second.record_contact(&engine, &key, &id, verdict, &mut writes));
+        commit(&engine, writes);
+        let contacts = or_panic(contacts_of(&engine, &key, &id));
+        let exports: Vec<&str> = contacts.iter().map(|e| e.export.as_str()).collect();
+        assert_eq!(exports, ["old", "legacy", "send-1", "send-2"]);
+        assert_eq!(contacts[2].at, contacts[3].at, "one second");
 
         // A year on, both are past keeping and go with the next contact.
         let later = now + time::Duration::days(370);
@@ -471,7 +497,7 @@ mod tests {
         or_panic(gate.record_contact(&engine, &key, &id, verdict, &mut writes));
         commit(&engine, writes);
         let left = keys_of(&engine, &id);
-        assert_eq!(left.len(), 1);
+        assert_eq!(left.len(), 1, "only the newest contact stays");
         assert!(!left.contains(&legacy) && !left.contains(&new_key));
     }
 }
