@@ -12,7 +12,7 @@
 //! read, and deleted once every entry in them is older than the longest window.
 //!
 //! What a key shows to someone reading the raw store: that a random profile id was contacted
-//! at a channel at a second. The campaign, the export and everything about the person stay
+//! at a channel at an instant. The campaign, the export and everything about the person stay
 //! sealed, and erasure deletes the records with the person's key.
 
 use cdp_core::ProfileId;
