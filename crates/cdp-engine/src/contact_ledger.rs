@@ -386,14 +386,14 @@ mod tests {
             or_panic(cdp_crypto::DataKey::generate()),
         );
         let record = crate::records::ProfileRecord::new(id, now, (0, [0; 16]));
-        let gate = |export: &str| {
+        let gate = |export: &str, at: time::OffsetDateTime| {
             or_panic(ContactGate::new(
                 &ContactRules::default(),
                 CampaignChannel::Sms,
                 &CampaignContact::default(),
                 "campaign-a",
                 export,
-                now,
+                at,
             ))
         };
         let check = |gate: &ContactGate| {
@@ -438,7 +438,7 @@ mod tests {
 
         // One recent contact: the person may be contacted; the record past keeping goes, the
         // ledger (with a recent entry) stays.
-        let first = gate("send-1");
+        let first = gate("send-1", now);
         let verdict = check(&first);
         assert_eq!(verdict.held_back, None);
         let mut writes = Vec::new();
@@ -459,19 +459,12 @@ mod tests {
 
         // Two within the week now (the ledger's and the record's): the cap holds.
         assert_eq!(
-            check(&gate("send-2")).held_back,
+            check(&gate("send-2", now)).held_back,
             Some(HeldBack::FrequencyCap)
         );
         // Attribution reads both forms in the order of the contacts, down to contacts of one
         // second (a record written half a second after the first, whatever its random part).
-        let half_second = or_panic(ContactGate::new(
-            &ContactRules::default(),
-            CampaignChannel::Sms,
-            &CampaignContact::default(),
-            "campaign-a",
-            "send-2",
-            now + time::Duration::milliseconds(500),
-        ));
+        let half_second = gate("send-2", now + time::Duration::milliseconds(500));
         let mut writes = Vec::new();
         let verdict = check(&half_second);
         or_panic(half_second.record_contact(&engine, &key, &id, verdict, &mut writes));
@@ -482,19 +475,11 @@ mod tests {
         assert_eq!(contacts[2].at, contacts[3].at, "one second");
 
         // A year on, both are past keeping and go with the next contact.
-        let later = now + time::Duration::days(370);
-        let gate = or_panic(ContactGate::new(
-            &ContactRules::default(),
-            CampaignChannel::Sms,
-            &CampaignContact::default(),
-            "campaign-a",
-            "send-3",
-            later,
-        ));
-        let verdict = check(&gate);
+        let year_on = gate("send-3", now + time::Duration::days(370));
+        let verdict = check(&year_on);
         assert_eq!(verdict.held_back, None);
         let mut writes = Vec::new();
-        or_panic(gate.record_contact(&engine, &key, &id, verdict, &mut writes));
+        or_panic(year_on.record_contact(&engine, &key, &id, verdict, &mut writes));
         commit(&engine, writes);
         let left = keys_of(&engine, &id);
         assert_eq!(left.len(), 1, "only the newest contact stays");
