@@ -504,6 +504,20 @@ impl Engine {
         codec::decode(&plain)
             .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
     }
+
+    /// Opens a record sealed with a person's key and decodes it with `decode` (a reader that
+    /// takes only part of it).
+    pub(crate) fn open_person_with<T>(
+        &self,
+        key: &cdp_crypto::DataKey,
+        keyspace: Keyspace,
+        record: &[u8],
+        sealed: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, codec::CodecError>,
+    ) -> Result<T, EngineError> {
+        let plain = self.vault.open_person(key, keyspace, record, sealed)?;
+        decode(&plain).map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
+    }
 }
 
 /// Unaudited reads of people, for the tests of the engine and the server only (feature

@@ -448,49 +448,6 @@ impl ProfileRecord {
     }
 }
 
-/// A profile as a batch reader reads it (an export, a campaign send: a million members): the
-/// fields their decisions, gates and rows use, without the channels, evidence, consent marks,
-/// merge history and event order only writers and the profile view need (skipped by the
-/// decoder: their strings and maps were a quarter of a member's decoding). It derefs to a
-/// [`ProfileRecord`] whose skipped fields are empty, and offers no way to get that record out:
-/// it can never be written back.
-#[derive(Debug)]
-pub(crate) struct ProfileForBatch(ProfileRecord);
-
-impl std::ops::Deref for ProfileForBatch {
-    type Target = ProfileRecord;
-
-    fn deref(&self) -> &ProfileRecord {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for ProfileForBatch {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// The fields read; the others are skipped as unknown ones are.
-        #[derive(Deserialize)]
-        struct Read {
-            id: ProfileId,
-            identifiers: Vec<IdentifierEntry>,
-            traits: BTreeMap<String, TraitValue>,
-            #[serde(default)]
-            activity: crate::computed::Activity,
-            #[serde(default)]
-            restricted: bool,
-            #[serde(default)]
-            tags_removed: BTreeSet<String>,
-        }
-        let read = Read::deserialize(deserializer)?;
-        let mut record = ProfileRecord::new(read.id, OffsetDateTime::UNIX_EPOCH, (0, [0; 16]));
-        record.identifiers = read.identifiers;
-        record.traits = read.traits;
-        record.activity = read.activity;
-        record.restricted = read.restricted;
-        record.tags_removed = read.tags_removed;
-        Ok(Self(record))
-    }
-}
-
 /// An event (Keyspace::Events), sealed with the person's data key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {

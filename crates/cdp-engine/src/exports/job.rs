@@ -361,6 +361,7 @@ impl Engine {
             now: OffsetDateTime::now_utc(),
             arms: plan.arms.as_ref(),
             contact: plan.contact.as_ref(),
+            profile: &super::batch_profile::BatchShape::for_fields(&fields),
         };
         let mut tally = Tally::default();
         for block in plan.members.chunks(BLOCK) {

@@ -18,6 +18,7 @@
 //! writer and reader), `members` (who a finished export included, for deltas and requests),
 //! `revise` (erasure rewrites the files that hold the person; expired files are deleted).
 
+mod batch_profile;
 mod download;
 mod fields;
 mod format;

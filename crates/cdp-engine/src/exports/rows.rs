@@ -11,13 +11,14 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::ExportFormat;
+use super::batch_profile::{BatchShape, ProfileForBatch};
 use super::format::format_row;
 use super::hashes::{
     email_sha256_google, email_sha256_meta, phone_sha256_google, phone_sha256_meta,
 };
 use crate::computed::{ComputedTraits, Quintiles, compute};
 use crate::derived::{DerivedAttributes, age_band, rfm_score};
-use crate::records::{ProfileForBatch, ProfileRecord};
+use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
 /// Where an export worker reads its members' records: one forward cursor per keyspace, so
@@ -64,6 +65,8 @@ pub(super) struct RowShape<'a> {
     pub(super) arms: Option<&'a crate::campaigns::ArmAssigner>,
     /// A campaign send's frequency caps and quiet hours.
     pub(super) contact: Option<&'a crate::contact::ContactGate>,
+    /// What the job reads of its members' profiles.
+    pub(super) profile: &'a BatchShape,
 }
 
 /// One included member, as the row builder sees them. Age and residency come from the policy
@@ -106,7 +109,9 @@ impl Engine {
         let any_suppressed = self.any_suppressed()?;
         for member in members {
             out.considered += 1;
-            let Some((record, facts, key)) = self.export_subject(&mut cursors, *member)? else {
+            let Some((record, facts, key)) =
+                self.export_subject(&mut cursors, shape.profile, *member)?
+            else {
                 out.exclude(
                     "gone",
                     "erased or merged into another profile since the search index saw them",
@@ -213,6 +218,7 @@ impl Engine {
     fn export_subject(
         &self,
         cursors: &mut SubjectCursors<'_>,
+        shape: &BatchShape,
         id: ProfileId,
     ) -> Result<Option<(ProfileForBatch, SubjectFacts, cdp_crypto::DataKey)>, EngineError> {
         // Members come from the index: current ids (one merged away since is simply gone, and
@@ -225,10 +231,12 @@ impl Engine {
         };
         let key = self.vault().unwrap_person_key(&id, wrapped)?;
         let record: ProfileForBatch =
-            self.open_person(&key, Keyspace::Profiles, id.as_bytes(), &sealed)?;
+            self.open_person_with(&key, Keyspace::Profiles, id.as_bytes(), &sealed, |plain| {
+                super::batch_profile::decode_profile(plain, shape)
+            })?;
         let consents: Vec<crate::consent::record::ConsentForBatch> =
             self.open_consent_records(&key, cursors.consents.prefix(id.as_bytes())?)?;
-        let facts = self.subject_facts(&record, &consents)?;
+        let facts = self.subject_facts_from(&record, record.sources(), &consents)?;
         Ok(Some((record, facts, key)))
     }
 

@@ -121,13 +121,24 @@ impl Engine {
         record: &ProfileRecord,
         consents: &[impl std::borrow::Borrow<ConsentRecord>],
     ) -> Result<SubjectFacts, EngineError> {
-        let derived = DerivedAttributes::of(record, OffsetDateTime::now_utc());
-        let sources: BTreeSet<&str> = record
+        let sources = record
             .identifiers
             .iter()
             .map(|i| i.source_id.as_str())
-            .chain(record.traits.values().map(|t| t.source_id.as_str()))
-            .collect();
+            .chain(record.traits.values().map(|t| t.source_id.as_str()));
+        self.subject_facts_from(record, sources, consents)
+    }
+
+    /// The policy facts of a person whose sources (of all their identifiers and traits) are
+    /// `sources`: an export's member is decoded without them (`exports::batch_profile`).
+    pub(crate) fn subject_facts_from<'s>(
+        &self,
+        record: &ProfileRecord,
+        sources: impl Iterator<Item = &'s str>,
+        consents: &[impl std::borrow::Borrow<ConsentRecord>],
+    ) -> Result<SubjectFacts, EngineError> {
+        let derived = DerivedAttributes::of(record, OffsetDateTime::now_utc());
+        let sources: BTreeSet<&str> = sources.collect();
         let mut regions = BTreeSet::new();
         for source in sources {
             if let Some(region) = self.source_region(source)? {
