@@ -86,16 +86,9 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(plain: &[u8]) -> Result<T, CodecError> {
-    match plain.split_first() {
-        Some((&MSGPACK, body)) => rmp_serde::from_slice(body).map_err(|_| CodecError),
-        Some((&MSGPACK_LZ4, rest)) => {
-            rmp_serde::from_slice(&decompress(rest, b"")?).map_err(|_| CodecError)
-        }
-        Some((&MSGPACK_LZ4_DICT1, rest)) => {
-            rmp_serde::from_slice(&decompress(rest, dictionary::DICTIONARY_1)?)
-                .map_err(|_| CodecError)
-        }
-        _ => serde_json::from_slice(plain).map_err(|_| CodecError),
+    match msgpack_body(plain)? {
+        Some(body) => rmp_serde::from_slice(&body).map_err(|_| CodecError),
+        None => serde_json::from_slice(plain).map_err(|_| CodecError),
     }
 }
 
