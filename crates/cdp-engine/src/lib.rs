@@ -500,9 +500,7 @@ impl Engine {
         record: &[u8],
         sealed: &[u8],
     ) -> Result<T, EngineError> {
-        let plain = self.vault.open_person(key, keyspace, record, sealed)?;
-        codec::decode(&plain)
-            .map_err(|_| EngineError::Corrupt(format!("{} record", keyspace.name())))
+        self.open_person_with(key, keyspace, record, sealed, codec::decode)
     }
 
     /// Opens a record sealed with a person's key and decodes it with `decode` (a reader that

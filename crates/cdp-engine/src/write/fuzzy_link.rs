@@ -157,8 +157,11 @@ impl Engine {
         overlay.stage(batch)?;
         overlay.stage(staged.seal_graph(self)?)?;
         let ticket = overlay.commit()?;
-        // Committed: keep the ingest cache equal to the store.
-        cache.apply(staged);
+        // Committed: keep the ingest cache equal to the store (what it lets go of is freed
+        // after the lock).
+        let released = cache.apply(staged);
+        drop(cache);
+        drop(released);
         Ok((FuzzyLinkOutcome::Linked(survivor), ticket))
     }
 }

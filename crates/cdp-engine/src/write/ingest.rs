@@ -143,9 +143,11 @@ impl Engine {
         }
         cache.messages.committed(minute, &digests);
         let conflicts = std::mem::take(&mut staged.conflicts);
-        cache.apply(staged);
-        cache.put_profiles(profiles);
+        let mut released = cache.apply(staged);
+        released.extend(cache.put_profiles(profiles));
         drop(cache);
+        // Freed outside the lock (`Released`).
+        drop(released);
         self.activity
             .record(&source.id, seen, report.accepted as u64);
         // Statistics for junk detection, after the request's own commit: a failure here
