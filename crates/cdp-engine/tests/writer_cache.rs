@@ -57,14 +57,18 @@ fn profiles_evicted_and_read_back_keep_every_event_through_merges() {
             {"type":"page","anonymousId":"a-2","messageId":"p2","timestamp":"2026-11-10T10:00:01Z"},
         ]),
     );
-    for n in 0..people {
-        send(
-            &h.engine,
-            &web,
-            json!([{"type":"track","userId":format!("u-{n}"),"event":"Viewed",
-                    "messageId":format!("x-{n}"),"timestamp":"2026-11-10T10:00:02Z"}]),
-        );
-    }
+    // One request per person from `first` on: evicts the devices' profiles and u-0's.
+    let view_each = |first: usize, tag: &str, at: &str| {
+        for n in first..people {
+            send(
+                &h.engine,
+                &web,
+                json!([{"type":"track","userId":format!("u-{n}"),"event":"Viewed",
+                        "messageId":format!("{tag}-{n}"),"timestamp":at}]),
+            );
+        }
+    };
+    view_each(0, "x", "2026-11-10T10:00:02Z");
     send(
         &h.engine,
         &web,
@@ -73,14 +77,7 @@ fn profiles_evicted_and_read_back_keep_every_event_through_merges() {
                {"type":"page","anonymousId":"a-2","userId":"u-0","messageId":"p4",
                 "timestamp":"2026-11-10T10:00:04Z"}]),
     );
-    for n in 1..people {
-        send(
-            &h.engine,
-            &web,
-            json!([{"type":"track","userId":format!("u-{n}"),"event":"Viewed",
-                    "messageId":format!("y-{n}"),"timestamp":"2026-11-10T10:00:05Z"}]),
-        );
-    }
+    view_each(1, "y", "2026-11-10T10:00:05Z");
     send(
         &h.engine,
         &web,
