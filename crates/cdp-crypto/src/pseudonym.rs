@@ -21,8 +21,16 @@ impl PseudonymKey {
 
     /// 128 bits of the HMAC as 32 lowercase hex digits.
     pub fn pseudonym(&self, profile: &ProfileId) -> String {
+        cdp_core::hex::encode(&self.pseudonym_bytes(profile))
+    }
+
+    /// The pseudonym's 16 bytes (what export member lists keep and compare: a million of
+    /// them sort and diff without a string each).
+    pub fn pseudonym_bytes(&self, profile: &ProfileId) -> [u8; 16] {
         let tag = hmac::sign(&self.0, profile.as_bytes());
-        cdp_core::hex::encode(&tag.as_ref()[..16])
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&tag.as_ref()[..16]);
+        bytes
     }
 }
 

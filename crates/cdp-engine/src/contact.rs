@@ -29,9 +29,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::contact_ledger::{
-    ContactEntry, ContactLedger, contact_key, contact_micros, person_ledgers_prefix,
-};
+use crate::contact_ledger::{ContactLedger, contact_key, contact_micros, person_ledgers_prefix};
 use crate::records::ProfileRecord;
 use crate::{Engine, EngineError};
 
@@ -282,6 +280,10 @@ pub(crate) struct ContactGate {
     campaign: String,
     export: String,
     now: OffsetDateTime,
+    /// The unique parts of this send's contact keys: numbered from a random start (a random
+    /// draw per contact was a system call per member).
+    unique_from: u64,
+    issued: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ContactGate {
@@ -358,6 +360,8 @@ impl ContactGate {
             campaign: campaign.to_string(),
             export: export.to_string(),
             now,
+            unique_from: u64::from_be_bytes(cdp_crypto::public_random()?),
+            issued: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -441,14 +445,22 @@ impl ContactGate {
     ) -> Result<(), EngineError> {
         writes.extend(check.stale.into_iter().map(|stale| (stale, None)));
         let at_us = i64::try_from(self.now.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
-        let record_key = contact_key(&ledger_prefix(self.channel, id), at_us)?;
-        let entry = ContactEntry {
-            at: self.now.unix_timestamp(),
-            at_us: Some(at_us),
-            campaign: self.campaign.clone(),
-            export: self.export.clone(),
-        };
-        let sealed = engine.seal_person(key, Keyspace::Exports, &record_key, &entry)?;
+        let n = (self.issued).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record_key = contact_key(
+            &ledger_prefix(self.channel, id),
+            at_us,
+            self.unique_from.wrapping_add(n),
+        );
+        // A `contact_ledger::ContactEntry` by position (`codec::encode_positional`).
+        let entry = (
+            self.now.unix_timestamp(),
+            Some(at_us),
+            &self.campaign,
+            &self.export,
+        );
+        let plain = crate::codec::encode_positional(&entry)
+            .map_err(|_| EngineError::Corrupt("contact record".into()))?;
+        let sealed = (engine.vault()).seal_person(key, Keyspace::Exports, &record_key, &plain)?;
         writes.push((record_key, Some(sealed)));
         Ok(())
     }

@@ -63,17 +63,17 @@ pub(crate) fn person_ledgers_prefix(id: &ProfileId) -> Vec<u8> {
 const CONTACT_MARK: u8 = b'@';
 
 /// The key of one contact: `<prefix><channel>/@<time: 8 bytes, microseconds,
-/// order-preserving><8 random bytes>` (`prefix`: [`person_ledgers_prefix`] followed by the
-/// channel and `/`). The random part keeps apart contacts of one instant: two profiles
-/// contacted by one send and merged since.
-pub(crate) fn contact_key(channel_prefix: &[u8], at_us: i64) -> Result<Vec<u8>, EngineError> {
-    let unique: [u8; 8] = cdp_crypto::public_random()?;
+/// order-preserving><8 bytes unique in the send>` (`prefix`: [`person_ledgers_prefix`]
+/// followed by the channel and `/`). The unique part keeps apart contacts of one instant: two
+/// profiles contacted by one send and merged since (a send numbers its contacts from a random
+/// start: `contact::ContactGate`).
+pub(crate) fn contact_key(channel_prefix: &[u8], at_us: i64, unique: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(channel_prefix.len() + 17);
     key.extend_from_slice(channel_prefix);
     key.push(CONTACT_MARK);
     key.extend_from_slice(&((at_us as u64) ^ (1 << 63)).to_be_bytes());
-    key.extend_from_slice(&unique);
-    Ok(key)
+    key.extend_from_slice(&unique.to_be_bytes());
+    key
 }
 
 /// When a contact record's contact was, in Unix microseconds (`after_channel`: its key after
@@ -418,10 +418,11 @@ mod tests {
         };
         let sealed = or_panic(engine.seal_person(&key, Keyspace::Exports, &legacy, &ledger));
         // And a contact record past keeping (the SMS cap is 2 a week).
-        let ancient = or_panic(contact_key(
+        let ancient = contact_key(
             &crate::contact::ledger_prefix(CampaignChannel::Sms, &id),
             (now.unix_timestamp() - 367 * day) * 1_000_000,
-        ));
+            7,
+        );
         let ancient_sealed = or_panic(engine.seal_person(
             &key,
             Keyspace::Exports,

@@ -26,6 +26,14 @@ impl WriteBatch {
         Self::default()
     }
 
+    /// A batch with room for `ops` operations (a million contact records are not pushed
+    /// through twenty reallocations).
+    pub fn with_capacity(ops: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(ops),
+        }
+    }
+
     pub fn put(
         &mut self,
         keyspace: Keyspace,

@@ -12,18 +12,18 @@ use cdp_store::{Keyspace, WriteBatch};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::deciding::Tally;
 use super::fields::policy_field;
 use super::format::{csv_line, format_row};
 use super::keys::{
     campaign_arms_key, campaign_latest_key, job_key, latest_key, member_chunk_key,
     schedule_latest_key, secrets_key,
 };
-use super::members::{ExportSecrets, Finished, pseudonym_bytes, sorted_difference};
-use super::rows::{MemberResults, RowShape};
+use super::members::{ExportSecrets, Finished, sorted_difference};
 use super::sealed_file::{NO_MEMBER, SealedFileWriter, WrittenFile};
 use super::{
-    ExportCounts, ExportFormat, ExportProgress, ExportRecord, ExportRequest, ExportStatus,
-    FieldTransform, Manifest, RecipientSummary,
+    ExportFormat, ExportProgress, ExportRecord, ExportRequest, ExportStatus, FieldTransform,
+    Manifest, RecipientSummary,
 };
 use crate::audit::AuditRecord;
 use crate::read::access::Access;
@@ -32,82 +32,35 @@ use crate::recipients::RecipientRecord;
 use crate::records::hex;
 use crate::{Engine, EngineError};
 
-/// Members decided per block (progress is saved between blocks).
-const BLOCK: usize = 4096;
-
 /// What a running job works from.
-struct ExportPlan {
+pub(super) struct ExportPlan {
     audience: AudienceRecord,
     recipient: RecipientRecord,
     /// Allowed members by the index, ascending ids.
-    members: Vec<ProfileId>,
-    request: DecisionRequest,
+    pub(super) members: Vec<ProfileId>,
+    pub(super) request: DecisionRequest,
     /// `op` and then the fields.
-    columns: Vec<String>,
-    pseudonyms: cdp_crypto::PseudonymKey,
+    pub(super) columns: Vec<String>,
+    pub(super) pseudonyms: cdp_crypto::PseudonymKey,
     /// Where the latest export of this audience to this recipient (or of this schedule) is
-    /// named, and that export with everyone it included (sorted).
+    /// named, and that export with everyone it included (sorted pseudonyms' bytes).
     latest: Vec<u8>,
-    previous: Option<(String, Vec<String>)>,
+    previous: Option<(String, Vec<[u8; 16]>)>,
     /// A scheduled run writes only the people the previous run did not include.
     delta_only: bool,
     /// A campaign send's arms.
-    arms: Option<crate::campaigns::ArmAssigner>,
+    pub(super) arms: Option<crate::campaigns::ArmAssigner>,
     /// A campaign send's frequency caps and quiet hours.
-    contact: Option<crate::contact::ContactGate>,
+    pub(super) contact: Option<crate::contact::ContactGate>,
 }
 
 impl ExportPlan {
     /// Whether a member's row goes into the file.
-    fn writes(&self, pseudonym: &str) -> bool {
+    pub(super) fn writes(&self, pseudonym: &[u8; 16]) -> bool {
         match (&self.previous, self.delta_only) {
-            (Some((_, before)), true) => before
-                .binary_search_by(|p| p.as_str().cmp(pseudonym))
-                .is_err(),
+            (Some((_, before)), true) => before.binary_search(pseudonym).is_err(),
             _ => true,
         }
-    }
-}
-
-/// What the members came to.
-#[derive(Default)]
-struct Tally {
-    counts: ExportCounts,
-    transforms: BTreeMap<String, String>,
-    /// Pseudonyms of the included members.
-    included: Vec<String>,
-    /// The largest minimum audience size of the members' jurisdictions.
-    strictest_k: u64,
-    /// (reason, why) -> (people, citations), for the exclusion lines.
-    exclusions: BTreeMap<(String, String), (u64, Vec<String>)>,
-    /// Formatted rows not yet in the file, with their member's pseudonym.
-    pending: Vec<(String, Vec<u8>)>,
-    /// A campaign send's assignments.
-    assigned: Vec<([u8; 16], u8)>,
-    /// A campaign send's contact records, sealed, and stale ones to delete.
-    contacts: Vec<crate::contact::ContactWrite>,
-}
-
-impl Tally {
-    fn add(&mut self, part: MemberResults) {
-        self.counts.considered += part.considered;
-        self.counts.included += part.rows.len() as u64;
-        for (reason, n) in part.excluded {
-            *self.counts.excluded.entry(reason).or_default() += n;
-        }
-        for (key, (n, cite)) in part.exclusions {
-            self.exclusions.entry(key).or_insert_with(|| (0, cite)).0 += n;
-        }
-        self.strictest_k = self.strictest_k.max(part.strictest_k);
-        for (field, transform) in part.transforms {
-            self.transforms.entry(field).or_insert(transform);
-        }
-        for (pseudonym, line) in part.rows {
-            self.included.push(pseudonym.clone());
-            self.pending.push((pseudonym, line));
-        }
-        self.assigned.extend(part.assigned);
-        self.contacts.extend(part.contacts);
     }
 }
 
@@ -250,11 +203,6 @@ impl Engine {
             writer.discard();
             return self.refuse_export(job, access, &tally);
         }
-        for (pseudonym, line) in tally.pending.drain(..) {
-            if plan.writes(&pseudonym) {
-                writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)?;
-            }
-        }
         self.finish_export(job, access, &plan, writer, tally, wrapped_key)
     }
 
@@ -338,97 +286,6 @@ impl Engine {
         })
     }
 
-    /// Decides and formats the members on both cores, a block at a time (progress is saved
-    /// between blocks); meanwhile this thread seals the previous block's rows into the file.
-    /// The last block's rows stay pending: they are written only if the export is not refused.
-    fn decide_members(
-        &self,
-        plan: &ExportPlan,
-        job: &mut ExportRecord,
-        writer: &mut SealedFileWriter<'_>,
-        turn: Option<&crate::contact::ContactTurn<'_>>,
-    ) -> Result<Option<Tally>, EngineError> {
-        let quintiles = self.quintiles();
-        // The job itself is saved (its lease renewed) between blocks.
-        let fields = job.fields.clone();
-        let shape = RowShape {
-            request: &plan.request,
-            fields: &fields,
-            columns: &plan.columns,
-            format: job.format,
-            pseudonyms: &plan.pseudonyms,
-            quintiles: &quintiles,
-            now: OffsetDateTime::now_utc(),
-            arms: plan.arms.as_ref(),
-            contact: plan.contact.as_ref(),
-            profile: &super::batch_profile::BatchShape::for_fields(&fields),
-        };
-        let mut tally = Tally::default();
-        for block in plan.members.chunks(BLOCK) {
-            let halves: Vec<&[ProfileId]> = block.chunks(block.len().div_ceil(2).max(1)).collect();
-            let mut pending = std::mem::take(&mut tally.pending);
-            let (results, written) = std::thread::scope(|scope| {
-                // Named: `top -H` and profiles tell the deciding from the file writing.
-                let workers: Vec<_> = halves
-                    .iter()
-                    .map(|half| {
-                        let shape = &shape;
-                        std::thread::Builder::new()
-                            .name("cdp-export-decide".into())
-                            .spawn_scoped(scope, move || self.export_members(half, shape))
-                    })
-                    .collect();
-                let written = pending
-                    .drain(..)
-                    .filter(|(pseudonym, _)| plan.writes(pseudonym))
-                    .try_for_each(|(pseudonym, line)| {
-                        writer.write_row(&pseudonym_bytes(&pseudonym)?, &line)
-                    });
-                let results: Vec<Result<MemberResults, EngineError>> = workers
-                    .into_iter()
-                    .map(|worker| {
-                        worker
-                            .map_err(|e| EngineError::Job(format!("no export worker: {e}")))?
-                            .join()
-                            .unwrap_or_else(|_| {
-                                Err(EngineError::Job("an export worker panicked".into()))
-                            })
-                    })
-                    .collect();
-                (results, written)
-            });
-            written?;
-            for result in results {
-                tally.add(result?);
-            }
-            job.progress.considered = tally.counts.considered;
-            if let Some(turn) = turn {
-                turn.renew()?;
-            }
-            if let Ok(Err(super::lease::LeaseLost)) = self.save_if_ours(job, None, &[], None) {
-                return Ok(None);
-            }
-        }
-        job.progress.considered = tally.counts.considered;
-        tally.counts.exclusions = tally
-            .exclusions
-            .iter()
-            .map(|((reason, why), (people, cite))| super::Exclusion {
-                reason: reason.clone(),
-                people: *people,
-                why: why.clone(),
-                cite: cite.clone(),
-            })
-            .collect();
-        // The largest first: the manifest reads as an explanation.
-        tally.counts.exclusions.sort_by(|a, b| {
-            b.people
-                .cmp(&a.people)
-                .then_with(|| a.reason.cmp(&b.reason))
-        });
-        Ok(Some(tally))
-    }
-
     /// Too few people remain after the policies: a smaller file could single people out.
     fn refuse_export(
         &self,
@@ -499,10 +356,7 @@ impl Engine {
         tally.included.sort_unstable();
         let latest = plan.latest.clone();
         let (previous, removals) = match &plan.previous {
-            Some((id, before)) => (
-                Some(id.clone()),
-                sorted_difference(before.clone(), &tally.included),
-            ),
+            Some((id, before)) => (Some(id.clone()), sorted_difference(before, &tally.included)),
             None => (None, Vec::new()),
         };
         if plan.delta_only {
@@ -518,7 +372,7 @@ impl Engine {
             let mut row = BTreeMap::new();
             row.insert("op".into(), Value::String("remove".into()));
             if job.fields.iter().any(|f| f == "pseudonym") {
-                row.insert("pseudonym".into(), Value::String(pseudonym.clone()));
+                row.insert("pseudonym".into(), Value::String(hex::encode(pseudonym)));
             }
             writer.write_row(&NO_MEMBER, &format_row(job.format, &plan.columns, &row))?;
         }
@@ -544,7 +398,7 @@ impl Engine {
             chunk_starts: tally
                 .included
                 .chunks(self.config.exports.member_chunk.max(1))
-                .filter_map(|chunk| chunk.first().cloned())
+                .filter_map(|chunk| chunk.first().map(|first| hex::encode(first)))
                 .collect(),
         };
         let (partial, done) = (
@@ -646,7 +500,10 @@ impl Engine {
         audit: &[AuditRecord],
     ) -> Result<cdp_store::CommitTicket, EngineError> {
         let key = job_key(&record.id);
-        let mut batch = WriteBatch::default();
+        let chunks = |n: usize| n.div_ceil(self.config.exports.member_chunk.max(1));
+        let mut batch = WriteBatch::with_capacity(extra.as_ref().map_or(1, |extra| {
+            extra.contacts.len() + chunks(extra.arms.len()) + chunks(extra.members.len()) + 4
+        }));
         batch.put(
             Keyspace::Exports,
             key.clone(),
@@ -689,7 +546,7 @@ impl Engine {
                 let key = member_chunk_key(&record.id, n);
                 let mut plain = Vec::with_capacity(chunk.len() * 16);
                 for pseudonym in chunk {
-                    plain.extend_from_slice(&pseudonym_bytes(pseudonym)?);
+                    plain.extend_from_slice(pseudonym);
                 }
                 let sealed = self.vault().seal_system(Keyspace::Exports, &key, &plain)?;
                 batch.put(Keyspace::Exports, key, sealed);

@@ -43,8 +43,8 @@ pub(super) struct Finished<'a> {
     pub(super) secrets: &'a ExportSecrets,
     /// The key naming the latest export of its audience and recipient (or schedule, campaign).
     pub(super) latest: Vec<u8>,
-    /// Everyone it included, sorted pseudonyms.
-    pub(super) members: &'a [String],
+    /// Everyone it included, sorted pseudonyms' bytes.
+    pub(super) members: &'a [[u8; 16]],
     /// A campaign send: each eligible person's profile id and arm (0: the holdout, 1 + the
     /// variant's index otherwise).
     pub(super) arms: &'a [([u8; 16], u8)],
@@ -59,13 +59,14 @@ pub(super) fn pseudonym_bytes(pseudonym: &str) -> Result<[u8; 16], EngineError> 
 }
 
 /// The items of sorted `old` that are not in sorted `new`.
-pub(super) fn sorted_difference(old: Vec<String>, new: &[String]) -> Vec<String> {
+pub(super) fn sorted_difference<T: Ord + Copy>(old: &[T], new: &[T]) -> Vec<T> {
     let mut rest = new.iter().peekable();
-    old.into_iter()
+    old.iter()
         .filter(|item| {
-            while rest.next_if(|candidate| *candidate < item).is_some() {}
-            rest.peek() != Some(&item)
+            while rest.next_if(|candidate| candidate < item).is_some() {}
+            rest.peek() != Some(item)
         })
+        .copied()
         .collect()
 }
 
@@ -100,7 +101,7 @@ impl Engine {
     }
 
     /// One chunk of a finished export's sorted member list.
-    fn member_chunk(&self, id: &str, chunk: usize) -> Result<Vec<String>, EngineError> {
+    fn member_chunk(&self, id: &str, chunk: usize) -> Result<Vec<[u8; 16]>, EngineError> {
         let key = member_chunk_key(id, chunk);
         let sealed = self
             .store()
@@ -110,19 +111,26 @@ impl Engine {
         if plain.len() % 16 != 0 {
             return Err(EngineError::Corrupt(format!("member list of export {id}")));
         }
-        Ok(plain.chunks_exact(16).map(hex::encode).collect())
+        Ok(plain
+            .chunks_exact(16)
+            .filter_map(|bytes| bytes.try_into().ok())
+            .collect())
     }
 
-    /// Everyone a finished export included, sorted.
+    /// Everyone a finished export included, sorted pseudonyms' bytes.
     pub(super) fn past_members(
         &self,
         id: &str,
         secrets: ExportSecrets,
-    ) -> Result<Vec<String>, EngineError> {
-        let mut members = secrets.pseudonyms;
+    ) -> Result<Vec<[u8; 16]>, EngineError> {
+        // Exports of earlier stores listed them in the secrets, as hex.
+        let mut members = (secrets.pseudonyms.iter())
+            .map(|pseudonym| pseudonym_bytes(pseudonym))
+            .collect::<Result<Vec<_>, _>>()?;
         for chunk in 0..secrets.chunk_starts.len() {
             members.extend(self.member_chunk(id, chunk)?);
         }
+        members.sort_unstable();
         Ok(members)
     }
 
@@ -146,7 +154,7 @@ impl Engine {
         };
         Ok(self
             .member_chunk(id, chunk)?
-            .binary_search(pseudonym)
+            .binary_search(&pseudonym_bytes(pseudonym)?)
             .is_ok())
     }
 
@@ -199,15 +207,11 @@ mod tests {
 
     #[test]
     fn sorted_difference_keeps_what_left() {
-        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
         assert_eq!(
-            sorted_difference(
-                strings(&["a", "c", "d", "f"]),
-                &strings(&["b", "c", "e", "f", "g"])
-            ),
-            strings(&["a", "d"])
+            sorted_difference(&[1, 3, 4, 6], &[2, 3, 5, 6, 7]),
+            vec![1, 4]
         );
-        assert_eq!(sorted_difference(strings(&["a"]), &[]), strings(&["a"]));
-        assert!(sorted_difference(Vec::new(), &strings(&["a"])).is_empty());
+        assert_eq!(sorted_difference(&[1], &[]), vec![1]);
+        assert!(sorted_difference(&[], &[1]).is_empty());
     }
 }

@@ -19,6 +19,7 @@
 //! `revise` (erasure rewrites the files that hold the person; expired files are deleted).
 
 mod batch_profile;
+mod deciding;
 mod download;
 mod fields;
 mod format;

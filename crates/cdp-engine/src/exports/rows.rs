@@ -41,8 +41,8 @@ pub(super) struct MemberResults {
     pub(super) exclusions: BTreeMap<(String, String), (u64, Vec<String>)>,
     pub(super) strictest_k: u64,
     pub(super) transforms: BTreeMap<String, String>,
-    /// (pseudonym, formatted line) of each included member, in order.
-    pub(super) rows: Vec<(String, Vec<u8>)>,
+    /// (pseudonym's bytes, formatted line) of each included member, in order.
+    pub(super) rows: Vec<([u8; 16], Vec<u8>)>,
     /// A campaign send: each eligible member's profile id and arm (0: the holdout).
     pub(super) assigned: Vec<([u8; 16], u8)>,
     /// A campaign send: the contacted members' new contact records and stale ones deleted.
@@ -198,7 +198,8 @@ impl Engine {
                     }
                 }
             }
-            let pseudonym = shape.pseudonyms.pseudonym(&record.id);
+            let tag = shape.pseudonyms.pseudonym_bytes(&record.id);
+            let pseudonym = crate::records::hex::encode(&tag);
             let member = Member {
                 record: &record,
                 facts: &facts,
@@ -209,7 +210,7 @@ impl Engine {
             let mut row = self.export_row(shape, &member, &mut out.transforms);
             row.insert("op".into(), Value::String("add".into()));
             let line = format_row(shape.format, shape.columns, &row);
-            out.rows.push((pseudonym, line));
+            out.rows.push((tag, line));
         }
         Ok(out)
     }

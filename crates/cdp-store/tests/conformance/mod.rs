@@ -63,6 +63,10 @@ macro_rules! conformance_suite {
             $crate::conformance::batches_are_atomic_across_keyspaces_and_survive_reopen::<$backend>();
         }
         #[test]
+        fn the_last_operation_on_a_key_in_a_batch_wins() {
+            $crate::conformance::the_last_operation_on_a_key_in_a_batch_wins::<$backend>();
+        }
+        #[test]
         fn reserved_keys_cannot_be_written() {
             $crate::conformance::reserved_keys_cannot_be_written::<$backend>();
         }
@@ -160,6 +164,50 @@ pub fn batches_are_atomic_across_keyspaces_and_survive_reopen<B: Backend>() {
         .collect();
     assert_eq!(events, vec![(b"p1/0001".to_vec(), b"event".to_vec())]);
     assert_eq!(store.stats().last_seq, 2);
+}
+
+/// A batch may name a key more than once, its operations in any key order: the last one on
+/// each key is what the store holds, before the batch is applied and after a reopen.
+pub fn the_last_operation_on_a_key_in_a_batch_wins<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: [(&[u8], Option<&[u8]>); 4] = [
+        (b"a", Some(b"second")),
+        (b"b", None),
+        (b"c", Some(b"again")),
+        (b"z", Some(b"only")),
+    ];
+    let check = |store: &dyn Store| {
+        for (key, value) in expected {
+            let found = store.get(Keyspace::Exports, key).unwrap();
+            assert_eq!(
+                found.as_deref(),
+                value,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    };
+    {
+        let store = B::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::with_capacity(7);
+        batch
+            .put(Keyspace::Exports, b"z".to_vec(), b"only".to_vec())
+            .put(Keyspace::Exports, b"a".to_vec(), b"first".to_vec())
+            .put(Keyspace::Exports, b"b".to_vec(), b"gone".to_vec())
+            .delete(Keyspace::Exports, b"c".to_vec())
+            .put(Keyspace::Exports, b"a".to_vec(), b"second".to_vec())
+            .delete(Keyspace::Exports, b"b".to_vec())
+            .put(Keyspace::Exports, b"c".to_vec(), b"again".to_vec());
+        let ticket = store.commit(batch).unwrap();
+        check(store.as_ref());
+        ticket.wait_durable().unwrap();
+        let listed: Vec<Vec<u8>> = (store.scan_prefix(Keyspace::Exports, b""))
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        assert_eq!(listed, vec![b"a".to_vec(), b"c".to_vec(), b"z".to_vec()]);
+        store.close().unwrap();
+    }
+    check(B::open(dir.path()).unwrap().as_ref());
 }
 
 pub fn reserved_keys_cannot_be_written<B: Backend>() {
