@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use cdp_core::ProfileId;
 use time::OffsetDateTime;
 
-use super::job::ExportPlan;
+use super::plan::ExportPlan;
 use super::rows::{MemberResults, RowShape};
 use super::sealed_file::SealedFileWriter;
 use super::{ExportCounts, ExportRecord};

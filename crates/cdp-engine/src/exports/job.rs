@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cdp_core::ProfileId;
 use cdp_policy::{Action, DecisionRequest};
 use cdp_store::{Keyspace, WriteBatch};
 use serde_json::Value;
@@ -20,6 +19,7 @@ use super::keys::{
     schedule_latest_key, secrets_key,
 };
 use super::members::{ExportSecrets, Finished, sorted_difference};
+use super::plan::ExportPlan;
 use super::sealed_file::{NO_MEMBER, SealedFileWriter, WrittenFile};
 use super::{
     ExportFormat, ExportProgress, ExportRecord, ExportRequest, ExportStatus, FieldTransform,
@@ -31,38 +31,6 @@ use crate::read::audiences::AudienceRecord;
 use crate::recipients::RecipientRecord;
 use crate::records::hex;
 use crate::{Engine, EngineError};
-
-/// What a running job works from.
-pub(super) struct ExportPlan {
-    audience: AudienceRecord,
-    recipient: RecipientRecord,
-    /// Allowed members by the index, ascending ids.
-    pub(super) members: Vec<ProfileId>,
-    pub(super) request: DecisionRequest,
-    /// `op` and then the fields.
-    pub(super) columns: Vec<String>,
-    pub(super) pseudonyms: cdp_crypto::PseudonymKey,
-    /// Where the latest export of this audience to this recipient (or of this schedule) is
-    /// named, and that export with everyone it included (sorted pseudonyms' bytes).
-    latest: Vec<u8>,
-    previous: Option<(String, Vec<[u8; 16]>)>,
-    /// A scheduled run writes only the people the previous run did not include.
-    delta_only: bool,
-    /// A campaign send's arms.
-    pub(super) arms: Option<crate::campaigns::ArmAssigner>,
-    /// A campaign send's frequency caps and quiet hours.
-    pub(super) contact: Option<crate::contact::ContactGate>,
-}
-
-impl ExportPlan {
-    /// Whether a member's row goes into the file.
-    pub(super) fn writes(&self, pseudonym: &[u8; 16]) -> bool {
-        match (&self.previous, self.delta_only) {
-            (Some((_, before)), true) => before.binary_search(pseudonym).is_err(),
-            _ => true,
-        }
-    }
-}
 
 impl Engine {
     /// Everything an export must satisfy before it starts (also when a schedule is made):

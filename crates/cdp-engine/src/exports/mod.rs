@@ -12,7 +12,8 @@
 //! also lists the pseudonyms to remove.
 
 //!
-//! Rooms: `job` (lifecycle: start, run, refuse, finish), `fields` (the field vocabulary and
+//! Rooms: `job` (lifecycle: start, run, refuse, finish), `plan` (what a running job works
+//! from), `deciding` (the members decided on both cores, rows written in member order), `fields` (the field vocabulary and
 //! what each field depends on in the policies), `rows` (one member decided and formatted),
 //! `format` (CSV/JSONL), `hashes` (ad-platform hashes), `sealed_file` (the encrypted file,
 //! writer and reader), `members` (who a finished export included, for deltas and requests),
@@ -28,6 +29,7 @@ mod job;
 mod keys;
 mod lease;
 mod members;
+mod plan;
 pub(crate) mod revise;
 mod rows;
 pub mod schedules;
