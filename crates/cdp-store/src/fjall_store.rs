@@ -100,14 +100,19 @@ fn open_error(data_dir: &DataDir, error: fjall::Error) -> StoreError {
 /// takes beyond its tables; the memtable of the one keyspace is 64 MiB, so two of them fit.
 const MAX_JOURNALS: u64 = 128 * 1024 * 1024;
 
-/// fjall's background threads. Its worker 0 keeps itself free for memtable flushes: a
-/// compaction request it receives goes back into the shared queue, and while every other
-/// worker is busy it receives that request again at once, so with fjall's default of two
-/// workers (on two cores) worker 0 spun for as long as worker 1 compacted (about 5 % of all
-/// CPU of an ingestion run at 200k people, `perf`; fjall-rs/fjall#323 reworks the queue). With
-/// a third, the request finds a worker that either compacts other tables beside the first or
-/// finds nothing to do, and the spin stops.
-const FJALL_WORKERS: usize = 3;
+/// fjall's background threads: its default (one per core, at most 4), but at least 3. Its
+/// worker 0 keeps itself free for memtable flushes: a compaction request it receives goes
+/// back into the shared queue, and while every other worker is busy it receives that request
+/// again at once. With two workers (fjall's default on two cores) worker 0 spun for as long as
+/// worker 1 compacted (5.2 % of all CPU of an ingestion run at 200k people, `perf`;
+/// fjall-rs/fjall#323 reworks the queue). With a third, the request finds a worker that
+/// compacts other tables beside the first or finds nothing to do (0.8 %).
+fn fjall_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(3, 4)
+}
 
 /// How long a clean close waits for fjall to write its memtable out.
 const MEMTABLE_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -156,7 +161,7 @@ impl FjallStore {
             let db = Database::builder(&dir)
                 .cache_size(options.cache_capacity)
                 .max_journaling_size(MAX_JOURNALS)
-                .worker_threads(FJALL_WORKERS)
+                .worker_threads(fjall_workers())
                 .open()
                 .map_err(|e| open_error(data_dir, e))?;
             let data = db
