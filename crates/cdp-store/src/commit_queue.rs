@@ -1,9 +1,9 @@
 //! The commit path both embedded backends share: `commit` validates a batch, numbers it,
 //! records its change-feed entry and sequence number in it, notes its keys in the absent-key
 //! filters and queues it for the backend's applier thread (readers see it at once through
-//! `in_flight`); tickets resolve once the backend's applier has made the group durable and the
-//! flusher has written the commit mark. The backends differ only in how the applier writes a
-//! group and what the final flush syncs.
+//! `in_flight`); tickets resolve once the backend's applier has made the group durable and
+//! written the commit mark. The backends differ only in how the applier writes a group and
+//! what the final flush syncs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -22,8 +22,8 @@ use crate::{CommitTicket, Keyspace, StoreError, WriteBatch};
 pub(crate) struct CommitQueue {
     pub(crate) durability: Arc<Durability>,
     /// The last sequence number handed out. Held while a batch is numbered and queued, so that
-    /// queue order is sequence order (the applier applies in queue order; the flusher relies
-    /// on sequence order being apply order).
+    /// queue order is sequence order (the applier applies in queue order, and the durable
+    /// sequence number it publishes relies on sequence order being apply order).
     writer: Mutex<u64>,
     /// Committed batches the applier has not written yet; reads look here first.
     pub(crate) in_flight: Arc<InFlight>,
@@ -38,7 +38,6 @@ pub(crate) struct CommitQueue {
     outage: Mutex<Option<String>>,
     /// Every block was read and found sound since open.
     verified: AtomicBool,
-    flusher: Mutex<Option<JoinHandle<()>>>,
     applier: Mutex<Option<JoinHandle<()>>>,
     /// The feed lists the identity graph's keys too (several nodes share the store:
     /// [`Keyspace::followed_by_nodes`]).
@@ -74,17 +73,20 @@ fn writes_of(ops: Vec<crate::batch::BatchOp>) -> Writes {
 }
 
 impl CommitQueue {
-    /// Starts the store's threads at sequence number `last_seq`: the applier (`applier`
-    /// takes the durability, the queue readers see and the batches to write, and makes each
-    /// group durable before marking it applied) and the flusher, which records in the commit
-    /// mark how far that goes.
+    /// Starts the store's applier thread at sequence number `last_seq` (`applier` takes the
+    /// durability, the queue readers see and the batches to write, and makes each group
+    /// durable before [`Durability::mark_durable`] records it in the commit mark).
     pub(crate) fn start(
         last_seq: u64,
         absent: AbsentFilters,
         mark: Option<CommitMark>,
         applier: impl FnOnce(&Durability, &InFlight, &Receiver<Arc<PendingBatch>>) + Send + 'static,
     ) -> Result<Self, StoreError> {
-        let durability = Durability::new(last_seq);
+        // The mark must reflect the store as opened (initialisation may have written to it).
+        if let Some(mark) = &mark {
+            mark.write(last_seq)?;
+        }
+        let durability = Durability::new(last_seq, mark);
         let in_flight = Arc::new(InFlight::default());
         let (queue, batches) = std::sync::mpsc::channel();
         let applier = {
@@ -93,24 +95,6 @@ impl CommitQueue {
                 .name("cdp-store-applier".into())
                 .spawn(move || applier(&durability, &in_flight, &batches))
                 .map_err(|e| StoreError::io("cannot start the applier thread", e))?
-        };
-        // The mark must reflect the store as opened (initialisation may have written to it).
-        // Without one (PostgreSQL: a committed transaction is durable, and the database
-        // detects its own damage) the flusher only publishes what the applier made durable.
-        if let Some(mark) = &mark {
-            mark.write(last_seq)?;
-        }
-        let flusher = {
-            let durability = durability.clone();
-            std::thread::Builder::new()
-                .name("cdp-store-flusher".into())
-                .spawn(move || {
-                    durability.run_flusher(|target| match &mark {
-                        Some(mark) => mark.write(target),
-                        None => Ok(()),
-                    })
-                })
-                .map_err(|e| StoreError::io("cannot start the flusher thread", e))?
         };
         Ok(Self {
             durability,
@@ -122,7 +106,6 @@ impl CommitQueue {
             damage: Mutex::new(None),
             outage: Mutex::new(None),
             verified: AtomicBool::new(false),
-            flusher: Mutex::new(Some(flusher)),
             applier: Mutex::new(Some(applier)),
             feed_for_nodes: AtomicBool::new(false),
         })
@@ -148,7 +131,7 @@ impl CommitQueue {
             *writer = seq;
         }
         drop(writer);
-        self.durability.advance_to(seq);
+        self.durability.mark_durable(seq);
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
@@ -262,12 +245,9 @@ impl CommitQueue {
         if let Some(failure) = self.durability.failure() {
             return Err(StoreError::Unavailable(failure));
         }
-        let seq = self.durability.applied.load(Ordering::Acquire);
-        if seq > self.durability.durable() {
-            self.durability.request(seq);
-            CommitTicket::new(seq, self.durability.clone()).wait_durable()?;
-        }
-        Ok(())
+        // The applier publishes a group durable before it leaves the queue: this returns at
+        // once unless the mark's write failed.
+        CommitTicket::new(committed, self.durability.clone()).wait_durable()
     }
 
     pub(crate) fn health(&self) -> StoreHealth {
@@ -281,7 +261,7 @@ impl CommitQueue {
             return StoreHealth::Unreachable(problem);
         }
         if self
-            .flusher
+            .applier
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
@@ -301,7 +281,7 @@ impl CommitQueue {
         }
     }
 
-    /// Flushes (`flush`: the backend's), stops the applier and the flusher, and makes every
+    /// Flushes (`flush`: the backend's), stops the applier, and makes every
     /// later commit fail. Idempotent.
     pub(crate) fn close(
         &self,
@@ -315,7 +295,6 @@ impl CommitQueue {
             .take();
         join(&self.applier);
         self.durability.shutdown();
-        join(&self.flusher);
         result
     }
 }

@@ -463,7 +463,7 @@ fn stored_seq(data_dir: &DataDir, data: &FjallKeyspace) -> Result<u64, StoreErro
 }
 
 /// The applier thread: takes committed batches in order (all that are queued at once, as one
-/// group), writes the group as one fjall batch, syncs fjall's journal, marks the group applied
+/// group), writes the group as one fjall batch, syncs fjall's journal, publishes the group durable
 /// and drops it from the queue. After a failure nothing more is applied: the store refuses
 /// writes, every ticket still waiting fails, and reads keep seeing the queued batches.
 fn run_applier(
@@ -509,7 +509,7 @@ fn apply_group(
         .and_then(|()| db.persist(PersistMode::SyncAll))
         .map_err(|error| format!("cannot write to the store: {error}"))?;
     if let Some(last) = group.last() {
-        durability.mark_applied(last.seq);
+        durability.mark_durable(last.seq);
     }
     for pending in group {
         in_flight.pop(pending.seq);
@@ -609,7 +609,7 @@ impl Store for FjallStore {
         self.queue.stats()
     }
 
-    /// Flushes, stops the applier and the flusher, makes every later commit fail, and writes
+    /// Flushes, stops the applier, makes every later commit fail, and writes
     /// the memtable out as a table. Idempotent.
     fn close(&self) -> Result<(), StoreError> {
         self.stop_scanner();

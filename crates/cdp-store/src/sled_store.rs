@@ -218,11 +218,10 @@ fn apply_group(
             }
         }
     }
-    // One wake-up of the flusher for the group: its mark covers every batch in it. Marked
-    // applied before the batches leave the queue, so that a flush that waited for the queue
-    // finds them applied.
+    // One commit mark for the group: it covers every batch in it. Published durable before
+    // the batches leave the queue, so that a flush that waited for the queue finds them so.
     if let Some(last) = group.last() {
-        durability.mark_applied(last.seq);
+        durability.mark_durable(last.seq);
     }
     for batch in group {
         in_flight.pop(batch.seq);
@@ -529,7 +528,7 @@ impl Store for SledStore {
         self.queue.stats()
     }
 
-    /// Flushes, stops the applier and the flusher, and makes every later commit fail.
+    /// Flushes, stops the applier, and makes every later commit fail.
     /// Idempotent.
     fn close(&self) -> Result<(), StoreError> {
         self.queue.close(|| self.flush())

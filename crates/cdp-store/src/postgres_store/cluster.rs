@@ -414,7 +414,7 @@ pub(super) fn follow(pool: &Arc<Pool>, turns: &Turns, closing: &AtomicBool) {
             .and_then(|conn| read_last_seq(&conn.client, &pool.location));
         if let Ok(seq) = seq {
             if seq > queue.durability.applied.load(Ordering::Acquire) {
-                queue.durability.advance_to(seq);
+                queue.durability.mark_durable(seq);
             }
             turns.absorb_feed(seq);
         }

@@ -403,7 +403,7 @@ fn run_applier(
             continue;
         }
         if let Some(last) = group.last() {
-            durability.mark_applied(last.seq);
+            durability.mark_durable(last.seq);
         }
         for pending in &group {
             in_flight.pop(pending.seq);
