@@ -275,7 +275,7 @@ impl CommitQueue {
         StoreStats {
             commits: self.commits.load(Ordering::Relaxed),
             flushes: self.durability.flushes(),
-            last_seq: self.durability.applied.load(Ordering::Acquire),
+            last_seq: self.last_seq(),
             durable_seq: self.durability.durable(),
             verified: self.verified.load(Ordering::Relaxed),
         }

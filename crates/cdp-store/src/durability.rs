@@ -12,7 +12,6 @@
 //! groups were smaller (at 1M profiles, 8 clients reading: 1.5 audited reads per sync, and the
 //! two threads 22 % of the process's CPU; docs/performance.md "Profile lookup").
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -35,9 +34,6 @@ pub(crate) struct Durability {
     flushed: Condvar,
     /// The durable sequence number, for async waiters and change-feed followers.
     durable_tx: watch::Sender<u64>,
-    /// Highest sequence number applied to the store (durable too, once the applier has
-    /// written the mark).
-    pub(crate) applied: AtomicU64,
     /// Where the last durable sequence number is recorded outside the engine (none on
     /// PostgreSQL: a committed transaction is durable, and the database detects its own
     /// damage).
@@ -54,7 +50,6 @@ impl Durability {
             }),
             flushed: Condvar::new(),
             durable_tx,
-            applied: AtomicU64::new(durable),
             mark,
         })
     }
@@ -78,7 +73,6 @@ impl Durability {
             self.fail(format!("store flush failed: {error}"));
             return;
         }
-        self.applied.fetch_max(seq, Ordering::AcqRel);
         let mut state = self.lock();
         state.flushes += 1;
         state.durable = state.durable.max(seq);

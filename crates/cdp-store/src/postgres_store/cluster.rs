@@ -413,7 +413,7 @@ pub(super) fn follow(pool: &Arc<Pool>, turns: &Turns, closing: &AtomicBool) {
             .map_err(|failure: Failure| failure.into_error(&pool.location))
             .and_then(|conn| read_last_seq(&conn.client, &pool.location));
         if let Ok(seq) = seq {
-            if seq > queue.durability.applied.load(Ordering::Acquire) {
+            if seq > queue.durability.durable() {
                 queue.durability.mark_durable(seq);
             }
             turns.absorb_feed(seq);
