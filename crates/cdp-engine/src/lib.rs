@@ -136,6 +136,9 @@ pub struct Engine {
     /// Nanoseconds the write lock was held since the engine opened: ingestion's serial part,
     /// which bounds its rate whatever the cores (`cdp bench ingest` reports its share).
     writer_busy_nanos: std::sync::atomic::AtomicU64,
+    /// The order of ingestion's commits when they are made after the write lock
+    /// (`write/pipeline.rs`).
+    pipeline: write::pipeline::Pipeline,
     /// The audit chain's head; its lock orders appends (taken after `write_lock`, never
     /// before it).
     audit: audit::AuditState,
@@ -229,6 +232,7 @@ impl Engine {
             policies,
             write_lock: Mutex::new(write::cache::RecordCache::new(messages, synced_seq)),
             writer_busy_nanos: std::sync::atomic::AtomicU64::new(0),
+            pipeline: write::pipeline::Pipeline::default(),
             audit: audit::AuditState::default(),
             index: index.map(Arc::new),
             exports_dir,
@@ -252,6 +256,12 @@ impl Engine {
     /// Flushes and closes the store: every acknowledged write is in the store file and the
     /// journal is empty. Call once, after the last request.
     pub fn close(&self) -> Result<(), EngineError> {
+        {
+            // Requests resolved before the close commit first (a failed pipeline has
+            // nothing more to commit).
+            let _writer = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.pipeline.drain();
+        }
         Ok(self.store.close()?)
     }
 
@@ -361,9 +371,21 @@ impl Engine {
     /// turns; `cdp-store` `WriteTurn`). Take it before any other lock of the engine but
     /// `export_files_lock`: a turn waits for the node's other writers to finish.
     pub(crate) fn write_lock(&self) -> Result<WriteSection<'_>, EngineError> {
+        let mut section = self.write_lock_for_ingest()?;
+        // Everything ingestion resolved is in the store before a writer that reads the store
+        // directly goes on.
+        self.pipeline.drain()?;
+        section.committed_through(u64::MAX);
+        Ok(section)
+    }
+
+    /// The write lock for ingestion, whose reads see what the requests before it resolved and
+    /// have not committed yet (`write/pipeline.rs`).
+    pub(crate) fn write_lock_for_ingest(&self) -> Result<WriteSection<'_>, EngineError> {
         // The guarded state is the store, which stays consistent: a panic mid-batch never
         // commits a partial batch.
         let mut cache = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        cache.committed_through(self.pipeline.done());
         let turn = self.store().write_turn()?;
         if turn.generation() != cache.generation {
             self.sync_with_other_nodes(&mut cache, &turn)?;

@@ -46,7 +46,7 @@ pub use keyspace::Keyspace;
 pub use layout::DataDir;
 pub use meta::{SCHEMA_VERSION, SchemaVersion};
 pub use open::{StoreEngine, StoreOptions, engine_of, open_store};
-pub use overlay::Overlay;
+pub use overlay::{Overlay, Staging};
 pub use postgres_store::{
     PostgresStore, PostgresStoreOptions, is_postgres_url, postgres_database_bytes,
 };

@@ -184,22 +184,14 @@ impl Staged {
     /// The nodes, evidence and profiles of the changes taken, in their final state, sealed
     /// once (profiles merged away are left out: the change that merged them deleted them).
     pub(crate) fn seal_graph(&self, engine: &Engine) -> Result<WriteBatch, EngineError> {
-        let mut batch = WriteBatch::new();
-        for (key, record) in &self.nodes {
-            let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
-            batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
-        }
-        for (id, record) in &self.evidence {
-            let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
-            batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
-        }
-        for (id, profile) in &self.profiles {
-            if let Some((record, key)) = profile {
-                let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
-                batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
-            }
-        }
-        Ok(batch)
+        seal_graph(
+            engine,
+            &self.nodes,
+            &self.evidence,
+            self.profiles
+                .iter()
+                .map(|(id, profile)| (id, profile.as_ref().map(|(record, key)| (record, key)))),
+        )
     }
 
     /// Takes the final state of one change, once it is sealed into a batch.
@@ -218,4 +210,30 @@ impl Staged {
             self.profiles.insert(id, None);
         }
     }
+}
+
+/// Graph records sealed into a batch: nodes and evidence with the system key, profiles with
+/// their person's key (`None`: merged away, deleted by the change that merged it).
+pub(crate) fn seal_graph<'r>(
+    engine: &Engine,
+    nodes: &BTreeMap<NodeKey, NodeRecord>,
+    evidence: &BTreeMap<EvidenceId, EvidenceRecord>,
+    profiles: impl IntoIterator<Item = (&'r ProfileId, Option<(&'r ProfileRecord, &'r DataKey)>)>,
+) -> Result<WriteBatch, EngineError> {
+    let mut batch = WriteBatch::new();
+    for (key, record) in nodes {
+        let sealed = engine.seal_system(Keyspace::Identifiers, key.0.as_bytes(), record)?;
+        batch.put(Keyspace::Identifiers, key.0.as_bytes().to_vec(), sealed);
+    }
+    for (id, record) in evidence {
+        let sealed = engine.seal_system(Keyspace::IdentityEdges, &id.0, record)?;
+        batch.put(Keyspace::IdentityEdges, id.0.to_vec(), sealed);
+    }
+    for (id, profile) in profiles {
+        if let Some((record, key)) = profile {
+            let sealed = engine.seal_person(key, Keyspace::Profiles, id.as_bytes(), record)?;
+            batch.put(Keyspace::Profiles, id.as_bytes().to_vec(), sealed);
+        }
+    }
+    Ok(batch)
 }

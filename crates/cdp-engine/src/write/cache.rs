@@ -6,6 +6,7 @@
 //! key). It holds decrypted profiles in memory, as processing does anyway; it is bounded, and
 //! everything that removes a person must evict them (erasure, issue 7).
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use lru::LruCache;
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
 use crate::write::apply::Staged;
 use crate::write::dedup::MessageWindow;
+use crate::write::pipeline::Unsealed;
 
 const NODES: usize = 200_000;
 const EVIDENCE: usize = 200_000;
@@ -44,6 +46,9 @@ pub(crate) struct RecordCache {
     /// it reflects (several nodes on one database: `sync_with_other_nodes`).
     pub(crate) generation: u64,
     pub(crate) synced_seq: u64,
+    /// Requests resolved but not committed yet, oldest first (`pipeline`): what they wrote is
+    /// read here when the cache above no longer holds it, and before the store.
+    pub(crate) unsealed: VecDeque<Arc<Unsealed>>,
 }
 
 impl std::fmt::Debug for RecordCache {
@@ -67,7 +72,74 @@ impl RecordCache {
             messages,
             generation: 0,
             synced_seq,
+            unsealed: VecDeque::new(),
         }
+    }
+
+    /// Lets go of the requests committed since (every place up to `done`).
+    pub(crate) fn committed_through(&mut self, done: u64) {
+        while self
+            .unsealed
+            .front()
+            .is_some_and(|request| request.place <= done)
+        {
+            self.unsealed.pop_front();
+        }
+    }
+
+    /// The newest uncommitted write of a node (`pipeline`).
+    pub(crate) fn unsealed_node(&self, key: &NodeKey) -> Option<&NodeRecord> {
+        self.unsealed
+            .iter()
+            .rev()
+            .find_map(|request| request.nodes.get(key))
+    }
+
+    /// The newest uncommitted write of an evidence record.
+    pub(crate) fn unsealed_evidence(&self, id: &EvidenceId) -> Option<&EvidenceRecord> {
+        self.unsealed
+            .iter()
+            .rev()
+            .find_map(|request| request.evidence.get(id))
+    }
+
+    /// The newest uncommitted write of a profile (`Some(None)`: merged away).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn unsealed_profile(
+        &self,
+        id: &ProfileId,
+    ) -> Option<Option<&(Arc<ProfileRecord>, DataKey)>> {
+        self.unsealed
+            .iter()
+            .rev()
+            .find_map(|request| request.profiles.get(id).map(Option::as_ref))
+    }
+
+    /// Applies what a resolved request wrote before it is committed (`pipeline`): the
+    /// records are shared with the request's [`Unsealed`], which stays readable until the
+    /// commit. Drop what it returns after the write lock.
+    pub(crate) fn apply_unsealed(&mut self, request: Arc<Unsealed>) -> Released {
+        let mut released = Released::default();
+        for (key, record) in &request.nodes {
+            released
+                .nodes
+                .extend(self.nodes.push(*key, record.clone()).map(|(_, old)| old));
+        }
+        for (id, record) in &request.evidence {
+            released
+                .evidence
+                .extend(self.evidence.push(*id, record.clone()).map(|(_, old)| old));
+        }
+        released.extend(
+            self.put_profiles(
+                request
+                    .profiles
+                    .iter()
+                    .map(|(id, profile)| (*id, profile.clone())),
+            ),
+        );
+        self.unsealed.push_back(request);
+        released
     }
 
     /// Forgets every cached record (after a change made outside the ingest path, such as an

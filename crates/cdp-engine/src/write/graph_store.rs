@@ -66,6 +66,13 @@ impl<'a> StoreGraph<'a> {
         if let Some(record) = self.cache.as_mut().and_then(|cache| cache.nodes.get(key)) {
             return Ok(Some(record.clone()));
         }
+        if let Some(record) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.unsealed_node(key))
+        {
+            return Ok(Some(record.clone()));
+        }
         let record: Option<NodeRecord> =
             self.engine
                 .get_system_in(self.view, Keyspace::Identifiers, key.0.as_bytes())?;
@@ -107,6 +114,13 @@ impl<'a> StoreGraph<'a> {
                 .and_then(|cache| cache.profiles.get(&id))
                 .map(|(record, key)| (&**record, key)));
         }
+        if let Some(unsealed) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.unsealed_profile(&id))
+        {
+            return Ok(unsealed.map(|(record, key)| (&**record, key)));
+        }
         let Some(loaded) = self.load_profile(id)? else {
             return Ok(None);
         };
@@ -138,6 +152,14 @@ impl<'a> StoreGraph<'a> {
             let record = Arc::try_unwrap(record).unwrap_or_else(|shared| (*shared).clone());
             return Ok(Some((record, key)));
         }
+        if let Some(unsealed) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.unsealed_profile(&id))
+        {
+            // Still being sealed by the request that wrote it: a copy.
+            return Ok(unsealed.map(|(record, key)| ((**record).clone(), key.clone())));
+        }
         self.load_profile(id)
     }
 
@@ -166,6 +188,13 @@ impl<'a> StoreGraph<'a> {
             return Ok(Some(record.clone()));
         }
         if let Some(record) = self.cache.as_mut().and_then(|cache| cache.evidence.get(id)) {
+            return Ok(Some(record.clone()));
+        }
+        if let Some(record) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.unsealed_evidence(id))
+        {
             return Ok(Some(record.clone()));
         }
         let record: Option<EvidenceRecord> =

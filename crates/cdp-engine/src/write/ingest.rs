@@ -3,7 +3,8 @@
 //! A request is one atomic batch. Each message is prepared outside the write lock (identifiers
 //! extracted, normalised and blind-indexed; consent signals read), then, under the lock, either
 //! added to the profile that already holds its identifier set or resolved (`resolve`), and its
-//! changes staged; the request commits once.
+//! changes staged; the request commits once, on an embedded store after the lock with its
+//! graph records sealed there (`pipeline`).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::write::apply::{Changes, Staged};
 use crate::write::cache::RecordCache;
 use crate::write::graph_store::StoreGraph;
 use crate::write::message::{Arrival, EventToResolve, Incoming, PreparedMessage, evidence_id_of};
+use crate::write::pipeline::Unsealed;
 use crate::{Engine, EngineError};
 
 /// What an ingest call did.
@@ -75,10 +77,16 @@ impl Engine {
             prepared.push(self.prepare(source, message, batched.then_some(index))?);
         }
         let mut report = IngestReport::default();
-        let mut cache = self.write_lock()?;
+        let mut cache = self.write_lock_for_ingest()?;
         self.prefetch(&mut cache, &prepared)?;
         // The whole request is one atomic batch: staged message by message, committed once.
-        let mut overlay = Overlay::new(self.store().as_ref());
+        // Its reads see what the requests before it resolved and have not committed yet.
+        let layers = cache
+            .unsealed
+            .iter()
+            .map(|request| request.staging.clone())
+            .collect();
+        let mut overlay = Overlay::with_layers(self.store().as_ref(), layers);
         let mut staged = Staged::default();
         for (position, mut message) in prepared.into_iter().enumerate() {
             let index = batched.then_some(position);
@@ -116,8 +124,6 @@ impl Engine {
                 }
             }
         }
-        // The graph records the messages changed, each once in its final state.
-        overlay.stage(staged.seal_graph(self)?)?;
         // The request's messages join the de-duplication window as one record.
         let minute = crate::write::dedup::minute_of(time::OffsetDateTime::now_utc());
         let digests: Vec<[u8; 16]> = staged.messages.iter().copied().collect();
@@ -128,26 +134,67 @@ impl Engine {
         if !window.is_empty() {
             overlay.stage(window)?;
         }
-        report.ticket = overlay.commit()?;
-        // Committed: the cache may now hold what the request wrote, and the indexer may take
-        // the profiles from here instead of reading them back.
-        let profiles: Vec<_> = std::mem::take(&mut staged.profiles)
-            .into_iter()
-            .map(|(id, profile)| (id, profile.map(|(record, key)| (Arc::new(record), key))))
-            .collect();
-        if let (Some(ticket), Some(_)) = (&report.ticket, &self.index) {
-            self.written_profiles.publish(
-                ticket.seq(),
-                profiles.iter().map(|(id, profile)| (id, profile.as_ref())),
-            );
-        }
-        cache.messages.committed(minute, &digests);
         let conflicts = std::mem::take(&mut staged.conflicts);
-        let mut released = cache.apply(staged);
-        released.extend(cache.put_profiles(profiles));
-        drop(cache);
-        // Freed outside the lock (`Released`).
-        drop(released);
+        let graph_changed =
+            !(staged.nodes.is_empty() && staged.evidence.is_empty() && staged.profiles.is_empty());
+        // Over a network the store answers every read, the next request's included, so the
+        // commit stays under the lock there; locally the graph is sealed after it.
+        if self.store().reads_are_remote() || (!graph_changed && overlay.is_empty()) {
+            // The graph records the messages changed, each once in its final state.
+            overlay.stage(staged.seal_graph(self)?)?;
+            report.ticket = overlay.commit()?;
+            // Committed: the cache may now hold what the request wrote, and the indexer may
+            // take the profiles from here instead of reading them back.
+            let profiles: Vec<_> = std::mem::take(&mut staged.profiles)
+                .into_iter()
+                .map(|(id, profile)| (id, profile.map(|(record, key)| (Arc::new(record), key))))
+                .collect();
+            if let (Some(ticket), Some(_)) = (&report.ticket, &self.index) {
+                self.written_profiles.publish(
+                    ticket.seq(),
+                    profiles.iter().map(|(id, profile)| (id, profile.as_ref())),
+                );
+            }
+            cache.messages.committed(minute, &digests);
+            let mut released = cache.apply(staged);
+            released.extend(cache.put_profiles(profiles));
+            drop(cache);
+            // Freed outside the lock (`Released`).
+            drop(released);
+        } else {
+            let place = self.pipeline.issue()?;
+            let request = Arc::new(Unsealed {
+                place: place.number(),
+                staging: Arc::new(overlay.into_staging()),
+                nodes: std::mem::take(&mut staged.nodes),
+                evidence: std::mem::take(&mut staged.evidence),
+                profiles: std::mem::take(&mut staged.profiles)
+                    .into_iter()
+                    .map(|(id, profile)| (id, profile.map(|(record, key)| (Arc::new(record), key))))
+                    .collect(),
+            });
+            // The next request reads these before the commit: they are part of the writer's
+            // state from here (a failed commit stops the pipeline).
+            cache.messages.committed(minute, &digests);
+            let released = cache.apply_unsealed(request.clone());
+            drop(cache);
+            drop(released);
+            let graph = request.seal_graph(self)?;
+            let ticket = self.pipeline.commit_at(place, || {
+                let ticket = self.store().commit(request.staging.batch(graph))?;
+                if self.index.is_some() {
+                    self.written_profiles.publish(
+                        ticket.seq(),
+                        request
+                            .profiles
+                            .iter()
+                            .map(|(id, profile)| (id, profile.as_ref())),
+                    );
+                }
+                Ok(ticket)
+            })?;
+            report.ticket = Some(ticket);
+        }
         self.activity
             .record(&source.id, seen, report.accepted as u64);
         // Statistics for junk detection, after the request's own commit: a failure here

@@ -7,6 +7,7 @@
 //! - `consent_staging`: consent signals that arrive with events.
 //! - `apply`: a change's records, sealed into a batch; `graph_store`: the graph as stored, read
 //!   through `cache` (decoded committed records).
+//! - `pipeline`: ingestion's commits in lock order, graph records sealed after the lock.
 //! - `dedup`: the de-duplication window of retried messages (in memory, one record per request).
 
 pub(crate) mod apply;
@@ -17,6 +18,7 @@ pub(crate) mod fuzzy_link;
 pub(crate) mod graph_store;
 pub mod ingest;
 pub(crate) mod message;
+pub(crate) mod pipeline;
 pub(crate) mod prefetch;
 pub(crate) mod profile_update;
 pub(crate) mod recompute;
