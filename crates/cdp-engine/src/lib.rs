@@ -265,9 +265,16 @@ impl Engine {
         Ok(self.store.close()?)
     }
 
-    /// Whether the store takes writes, for `/healthz` and `/readyz`.
+    /// Whether the store takes writes, for `/healthz` and `/readyz`: a stopped ingestion
+    /// pipeline (`write/pipeline.rs`) refuses them until restart, as a failed store does.
     pub fn store_health(&self) -> StoreHealth {
-        self.store.health()
+        match self.store.health() {
+            StoreHealth::Ready => match self.pipeline.failure() {
+                Some(failure) => StoreHealth::Failed(failure),
+                None => StoreHealth::Ready,
+            },
+            other => other,
+        }
     }
 
     /// The newest durable (acknowledgeable) sequence number of the store's change feed.

@@ -13,8 +13,9 @@
 //!
 //! A failure between a place and its commit (the store refused the batch: it is failed or
 //! closed) leaves the writer's state ahead of the store, with later requests built on it: the
-//! pipeline stops, and every later write is refused until the process restarts (the store's
-//! own failures already mean that).
+//! pipeline stops, every later write is refused and the store's health says so (`Failed`), as
+//! for the store's own failures, until the store is reopened (`cdp serve` does it by itself
+//! once the data directory takes writes again, or at a restart) with a new engine.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -75,7 +76,7 @@ impl Pipeline {
 
     fn stopped(failure: &str) -> EngineError {
         EngineError::Store(StoreError::Unavailable(format!(
-            "ingestion stopped after a failed commit ({failure}); restart the server"
+            "ingestion stopped after a failed commit ({failure}) until the store is reopened"
         )))
     }
 
@@ -96,6 +97,14 @@ impl Pipeline {
     /// Every place up to this one is done.
     pub(crate) fn done(&self) -> u64 {
         self.lock().done
+    }
+
+    /// Why the pipeline stopped, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.lock()
+            .failure
+            .as_ref()
+            .map(|failure| format!("ingestion stopped after a failed commit ({failure})"))
     }
 
     /// Waits for the places before `place`, then runs `commit` (unless an earlier one
@@ -193,6 +202,7 @@ mod tests {
     #[test]
     fn commits_run_in_the_order_places_were_taken() {
         let pipeline = Pipeline::default();
+        assert_eq!(pipeline.failure(), None);
         let order = Mutex::new(Vec::new());
         let places: Vec<Place<'_>> = (0..4).map(|_| pipeline.issue().unwrap()).collect();
         std::thread::scope(|scope| {
@@ -228,7 +238,7 @@ mod tests {
             Ok(())
         });
         assert!(!ran.get(), "a commit after a failed one must not run");
-        assert!(refused.unwrap_err().to_string().contains("restart"));
+        assert!(refused.unwrap_err().to_string().contains("reopened"));
         assert!(pipeline.issue().is_err());
         assert!(pipeline.drain().is_err());
     }
@@ -245,5 +255,6 @@ mod tests {
         assert!(failed.is_err());
         let error = pipeline.issue().err().unwrap().to_string();
         assert!(error.contains("disk full"), "{error}");
+        assert!(pipeline.failure().unwrap().contains("disk full"));
     }
 }
