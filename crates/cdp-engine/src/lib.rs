@@ -266,7 +266,8 @@ impl Engine {
     }
 
     /// Whether the store takes writes, for `/healthz` and `/readyz`: a stopped ingestion
-    /// pipeline (`write/pipeline.rs`) refuses them until restart, as a failed store does.
+    /// pipeline (`write/pipeline.rs`) refuses them until the store is reopened, as a failed
+    /// store does (and `cdp serve`'s recovery reopens it the same way).
     pub fn store_health(&self) -> StoreHealth {
         match self.store.health() {
             StoreHealth::Ready => match self.pipeline.failure() {
