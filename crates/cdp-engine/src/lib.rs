@@ -98,10 +98,15 @@ pub(crate) struct WriteSection<'a> {
     /// ([`Engine::writer_busy`]).
     entered: std::time::Instant,
     busy_nanos: &'a std::sync::atomic::AtomicU64,
+    /// A writer other than ingestion: its place in the commit order, done on leaving.
+    direct: Option<(&'a write::pipeline::Pipeline, u64)>,
 }
 
 impl Drop for WriteSection<'_> {
     fn drop(&mut self) {
+        if let Some((pipeline, place)) = self.direct {
+            pipeline.end_direct(place);
+        }
         let nanos = u64::try_from(self.entered.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.busy_nanos
             .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
@@ -136,6 +141,8 @@ pub struct Engine {
     /// Nanoseconds the write lock was held since the engine opened: ingestion's serial part,
     /// which bounds its rate whatever the cores (`cdp bench ingest` reports its share).
     writer_busy_nanos: std::sync::atomic::AtomicU64,
+    /// What the writer's cache holds, readable without its lock (`write/presence.rs`).
+    cached: write::presence::CachePresence,
     /// The order of ingestion's commits when they are made after the write lock
     /// (`write/pipeline.rs`).
     pipeline: write::pipeline::Pipeline,
@@ -225,12 +232,20 @@ impl Engine {
         std::fs::create_dir_all(&exports_dir)
             .map_err(|source| EngineError::io("cannot create the export directory", source))?;
         let facts = campaign_facts::FactState::new(&vault)?;
+        let cached = write::presence::CachePresence::new(
+            write::cache::NODES,
+            write::cache::EVIDENCE,
+            write::cache::PROFILES,
+        );
         let engine = Self {
             store,
             vault,
             config: rules,
             policies,
-            write_lock: Mutex::new(write::cache::RecordCache::new(messages, synced_seq)),
+            write_lock: Mutex::new(write::cache::RecordCache::new(
+                messages, synced_seq, &cached,
+            )),
+            cached,
             writer_busy_nanos: std::sync::atomic::AtomicU64::new(0),
             pipeline: write::pipeline::Pipeline::default(),
             audit: audit::AuditState::default(),
@@ -384,6 +399,9 @@ impl Engine {
         // directly goes on.
         self.pipeline.drain()?;
         section.committed_through(u64::MAX);
+        let place = self.pipeline.begin_direct();
+        section.written.everything_at(place);
+        section.direct = Some((&self.pipeline, place));
         Ok(section)
     }
 
@@ -394,6 +412,8 @@ impl Engine {
         // commits a partial batch.
         let mut cache = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         cache.committed_through(self.pipeline.done());
+        cache.absent.nodes.clear();
+        cache.absent.evidence.clear();
         let turn = self.store().write_turn()?;
         if turn.generation() != cache.generation {
             self.sync_with_other_nodes(&mut cache, &turn)?;
@@ -403,6 +423,7 @@ impl Engine {
             _turn: turn,
             entered: std::time::Instant::now(),
             busy_nanos: &self.writer_busy_nanos,
+            direct: None,
         })
     }
 

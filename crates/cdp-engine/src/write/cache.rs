@@ -6,28 +6,29 @@
 //! key). It holds decrypted profiles in memory, as processing does anyway; it is bounded, and
 //! everything that removes a person must evict them (erasure, issue 7).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use cdp_core::ProfileId;
 use cdp_crypto::DataKey;
-use lru::LruCache;
 
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
 use crate::write::apply::Staged;
 use crate::write::dedup::MessageWindow;
 use crate::write::pipeline::Unsealed;
+use crate::write::prefetch::ReadAhead;
+use crate::write::presence::{CachePresence, Tracked};
 
-const NODES: usize = 200_000;
-const EVIDENCE: usize = 200_000;
+pub(crate) const NODES: usize = 200_000;
+pub(crate) const EVIDENCE: usize = 200_000;
 /// Decoded profiles. With `test-support` (the tests of the engine and the server) only two, so
 /// that the tests evict and load profiles all the time and check that what the cache lets go
 /// of and takes back stays equal to the store through merges, splits, erasure and edits.
 #[cfg(not(feature = "test-support"))]
-const PROFILES: usize = 50_000;
+pub(crate) const PROFILES: usize = 50_000;
 #[cfg(feature = "test-support")]
-const PROFILES: usize = 2;
+pub(crate) const PROFILES: usize = 2;
 
 fn capacity(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
@@ -36,11 +37,11 @@ fn capacity(n: usize) -> NonZeroUsize {
 /// Decoded records as committed, and the messages of the de-duplication window (the writer's
 /// state: it lives under the engine's write lock).
 pub(crate) struct RecordCache {
-    pub(crate) nodes: LruCache<NodeKey, NodeRecord>,
-    pub(crate) evidence: LruCache<EvidenceId, EvidenceRecord>,
+    pub(crate) nodes: Tracked<NodeKey, NodeRecord>,
+    pub(crate) evidence: Tracked<EvidenceId, EvidenceRecord>,
     /// Shared with the indexer's hand-off ([`crate::indexer::WrittenProfiles`]): the writer
     /// takes a profile back without a copy once the indexer has let go of it.
-    pub(crate) profiles: LruCache<ProfileId, (Arc<ProfileRecord>, DataKey)>,
+    pub(crate) profiles: Tracked<ProfileId, (Arc<ProfileRecord>, DataKey)>,
     pub(crate) messages: MessageWindow,
     /// The generation of the store's write turns this state is as of, and the last change
     /// it reflects (several nodes on one database: `sync_with_other_nodes`).
@@ -49,6 +50,78 @@ pub(crate) struct RecordCache {
     /// Requests resolved but not committed yet, oldest first (`pipeline`): what they wrote is
     /// read here when the cache above no longer holds it, and before the store.
     pub(crate) unsealed: VecDeque<Arc<Unsealed>>,
+    /// Which places wrote which graph records lately, to check what was read before the lock.
+    pub(crate) written: WrittenLately,
+    /// Identifier sets and nodes the current request read ahead as absent from the store.
+    pub(crate) absent: Absent,
+}
+
+/// Identifier sets and nodes a request's read-ahead found absent and nothing wrote since: its
+/// resolution need not ask the store again. Cleared whenever the write lock is taken.
+#[derive(Debug, Default)]
+pub(crate) struct Absent {
+    pub(crate) evidence: HashSet<EvidenceId>,
+    pub(crate) nodes: HashSet<NodeKey>,
+}
+
+/// Places of the commit order remembered by what they wrote: the reads of a request made
+/// before the lock, when every place up to `since` had committed, hold for a record unless a
+/// later place wrote it.
+#[derive(Debug, Default)]
+pub(crate) struct WrittenLately {
+    last_place: HashMap<GraphRecord, u64>,
+    places: VecDeque<(u64, Vec<GraphRecord>)>,
+    /// What the places up to this one wrote is forgotten (or a writer other than ingestion
+    /// held the lock at this place): reads made before it cannot be checked.
+    floor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GraphRecord {
+    Node(NodeKey),
+    Evidence(EvidenceId),
+    Profile(ProfileId),
+}
+
+/// Places remembered. A read-ahead waits for the lock while the requests before it resolve:
+/// a few places with 8 clients; one older than this is not taken.
+const PLACES_REMEMBERED: usize = 256;
+
+impl WrittenLately {
+    fn note(&mut self, place: u64, written: Vec<GraphRecord>) {
+        for record in &written {
+            self.last_place.insert(*record, place);
+        }
+        self.places.push_back((place, written));
+        while self.places.len() > PLACES_REMEMBERED {
+            let Some((place, written)) = self.places.pop_front() else {
+                break;
+            };
+            for record in written {
+                if self.last_place.get(&record) == Some(&place) {
+                    self.last_place.remove(&record);
+                }
+            }
+            self.floor = place;
+        }
+    }
+
+    /// A writer other than ingestion holds the lock at `place`: it may change any record.
+    pub(crate) fn everything_at(&mut self, place: u64) {
+        self.last_place.clear();
+        self.places.clear();
+        self.floor = place;
+    }
+
+    fn trusts(&self, since: u64) -> bool {
+        since >= self.floor
+    }
+
+    fn after(&self, record: GraphRecord, since: u64) -> bool {
+        self.last_place
+            .get(&record)
+            .is_some_and(|place| *place > since)
+    }
 }
 
 impl std::fmt::Debug for RecordCache {
@@ -64,15 +137,17 @@ impl std::fmt::Debug for RecordCache {
 
 impl RecordCache {
     /// The writer's state as of change `synced_seq` of the store.
-    pub(crate) fn new(messages: MessageWindow, synced_seq: u64) -> Self {
+    pub(crate) fn new(messages: MessageWindow, synced_seq: u64, presence: &CachePresence) -> Self {
         Self {
-            nodes: LruCache::new(capacity(NODES)),
-            evidence: LruCache::new(capacity(EVIDENCE)),
-            profiles: LruCache::new(capacity(PROFILES)),
+            nodes: Tracked::new(capacity(NODES), presence.nodes.clone()),
+            evidence: Tracked::new(capacity(EVIDENCE), presence.evidence.clone()),
+            profiles: Tracked::new(capacity(PROFILES), presence.profiles.clone()),
             messages,
             generation: 0,
             synced_seq,
             unsealed: VecDeque::new(),
+            written: WrittenLately::default(),
+            absent: Absent::default(),
         }
     }
 
@@ -137,6 +212,16 @@ impl RecordCache {
                     .iter()
                     .map(|(id, profile)| (*id, profile.clone())),
             ),
+        );
+        self.written.note(
+            request.place,
+            request
+                .nodes
+                .keys()
+                .map(|key| GraphRecord::Node(*key))
+                .chain(request.evidence.keys().map(|id| GraphRecord::Evidence(*id)))
+                .chain(request.profiles.keys().map(|id| GraphRecord::Profile(*id)))
+                .collect(),
         );
         self.unsealed.push_back(request);
         released
@@ -215,6 +300,59 @@ impl RecordCache {
     }
 }
 
+impl RecordCache {
+    /// Takes what was read ahead into the cache (under the write lock), except the records
+    /// written since the reads (by a later place, or by a writer other than ingestion) and
+    /// those the cache holds already (it is current). Identifier sets and nodes read as
+    /// absent are noted as such for this request (`absent`). Drop what it returns after the
+    /// lock.
+    pub(crate) fn take_read_ahead(&mut self, ahead: ReadAhead) -> Released {
+        let mut released = Released::default();
+        let written = &self.written;
+        if !written.trusts(ahead.since) {
+            return released;
+        }
+        for (id, record) in ahead.evidence {
+            if written.after(GraphRecord::Evidence(id), ahead.since) || self.evidence.contains(&id)
+            {
+                continue;
+            }
+            match record {
+                Some(record) => released
+                    .evidence
+                    .extend(self.evidence.push(id, record).map(|(_, old)| old)),
+                None => {
+                    self.absent.evidence.insert(id);
+                }
+            }
+        }
+        for (key, record) in ahead.nodes {
+            if written.after(GraphRecord::Node(key), ahead.since) || self.nodes.contains(&key) {
+                continue;
+            }
+            match record {
+                Some(record) => released
+                    .nodes
+                    .extend(self.nodes.push(key, record).map(|(_, old)| old)),
+                None => {
+                    self.absent.nodes.insert(key);
+                }
+            }
+        }
+        for (id, record, key) in ahead.profiles {
+            if written.after(GraphRecord::Profile(id), ahead.since) || self.profiles.contains(&id) {
+                continue;
+            }
+            released.profiles.extend(
+                self.profiles
+                    .push(id, (Arc::new(record), key))
+                    .map(|(_, old)| old),
+            );
+        }
+        released
+    }
+}
+
 /// Records the cache let go of (evicted, replaced or removed), to be dropped once the write
 /// lock is released: a decoded profile is hundreds of allocations to free, and freeing the
 /// evicted ones under the lock took 4-5 % of the writer's time at 200k people (perf,
@@ -232,5 +370,53 @@ impl Released {
         self.nodes.extend(other.nodes);
         self.evidence.extend(other.evidence);
         self.profiles.extend(other.profiles);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(n: u8) -> GraphRecord {
+        GraphRecord::Profile(ProfileId::from_bytes([n; 16]))
+    }
+
+    #[test]
+    fn a_read_ahead_holds_for_records_no_later_place_wrote() {
+        let mut written = WrittenLately::default();
+        written.note(
+            1,
+            vec![profile(1), GraphRecord::Evidence(EvidenceId([1; 16]))],
+        );
+        written.note(2, vec![profile(2)]);
+        written.note(3, vec![profile(1)]);
+        // Read when places up to 1 had committed: what 2 and 3 wrote is stale in it.
+        assert!(written.trusts(1));
+        assert!(written.after(profile(1), 1));
+        assert!(written.after(profile(2), 1));
+        assert!(!written.after(GraphRecord::Evidence(EvidenceId([1; 16])), 1));
+        assert!(!written.after(profile(9), 1));
+        // Read after place 3 committed: all of it current.
+        assert!(!written.after(profile(1), 3));
+        assert!(!written.after(profile(2), 3));
+    }
+
+    #[test]
+    fn reads_older_than_what_is_remembered_or_than_another_writer_are_not_taken() {
+        let mut written = WrittenLately::default();
+        for place in 1..=(PLACES_REMEMBERED as u64 + 10) {
+            written.note(place, vec![profile((place % 200) as u8)]);
+        }
+        assert!(
+            !written.trusts(5),
+            "place 6 is forgotten: a read before it cannot be checked"
+        );
+        assert!(written.trusts(10));
+        assert!(written.last_place.len() <= PLACES_REMEMBERED);
+        // An erasure or an edit held the lock at place 300: it may have changed anything.
+        written.everything_at(300);
+        assert!(!written.trusts(299));
+        assert!(written.trusts(300));
+        assert!(!written.after(profile(1), 300));
     }
 }

@@ -73,9 +73,16 @@ impl<'a> StoreGraph<'a> {
         {
             return Ok(Some(record.clone()));
         }
-        let record: Option<NodeRecord> =
+        let record: Option<NodeRecord> = if self
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.absent.nodes.contains(key))
+        {
+            None
+        } else {
             self.engine
-                .get_system_in(self.view, Keyspace::Identifiers, key.0.as_bytes())?;
+                .get_system_in(self.view, Keyspace::Identifiers, key.0.as_bytes())?
+        };
         self.nodes.insert(*key, record.clone());
         Ok(record)
     }
@@ -197,9 +204,16 @@ impl<'a> StoreGraph<'a> {
         {
             return Ok(Some(record.clone()));
         }
-        let record: Option<EvidenceRecord> =
+        let record: Option<EvidenceRecord> = if self
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.absent.evidence.contains(id))
+        {
+            None
+        } else {
             self.engine
-                .get_system_in(self.view, Keyspace::IdentityEdges, &id.0)?;
+                .get_system_in(self.view, Keyspace::IdentityEdges, &id.0)?
+        };
         self.evidence.insert(*id, record.clone());
         Ok(record)
     }

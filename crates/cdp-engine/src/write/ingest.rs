@@ -76,8 +76,11 @@ impl Engine {
         for (index, message) in messages.into_iter().enumerate() {
             prepared.push(self.prepare(source, message, batched.then_some(index))?);
         }
+        // What resolution will read, read and decoded beside the other requests' resolution.
+        let ahead = self.read_ahead(&prepared)?;
         let mut report = IngestReport::default();
         let mut cache = self.write_lock_for_ingest()?;
+        let read_ahead = ahead.map(|ahead| cache.take_read_ahead(ahead));
         self.prefetch(&mut cache, &prepared)?;
         // The whole request is one atomic batch: staged message by message, committed once.
         // Its reads see what the requests before it resolved and have not committed yet.
@@ -161,6 +164,7 @@ impl Engine {
             drop(cache);
             // Freed outside the lock (`Released`).
             drop(released);
+            drop(read_ahead);
         } else {
             let place = self.pipeline.issue()?;
             let request = Arc::new(Unsealed {
@@ -179,6 +183,7 @@ impl Engine {
             let released = cache.apply_unsealed(request.clone());
             drop(cache);
             drop(released);
+            drop(read_ahead);
             let graph = request.seal_graph(self)?;
             let ticket = self.pipeline.commit_at(place, || {
                 let ticket = self.store().commit(request.staging.batch(graph))?;

@@ -20,6 +20,7 @@ pub mod ingest;
 pub(crate) mod message;
 pub(crate) mod pipeline;
 pub(crate) mod prefetch;
+pub(crate) mod presence;
 pub(crate) mod profile_update;
 pub(crate) mod recompute;
 pub(crate) mod resolve;

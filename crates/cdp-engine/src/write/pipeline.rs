@@ -94,6 +94,19 @@ impl Pipeline {
         })
     }
 
+    /// A place for a writer other than ingestion, taken under the write lock after
+    /// [`Pipeline::drain`] and done when its section ends ([`Pipeline::end_direct`]): reads
+    /// made before the lock while it wrote are then known to be stale (`read_ahead`).
+    pub(crate) fn begin_direct(&self) -> u64 {
+        let mut state = self.lock();
+        state.issued += 1;
+        state.issued
+    }
+
+    pub(crate) fn end_direct(&self, place: u64) {
+        self.finish(place, None);
+    }
+
     /// Every place up to this one is done.
     pub(crate) fn done(&self) -> u64 {
         self.lock().done
