@@ -18,7 +18,9 @@ use crate::records::{
 use crate::write::apply::{Changes, Staged};
 use crate::write::cache::RecordCache;
 use crate::write::graph_store::StoreGraph;
-use crate::write::message::{Arrival, EventToResolve, Incoming, PreparedMessage, evidence_id_of};
+use crate::write::message::{
+    Arrival, EventToResolve, Incoming, PreparedMessage, evidence_id_of, graph_nodes,
+};
 use crate::write::pipeline::Unsealed;
 use crate::{Engine, EngineError};
 
@@ -313,13 +315,7 @@ impl Engine {
         if identifiers.is_empty() {
             return Ok(Outcome::Unattributed);
         }
-        let nodes: Vec<GraphNode> = identifiers
-            .iter()
-            .map(|(key, identifier)| GraphNode {
-                kind: identifier.kind.clone(),
-                key: *key,
-            })
-            .collect();
+        let nodes = graph_nodes(&identifiers);
         let evidence_id = evidence_id_of(&nodes);
         let order = order_of(&message, &digest);
         let message_id = message.message_id.clone();

@@ -194,6 +194,17 @@ impl Engine {
 }
 
 /// The evidence id of a set of identifiers: a digest of their sorted (type, blind index).
+/// A message's identifiers as the graph's nodes (the order of their keys).
+pub(crate) fn graph_nodes(identifiers: &MessageIdentifiers) -> Vec<GraphNode> {
+    identifiers
+        .iter()
+        .map(|(key, identifier)| GraphNode {
+            kind: identifier.kind.clone(),
+            key: *key,
+        })
+        .collect()
+}
+
 pub(crate) fn evidence_id_of(nodes: &[GraphNode]) -> EvidenceId {
     let mut sorted: Vec<(&str, &[u8; 32])> = nodes
         .iter()

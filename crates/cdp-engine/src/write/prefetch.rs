@@ -22,9 +22,9 @@ use cdp_store::Keyspace;
 
 use cdp_crypto::DataKey;
 
-use crate::records::{EvidenceId, EvidenceRecord, GraphNode, NodeKey, NodeRecord, ProfileRecord};
+use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
 use crate::write::cache::RecordCache;
-use crate::write::message::{PreparedMessage, evidence_id_of};
+use crate::write::message::{PreparedMessage, evidence_id_of, graph_nodes};
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -66,17 +66,7 @@ impl Engine {
         let evidence: Vec<EvidenceId> = prepared
             .iter()
             .filter(|message| !message.identifiers.is_empty())
-            .map(|message| {
-                let nodes: Vec<GraphNode> = message
-                    .identifiers
-                    .iter()
-                    .map(|(key, identifier)| GraphNode {
-                        kind: identifier.kind.clone(),
-                        key: *key,
-                    })
-                    .collect();
-                evidence_id_of(&nodes)
-            })
+            .map(|message| evidence_id_of(&graph_nodes(&message.identifiers)))
             .filter(|id| !cache.evidence.contains(id))
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -151,14 +141,7 @@ impl Engine {
         let mut nodes_seen = BTreeSet::new();
         let mut profiles = BTreeSet::new();
         for message in prepared.iter().filter(|m| !m.identifiers.is_empty()) {
-            let nodes: Vec<GraphNode> = message
-                .identifiers
-                .iter()
-                .map(|(key, identifier)| GraphNode {
-                    kind: identifier.kind.clone(),
-                    key: *key,
-                })
-                .collect();
+            let nodes = graph_nodes(&message.identifiers);
             let id = evidence_id_of(&nodes);
             // What the writer's cache may hold is left to it (decoding it here would be waste).
             if !evidence_seen.insert(id) || self.cached.evidence.maybe(&id) {
