@@ -17,7 +17,6 @@ use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRec
 use crate::write::apply::Staged;
 use crate::write::dedup::MessageWindow;
 use crate::write::pipeline::Unsealed;
-use crate::write::prefetch::ReadAhead;
 use crate::write::presence::{CachePresence, Tracked};
 
 pub(crate) const NODES: usize = 200_000;
@@ -54,6 +53,16 @@ pub(crate) struct RecordCache {
     pub(crate) written: WrittenLately,
     /// Identifier sets and nodes the current request read ahead as absent from the store.
     pub(crate) absent: Absent,
+}
+
+/// Records read before the write lock (`Engine::read_ahead`), as the store held them once
+/// every place up to `since` had committed.
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead {
+    pub(crate) since: u64,
+    pub(crate) evidence: Vec<(EvidenceId, Option<EvidenceRecord>)>,
+    pub(crate) nodes: Vec<(NodeKey, Option<NodeRecord>)>,
+    pub(crate) profiles: Vec<(ProfileId, ProfileRecord, DataKey)>,
 }
 
 /// Identifier sets and nodes a request's read-ahead found absent and nothing wrote since: its

@@ -20,10 +20,8 @@ use std::sync::Arc;
 use cdp_core::ProfileId;
 use cdp_store::Keyspace;
 
-use cdp_crypto::DataKey;
-
 use crate::records::{EvidenceId, EvidenceRecord, NodeKey, NodeRecord, ProfileRecord};
-use crate::write::cache::RecordCache;
+use crate::write::cache::{ReadAhead, RecordCache};
 use crate::write::message::{PreparedMessage, evidence_id_of, graph_nodes};
 use crate::{Engine, EngineError};
 
@@ -107,16 +105,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// Records read before the write lock ([`Engine::read_ahead`]), as the store held them once
-/// every place up to `since` had committed.
-#[derive(Debug, Default)]
-pub(crate) struct ReadAhead {
-    pub(crate) since: u64,
-    pub(crate) evidence: Vec<(EvidenceId, Option<EvidenceRecord>)>,
-    pub(crate) nodes: Vec<(NodeKey, Option<NodeRecord>)>,
-    pub(crate) profiles: Vec<(ProfileId, ProfileRecord, DataKey)>,
 }
 
 impl Engine {
